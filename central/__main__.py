@@ -1,0 +1,3 @@
+from central.cli import main
+
+main()

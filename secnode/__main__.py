@@ -1,0 +1,3 @@
+from secnode.cli import main
+
+main()

@@ -1,0 +1,210 @@
+"""X-Road style identifiers in their string form ``INSTANCE/CLASS/CODE[/...]``.
+
+Pure core shared by ``certs``, ``central`` and ``secnode``: every identifier that
+crosses a boundary (CSR subjects, HTTP headers, the global configuration, the
+message log) is parsed here, strictly, so a malformed one is refused at the edge
+instead of being compared wrongly later.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+MAX_PART_LENGTH = 255
+# X-Road's strict identifier character set (pr-mess §2.7): A-Z a-z 0-9 ' ( ) + , - . = ?
+# plus '_' which real deployments use in subsystem codes.
+_ALLOWED = re.compile(r"^[A-Za-z0-9'()+,\-.=?_]+$")
+_FORBIDDEN_HINT = set("/;:\\%")
+
+
+class IdentifierError(ValueError):
+    """An identifier string that does not have the required form."""
+
+
+def validate_part(part: str, name: str) -> str:
+    """Return ``part`` if it is a legal identifier component, else raise with the reason."""
+    if part == "":
+        raise IdentifierError(f"{name} is empty")
+    if len(part) > MAX_PART_LENGTH:
+        raise IdentifierError(f"{name} is longer than {MAX_PART_LENGTH} characters")
+    if not _ALLOWED.match(part):
+        bad = sorted({c for c in part if not _ALLOWED.match(c)})
+        shown = " ".join(repr(c) for c in bad)
+        reason = "forbidden" if set(bad) & _FORBIDDEN_HINT else "not allowed"
+        raise IdentifierError(f"{name} {part!r} contains {reason} character(s) {shown}")
+    return part
+
+
+def _split(text: str, kind: str, names: tuple[str, ...], optional: int = 0) -> list[str]:
+    if not isinstance(text, str):
+        raise IdentifierError(f"{kind} identifier must be a string")
+    if text == "":
+        raise IdentifierError(f"{kind} identifier is empty")
+    parts = text.split("/")
+    low, high = len(names) - optional, len(names)
+    if not low <= len(parts) <= high:
+        expected = "/".join(names[:low]) + "".join(f"[/{n}]" for n in names[low:])
+        raise IdentifierError(
+            f"{kind} identifier {text!r} has {len(parts)} part(s); expected {expected}"
+        )
+    for part, name in zip(parts, names, strict=False):
+        validate_part(part, f"{kind} {name}")
+    return parts
+
+
+@dataclass(frozen=True, order=True)
+class MemberId:
+    """A member (organisation): ``INSTANCE/CLASS/CODE``."""
+
+    instance: str
+    member_class: str
+    code: str
+
+    NAMES: ClassVar[tuple[str, ...]] = ("INSTANCE", "CLASS", "CODE")
+
+    def __post_init__(self) -> None:
+        for value, name in zip(self.parts(), self.NAMES, strict=True):
+            validate_part(value, f"member {name}")
+
+    @classmethod
+    def parse(cls, text: str) -> MemberId:
+        return cls(*_split(text, "member", cls.NAMES))
+
+    def parts(self) -> tuple[str, ...]:
+        return (self.instance, self.member_class, self.code)
+
+    def __str__(self) -> str:
+        return "/".join(self.parts())
+
+    @property
+    def member(self) -> MemberId:
+        return self
+
+
+@dataclass(frozen=True, order=True)
+class SubsystemId:
+    """A member's subsystem (an information system): ``INSTANCE/CLASS/CODE/SUBSYSTEM``."""
+
+    instance: str
+    member_class: str
+    code: str
+    subsystem: str
+
+    NAMES: ClassVar[tuple[str, ...]] = ("INSTANCE", "CLASS", "CODE", "SUBSYSTEM")
+
+    def __post_init__(self) -> None:
+        for value, name in zip(self.parts(), self.NAMES, strict=True):
+            validate_part(value, f"subsystem {name}")
+
+    @classmethod
+    def parse(cls, text: str) -> SubsystemId:
+        return cls(*_split(text, "subsystem", cls.NAMES))
+
+    @classmethod
+    def of(cls, member: MemberId, subsystem: str) -> SubsystemId:
+        return cls(member.instance, member.member_class, member.code, subsystem)
+
+    def parts(self) -> tuple[str, ...]:
+        return (self.instance, self.member_class, self.code, self.subsystem)
+
+    @property
+    def member(self) -> MemberId:
+        return MemberId(self.instance, self.member_class, self.code)
+
+    def __str__(self) -> str:
+        return "/".join(self.parts())
+
+
+@dataclass(frozen=True, order=True)
+class ServiceId:
+    """A service of a subsystem: ``INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE[/VERSION]``."""
+
+    instance: str
+    member_class: str
+    code: str
+    subsystem: str
+    service: str
+    version: str | None = None
+
+    NAMES: ClassVar[tuple[str, ...]] = (
+        "INSTANCE", "CLASS", "CODE", "SUBSYSTEM", "SERVICE", "VERSION",
+    )
+
+    def __post_init__(self) -> None:
+        for value, name in zip(self.parts(), self.NAMES, strict=False):
+            validate_part(value, f"service {name}")
+
+    @classmethod
+    def parse(cls, text: str) -> ServiceId:
+        return cls(*_split(text, "service", cls.NAMES, optional=1))
+
+    @classmethod
+    def of(cls, subsystem: SubsystemId, service: str, version: str | None = None) -> ServiceId:
+        return cls(*subsystem.parts(), service, version)
+
+    def parts(self) -> tuple[str, ...]:
+        base = (self.instance, self.member_class, self.code, self.subsystem, self.service)
+        return base if self.version is None else (*base, self.version)
+
+    @property
+    def member(self) -> MemberId:
+        return MemberId(self.instance, self.member_class, self.code)
+
+    @property
+    def subsystem_id(self) -> SubsystemId:
+        return SubsystemId(self.instance, self.member_class, self.code, self.subsystem)
+
+    def __str__(self) -> str:
+        return "/".join(self.parts())
+
+
+@dataclass(frozen=True, order=True)
+class NodeId:
+    """A security node owned by a member: ``INSTANCE/CLASS/CODE/SERVERCODE``."""
+
+    instance: str
+    member_class: str
+    code: str
+    server_code: str
+
+    NAMES: ClassVar[tuple[str, ...]] = ("INSTANCE", "CLASS", "CODE", "SERVERCODE")
+
+    def __post_init__(self) -> None:
+        for value, name in zip(self.parts(), self.NAMES, strict=True):
+            validate_part(value, f"node {name}")
+
+    @classmethod
+    def parse(cls, text: str) -> NodeId:
+        return cls(*_split(text, "node", cls.NAMES))
+
+    @classmethod
+    def of(cls, member: MemberId, server_code: str) -> NodeId:
+        return cls(member.instance, member.member_class, member.code, server_code)
+
+    def parts(self) -> tuple[str, ...]:
+        return (self.instance, self.member_class, self.code, self.server_code)
+
+    @property
+    def member(self) -> MemberId:
+        return MemberId(self.instance, self.member_class, self.code)
+
+    def __str__(self) -> str:
+        return "/".join(self.parts())
+
+
+ClientId = MemberId | SubsystemId
+
+
+def parse_client(text: str) -> ClientId:
+    """Parse a client identifier, which X-Road allows to be a member or a subsystem."""
+    count = len(text.split("/")) if isinstance(text, str) else 0
+    if count == 3:
+        return MemberId.parse(text)
+    if count == 4:
+        return SubsystemId.parse(text)
+    raise IdentifierError(
+        f"client identifier {text!r} has {count} part(s); expected "
+        "INSTANCE/CLASS/CODE or INSTANCE/CLASS/CODE/SUBSYSTEM"
+    )
