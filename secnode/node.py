@@ -1,0 +1,142 @@
+"""The node directory's lifecycle: init, keys and CSRs, database access."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from certs import keys
+from certs.ca import load_certificate
+from secnode.config import CONFIG_FILE, ConfigError, NodeDir, render_config
+from secnode.core.identifiers import MemberId, NodeId
+from secnode.store import db, models
+
+USAGES = ("auth", "sign")
+
+
+@dataclass
+class Node:
+    """An opened node directory with its database."""
+
+    dir: NodeDir
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, migrate: bool = True) -> Node:
+        nd = NodeDir.open(path)
+        engine = db.make_engine(nd.db_url)
+        if migrate:
+            db.migrate(engine)
+        return cls(nd, engine, db.session_factory(engine))
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    @property
+    def member_id(self) -> MemberId:
+        return self.dir.config.member_id
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.dir.config.node_id
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as s, s.begin():
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ----- state -----------------------------------------------------------------------
+    def get_state(self, key: str) -> str | None:
+        with self.sessions() as s:
+            row = s.get(models.NodeState, key)
+            return row.value if row else None
+
+    def set_state(self, key: str, value: str) -> None:
+        with self.session() as s:
+            row = s.get(models.NodeState, key)
+            if row is None:
+                s.add(models.NodeState(key=key, value=value))
+            else:
+                row.value = value
+                row.updated_at = models.utcnow()
+
+    # ----- keys ------------------------------------------------------------------------
+    def new_key(self, usage: str, passphrase: bytes, key_type: str = "ec",
+                organization: str | None = None, subject: str | None = None) -> Path:
+        """Create the node's ``usage`` key and write its CSR; returns the CSR path."""
+        if usage not in USAGES:
+            raise ConfigError(f"unknown key usage {usage!r}; use auth or sign")
+        key_path, csr_path = self.dir.key_path(usage), self.dir.csr_path(usage)
+        if key_path.exists():
+            raise ConfigError(
+                f"{key_path} exists; a node keeps its {usage} key (move it away to replace it)"
+            )
+        name = keys.parse_subject(subject or default_subject(usage, self.node_id, organization))
+        key = keys.generate_key(key_type)
+        csr = keys.build_csr(key, name)
+        keys.write_key(key_path, key, passphrase)
+        csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+        return csr_path
+
+    def public_key_for(self, usage: str) -> bytes | None:
+        """The SubjectPublicKeyInfo of the node's ``usage`` key, read from its CSR (no secret)."""
+        csr_path = self.dir.csr_path(usage)
+        if not csr_path.exists():
+            return None
+        csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+        return csr.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def active_certificate(self, usage: str) -> models.NodeCertificate | None:
+        with self.sessions() as s:
+            return s.scalars(
+                select(models.NodeCertificate)
+                .where(models.NodeCertificate.usage == usage, models.NodeCertificate.active)
+                .order_by(models.NodeCertificate.imported_at.desc())
+            ).first()
+
+    def signer(self, usage: str, passphrase: bytes) -> keys.SoftwareSigner:
+        return keys.SoftwareSigner.from_file(self.dir.key_path(usage), passphrase)
+
+
+def default_subject(usage: str, node_id: NodeId, organization: str | None) -> str:
+    """Sign certificates name the member in serialNumber; auth certificates name the node."""
+    org = f", O={organization.replace(',', chr(92) + ',')}" if organization else ""
+    if usage == "sign":
+        return f"serialNumber={node_id.member}, CN={node_id.member}{org}, C={node_id.instance[:2]}"
+    return f"CN={node_id}{org}, C={node_id.instance[:2]}"
+
+
+def init_node(directory: str | Path, member: str, server_code: str, central_url: str,
+              anchor: str | Path, db_url: str = "", client_port: int = 8080,
+              server_port: int = 5500, admin_port: int = 5588, address: str = "") -> Node:
+    """Create a node directory: configuration, anchor copy, migrated database."""
+    target = Path(directory)
+    if (target / CONFIG_FILE).exists():
+        raise ConfigError(f"{target} already holds a node ({CONFIG_FILE}); refusing to overwrite")
+    member_id = MemberId.parse(member)
+    NodeId.of(member_id, server_code)
+    anchor_cert = load_certificate(anchor)  # validates the anchor file before anything is written
+    del anchor_cert
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "keys").mkdir(exist_ok=True)
+    shutil.copyfile(anchor, target / "anchor.pem")
+    (target / CONFIG_FILE).write_text(
+        render_config(str(member_id), server_code, central_url, db_url, client_port,
+                      server_port, admin_port, address)
+    )
+    return Node.open(target)

@@ -1,0 +1,1 @@
+"""The node's database: SQLAlchemy models, engine setup and Alembic migrations."""
