@@ -277,7 +277,8 @@ class TimeStampAuthority:
             request = asn1_tsp.TimeStampReq.load(der, strict=True)
             request.native  # noqa: B018 - forces a full parse so garbage fails here
         except Exception as exc:  # asn1crypto raises many types on garbage
-            raise _Rejection("bad_data_format", f"not a DER TimeStampReq: {exc}") from exc
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _Rejection("bad_data_format", f"not a DER TimeStampReq: {reason}") from exc
         if request["version"].native != "v1":
             raise _Rejection("bad_request", f"unsupported request version {request['version']}")
         imprint = request["message_imprint"]
@@ -299,7 +300,7 @@ class TimeStampAuthority:
                 "unaccepted_policy", f"policy {req_policy} not offered; this TSA uses {self.policy}"
             )
         if request["extensions"].native:
-            raise _Rejection("unaccepted_extension", "request extensions are not supported")
+            raise _Rejection("unaccepted_extensions", "request extensions are not supported")
         return request
 
     # -- token --
@@ -392,7 +393,7 @@ def _signature_algorithm(public_key: object) -> asn1_algos.SignedDigestAlgorithm
 
 
 def rejection(fail_info: str, text: str) -> bytes:
-    """DER TimeStampResp with status ``rejection`` and one failInfo bit."""
+    """DER TimeStampResp with status ``rejection`` and one failInfo bit (asn1crypto name)."""
     return TimeStampResp({
         "status": {"status": "rejection", "status_string": [text], "fail_info": {fail_info}},
     }).dump()
