@@ -159,7 +159,6 @@ def _authorise_responder(
     resp: ocsp.OCSPResponse,
     issuer: x509.Certificate,
     trusted: Sequence[x509.Certificate],
-    now: dt.datetime,
 ) -> x509.Certificate:
     """Find the signer and check RFC 6960 §4.2.2.2: issuer itself, local trust, or delegate."""
     candidates = [issuer, *trusted, *resp.certificates]
@@ -191,13 +190,19 @@ def _authorise_responder(
     if not _has_ocsp_signing(signer):
         # RFC 6960 §4.2.2.2: a delegated responder MUST carry id-kp-OCSPSigning.
         raise UnauthorisedResponderError(f"{prefix}: it lacks the OCSPSigning extended key usage")
+    return signer
+
+
+def _check_delegate_validity(signer: x509.Certificate, now: dt.datetime) -> None:
+    # The delegate carries id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1), so its
+    # validity period is the only limit on it.
     if not signer.not_valid_before_utc <= now <= signer.not_valid_after_utc:
         raise UnauthorisedResponderError(
-            f"{prefix}: its certificate is not valid at {now.isoformat()} (valid "
+            f"response signed by an unauthorised responder {_describe(signer)}: its "
+            f"certificate is not valid at {now.isoformat()} (valid "
             f"{signer.not_valid_before_utc.isoformat()} .. "
             f"{signer.not_valid_after_utc.isoformat()})"
         )
-    return signer
 
 
 def _verify_signature(resp: ocsp.OCSPResponse, signer: x509.Certificate) -> None:
@@ -279,7 +284,8 @@ def validate_response(
     the issuer with id-kp-OCSPSigning; the signature; the CertID (serial, issuer
     name hash, issuer key hash); the nonce if one was sent; freshness at ``now``
     (thisUpdate not in the future beyond :data:`CLOCK_SKEW`, not older than
-    ``max_age`` seconds, nextUpdate not passed). Raises :class:`OCSPError`
+    ``max_age`` seconds, nextUpdate not passed); a delegate's certificate is
+    valid at ``now``. Raises :class:`OCSPError`
     (a subclass naming the failed check) when any of them fails.
     """
     when = now or dt.datetime.now(dt.UTC)
@@ -292,7 +298,7 @@ def validate_response(
             f"responder answered {resp.response_status.name} instead of a signed response"
         )
     try:
-        signer = _authorise_responder(resp, issuer, trusted_responders, when)
+        signer = _authorise_responder(resp, issuer, trusted_responders)
         _verify_signature(resp, signer)
         single = _single_for(resp, cert, issuer)
     except (ValueError, UnsupportedAlgorithm) as exc:  # undecodable parts of a parsed response
@@ -307,6 +313,8 @@ def validate_response(
             )
     this_update, next_update = single.this_update_utc, single.next_update_utc
     _check_freshness(this_update, next_update, when, max_age)
+    if not (_same_cert(signer, issuer) or any(_same_cert(signer, t) for t in trusted_responders)):
+        _check_delegate_validity(signer, when)
     status = single.certificate_status
     reason = single.revocation_reason if status == ocsp.OCSPCertStatus.REVOKED else None
     return OCSPStatus(
