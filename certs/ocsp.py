@@ -399,9 +399,12 @@ class OCSPResponder:
             algorithm = req.hash_algorithm
             nonce = _nonce_of(req.extensions)
         except (ValueError, UnsupportedAlgorithm):
-            # Also covers requests listing several certificates, which cryptography
-            # refuses to parse; our clients and openssl send one per request.
             return Answer(self.error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), "malformedRequest")
+        except NotImplementedError:
+            # cryptography parses one certificate per request only; our client sends
+            # one, openssl sends several only when given several -cert options.
+            return Answer(self.error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST),
+                          "malformedRequest (more than one certificate)")
         if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_LEN:
             return Answer(
                 self.error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), "malformedRequest", serial

@@ -452,6 +452,20 @@ def test_malformed_post_gets_malformed_request_and_server_stays_up(
     assert validate_response(raw, leaf.cert, pki.ours.ca.cert, nonce=sent).status == "good"
 
 
+def test_request_for_several_certificates_is_refused_not_crashed(pki: PKI, tmp_path: Path) -> None:
+    first, second = pki.issue(), pki.issue()
+    args = ["-issuer", pki.ours.cert_path, "-cert", first.cert_path, "-cert", second.cert_path,
+            "-CAfile", pki.ours.cert_path, "-no_nonce"]
+    post = subprocess.run(["openssl", "ocsp", *map(str, args), "-url", pki.url],
+                          capture_output=True, text=True, timeout=30)
+    assert "Responder Error: malformedrequest" in post.stdout + post.stderr
+    openssl_ocsp(*args, "-reqout", tmp_path / "req.der")
+    path = quote(base64.b64encode((tmp_path / "req.der").read_bytes()).decode(), safe="")
+    with urllib.request.urlopen(f"{pki.url}/{path}", timeout=10) as reply:
+        resp = ocsp.load_der_ocsp_response(reply.read())
+    assert resp.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
 def test_malformed_get_and_oversized_nonce(pki: PKI) -> None:
     with urllib.request.urlopen(f"{pki.url}/ocsp/bm90LW9jc3A=", timeout=10) as reply:
         resp = ocsp.load_der_ocsp_response(reply.read())
