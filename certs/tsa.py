@@ -75,7 +75,7 @@ class TSAError(Exception):
     """A TSA operation failed or a token did not verify; the message says why."""
 
 
-class TimeStampResp(asn1_tsp.TimeStampResp):
+class TimeStampResp(asn1_tsp.TimeStampResp):  # type: ignore[misc]
     """``TimeStampResp`` with the token OPTIONAL, as RFC 3161 has it.
 
     asn1crypto 1.5 marks ``timeStampToken`` mandatory, which makes a rejection
@@ -329,7 +329,8 @@ class TimeStampAuthority:
         tst_der = asn1_tsp.TSTInfo(tst_fields).dump()
         token = self._sign(tst_der, gen_time, include_cert=bool(request["cert_req"].native))
         log.info("issued time-stamp token serial %d at %s", serial, gen_time.isoformat())
-        return TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token}).dump()
+        resp = TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
+        return bytes(resp.dump())
 
     def _sign(
         self, tst_der: bytes, gen_time: dt.datetime, include_cert: bool
@@ -394,9 +395,9 @@ def _signature_algorithm(public_key: object) -> asn1_algos.SignedDigestAlgorithm
 
 def rejection(fail_info: str, text: str) -> bytes:
     """DER TimeStampResp with status ``rejection`` and one failInfo bit (asn1crypto name)."""
-    return TimeStampResp({
+    return bytes(TimeStampResp({
         "status": {"status": "rejection", "status_string": [text], "fail_info": {fail_info}},
-    }).dump()
+    }).dump())
 
 
 def require_tsa_eku(cert: x509.Certificate) -> None:
