@@ -558,3 +558,22 @@ def test_cli_stamp_and_verify(live: LiveTSA, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "imprint does not match" in bad.stderr
     shown = run_cli("certs", "tsa", "show", str(live.dir), "--json")
     assert '"tokens_issued"' in shown.stdout
+
+
+@needs_openssl
+def test_rsa_tsa_token_verifies_with_openssl_and_client(
+    live: LiveTSA, tmp_path: Path
+) -> None:
+    init_tsa(tmp_path / "rsa-tsa", live.ca.dir, "RSA TSA", PASSPHRASE, key_type="rsa")
+    tsa = TimeStampAuthority.from_dir(tmp_path / "rsa-tsa", PASSPHRASE)
+    data = tmp_path / "data"
+    data.write_bytes(b"rsa please")
+    tsq, tsr = tmp_path / "q.tsq", tmp_path / "r.tsr"
+    subprocess.run(["openssl", "ts", "-query", "-data", str(data), "-sha256", "-cert",
+                    "-out", str(tsq)], check=True, capture_output=True)
+    tsr.write_bytes(tsa.respond(tsq.read_bytes()))
+    verify = subprocess.run(["openssl", "ts", "-verify", "-in", str(tsr), "-queryfile", str(tsq),
+                             "-CAfile", str(live.ca.cert_path)], capture_output=True, text=True)
+    assert "Verification: OK" in verify.stdout, verify.stderr
+    info = verify_token(tsr.read_bytes(), sha256(b"rsa please"), "sha256", [live.ca_cert])
+    assert info.tsa_cert == tsa.cert
