@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
+from central import cli_conf, cli_registry
+
 
 @click.group()
+@click.version_option(package_name="secnode")
 def main() -> None:
-    """Central registry: members, nodes, trust services, signed global configuration."""
+    """Central registry: members, nodes, trust services, signed global configuration.
+
+    Every command except 'init' and 'conf verify' works on the registry directory
+    given by --dir, else $CENTRAL_DIR, else the current directory.
+    """
+
+
+for _command in [*cli_conf.COMMANDS, *cli_registry.COMMANDS]:
+    main.add_command(_command)
