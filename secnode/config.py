@@ -31,7 +31,7 @@ class NodeSection:
 @dataclass
 class CentralSection:
     url: str = ""
-    anchor: str = "anchor.pem"
+    anchor: str = "globalconf/anchor.pem"
     refresh_interval: int = 60
 
 
@@ -188,7 +188,7 @@ server_code = "{server_code}"  # this node's code; node id = member/server_code
 
 [central]
 url = "{central_url}"          # central registry base URL (serves /globalconf)
-anchor = "anchor.pem"           # configuration anchor handed over out of band
+anchor = "globalconf/anchor.pem" # configuration anchor (handed over out of band)
 refresh_interval = 60           # seconds between global configuration fetches
 
 [database]

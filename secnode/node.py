@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from certs import keys
 from certs.ca import load_certificate
 from secnode.config import CONFIG_FILE, ConfigError, NodeDir, render_config
 from secnode.core.identifiers import MemberId, NodeId
+from secnode.globalconf import ConfStore
 from secnode.store import db, models
 
 USAGES = ("auth", "sign")
@@ -130,11 +130,12 @@ def init_node(directory: str | Path, member: str, server_code: str, central_url:
         raise ConfigError(f"{target} already holds a node ({CONFIG_FILE}); refusing to overwrite")
     member_id = MemberId.parse(member)
     NodeId.of(member_id, server_code)
-    anchor_cert = load_certificate(anchor)  # validates the anchor file before anything is written
-    del anchor_cert
+    anchor_pem = Path(anchor).read_bytes()
+    load_certificate(anchor)  # validates the anchor file before anything is written
     target.mkdir(parents=True, exist_ok=True)
     (target / "keys").mkdir(exist_ok=True)
-    shutil.copyfile(anchor, target / "anchor.pem")
+    (target / "certs").mkdir(exist_ok=True)
+    ConfStore(target / "globalconf").install_anchor(anchor_pem)
     (target / CONFIG_FILE).write_text(
         render_config(str(member_id), server_code, central_url, db_url, client_port,
                       server_port, admin_port, address)

@@ -206,8 +206,12 @@ class SignatureVerifier:
             codec = self._codecs[der] = SignerCodec(cert)
         return codec
 
-    def verify(self, cms_der: bytes, content: bytes) -> x509.Certificate:
-        """Verify and return the signer certificate; the caller checks trust and identity."""
+    def verify_signer(self, cms_der: bytes, content: bytes) -> SignerCodec:
+        """Verify; the returned codec names the signer (certificate, DER, hash)."""
         codec = self._codec_for(cms_der)
         codec.verify(cms_der, content)
-        return codec.cert
+        return codec
+
+    def verify(self, cms_der: bytes, content: bytes) -> x509.Certificate:
+        """Verify and return the signer certificate; the caller checks trust and identity."""
+        return self.verify_signer(cms_der, content).cert

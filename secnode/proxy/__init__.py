@@ -1,0 +1,1 @@
+"""The node's message path: client interface, node-to-node transport, provider side."""

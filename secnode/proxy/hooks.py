@@ -1,0 +1,75 @@
+"""Extension points on the message path: a decision before forwarding, an event after each step.
+
+The policy engine plugs in as a :class:`DecisionPoint`; the message log as an
+:class:`EventSink`. Both are awaited on the message path, so a sink that must be
+durable (the log) can make the answer wait for its commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from secnode.core.message import MessageHeaders
+
+
+@dataclass
+class ExchangeEvent:
+    """One step of an exchange as the node saw it (request, response or refusal)."""
+
+    direction: str  # request_in | request_out | response_in | response_out | refusal
+    headers: MessageHeaders
+    body_sha256: bytes
+    signed_digest: bytes = b""
+    signature: bytes = b""
+    signer_cert_sha256: str = ""
+    ocsp_sha256: str = ""
+    decision: str = "allow"  # allow | deny
+    reason: str = ""
+    status: int | None = None
+    body: bytes | None = None
+    log_body: bool = True
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EventSink(Protocol):
+    async def record(self, event: ExchangeEvent) -> None:
+        """Persist ``event``; raising refuses the message (a message is not answered unlogged)."""
+
+
+@dataclass
+class Verdict:
+    allow: bool
+    reason: str = ""
+    message: str = ""
+    permitted_fields: list[str] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class DecisionPoint(Protocol):
+    async def decide(self, headers: MessageHeaders, side: str) -> Verdict:
+        """``side`` is 'client' (early refusal) or 'provider' (authoritative decision)."""
+
+    async def after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
+                             content_type: str) -> bytes:
+        """Filter the response body to the permitted fields; record provisions."""
+
+
+class NullSink:
+    """Used until the message log is configured: records nothing."""
+
+    async def record(self, event: ExchangeEvent) -> None:
+        return None
+
+
+class AllowAll:
+    """No policy beyond access rights (services that carry no personal data)."""
+
+    async def decide(self, headers: MessageHeaders, side: str) -> Verdict:
+        return Verdict(True, "NOT_PERSONAL_DATA")
+
+    async def after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
+                             content_type: str) -> bytes:
+        return body

@@ -1,0 +1,212 @@
+"""Provider side: accept a signed request from another node, check it, call the service.
+
+Order of checks (the first failure answers): configuration current, peer's
+TLS certificate registered for the client member, message well formed, not a
+replay, signature valid and signer trusted (chain, identity, stapled OCSP),
+service known, access right granted, policy decision. Only then is the
+provider system called. Every refusal is logged with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import aiohttp
+from aiohttp import web
+
+from secnode.core import errors
+from secnode.core.errors import XRoadError
+from secnode.core.identifiers import MemberId, SubsystemId
+from secnode.core.message import MessageHeaders, request_digest, response_digest
+from secnode.core.msgsig import SignatureError
+from secnode.core.soap import parse_soap_request, prepare_soap_response
+from secnode.proxy import metaservices, wire
+from secnode.proxy.hooks import ExchangeEvent
+from secnode.proxy.io import error_response, read_limited
+from secnode.runtime import NodeRuntime, ServiceEntry
+from secnode.tls import peer_cert_sha256
+from secnode.trust import TrustError
+
+log = logging.getLogger("secnode.server")
+
+FORWARDED_HEADERS = ("Accept", "Accept-Language")
+
+
+def _client_granted(rt: NodeRuntime, entry: ServiceEntry, client: MemberId | SubsystemId) -> bool:
+    if str(client) in entry.grants:
+        return True
+    conf = rt.conf
+    if conf is None:
+        return False
+    return any(f"group:{code}" in entry.grants for code in conf.groups_of(client))
+
+
+async def handle_exchange(request: web.Request) -> web.StreamResponse:
+    rt: NodeRuntime = request.app["runtime"]
+    started = time.perf_counter()
+    headers: MessageHeaders | None = None
+    try:
+        headers = wire.decode_headers(request.headers.get(wire.H_MESSAGE))
+    except wire.WireError as exc:
+        rt.count("refused_total")
+        log.warning("refused malformed node-to-node request: %s", exc)
+        return error_response(XRoadError(errors.BAD_REQUEST, str(exc)), "rest")
+    try:
+        response = await _exchange(rt, request, headers)
+        rt.count("provider_requests_total")
+        rt.count("provider_seconds_total", time.perf_counter() - started)
+        return response
+    except XRoadError as exc:
+        rt.count("refused_total")
+        log.warning("refused %s %s -> %s: %s: %s", headers.message_id, headers.client,
+                    headers.service, exc.code, exc.message)
+        await _log_refusal(rt, headers, exc)
+        return error_response(exc, headers.protocol)
+
+
+async def _log_refusal(rt: NodeRuntime, headers: MessageHeaders, exc: XRoadError) -> None:
+    try:
+        await rt.sink.record(ExchangeEvent(
+            "refusal", headers, b"", decision="deny", reason=f"{exc.code}: {exc.message}",
+            status=exc.http_status,
+        ))
+    except Exception:  # the refusal stands even if it cannot be logged
+        log.exception("could not log refusal")
+
+
+async def _exchange(rt: NodeRuntime, request: web.Request,
+                    headers: MessageHeaders) -> web.StreamResponse:
+    conf = rt.conf
+    if conf is None or conf.is_expired():
+        raise XRoadError(errors.SERVER_PROXY_OUTDATED_GLOBALCONF,
+                         "the provider node's global configuration is missing or expired")
+    if headers.service.member != rt.member:
+        raise XRoadError(errors.UNKNOWN_SERVICE,
+                         f"service {headers.service} is not provided by member {rt.member}")
+    peer_hash = peer_cert_sha256(request.transport.get_extra_info("ssl_object")
+                                 if request.transport else None)
+    if peer_hash is None or not conf.is_auth_cert_registered(peer_hash, headers.client):
+        raise XRoadError(
+            errors.SERVER_PROXY_SSL_AUTH_FAILED,
+            f"peer's TLS certificate is not registered for a node of {headers.client.member}",
+        )
+    if not rt.replay.check_and_remember(headers.client, headers.message_id):
+        raise XRoadError(errors.DUPLICATE_MESSAGE_ID,
+                         f"message id {headers.message_id!r} was already used by {headers.client}")
+    body = await read_limited(request, rt.config.client.max_body_bytes)
+    body_sha256 = hashlib.sha256(body).digest()
+    digest = request_digest(headers, body_sha256)
+    try:
+        signature = wire.unb64(request.headers.get(wire.H_SIGNATURE), wire.H_SIGNATURE)
+        ocsp_der = wire.unb64(request.headers.get(wire.H_OCSP), wire.H_OCSP)
+    except wire.WireError as exc:
+        raise XRoadError(errors.INVALID_SIGNATURE, str(exc)) from exc
+    signer_sha = _verify_signed(rt, signature, ocsp_der, digest, headers.client.member)
+    entry = rt.services.find(headers.service)
+    meta = metaservices.provider_metaservice(headers.service)
+    if entry is None and meta is None:
+        raise XRoadError(errors.UNKNOWN_SERVICE, f"unknown service {headers.service}")
+    if entry is not None and not _client_granted(rt, entry, headers.client):
+        raise XRoadError(errors.ACCESS_DENIED,
+                         f"{headers.client} has no access right to {headers.service}")
+    verdict = await rt.decision.decide(headers, "provider")
+    if not verdict.allow:
+        raise XRoadError(errors.ACCESS_DENIED, f"policy: {verdict.reason}: {verdict.message}",
+                         detail=verdict.reason)
+    log_bodies = rt.config.messagelog.bodies if entry is None or entry.log_bodies is None \
+        else entry.log_bodies
+    await rt.sink.record(ExchangeEvent(
+        "request_in", headers, body_sha256, digest, signature, signer_sha,
+        hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.reason, body=body,
+        log_body=log_bodies, extra={"policy": verdict.details},
+    ))
+    if meta is not None:
+        status, content_type, out = metaservices.answer_provider(rt, headers, meta, body)
+    else:
+        assert entry is not None
+        status, content_type, out = await _call_service(rt, entry, headers, body)
+    if headers.protocol == "soap" and meta is None:
+        soap_req = parse_soap_request(body, None, check_body=False)
+        out = prepare_soap_response(out, soap_req, body)
+    out = await rt.decision.after_response(headers, verdict, out, content_type or "")
+    out_sha = hashlib.sha256(out).digest()
+    resp_digest = response_digest(headers, digest, status, content_type, out_sha)
+    if rt.signer is None or rt.sign_cert is None or not rt.sign_cert.ocsp_der:
+        raise XRoadError(errors.SERVER_PROXY_INTERNAL_ERROR,
+                         "provider node has no usable sign certificate and OCSP response")
+    resp_sig = rt.signer.sign(resp_digest)
+    await rt.sink.record(ExchangeEvent(
+        "response_out", headers, out_sha, resp_digest, resp_sig,
+        rt.signer.codec.cert_sha256, hashlib.sha256(rt.sign_cert.ocsp_der).hexdigest(),
+        "allow", status=status, body=out, log_body=log_bodies,
+        extra={"request_digest": digest.hex()},
+    ))
+    resp_headers = {
+        wire.H_RESPONSE: wire.ResponseMeta(status, content_type).encode(),
+        wire.H_SIGNATURE: wire.b64(resp_sig),
+        wire.H_OCSP: wire.b64(rt.sign_cert.ocsp_der),
+    }
+    if content_type:
+        resp_headers["Content-Type"] = content_type
+    return web.Response(status=200, body=out, headers=resp_headers)
+
+
+def _verify_signed(rt: NodeRuntime, signature: bytes, ocsp_der: bytes, digest: bytes,
+                   member: MemberId) -> str:
+    """Verify a peer's signature and trust in its signer; returns the signer cert hash."""
+    conf = rt.conf
+    assert conf is not None
+    rt.trust.reset_if_changed(conf)
+    try:
+        codec = rt.verifier.verify_signer(signature, digest)
+    except SignatureError as exc:
+        raise XRoadError(errors.INVALID_SIGNATURE, f"request signature: {exc}") from exc
+    try:
+        trusted = rt.trust.check(codec.cert, codec.cert_der, ocsp_der, member, conf.ca_certs,
+                                 conf.settings.get("ocsp_freshness_seconds", 3600))
+    except TrustError as exc:
+        raise XRoadError(errors.INVALID_SIGNATURE, f"request signer: {exc}") from exc
+    return trusted.cert_sha256
+
+
+async def _call_service(rt: NodeRuntime, entry: ServiceEntry, headers: MessageHeaders,
+                        body: bytes) -> tuple[int, str | None, bytes]:
+    session = rt.service_session
+    assert session is not None
+    if entry.type == "rest":
+        url = entry.url.rstrip("/") + (headers.rest_path or "")
+        if headers.rest_query is not None:
+            url += "?" + headers.rest_query
+        method = headers.rest_method or "GET"
+    else:
+        url, method = entry.url, "POST"
+    out_headers = {"X-Road-Client": str(headers.client), "X-Road-Id": headers.message_id,
+                   "X-Road-Service": str(headers.service)}
+    if headers.user_id:
+        out_headers["X-Road-UserId"] = headers.user_id
+    if headers.content_type:
+        out_headers["Content-Type"] = headers.content_type
+    try:
+        async with session.request(
+            method, url, data=body if body or method not in ("GET", "HEAD") else None,
+            headers=out_headers, allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=entry.timeout),
+        ) as resp:
+            out = await resp.content.read(rt.config.client.max_body_bytes + 1)
+            if len(out) > rt.config.client.max_body_bytes:
+                raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
+            return resp.status, resp.headers.get("Content-Type"), out
+    except TimeoutError as exc:
+        raise XRoadError(errors.SERVICE_FAILED,
+                         f"service did not answer within {entry.timeout:g} s") from exc
+    except aiohttp.ClientError as exc:
+        raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}") from exc
+
+
+def build_server_app(rt: NodeRuntime) -> web.Application:
+    app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024)
+    app["runtime"] = rt
+    app.router.add_post(wire.EXCHANGE_PATH, handle_exchange)
+    return app

@@ -1,0 +1,100 @@
+"""Node-to-node wire format (pure): how a signed message travels between two nodes.
+
+One HTTPS request per exchange, over mutual TLS on the nodes' auth keys:
+``POST /secnode/v1/exchange``; the HTTP body is the client's message body,
+byte for byte; the signed metadata travels in headers (see docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from secnode.core.identifiers import IdentifierError, ServiceId, parse_client
+from secnode.core.message import MessageError, MessageHeaders
+
+EXCHANGE_PATH = "/secnode/v1/exchange"
+WIRE_VERSION = "1"
+
+H_VERSION = "Secnode-Version"
+H_MESSAGE = "Secnode-Message"
+H_SIGNATURE = "Secnode-Signature"
+H_OCSP = "Secnode-Ocsp"
+H_RESPONSE = "Secnode-Response"
+H_ERROR = "X-Road-Error"
+
+MAX_HEADER_B64 = 6000
+
+
+class WireError(ValueError):
+    """A node-to-node message whose metadata is missing or malformed."""
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str | None, what: str) -> bytes:
+    if not text:
+        raise WireError(f"missing {what}")
+    if len(text) > MAX_HEADER_B64:
+        raise WireError(f"{what} is too large")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise WireError(f"{what} is not valid base64") from exc
+
+
+def encode_headers(headers: MessageHeaders) -> str:
+    """Base64 of canonical JSON of the message headers (identifiers in string form)."""
+    data: dict[str, Any] = {f.name: getattr(headers, f.name) for f in fields(headers)}
+    data["client"] = str(headers.client)
+    data["service"] = str(headers.service)
+    raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return b64(raw.encode("utf-8"))
+
+
+def decode_headers(text: str | None) -> MessageHeaders:
+    raw = unb64(text, H_MESSAGE)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise WireError("message headers are not a JSON object")
+        data["client"] = parse_client(data["client"])
+        data["service"] = ServiceId.parse(data["service"])
+        return MessageHeaders(**data)
+    except WireError:
+        raise
+    except (ValueError, KeyError, TypeError, IdentifierError, MessageError) as exc:
+        raise WireError(f"malformed message headers: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ResponseMeta:
+    """What the provider node says about the response it signed."""
+
+    status: int
+    content_type: str | None
+
+    def encode(self) -> str:
+        raw = json.dumps({"status": self.status, "content_type": self.content_type},
+                         sort_keys=True, separators=(",", ":"))
+        return b64(raw.encode())
+
+    @classmethod
+    def decode(cls, text: str | None) -> ResponseMeta:
+        raw = unb64(text, H_RESPONSE)
+        try:
+            data = json.loads(raw)
+            status = data["status"]
+            content_type = data["content_type"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WireError(f"malformed response metadata: {exc}") from exc
+        if not isinstance(status, int) or not 100 <= status <= 599:
+            raise WireError("response metadata has an invalid status")
+        if content_type is not None and not isinstance(content_type, str):
+            raise WireError("response metadata has an invalid content type")
+        return cls(status, content_type)

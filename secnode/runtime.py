@@ -1,0 +1,207 @@
+"""Everything a running node holds in memory: configuration, keys, caches, sessions.
+
+The message path reads only from this object (no database round trip per
+message except the log). Background jobs refresh it: the global configuration,
+the OCSP staples for the node's own certificates, and the service/ACL snapshot
+(re-read from the database so CLI changes apply without a restart, and several
+node processes sharing one database see the same rights).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+from sqlalchemy import select
+
+from certs import keys
+from secnode.core.identifiers import ClientId, MemberId, ServiceId, SubsystemId
+from secnode.core.msgsig import MessageSigner, SignatureVerifier
+from secnode.globalconf import ConfStore, GlobalConf, GlobalConfError
+from secnode.node import Node
+from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
+from secnode.store import models
+from secnode.tls import client_context
+from secnode.trust import TrustCache
+
+log = logging.getLogger("secnode.runtime")
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    id: int
+    service: ServiceId
+    type: str
+    url: str
+    timeout: float
+    openapi: str | None
+    log_bodies: bool | None
+    grants: frozenset[str]
+
+
+@dataclass
+class ServiceTable:
+    """Services this node provides and who may call them (snapshot of the database)."""
+
+    by_id: dict[ServiceId, ServiceEntry] = field(default_factory=dict)
+    whitelist: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def find(self, service: ServiceId) -> ServiceEntry | None:
+        entry = self.by_id.get(service)
+        if entry is None and service.version is None:
+            return None
+        return entry
+
+    def for_subsystem(self, subsystem: SubsystemId) -> list[ServiceEntry]:
+        return [e for e in self.by_id.values() if e.service.subsystem_id == subsystem]
+
+
+def load_service_table(node: Node) -> ServiceTable:
+    table = ServiceTable()
+    member = node.member_id
+    with node.sessions() as s:
+        grants: dict[int, set[str]] = {}
+        for right in s.scalars(select(models.AccessRight)):
+            grants.setdefault(right.service_id, set()).add(right.client)
+        for svc in s.scalars(select(models.Service)):
+            sid = ServiceId.of(SubsystemId.of(member, svc.subsystem), svc.service_code,
+                               svc.version or None)
+            table.by_id[sid] = ServiceEntry(
+                svc.id, sid, svc.type, svc.url, svc.timeout, svc.openapi, svc.log_bodies,
+                frozenset(grants.get(svc.id, ())),
+            )
+        for w in s.scalars(select(models.ClientWhitelist)):
+            table.whitelist.setdefault(w.subsystem, []).append((w.kind, w.value))
+    return table
+
+
+class ReplayGuard:
+    """Remembers (client, message id) pairs for a window; a repeat is a replay."""
+
+    def __init__(self, window_seconds: float, max_entries: int = 200_000) -> None:
+        self.window = window_seconds
+        self.max = max_entries
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def check_and_remember(self, client: ClientId, message_id: str) -> bool:
+        """True if new; False if seen within the window."""
+        now = time.monotonic()
+        while self._seen:
+            oldest_key, oldest_at = next(iter(self._seen.items()))
+            if now - oldest_at <= self.window and len(self._seen) < self.max:
+                break
+            self._seen.pop(oldest_key)
+        key = (str(client), message_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+
+@dataclass
+class OwnCertificate:
+    cert: x509.Certificate
+    cert_der: bytes
+    ocsp_der: bytes | None
+    ocsp_status: str | None
+    ocsp_this_update: dt.datetime | None
+
+
+class NodeRuntime:
+    """The running node's state; one per process."""
+
+    def __init__(self, node: Node, passphrase: bytes) -> None:
+        self.node = node
+        self.config = node.dir.config
+        self.passphrase = passphrase
+        self.conf_store = ConfStore(node.dir.globalconf_dir)
+        self.conf: GlobalConf | None = None
+        self.conf_error: str | None = None
+        self.services = ServiceTable()
+        self.verifier = SignatureVerifier()
+        self.trust = TrustCache()
+        self.replay = ReplayGuard(self.config.server.replay_window)
+        self.sink: EventSink = NullSink()
+        self.decision: DecisionPoint = AllowAll()
+        self.signer: MessageSigner | None = None
+        self.sign_cert: OwnCertificate | None = None
+        self.auth_cert: OwnCertificate | None = None
+        self.peer_session: aiohttp.ClientSession | None = None
+        self.service_session: aiohttp.ClientSession | None = None
+        self.started_at = time.time()
+        self.metrics: dict[str, float] = {}
+
+    # ----- identity -----------------------------------------------------------------
+    @property
+    def member(self) -> MemberId:
+        return self.node.member_id
+
+    def count(self, name: str, value: float = 1) -> None:
+        self.metrics[name] = self.metrics.get(name, 0) + value
+
+    # ----- loading ------------------------------------------------------------------
+    def load_conf(self) -> None:
+        try:
+            self.conf = self.conf_store.load_last_good()
+            self.conf_error = None if self.conf else "no global configuration yet"
+        except GlobalConfError as exc:
+            self.conf_error = str(exc)
+
+    def load_certificates(self) -> None:
+        """Load the active auth/sign certificates, their staples and the signing key."""
+        for usage in ("auth", "sign"):
+            row = self.node.active_certificate(usage)
+            if row is None:
+                setattr(self, f"{usage}_cert", None)
+                continue
+            cert = x509.load_pem_x509_certificate(row.cert_pem.encode())
+            from cryptography.hazmat.primitives import serialization
+
+            own = OwnCertificate(cert, cert.public_bytes(serialization.Encoding.DER),
+                                 row.ocsp_der, row.ocsp_status, row.ocsp_this_update)
+            setattr(self, f"{usage}_cert", own)
+        if self.sign_cert is not None and self.signer is None:
+            key = keys.SoftwareSigner.from_file(self.node.dir.key_path("sign"), self.passphrase)
+            self.signer = MessageSigner(self.sign_cert.cert, key)
+
+    def reload_services(self) -> None:
+        self.services = load_service_table(self.node)
+
+    # ----- sessions -----------------------------------------------------------------
+    def auth_cert_file(self) -> Path:
+        return self.node.path / "certs" / "auth.pem"
+
+    async def open_sessions(self) -> None:
+        self.service_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=60),
+            auto_decompress=False,
+        )
+        await self.reopen_peer_session()
+
+    async def reopen_peer_session(self) -> None:
+        """(Re)build the pooled mutual-TLS session to other nodes (after conf/cert changes)."""
+        if self.auth_cert is None or self.conf is None:
+            return
+        ctx = client_context(self.auth_cert_file(), self.node.dir.key_path("auth"),
+                             self.passphrase, self.conf.ca_certs)
+        old = self.peer_session
+        self.peer_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=256, limit_per_host=128,
+                                           keepalive_timeout=60, enable_cleanup_closed=True),
+            auto_decompress=False,
+        )
+        if old is not None:
+            await old.close()
+
+    async def close(self) -> None:
+        for session in (self.peer_session, self.service_session):
+            if session is not None:
+                await session.close()
+        await asyncio.sleep(0)

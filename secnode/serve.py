@@ -1,0 +1,115 @@
+"""``secnode serve``: run the node's three listeners and its background jobs in one process.
+
+- client interface (plain HTTP or HTTPS) for the member's own information systems
+- node-to-node interface (mutual TLS on the auth key) for other nodes
+- admin interface (127.0.0.1 by default): ``/health`` and ``/metrics``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from secnode.node import Node
+from secnode.runtime import NodeRuntime
+from secnode.tls import server_context
+
+log = logging.getLogger("secnode.serve")
+
+
+@dataclass
+class RunningNode:
+    runtime: NodeRuntime
+    runners: list[web.AppRunner] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    server_ssl: ssl.SSLContext | None = None
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for runner in self.runners:
+            await runner.cleanup()
+        await self.runtime.close()
+        closer = getattr(self.runtime.sink, "close", None)
+        if closer is not None:
+            await closer()
+
+
+async def _site(app: web.Application, host: str, port: int,
+                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024).start()
+    return runner
+
+
+def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
+    """HTTPS for information systems when configured; client certificates when a CA is set."""
+    cfg = rt.config.client
+    if not cfg.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(rt.node.path / cfg.tls_cert), str(rt.node.path / cfg.tls_key),
+                        password=rt.passphrase)
+    if cfg.tls_client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(str(rt.node.path / cfg.tls_client_ca))
+    return ctx
+
+
+async def start_node(node: Node, passphrase: bytes) -> RunningNode:
+    """Start listeners and jobs; returns once all ports are bound."""
+    from secnode import admin, jobs
+    from secnode.proxy.client_side import build_client_app
+    from secnode.proxy.server_side import build_server_app
+    from secnode.wiring import attach_extensions
+
+    rt = NodeRuntime(node, passphrase)
+    rt.load_conf()
+    rt.load_certificates()
+    rt.reload_services()
+    await attach_extensions(rt)
+    await rt.open_sessions()
+    running = RunningNode(rt)
+    cfg = rt.config
+    running.runners.append(await _site(admin.build_admin_app(rt), cfg.admin.host, cfg.admin.port))
+    running.runners.append(await _site(build_client_app(rt), cfg.client.host, cfg.client.port,
+                                       client_ssl_context(rt)))
+    if rt.auth_cert is not None and rt.conf is not None:
+        running.server_ssl = server_context(rt.auth_cert_file(), node.dir.key_path("auth"),
+                                            passphrase, rt.conf.ca_certs)
+        running.runners.append(await _site(build_server_app(rt), cfg.server.host,
+                                           cfg.server.port, running.server_ssl))
+    else:
+        log.warning("node-to-node interface not started: %s",
+                    "no auth certificate imported" if rt.auth_cert is None
+                    else "no global configuration yet")
+    running.tasks.extend(jobs.start_jobs(rt, running))
+    log.info("node %s serving: client %s:%d, node-to-node %s:%d, admin %s:%d", node.node_id,
+             cfg.client.host, cfg.client.port, cfg.server.host, cfg.server.port,
+             cfg.admin.host, cfg.admin.port)
+    return running
+
+
+def serve_forever(node: Node, passphrase: bytes) -> None:
+    async def main() -> None:
+        running = await start_node(node, passphrase)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await running.stop()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

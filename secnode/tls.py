@@ -1,0 +1,62 @@
+"""TLS contexts for node-to-node mutual TLS on the auth keys.
+
+Trust in a peer is decided at two levels: the TLS layer requires a certificate
+chaining to an approved CA (so strangers cannot even complete a handshake), and
+the application layer pins the exact auth certificate registered centrally for
+the member in question (its SHA-256), which the TLS layer cannot know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+TLS_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+def _pem_bundle(certs: Iterable[x509.Certificate]) -> str:
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+
+
+def _base_context(purpose: ssl.Purpose, cert_file: Path, key_file: Path, passphrase: bytes,
+                  cas: list[x509.Certificate]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(purpose)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS_CIPHERS)
+    ctx.check_hostname = False  # peers are identified by registered certificate hash
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(str(cert_file), str(key_file), password=passphrase)
+    if cas:
+        ctx.load_verify_locations(cadata=_pem_bundle(cas))
+    return ctx
+
+
+def server_context(cert_file: Path, key_file: Path, passphrase: bytes,
+                   approved_cas: list[x509.Certificate]) -> ssl.SSLContext:
+    """Serve node-to-node HTTPS, requiring a client certificate from an approved CA."""
+    return _base_context(ssl.Purpose.CLIENT_AUTH, cert_file, key_file, passphrase, approved_cas)
+
+
+def client_context(cert_file: Path, key_file: Path, passphrase: bytes,
+                   approved_cas: list[x509.Certificate]) -> ssl.SSLContext:
+    """Call other nodes, presenting our auth certificate and checking theirs chains."""
+    return _base_context(ssl.Purpose.SERVER_AUTH, cert_file, key_file, passphrase, approved_cas)
+
+
+def add_cas(ctx: ssl.SSLContext, cas: list[x509.Certificate]) -> None:
+    """Trust newly approved CAs without a restart (removal is enforced at application level)."""
+    if cas:
+        ctx.load_verify_locations(cadata=_pem_bundle(cas))
+
+
+def peer_cert_sha256(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """Hex SHA-256 of the peer's DER certificate on an established TLS connection."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return hashlib.sha256(der).hexdigest() if der else None
