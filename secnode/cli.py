@@ -89,9 +89,12 @@ def keys_new(node: Node, usage: str, key_type: str, org: str | None, subject: st
 
 def _register_groups() -> None:
     """Command groups that live in their own modules."""
-    from secnode import cli_setup
+    from secnode import cli_services, cli_setup
+    from secnode.demo import cli as demo_cli
 
     cli_setup.register(main)
+    cli_services.register(main)
+    demo_cli.register(main)
 
 
 _register_groups()

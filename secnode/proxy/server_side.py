@@ -15,8 +15,9 @@ import time
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
-from secnode.core import errors
+from secnode.core import errors, rest
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest, response_digest
@@ -122,11 +123,14 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.reason, body=body,
         log_body=log_bodies, extra={"policy": verdict.details},
     ))
+    passthrough: list[tuple[str, str]] = []
     if meta is not None:
         status, content_type, out = metaservices.answer_provider(rt, headers, meta, body)
     else:
         assert entry is not None
-        status, content_type, out = await _call_service(rt, entry, headers, body)
+        extra = wire.Extra.decode(request.headers.get(wire.H_EXTRA))
+        status, content_type, out, passthrough = await _call_service(rt, entry, headers, body,
+                                                                     extra)
     if headers.protocol == "soap" and meta is None:
         soap_req = parse_soap_request(body, None, check_body=False)
         out = prepare_soap_response(out, soap_req, body)
@@ -148,6 +152,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         wire.H_SIGNATURE: wire.b64(resp_sig),
         wire.H_OCSP: wire.b64(rt.sign_cert.ocsp_der),
     }
+    if passthrough:
+        resp_headers[wire.H_EXTRA] = wire.Extra(None, tuple(passthrough)).encode()
     if content_type:
         resp_headers["Content-Type"] = content_type
     return web.Response(status=200, body=out, headers=resp_headers)
@@ -171,8 +177,10 @@ def _verify_signed(rt: NodeRuntime, signature: bytes, ocsp_der: bytes, digest: b
     return trusted.cert_sha256
 
 
-async def _call_service(rt: NodeRuntime, entry: ServiceEntry, headers: MessageHeaders,
-                        body: bytes) -> tuple[int, str | None, bytes]:
+async def _call_service(
+    rt: NodeRuntime, entry: ServiceEntry, headers: MessageHeaders, body: bytes,
+    extra: wire.Extra,
+) -> tuple[int, str | None, bytes, list[tuple[str, str]]]:
     session = rt.service_session
     assert session is not None
     if entry.type == "rest":
@@ -182,11 +190,9 @@ async def _call_service(rt: NodeRuntime, entry: ServiceEntry, headers: MessageHe
         method = headers.rest_method or "GET"
     else:
         url, method = entry.url, "POST"
-    out_headers = {"X-Road-Client": str(headers.client), "X-Road-Id": headers.message_id,
-                   "X-Road-Service": str(headers.service)}
-    if headers.user_id:
-        out_headers["X-Road-UserId"] = headers.user_id
-    if headers.content_type:
+    out_headers = CIMultiDict(rest.provider_headers(headers, extra.headers,
+                                                     extra.request_id or headers.message_id))
+    if headers.content_type and "Content-Type" not in out_headers:
         out_headers["Content-Type"] = headers.content_type
     try:
         async with session.request(
@@ -197,7 +203,9 @@ async def _call_service(rt: NodeRuntime, entry: ServiceEntry, headers: MessageHe
             out = await resp.content.read(rt.config.client.max_body_bytes + 1)
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
-            return resp.status, resp.headers.get("Content-Type"), out
+            passthrough = [(k, v) for k, v in rest.filter_headers(resp.headers.items())
+                           if k.lower() not in ("content-type", "content-length")]
+            return resp.status, resp.headers.get("Content-Type"), out, passthrough
     except TimeoutError as exc:
         raise XRoadError(errors.SERVICE_FAILED,
                          f"service did not answer within {entry.timeout:g} s") from exc

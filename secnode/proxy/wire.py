@@ -24,9 +24,10 @@ H_MESSAGE = "Secnode-Message"
 H_SIGNATURE = "Secnode-Signature"
 H_OCSP = "Secnode-Ocsp"
 H_RESPONSE = "Secnode-Response"
+H_EXTRA = "Secnode-Extra"
 H_ERROR = "X-Road-Error"
 
-MAX_HEADER_B64 = 6000
+MAX_HEADER_B64 = 16000
 
 
 class WireError(ValueError):
@@ -98,3 +99,39 @@ class ResponseMeta:
         if content_type is not None and not isinstance(content_type, str):
             raise WireError("response metadata has an invalid content type")
         return cls(status, content_type)
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Unsigned companions of a REST message: X-Road-Request-Id and the end systems' own
+    HTTP headers, which X-Road passes through unmodified (filtered of hop-by-hop and
+    X-Road headers). Mutual TLS protects them in transit; they are not signed."""
+
+    request_id: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def for_request(cls, rest_request: Any) -> Extra:
+        if rest_request is None:
+            return cls()
+        return cls(rest_request.request_id, tuple(rest_request.passthrough_headers()))
+
+    def encode(self) -> str:
+        raw = json.dumps({"request_id": self.request_id, "headers": list(self.headers)},
+                         separators=(",", ":"), ensure_ascii=False)
+        return b64(raw.encode("utf-8"))
+
+    @classmethod
+    def decode(cls, text: str | None) -> Extra:
+        if not text:
+            return cls()
+        raw = unb64(text, H_EXTRA)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            request_id = data.get("request_id")
+            pairs = tuple((str(n), str(v)) for n, v in data.get("headers", []))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise WireError(f"malformed {H_EXTRA}: {exc}") from exc
+        if request_id is not None and not isinstance(request_id, str):
+            raise WireError(f"malformed {H_EXTRA}: request_id")
+        return cls(request_id, pairs)

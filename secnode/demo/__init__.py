@@ -1,0 +1,1 @@
+"""The two-city demo federation and its sample services."""

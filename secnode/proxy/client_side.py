@@ -1,0 +1,300 @@
+"""Client side: accept a request from the member's information system and carry it across.
+
+Flow: parse (SOAP header or REST path/headers) -> configuration current ->
+the client subsystem is ours and this caller may act as it -> provider's node
+resolved from the global configuration -> early policy check -> sign ->
+log -> mutual TLS to the provider node (pinned auth certificate) -> verify the
+signed response (binds our request digest) -> log -> answer with X-Road's
+response headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from secnode.core import errors, rest, soap
+from secnode.core.errors import XRoadError
+from secnode.core.message import MessageHeaders, request_digest, response_digest
+from secnode.core.msgsig import SignatureError
+from secnode.globalconf import Node
+from secnode.proxy import metaservices, wire
+from secnode.proxy.hooks import ExchangeEvent
+from secnode.proxy.io import error_response, read_limited
+from secnode.runtime import NodeRuntime
+from secnode.tls import peer_cert_sha256
+from secnode.trust import TrustError
+
+log = logging.getLogger("secnode.client")
+
+
+class Prepared:
+    """A parsed client request plus what its response needs."""
+
+    __slots__ = ("body", "headers", "rest_request", "soap_request")
+
+    def __init__(self, headers: MessageHeaders, body: bytes,
+                 soap_request: soap.SoapRequest | None = None,
+                 rest_request: rest.RestRequest | None = None) -> None:
+        self.headers = headers
+        self.body = body
+        self.soap_request = soap_request
+        self.rest_request = rest_request
+
+
+# ----- entry points ----------------------------------------------------------------------
+async def handle_soap(request: web.Request) -> web.StreamResponse:
+    rt: NodeRuntime = request.app["runtime"]
+    try:
+        body = await read_limited(request, rt.config.client.max_body_bytes)
+        parsed = soap.parse_soap_request(body, request.headers.get("Content-Type"))
+        prepared = Prepared(parsed.message_headers(request.headers.get("Content-Type")), body,
+                            soap_request=parsed)
+    except XRoadError as exc:
+        rt.count("refused_total")
+        log.warning("refused SOAP request from %s: %s: %s", request.remote, exc.code, exc.message)
+        return error_response(exc, "soap")
+    return await _run(rt, request, prepared)
+
+
+async def handle_rest(request: web.Request) -> web.StreamResponse:
+    rt: NodeRuntime = request.app["runtime"]
+    try:
+        path, sep, query = request.raw_path.partition("?")
+        parsed = rest.parse_rest_request(request.method, path, query if sep else None,
+                                         list(request.headers.items()))
+        body = await read_limited(request, rt.config.client.max_body_bytes)
+        prepared = Prepared(parsed.message_headers(), body, rest_request=parsed)
+    except XRoadError as exc:
+        rt.count("refused_total")
+        log.warning("refused REST request from %s: %s: %s", request.remote, exc.code, exc.message)
+        return error_response(exc, "rest")
+    return await _run(rt, request, prepared)
+
+
+async def handle_list_clients(request: web.Request) -> web.Response:
+    rt: NodeRuntime = request.app["runtime"]
+    if rt.conf is None or rt.conf.is_expired():
+        return error_response(XRoadError(errors.OUTDATED_GLOBALCONF,
+                                         "global configuration is missing or expired"), "rest")
+    return web.json_response(metaservices.list_clients(rt.conf))
+
+
+# ----- the exchange ---------------------------------------------------------------------
+async def _run(rt: NodeRuntime, request: web.Request, prepared: Prepared) -> web.StreamResponse:
+    headers = prepared.headers
+    started = time.perf_counter()
+    try:
+        response = await _exchange(rt, request, prepared)
+        rt.count("client_requests_total")
+        rt.count("client_seconds_total", time.perf_counter() - started)
+        return response
+    except XRoadError as exc:
+        rt.count("refused_total")
+        log.warning("refused %s %s -> %s: %s: %s", headers.message_id, headers.client,
+                    headers.service, exc.code, exc.message)
+        try:
+            await rt.sink.record(ExchangeEvent(
+                "refusal", headers, hashlib.sha256(prepared.body).digest(), decision="deny",
+                reason=f"{exc.code}: {exc.message}", status=exc.http_status,
+            ))
+        except Exception:
+            log.exception("could not log refusal")
+        return error_response(exc, headers.protocol)
+
+
+def _check_caller(rt: NodeRuntime, request: web.Request, headers: MessageHeaders) -> None:
+    """The client must be one of our member's subsystems, and this caller allowed to use it."""
+    client = headers.client
+    if client.member != rt.member:
+        raise XRoadError(errors.INVALID_CLIENT_IDENTIFIER,
+                         f"client {client} is not a member or subsystem served by this node "
+                         f"({rt.member})", http_status=403)
+    conf = rt.conf
+    assert conf is not None
+    if not conf.has_client(client):
+        raise XRoadError(errors.UNKNOWN_MEMBER, f"client {client} is not registered in the "
+                         "global configuration")
+    code = getattr(client, "subsystem", "")
+    rules = rt.services.whitelist.get(code, [])
+    remote = request.remote or ""
+    peer = peer_cert_sha256(request.transport.get_extra_info("ssl_object")
+                            if request.transport else None)
+    for kind, value in rules:
+        if kind == "any" or (kind == "address" and value == remote) or (
+            kind == "cert" and peer is not None and value == peer
+        ):
+            return
+    raise XRoadError(errors.ACCESS_DENIED.replace("ServerProxy", "ClientProxy"),
+                     f"this information system ({remote}) may not act as {client}; "
+                     "see 'secnode client allow'", http_status=403)
+
+
+async def _exchange(rt: NodeRuntime, request: web.Request,
+                    prepared: Prepared) -> web.StreamResponse:
+    headers = prepared.headers
+    conf = rt.conf
+    if conf is None or conf.is_expired():
+        raise XRoadError(errors.OUTDATED_GLOBALCONF,
+                         "global configuration is missing or expired "
+                         f"({rt.conf_error or 'stale'}); exchange is stopped until it is "
+                         "refreshed")
+    _check_caller(rt, request, headers)
+    nodes = conf.node_for_member(headers.service.member)
+    if not nodes:
+        raise XRoadError(errors.UNKNOWN_MEMBER,
+                         f"no node serves member {headers.service.member}")
+    if not conf.has_client(headers.service.subsystem_id):
+        raise XRoadError(errors.UNKNOWN_MEMBER,
+                         f"subsystem {headers.service.subsystem_id} is not registered")
+    verdict = await rt.decision.decide(headers, "client")
+    if not verdict.allow:
+        raise XRoadError(errors.ACCESS_DENIED.replace("ServerProxy", "ClientProxy"),
+                         f"policy: {verdict.reason}: {verdict.message}", http_status=403,
+                         detail=verdict.reason)
+    if rt.signer is None or rt.sign_cert is None or not rt.sign_cert.ocsp_der:
+        raise XRoadError(errors.CLIENT_PROXY_INTERNAL_ERROR,
+                         "this node has no sign certificate with a current OCSP response")
+    if rt.sign_cert.ocsp_status != "good":
+        raise XRoadError(errors.CLIENT_PROXY_INTERNAL_ERROR,
+                         f"this node's sign certificate status is {rt.sign_cert.ocsp_status}")
+    body_sha = hashlib.sha256(prepared.body).digest()
+    digest = request_digest(headers, body_sha)
+    signature = rt.signer.sign(digest)
+    ocsp_der = rt.sign_cert.ocsp_der
+    await rt.sink.record(ExchangeEvent(
+        "request_out", headers, body_sha, digest, signature, rt.signer.codec.cert_sha256,
+        hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.reason, body=prepared.body,
+        log_body=rt.config.messagelog.bodies,
+    ))
+    extra = wire.Extra.for_request(prepared.rest_request)
+    status, meta, out, resp_sig, resp_ocsp, resp_extra = await _send(
+        rt, nodes, headers, prepared.body, signature, ocsp_der, extra)
+    if resp_sig is None:  # an error the provider node answered (unsigned X-Road error)
+        await rt.sink.record(ExchangeEvent(
+            "refusal", headers, hashlib.sha256(out).digest(), decision="deny",
+            reason=f"provider node: {out[:300].decode('utf-8', 'replace')}", status=status,
+        ))
+        return _passthrough_error(status, meta, out, headers)
+    assert meta is not None and resp_ocsp is not None
+    out_sha = hashlib.sha256(out).digest()
+    resp_digest = response_digest(headers, digest, meta.status, meta.content_type, out_sha)
+    try:
+        codec = rt.verifier.verify_signer(resp_sig, resp_digest)
+        rt.trust.reset_if_changed(conf)
+        rt.trust.check(codec.cert, codec.cert_der, resp_ocsp, headers.service.member,
+                       conf.ca_certs, conf.settings.get("ocsp_freshness_seconds", 3600))
+    except (SignatureError, TrustError) as exc:
+        raise XRoadError(errors.INVALID_SIGNATURE,
+                         f"response signature from the provider node: {exc}", http_status=502
+                         ) from exc
+    if prepared.soap_request is not None:
+        soap.check_soap_response(out, prepared.soap_request, prepared.body)
+    await rt.sink.record(ExchangeEvent(
+        "response_in", headers, out_sha, resp_digest, resp_sig, codec.cert_sha256,
+        hashlib.sha256(resp_ocsp).hexdigest(), "allow", status=meta.status, body=out,
+        log_body=rt.config.messagelog.bodies, extra={"request_digest": digest.hex()},
+    ))
+    resp_headers = CIMultiDict()
+    if meta.content_type:
+        resp_headers["Content-Type"] = meta.content_type
+    if prepared.rest_request is not None:
+        req = prepared.rest_request
+        request_hash = req.request_hash(hashlib.sha512(prepared.body).digest()
+                                        if prepared.body else None)
+        for name, value in rest.client_response_headers(resp_extra.headers, headers,
+                                                        req.request_id, request_hash):
+            resp_headers.add(name, value)
+    return web.Response(status=meta.status, body=out, headers=resp_headers)
+
+
+def _passthrough_error(status: int, meta: wire.ResponseMeta | None, out: bytes,
+                       headers: MessageHeaders) -> web.Response:
+    """The provider node refused: hand its X-Road error to the client as it came."""
+    del meta
+    ctype = "text/xml; charset=utf-8" if headers.protocol == "soap" else \
+        "application/json; charset=utf-8"
+    code = ""
+    if headers.protocol == "rest":
+        try:
+            code = str(json.loads(out).get("type", ""))
+        except (ValueError, AttributeError):
+            code = errors.SERVICE_FAILED
+    resp = web.Response(status=status, body=out, content_type=None,
+                        headers={"Content-Type": ctype})
+    if code:
+        resp.headers[errors.ERROR_HEADER] = code
+    return resp
+
+
+async def _send(
+    rt: NodeRuntime, nodes: list[Node], headers: MessageHeaders, body: bytes, signature: bytes,
+    ocsp_der: bytes, extra: wire.Extra,
+) -> tuple[int, wire.ResponseMeta | None, bytes, bytes | None, bytes | None, wire.Extra]:
+    """POST to the first reachable provider node; check its pinned auth certificate."""
+    session = rt.peer_session
+    if session is None:
+        raise XRoadError(errors.CLIENT_PROXY_INTERNAL_ERROR,
+                         "node-to-node TLS is not configured (no auth certificate)")
+    out_headers = {
+        wire.H_VERSION: wire.WIRE_VERSION,
+        wire.H_MESSAGE: wire.encode_headers(headers),
+        wire.H_SIGNATURE: wire.b64(signature),
+        wire.H_OCSP: wire.b64(ocsp_der),
+        wire.H_EXTRA: extra.encode(),
+        "Content-Type": headers.content_type or "application/octet-stream",
+    }
+    last_error = "no provider node"
+    limit = rt.config.client.max_body_bytes
+    for node in nodes:
+        url = f"https://{node.address}{wire.EXCHANGE_PATH}"
+        try:
+            async with session.post(url, data=body, headers=out_headers,
+                                    timeout=aiohttp.ClientTimeout(total=120, connect=10)) as resp:
+                ssl_obj = resp.connection.transport.get_extra_info("ssl_object") \
+                    if resp.connection and resp.connection.transport else None
+                peer = peer_cert_sha256(ssl_obj)
+                if peer != node.auth_cert_sha256:
+                    raise XRoadError(
+                        errors.CLIENT_PROXY_SSL_AUTH_FAILED,
+                        f"node at {node.address} presented an auth certificate not registered "
+                        f"for {node.id}", http_status=502)
+                out = await resp.content.read(limit + 1)
+                if len(out) > limit:
+                    raise XRoadError(errors.MESSAGE_TOO_LARGE,
+                                     "provider response exceeds the size limit", http_status=502)
+                if errors.ERROR_HEADER in resp.headers and wire.H_SIGNATURE not in resp.headers:
+                    return resp.status, None, out, None, None, wire.Extra()
+                meta = wire.ResponseMeta.decode(resp.headers.get(wire.H_RESPONSE))
+                sig = wire.unb64(resp.headers.get(wire.H_SIGNATURE), wire.H_SIGNATURE)
+                ocsp_der = wire.unb64(resp.headers.get(wire.H_OCSP), wire.H_OCSP)
+                resp_extra = wire.Extra.decode(resp.headers.get(wire.H_EXTRA))
+                return resp.status, meta, out, sig, ocsp_der, resp_extra
+        except XRoadError:
+            raise
+        except wire.WireError as exc:
+            raise XRoadError(errors.INVALID_SIGNATURE,
+                             f"malformed response from {node.address}: {exc}",
+                             http_status=502) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            last_error = f"{node.address}: {exc.__class__.__name__}: {exc}"
+            log.warning("provider node %s unreachable: %s", node.id, last_error)
+            continue
+    raise XRoadError(errors.CLIENT_PROXY_NETWORK_ERROR,
+                     f"could not reach a node of {headers.service.member} ({last_error})",
+                     http_status=502)
+
+
+def build_client_app(rt: NodeRuntime) -> web.Application:
+    app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024)
+    app["runtime"] = rt
+    app.router.add_get("/listClients", handle_list_clients)
+    app.router.add_route("*", "/r1/{tail:.*}", handle_rest)
+    app.router.add_post("/", handle_soap)
+    return app
