@@ -48,7 +48,10 @@ def parser_options() -> dict[str, Any]:
         "load_dtd": False,  # never load an external DTD
         "dtd_validation": False,
         "huge_tree": False,  # keep libxml2's depth / text-size safety limits
-        "collect_ids": False,  # no ID hash table: we never look elements up by ID
+        # Do NOT set collect_ids=False: lxml implements it through libxml2's
+        # ``loadsubset`` flag, which makes libxml2 open the external DTD subset
+        # (``<!DOCTYPE r SYSTEM "file:///etc/passwd">``) despite load_dtd=False.
+        # Found by tests/test_soap.py::test_hardened_parser_never_loads_external_entities.
         "strip_cdata": False,  # keep CDATA sections if a document is re-serialised
         "remove_comments": False,
         "remove_pis": False,
