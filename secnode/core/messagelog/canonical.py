@@ -1,0 +1,176 @@
+"""Canonical JSON and strict field readers shared by every message-log format.
+
+Hashes and signatures in the log are computed over JSON text, so the text must
+be reproducible byte for byte by any implementation, not just this one. The
+encoding is the RFC 8785 (JCS) form restricted to what the log uses: objects
+with ASCII keys sorted by code point, arrays, strings, integers with
+``|n| < 2**53``, ``true``/``false``/``null``; no floats, no whitespace, UTF-8
+output, only ``"`` ``\\`` and control characters escaped. For that subset
+``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+produces exactly the JCS bytes, which is why it is used here and not a
+hand-written serialiser.
+
+The readers (``get_str`` and friends) exist because every parser here is
+strict: unknown keys, missing keys and wrong types are errors, never silently
+defaulted, since a lenient parser is where forged evidence slips in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+MAX_SAFE_INT = 2**53 - 1
+
+_HEX32 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class FormatError(ValueError):
+    """A log structure (record, batch, manifest) is malformed."""
+
+
+def _check(value: Any, where: str) -> None:
+    """Refuse anything outside the canonical subset (floats, huge ints, odd keys)."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            raise FormatError(f"{where}: integer {value} is outside the canonical range")
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise FormatError(f"{where}: string is not valid Unicode") from exc
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check(item, f"{where}[{i}]")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise FormatError(f"{where}: object keys must be ASCII strings")
+            _check(item, f"{where}.{key}")
+        return
+    raise FormatError(f"{where}: {type(value).__name__} is not allowed in canonical JSON")
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical UTF-8 bytes of ``value`` (see module docstring for the rules)."""
+    _check(value, "$")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object; duplicate keys are refused."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise FormatError(f"{what}: duplicate key {key!r}")
+            result[key] = value
+        return result
+
+    def no_floats(text: str) -> Any:
+        raise FormatError(f"{what}: floating-point number {text} is not allowed")
+
+    try:
+        value = json.loads(
+            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_float=no_floats,
+            parse_constant=no_floats,
+        )
+    except FormatError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FormatError(f"{what}: not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise FormatError(f"{what}: expected a JSON object")
+    return value
+
+
+def require_keys(obj: Mapping[str, Any], keys: frozenset[str], what: str) -> None:
+    """Exactly ``keys``: a missing or an unknown key is an error."""
+    present = set(obj)
+    missing = sorted(keys - present)
+    unknown = sorted(present - keys)
+    if missing:
+        raise FormatError(f"{what}: missing field(s) {', '.join(missing)}")
+    if unknown:
+        raise FormatError(f"{what}: unknown field(s) {', '.join(unknown)}")
+
+
+def get_str(obj: Mapping[str, Any], key: str, what: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str):
+        raise FormatError(f"{what}: {key} must be a string")
+    return value
+
+
+def get_opt_str(obj: Mapping[str, Any], key: str, what: str) -> str | None:
+    value = obj[key]
+    if value is not None and not isinstance(value, str):
+        raise FormatError(f"{what}: {key} must be a string or null")
+    return value
+
+
+def get_int(obj: Mapping[str, Any], key: str, what: str) -> int:
+    value = obj[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FormatError(f"{what}: {key} must be an integer")
+    return value
+
+
+def get_opt_int(obj: Mapping[str, Any], key: str, what: str) -> int | None:
+    value = obj[key]
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FormatError(f"{what}: {key} must be an integer or null")
+    return value
+
+
+def hex32(data: bytes) -> str:
+    """A SHA-256 value as 64 lowercase hex digits (what ``sha256sum`` prints)."""
+    if len(data) != 32:
+        raise FormatError(f"expected 32 bytes, got {len(data)}")
+    return data.hex()
+
+
+def from_hex32(text: object, what: str) -> bytes:
+    if not isinstance(text, str) or not _HEX32.match(text):
+        raise FormatError(f"{what}: expected 64 lowercase hex digits")
+    return bytes.fromhex(text)
+
+
+def opt_from_hex32(text: object, what: str) -> bytes | None:
+    return None if text is None else from_hex32(text, what)
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 with padding (RFC 4648 §4)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def from_b64(text: object, what: str) -> bytes:
+    """Strict base64: the canonical encoding only, so one value has one spelling."""
+    if not isinstance(text, str):
+        raise FormatError(f"{what}: expected a base64 string")
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise FormatError(f"{what}: invalid base64: {exc}") from exc
+    if b64(data) != text:
+        raise FormatError(f"{what}: base64 is not in canonical form")
+    return data
+
+
+def opt_from_b64(text: object, what: str) -> bytes | None:
+    return None if text is None else from_b64(text, what)

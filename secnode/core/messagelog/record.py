@@ -1,0 +1,381 @@
+"""One message-log record, its canonical bytes and its place in the hash chain.
+
+A record describes one message crossing the node (or one refusal) and is
+linked to its predecessor in the same *chain*::
+
+    record_hash = SHA-256(prev_hash || canonical_bytes(record))
+
+where ``prev_hash`` is the previous record's ``record_hash`` (or the chain's
+genesis value for ``seq`` 1) and ``canonical_bytes`` is the canonical JSON of
+every field except ``prev_hash``, ``record_hash`` and ``body``. The body is
+bound only through ``body_sha256`` so that a record stays verifiable after its
+body is purged (or was never kept: ``messagelog.bodies = false``).
+
+One chain belongs to one writer (a node process); the rationale is in
+``docs/audit.md`` ("One chain per writer").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from secnode.core.messagelog.canonical import (
+    FormatError,
+    b64,
+    canonical_json,
+    from_hex32,
+    get_int,
+    get_opt_int,
+    get_opt_str,
+    get_str,
+    hex32,
+    opt_from_b64,
+    opt_from_hex32,
+    parse_json_object,
+    require_keys,
+)
+
+RECORD_VERSION = 1
+GENESIS_PREFIX = b"secnode-log-genesis\x00"
+
+_CHAIN_ID = re.compile(r"^[A-Za-z0-9._:/#=+-]{1,200}$")
+_RECORD_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+MAX_TEXT = 4096
+
+
+class RecordError(FormatError):
+    """A log record is malformed (wrong types, lengths or values)."""
+
+
+class Direction(enum.StrEnum):
+    """Which way the logged message went, as seen from the logging node."""
+
+    REQUEST_IN = "request_in"
+    REQUEST_OUT = "request_out"
+    RESPONSE_IN = "response_in"
+    RESPONSE_OUT = "response_out"
+    REFUSAL = "refusal"
+
+
+def genesis_hash(chain_id: str) -> bytes:
+    """``prev_hash`` of a chain's first record: SHA-256("secnode-log-genesis" NUL chain_id).
+
+    Binding the chain id into the start means a chain cannot be passed off as
+    another one, and a chain that claims to start must really start at seq 1.
+    """
+    return hashlib.sha256(GENESIS_PREFIX + chain_id.encode("utf-8")).digest()
+
+
+def new_record_id() -> str:
+    """A random, unguessable record id (128 bits, hex); stable across archive and DB."""
+    return secrets.token_hex(16)
+
+
+def format_time(value: dt.datetime) -> str:
+    """UTC, microseconds always present: ``2026-04-01T09:30:00.000000Z``."""
+    if value.tzinfo is None:
+        raise RecordError("record time must be timezone-aware")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: object, what: str) -> dt.datetime:
+    if not isinstance(text, str) or not _TIME.match(text):
+        raise RecordError(f"{what}: time must look like 2026-04-01T09:30:00.000000Z")
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    except ValueError as exc:
+        raise RecordError(f"{what}: invalid time {text!r}") from exc
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """A sealed log record; build one with :meth:`create`, never by hand.
+
+    ``signed_digest`` is the exact byte string the message signature
+    (``signature``, detached CMS) was made over; the message module computes
+    it from the message, the log only has to show that the CMS verifies over
+    it and that the record was not changed afterwards.
+    """
+
+    id: str
+    chain_id: str
+    seq: int
+    time: dt.datetime
+    direction: Direction
+    node_id: str
+    client_id: str | None
+    service_id: str | None
+    message_id: str | None
+    user_id: str | None
+    purpose: str | None
+    legal_basis: str | None
+    data_subject: str | None
+    decision: str | None
+    reason: str | None
+    body_sha256: bytes
+    body_size: int
+    headers_sha256: bytes
+    signed_digest: bytes | None
+    signature: bytes | None
+    signer_cert_sha256: bytes | None
+    ocsp_sha256: bytes | None
+    prev_hash: bytes
+    record_hash: bytes
+    body: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        where = f"record {self.chain_id}#{self.seq}"
+        if not isinstance(self.id, str) or not _RECORD_ID.match(self.id):
+            raise RecordError(f"{where}: id must match {_RECORD_ID.pattern}")
+        if not isinstance(self.chain_id, str) or not _CHAIN_ID.match(self.chain_id):
+            raise RecordError(f"{where}: chain_id must match {_CHAIN_ID.pattern}")
+        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or not (
+            1 <= self.seq <= 2**53 - 1
+        ):
+            raise RecordError(f"{where}: seq must be a positive integer")
+        if not isinstance(self.time, dt.datetime) or self.time.tzinfo is None:
+            raise RecordError(f"{where}: time must be a timezone-aware datetime")
+        if not isinstance(self.direction, Direction):
+            raise RecordError(f"{where}: direction must be a Direction")
+        for name in ("node_id",):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+                raise RecordError(f"{where}: {name} must be a non-empty string")
+        for name in (
+            "client_id", "service_id", "message_id", "user_id", "purpose", "legal_basis",
+            "data_subject", "decision", "reason",
+        ):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+                raise RecordError(f"{where}: {name} must be a string of at most {MAX_TEXT}")
+        for name in ("body_sha256", "headers_sha256", "prev_hash", "record_hash"):
+            value = getattr(self, name)
+            if not isinstance(value, bytes) or len(value) != 32:
+                raise RecordError(f"{where}: {name} must be 32 bytes")
+        for name in ("signer_cert_sha256", "ocsp_sha256"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, bytes) or len(value) != 32):
+                raise RecordError(f"{where}: {name} must be 32 bytes or None")
+        for name in ("signed_digest", "signature", "body"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bytes):
+                raise RecordError(f"{where}: {name} must be bytes or None")
+        if (self.signature is None) != (self.signed_digest is None):
+            raise RecordError(f"{where}: signature and signed_digest come together or not at all")
+        if isinstance(self.body_size, bool) or not isinstance(self.body_size, int) or not (
+            0 <= self.body_size <= 2**53 - 1
+        ):
+            raise RecordError(f"{where}: body_size must be a non-negative integer")
+
+    # ----- construction -------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        *,
+        chain_id: str,
+        seq: int,
+        prev_hash: bytes,
+        time: dt.datetime,
+        direction: Direction | str,
+        node_id: str,
+        headers_sha256: bytes,
+        body: bytes | None = None,
+        body_sha256: bytes | None = None,
+        body_size: int | None = None,
+        keep_body: bool = True,
+        client_id: str | None = None,
+        service_id: str | None = None,
+        message_id: str | None = None,
+        user_id: str | None = None,
+        purpose: str | None = None,
+        legal_basis: str | None = None,
+        data_subject: str | None = None,
+        decision: str | None = None,
+        reason: str | None = None,
+        signed_digest: bytes | None = None,
+        signature: bytes | None = None,
+        signer_cert_sha256: bytes | None = None,
+        ocsp_sha256: bytes | None = None,
+        record_id: str | None = None,
+    ) -> LogRecord:
+        """Seal a new record after ``prev_hash`` (use :func:`genesis_hash` for seq 1).
+
+        Give ``body`` (digest and size are computed, and it is kept unless
+        ``keep_body`` is false) or, for streamed bodies, ``body_sha256`` and
+        ``body_size`` without the bytes. The time is truncated to microseconds
+        by the canonical form, so it is normalised here to keep
+        ``create(...).time`` equal to what a reader parses back.
+        """
+        if body is not None:
+            digest = hashlib.sha256(body).digest()
+            if body_sha256 is not None and body_sha256 != digest:
+                raise RecordError("body_sha256 does not match the body given")
+            body_sha256, body_size = digest, len(body)
+        if body_sha256 is None or body_size is None:
+            raise RecordError("give the body, or its body_sha256 and body_size")
+        draft = cls(
+            id=record_id or new_record_id(), chain_id=chain_id, seq=seq,
+            time=parse_time(format_time(time), "time"), direction=Direction(direction),
+            node_id=node_id, client_id=client_id, service_id=service_id,
+            message_id=message_id, user_id=user_id, purpose=purpose,
+            legal_basis=legal_basis, data_subject=data_subject, decision=decision,
+            reason=reason, body_sha256=body_sha256, body_size=body_size,
+            headers_sha256=headers_sha256, signed_digest=signed_digest, signature=signature,
+            signer_cert_sha256=signer_cert_sha256, ocsp_sha256=ocsp_sha256,
+            prev_hash=prev_hash, record_hash=bytes(32),
+            body=body if keep_body else None,
+        )
+        return dataclasses.replace(draft, record_hash=draft.computed_hash())
+
+    # ----- hashing ------------------------------------------------------------------
+    def canonical_fields(self) -> dict[str, Any]:
+        """The hashed fields as JSON values (bytes as hex digests or base64 blobs)."""
+        return {
+            "version": RECORD_VERSION,
+            "id": self.id,
+            "chain_id": self.chain_id,
+            "seq": self.seq,
+            "time": format_time(self.time),
+            "direction": self.direction.value,
+            "node_id": self.node_id,
+            "client_id": self.client_id,
+            "service_id": self.service_id,
+            "message_id": self.message_id,
+            "user_id": self.user_id,
+            "purpose": self.purpose,
+            "legal_basis": self.legal_basis,
+            "data_subject": self.data_subject,
+            "decision": self.decision,
+            "reason": self.reason,
+            "body_sha256": hex32(self.body_sha256),
+            "body_size": self.body_size,
+            "headers_sha256": hex32(self.headers_sha256),
+            "signed_digest": None if self.signed_digest is None else b64(self.signed_digest),
+            "signature": None if self.signature is None else b64(self.signature),
+            "signer_cert_sha256": (
+                None if self.signer_cert_sha256 is None else hex32(self.signer_cert_sha256)
+            ),
+            "ocsp_sha256": None if self.ocsp_sha256 is None else hex32(self.ocsp_sha256),
+        }
+
+    def computed_hash(self, prev_hash: bytes | None = None) -> bytes:
+        """What ``record_hash`` must be, recomputed from the content (and ``prev_hash``)."""
+        prev = self.prev_hash if prev_hash is None else prev_hash
+        return record_hash(prev, canonical_bytes(self))
+
+    def hash_ok(self) -> bool:
+        return self.computed_hash() == self.record_hash
+
+    def body_ok(self) -> bool:
+        """True when no body is kept, or the kept body matches its digest and size."""
+        if self.body is None:
+            return True
+        return len(self.body) == self.body_size and (
+            hashlib.sha256(self.body).digest() == self.body_sha256
+        )
+
+    def without_body(self) -> LogRecord:
+        """The same record with its body purged; still verifiable through the digest."""
+        return dataclasses.replace(self, body=None)
+
+    # ----- storage form -------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: hashed fields plus ``prev_hash``, ``record_hash``, ``body``."""
+        obj = self.canonical_fields()
+        obj["prev_hash"] = hex32(self.prev_hash)
+        obj["record_hash"] = hex32(self.record_hash)
+        obj["body"] = None if self.body is None else b64(self.body)
+        return obj
+
+    def to_jsonl(self) -> bytes:
+        """One ``records.jsonl`` line (canonical JSON, no trailing newline)."""
+        return canonical_json(self.to_json())
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> LogRecord:
+        """Strictly parse the stored form; does not check the hash (the verifier does)."""
+        what = "record"
+        if isinstance(obj.get("chain_id"), str) and isinstance(obj.get("seq"), int):
+            what = f"record {obj['chain_id']}#{obj['seq']}"
+        require_keys(obj, _STORED_KEYS, what)
+        if obj["version"] != RECORD_VERSION:
+            raise RecordError(f"{what}: unsupported record version {obj['version']!r}")
+        direction = get_str(obj, "direction", what)
+        try:
+            parsed_direction = Direction(direction)
+        except ValueError as exc:
+            raise RecordError(f"{what}: unknown direction {direction!r}") from exc
+        return cls(
+            id=get_str(obj, "id", what),
+            chain_id=get_str(obj, "chain_id", what),
+            seq=get_int(obj, "seq", what),
+            time=parse_time(obj["time"], what),
+            direction=parsed_direction,
+            node_id=get_str(obj, "node_id", what),
+            client_id=get_opt_str(obj, "client_id", what),
+            service_id=get_opt_str(obj, "service_id", what),
+            message_id=get_opt_str(obj, "message_id", what),
+            user_id=get_opt_str(obj, "user_id", what),
+            purpose=get_opt_str(obj, "purpose", what),
+            legal_basis=get_opt_str(obj, "legal_basis", what),
+            data_subject=get_opt_str(obj, "data_subject", what),
+            decision=get_opt_str(obj, "decision", what),
+            reason=get_opt_str(obj, "reason", what),
+            body_sha256=from_hex32(obj["body_sha256"], f"{what}: body_sha256"),
+            body_size=_nonneg(get_opt_int(obj, "body_size", what), what),
+            headers_sha256=from_hex32(obj["headers_sha256"], f"{what}: headers_sha256"),
+            signed_digest=opt_from_b64(obj["signed_digest"], f"{what}: signed_digest"),
+            signature=opt_from_b64(obj["signature"], f"{what}: signature"),
+            signer_cert_sha256=opt_from_hex32(
+                obj["signer_cert_sha256"], f"{what}: signer_cert_sha256"
+            ),
+            ocsp_sha256=opt_from_hex32(obj["ocsp_sha256"], f"{what}: ocsp_sha256"),
+            prev_hash=from_hex32(obj["prev_hash"], f"{what}: prev_hash"),
+            record_hash=from_hex32(obj["record_hash"], f"{what}: record_hash"),
+            body=opt_from_b64(obj["body"], f"{what}: body"),
+        )
+
+    @classmethod
+    def from_jsonl(cls, line: bytes) -> LogRecord:
+        return cls.from_json(parse_json_object(line, "record"))
+
+    @property
+    def ref(self) -> str:
+        """How reports name a record: ``chain#seq (id)``."""
+        return f"{self.chain_id}#{self.seq} ({self.id})"
+
+
+def _nonneg(value: int | None, what: str) -> int:
+    if value is None or value < 0:
+        raise RecordError(f"{what}: body_size must be a non-negative integer")
+    return value
+
+
+def canonical_bytes(record: LogRecord) -> bytes:
+    """The exact bytes hashed into ``record_hash`` (canonical JSON of the hashed fields)."""
+    return canonical_json(record.canonical_fields())
+
+
+def record_hash(prev_hash: bytes, canonical: bytes) -> bytes:
+    """``SHA-256(prev_hash || canonical)``; ``prev_hash`` is the raw 32 bytes."""
+    if len(prev_hash) != 32:
+        raise RecordError("prev_hash must be 32 bytes")
+    return hashlib.sha256(prev_hash + canonical).digest()
+
+
+_STORED_KEYS = frozenset(
+    {
+        "version", "id", "chain_id", "seq", "time", "direction", "node_id", "client_id",
+        "service_id", "message_id", "user_id", "purpose", "legal_basis", "data_subject",
+        "decision", "reason", "body_sha256", "body_size", "headers_sha256", "signed_digest",
+        "signature", "signer_cert_sha256", "ocsp_sha256", "prev_hash", "record_hash", "body",
+    }
+)
