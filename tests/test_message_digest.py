@@ -1,0 +1,328 @@
+"""Canonical message digests: fixed vectors, an independent re-implementation of the
+byte encoding documented in docs/protocol.md, and binding of every field."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import struct
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secnode.core import message
+from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
+from secnode.core.message import (
+    MessageError,
+    MessageHeaders,
+    request_digest,
+    request_digest_input,
+    response_digest,
+)
+
+REST_HEADERS = MessageHeaders(
+    protocol="rest",
+    client=SubsystemId("JP", "GOV", "372013", "welfare"),
+    service=ServiceId("JP", "GOV", "072028", "tax", "income"),
+    message_id="0b6f6d39-3b6c-4c2e-9d59-2f1b1c7c0a11",
+    user_id="JP1234567890",
+    purpose="child-allowance-eligibility",
+    legal_basis="consent",
+    data_subject="JP-住民-0001",
+    rest_method="POST",
+    rest_path="/v1/people%20list",
+    rest_query="year=2024",
+    content_type="application/json",
+)
+REST_BODY_SHA256 = hashlib.sha256(b'{"id":"A-17"}').digest()
+RESPONSE_BODY_SHA256 = hashlib.sha256(b'{"income":1}').digest()
+
+SOAP_HEADERS = MessageHeaders(
+    protocol="soap",
+    client=MemberId("EE", "GOV", "MEMBER1"),
+    service=ServiceId("EE", "GOV", "MEMBER2", "SUBSYSTEM2", "getRandom", "v1"),
+    message_id="4894e35d-bf0f-44a6-867a-8e51f1daa7e0",
+    user_id="EE12345678901",
+    issue="12345",
+    content_type="text/xml; charset=utf-8",
+)
+SOAP_BODY_SHA256 = hashlib.sha256(b"<SOAP-ENV:Envelope/>").digest()
+
+# Golden vectors: also printed in docs/protocol.md. Changing them breaks every
+# signature and log record already made; bump the domain string instead.
+REST_REQUEST_DIGEST = "b9cb0448d22f3c125441cc9af16b83e0ac959aa55e8eb57478daa8a17e351215"
+REST_RESPONSE_DIGEST = "a63c23366906199e36190f939749ec571be3769ff5cd4a896b735606a0edbccc"
+SOAP_REQUEST_DIGEST = "3eabb1e188e59fdf73bb6d40801bcb465696ca51d8939f1d888b65cf04c14755"
+SOAP_RESPONSE_DIGEST = "de5eaba522aa218955895b2eef332e34b90043f2566d7abed52ef2a4ffe9fc63"
+
+
+# --------------------------------------------------------------------------
+# An independent encoder written from docs/protocol.md, not from message.py
+# --------------------------------------------------------------------------
+
+def ref_field(name: str, value: str | bytes | None) -> bytes:
+    out = bytes([len(name)]) + name.encode("ascii")
+    if value is None:
+        return out + b"\x00"
+    raw, tag = (value.encode("utf-8"), b"\x01") if isinstance(value, str) else (value, b"\x02")
+    return out + tag + struct.pack(">I", len(raw)) + raw
+
+
+def ref_header_fields(h: MessageHeaders) -> list[tuple[str, str | bytes | None]]:
+    return [
+        ("protocol", h.protocol),
+        ("client_type", "SUBSYSTEM" if isinstance(h.client, SubsystemId) else "MEMBER"),
+        ("client", "/".join(h.client.parts())),
+        ("service", "/".join(h.service.parts())),
+        ("message_id", h.message_id),
+        ("user_id", h.user_id),
+        ("issue", h.issue),
+        ("purpose", h.purpose),
+        ("legal_basis", h.legal_basis),
+        ("data_subject", h.data_subject),
+        ("rest_method", h.rest_method),
+        ("rest_path", h.rest_path),
+        ("rest_query", h.rest_query),
+    ]
+
+
+def ref_request(h: MessageHeaders, body: bytes) -> bytes:
+    domain = b"secnode/request-digest/v1"
+    fields = [*ref_header_fields(h), ("content_type", h.content_type), ("body_sha256", body)]
+    data = bytes([len(domain)]) + domain + b"".join(ref_field(n, v) for n, v in fields)
+    return hashlib.sha256(data).digest()
+
+
+def ref_response(
+    h: MessageHeaders, req: bytes, status: int, ctype: str | None, body: bytes
+) -> bytes:
+    domain = b"secnode/response-digest/v1"
+    fields = [
+        *ref_header_fields(h),
+        ("request_digest", req),
+        ("status", str(status)),
+        ("content_type", ctype),
+        ("body_sha256", body),
+    ]
+    data = bytes([len(domain)]) + domain + b"".join(ref_field(n, v) for n, v in fields)
+    return hashlib.sha256(data).digest()
+
+
+# --------------------------------------------------------------------------
+# Vectors
+# --------------------------------------------------------------------------
+
+def test_rest_vectors() -> None:
+    req = request_digest(REST_HEADERS, REST_BODY_SHA256)
+    assert req.hex() == REST_REQUEST_DIGEST
+    assert req == ref_request(REST_HEADERS, REST_BODY_SHA256)
+    resp = response_digest(REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256)
+    assert resp.hex() == REST_RESPONSE_DIGEST
+    assert resp == ref_response(REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256)
+
+
+def test_soap_vectors() -> None:
+    req = request_digest(SOAP_HEADERS, SOAP_BODY_SHA256)
+    assert req.hex() == SOAP_REQUEST_DIGEST
+    empty = hashlib.sha256(b"").digest()
+    resp = response_digest(SOAP_HEADERS, req, 500, None, empty)
+    assert resp.hex() == SOAP_RESPONSE_DIGEST
+    assert resp == ref_response(SOAP_HEADERS, req, 500, None, empty)
+
+
+def test_encoding_prefix_is_as_documented() -> None:
+    data = request_digest_input(REST_HEADERS, REST_BODY_SHA256)
+    assert data.startswith(b"\x19secnode/request-digest/v1\x08protocol\x01\x00\x00\x00\x04rest")
+    assert b"\x05issue\x00" in data  # absent field: name then 0x00, no length
+    assert data.endswith(b"\x0bbody_sha256\x02\x00\x00\x00\x20" + REST_BODY_SHA256)
+    assert "JP-住民-0001".encode() in data
+
+
+def test_request_and_response_domains_differ() -> None:
+    # A request digest can never be replayed as a response digest and vice versa.
+    assert message.REQUEST_DOMAIN != message.RESPONSE_DOMAIN
+
+
+# --------------------------------------------------------------------------
+# Every bound field changes the digest
+# --------------------------------------------------------------------------
+
+part = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._",
+               min_size=1, max_size=12)
+text = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x2FFF,
+                           blacklist_characters="\x7f", blacklist_categories=("Cs",)),
+    min_size=1, max_size=40,
+)
+optional_text = st.none() | text
+clients = st.builds(SubsystemId, part, part, part, part) | st.builds(MemberId, part, part, part)
+services = st.builds(ServiceId, part, part, part, part, part, st.none() | part)
+
+
+@st.composite
+def headers(draw: st.DrawFn) -> MessageHeaders:
+    protocol = draw(st.sampled_from(["soap", "rest"]))
+    rest_fields: dict[str, Any] = {}
+    if protocol == "rest":
+        rest_fields = {
+            "rest_method": draw(st.sampled_from(sorted(message.REST_METHODS))),
+            "rest_path": draw(st.sampled_from(["", "/", "/a", "/a/b%20c"])),
+            "rest_query": draw(st.none() | st.sampled_from(["", "a=1", "a=1&b=2"])),
+        }
+    return MessageHeaders(
+        protocol=protocol,  # type: ignore[arg-type]
+        client=draw(clients),
+        service=draw(services),
+        message_id=draw(text),
+        user_id=draw(optional_text),
+        issue=draw(optional_text),
+        purpose=draw(optional_text),
+        legal_basis=draw(optional_text),
+        data_subject=draw(optional_text),
+        content_type=draw(optional_text),
+        **rest_fields,
+    )
+
+
+def _mutations(h: MessageHeaders, response: bool = False) -> list[MessageHeaders]:
+    """One changed copy per bound field. The request's content type enters a
+    response digest only through the request digest, so it is skipped there."""
+    out = []
+    for f in dataclasses.fields(h):
+        value = getattr(h, f.name)
+        if f.name == "protocol" or (response and f.name == "content_type"):
+            continue  # protocol: covered with the REST fields and test_soap_and_rest_...
+        if f.name == "client":
+            new: Any = (
+                SubsystemId(*value.parts(), "x")
+                if isinstance(value, MemberId)
+                else MemberId(*value.parts()[:3])
+            )
+        elif f.name == "service":
+            new = dataclasses.replace(value, service=value.service + "x")
+        elif f.name == "rest_method":
+            if value is None:
+                continue
+            new = "PUT" if value != "PUT" else "GET"
+        elif f.name == "rest_path":
+            if value is None:
+                continue
+            new = value + "/z" if value else "/z"
+        elif f.name == "rest_query":
+            if h.protocol != "rest":
+                continue
+            new = None if value is not None else "q=1"
+        else:
+            new = None if value is not None else "v"
+            if f.name == "message_id":
+                new = value + "x"
+        out.append(dataclasses.replace(h, **{f.name: new}))
+    return out
+
+
+@settings(max_examples=120, deadline=None)
+@given(h=headers(), body=st.binary(min_size=32, max_size=32))
+def test_changing_any_request_field_changes_the_digest(h: MessageHeaders, body: bytes) -> None:
+    base = request_digest(h, body)
+    assert base == ref_request(h, body)
+    for changed in _mutations(h):
+        assert request_digest(changed, body) != base, changed
+    flipped = bytes([body[0] ^ 1]) + body[1:]
+    assert request_digest(h, flipped) != base
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    h=headers(),
+    req=st.binary(min_size=32, max_size=32),
+    status=st.integers(100, 599),
+    ctype=optional_text,
+    body=st.binary(min_size=32, max_size=32),
+)
+def test_changing_any_response_input_changes_the_digest(
+    h: MessageHeaders, req: bytes, status: int, ctype: str | None, body: bytes
+) -> None:
+    base = response_digest(h, req, status, ctype, body)
+    assert base == ref_response(h, req, status, ctype, body)
+    for changed in _mutations(h, response=True):
+        assert response_digest(changed, req, status, ctype, body) != base
+    flip = bytes([req[0] ^ 1]) + req[1:]
+    assert response_digest(h, flip, status, ctype, body) != base
+    assert response_digest(h, req, 100 + (status - 99) % 500, ctype, body) != base
+    assert response_digest(h, req, status, None if ctype else "text/plain", body) != base
+    assert response_digest(h, req, status, ctype, bytes(32) if any(body) else b"\x01" * 32) != base
+
+
+@settings(max_examples=80, deadline=None)
+@given(a=optional_text, b=optional_text)
+def test_no_ambiguity_between_adjacent_fields(a: str | None, b: str | None) -> None:
+    """Moving text from one field to its neighbour, or making a field absent instead
+    of empty-ish, never gives the same encoding (length prefixes and presence tags)."""
+    h1 = dataclasses.replace(SOAP_HEADERS, purpose=a, legal_basis=b)
+    joined = (a or "") + (b or "")
+    h2 = dataclasses.replace(SOAP_HEADERS, purpose=joined or None, legal_basis=None)
+    if (a, b) != (h2.purpose, h2.legal_basis):
+        assert request_digest(h1, SOAP_BODY_SHA256) != request_digest(h2, SOAP_BODY_SHA256)
+
+
+def test_soap_and_rest_same_ids_differ() -> None:
+    as_rest = dataclasses.replace(SOAP_HEADERS, protocol="rest", rest_method="POST", rest_path="")
+    assert request_digest(as_rest, SOAP_BODY_SHA256) != request_digest(
+        SOAP_HEADERS, SOAP_BODY_SHA256
+    )
+
+
+# --------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"protocol": "grpc"},
+        {"message_id": ""},
+        {"message_id": "x" * 256},
+        {"user_id": "a\nb"},
+        {"purpose": "x" * 1025},
+        {"rest_method": "POST"},  # SOAP with REST fields
+        {"client": "JP/GOV/1"},
+        {"service": SubsystemId("JP", "GOV", "1", "a")},
+    ],
+)
+def test_invalid_headers_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(MessageError):
+        dataclasses.replace(SOAP_HEADERS, **changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"rest_method": "CONNECT"},
+        {"rest_path": None},
+        {"rest_path": "no-slash"},
+        {"rest_query": "a\r\nb"},
+    ],
+)
+def test_invalid_rest_headers_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(MessageError):
+        dataclasses.replace(REST_HEADERS, **changes)
+
+
+def test_digest_inputs_checked() -> None:
+    with pytest.raises(MessageError):
+        request_digest(REST_HEADERS, b"short")
+    with pytest.raises(MessageError):
+        response_digest(REST_HEADERS, b"short", 200, None, REST_BODY_SHA256)
+    req = request_digest(REST_HEADERS, REST_BODY_SHA256)
+    for status in (99, 600, True):
+        with pytest.raises(MessageError):
+            response_digest(REST_HEADERS, req, status, None, REST_BODY_SHA256)
+    with pytest.raises(MessageError):
+        response_digest(REST_HEADERS, req, 200, "a\x00b", REST_BODY_SHA256)
+
+
+def test_headers_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        REST_HEADERS.message_id = "other"  # type: ignore[misc]
