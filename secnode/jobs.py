@@ -1,0 +1,437 @@
+"""Background jobs: keep the global configuration and the node's OCSP staples current.
+
+Both jobs run inside ``secnode serve`` (:func:`start_jobs`) and once, on
+demand, in ``secnode sync`` (:func:`run_once`); they share the same functions
+so the one-shot command is an honest test of what the server does.
+
+- **Global configuration**: fetched from ``[central] url`` + ``/globalconf``
+  every ``conf_refresh_interval`` (the configuration's setting, capped by
+  ``[central] refresh_interval``), verified against the anchor and kept on disk
+  (:class:`secnode.globalconf.ConfStore`). A failed fetch keeps the last good
+  copy; once that copy expires, ``rt.conf.is_expired()`` is true and the
+  message path refuses to exchange. Every version change is logged.
+- **OCSP**: for each active certificate of the node, a fresh response is
+  fetched from the responders the configuration lists for its CA (AIA as a
+  fallback) every ``ocsp_fetch_interval`` (``[ocsp] fetch_interval`` overrides
+  it) and earlier if the held response would otherwise go stale. A responder
+  that is down is retried with exponential back-off between ``[ocsp] retry_min``
+  and ``retry_max``; the failure and next attempt are recorded with the
+  certificate so ``/health`` and ``secnode certs list`` can say what is wrong.
+
+Job outcomes are written to the database (``node_state`` and the certificate
+rows), not only kept in memory, so the CLI and every node process sharing the
+database see the same status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+
+from certs.chain import find_issuer
+from certs.ocsp import OCSPError
+from secnode import certimport
+from secnode.config import NodeConfig
+from secnode.globalconf import (
+    SETTINGS_DEFAULTS,
+    ConfStore,
+    GlobalConf,
+    GlobalConfError,
+    format_time,
+)
+from secnode.node import Node
+from secnode.store import models
+
+if TYPE_CHECKING:
+    from secnode.runtime import NodeRuntime
+    from secnode.serve import RunningNode
+
+log = logging.getLogger("secnode.jobs")
+
+CONF_STATE_KEY = "job.conf"
+#: Longest sleep of the OCSP loop: newly imported certificates are picked up this fast.
+OCSP_MAX_SLEEP = 30.0
+#: Shortest time between two fetches for the same certificate, whatever the settings say.
+OCSP_MIN_GAP = 1.0
+SERVICES_RELOAD_INTERVAL = 5.0
+
+
+# ----- URLs -------------------------------------------------------------------------------
+def central_base(config: NodeConfig) -> str:
+    """``[central] url`` without a trailing ``/globalconf`` (operators paste either form)."""
+    url = config.central.url.rstrip("/")
+    return url.removesuffix("/globalconf")
+
+
+def conf_url(config: NodeConfig) -> str:
+    return central_base(config) + "/globalconf"
+
+
+def register_url(config: NodeConfig) -> str:
+    return central_base(config) + "/register"
+
+
+# ----- settings ---------------------------------------------------------------------------
+def setting(conf: GlobalConf | None, name: str) -> int:
+    if conf is not None and name in conf.settings:
+        return int(conf.settings[name])
+    return SETTINGS_DEFAULTS[name]
+
+
+def conf_interval(config: NodeConfig, conf: GlobalConf | None) -> float:
+    """The registry's refresh interval, capped by the node's own ``refresh_interval``."""
+    local = config.central.refresh_interval
+    central = setting(conf, "conf_refresh_interval") if conf is not None else local
+    return float(max(1, min(local, central) if local > 0 else central))
+
+
+def ocsp_interval(config: NodeConfig, conf: GlobalConf | None) -> float:
+    """``[ocsp] fetch_interval`` if set, else the configuration's; below half the freshness."""
+    wanted = config.ocsp.fetch_interval or setting(conf, "ocsp_fetch_interval")
+    return float(max(OCSP_MIN_GAP, min(wanted, setting(conf, "ocsp_freshness_seconds") / 2)))
+
+
+def backoff(config: NodeConfig, failures: int) -> float:
+    """Seconds to wait after ``failures`` consecutive failures: retry_min doubling to retry_max."""
+    low, high = max(1, config.ocsp.retry_min), max(1, config.ocsp.retry_max)
+    return float(min(high, low * 2 ** max(0, failures - 1)))
+
+
+# ----- global configuration ---------------------------------------------------------------
+@dataclass(frozen=True)
+class ConfOutcome:
+    """What one refresh did; ``version`` is the held version afterwards (None: none held)."""
+
+    ok: bool
+    version: int | None
+    previous: int | None
+    expires_at: dt.datetime | None
+    error: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.ok and self.version != self.previous
+
+
+def read_conf_state(node: Node) -> dict[str, Any]:
+    """The last recorded outcome of the configuration job (empty if it never ran)."""
+    raw = node.get_state(CONF_STATE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def _record_conf(node: Node, outcome: ConfOutcome, at: dt.datetime) -> None:
+    state = read_conf_state(node)
+    stamp = format_time(at)
+    state["attempt_at"] = stamp
+    state["version"] = outcome.version
+    if outcome.ok:
+        state.update(ok_at=stamp, error=None, failing_since=None)
+    else:
+        state["error"] = outcome.error
+        state["failing_since"] = state.get("failing_since") or stamp
+    node.set_state(CONF_STATE_KEY, json.dumps(state, sort_keys=True))
+
+
+def refresh_conf(node: Node, timeout: float = 10.0) -> ConfOutcome:
+    """Fetch, verify and keep the newest configuration (blocking; run it in a thread).
+
+    Never raises for a network or verification failure: the outcome carries the
+    reason and the last good copy stays in place.
+    """
+    store = ConfStore(node.dir.globalconf_dir)
+    at = dt.datetime.now(dt.UTC)
+    try:
+        held = store.load_last_good()
+    except GlobalConfError as exc:  # a damaged copy on disk: fetch a new one
+        log.error("held global configuration is unusable: %s", exc)
+        held = None
+    previous = held.version if held else None
+    try:
+        conf = store.refresh(conf_url(node.dir.config), timeout=timeout)
+    except (GlobalConfError, OSError) as exc:
+        outcome = ConfOutcome(False, previous, previous, held.expires_at if held else None,
+                              str(exc))
+    else:
+        outcome = ConfOutcome(True, conf.version, previous, conf.expires_at)
+        if outcome.changed:
+            log.info("global configuration version %s -> %s (generated %s, expires %s)",
+                     previous if previous is not None else "none", conf.version,
+                     format_time(conf.generated_at), format_time(conf.expires_at))
+    _record_conf(node, outcome, at)
+    return outcome
+
+
+# ----- OCSP -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OcspOutcome:
+    usage: str
+    cert_sha256: str
+    status: str | None  # good | revoked | unknown; None when the fetch failed
+    error: str | None
+    failures: int
+
+
+def _cert_of(row: models.NodeCertificate) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(row.cert_pem.encode("ascii"))
+
+
+def active_rows(node: Node) -> list[models.NodeCertificate]:
+    with node.sessions() as s:
+        return list(s.scalars(select(models.NodeCertificate).where(
+            models.NodeCertificate.active).order_by(models.NodeCertificate.usage)))
+
+
+def stale_at(row: models.NodeCertificate, freshness: float) -> dt.datetime | None:
+    """When the held response stops being usable (freshness or nextUpdate, earlier wins)."""
+    if row.ocsp_this_update is None:
+        return None
+    limit = _utc(row.ocsp_this_update) + dt.timedelta(seconds=freshness)
+    if row.ocsp_next_update is not None:
+        limit = min(limit, _utc(row.ocsp_next_update))
+    return limit
+
+
+def next_due(row: models.NodeCertificate, interval: float, freshness: float) -> dt.datetime:
+    """After a success: one interval later, or halfway to staleness if that comes first."""
+    if row.ocsp_fetched_at is None:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    fetched = _utc(row.ocsp_fetched_at)
+    wait = interval
+    limit = stale_at(row, freshness)
+    if limit is not None:
+        wait = min(wait, (limit - fetched).total_seconds() / 2)
+    return fetched + dt.timedelta(seconds=max(OCSP_MIN_GAP, wait))
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+async def refresh_ocsp_one(
+    node: Node, row: models.NodeCertificate, conf: GlobalConf, config: NodeConfig,
+    session: aiohttp.ClientSession | None = None, timeout: float = certimport.OCSP_TIMEOUT,
+) -> OcspOutcome:
+    """Fetch and validate a response for one certificate and record it (or the failure)."""
+    cert = _cert_of(row)
+    freshness = setting(conf, "ocsp_freshness_seconds")
+    issuer = find_issuer(cert, conf.ca_certs)
+    try:
+        if issuer is None:
+            raise OCSPError(
+                f"the issuer of the {row.usage} certificate is not an approved CA in global "
+                f"configuration version {conf.version}"
+            )
+        status = await certimport.fetch_status(
+            cert, issuer, certimport.responder_urls(cert, conf), freshness, session, timeout
+        )
+    except OCSPError as exc:
+        return await asyncio.to_thread(_record_failure, node, row.id, str(exc), config)
+    return await asyncio.to_thread(_record_success, node, row.id, status)
+
+
+def _record_success(node: Node, row_id: int, status: Any) -> OcspOutcome:
+    with node.session() as s:
+        row = s.get(models.NodeCertificate, row_id)
+        assert row is not None
+        before, had_failures = row.ocsp_status, row.ocsp_failures
+        certimport.record_status(row, status)
+        usage, digest = row.usage, row.cert_sha256
+    if status.status != "good":
+        reason = f" ({status.revocation_reason})" if status.revocation_reason else ""
+        log.error("%s certificate %s... is %s%s according to OCSP: exchange needing it stops",
+                  usage, digest[:16], status.status, reason)
+    elif before != "good" or had_failures:
+        log.info("%s certificate %s...: OCSP good (thisUpdate %s)", usage, digest[:16],
+                 format_time(status.this_update))
+    return OcspOutcome(usage, digest, status.status, None, 0)
+
+
+def _record_failure(node: Node, row_id: int, error: str, config: NodeConfig) -> OcspOutcome:
+    with node.session() as s:
+        row = s.get(models.NodeCertificate, row_id)
+        assert row is not None
+        row.ocsp_failures = (row.ocsp_failures or 0) + 1
+        wait = backoff(config, row.ocsp_failures)
+        row.ocsp_error = (f"{error} (failed {row.ocsp_failures} time(s) in a row; "
+                          f"next attempt in {wait:g} s)")
+        usage, digest, failures = row.usage, row.cert_sha256, row.ocsp_failures
+    level = logging.WARNING if failures == 1 or failures % 10 == 0 else logging.DEBUG
+    log.log(level, "OCSP for %s certificate %s... failed (%d in a row, retry in %g s): %s",
+            usage, digest[:16], failures, wait, error)
+    return OcspOutcome(usage, digest, None, error, failures)
+
+
+async def refresh_ocsp(node: Node, conf: GlobalConf | None, config: NodeConfig,
+                       session: aiohttp.ClientSession | None = None) -> list[OcspOutcome]:
+    """Fetch responses for every active certificate now (``secnode sync``)."""
+    rows = await asyncio.to_thread(active_rows, node)
+    if conf is None:
+        return [OcspOutcome(r.usage, r.cert_sha256, None, "no global configuration yet", 0)
+                for r in rows]
+    return [await refresh_ocsp_one(node, r, conf, config, session) for r in rows]
+
+
+# ----- one shot ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SyncReport:
+    conf: ConfOutcome
+    ocsp: list[OcspOutcome]
+
+    @property
+    def ok(self) -> bool:
+        return self.conf.ok and all(o.status == "good" for o in self.ocsp)
+
+
+async def run_once(node: Node) -> SyncReport:
+    """Both jobs once, in order (the OCSP job needs the configuration's CA list)."""
+    conf_outcome = await asyncio.to_thread(refresh_conf, node)
+    try:
+        conf = ConfStore(node.dir.globalconf_dir).load_last_good()
+    except GlobalConfError:
+        conf = None
+    return SyncReport(conf_outcome, await refresh_ocsp(node, conf, node.dir.config))
+
+
+# ----- inside secnode serve ---------------------------------------------------------------
+def _ca_ders(conf: GlobalConf | None) -> set[bytes]:
+    if conf is None:
+        return set()
+    return {c.public_bytes(serialization.Encoding.DER) for c in conf.ca_certs}
+
+
+async def apply_conf_change(rt: NodeRuntime, running: RunningNode | None,
+                            old: GlobalConf | None) -> None:
+    """After a new version: trust newly approved CAs at once and rebuild peer sessions."""
+    from secnode import tls
+
+    new_ders, old_ders = _ca_ders(rt.conf), _ca_ders(old)
+    if new_ders == old_ders:
+        return
+    added = [c for c in (rt.conf.ca_certs if rt.conf else [])
+             if c.public_bytes(serialization.Encoding.DER) not in old_ders]
+    if added and running is not None and running.server_ssl is not None:
+        tls.add_cas(running.server_ssl, added)
+    log.info("approved CAs changed (%d added, %d removed); rebuilding node-to-node sessions",
+             len(added), len(old_ders - new_ders))
+    await rt.reopen_peer_session()
+
+
+async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None:
+    """Refresh the configuration forever; reload the runtime's view when the version moves."""
+    reported_expiry: int | None = None
+    while True:
+        try:
+            outcome = await asyncio.to_thread(refresh_conf, rt.node)
+            if outcome.changed or rt.conf is None:
+                old = rt.conf
+                rt.load_conf()
+                if rt.conf is not None and (old is None or old.version != rt.conf.version):
+                    await apply_conf_change(rt, running, old)
+            if not outcome.ok and rt.conf is not None and rt.conf.is_expired():
+                if reported_expiry != rt.conf.version:
+                    log.error("global configuration version %d expired at %s and cannot be "
+                              "refreshed (%s): message exchange stopped", rt.conf.version,
+                              format_time(rt.conf.expires_at), outcome.error)
+                    reported_expiry = rt.conf.version
+            elif not outcome.ok:
+                log.warning("global configuration refresh failed, keeping version %s: %s",
+                            outcome.version, outcome.error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a job must outlive any single failure; the log says why
+            log.exception("global configuration job failed")
+        await asyncio.sleep(conf_interval(rt.config, rt.conf))
+
+
+async def ocsp_loop(rt: NodeRuntime) -> None:
+    """Keep a fresh OCSP response for every active certificate, with back-off on failure."""
+    retry_at: dict[str, dt.datetime] = {}
+    loaded: set[str] = set()
+    while True:
+        sleep = OCSP_MAX_SLEEP
+        try:
+            rows = await asyncio.to_thread(active_rows, rt.node)
+            current = {r.cert_sha256 for r in rows}
+            if current != loaded:  # a certificate was imported (by the CLI) or replaced
+                await asyncio.to_thread(rt.load_certificates)
+                loaded = current
+            conf = rt.conf
+            if conf is None:
+                sleep = float(rt.config.ocsp.retry_min)
+            else:
+                sleep = await _ocsp_round(rt, rows, conf, retry_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("OCSP job failed")
+        await asyncio.sleep(max(0.2, min(sleep, OCSP_MAX_SLEEP)))
+
+
+async def _ocsp_round(rt: NodeRuntime, rows: list[models.NodeCertificate], conf: GlobalConf,
+                      retry_at: dict[str, dt.datetime]) -> float:
+    """Refresh what is due; return seconds until the next certificate is due."""
+    interval = ocsp_interval(rt.config, conf)
+    freshness = setting(conf, "ocsp_freshness_seconds")
+    now = dt.datetime.now(dt.UTC)
+    wake = now + dt.timedelta(seconds=OCSP_MAX_SLEEP)
+    changed = False
+    for row in rows:
+        due = retry_at.get(row.cert_sha256) if row.ocsp_failures else None
+        due = due or next_due(row, interval, freshness)
+        if due <= now:
+            outcome = await refresh_ocsp_one(rt.node, row, conf, rt.config, rt.service_session)
+            now = dt.datetime.now(dt.UTC)
+            if outcome.status is None:
+                due = now + dt.timedelta(seconds=backoff(rt.config, outcome.failures))
+                retry_at[row.cert_sha256] = due
+            else:
+                retry_at.pop(row.cert_sha256, None)
+                changed = True
+                due = now + dt.timedelta(seconds=max(OCSP_MIN_GAP, min(interval, freshness / 2)))
+        wake = min(wake, due)
+    if changed:
+        await asyncio.to_thread(rt.load_certificates)
+    return (wake - dt.datetime.now(dt.UTC)).total_seconds()
+
+
+async def services_loop(rt: NodeRuntime) -> None:
+    """Re-read services and access rights so CLI changes apply without a restart."""
+    while True:
+        await asyncio.sleep(SERVICES_RELOAD_INTERVAL)
+        try:
+            await asyncio.to_thread(rt.reload_services)
+        except Exception:
+            log.exception("reloading services failed")
+
+
+JobFactory = Callable[["NodeRuntime", "RunningNode | None"], Coroutine[Any, Any, None]]
+#: Further jobs (time-stamping, archiving, ...) register here before ``secnode serve`` starts.
+EXTRA_JOBS: dict[str, JobFactory] = {}
+
+
+def register_job(name: str, factory: JobFactory) -> None:
+    """Run ``factory(rt, running)`` as one more background task of ``secnode serve``."""
+    EXTRA_JOBS[name] = factory
+
+
+def start_jobs(rt: NodeRuntime, running: RunningNode | None = None) -> list[asyncio.Task[None]]:
+    """Start every background job; :meth:`RunningNode.stop` cancels them."""
+    jobs: dict[str, Coroutine[Any, Any, None]] = {
+        "conf": conf_loop(rt, running),
+        "ocsp": ocsp_loop(rt),
+        "services": services_loop(rt),
+    }
+    for name, factory in EXTRA_JOBS.items():
+        jobs[name] = factory(rt, running)
+    return [asyncio.create_task(job, name=f"secnode.{name}") for name, job in jobs.items()]
