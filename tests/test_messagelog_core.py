@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -103,9 +104,7 @@ def _tsa(ca: conftest.TestCA) -> tuple[x509.Certificate, TimeStampAuthority]:
     return issued.cert, TimeStampAuthority(issued.cert, keys.SoftwareSigner(issued.key))
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    base = tmp_path_factory.mktemp("world")
+def make_world(base: Path) -> World:
     ca = make_ca(base)
     node = ca.issue("sign", "serialNumber=JP/GOV/072028, O=Aizu, C=JP")
     peer = ca.issue("sign", "serialNumber=JP/GOV/132187, O=Tokyo, C=JP")
@@ -115,6 +114,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     _, other_tsa = _tsa(rogue)
     ocsp = {_sha(c.cert): _ocsp_for(ca, c.cert) for c in (node, peer)}
     return World(ca, node, peer, tsa_cert, tsa, ocsp, stranger, other_tsa)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory.mktemp("world"))
 
 
 # ----- building a log the way the node would -----------------------------------------------
@@ -269,7 +273,8 @@ def test_stored_form_round_trips_and_parser_is_strict(world: World) -> None:
         (lambda o: o.update(direction="sideways"), "unknown direction"),
         (lambda o: o.update(time="2026-04-01T09:30:00Z"), "time must look like"),
         (lambda o: o.update(body_sha256="AB" * 32), "hex"),
-        (lambda o: o.update(signature=o["signature"].rstrip("=") + "A"), "base64"),
+        (lambda o: o.update(signature="MEUC!!"), "invalid base64"),
+        (lambda o: o.update(body="AB=="), "not in canonical form"),  # b"\x00" is "AA=="
         (lambda o: o.update(version=2), "unsupported record version"),
     ]:
         changed = dict(obj)
