@@ -1,0 +1,750 @@
+"""The ordered checks of policy-research §3.3. Internal: use :mod:`.decision`.
+
+Each check either returns (and is recorded as passed) or raises :class:`Deny`;
+the first failure decides. Nothing here catches unexpected exceptions: the caller
+turns them into a ``SYSTEM_ERROR`` denial, so a bug can only ever refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..identifiers import MemberId
+from .model import (
+    Agreement,
+    ConsentRecord,
+    ExceptionProfile,
+    ExceptionReason,
+    Member,
+    Permission,
+    PolicySnapshot,
+    Service,
+    client_matches,
+    service_matches,
+)
+from .reasons import REASONS, Reason, Step
+from .request import PolicyRequest, UsageCounters
+from .result import Decision, Obligation, ObligationKind
+from .timeutil import fiscal_year_of, require_aware
+from .vocabulary import (
+    DESIGNATED_COUNTRIES,
+    FORBIDDEN_BASES,
+    PERSONAL_CLASSES,
+    PSEUDONYMIZED_BASES,
+    VALID_CONSENT_STATUSES,
+    AgreementState,
+    AgreementType,
+    Category,
+    DataClass,
+    LegalBasis,
+    Regime,
+    Route,
+    Status,
+    StopScope,
+    regime_of,
+)
+
+_OK_BY_CATEGORY = {
+    Category.CONSENT: Reason.OK_CONSENT,
+    Category.LAW: Reason.OK_STATUTE,
+    Category.MY_NUMBER_ACT: Reason.OK_STATUTE,
+    Category.WITHIN_PURPOSE: Reason.OK_WITHIN_PURPOSE,
+    Category.PUBLIC_BODY_LEGAL_AFFAIRS: Reason.OK_PUBLIC_BODY,
+    Category.INTERNAL_USE: Reason.OK_PUBLIC_BODY,
+    Category.ACADEMIC_RESEARCH: Reason.OK_RESEARCH,
+    Category.OPT_OUT: Reason.OK_OPT_OUT,
+    Category.ENTRUSTMENT: Reason.OK_ENTRUSTMENT,
+    Category.JOINT_USE: Reason.OK_JOINT_USE,
+    Category.ANONYMIZED_PROVISION: Reason.OK_ANONYMIZED,
+}
+_LAW_BASES = frozenset({"APPI27-1-1", "APPI69-1-LAW"})
+_ORDER = list(Step)
+
+
+class Deny(Exception):
+    """A failed check: the reason code and a one-line explanation."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Evaluation:
+    """State of one evaluation: what has been resolved so far and which checks passed."""
+
+    request: PolicyRequest
+    policy: PolicySnapshot
+    at: datetime
+    usage: UsageCounters | None
+    checks: list[str] = field(default_factory=list)
+    service: Service | None = None
+    provider: Member | None = None
+    client: Member | None = None
+    basis: LegalBasis | None = None
+    classes: frozenset[DataClass] = frozenset()
+    agreement: Agreement | None = None
+    permission: Permission | None = None
+    consent: ConsentRecord | None = None
+    profile: ExceptionProfile | None = None
+    alternatives: list[tuple[str, str]] = field(default_factory=list)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def passed(self, name: str) -> None:
+        self.checks.append(name)
+
+    def fork(self) -> Evaluation:
+        return Evaluation(self.request, self.policy, self.at, self.usage, list(self.checks),
+                          self.service, self.provider, self.client, self.basis, self.classes)
+
+    @property
+    def regime(self) -> Regime | None:
+        return regime_of(self.provider.legal_type) if self.provider else None
+
+    @property
+    def requested(self) -> tuple[str, ...] | None:
+        """Requested field names; None when the service declares no fields."""
+        svc = self.service
+        if svc is None or not svc.declares_fields:
+            return None
+        return self.request.fields if self.request.fields is not None else svc.field_names
+
+    def countries(self) -> tuple[str, ...]:
+        """Where the data goes: the declared country and the member's registered one."""
+        out = [self.client.country] if self.client else []
+        if self.request.recipient_country and self.request.recipient_country not in out:
+            out.append(self.request.recipient_country)
+        return tuple(out)
+
+    def _basis_or_none(self) -> LegalBasis:
+        if self.basis is None:
+            raise AssertionError("basis not resolved")
+        return self.basis
+
+    def _service(self) -> Service:
+        if self.service is None:
+            raise AssertionError("service not resolved")
+        return self.service
+
+    def _client(self) -> Member:
+        if self.client is None:
+            raise AssertionError("client not resolved")
+        return self.client
+
+    # -- S0 / S1 ---------------------------------------------------------------------------
+
+    def integrity(self) -> None:
+        require_aware(self.at, "decision time")
+        t = self.request.time
+        if t is not None:
+            skew = abs((require_aware(t, "request time") - self.at).total_seconds())
+            limit = self.policy.settings.max_clock_skew_seconds
+            if skew > limit:
+                raise Deny(Reason.CLOCK_SKEW, f"request time is {skew:.0f} s from the node's "
+                           f"clock (limit {limit} s)")
+        self.passed("policy loaded, clock within skew")
+
+    def resolve_service(self) -> Service:
+        svc = self.policy.service(self.request.service)
+        if svc is None:
+            raise Deny(Reason.SERVICE_UNKNOWN, f"service {self.request.service} is not classified "
+                       "in the policy registry (secnode service classify)")
+        if svc.status is not Status.ACTIVE:
+            raise Deny(Reason.SERVICE_INACTIVE, f"service {svc.id} is {svc.status.value}")
+        self.service = svc
+        self.passed("service classified and active")
+        return svc
+
+    def fields_known(self) -> None:
+        svc = self._service()
+        wanted = self.request.fields
+        if wanted is not None and not svc.declares_fields and wanted:
+            raise Deny(Reason.FIELD_UNKNOWN, f"service {svc.id} declares no fields, so no data "
+                       "items can be requested")
+        unknown = [n for n in wanted or () if svc.field(n) is None] if svc.declares_fields else []
+        if unknown:
+            raise Deny(Reason.FIELD_UNKNOWN, f"service {svc.id} has no field(s) "
+                       f"{', '.join(unknown)}")
+        self.classes = svc.classes_of(self.requested)
+        self.passed("requested fields declared")
+
+    def personal(self) -> bool:
+        return bool(self.classes & PERSONAL_CLASSES)
+
+    def parties(self) -> None:
+        svc = self._service()
+        self.provider = self._member(svc.provider, "provider")
+        self.client = self._member(self.request.client.member, "client")
+        claimed = self.request.client_legal_type
+        if claimed is not None and claimed is not self.client.legal_type:
+            raise Deny(Reason.PARTY_LEGAL_TYPE_MISMATCH, f"client declared {claimed.value} but "
+                       f"the registry says {self.client.legal_type.value}")
+        self.passed("client and provider members registered and active")
+
+    def _member(self, member_id: MemberId, role: str) -> Member:
+        member = self.policy.members.get(member_id)
+        if member is None:
+            raise Deny(Reason.PARTY_UNKNOWN_MEMBER, f"{role} member {member_id} is not in the "
+                       "policy registry")
+        if member.status is not Status.ACTIVE:
+            raise Deny(Reason.PARTY_INACTIVE, f"{role} member {member_id} is "
+                       f"{member.status.value}")
+        return member
+
+    # -- S2 envelope -----------------------------------------------------------------------
+
+    def envelope(self, *, know_purposes: bool = True) -> None:
+        r, svc = self.request, self._service()
+        if r.purpose is None:
+            raise Deny(Reason.MISSING_PURPOSE, f"service {svc.id} carries personal data: "
+                       "X-Road-Purpose is required")
+        purpose = self.policy.purposes.get(r.purpose)
+        if purpose is None and know_purposes:
+            raise Deny(Reason.UNKNOWN_PURPOSE, f"purpose code {r.purpose!r} is not in the "
+                       "closed list")
+        if r.basis is None:
+            raise Deny(Reason.MISSING_LEGAL_BASIS, f"service {svc.id} carries personal data: "
+                       "X-Road-Legal-Basis is required")
+        if r.basis in FORBIDDEN_BASES:
+            raise Deny(Reason.UNKNOWN_LEGAL_BASIS, f"{r.basis!r} is not a basis under APPI "
+                       "(there is no legitimate-interest basis)")
+        basis = self.policy.basis(r.basis)
+        if basis is None:
+            raise Deny(Reason.UNKNOWN_LEGAL_BASIS, f"legal basis code {r.basis!r} is not in the "
+                       "closed list")
+        self.basis = basis
+        allowed = purpose.allowed_bases if purpose is not None else ()
+        if purpose is not None and allowed and basis.code not in allowed:
+            raise Deny(Reason.BASIS_NOT_ALLOWED_FOR_PURPOSE, f"purpose {purpose.code} admits "
+                       f"only {', '.join(purpose.allowed_bases)}")
+        if self.policy.settings.require_issue and r.issue is None:
+            raise Deny(Reason.MISSING_ISSUE, "personal data requires a case reference "
+                       "(X-Road-Issue)")
+        needs_subject = (svc.subject_required or basis.route is Route.CONSENT
+                         or basis.category is Category.OPT_OUT)
+        if needs_subject and r.subject_ref is None:
+            raise Deny(Reason.MISSING_SUBJECT, "X-Road-Data-Subject is required for this "
+                       f"{'basis' if not svc.subject_required else 'service'}")
+        self.passed("purpose, basis, issue and subject declared from the closed lists")
+
+    # -- S3 data class ---------------------------------------------------------------------
+
+    def data_class(self) -> None:
+        basis, classes = self._basis_or_none(), self.classes
+        if DataClass.MYNUMBER in classes and basis.category is not Category.MY_NUMBER_ACT:
+            raise Deny(Reason.MYNUMBER_BASIS, "My Number data may be provided only in the cases "
+                       "of My Number Act Art. 19 (basis MYNUMBER19-<item>); consent does not "
+                       "suffice")
+        if DataClass.PSEUDONYMIZED in classes and basis.code not in PSEUDONYMIZED_BASES:
+            allowed = ", ".join(sorted(PSEUDONYMIZED_BASES))
+            raise Deny(Reason.PSEUDONYMIZED_PROVISION, "pseudonymized data may leave only based "
+                       f"on laws, by entrustment or joint use ({allowed})")
+        if DataClass.SPECIAL_CARE in classes and basis.category is Category.OPT_OUT:
+            raise Deny(Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN, "special-care data cannot be "
+                       "provided by opt-out (APPI Art. 27(2) proviso)")
+        if DataClass.ANONYMIZED in classes:
+            svc = self._service()
+            keys = [n for n in self.requested or () if (f := svc.field(n)) and f.linkage_key]
+            if keys:
+                raise Deny(Reason.REIDENTIFICATION_RISK, "linkage key(s) "
+                           f"{', '.join(keys)} requested together with anonymized data")
+        if basis.category is Category.ANONYMIZED_PROVISION:
+            other = classes - {DataClass.ANONYMIZED, DataClass.NON_PERSONAL}
+            if other:
+                raise Deny(Reason.BASIS_NOT_APPLICABLE, f"{basis.code} covers only anonymized "
+                           f"data; request includes {', '.join(sorted(c.value for c in other))}")
+        self.passed("data classes compatible with the basis")
+
+    # -- S4 route --------------------------------------------------------------------------
+
+    def applicability(self) -> None:
+        basis, provider, client = self._basis_or_none(), self.provider, self._client()
+        if provider is None:
+            raise AssertionError("provider not resolved")
+        regime = regime_of(provider.legal_type)
+        if regime not in basis.regimes:
+            chapter = "public bodies (APPI Ch. 5)" if regime is Regime.PRIVATE else \
+                "businesses (APPI Ch. 4)"
+            raise Deny(Reason.BASIS_NOT_APPLICABLE, f"{basis.code} exists only for {chapter}; "
+                       f"provider {provider.id} is {provider.legal_type.value}")
+        if basis.provider_types and provider.legal_type not in basis.provider_types:
+            raise Deny(Reason.BASIS_NOT_APPLICABLE, f"{basis.code} needs a provider of type "
+                       f"{'/'.join(sorted(t.value for t in basis.provider_types))}")
+        if basis.recipient_types and client.legal_type not in basis.recipient_types:
+            raise Deny(Reason.RECIPIENT_NOT_ELIGIBLE, f"{basis.code} needs a recipient of type "
+                       f"{'/'.join(sorted(t.value for t in basis.recipient_types))}; "
+                       f"{client.id} is {client.legal_type.value}")
+        if basis.code == "APPI69-2-2" and client.id != provider.id:
+            raise Deny(Reason.RECIPIENT_NOT_ELIGIBLE, "internal use (Art. 69(2)(ii)) is only "
+                       "within the provider's own organisation")
+        self.passed(f"basis {basis.code} applies to a {regime.value.lower()} provider")
+
+    def exception_route(self) -> ExceptionReason:
+        r, svc, basis, client = self.request, self._service(), self._basis_or_none(), self._client()
+        found: tuple[ExceptionProfile, ExceptionReason] | None = None
+        for pid in svc.exception_profiles:
+            profile = self.policy.exception_profiles.get(pid)
+            reason = profile.reason(basis.code) if profile else None
+            if profile is not None and reason is not None:
+                found = (profile, reason)
+                break
+        if found is None:
+            raise Deny(Reason.NO_EXCEPTION_PROFILE, f"service {svc.id} has no exception profile "
+                       f"accepting {basis.code}")
+        profile, reason = found
+        self.profile = profile
+        self.passed(f"exception profile {profile.id} accepts {basis.code}")
+        if r.recurring:
+            raise Deny(Reason.AD_HOC_ONLY, f"{basis.code} is an exception for ad hoc requests; "
+                       "recurring provision needs an agreement")
+        if client.legal_type not in reason.eligible_recipient_types:
+            raise Deny(Reason.RECIPIENT_NOT_ELIGIBLE, f"profile {profile.id} gives {basis.code} "
+                       f"data only to {'/'.join(t.value for t in reason.eligible_recipient_types)}"
+                       f"; {client.id} is {client.legal_type.value}")
+        required = list(reason.required_evidence)
+        if basis.attestation and "consent_difficulty" not in required:
+            required.append("consent_difficulty")
+        missing = [k for k in required if not str(r.evidence.get(k, "")).strip()]
+        if missing:
+            raise Deny(Reason.EVIDENCE_REQUIRED, f"evidence missing: {', '.join(missing)}")
+        doc = r.evidence.get("doc_type")
+        if reason.accepted_doc_types and doc not in reason.accepted_doc_types:
+            raise Deny(Reason.EVIDENCE_REQUIRED, f"evidence doc_type {doc!r} not accepted "
+                       f"(accepted: {', '.join(reason.accepted_doc_types)})")
+        self.passed("recipient eligible and evidence complete")
+        if profile.fields is not None:
+            self._fields_within(profile.fields, f"exception profile {profile.id}")
+        if profile.max_lookback is not None:
+            if r.data_from is None:
+                raise Deny(Reason.MISSING_DATA_PERIOD, f"profile {profile.id} limits look-back "
+                           f"to {profile.max_lookback}: X-Road-Data-From is required")
+            age = self.at - require_aware(r.data_from, "data_from")
+            if age > profile.max_lookback.to_timedelta():
+                raise Deny(Reason.LOOKBACK_EXCEEDED, f"data from {r.data_from.isoformat()} is "
+                           f"older than the {profile.max_lookback} look-back")
+        self._countries_within(profile.allowed_countries, f"exception profile {profile.id}")
+        self.passed("fields, look-back and country within the profile")
+        return reason
+
+    def _fields_within(self, allowed: tuple[str, ...], what: str) -> None:
+        extra = [n for n in self.requested or () if n not in allowed]
+        if extra:
+            raise Deny(Reason.FIELD_NOT_PERMITTED, f"field(s) {', '.join(extra)} not permitted "
+                       f"by {what}")
+
+    def _countries_within(self, allowed: tuple[str, ...], what: str) -> None:
+        bad = [c for c in self.countries() if c not in allowed]
+        if bad:
+            raise Deny(Reason.CROSS_BORDER_NOT_PERMITTED, f"recipient country "
+                       f"{', '.join(bad)} not permitted by {what}")
+
+    def candidates(self) -> list[Agreement]:
+        r, svc = self.request, self._service()
+        if r.agreement is not None:
+            pinned = self.policy.agreements.get(r.agreement.uid)
+            if pinned is None:
+                raise Deny(Reason.NO_ACTIVE_AGREEMENT, f"agreement {r.agreement.uid} is unknown")
+            return [pinned]
+        found = sorted(
+            (a for a in self.policy.agreements.values()
+             if a.provider == svc.provider and a.permissions_for(r.service)),
+            key=lambda a: a.uid,
+        )
+        if not found:
+            raise Deny(Reason.NO_ACTIVE_AGREEMENT, f"no data-sharing agreement covers {svc.id}")
+        return found
+
+    # -- S5 agreement ----------------------------------------------------------------------
+
+    def agreement_checks(self, a: Agreement) -> None:
+        r, svc = self.request, self._service()
+        self.agreement = a
+        name = f"agreement {a.uid} v{a.version}"
+        if a.provider != svc.provider or not a.permissions_for(r.service):
+            raise Deny(Reason.SERVICE_NOT_IN_AGREEMENT, f"{name} does not cover {svc.id}")
+        if not a.covers_client(r.client):
+            same = any(c.member == r.client.member for c in a.consumers)
+            raise Deny(
+                Reason.SUBSYSTEM_NOT_IN_AGREEMENT if same else Reason.CLIENT_NOT_IN_AGREEMENT,
+                f"{r.client} is not a party to {name}",
+            )
+        self.passed(f"{name} binds {svc.provider} and {r.client}")
+        if a.state is not AgreementState.ACTIVE:
+            raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"{name} is {a.state.value}")
+        if self.at < a.valid_from:
+            raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"{name} is valid only from "
+                       f"{a.valid_from.isoformat()}")
+        if a.valid_to is not None and self.at >= a.valid_to:
+            raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"{name} expired at {a.valid_to.isoformat()}")
+        if r.agreement is not None and r.agreement.version is not None \
+                and r.agreement.version != a.version:
+            raise Deny(Reason.AGREEMENT_VERSION_MISMATCH, f"request pins v{r.agreement.version} "
+                       f"but {a.uid} is at v{a.version}")
+        self.passed(f"{name} active at {self.at.isoformat()}")
+        self.permission = self._permission(a)
+        self._countries_within(a.allowed_countries, name)
+        self.passed("recipient country allowed")
+        self._agreement_basis_rules(a)
+
+    def _permission(self, a: Agreement) -> Permission:
+        r, basis = self.request, self._basis_or_none()
+        perms = a.permissions_for(r.service)
+        by_purpose = [p for p in perms if r.purpose in p.purposes]
+        if not by_purpose:
+            raise Deny(Reason.PURPOSE_NOT_IN_AGREEMENT, f"purpose {r.purpose} is not permitted "
+                       f"by agreement {a.uid} for {r.service}")
+        by_basis = [p for p in by_purpose if basis.code in p.bases]
+        if not by_basis:
+            raise Deny(Reason.BASIS_NOT_IN_AGREEMENT, f"agreement {a.uid} does not allow basis "
+                       f"{basis.code} for purpose {r.purpose}")
+        requested = self.requested or ()
+        by_fields = [p for p in by_basis if p.fields is None or set(requested) <= set(p.fields)]
+        if not by_fields:
+            allowed = by_basis[0].fields or ()
+            extra = [n for n in requested if n not in allowed]
+            raise Deny(Reason.FIELD_NOT_PERMITTED, f"field(s) {', '.join(extra)} are outside "
+                       f"the data items of agreement {a.uid}")
+        self.passed("purpose, basis and fields within a permission")
+        first: Deny | None = None
+        for p in by_fields:
+            try:
+                self._permission_constraints(a, p)
+            except Deny as deny:
+                first = first or deny
+                continue
+            return p
+        assert first is not None
+        raise first
+
+    def _permission_constraints(self, a: Agreement, p: Permission) -> None:
+        client = self._client()
+        if p.not_before is not None and self.at < p.not_before:
+            raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"permission of {a.uid} starts "
+                       f"{p.not_before.isoformat()}")
+        if p.not_after is not None and self.at >= p.not_after:
+            raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"permission of {a.uid} ended "
+                       f"{p.not_after.isoformat()}")
+        if p.recipient_types is not None and client.legal_type not in p.recipient_types:
+            raise Deny(Reason.RECIPIENT_NOT_ELIGIBLE, f"permission of {a.uid} is only for "
+                       f"{'/'.join(t.value for t in p.recipient_types)}")
+        if p.recipient_countries is not None:
+            self._countries_within(p.recipient_countries, f"a permission of {a.uid}")
+
+    def _agreement_basis_rules(self, a: Agreement) -> None:
+        r, svc, basis = self.request, self._service(), self._basis_or_none()
+        p = self.permission
+        if (a.type is AgreementType.ENTRUSTMENT) != (basis.code == "APPI27-5-1") or \
+                (a.type is AgreementType.JOINT_USE) != (basis.code == "APPI27-5-3"):
+            raise Deny(Reason.BASIS_NOT_APPLICABLE, f"basis {basis.code} does not fit a "
+                       f"{a.type.value} agreement ({a.uid})")
+        if a.type is AgreementType.JOINT_USE and not a.joint_use_notice_ref:
+            raise Deny(Reason.JOINT_USE_NOT_ANNOUNCED, f"joint-use agreement {a.uid} has no "
+                       "announced notice (joint_use_notice_ref)")
+        if basis.code in _LAW_BASES and (p is None or not p.statute_ref):
+            raise Deny(Reason.STATUTE_REF_MISSING, f"{basis.code} needs the statute in the "
+                       f"permission of {a.uid} (statute_ref)")
+        within = r.purpose in svc.registered_purposes
+        if basis.code == "APPI69-1-PURPOSE" and not within:
+            raise Deny(Reason.PURPOSE_NOT_REGISTERED, f"purpose {r.purpose} is not registered "
+                       f"for {svc.id} (Art. 61)")
+        recurring = a.recurring or r.recurring
+        if recurring and basis.ad_hoc_only:
+            raise Deny(Reason.AD_HOC_ONLY, f"{basis.code} allows only ad hoc provision; recurring "
+                       "flows must be within the specified purpose (PPC)")
+        if recurring and basis.route is Route.CONSENT and self.regime is Regime.PUBLIC \
+                and not within:
+            raise Deny(Reason.AD_HOC_ONLY, "recurring consent-based provision by a public body "
+                       f"needs purpose {r.purpose} registered for {svc.id} (Art. 61/69)")
+        if DataClass.ANONYMIZED in self.classes and not a.publication_ref:
+            raise Deny(Reason.ANONYMIZED_NOT_PUBLISHED, f"agreement {a.uid} has no published "
+                       "items/method notice (publication_ref)")
+        if DataClass.PERSONALLY_REFERABLE in self.classes and a.recipient_links_personal_data \
+                and not (basis.route is Route.CONSENT or basis.art28_exempt):
+            raise Deny(Reason.PERSONALLY_REFERABLE_CONSENT_REQUIRED, "the recipient links "
+                       "personally referable data to individuals: consent is required")
+        self.passed(f"agreement rules for {basis.code} satisfied")
+
+    # -- S6 basis --------------------------------------------------------------------------
+
+    def basis_checks(self, a: Agreement) -> None:
+        basis = self._basis_or_none()
+        if basis.route is Route.CONSENT:
+            self._consent(a)
+        if basis.category is Category.OPT_OUT:
+            self._opt_out()
+        self._foreign_transfer(a)
+        self.passed(f"legal basis {basis.code} holds")
+
+    def _consent(self, a: Agreement) -> None:
+        r, svc = self.request, self._service()
+        if r.consent_id is None:
+            raise Deny(Reason.CONSENT_MISSING, "basis CONSENT needs X-Road-Consent-Id")
+        c = self.policy.consents.get(r.consent_id)
+        if c is None:
+            raise Deny(Reason.CONSENT_MISSING, f"no consent record {r.consent_id}")
+        self.consent = c
+        if c.status not in VALID_CONSENT_STATUSES:
+            raise Deny(Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} status is "
+                       f"{c.status.value}")
+        if c.withdrawn_at is not None and c.withdrawn_at <= self.at:
+            raise Deny(Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} was withdrawn at "
+                       f"{c.withdrawn_at.isoformat()} (ConsentWithdrawn)")
+        if c.given_at is not None and self.at < c.given_at:
+            raise Deny(Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} is given only from "
+                       f"{c.given_at.isoformat()}")
+        if c.expires_at is not None and self.at >= c.expires_at:
+            raise Deny(Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} expired at "
+                       f"{c.expires_at.isoformat()} (ConsentExpired)")
+        max_age = self.policy.settings.consent_max_status_age_seconds
+        if max_age is not None and c.status_checked_at is not None and \
+                self.at - c.status_checked_at > timedelta(seconds=max_age):
+            raise Deny(Reason.CONSENT_STATUS_STALE, f"consent {c.consent_id} status last checked "
+                       f"{c.status_checked_at.isoformat()}; re-check it")
+        self.passed(f"consent {c.consent_id} valid at {self.at.isoformat()}")
+        scope: list[str] = []
+        if c.subject_ref != r.subject_ref:
+            scope.append("subject")
+        if c.controller != svc.provider:
+            scope.append("controller")
+        if not any(client_matches(x, r.client) for x in c.recipients):
+            scope.append("recipient")
+        if c.services and not any(service_matches(s, r.service) for s in c.services):
+            scope.append("service")
+        if r.purpose not in c.purposes:
+            scope.append("purpose")
+        if c.fields is not None and not set(self.requested or ()) <= set(c.fields):
+            scope.append("data items")
+        if scope:
+            raise Deny(Reason.CONSENT_SCOPE_MISMATCH, f"consent {c.consent_id} does not cover "
+                       f"this {', '.join(scope)}")
+        if DataClass.SPECIAL_CARE in self.classes and not c.explicit_special_care:
+            raise Deny(Reason.CONSENT_SPECIAL_CARE_NOT_EXPLICIT, f"consent {c.consent_id} is not "
+                       "an explicit consent for special-care data")
+        if a.min_notice_version is not None and (c.notice_version or 0) < a.min_notice_version:
+            raise Deny(Reason.CONSENT_NOTICE_OUTDATED, f"consent {c.consent_id} was given under "
+                       f"notice v{c.notice_version or 0}; agreement {a.uid} requires "
+                       f"v{a.min_notice_version}")
+        self.passed("consent covers subject, recipient, purpose and data")
+
+    def _opt_out(self) -> None:
+        provider, svc = self.provider, self._service()
+        if provider is None or not provider.ppc_optout_filing_id:
+            raise Deny(Reason.OPTOUT_NOT_FILED, "opt-out provision needs the provider's PPC "
+                       "filing (ppc_optout_filing_id)")
+        if svc.acquired_via_opt_out:
+            raise Deny(Reason.OPTOUT_SOURCE_OPTOUT, f"{svc.id} holds data received by opt-out; "
+                       "it cannot be passed on by opt-out")
+        self.passed("opt-out filed with the PPC")
+
+    def _foreign_transfer(self, a: Agreement) -> None:
+        basis = self._basis_or_none()
+        for country in self.countries():
+            if country == "JP" or country in DESIGNATED_COUNTRIES or a.recipient_conforming_system:
+                continue
+            if basis.art28_exempt:
+                continue
+            if basis.route is not Route.CONSENT:
+                raise Deny(Reason.CROSS_BORDER_NOT_PERMITTED, f"provision to {country} under "
+                           f"{basis.code} needs the individual's consent to foreign transfer "
+                           "or a conforming recipient system (Art. 28)")
+            ft = self.consent.foreign_transfer if self.consent else None
+            if ft is None or not ft.info_provided or country not in ft.countries:
+                raise Deny(Reason.CONSENT_FOREIGN_TRANSFER_MISSING, "consent does not include an "
+                           f"informed consent to transfer to {country} (Art. 28(2))")
+
+    # -- S7 / S8 ---------------------------------------------------------------------------
+
+    def stop_requests(self) -> None:
+        r, basis, svc = self.request, self._basis_or_none(), self._service()
+        if not (basis.route is Route.CONSENT or basis.category is Category.OPT_OUT):
+            return
+        for stop in self.policy.stop_requests.get(r.subject_ref or "", ()):
+            if stop.provider != svc.provider or self.at < stop.since:
+                continue
+            if stop.lifted_at is not None and self.at >= stop.lifted_at:
+                continue
+            hit = (
+                stop.scope is StopScope.ALL
+                or (stop.scope is StopScope.RECIPIENT and stop.recipient is not None
+                    and client_matches(stop.recipient, r.client))
+                or (stop.scope is StopScope.PURPOSE and stop.purpose == r.purpose)
+            )
+            if hit:
+                raise Deny(Reason.STOP_REQUESTED, f"the individual asked to stop this provision "
+                           f"(stop request {stop.id}, {stop.scope.value})")
+        self.passed("no stop request applies")
+
+    def quotas(self, a: Agreement) -> None:
+        if not a.quotas.any:
+            return
+        if self.usage is None:
+            raise Deny(Reason.USAGE_UNAVAILABLE, f"agreement {a.uid} has quotas but no usage "
+                       "counters were supplied")
+        day = self.usage.per_day.get(a.uid, 0)
+        total = self.usage.total.get(a.uid, 0)
+        if a.quotas.max_per_day is not None and day + 1 > a.quotas.max_per_day:
+            raise Deny(Reason.QUOTA_EXCEEDED, f"agreement {a.uid}: {day} of "
+                       f"{a.quotas.max_per_day} provisions today already used")
+        if a.quotas.max_total is not None and total + 1 > a.quotas.max_total:
+            raise Deny(Reason.QUOTA_EXCEEDED, f"agreement {a.uid}: {total} of "
+                       f"{a.quotas.max_total} provisions in total already used")
+        self.passed("within quotas")
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def article_for(self, reason: Reason) -> str | None:
+        info = REASONS[reason]
+        if info.basis_article and self.basis is not None:
+            return self.basis.article(self.regime or Regime.PRIVATE)
+        return info.article(self.regime)
+
+    def rank(self, deny: Deny) -> tuple[int, int]:
+        """How far an agreement candidate got: used to report the most relevant refusal."""
+        return (_ORDER.index(REASONS[deny.reason].step), len(self.checks))
+
+    def deny(self, deny: Deny) -> Decision:
+        return Decision(
+            allow=False, reason=deny.reason, article=self.article_for(deny.reason),
+            message=deny.message, step=REASONS[deny.reason].step, permitted_fields=(),
+            agreement_id=self.agreement.uid if self.agreement else None,
+            agreement_version=self.agreement.version if self.agreement else None,
+            basis=self.request.basis,
+            basis_category=self.basis.category if self.basis else None,
+            consent_id=self.request.consent_id,
+            exception_profile_id=self.profile.id if self.profile else None,
+            checks=tuple(self.checks), alternatives=tuple(self.alternatives),
+            evaluated_at=self.at, policy_digest=self.policy.digest, request=self.request,
+        )
+
+    def allow_non_personal(self) -> Decision:
+        svc = self._service()
+        fields = self.requested
+        obligations = [Obligation(ObligationKind.LOG_DECISION)]
+        if fields is not None:
+            obligations.append(Obligation(ObligationKind.FILTER_FIELDS, {"fields": list(fields)}))
+        return Decision(
+            allow=True, reason=Reason.NOT_PERSONAL_DATA, article=None,
+            message=f"no personal data requested from {svc.id}; access rights decide",
+            step=Step.S3_DATA_CLASS, obligations=tuple(obligations), permitted_fields=fields,
+            checks=tuple(self.checks), evaluated_at=self.at, policy_digest=self.policy.digest,
+            request=self.request,
+        )
+
+    def allow(self, *, exception: ExceptionReason | None = None) -> Decision:
+        basis, svc = self._basis_or_none(), self._service()
+        regime = self.regime or Regime.PRIVATE
+        reason = Reason.OK_EXCEPTION if exception else _OK_BY_CATEGORY[basis.category]
+        fields = self.requested
+        a = self.agreement
+        record_type = self._record_type(exception is not None)
+        obligations = [Obligation(ObligationKind.LOG_DECISION)]
+        if fields is not None:
+            obligations.append(Obligation(ObligationKind.FILTER_FIELDS, {"fields": list(fields)}))
+        obligations += self._record_obligations(record_type, basis, regime)
+        obligations.append(Obligation(ObligationKind.TRANSPARENCY_COUNT, {
+            "fiscal_year": fiscal_year_of(self.at), "basis": basis.code,
+            "category": basis.category.value, "recipient": str(self.request.client.member),
+        }))
+        obligations += self._duties()
+        if exception is not None and self.profile is not None:
+            obligations.append(Obligation(ObligationKind.NOTIFY_PRIVACY_OFFICER,
+                                          {"notify": list(self.profile.notify)}))
+            if self.profile.post_review:
+                obligations.append(Obligation(ObligationKind.POST_REVIEW,
+                                              {"profile": self.profile.id}))
+        parts = [f"{basis.code} ({basis.label_en})"]
+        if a is not None:
+            parts.append(f"agreement {a.uid} v{a.version}")
+        if self.consent is not None:
+            parts.append(f"consent {self.consent.consent_id}")
+        if self.profile is not None:
+            parts.append(f"exception profile {self.profile.id}")
+        return Decision(
+            allow=True, reason=reason, article=basis.article(regime),
+            message=f"{self.request.client} may receive data from {svc.id}: " + ", ".join(parts),
+            step=Step.S9_PERMIT, obligations=tuple(obligations), permitted_fields=fields,
+            agreement_id=a.uid if a else None, agreement_version=a.version if a else None,
+            basis=basis.code, basis_category=basis.category,
+            consent_id=self.consent.consent_id if self.consent else None,
+            exception_profile_id=self.profile.id if self.profile else None,
+            record_type=record_type, checks=tuple(self.checks),
+            alternatives=tuple(self.alternatives), evaluated_at=self.at,
+            policy_digest=self.policy.digest, request=self.request,
+        )
+
+    def _record_type(self, exception: bool) -> str:
+        basis = self._basis_or_none()
+        if basis.route is Route.CONSENT:
+            return "CONSENT"
+        if basis.category is Category.OPT_OUT:
+            return "OPTOUT"
+        if exception:
+            return "EXCEPTION"
+        if basis.category in (Category.ENTRUSTMENT, Category.JOINT_USE):
+            return "NOT_THIRD_PARTY"
+        if basis.category is Category.ANONYMIZED_PROVISION:
+            return "ANONYMIZED"
+        if self.regime is Regime.PUBLIC:
+            return "PUBLIC_BODY"
+        return "EXCEPTION"
+
+    def _record_obligations(self, record_type: str, basis: LegalBasis,
+                            regime: Regime) -> list[Obligation]:
+        r, svc, a = self.request, self._service(), self.agreement
+        required = basis.art29_record and regime is Regime.PRIVATE
+        retention = self.policy.settings.record_retention
+        if required and a is not None and a.contract_substitutes_record:
+            retention_text = "P1Y"
+        else:
+            retention_text = str(retention)
+        provider = self.provider
+        provision: dict[str, Any] = {
+            "record_type": record_type, "legally_required": required,
+            "article": "APPI Art. 29" if required else "kept for audit (Art. 29 not required)",
+            "retention": retention_text, "retention_from": "last provision",
+            "recipient": str(r.client), "subject_ref": r.subject_ref,
+            "data_items": list(self.requested) if self.requested is not None else None,
+            "basis": basis.code, "consent_id": self.consent.consent_id if self.consent else None,
+            "agreement": f"{a.uid}@{a.version}" if a else None,
+            "evidence": dict(r.evidence) or None, "issue": r.issue,
+        }
+        receipt: dict[str, Any] = {
+            "article": "APPI Art. 30",
+            "provider": str(svc.provider),
+            "provider_name": provider.name if provider else None,
+            "provider_address": provider.address if provider else None,
+            "provider_representative": provider.representative if provider else None,
+            "acquisition_circumstances": svc.acquisition_circumstances,
+            "consent_fact": self.consent is not None,
+            "optout_filing_id": provider.ppc_optout_filing_id
+            if provider and basis.category is Category.OPT_OUT else None,
+        }
+        return [Obligation(ObligationKind.PROVISION_RECORD, provision),
+                Obligation(ObligationKind.RECEIPT_RECORD, receipt)]
+
+    def _duties(self) -> list[Obligation]:
+        out: list[Obligation] = []
+        a = self.agreement
+        purpose = self.policy.purposes.get(self.request.purpose or "")
+        delete = a.duties.delete_after if a and a.duties.delete_after else (
+            purpose.default_retention if purpose else None)
+        if delete is not None:
+            out.append(Obligation(ObligationKind.DELETE_AFTER, {"duration": str(delete)}))
+        if a is not None:
+            if a.duties.no_onward_transfer:
+                out.append(Obligation(ObligationKind.NO_ONWARD_TRANSFER))
+            if a.duties.inform_provider:
+                out.append(Obligation(ObligationKind.INFORM_PROVIDER))
+            if a.duties.use_limitation:
+                out.append(Obligation(ObligationKind.USE_LIMITATION,
+                                      {"text": a.duties.use_limitation}))
+        if DataClass.ANONYMIZED in self.classes:
+            out.append(Obligation(ObligationKind.MARK_ANONYMIZED, {
+                "publication_ref": a.publication_ref if a else None}))
+        if self.classes & {DataClass.ANONYMIZED, DataClass.PSEUDONYMIZED}:
+            out.append(Obligation(ObligationKind.NO_REIDENTIFICATION))
+        return out
