@@ -155,6 +155,7 @@ def request_view(row: RegistrationRequest, full: bool = False) -> dict[str, Any]
             auth_cert_subject=auth_cert.subject.rfc4514_string(),
             auth_cert_issuer=auth_cert.issuer.rfc4514_string(),
             sign_cert_subject=sign_cert.subject.rfc4514_string(),
+            sign_cert_member=str(profiles.member_id_of(sign_cert.subject)),
             sign_cert_sha256=cert_sha256(sign_cert),
             sign_ocsp="included and good at receipt" if row.sign_ocsp else "not included",
         )

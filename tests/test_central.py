@@ -1,0 +1,574 @@
+"""Central registry end to end: the real CLI, a real server on 127.0.0.1, openssl as judge.
+
+The registry is driven only through ``python -m central`` subprocesses and HTTP;
+the node side is the real :mod:`secnode.globalconf` client. Database counts are
+read back through the same store code the CLI uses, to prove refusals leave
+nothing half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import hashes, serialization
+
+from central import config as config_mod
+from central import registry as reg
+from central.cli import main
+from central.instance import open_store
+from central.signing import build_anchor_cert
+from certs import keys
+from certs.cms import sign_detached
+from secnode import globalconf as gc
+from secnode import registration_client as rc
+from secnode.core.identifiers import MemberId, NodeId, SubsystemId
+from tests.conftest import Issued, free_port, http_get, make_ca, run_cli
+
+if TYPE_CHECKING:
+    from tests.conftest import TestCA
+
+AIZU = "JP/GOV/072028"
+KAKO = "JP/GOV/282103"
+
+
+# ----- helpers ----------------------------------------------------------------------------
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def in_process(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The same click command tree without the ~1 s interpreter start (setup steps).
+
+    The acceptance tests run every step as a real subprocess (:func:`run_cli`).
+    """
+    result = CliRunner().invoke(main, list(args), env={"SECNODE_PASSPHRASE": "test-passphrase"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    proc = subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"central {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def subprocess_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run_cli("central", *args, check=check)
+
+
+def central(directory: Path, *args: str, check: bool = True,
+            cli: Runner = in_process) -> subprocess.CompletedProcess[str]:
+    return cli(*args, "--dir", str(directory), check=check)
+
+
+def central_json(directory: Path, *args: str, cli: Runner = in_process) -> Any:
+    return json.loads(central(directory, *args, "--json", cli=cli).stdout)
+
+
+def refused(directory: Path, *args: str, cli: Runner = in_process) -> str:
+    """Run a command that must fail; return its one-line error."""
+    proc = central(directory, *args, check=False, cli=cli)
+    assert proc.returncode == 1, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def counts(directory: Path) -> dict[str, int]:
+    store = open_store(config_mod.load(directory))
+    try:
+        return reg.counts(store)
+    finally:
+        store.close()
+
+
+def post(url: str, data: bytes) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def signer(issued: Issued) -> keys.SoftwareSigner:
+    return keys.SoftwareSigner(issued.key)
+
+
+@dataclass
+class NodeCerts:
+    auth: Issued
+    sign: Issued
+
+
+def node_certs(ca: TestCA, member: str, host: str) -> NodeCerts:
+    return NodeCerts(
+        auth=ca.issue("auth", f"CN={host}, O=City, C=JP"),
+        sign=ca.issue("sign", f"serialNumber={member}, O=City, C=JP"),
+    )
+
+
+def registration(certs: NodeCerts, node: str, address: str, subsystems: list[str]) -> bytes:
+    return rc.build_request(
+        NodeId.parse(node), address, certs.auth.cert, signer(certs.auth),
+        certs.sign.cert, signer(certs.sign), [SubsystemId.parse(s) for s in subsystems],
+    )
+
+
+@dataclass
+class Federation:
+    dir: Path
+    ca: TestCA
+    tsa: Issued
+    url: str
+    node: NodeCerts
+
+    @property
+    def anchor(self) -> Path:
+        return self.dir / "anchor.pem"
+
+
+def build_federation(
+    tmp_path: Path, spawn: Callable[..., Any], db_url: str | None = None,
+    settings: dict[str, int] | None = None, cli: Runner = in_process,
+) -> Federation:
+    """init, CA, TSA, two members with subsystems, a group, serve."""
+    directory = tmp_path / "central"
+    ca = make_ca(tmp_path, "Federation CA", ocsp_url="http://127.0.0.1:9/ocsp")
+    cli("init", str(directory), "--instance", "JP", *(["--db", db_url] if db_url else []))
+    steps: list[tuple[str, ...]] = [
+        ("ca", "add", str(ca.cert_path), "--ocsp-url", "http://127.0.0.1:9/ocsp"),
+        ("member", "add", AIZU, "--name", "Aizu-Wakamatsu City"),
+        ("member", "add", KAKO, "--name", "Kakogawa City"),
+        ("subsystem", "add", f"{AIZU}/residents"),
+        ("subsystem", "add", f"{KAKO}/tax"),
+        ("group", "add", "municipalities", "--description", "All cities"),
+        ("group", "add-member", "municipalities", AIZU),
+        *(("settings", "set", k, str(v)) for k, v in (settings or {}).items()),
+    ]
+    tsa = ca.issue("tsa", "CN=Test TSA, O=Trust, C=JP")
+    steps.insert(1, ("tsa", "add", "tsa1", "--url", "http://127.0.0.1:9/tsa",
+                     "--cert", str(tsa.cert_path)))
+    for step in steps:
+        central(directory, *step, cli=cli)
+    port = free_port()
+    spawn("central", "serve", "--dir", str(directory), "--host", "127.0.0.1",
+          "--port", str(port), port=port)
+    return Federation(directory, ca, tsa, f"http://127.0.0.1:{port}",
+                      node_certs(ca, AIZU, "ss1.aizu.example"))
+
+
+def run_end_to_end(tmp_path: Path, spawn: Callable[..., Any], db_url: str | None,
+                   cli: Runner = subprocess_cli) -> Federation:
+    """The acceptance scenario: CLI steps through ``cli``, the server and node over HTTP."""
+    fed = build_federation(tmp_path, spawn, db_url, cli=cli)
+    # 1. a node registers over HTTP with both signatures; it waits for approval
+    status, answer = post(f"{fed.url}/register", registration(
+        fed.node, f"{AIZU}/ss1", "ss1.aizu.example:5500", [f"{AIZU}/records"]))
+    assert status == 202, answer
+    assert answer["state"] == "pending"
+    pending = central_json(fed.dir, "request", "list", "--state", "pending", cli=cli)
+    assert [r["node"] for r in pending] == [f"{AIZU}/ss1"]
+    shown = central_json(fed.dir, "request", "show", str(answer["id"]), cli=cli)
+    assert shown["sign_cert_member"] == AIZU
+    # not visible before approval + publish
+    central(fed.dir, "conf", "publish", cli=cli)
+    store = gc.ConfStore(tmp_path / "node" / "globalconf")
+    store.install_anchor(fed.anchor.read_bytes())
+    before = store.refresh(f"{fed.url}/globalconf")
+    assert before.node_for_member(MemberId.parse(AIZU)) == []
+    # 2. approve and publish
+    central(fed.dir, "request", "approve", str(answer["id"]), cli=cli)
+    published = central_json(fed.dir, "conf", "publish", cli=cli)
+    assert published["version"] == before.version + 1
+    # 3. the node-side client fetches, verifies and answers lookups
+    conf = store.refresh(f"{fed.url}/globalconf")
+    assert conf.version == published["version"]
+    assert conf.instance == "JP"
+    nodes = conf.node_for_member(SubsystemId.parse(f"{AIZU}/residents"))
+    assert [str(n.id) for n in nodes] == [f"{AIZU}/ss1"]
+    assert nodes[0].address == "ss1.aizu.example:5500"
+    assert nodes[0].auth_cert == fed.node.auth.cert
+    assert conf.is_auth_cert_registered(fed.node.auth.cert, MemberId.parse(AIZU))
+    assert not conf.is_auth_cert_registered(fed.node.auth.cert, MemberId.parse(KAKO))
+    assert not conf.is_auth_cert_registered(fed.node.sign.cert, MemberId.parse(AIZU))
+    assert conf.approved_ca_for(fed.node.sign.cert) is not None
+    assert conf.approved_ca_for(fed.node.sign.cert).ocsp_urls == ("http://127.0.0.1:9/ocsp",)
+    assert conf.is_tsa_approved(fed.tsa.cert)
+    assert conf.is_tsa_approved("http://127.0.0.1:9/tsa")
+    assert not conf.is_tsa_approved(fed.node.auth.cert)
+    assert set(map(str, conf.subsystems)) == {
+        f"{AIZU}/records", f"{AIZU}/residents", f"{KAKO}/tax"}
+    assert conf.groups_of(MemberId.parse(AIZU)) == ["municipalities"]
+    assert conf.settings == gc.SETTINGS_DEFAULTS
+    assert dt.timedelta(seconds=599) <= conf.expires_at - conf.generated_at
+    assert store.load_last_good().version == conf.version
+    # 4. openssl accepts exactly what the server serves
+    document = http_get(f"{fed.url}/globalconf")
+    signature = http_get(f"{fed.url}/globalconf.sig?version={conf.version}")
+    assert document == conf.document
+    (tmp_path / "conf.json").write_bytes(document)
+    (tmp_path / "conf.sig").write_bytes(signature)
+    proc = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-content", str(tmp_path / "conf.json"),
+         "-in", str(tmp_path / "conf.sig"), "-inform", "DER", "-CAfile", str(fed.anchor),
+         "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Verification successful" in proc.stderr
+    # and our own CLI verifier agrees
+    out = json.loads(cli("conf", "verify", str(tmp_path / "conf.json"),
+                         str(tmp_path / "conf.sig"), "--anchor", str(fed.anchor), "--json").stdout)
+    assert out["version"] == conf.version and out["nodes"] == 1
+    # 5. caching: an unchanged version answers 304
+    request = urllib.request.Request(f"{fed.url}/globalconf",
+                                     headers={"If-None-Match": conf.etag})
+    with pytest.raises(urllib.error.HTTPError) as not_modified:
+        urllib.request.urlopen(request, timeout=10)
+    assert not_modified.value.code == 304
+    assert store.refresh(f"{fed.url}/globalconf") == conf
+    return fed
+
+
+# ----- acceptance: end to end -------------------------------------------------------------
+def test_end_to_end_sqlite(tmp_path: Path, spawn: Callable[..., Any]) -> None:
+    fed = run_end_to_end(tmp_path, spawn, None)
+    config_text = (fed.dir / "central.toml").read_text()
+    assert 'instance = "JP"' in config_text
+    assert b"ENCRYPTED PRIVATE KEY" in (fed.dir / "conf-signing.key").read_bytes()
+    audit = central_json(fed.dir, "audit", cli=subprocess_cli)
+    actions = [a["action"] for a in audit]
+    assert actions[0] == "instance.init"
+    assert {"member.add", "registration.receive", "request.approve", "conf.publish"} <= set(
+        actions)
+    approve = next(a for a in audit if a["action"] == "request.approve")
+    assert approve["operator"] and approve["details"]["subsystems_added"] == [
+        f"{AIZU}/records"]
+
+
+# ----- the global configuration refused ---------------------------------------------------
+@pytest.fixture
+def published(tmp_path: Path) -> Iterator[tuple[Path, gc.GlobalConf]]:
+    """A registry with one published version, read back without a server."""
+    directory = tmp_path / "reg"
+    in_process("init", str(directory), "--instance", "JP")
+    central(directory, "member", "add", AIZU, "--name", "Aizu")
+    central(directory, "conf", "publish")
+    central(directory, "conf", "export", "--out-dir", str(tmp_path / "v1"))
+    anchors = gc.load_pem_certs((directory / "anchor.pem").read_bytes())
+    conf = gc.verify((tmp_path / "v1/conf.json").read_bytes(),
+                     (tmp_path / "v1/conf.sig").read_bytes(), anchors)
+    yield directory, conf
+
+
+def _anchors(directory: Path) -> list[Any]:
+    return gc.load_pem_certs((directory / "anchor.pem").read_bytes())
+
+
+def test_changed_byte_is_refused(published: tuple[Path, gc.GlobalConf]) -> None:
+    directory, conf = published
+    tampered = conf.document.replace(b"Aizu", b"Aizv")
+    assert tampered != conf.document
+    with pytest.raises(gc.GlobalConfError, match="message digest differs") as err:
+        gc.verify(tampered, conf.signature, _anchors(directory))
+    assert err.value.reason == "signature"
+    flipped = bytearray(conf.signature)
+    flipped[-5] ^= 0x01  # inside the signature value
+    with pytest.raises(gc.GlobalConfError, match="does not verify"):
+        gc.verify(conf.document, bytes(flipped), _anchors(directory))
+
+
+def test_signature_by_another_key_is_refused(published: tuple[Path, gc.GlobalConf]) -> None:
+    directory, conf = published
+    other = keys.generate_key()
+    other_cert = build_anchor_cert(other, "JP", 1)
+    forged = sign_detached(conf.document, other_cert, keys.SoftwareSigner(other))
+    with pytest.raises(gc.GlobalConfError, match="not the configuration anchor") as err:
+        gc.verify(conf.document, forged, _anchors(directory))
+    assert err.value.reason == "untrusted_signer"
+    # claiming the real anchor certificate but signing with another key
+    anchor = _anchors(directory)[0]
+    claimed = sign_detached(conf.document, anchor, keys.SoftwareSigner(other))
+    with pytest.raises(gc.GlobalConfError, match="does not verify with the signer"):
+        gc.verify(conf.document, claimed, _anchors(directory))
+
+
+def test_expired_document_is_refused(published: tuple[Path, gc.GlobalConf]) -> None:
+    directory, conf = published
+    later = conf.expires_at + dt.timedelta(seconds=1)
+    with pytest.raises(gc.GlobalConfError, match="expired at") as err:
+        gc.verify(conf.document, conf.signature, _anchors(directory), at=later)
+    assert err.value.code == "OutdatedGlobalConf"
+    again = gc.verify(conf.document, conf.signature, _anchors(directory), at=later,
+                      allow_expired=True)
+    assert again.is_expired(later) and not again.is_expired(conf.expires_at)
+
+
+def test_rollback_is_refused(tmp_path: Path, published: tuple[Path, gc.GlobalConf]) -> None:
+    directory, v1 = published
+    central(directory, "conf", "publish")
+    central(directory, "conf", "export", "--out-dir", str(tmp_path / "v2"))
+    node = gc.ConfStore(tmp_path / "node")
+    node.install_anchor((directory / "anchor.pem").read_bytes())
+    v2 = node.accept(gc.Fetched((tmp_path / "v2/conf.json").read_bytes(),
+                                (tmp_path / "v2/conf.sig").read_bytes(), 2))
+    assert v2.version == v1.version + 1
+    with pytest.raises(gc.GlobalConfError, match="rollback refused: version 1 is older") as err:
+        node.accept(gc.Fetched(v1.document, v1.signature, 1))
+    assert err.value.reason == "rollback"
+    assert node.load_last_good().version == v2.version  # the held copy is untouched
+
+
+def test_unknown_anchor_is_refused(
+    tmp_path: Path, test_ca: TestCA, published: tuple[Path, gc.GlobalConf]
+) -> None:
+    _, conf = published
+    in_process("init", str(tmp_path / "other"), "--instance", "JP")
+    for anchors in (_anchors(tmp_path / "other"), [test_ca.ca.cert]):
+        with pytest.raises(gc.GlobalConfError, match="not the configuration anchor"):
+            gc.verify(conf.document, conf.signature, anchors)
+    proc = run_cli("central", "conf", "verify", str(tmp_path / "v1/conf.json"),
+                   str(tmp_path / "v1/conf.sig"), "--anchor", str(tmp_path / "other/anchor.pem"),
+                   check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: global configuration is signed by O=JP central")
+    openssl = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-content", str(tmp_path / "v1/conf.json"),
+         "-in", str(tmp_path / "v1/conf.sig"), "-inform", "DER", "-CAfile",
+         str(tmp_path / "other/anchor.pem"), "-purpose", "any", "-out", "/dev/null"],
+        capture_output=True)
+    assert openssl.returncode != 0
+
+
+def test_non_canonical_document_is_refused(published: tuple[Path, gc.GlobalConf]) -> None:
+    _, conf = published
+    spaced = json.dumps(json.loads(conf.document), indent=1).encode()
+    key = keys.generate_key()
+    cert = build_anchor_cert(key, "JP", 9)
+    sig = sign_detached(spaced, cert, keys.SoftwareSigner(key))
+    with pytest.raises(gc.GlobalConfError, match="canonical"):
+        gc.verify(spaced, sig, [cert])
+
+
+# ----- registration refused ---------------------------------------------------------------
+def test_registration_refusals(tmp_path: Path, spawn: Callable[..., Any]) -> None:
+    fed = build_federation(tmp_path, spawn)
+    url = f"{fed.url}/register"
+    start = counts(fed.dir)
+
+    def refused_post(data: bytes, status: int, code: str, match: str) -> None:
+        got, problem = post(url, data)
+        assert (got, problem["code"]) == (status, code), problem
+        assert match in problem["detail"], problem["detail"]
+        assert counts(fed.dir) == start  # nothing half-written, not even an audit row
+
+    refused_post(b"{not json", 400, "InvalidRequest", "not valid JSON")
+    refused_post(b"[]", 400, "InvalidRequest", "not a JSON object")
+    refused_post(b'{"request": "AAAA"}', 400, "InvalidRequest", "lacks auth_signature")
+    refused_post(b"x" * (rc.MAX_REQUEST_BYTES + 10), 413, "RequestTooLarge", "exceeds")
+    # a bad identifier, correctly signed
+    body = json.loads(rc.build_body(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
+                                    fed.node.auth.cert, fed.node.sign.cert))
+    body["node"] = f"{AIZU}/ss:1"
+    raw = gc.canonical_json(body)
+    envelope = rc.build_envelope(raw, fed.node.auth.cert, signer(fed.node.auth),
+                                 fed.node.sign.cert, signer(fed.node.sign))
+    refused_post(envelope, 400, "InvalidIdentifier", "forbidden character")
+    # certificates from a CA the registry never approved
+    rogue = node_certs(make_ca(tmp_path, "Rogue CA"), AIZU, "ss1.aizu.example")
+    refused_post(registration(rogue, f"{AIZU}/ss1", "ss1.aizu.example", []), 400,
+                 "UntrustedCertificate", "does not chain to an approved CA")
+    # a sign certificate of another member
+    kako = node_certs(fed.ca, KAKO, "ss1.kako.example")
+    mixed = rc.build_request(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
+                             fed.node.auth.cert, signer(fed.node.auth),
+                             kako.sign.cert, signer(kako.sign))
+    refused_post(mixed, 400, "MemberMismatch", f"names member {KAKO}")
+    # the auth signature made with another key than the certificate's
+    body_bytes = rc.build_body(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
+                               fed.node.auth.cert, fed.node.sign.cert)
+    forged = rc.build_envelope(body_bytes, fed.node.auth.cert, signer(fed.node.sign),
+                               fed.node.sign.cert, signer(fed.node.sign))
+    refused_post(forged, 400, "InvalidSignature", "auth_signature")
+    # a member the registry does not know
+    stranger = node_certs(fed.ca, "JP/GOV/999999", "ss.x.example")
+    refused_post(registration(stranger, "JP/GOV/999999/ss", "ss.x.example", []), 404,
+                 "UnknownMember", "does not exist")
+    # a stale request (replay of an old one)
+    an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    old = rc.build_request(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
+                           fed.node.auth.cert, signer(fed.node.auth), fed.node.sign.cert,
+                           signer(fed.node.sign), at=an_hour_ago)
+    refused_post(old, 400, "StaleRequest", "build a fresh one")
+    # the submit() helper reports the registry's refusal
+    with pytest.raises(rc.RegistrationError, match="does not chain") as err:
+        rc.submit(url, registration(rogue, f"{AIZU}/ss1", "ss1.aizu.example", []))
+    assert err.value.code == "UntrustedCertificate"
+    # ... and a good one is accepted once, then its replay is refused
+    good = registration(fed.node, f"{AIZU}/ss1", "ss1.aizu.example:5500", [])
+    assert rc.submit(url, good)["state"] == "pending"
+    status, problem = post(url, good)
+    assert (status, problem["code"]) == (409, "DuplicateRequest")
+    requests = central_json(fed.dir, "request", "list")
+    assert len(requests) == 1
+    central(fed.dir, "request", "reject", str(requests[0]["id"]), "--reason", "test")
+    assert "already rejected" in refused(fed.dir, "request", "approve", str(requests[0]["id"]))
+    assert counts(fed.dir)["nodes"] == 0
+
+
+# ----- registry operations refused --------------------------------------------------------
+def test_operator_refusals_leave_nothing_written(tmp_path: Path, test_ca: TestCA) -> None:
+    directory = tmp_path / "reg"
+    in_process("init", str(directory), "--instance", "JP")
+    central(directory, "ca", "add", str(test_ca.cert_path))
+    central(directory, "member", "add", AIZU, "--name", "Aizu")
+    central(directory, "subsystem", "add", f"{AIZU}/residents")
+    auth = test_ca.issue("auth", "CN=ss1.aizu.example")
+    central(directory, "node", "add", f"{AIZU}/ss1", "--address", "ss1.aizu.example:5500",
+            "--auth-cert", str(auth.cert_path))
+    start = counts(directory)
+    assert start["members"] == 1 and start["nodes"] == 1
+
+    assert refused(directory, "member", "add", AIZU, "--name", "Again", cli=subprocess_cli) == (
+        f"error: member {AIZU} already exists")
+    assert "forbidden" in refused(directory, "member", "add", "JP/GOV/07:2028", "--name", "x")
+    assert "not this registry's JP" in refused(directory, "member", "add", "EE/GOV/1",
+                                               "--name", "x")
+    message = refused(directory, "member", "remove", AIZU)
+    assert message == (f"error: member {AIZU} still owns node(s) {AIZU}/ss1 and subsystem(s) "
+                       f"{AIZU}/residents; remove them first or use --cascade")
+    assert "already registered for node" in refused(
+        directory, "node", "add", f"{AIZU}/ss2", "--address", "ss2.example",
+        "--auth-cert", str(auth.cert_path))
+    sign = test_ca.issue("sign", f"serialNumber={AIZU}")
+    assert "has profile sign, not auth" in refused(
+        directory, "node", "add", f"{AIZU}/ss2", "--address", "ss2.example",
+        "--auth-cert", str(sign.cert_path))
+    assert "not host or host:port" in refused(
+        directory, "node", "add", f"{AIZU}/ss3", "--address", "http://x/",
+        "--auth-cert", str(test_ca.issue("auth", "CN=ss3").cert_path))
+    assert "issued the auth certificates" in refused(directory, "ca", "remove", "1")
+    assert "shorter than conf_validity_seconds" in refused(
+        directory, "settings", "set", "conf_refresh_interval", "600")
+    assert "unknown setting" in refused(directory, "settings", "set", "nope", "1")
+    assert "not a CA certificate" in refused(directory, "ca", "add", str(auth.cert_path))
+    assert "not a time-stamping certificate" in refused(
+        directory, "tsa", "add", "t", "--url", "http://t/", "--cert", str(auth.cert_path))
+    assert counts(directory) == start  # not one row, audit included
+
+    central(directory, "member", "remove", AIZU, "--cascade")
+    after = counts(directory)
+    assert (after["members"], after["nodes"], after["subsystems"]) == (0, 0, 0)
+    assert after["audit"] == start["audit"] + 1
+    assert "is not a central registry directory" in refused(tmp_path, "member", "list")
+
+
+def test_init_refuses_an_initialised_directory(tmp_path: Path) -> None:
+    in_process("init", str(tmp_path / "r"), "--instance", "JP")
+    proc = run_cli("central", "init", str(tmp_path / "r"), "--instance", "JP", check=False)
+    assert proc.returncode == 1 and "already holds a registry" in proc.stderr
+    proc = in_process("init", str(tmp_path / "bad"), "--instance", "J/P", check=False)
+    assert proc.returncode == 1 and "forbidden" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+# ----- re-signing and key rotation --------------------------------------------------------
+def test_server_resigns_before_expiry(tmp_path: Path, spawn: Callable[..., Any]) -> None:
+    fed = build_federation(tmp_path, spawn, settings={"conf_refresh_interval": 1,
+                                                      "conf_validity_seconds": 3})
+    central(fed.dir, "conf", "publish")
+    store = gc.ConfStore(tmp_path / "node")
+    store.install_anchor(fed.anchor.read_bytes())
+    first = store.refresh(f"{fed.url}/globalconf")
+    deadline = time.monotonic() + 10
+    latest = first
+    while latest.version == first.version and time.monotonic() < deadline:
+        time.sleep(0.3)
+        latest = store.refresh(f"{fed.url}/globalconf")
+    assert latest.version > first.version
+    assert latest.expires_at > first.expires_at
+    assert json.loads(latest.document)["members"] == json.loads(first.document)["members"]
+    kinds = {v["kind"] for v in central_json(fed.dir, "conf", "list")}
+    assert kinds == {"publish", "resign"}
+
+
+def test_key_rotation_nodes_follow_the_announcement(tmp_path: Path,
+                                                    spawn: Callable[..., Any]) -> None:
+    fed = build_federation(tmp_path, spawn)
+    central(fed.dir, "conf", "publish")
+    url = f"{fed.url}/globalconf"
+    follower = gc.ConfStore(tmp_path / "follower")
+    follower.install_anchor(fed.anchor.read_bytes())
+    latecomer = gc.ConfStore(tmp_path / "latecomer")  # never saw the announcement
+    latecomer.install_anchor(fed.anchor.read_bytes())
+    old_anchor = gc.load_pem_certs(fed.anchor.read_bytes())[0]
+    follower.refresh(url)
+
+    central(fed.dir, "conf", "rotate-key")
+    next_anchor = gc.load_pem_certs((fed.dir / "anchor-next.pem").read_bytes())[0]
+    announced = follower.refresh(url)
+    assert announced.next_anchors == (next_anchor,)
+    assert announced.signer == old_anchor
+    assert "wait or use --force" in refused(fed.dir, "conf", "activate-key")
+    central(fed.dir, "conf", "activate-key", "--force")
+
+    rotated = follower.refresh(url)
+    assert rotated.signer == next_anchor
+    assert follower.anchors() == [next_anchor]  # the node moved its anchor
+    assert follower.load_last_good().version == rotated.version
+    with pytest.raises(gc.GlobalConfError, match="not the configuration anchor"):
+        latecomer.refresh(url)
+    assert gc.load_pem_certs(fed.anchor.read_bytes()) == [next_anchor]
+    assert not (fed.dir / "anchor-next.pem").exists()
+    # openssl with the new anchor.pem; the retired key can no longer sign for anyone
+    (tmp_path / "c.json").write_bytes(rotated.document)
+    (tmp_path / "c.sig").write_bytes(rotated.signature)
+    proc = subprocess.run(
+        ["openssl", "cms", "-verify", "-binary", "-content", str(tmp_path / "c.json"),
+         "-in", str(tmp_path / "c.sig"), "-inform", "DER", "-CAfile", str(fed.anchor),
+         "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    old_key = keys.load_key(fed.dir / "conf-signing.key", b"test-passphrase")
+    replay = sign_detached(rotated.document, old_anchor, keys.SoftwareSigner(old_key))
+    with pytest.raises(gc.GlobalConfError, match="not the configuration anchor"):
+        gc.verify(rotated.document, replay, follower.anchors(), held=rotated)
+
+
+def test_schema_head_matches_migrations() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from central.store import MIGRATIONS_DIR, SCHEMA_HEAD
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD
+
+
+def test_models_match_migrations(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from central.models import Base
+    from central.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    store.close()
+    assert diff == []
+
+
+def test_certificate_fingerprints_are_sha256_of_der(test_ca: TestCA) -> None:
+    issued = test_ca.issue("auth", "CN=x")
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(issued.cert.public_bytes(serialization.Encoding.DER))
+    assert gc.cert_sha256(issued.cert) == digest.finalize().hex()
