@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar, cast
 
 import pytest
 from lxml import etree
@@ -27,9 +29,13 @@ CT = "text/xml; charset=utf-8"
 NS = {"s": soap.SOAP_ENV_NS, "xrd": soap.XROAD_NS, "id": soap.ID_NS}
 
 
-def both_modes(test):  # type: ignore[no-untyped-def]
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def both_modes(test: F) -> F:
     """Run a request test with the full parse and with the header-only parse."""
-    return pytest.mark.parametrize("check_body", [True, False], ids=["full", "header-only"])(test)
+    mark = pytest.mark.parametrize("check_body", [True, False], ids=["full", "header-only"])
+    return cast(F, mark(test))
 
 
 def big(doc: bytes, n: int = 2000) -> bytes:
