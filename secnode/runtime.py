@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import ssl
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -25,10 +26,11 @@ from certs import keys
 from secnode.core.identifiers import ClientId, MemberId, ServiceId, SubsystemId
 from secnode.core.msgsig import MessageSigner, SignatureVerifier
 from secnode.globalconf import ConfStore, GlobalConf, GlobalConfError
+from secnode.globalconf import Node as GlobalNode
 from secnode.node import Node
 from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
 from secnode.store import models
-from secnode.tls import client_context
+from secnode.tls import client_context, pinned_client_context
 from secnode.trust import TrustCache
 
 log = logging.getLogger("secnode.runtime")
@@ -135,6 +137,7 @@ class NodeRuntime:
         self.auth_cert: OwnCertificate | None = None
         self.peer_session: aiohttp.ClientSession | None = None
         self.service_session: aiohttp.ClientSession | None = None
+        self._peer_contexts: dict[str, ssl.SSLContext] = {}
         self.started_at = time.time()
         self.metrics: dict[str, float] = {}
 
@@ -199,6 +202,17 @@ class NodeRuntime:
         )
         if old is not None:
             await old.close()
+
+    def peer_ssl(self, node: GlobalNode) -> ssl.SSLContext:
+        """A TLS context pinned to ``node``'s registered auth certificate (cached)."""
+        ctx = self._peer_contexts.get(node.auth_cert_sha256)
+        if ctx is None:
+            if len(self._peer_contexts) > 256:
+                self._peer_contexts.clear()
+            ctx = pinned_client_context(self.auth_cert_file(), self.node.dir.key_path("auth"),
+                                        self.passphrase, node.auth_cert)
+            self._peer_contexts[node.auth_cert_sha256] = ctx
+        return ctx
 
     async def close(self) -> None:
         for session in (self.peer_session, self.service_session):

@@ -48,6 +48,19 @@ def client_context(cert_file: Path, key_file: Path, passphrase: bytes,
     return _base_context(ssl.Purpose.SERVER_AUTH, cert_file, key_file, passphrase, approved_cas)
 
 
+def pinned_client_context(cert_file: Path, key_file: Path, passphrase: bytes,
+                          peer_cert: x509.Certificate) -> ssl.SSLContext:
+    """Call one specific node: the only trust anchor is its registered auth certificate.
+
+    With partial-chain verification OpenSSL accepts the handshake only if the
+    peer presents exactly this certificate (and proves its key), so a request
+    is never sent to a server that is not the registered node.
+    """
+    ctx = _base_context(ssl.Purpose.SERVER_AUTH, cert_file, key_file, passphrase, [peer_cert])
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return ctx
+
+
 def add_cas(ctx: ssl.SSLContext, cas: list[x509.Certificate]) -> None:
     """Trust newly approved CAs without a restart (removal is enforced at application level)."""
     if cas:

@@ -107,6 +107,8 @@ class Issued:
 
 @dataclass
 class TestCA:
+    __test__ = False  # a fixture helper, not a test class
+
     ca: CertificateAuthority
     dir: Path
 

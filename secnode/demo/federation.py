@@ -283,6 +283,8 @@ def build_two_city_federation(base: Path, say: Callable[[str], None] = print,
         fed.add_service(aizu, "residents", "rest",
                         f"http://127.0.0.1:{svc['rest_service']}/residents", takamatsu,
                         path="/1001")
+        fed.add_service(aizu, "echo", "rest", f"http://127.0.0.1:{svc['rest_service']}/echo",
+                        takamatsu)
         fed.add_service(takamatsu, "getResident", "soap",
                         f"http://127.0.0.1:{svc['soap_service']}/soap", aizu)
         fed.say("* starting both nodes")

@@ -255,16 +255,8 @@ async def _send(
     for node in nodes:
         url = f"https://{node.address}{wire.EXCHANGE_PATH}"
         try:
-            async with session.post(url, data=body, headers=out_headers,
+            async with session.post(url, data=body, headers=out_headers, ssl=rt.peer_ssl(node),
                                     timeout=aiohttp.ClientTimeout(total=120, connect=10)) as resp:
-                ssl_obj = resp.connection.transport.get_extra_info("ssl_object") \
-                    if resp.connection and resp.connection.transport else None
-                peer = peer_cert_sha256(ssl_obj)
-                if peer != node.auth_cert_sha256:
-                    raise XRoadError(
-                        errors.CLIENT_PROXY_SSL_AUTH_FAILED,
-                        f"node at {node.address} presented an auth certificate not registered "
-                        f"for {node.id}", http_status=502)
                 out = await resp.content.read(limit + 1)
                 if len(out) > limit:
                     raise XRoadError(errors.MESSAGE_TOO_LARGE,
@@ -282,6 +274,11 @@ async def _send(
             raise XRoadError(errors.INVALID_SIGNATURE,
                              f"malformed response from {node.address}: {exc}",
                              http_status=502) from exc
+        except aiohttp.ClientSSLError as exc:
+            last_error = (f"{node.address}: TLS handshake failed; the node did not present "
+                          f"the auth certificate registered for {node.id} ({exc})")
+            log.warning("provider node %s: %s", node.id, last_error)
+            continue
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             last_error = f"{node.address}: {exc.__class__.__name__}: {exc}"
             log.warning("provider node %s unreachable: %s", node.id, last_error)
