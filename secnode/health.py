@@ -16,6 +16,7 @@ Inputs are plain snapshots; no database, network or clock access here.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +86,8 @@ class Health:
 
 
 def _seconds(delta: dt.timedelta) -> int:
-    return int(delta.total_seconds())
+    """Whole seconds, rounded down: just after expiry this is already negative."""
+    return math.floor(delta.total_seconds())
 
 
 def ocsp_age(cert: CertView, now: dt.datetime) -> float | None:

@@ -328,7 +328,12 @@ async def apply_conf_change(rt: NodeRuntime, running: RunningNode | None,
 
 
 async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None:
-    """Refresh the configuration forever; reload the runtime's view when the version moves."""
+    """Refresh the configuration forever; reload the runtime's view when the version moves.
+
+    A failing registry is logged when it starts failing, every tenth attempt after,
+    and once more when the held copy expires (the moment exchange stops).
+    """
+    failures = 0
     reported_expiry: int | None = None
     while True:
         try:
@@ -338,15 +343,22 @@ async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
                 rt.load_conf()
                 if rt.conf is not None and (old is None or old.version != rt.conf.version):
                     await apply_conf_change(rt, running, old)
-            if not outcome.ok and rt.conf is not None and rt.conf.is_expired():
+            if outcome.ok:
+                if failures:
+                    log.info("central registry reachable again after %d failed attempt(s)",
+                             failures)
+                failures = 0
+            else:
+                failures += 1
+                if failures == 1 or failures % 10 == 0:
+                    log.warning("global configuration refresh failed (%d in a row), keeping "
+                                "version %s: %s", failures, outcome.version, outcome.error)
+            if rt.conf is not None and rt.conf.is_expired():
                 if reported_expiry != rt.conf.version:
                     log.error("global configuration version %d expired at %s and cannot be "
                               "refreshed (%s): message exchange stopped", rt.conf.version,
-                              format_time(rt.conf.expires_at), outcome.error)
+                              format_time(rt.conf.expires_at), outcome.error or "no newer one")
                     reported_expiry = rt.conf.version
-            elif not outcome.ok:
-                log.warning("global configuration refresh failed, keeping version %s: %s",
-                            outcome.version, outcome.error)
         except asyncio.CancelledError:
             raise
         except Exception:  # a job must outlive any single failure; the log says why

@@ -301,6 +301,11 @@ class Federation:
         self.start("central", "central", "serve", "--port", str(self.central_port), "--dir",
                    self.central_dir, port=self.central_port)
 
+    def restart_central(self) -> None:
+        """After ``central settings set``: a fresh server re-reads the validity at once."""
+        self.stop("central")
+        self.start_central()
+
     def start_node(self, name: str, wait_healthy: bool = True,
                    timeout: float = 20) -> subprocess.Popen[bytes]:
         """``secnode serve`` for node ``name``; by default waits until ``/health`` says ok."""
