@@ -170,7 +170,9 @@ class NodeRuntime:
             own = OwnCertificate(cert, cert.public_bytes(serialization.Encoding.DER),
                                  row.ocsp_der, row.ocsp_status, row.ocsp_this_update)
             setattr(self, f"{usage}_cert", own)
-        if self.sign_cert is not None and self.signer is None:
+        renewed = self.signer is not None and self.sign_cert is not None and (
+            self.signer.codec.cert != self.sign_cert.cert)  # a new sign cert was imported
+        if self.sign_cert is not None and (self.signer is None or renewed):
             key = keys.SoftwareSigner.from_file(self.node.dir.key_path("sign"), self.passphrase)
             self.signer = MessageSigner(self.sign_cert.cert, key)
 
