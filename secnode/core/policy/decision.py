@@ -82,7 +82,7 @@ def _agreement_route(ev: Evaluation, candidates: list[Any]) -> Decision:
             continue
         sub.alternatives = [(e.agreement.uid, d.reason.value) for e, d in refused if e.agreement]
         return sub.allow()
-    best, worst_case = max(refused, key=lambda pair: pair[0].rank(pair[1]))
+    best, worst_case = max(refused, key=lambda pair: pair[0].rank())
     best.alternatives = [(e.agreement.uid, d.reason.value) for e, d in refused
                          if e is not best and e.agreement]
     return best.deny(worst_case)

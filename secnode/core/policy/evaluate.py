@@ -60,7 +60,6 @@ _OK_BY_CATEGORY = {
     Category.ANONYMIZED_PROVISION: Reason.OK_ANONYMIZED,
 }
 _LAW_BASES = frozenset({"APPI27-1-1", "APPI69-1-LAW"})
-_ORDER = list(Step)
 
 
 class Deny(Exception):
@@ -91,6 +90,8 @@ class Evaluation:
     consent: ConsentRecord | None = None
     profile: ExceptionProfile | None = None
     alternatives: list[tuple[str, str]] = field(default_factory=list)
+    stage: Step = Step.S0_INTEGRITY
+    """The step being evaluated; a refusal reports the step it happened in."""
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -99,7 +100,8 @@ class Evaluation:
 
     def fork(self) -> Evaluation:
         return Evaluation(self.request, self.policy, self.at, self.usage, list(self.checks),
-                          self.service, self.provider, self.client, self.basis, self.classes)
+                          self.service, self.provider, self.client, self.basis, self.classes,
+                          stage=self.stage)
 
     @property
     def regime(self) -> Regime | None:
@@ -149,6 +151,7 @@ class Evaluation:
         self.passed("policy loaded, clock within skew")
 
     def resolve_service(self) -> Service:
+        self.stage = Step.S1_PARTIES
         svc = self.policy.service(self.request.service)
         if svc is None:
             raise Deny(Reason.SERVICE_UNKNOWN, f"service {self.request.service} is not classified "
@@ -160,6 +163,7 @@ class Evaluation:
         return svc
 
     def fields_known(self) -> None:
+        self.stage = Step.S2_ENVELOPE
         svc = self._service()
         wanted = self.request.fields
         if wanted is not None and not svc.declares_fields and wanted:
@@ -176,6 +180,7 @@ class Evaluation:
         return bool(self.classes & PERSONAL_CLASSES)
 
     def parties(self) -> None:
+        self.stage = Step.S1_PARTIES
         svc = self._service()
         self.provider = self._member(svc.provider, "provider")
         self.client = self._member(self.request.client.member, "client")
@@ -198,6 +203,7 @@ class Evaluation:
     # -- S2 envelope -----------------------------------------------------------------------
 
     def envelope(self, *, know_purposes: bool = True) -> None:
+        self.stage = Step.S2_ENVELOPE
         r, svc = self.request, self._service()
         if r.purpose is None:
             raise Deny(Reason.MISSING_PURPOSE, f"service {svc.id} carries personal data: "
@@ -234,6 +240,7 @@ class Evaluation:
     # -- S3 data class ---------------------------------------------------------------------
 
     def data_class(self) -> None:
+        self.stage = Step.S3_DATA_CLASS
         basis, classes = self._basis_or_none(), self.classes
         if DataClass.MYNUMBER in classes and basis.category is not Category.MY_NUMBER_ACT:
             raise Deny(Reason.MYNUMBER_BASIS, "My Number data may be provided only in the cases "
@@ -262,6 +269,7 @@ class Evaluation:
     # -- S4 route --------------------------------------------------------------------------
 
     def applicability(self) -> None:
+        self.stage = Step.S4_ROUTE
         basis, provider, client = self._basis_or_none(), self.provider, self._client()
         if provider is None:
             raise AssertionError("provider not resolved")
@@ -343,6 +351,7 @@ class Evaluation:
                        f"{', '.join(bad)} not permitted by {what}")
 
     def candidates(self) -> list[Agreement]:
+        self.stage = Step.S4_ROUTE
         r, svc = self.request, self._service()
         if r.agreement is not None:
             pinned = self.policy.agreements.get(r.agreement.uid)
@@ -361,6 +370,7 @@ class Evaluation:
     # -- S5 agreement ----------------------------------------------------------------------
 
     def agreement_checks(self, a: Agreement) -> None:
+        self.stage = Step.S5_AGREEMENT
         r, svc = self.request, self._service()
         self.agreement = a
         name = f"agreement {a.uid} v{a.version}"
@@ -421,7 +431,11 @@ class Evaluation:
         raise first
 
     def _permission_constraints(self, a: Agreement, p: Permission) -> None:
-        client = self._client()
+        """Everything that depends on the chosen permission, so choosing is monotone."""
+        client, basis = self._client(), self._basis_or_none()
+        if basis.code in _LAW_BASES and not p.statute_ref:
+            raise Deny(Reason.STATUTE_REF_MISSING, f"{basis.code} needs the statute in the "
+                       f"permission of {a.uid} (statute_ref)")
         if p.not_before is not None and self.at < p.not_before:
             raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"permission of {a.uid} starts "
                        f"{p.not_before.isoformat()}")
@@ -436,7 +450,6 @@ class Evaluation:
 
     def _agreement_basis_rules(self, a: Agreement) -> None:
         r, svc, basis = self.request, self._service(), self._basis_or_none()
-        p = self.permission
         if (a.type is AgreementType.ENTRUSTMENT) != (basis.code == "APPI27-5-1") or \
                 (a.type is AgreementType.JOINT_USE) != (basis.code == "APPI27-5-3"):
             raise Deny(Reason.BASIS_NOT_APPLICABLE, f"basis {basis.code} does not fit a "
@@ -444,9 +457,6 @@ class Evaluation:
         if a.type is AgreementType.JOINT_USE and not a.joint_use_notice_ref:
             raise Deny(Reason.JOINT_USE_NOT_ANNOUNCED, f"joint-use agreement {a.uid} has no "
                        "announced notice (joint_use_notice_ref)")
-        if basis.code in _LAW_BASES and (p is None or not p.statute_ref):
-            raise Deny(Reason.STATUTE_REF_MISSING, f"{basis.code} needs the statute in the "
-                       f"permission of {a.uid} (statute_ref)")
         within = r.purpose in svc.registered_purposes
         if basis.code == "APPI69-1-PURPOSE" and not within:
             raise Deny(Reason.PURPOSE_NOT_REGISTERED, f"purpose {r.purpose} is not registered "
@@ -471,6 +481,7 @@ class Evaluation:
     # -- S6 basis --------------------------------------------------------------------------
 
     def basis_checks(self, a: Agreement) -> None:
+        self.stage = Step.S6_BASIS
         basis = self._basis_or_none()
         if basis.route is Route.CONSENT:
             self._consent(a)
@@ -559,6 +570,7 @@ class Evaluation:
     # -- S7 / S8 ---------------------------------------------------------------------------
 
     def stop_requests(self) -> None:
+        self.stage = Step.S7_SUBJECT
         r, basis, svc = self.request, self._basis_or_none(), self._service()
         if not (basis.route is Route.CONSENT or basis.category is Category.OPT_OUT):
             return
@@ -579,6 +591,7 @@ class Evaluation:
         self.passed("no stop request applies")
 
     def quotas(self, a: Agreement) -> None:
+        self.stage = Step.S8_QUOTA
         if not a.quotas.any:
             return
         if self.usage is None:
@@ -602,14 +615,14 @@ class Evaluation:
             return self.basis.article(self.regime or Regime.PRIVATE)
         return info.article(self.regime)
 
-    def rank(self, deny: Deny) -> tuple[int, int]:
-        """How far an agreement candidate got: used to report the most relevant refusal."""
-        return (_ORDER.index(REASONS[deny.reason].step), len(self.checks))
+    def rank(self) -> int:
+        """How far an agreement candidate got (checks passed): the most relevant refusal."""
+        return len(self.checks)
 
     def deny(self, deny: Deny) -> Decision:
         return Decision(
             allow=False, reason=deny.reason, article=self.article_for(deny.reason),
-            message=deny.message, step=REASONS[deny.reason].step, permitted_fields=(),
+            message=deny.message, step=self.stage, permitted_fields=(),
             agreement_id=self.agreement.uid if self.agreement else None,
             agreement_version=self.agreement.version if self.agreement else None,
             basis=self.request.basis,

@@ -112,9 +112,10 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ReasonInfo:
-    """Documentation of a reason code: the step it belongs to and its legal anchor."""
+    """Documentation of a reason code: the step that usually emits it and its legal anchor."""
 
     step: Step
+    """Typical step; a decision reports the step the refusal actually happened in."""
     summary: str
     article_private: str | None = None
     article_public: str | None = None

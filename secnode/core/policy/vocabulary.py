@@ -319,7 +319,10 @@ MYNUMBER_ITEMS = range(1, 18)
 """番号法 Art. 19 items 1–17 (item count as of the 2023 amendment: verify before relying)."""
 _MYNUMBER = re.compile(r"^MYNUMBER19-(\d{1,2})$")
 ORDINANCE_CODE = re.compile(r"^ORD-[A-Z0-9]+(?:-[A-Z0-9]+)*$")
-PURPOSE_CODE = re.compile(r"^[A-Z][A-Z0-9]*(?:-[A-Z0-9]+)*(?::[A-Z0-9]+(?:-[A-Z0-9]+)*)?$")
+PURPOSE_CODE = re.compile(
+    r"^[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*(?::[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*)?$"
+)
+"""Purpose codes (``JP-CITY:WELFARE-ELIGIBILITY``, ``child-allowance``); case matters."""
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 COUNTRY_CODE = re.compile(r"^[A-Z]{2}$")
 
