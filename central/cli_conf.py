@@ -214,9 +214,10 @@ def serve_cmd(registry: Registry, host: str, port: int, no_resign: bool,
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = server.build_app(registry.store, registry.config, passphrase,
                            f"{registry.operator} (serve)", resign=not no_resign)
-    click.echo(f"central serving instance {registry.config.instance} on http://{host}:{port}")
-    try:
-        web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    ready = f"central serving instance {registry.config.instance} on http://{host}:{port}"
+    try:  # run_app calls print() once the socket is bound
+        web.run_app(app, host=host, port=port, print=lambda _: click.echo(ready),
+                    handle_signals=True)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc}") from exc
 

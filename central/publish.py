@@ -13,7 +13,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from central import signing
@@ -25,6 +25,9 @@ from central.store import Store, now
 from certs.cms import sign_detached
 from secnode.globalconf import FORMAT, canonical_json, cert_sha256, format_time
 
+#: Scheduled re-signings kept in the database (published versions are all kept). Nodes only
+#: ever ask for the version they were just told about, so a short tail is enough.
+KEEP_RESIGNED = 50
 #: Fields that describe the registry; the rest (version, times, next anchors) belong to
 #: one signing of it and are renewed by :func:`resign`.
 CONTENT_KEYS = ("instance", "members", "nodes", "approved_cas", "approved_tsas", "groups",
@@ -90,6 +93,9 @@ def _issue(
     )
     session.add(row)
     session.flush()
+    if kind == "resign":  # scheduled copies carry no news: keep only the recent ones
+        session.execute(delete(ConfVersion).where(
+            ConfVersion.kind == "resign", ConfVersion.version <= version - KEEP_RESIGNED))
     return row
 
 

@@ -8,6 +8,7 @@ nothing half-written.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import subprocess
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,12 +30,13 @@ from central import registry as reg
 from central.cli import main
 from central.instance import open_store
 from central.signing import build_anchor_cert
-from certs import keys
+from certs import keys, ocsp
 from certs.cms import sign_detached
+from certs.ocsp_server import load_responder
 from secnode import globalconf as gc
 from secnode import registration_client as rc
 from secnode.core.identifiers import MemberId, NodeId, SubsystemId
-from tests.conftest import Issued, free_port, http_get, make_ca, run_cli
+from tests.conftest import PASSPHRASE, Issued, free_port, http_get, make_ca, run_cli
 
 if TYPE_CHECKING:
     from tests.conftest import TestCA
@@ -363,6 +366,12 @@ def test_registration_refusals(tmp_path: Path, spawn: Callable[..., Any]) -> Non
     fed = build_federation(tmp_path, spawn)
     url = f"{fed.url}/register"
     start = counts(fed.dir)
+    with pytest.raises(urllib.error.HTTPError) as unpublished:
+        http_get(f"{fed.url}/globalconf")
+    assert unpublished.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as health:
+        http_get(f"{fed.url}/health")
+    assert health.value.code == 503
 
     def refused_post(data: bytes, status: int, code: str, match: str) -> None:
         got, problem = post(url, data)
@@ -422,6 +431,38 @@ def test_registration_refusals(tmp_path: Path, spawn: Callable[..., Any]) -> Non
     central(fed.dir, "request", "reject", str(requests[0]["id"]), "--reason", "test")
     assert "already rejected" in refused(fed.dir, "request", "approve", str(requests[0]["id"]))
     assert counts(fed.dir)["nodes"] == 0
+
+
+def test_registration_with_stapled_ocsp(tmp_path: Path, spawn: Callable[..., Any]) -> None:
+    """X-Road sends the sign certificate's OCSP response along; a revoked one is refused."""
+    fed = build_federation(tmp_path, spawn)
+    responder = load_responder(fed.ca.dir, PASSPHRASE)
+
+    def ocsp_for(cert: Any) -> bytes:
+        request, _ = ocsp.build_request(cert, fed.ca.ca.cert, nonce=False)
+        return responder.respond(request).der
+
+    revoked = node_certs(fed.ca, AIZU, "ss2.aizu.example")
+    fed.ca.ca.revoke(revoked.sign.cert.serial_number, "keyCompromise")
+    before = counts(fed.dir)
+    status, problem = post(f"{fed.url}/register", rc.build_request(
+        NodeId.parse(f"{AIZU}/ss2"), "ss2.aizu.example", revoked.auth.cert,
+        signer(revoked.auth), revoked.sign.cert, signer(revoked.sign),
+        sign_ocsp=ocsp_for(revoked.sign.cert)))
+    assert (status, problem["code"]) == (400, "CertificateRevoked"), problem
+    assert counts(fed.dir) == before
+    status, problem = post(f"{fed.url}/register", rc.build_request(
+        NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example", fed.node.auth.cert,
+        signer(fed.node.auth), fed.node.sign.cert, signer(fed.node.sign),
+        sign_ocsp=ocsp_for(fed.node.auth.cert)))  # a response about another certificate
+    assert (status, problem["code"]) == (400, "InvalidOcspResponse"), problem
+    status, answer = post(f"{fed.url}/register", rc.build_request(
+        NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example", fed.node.auth.cert,
+        signer(fed.node.auth), fed.node.sign.cert, signer(fed.node.sign),
+        sign_ocsp=ocsp_for(fed.node.sign.cert)))
+    assert status == 202, answer
+    shown = central_json(fed.dir, "request", "show", str(answer["id"]))
+    assert shown["sign_ocsp"] == "included and good at receipt"
 
 
 # ----- registry operations refused --------------------------------------------------------
@@ -498,6 +539,16 @@ def test_server_resigns_before_expiry(tmp_path: Path, spawn: Callable[..., Any])
     assert json.loads(latest.document)["members"] == json.loads(first.document)["members"]
     kinds = {v["kind"] for v in central_json(fed.dir, "conf", "list")}
     assert kinds == {"publish", "resign"}
+    assert json.loads(http_get(f"{fed.url}/health"))["status"] == "ok"
+
+    async def fetch_with_aiohttp() -> gc.Fetched | None:
+        async with aiohttp.ClientSession() as session:
+            return await gc.fetch_async(session, f"{fed.url}/globalconf")
+
+    fetched = asyncio.run(fetch_with_aiohttp())
+    assert fetched is not None
+    again = gc.verify(fetched.document, fetched.signature, store.anchors(), held=latest)
+    assert again.version >= latest.version
 
 
 def test_key_rotation_nodes_follow_the_announcement(tmp_path: Path,
