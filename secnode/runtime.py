@@ -192,6 +192,7 @@ class NodeRuntime:
 
     async def reopen_peer_session(self) -> None:
         """(Re)build the pooled mutual-TLS session to other nodes (after conf/cert changes)."""
+        self._peer_contexts.clear()  # they hold our auth certificate as it was when built
         if self.auth_cert is None or self.conf is None:
             return
         ctx = client_context(self.auth_cert_file(), self.node.dir.key_path("auth"),
