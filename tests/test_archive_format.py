@@ -170,6 +170,16 @@ def test_archives_plus_live_database(world: World, clean: Log, archives: list[by
     assert (report.first_failure.kind, report.first_failure.seq) == (FailureKind.MISSING, 30)
 
 
+def test_database_row_changed_after_archiving(world: World, clean: Log,
+                                             archives: list[bytes]) -> None:
+    live = clean.copy()
+    live.records = list(clean.records[16:])
+    live.records[2] = dataclasses.replace(live.records[2], user_id="JP000000000")
+    report = verify(world, archives[:1], live=live.evidence(world))
+    assert report.first_failure is not None
+    assert (report.first_failure.kind, report.first_failure.seq) == (FailureKind.ALTERED, 19)
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_openssl_accepts_manifest_signature_and_token(
     tmp_path: Path, world: World, archives: list[bytes]

@@ -375,6 +375,18 @@ def test_one_record_deleted_and_rest_renumbered(world: World, clean: Log) -> Non
     assert first(report)[:2] == (FailureKind.MISSING, 21)
 
 
+def test_one_record_deleted_and_chain_recomputed(world: World, clean: Log) -> None:
+    """Delete, renumber, rehash: only the stamps know, and they cannot tell a deletion
+    from an edit (see _diagnose_stamp), so the first rewritten record is named."""
+    for deleted, kind in [(19, FailureKind.ALTERED), (24, FailureKind.ALTERED)]:
+        log = clean.copy()
+        log.records = rechain([r for r in log.records if r.seq != deleted], deleted - 1)
+        assert all(r.hash_ok() for r in log.records)
+        report = check(world, log)
+        assert first(report) == (kind, deleted, clean.records[deleted].id)
+        assert report.failures[0].last_seq == 39
+
+
 def test_two_records_swapped_in_storage_order(world: World, clean: Log) -> None:
     log = clean.copy()
     log.records[9], log.records[10] = log.records[10], log.records[9]
@@ -433,6 +445,15 @@ def test_forged_record_appended_with_duplicate_seq(world: World, clean: Log) -> 
     log.records.insert(14, forged)
     report = check(world, log)
     assert first(report) == (FailureKind.INSERTED, 14, forged.id)
+
+
+def test_content_changed_without_resealing(world: World, clean: Log) -> None:
+    log = clean.copy()
+    changed = dataclasses.replace(log.records[6], purpose="marketing")
+    log.records[6] = changed
+    report = check(world, log)
+    assert first(report) == (FailureKind.ALTERED, 7, changed.id)
+    assert report.kinds() == [FailureKind.ALTERED]
 
 
 def test_content_changed_and_chain_recomputed(world: World, clean: Log) -> None:

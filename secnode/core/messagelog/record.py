@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import enum
 import hashlib
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -156,6 +157,14 @@ class LogRecord:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
                 raise RecordError(f"{where}: {name} must be a string of at most {MAX_TEXT}")
+        for name in ("id", "chain_id", "node_id", "client_id", "service_id", "message_id",
+                     "user_id", "purpose", "legal_basis", "data_subject", "decision", "reason"):
+            value = getattr(self, name)
+            if value is not None and not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise RecordError(f"{where}: {name} is not valid Unicode") from exc
         for name in ("body_sha256", "headers_sha256", "prev_hash", "record_hash"):
             value = getattr(self, name)
             if not isinstance(value, bytes) or len(value) != 32:
@@ -360,8 +369,15 @@ def _nonneg(value: int | None, what: str) -> int:
 
 
 def canonical_bytes(record: LogRecord) -> bytes:
-    """The exact bytes hashed into ``record_hash`` (canonical JSON of the hashed fields)."""
-    return canonical_json(record.canonical_fields())
+    """The exact bytes hashed into ``record_hash`` (canonical JSON of the hashed fields).
+
+    Same bytes as :func:`canonical_json`, without its generic value checks:
+    ``__post_init__`` already guarantees the types, integer ranges and valid
+    Unicode, and this runs once per record on the message path and in the verifier.
+    """
+    return json.dumps(
+        record.canonical_fields(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
 
 
 def record_hash(prev_hash: bytes, canonical: bytes) -> bytes:
