@@ -22,13 +22,15 @@ from sqlalchemy.orm import Session
 
 from central.errors import Conflict, NotFound, RegistryError
 from central.models import Member, Node, RegistrationRequest, Subsystem
-from central.registry import _member_row, approved_ca_certs, check_member_cert, put_node, settings
+from central.registry import approved_ca_certs, check_member_cert, member_row, put_node, settings
 from central.store import Store, now
 from certs import ocsp, profiles
 from certs.chain import find_issuer
 from certs.cms import CMSError, verify_detached
+from secnode.core.identifiers import NodeId, SubsystemId
 from secnode.globalconf import cert_sha256, cert_to_pem, format_time
 from secnode.registration_client import (
+    Envelope,
     RegistrationBody,
     RegistrationError,
     parse_body,
@@ -69,8 +71,9 @@ def _check_ocsp(session: Session, der: bytes, cert: x509.Certificate) -> None:
                             code="CertificateRevoked")
 
 
-def validate(data: bytes, instance: str, at: dt.datetime | None = None) -> tuple[
-        RegistrationBody, Any]:
+def validate(
+    data: bytes, instance: str, at: dt.datetime | None = None
+) -> tuple[RegistrationBody, Envelope]:
     """Form and signature checks that need no database; returns (body, envelope)."""
     when = at or now()
     try:
@@ -101,7 +104,7 @@ def receive(store: Store, instance: str, data: bytes, source: str | None = None,
     with store.change(f"node:{body.node}", "registration.receive",
                       {"node": str(body.node), "source": source,
                        "auth_cert_sha256": auth_sha}) as (s, det):
-        _member_row(s, body.node.member)
+        member_row(s, body.node.member)
         check_member_cert(s, body.auth_cert, "auth", "auth certificate")
         check_member_cert(s, body.sign_cert, "sign", "sign certificate")
         named = profiles.member_id_of(body.sign_cert.subject)
@@ -191,8 +194,6 @@ def _pending(session: Session, request_id: int) -> RegistrationRequest:
 
 def approve(store: Store, operator: str, request_id: int) -> dict[str, Any]:
     """Add (or renew) the node and any new subsystems; visible from the next publish."""
-    from secnode.core.identifiers import NodeId, SubsystemId
-
     with store.change(operator, "request.approve", {"request": request_id}) as (s, det):
         row = _pending(s, request_id)
         node = NodeId.parse(row.node_identifier)

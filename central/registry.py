@@ -80,7 +80,7 @@ def _address(value: str) -> str:
         raise RegistryError(str(exc)) from exc
 
 
-def _member_row(session: Session, member: MemberId) -> Member:
+def member_row(session: Session, member: MemberId) -> Member:
     row = session.scalars(select(Member).where(Member.identifier == str(member))).first()
     if row is None:
         raise NotFound(f"member {member} does not exist", code="UnknownMember")
@@ -154,7 +154,7 @@ def list_members(store: Store) -> list[dict[str, Any]]:
 def show_member(store: Store, instance: str, identifier: str) -> dict[str, Any]:
     member = _parse(MemberId.parse, identifier, instance)
     with store.read() as s:
-        row = _member_row(s, member)
+        row = member_row(s, member)
         view = member_view(row)
         view["nodes"] = [node_view(n) for n in row.nodes]
         view["groups"] = _groups_of(s, [str(member), *view["subsystems"]])
@@ -175,7 +175,7 @@ def remove_member(store: Store, operator: str, instance: str, identifier: str,
     member = _parse(MemberId.parse, identifier, instance)
     with store.change(operator, "member.remove",
                       {"member": str(member), "cascade": cascade}) as (s, details):
-        row = _member_row(s, member)
+        row = member_row(s, member)
         subs = [x.identifier for x in row.subsystems]
         nodes = [x.identifier for x in row.nodes]
         if (subs or nodes) and not cascade:
@@ -211,7 +211,7 @@ def add_subsystem(store: Store, operator: str, instance: str, identifier: str,
 
 
 def _add_subsystem(session: Session, sub: SubsystemId, name: str | None) -> Subsystem:
-    member = _member_row(session, sub.member)
+    member = member_row(session, sub.member)
     if session.scalars(select(Subsystem).where(Subsystem.identifier == str(sub))).first():
         raise Conflict(f"subsystem {sub} already exists", code="DuplicateSubsystem")
     row = Subsystem(identifier=str(sub), member=member, code=sub.subsystem, name=name,
@@ -361,7 +361,7 @@ def remove_tsa(store: Store, operator: str, name: str) -> dict[str, Any]:
 def put_node(session: Session, node: NodeId, address: str, auth_cert: x509.Certificate,
              replace: bool = False) -> Node:
     """Add ``node`` or (``replace``) give an existing one a new address and certificate."""
-    owner = _member_row(session, node.member)
+    owner = member_row(session, node.member)
     digest = cert_sha256(auth_cert)
     other = session.scalars(select(Node).where(Node.auth_cert_sha256 == digest)).first()
     if other is not None and other.identifier != str(node):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from certs.cms import CMSError, verify_detached
@@ -277,7 +278,7 @@ class GlobalConf:
             if ca.cert.subject == cert.issuer:
                 try:
                     cert.verify_directly_issued_by(ca.cert)
-                except (ValueError, TypeError, Exception):  # wrong key type or bad signature
+                except (ValueError, TypeError, InvalidSignature):
                     continue
                 return ca
         return None
@@ -609,13 +610,24 @@ class ConfStore:
         current = self.dir / self.CURRENT
         if not current.exists():
             return None
-        document = (current / "conf.json").read_bytes()
-        signature = (current / "conf.sig").read_bytes()
+        try:
+            document = (current / "conf.json").read_bytes()
+            signature = (current / "conf.sig").read_bytes()
+        except OSError as exc:
+            raise GlobalConfError("malformed", f"cannot read the held copy: {exc}") from exc
         return verify(document, signature, self.anchors(), at=at, allow_expired=True)
+
+    def _held(self, at: dt.datetime | None) -> GlobalConf | None:
+        """The held copy, or None when it is damaged (then a fresh copy replaces it)."""
+        self.anchors()  # a missing anchor is never papered over
+        try:
+            return self.load_last_good(at)
+        except GlobalConfError:
+            return None
 
     def accept(self, fetched: Fetched, at: dt.datetime | None = None) -> GlobalConf:
         """Verify ``fetched`` against the anchor and the held copy, keep it, follow rotation."""
-        held = self.load_last_good(at)
+        held = self._held(at)
         anchors = self.anchors()
         conf = verify(fetched.document, fetched.signature, anchors, held=held, at=at)
         rotated = not any(_der(conf.signer) == _der(a) for a in anchors)
@@ -630,7 +642,7 @@ class ConfStore:
     def refresh(self, url: str, *, at: dt.datetime | None = None,
                 timeout: float = 10.0) -> GlobalConf:
         """Fetch, verify and keep the newest configuration; the held copy if unchanged."""
-        held = self.load_last_good(at)
+        held = self._held(at)
         fetched = fetch(url, etag=held.etag if held else None, timeout=timeout)
         if fetched is None and held is not None:
             return held

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -247,6 +248,8 @@ def test_end_to_end_sqlite(tmp_path: Path, spawn: Callable[..., Any]) -> None:
     config_text = (fed.dir / "central.toml").read_text()
     assert 'instance = "JP"' in config_text
     assert b"ENCRYPTED PRIVATE KEY" in (fed.dir / "conf-signing.key").read_bytes()
+    with sqlite3.connect(fed.dir / "central.db") as db:  # WAL is a property of the file
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     audit = central_json(fed.dir, "audit", cli=subprocess_cli)
     actions = [a["action"] for a in audit]
     assert actions[0] == "instance.init"
@@ -328,6 +331,22 @@ def test_rollback_is_refused(tmp_path: Path, published: tuple[Path, gc.GlobalCon
         node.accept(gc.Fetched(v1.document, v1.signature, 1))
     assert err.value.reason == "rollback"
     assert node.load_last_good().version == v2.version  # the held copy is untouched
+
+
+def test_damaged_copy_on_disk_is_replaced(tmp_path: Path,
+                                          published: tuple[Path, gc.GlobalConf]) -> None:
+    directory, conf = published
+    node = gc.ConfStore(tmp_path / "node")
+    with pytest.raises(gc.GlobalConfError, match="no configuration anchor"):
+        node.accept(gc.Fetched(conf.document, conf.signature, conf.version))
+    node.install_anchor((directory / "anchor.pem").read_bytes())
+    node.accept(gc.Fetched(conf.document, conf.signature, conf.version))
+    held = tmp_path / "node" / "current" / "conf.json"
+    held.write_bytes(held.read_bytes().replace(b"Aizu", b"Aizv"))
+    with pytest.raises(gc.GlobalConfError, match="does not verify"):
+        node.load_last_good()
+    assert node.accept(gc.Fetched(conf.document, conf.signature, conf.version)) == conf
+    assert node.load_last_good() == conf
 
 
 def test_unknown_anchor_is_refused(
