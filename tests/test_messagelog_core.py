@@ -514,6 +514,16 @@ def test_token_from_an_unapproved_tsa(world: World, clean: Log) -> None:
     assert first(report)[:2] == (FailureKind.BAD_TOKEN, 1)
 
 
+def test_overlapping_batches(world: World, clean: Log) -> None:
+    log = clean.copy()
+    prepared = prepare_batch(log.records[4:12])  # seqs 5..12 straddle two batches
+    log.batches.append(prepared.stamped(world.stamp(prepared.root), "Test TSA"))
+    log.proofs.extend(prepared.proofs())
+    report = check(world, log)
+    assert first(report)[:2] == (FailureKind.BAD_TOKEN, 5)
+    assert "overlaps" in report.failures[0].message
+
+
 # ----- stamping coverage -------------------------------------------------------------------
 def test_recent_unstamped_records_are_within_grace(world: World) -> None:
     log = build_log(world, n=20, batch_size=8, stamped=16)

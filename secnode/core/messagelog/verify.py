@@ -292,6 +292,8 @@ class _Verifier:
         self._issuers: dict[bytes, x509.Certificate] = {}
         self._ocsp_results: dict[tuple[bytes, bytes, str], str | None] = {}
         self._batch_index: dict[str, tuple[list[int], list[StampedBatch]]] = {}
+        self._batch_rank: dict[str, tuple[int, str]] = {}
+        self._overlaps: set[tuple[str, str]] = set()
         self._runs: dict[str, int | None] = {}
 
     # ----- failure bookkeeping ---------------------------------------------------------
@@ -349,8 +351,13 @@ class _Verifier:
         sources: list[LogEvidence] = [a.evidence for a in archives]
         if live is not None:
             sources.append(live)
+        known_certs: set[bytes] = set()
         for evidence in sources:
-            self.intermediates.extend(evidence.certificates)
+            for cert in evidence.certificates:
+                digest = cert_sha256(cert)
+                if digest not in known_certs:  # every archive repeats the same few
+                    known_certs.add(digest)
+                    self.intermediates.append(cert)
             for der in evidence.ocsp_responses:
                 self.ocsp[hashlib.sha256(der).digest()] = der
         regular = [a for a in archives if a.manifest.kind is ArchiveKind.ARCHIVE]
@@ -361,6 +368,7 @@ class _Verifier:
             self._add_batches(archive.evidence, rank, archive.label)
         if live is not None:
             self._add_batches(live, live_rank, "live")
+        self._check_overlaps()
         holes = self._check_archive_chain(regular)
         for rank, archive in enumerate(regular):
             self._check_manifest(archive, rank)
@@ -376,6 +384,7 @@ class _Verifier:
         for offset, bundle in enumerate(bundles):
             rank = live_rank + 1 + offset
             self._add_batches(bundle.evidence, rank, bundle.label)
+            self._check_overlaps()
             self._check_manifest(bundle, rank)
             self._check_bundle(bundle, rank)
         self._failures.sort(key=lambda item: item[0])
@@ -396,22 +405,34 @@ class _Verifier:
                     )
                 continue
             self.batches[batch.batch_id] = batch
+            self._batch_rank[batch.batch_id] = (rank, origin)
             self._check_token(batch, rank, origin)
-            chain_batches = self.by_chain[batch.chain_id]
-            for other in chain_batches:
-                if other.first_seq <= batch.last_seq and batch.first_seq <= other.last_seq:
-                    self.fail(
-                        FailureKind.BAD_TOKEN,
-                        f"batch {batch.batch_id} overlaps batch {other.batch_id}",
-                        rank=rank, layer=1, chain_id=batch.chain_id, seq=batch.first_seq,
-                        batch_id=batch.batch_id, archive=origin,
-                    )
-            chain_batches.append(batch)
+            self.by_chain[batch.chain_id].append(batch)
             self._batch_index.pop(batch.chain_id, None)
         for proof in evidence.proofs:
             bucket = self.proofs[(proof.batch_id, proof.index)]
             if proof not in bucket:
                 bucket.append(proof)
+
+    def _check_overlaps(self) -> None:
+        """Batches of one chain must not overlap: a seq has exactly one stamped position."""
+        for chain_id, batches in self.by_chain.items():
+            ordered = sorted(batches, key=lambda b: (b.first_seq, b.last_seq))
+            reach: StampedBatch | None = None
+            for batch in ordered:
+                if reach is not None and batch.first_seq <= reach.last_seq:
+                    pair = (reach.batch_id, batch.batch_id)
+                    if pair not in self._overlaps:
+                        self._overlaps.add(pair)
+                        rank, origin = self._batch_rank[batch.batch_id]
+                        self.fail(
+                            FailureKind.BAD_TOKEN,
+                            f"batch {batch.batch_id} overlaps batch {reach.batch_id}",
+                            rank=rank, layer=1, chain_id=chain_id, seq=batch.first_seq,
+                            batch_id=batch.batch_id, archive=origin,
+                        )
+                if reach is None or batch.last_seq > reach.last_seq:
+                    reach = batch
 
     def _check_token(self, batch: StampedBatch, rank: int, origin: str) -> None:
         self.checked["batches"] += 1
