@@ -60,7 +60,7 @@ log = logging.getLogger("secnode.jobs")
 
 CONF_STATE_KEY = "job.conf"
 #: Longest sleep of the OCSP loop: newly imported certificates are picked up this fast.
-OCSP_MAX_SLEEP = 30.0
+OCSP_MAX_SLEEP = 5.0
 #: Shortest time between two fetches for the same certificate, whatever the settings say.
 OCSP_MIN_GAP = 1.0
 SERVICES_RELOAD_INTERVAL = 5.0
@@ -335,6 +335,9 @@ async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
     """
     failures = 0
     reported_expiry: int | None = None
+    if rt.conf is not None:
+        log.info("holding global configuration version %d (expires %s)", rt.conf.version,
+                 format_time(rt.conf.expires_at))
     while True:
         try:
             outcome = await asyncio.to_thread(refresh_conf, rt.node)
@@ -353,12 +356,12 @@ async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
                 if failures == 1 or failures % 10 == 0:
                     log.warning("global configuration refresh failed (%d in a row), keeping "
                                 "version %s: %s", failures, outcome.version, outcome.error)
-            if rt.conf is not None and rt.conf.is_expired():
-                if reported_expiry != rt.conf.version:
-                    log.error("global configuration version %d expired at %s and cannot be "
-                              "refreshed (%s): message exchange stopped", rt.conf.version,
-                              format_time(rt.conf.expires_at), outcome.error or "no newer one")
-                    reported_expiry = rt.conf.version
+            conf = rt.conf
+            if conf is not None and conf.is_expired() and reported_expiry != conf.version:
+                log.error("global configuration version %d expired at %s and cannot be "
+                          "refreshed (%s): message exchange stopped", conf.version,
+                          format_time(conf.expires_at), outcome.error or "no newer one")
+                reported_expiry = conf.version
         except asyncio.CancelledError:
             raise
         except Exception:  # a job must outlive any single failure; the log says why
@@ -366,17 +369,36 @@ async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
         await asyncio.sleep(conf_interval(rt.config, rt.conf))
 
 
-async def ocsp_loop(rt: NodeRuntime) -> None:
-    """Keep a fresh OCSP response for every active certificate, with back-off on failure."""
+async def apply_cert_change(rt: NodeRuntime, running: RunningNode | None) -> None:
+    """A renewed auth certificate: present it on new TLS handshakes, both directions."""
+    if rt.auth_cert is None:
+        return
+    if running is not None and running.server_ssl is not None:
+        running.server_ssl.load_cert_chain(str(rt.auth_cert_file()),
+                                           str(rt.node.dir.key_path("auth")),
+                                           password=rt.passphrase)
+    await rt.reopen_peer_session()
+    log.info("now presenting auth certificate %s... on node-to-node TLS",
+             certimport.cert_sha256(rt.auth_cert.cert)[:16])
+
+
+async def ocsp_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None:
+    """Keep a fresh OCSP response for every active certificate, with back-off on failure.
+
+    Also notices certificates imported by the CLI while the node runs: the
+    runtime reloads them, and a new auth certificate is put into the TLS contexts.
+    """
     retry_at: dict[str, dt.datetime] = {}
-    loaded: set[str] = set()
+    loaded: dict[str, str] | None = None
     while True:
         sleep = OCSP_MAX_SLEEP
         try:
             rows = await asyncio.to_thread(active_rows, rt.node)
-            current = {r.cert_sha256 for r in rows}
-            if current != loaded:  # a certificate was imported (by the CLI) or replaced
+            current = {r.usage: r.cert_sha256 for r in rows}
+            if current != loaded:
                 await asyncio.to_thread(rt.load_certificates)
+                if loaded is not None and current.get("auth") != loaded.get("auth"):
+                    await apply_cert_change(rt, running)
                 loaded = current
             conf = rt.conf
             if conf is None:
@@ -441,7 +463,7 @@ def start_jobs(rt: NodeRuntime, running: RunningNode | None = None) -> list[asyn
     """Start every background job; :meth:`RunningNode.stop` cancels them."""
     jobs: dict[str, Coroutine[Any, Any, None]] = {
         "conf": conf_loop(rt, running),
-        "ocsp": ocsp_loop(rt),
+        "ocsp": ocsp_loop(rt, running),
         "services": services_loop(rt),
     }
     for name, factory in EXTRA_JOBS.items():

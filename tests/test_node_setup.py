@@ -9,15 +9,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import socket
+import ssl
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 
 from secnode import health, jobs
 from secnode.config import NodeConfig
+from tests.conftest import PASSPHRASE
 from tests.nodefixtures import (
     CITIES,
     Federation,
@@ -186,6 +191,48 @@ def test_responder_down_is_reported_then_revocation_makes_node_unhealthy(
     status = node.status()  # the CLI sees what the server stored
     assert status["certificates"]["sign"]["ocsp"]["status"] == "revoked"
     assert status["health"]["status"] == "unhealthy"
+
+
+# ----- changes picked up while serving -------------------------------------------------------
+def presented_cert(node: NodeHandle) -> bytes:
+    """The certificate the node-to-node port presents (we log in with the node's own key)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.load_cert_chain(node.dir / "certs" / "auth.pem", node.dir / "keys" / "auth.key",
+                        password=PASSPHRASE)
+    with socket.create_connection(("127.0.0.1", node.server_port), timeout=5) as raw, \
+            ctx.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_running_node_follows_new_cas_and_a_renewed_auth_certificate(
+        federation_factory: Factory) -> None:  # noqa: F811
+    fed = federation_factory(members=1, node_config={"central": {"refresh_interval": 1},
+                                                     "ocsp": {"fetch_interval": 1}})
+    node = fed.nodes["aizu"]
+    fed.start_node("aizu")
+    before = presented_cert(node)
+    assert before == x509.load_pem_x509_certificate(
+        node.cert_path("auth").read_bytes()).public_bytes(serialization.Encoding.DER)
+
+    other = fed.base / "second-ca"
+    fed.certs("ca", "init", other, "--name", "Second CA", "--ocsp-url", fed.ocsp_url)
+    fed.central("ca", "add", other / "ca.pem", "--ocsp-url", fed.ocsp_url)
+    version = fed.publish()
+    wait_until(lambda: "approved CAs changed (1 added, 0 removed)" in fed.log("node-aizu"), 5,
+               "the node to take up the new CA")
+    assert f"-> {version}" in fed.log("node-aizu")  # the version change is logged
+
+    renewal = fed.issue(node.dir / "keys" / "auth.csr", "auth", fed.base / "auth-renewal.pem")
+    node.cli("certs", "import", renewal)
+    wait_until(lambda: "now presenting auth certificate" in fed.log("node-aizu"), 5,
+               "the node to load the renewed auth certificate")
+    renewed = x509.load_pem_x509_certificate(renewal.read_bytes())
+    assert presented_cert(node) == renewed.public_bytes(serialization.Encoding.DER)
+    # Central still lists the old certificate, and status says so.
+    assert node.status()["registration"]["state"] == "registered with another auth certificate"
 
 
 # ----- central registry unreachable ---------------------------------------------------------
