@@ -227,10 +227,10 @@ def registration_state(node: Node, conf: GlobalConf | None,
         state = "unknown (no global configuration)"
     elif entry is not None and auth_sha256 is not None and entry.auth_cert_sha256 == auth_sha256:
         state = "registered"
+    elif request is not None and request.get("auth_cert_sha256") == auth_sha256:
+        state = "pending approval" + (" (new auth certificate)" if entry is not None else "")
     elif entry is not None:
         state = "registered with another auth certificate"
-    elif request is not None and request.get("auth_cert_sha256") == auth_sha256:
-        state = "pending approval"
     else:
         state = "not registered"
     return {"state": state, "registered": state == "registered",

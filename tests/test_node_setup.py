@@ -231,8 +231,13 @@ def test_running_node_follows_new_cas_and_a_renewed_auth_certificate(
                "the node to load the renewed auth certificate")
     renewed = x509.load_pem_x509_certificate(renewal.read_bytes())
     assert presented_cert(node) == renewed.public_bytes(serialization.Encoding.DER)
-    # Central still lists the old certificate, and status says so.
+    # Central still lists the old certificate, and status says so, until it is re-registered.
     assert node.status()["registration"]["state"] == "registered with another auth certificate"
+    node.cli("register")
+    assert node.status()["registration"]["state"] == "pending approval (new auth certificate)"
+    fed.approve_all()
+    wait_until(lambda: node.status()["registration"]["state"] == "registered", 5,
+               "the running node to see its renewed registration")
 
 
 # ----- central registry unreachable ---------------------------------------------------------
@@ -357,3 +362,24 @@ def test_health_warns_while_held_copies_still_work() -> None:
     result = health.assess("n", conf(), certs, NOW, conf_job=job, registered=False)
     assert result.healthy and result.reasons == []
     assert len(result.warnings) == 3
+
+
+def test_registration_state_moves_from_pending_to_registered(bare: Federation) -> None:
+    node = bare.nodes["aizu"]
+    if not imported(node):  # when run alone
+        test_good_certificates_import_and_replace(bare)
+    assert node.status()["registration"]["state"] == "not registered"
+    node.cli("subsystem", "add", "residents")
+    dup = node.cli("subsystem", "add", "residents", check=False)
+    assert dup.exit_code == 1 and "already exists" in dup.stderr
+    sent = node.cli("register", "--json").json()
+    assert sent["state"] == "pending" and sent["subsystems"] == [f"{AIZU[1]}/residents"]
+    status = node.status()
+    assert status["registration"]["state"] == "pending approval"
+    assert status["subsystems"][0]["registered"] is False
+    version = bare.approve_all()
+    node.cli("sync")
+    status = node.status()
+    assert status["registration"]["state"] == "registered"
+    assert status["subsystems"][0]["registered"] is True
+    assert status["conf"]["version"] >= (version or 0)
