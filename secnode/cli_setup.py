@@ -93,7 +93,7 @@ def certs_list(node: Node, as_json: bool) -> None:
     with node.sessions() as s:
         rows = list(s.scalars(select(models.NodeCertificate).order_by(
             models.NodeCertificate.usage, models.NodeCertificate.imported_at.desc())))
-    out = []
+    out: list[dict[str, Any]] = []
     for row in rows:
         view = admin.cert_view(row)
         this_update = view.ocsp_this_update
@@ -298,7 +298,7 @@ def sync_cmd(node: Node, as_json: bool) -> None:
     """Run the background jobs once: fetch the global configuration, then OCSP responses."""
     report = asyncio.run(jobs.run_once(node))
     conf = report.conf
-    data = {
+    data: dict[str, Any] = {
         "ok": report.ok,
         "conf": {"ok": conf.ok, "version": conf.version, "previous": conf.previous,
                  "changed": conf.changed, "error": conf.error,

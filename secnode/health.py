@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +173,7 @@ def _cert_part(usage: str, cert: CertView | None, freshness: float, now: dt.date
 def assess(
     node_id: str,
     conf: ConfView | None,
-    certs: dict[str, CertView | None],
+    certs: Mapping[str, CertView | None],
     now: dt.datetime,
     *,
     conf_error: str | None = None,

@@ -47,6 +47,7 @@ from secnode.globalconf import (
     ConfStore,
     GlobalConf,
     GlobalConfError,
+    cert_sha256,
     format_time,
 )
 from secnode.node import Node
@@ -379,7 +380,7 @@ async def apply_cert_change(rt: NodeRuntime, running: RunningNode | None) -> Non
                                            password=rt.passphrase)
     await rt.reopen_peer_session()
     log.info("now presenting auth certificate %s... on node-to-node TLS",
-             certimport.cert_sha256(rt.auth_cert.cert)[:16])
+             cert_sha256(rt.auth_cert.cert)[:16])
 
 
 async def ocsp_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None:

@@ -373,10 +373,11 @@ class Federation:
                           list(subsystems))
         if add_member:
             self.central("member", "add", member, "--name", node.member_name)
-        init = ["init", node.dir, "--member", member, "--server-code", server_code,
-                "--central", self.central_url, "--anchor", self.anchor,
-                "--client-port", str(node.client_port), "--server-port", str(node.server_port),
-                "--admin-port", str(node.admin_port), "--address", node.address]
+        init: list[str | Path] = [
+            "init", node.dir, "--member", member, "--server-code", server_code,
+            "--central", self.central_url, "--anchor", self.anchor,
+            "--client-port", str(node.client_port), "--server-port", str(node.server_port),
+            "--admin-port", str(node.admin_port), "--address", node.address]
         invoke("secnode", *init, *(["--db", db_url] if db_url else []))
         self.nodes[name] = node
         for section, values in (config or {}).items():

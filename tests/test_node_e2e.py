@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory) -> Federation:
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     federation = build_federation(tmp_path_factory.mktemp("e2e"))
     yield federation
     federation.close()

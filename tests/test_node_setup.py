@@ -338,9 +338,9 @@ def conf(expires_in: float = 300) -> health.ConfView:
 
 
 def test_health_ok_and_each_reason() -> None:
-    good = {"auth": cert("auth"), "sign": cert("sign")}
+    good: dict[str, health.CertView | None] = {"auth": cert("auth"), "sign": cert("sign")}
     assert health.assess("n", conf(), good, NOW).healthy
-    cases = {
+    cases: dict[str, tuple[health.ConfView | None, dict[str, health.CertView | None]]] = {
         "no global configuration yet": (None, good),
         "expired at": (conf(-1), good),
         "no sign certificate imported": (conf(), {"auth": cert("auth"), "sign": None}),
