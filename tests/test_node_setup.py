@@ -14,6 +14,7 @@ import ssl
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -28,6 +29,7 @@ from tests.nodefixtures import (
     Federation,
     NodeHandle,
     federation_factory,  # noqa: F401 - pytest fixture
+    http_json,
     invoke,
     wait_until,
 )
@@ -241,6 +243,11 @@ def test_running_node_follows_new_cas_and_a_renewed_auth_certificate(
 
 
 # ----- central registry unreachable ---------------------------------------------------------
+def list_clients(node: NodeHandle) -> tuple[int, dict[str, Any]]:
+    """The client interface's listClients metaservice (answered from the global conf)."""
+    return http_json(f"{node.client_url}/listClients")
+
+
 def test_central_down_keeps_last_good_conf_until_it_expires(
         federation_factory: Factory) -> None:  # noqa: F811
     fed = federation_factory(members=1)
@@ -253,6 +260,7 @@ def test_central_down_keeps_last_good_conf_until_it_expires(
     wait_until(lambda: node.health()[1]["conf"]["seconds_to_expiry"] <= 6, 5,
                "the node to hold a short-lived version")
 
+    assert list_clients(node)[0] == 200
     fed.stop("central")
     held = node.health()[1]["conf"]["version"]
     body = wait_until(lambda: (b := node.health()[1])["warnings"] and b, 4,
@@ -270,6 +278,8 @@ def test_central_down_keeps_last_good_conf_until_it_expires(
     assert "message exchange stopped" in reason
     assert "central registry cannot be reached since" in reason
     assert "secnode_conf_expires_in_seconds -" in node.metrics()
+    code, answer = list_clients(node)  # the message path itself refuses now
+    assert code >= 400 and "OutdatedGlobalConf" in answer["type"] + answer.get("code", ""), answer
     wait_until(lambda: "message exchange stopped" in fed.log("node-aizu"), 3, "the log line")
 
     fed.start_central()  # the registry comes back: a new version, healthy again
