@@ -23,7 +23,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
+from click.testing import CliRunner
+
 INSTANCE = "JP"
+
+
+def _command(tool: str) -> click.Command:
+    if tool == "certs":
+        from certs.cli import main as certs_main
+
+        return certs_main
+    if tool == "central":
+        from central.cli import main as central_main
+
+        return central_main
+    from secnode.cli import main as secnode_main
+
+    return secnode_main
 
 
 class DemoError(Exception):
@@ -83,12 +100,17 @@ class Federation:
         return env
 
     def run(self, tool: str, *args: str | Path) -> str:
-        argv = [sys.executable, "-m", tool, *(str(a) for a in args)]
-        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env(), timeout=120)
-        if proc.returncode != 0:
-            raise DemoError(f"'{tool} {' '.join(str(a) for a in args)}' failed: "
-                            f"{(proc.stderr or proc.stdout).strip()}")
-        return proc.stdout
+        """Run an operator command in this process (the same click command as the shell's,
+        without ~0.8 s of interpreter start-up per step); returns its standard output."""
+        argv = [str(a) for a in args]
+        env = {"SECNODE_PASSPHRASE": self.passphrase, "SECNODE_DIR": None, "CENTRAL_DIR": None}
+        result = CliRunner().invoke(_command(tool), argv, env=env, catch_exceptions=True)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise DemoError(f"'{tool} {' '.join(argv)}' crashed: {result.exception!r}")
+        if result.exit_code != 0:
+            raise DemoError(f"'{tool} {' '.join(argv)}' failed: "
+                            f"{(result.stderr or result.stdout).strip()}")
+        return result.stdout
 
     def start(self, name: str, tool: str, *args: str | Path, port: int | None = None) -> None:
         log_path = self.base / "logs" / f"{name}.log"
