@@ -81,10 +81,11 @@ class Service:
     personal_info_file_ref: str | None = None
     """個人情報ファイル簿 entry (Art. 75) for public bodies."""
     title: str | None = None
+    provider: MemberId = field(init=False, repr=False, compare=False)
+    """The provider member (derived from ``id``; cached because every check needs it)."""
 
-    @property
-    def provider(self) -> MemberId:
-        return self.id.member
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "provider", self.id.member)
 
     @property
     def declares_fields(self) -> bool:
@@ -406,7 +407,7 @@ class PolicySnapshot:
 def service_matches(granted: ServiceId, requested: ServiceId) -> bool:
     """A versionless grant covers every version; a versioned grant only that version."""
     if granted.version is None:
-        return replace(requested, version=None) == granted
+        return granted.parts() == requested.parts()[:5]
     return granted == requested
 
 
