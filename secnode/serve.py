@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from secnode.node import Node
-from secnode.runtime import NodeRuntime
+from secnode.runtime import NodeRuntime, load_service_table
 from secnode.tls import server_context
 
 log = logging.getLogger("secnode.serve")
@@ -47,6 +47,17 @@ async def _site(app: web.Application, host: str, port: int,
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024).start()
     return runner
+
+
+async def _refresh_services(rt: NodeRuntime, interval: float = 2.0) -> None:
+    """Re-read services, access rights and the client whitelist, so CLI changes (from any
+    process sharing the database) apply within seconds without a restart."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            rt.services = await asyncio.to_thread(load_service_table, rt.node)
+        except Exception:  # a transient database error must not stop the node
+            log.exception("could not reload services and access rights")
 
 
 def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
@@ -91,6 +102,7 @@ async def start_node(node: Node, passphrase: bytes) -> RunningNode:
                     "no auth certificate imported" if rt.auth_cert is None
                     else "no global configuration yet")
     running.tasks.extend(jobs.start_jobs(rt, running))
+    running.tasks.append(asyncio.create_task(_refresh_services(rt)))
     log.info("node %s serving: client %s:%d, node-to-node %s:%d, admin %s:%d", node.node_id,
              cfg.client.host, cfg.client.port, cfg.server.host, cfg.server.port,
              cfg.admin.host, cfg.admin.port)

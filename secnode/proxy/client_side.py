@@ -103,6 +103,7 @@ async def _run(rt: NodeRuntime, request: web.Request, prepared: Prepared) -> web
             await rt.sink.record(ExchangeEvent(
                 "refusal", headers, hashlib.sha256(prepared.body).digest(), decision="deny",
                 reason=f"{exc.code}: {exc.message}", status=exc.http_status,
+                body=prepared.body, log_body=rt.config.messagelog.bodies,
             ))
         except Exception:
             log.exception("could not log refusal")
@@ -172,6 +173,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         "request_out", headers, body_sha, digest, signature, rt.signer.codec.cert_sha256,
         hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.reason, body=prepared.body,
         log_body=rt.config.messagelog.bodies,
+        signer_cert_der=rt.signer.codec.cert_der, ocsp_der=ocsp_der,
     ))
     extra = wire.Extra.for_request(prepared.rest_request)
     status, meta, out, resp_sig, resp_ocsp, resp_extra = await _send(
@@ -180,6 +182,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         await rt.sink.record(ExchangeEvent(
             "refusal", headers, hashlib.sha256(out).digest(), decision="deny",
             reason=f"provider node: {out[:300].decode('utf-8', 'replace')}", status=status,
+            body=out, log_body=rt.config.messagelog.bodies,
         ))
         return _passthrough_error(status, meta, out, headers)
     assert meta is not None and resp_ocsp is not None
@@ -200,6 +203,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         "response_in", headers, out_sha, resp_digest, resp_sig, codec.cert_sha256,
         hashlib.sha256(resp_ocsp).hexdigest(), "allow", status=meta.status, body=out,
         log_body=rt.config.messagelog.bodies, extra={"request_digest": digest.hex()},
+        signer_cert_der=codec.cert_der, ocsp_der=resp_ocsp,
     ))
     resp_headers = CIMultiDict()
     if meta.content_type:

@@ -32,6 +32,10 @@ class ExchangeEvent:
     log_body: bool = True
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     extra: dict[str, Any] = field(default_factory=dict)
+    # The certificate and OCSP response (DER) that signer_cert_sha256 / ocsp_sha256 name,
+    # so the message log can keep them as evidence (stored once per hash).
+    signer_cert_der: bytes | None = None
+    ocsp_der: bytes | None = None
 
 
 class EventSink(Protocol):

@@ -93,9 +93,6 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
             errors.SERVER_PROXY_SSL_AUTH_FAILED,
             f"peer's TLS certificate is not registered for a node of {headers.client.member}",
         )
-    if not rt.replay.check_and_remember(headers.client, headers.message_id):
-        raise XRoadError(errors.DUPLICATE_MESSAGE_ID,
-                         f"message id {headers.message_id!r} was already used by {headers.client}")
     body = await read_limited(request, rt.config.client.max_body_bytes)
     body_sha256 = hashlib.sha256(body).digest()
     digest = request_digest(headers, body_sha256)
@@ -104,7 +101,12 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         ocsp_der = wire.unb64(request.headers.get(wire.H_OCSP), wire.H_OCSP)
     except wire.WireError as exc:
         raise XRoadError(errors.INVALID_SIGNATURE, str(exc)) from exc
-    signer_sha = _verify_signed(rt, signature, ocsp_der, digest, headers.client.member)
+    signer_sha, signer_der = _verify_signed(rt, signature, ocsp_der, digest,
+                                            headers.client.member)
+    # Only authentic messages consume their id, so nobody can burn another member's ids.
+    if not rt.replay.check_and_remember(headers.client, headers.message_id):
+        raise XRoadError(errors.DUPLICATE_MESSAGE_ID,
+                         f"message id {headers.message_id!r} was already used by {headers.client}")
     entry = rt.services.find(headers.service)
     meta = metaservices.provider_metaservice(headers.service)
     if entry is None and meta is None:
@@ -122,6 +124,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         "request_in", headers, body_sha256, digest, signature, signer_sha,
         hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.reason, body=body,
         log_body=log_bodies, extra={"policy": verdict.details},
+        signer_cert_der=signer_der, ocsp_der=ocsp_der,
     ))
     passthrough: list[tuple[str, str]] = []
     if meta is not None:
@@ -146,6 +149,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         rt.signer.codec.cert_sha256, hashlib.sha256(rt.sign_cert.ocsp_der).hexdigest(),
         "allow", status=status, body=out, log_body=log_bodies,
         extra={"request_digest": digest.hex()},
+        signer_cert_der=rt.signer.codec.cert_der, ocsp_der=rt.sign_cert.ocsp_der,
     ))
     resp_headers = {
         wire.H_RESPONSE: wire.ResponseMeta(status, content_type).encode(),
@@ -160,8 +164,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
 
 
 def _verify_signed(rt: NodeRuntime, signature: bytes, ocsp_der: bytes, digest: bytes,
-                   member: MemberId) -> str:
-    """Verify a peer's signature and trust in its signer; returns the signer cert hash."""
+                   member: MemberId) -> tuple[str, bytes]:
+    """Verify a peer's signature and trust in its signer; returns the signer cert hash, DER."""
     conf = rt.conf
     assert conf is not None
     rt.trust.reset_if_changed(conf)
@@ -174,7 +178,7 @@ def _verify_signed(rt: NodeRuntime, signature: bytes, ocsp_der: bytes, digest: b
                                  conf.settings.get("ocsp_freshness_seconds", 3600))
     except TrustError as exc:
         raise XRoadError(errors.INVALID_SIGNATURE, f"request signer: {exc}") from exc
-    return trusted.cert_sha256
+    return trusted.cert_sha256, codec.cert_der
 
 
 async def _call_service(

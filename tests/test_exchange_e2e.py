@@ -1,0 +1,364 @@
+"""Message exchange through two real nodes (issue 5): success paths and every refusal.
+
+One federation per module (CA + OCSP, TSA, central, Aizu and Takamatsu nodes,
+sample REST and SOAP services), built by the demo builder with the operator
+commands. Refusals that a well-behaved node never produces (forged signatures,
+tampered bodies, unregistered peers, stale OCSP) are sent straight to the
+provider node's mutual-TLS port by a hand-built peer that holds real keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography import x509
+
+from certs import keys
+from certs.ca import CertificateAuthority, cert_pem
+from certs.ocsp import build_request
+from certs.ocsp_server import load_responder
+from secnode.core.identifiers import ServiceId, SubsystemId
+from secnode.core.message import MessageHeaders, request_digest
+from secnode.core.msgsig import MessageSigner
+from secnode.demo.calls import call_rest, call_soap, http, soap_request
+from secnode.demo.federation import Federation, build_two_city_federation
+from secnode.proxy import wire
+from secnode.tls import pinned_client_context
+
+DATA = Path(__file__).parent / "data" / "xroad"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    federation = build_two_city_federation(tmp_path_factory.mktemp("fed"), say=lambda _m: None)
+    try:
+        yield federation
+    finally:
+        federation.stop()
+
+
+def ids(fed: Federation) -> dict[str, object]:
+    aizu, taka = fed.nodes["aizu"], fed.nodes["takamatsu"]
+    return {
+        "aizu": aizu, "taka": taka,
+        "taka_portal": SubsystemId.parse(taka.client_id),
+        "aizu_portal": SubsystemId.parse(aizu.client_id),
+        "residents": ServiceId.parse(f"{aizu.member}/residents/residents"),
+        "echo": ServiceId.parse(f"{aizu.member}/residents/echo"),
+        "welfare": ServiceId.parse(f"{taka.member}/welfare/getResident"),
+    }
+
+
+# ----- success paths ------------------------------------------------------------------------
+def test_rest_request_round_trip_with_xroad_headers(fed: Federation) -> None:
+    i = ids(fed)
+    message_id = str(uuid.uuid4())
+    result = call_rest(i["taka"].client_url, i["taka_portal"], i["residents"], "/1001",
+                       extra={"X-Road-Id": message_id, "X-Road-UserId": "JP-clerk-7",
+                              "Accept": "application/json"})
+    assert result.status == 200, result.body
+    assert json.loads(result.body)["name"] == "Aizu Taro"
+    assert result.headers["X-Road-Id"] == message_id
+    assert result.headers["X-Road-Client"] == str(i["taka_portal"])
+    assert result.headers["X-Road-Service"] == str(i["residents"])
+    assert len(result.headers["X-Road-Request-Hash"]) == 88  # base64 of SHA-512
+    assert "X-Road-Error" not in result.headers
+
+
+def test_rest_method_query_body_and_content_type_pass_through(fed: Federation) -> None:
+    i = ids(fed)
+    body = json.dumps({"query": "x" * 3000, "n": 1}).encode()
+    result = call_rest(i["taka"].client_url, i["taka_portal"], i["echo"], "", "POST", body,
+                       {"Content-Type": "application/json"})
+    assert result.status == 200, result.body
+    assert result.body == body
+    assert result.headers["Content-Type"].startswith("application/json")
+
+
+def test_soap_request_in_the_published_example_shape(fed: Federation) -> None:
+    """X-Road's published getRandom request, re-addressed to our federation, goes through."""
+    i = ids(fed)
+    taka = i["taka"]
+    taka_dir = taka.dir
+    fed.run("secnode", "service", "add", "welfare", "getRandom", "--version", "v1", "--type",
+            "soap", "--url", f"http://127.0.0.1:{fed.ports['soap_service']}/soap",
+            "--dir", taka_dir)
+    fed.run("secnode", "acl", "grant", "welfare/getRandom/v1", str(i["aizu_portal"]),
+            "--dir", taka_dir)
+    template = (DATA / "getRandom-request.xml").read_text()
+    for old, new in (("EE", "JP"), ("MEMBER1", "072028"), ("SUBSYSTEM1", "portal"),
+                     ("MEMBER2", "372013"), ("SUBSYSTEM2", "welfare")):
+        template = template.replace(f">{old}<", f">{new}<")
+    assert "<xrd:userId>EE12345678901</xrd:userId>" in template  # the example's userId, as is
+    sent: dict[str, str] = {}
+
+    def call() -> object:  # a fresh message id per attempt: ids must not be reused
+        sent["id"] = str(uuid.uuid4())
+        sent["text"] = template.replace("4894e35d-bf0f-44a6-867a-8e51f1daa7e0", sent["id"])
+        return http("POST", i["aizu"].client_url + "/", sent["text"].encode(),
+                    {"Content-Type": "text/xml; charset=utf-8"})
+
+    result = _wait_for(call, lambda r: r.status == 200 and b"getRandomResponse" in r.body)
+    message_id, text = sent["id"], sent["text"]
+    body = result.body.decode()
+    assert message_id in body and "<seed>42</seed>" in body, body
+    assert "requestHash" in body
+    expected = base64.b64encode(hashlib.sha512(text.encode()).digest()).decode()
+    assert expected in body
+
+
+def test_soap_sample_service(fed: Federation) -> None:
+    i = ids(fed)
+    result = call_soap(i["aizu"].client_url, i["aizu_portal"], i["welfare"],
+                       "<ns1:id>2002</ns1:id>")
+    assert result.status == 200 and b"Sanuki Hanako" in result.body
+    assert b"Fault" not in result.body
+
+
+def test_metaservices(fed: Federation) -> None:
+    i = ids(fed)
+    clients = json.loads(http("GET", i["aizu"].client_url + "/listClients").body)
+    codes = {m["id"]["member_code"] for m in clients["member"]}
+    assert codes == {"072028", "372013"}
+    listing = call_rest(i["taka"].client_url, i["taka_portal"],
+                        ServiceId.parse(f"{i['aizu'].member}/residents/allowedMethods"))
+    assert listing.status == 200
+    names = {s["service_code"] for s in json.loads(listing.body)["service"]}
+    assert {"residents", "echo"} <= names
+
+
+# ----- refusals through the client interface ------------------------------------------------
+def error_of(result: object) -> str:
+    return result.headers.get("X-Road-Error", "")  # type: ignore[attr-defined]
+
+
+def test_no_access_right(fed: Federation) -> None:
+    i = ids(fed)
+    result = call_rest(i["aizu"].client_url, i["aizu_portal"], i["residents"], "/1001")
+    assert result.status == 500 and error_of(result) == "Server.ServerProxy.AccessDenied"
+    assert b"has no access right" in result.body
+
+
+def test_unknown_service(fed: Federation) -> None:
+    i = ids(fed)
+    svc = ServiceId.parse(f"{i['aizu'].member}/residents/noSuchService")
+    result = call_rest(i["taka"].client_url, i["taka_portal"], svc)
+    assert error_of(result) == "Server.ServerProxy.UnknownService"
+
+
+def test_replayed_message_id(fed: Federation) -> None:
+    i = ids(fed)
+    headers = {"X-Road-Id": "replay-" + uuid.uuid4().hex}
+    first = call_rest(i["taka"].client_url, i["taka_portal"], i["residents"], "/1001",
+                      extra=headers)
+    second = call_rest(i["taka"].client_url, i["taka_portal"], i["residents"], "/1001",
+                       extra=headers)
+    assert first.status == 200
+    assert error_of(second) == "Client.DuplicateMessageId", (second.status, second.body)
+
+
+def test_body_over_the_limit(fed: Federation) -> None:
+    i = ids(fed)
+    big = b"x" * (10 * 1024 * 1024 + 1)
+    result = call_rest(i["taka"].client_url, i["taka_portal"], i["echo"], "", "POST", big,
+                       {"Content-Type": "application/octet-stream"})
+    assert result.status == 413 and error_of(result) == "Client.MessageTooLarge"
+    ok = call_rest(i["taka"].client_url, i["taka_portal"], i["residents"], "/1001")
+    assert ok.status == 200  # other requests are unaffected
+
+
+def test_malformed_xml_and_entity_expansion_refused(fed: Federation, tmp_path: Path) -> None:
+    i = ids(fed)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    url = i["aizu"].client_url + "/"
+    ctype = {"Content-Type": "text/xml; charset=utf-8"}
+    laughs = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+              b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+              b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+              b'<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">'
+              b'<SOAP-ENV:Body>&lol3;</SOAP-ENV:Body></SOAP-ENV:Envelope>')
+    xxe = soap_request(i["aizu_portal"], i["welfare"], "<ns1:id>&xxe;</ns1:id>").replace(
+        b'<?xml version="1.0" encoding="UTF-8"?>',
+        f'<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE e [<!ENTITY xxe SYSTEM '
+        f'"file://{secret}">]>'.encode())
+    for payload in (laughs, xxe, b"<SOAP-ENV:Envelope><unclosed>", b"not xml at all"):
+        result = http("POST", url, payload, ctype)
+        assert result.status == 200 and b"Fault" in result.body  # SOAP faults use HTTP 200
+        assert error_of(result).startswith("Client.")
+        assert b"TOP-SECRET" not in result.body and b"lollollol" not in result.body
+    mtom = http("POST", url, b"--b\r\n", {"Content-Type": "multipart/related; boundary=b"})
+    assert b"attachments are not supported yet" in mtom.body
+    assert call_soap(url[:-1], i["aizu_portal"], i["welfare"],
+                     "<ns1:id>2002</ns1:id>").status == 200
+
+
+def test_client_must_be_allowed_and_ours(fed: Federation) -> None:
+    i = ids(fed)
+    foreign = call_rest(i["aizu"].client_url, i["taka_portal"], i["welfare"])
+    assert foreign.status == 403 and b"not a member or subsystem served by this node" in \
+        foreign.body
+
+
+# ----- refusals at the provider node, from a hand-built peer --------------------------------
+@dataclass
+class Peer:
+    """Speaks the node-to-node protocol directly, with whatever keys a test gives it."""
+
+    fed: Federation
+    auth_cert: Path
+    auth_key: Path
+
+    def send(self, headers: MessageHeaders, body: bytes, signature: bytes, ocsp_der: bytes,
+             peer: str = "aizu") -> tuple[int, dict[str, str], bytes]:
+        node = self.fed.nodes[peer]
+        target = x509.load_pem_x509_certificate((node.dir / "certs" / "auth.pem").read_bytes())
+        ctx = pinned_client_context(self.auth_cert, self.auth_key,
+                                    self.fed.passphrase.encode(), target)
+
+        async def go() -> tuple[int, dict[str, str], bytes]:
+            async with aiohttp.ClientSession() as session, session.post(
+                f"https://127.0.0.1:{node.server_port}{wire.EXCHANGE_PATH}", data=body, ssl=ctx,
+                headers={wire.H_MESSAGE: wire.encode_headers(headers),
+                         wire.H_SIGNATURE: wire.b64(signature), wire.H_OCSP: wire.b64(ocsp_der),
+                         "Content-Type": headers.content_type or "application/json"},
+            ) as resp:
+                return resp.status, dict(resp.headers), await resp.read()
+
+        return asyncio.run(go())
+
+
+def taka_peer(fed: Federation) -> Peer:
+    d = fed.nodes["takamatsu"].dir
+    return Peer(fed, d / "certs" / "auth.pem", d / "keys" / "auth.key")
+
+
+def rest_headers(fed: Federation) -> MessageHeaders:
+    i = ids(fed)
+    return MessageHeaders(protocol="rest", client=i["taka_portal"], service=i["residents"],
+                          message_id=str(uuid.uuid4()), rest_method="GET", rest_path="/1001",
+                          content_type=None)
+
+
+def sign_as(fed: Federation, city: str) -> tuple[MessageSigner, bytes]:
+    """The city's real sign key, certificate and current OCSP staple (fetched now)."""
+    d = fed.nodes[city].dir
+    cert = x509.load_pem_x509_certificate((d / "certs" / "sign.pem").read_bytes())
+    key = keys.SoftwareSigner.from_file(d / "keys" / "sign.key", fed.passphrase.encode())
+    return MessageSigner(cert, key), ocsp_for(fed, cert)
+
+
+def ocsp_for(fed: Federation, cert: x509.Certificate,
+             now: dt.datetime | None = None) -> bytes:
+    """An OCSP response from the federation CA's own responder (optionally back-dated)."""
+    responder = load_responder(fed.base / "ca", fed.passphrase.encode())
+    der, _ = build_request(cert, responder.issuer, nonce=False)
+    return responder.respond(der, now=now).der
+
+
+def test_well_formed_direct_request_is_accepted(fed: Federation) -> None:
+    """The control for the refusals below: the same construction, unmodified, succeeds."""
+    headers = rest_headers(fed)
+    signer, staple = sign_as(fed, "takamatsu")
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    status, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest), staple)
+    assert status == 200, body
+    assert b"Aizu Taro" in body and wire.H_SIGNATURE in resp_headers
+
+
+def test_tampered_body_in_transit(fed: Federation) -> None:
+    headers = rest_headers(fed)
+    signer, staple = sign_as(fed, "takamatsu")
+    digest = request_digest(headers, hashlib.sha256(b"original").digest())
+    _, resp_headers, body = taka_peer(fed).send(headers, b"tampered", signer.sign(digest),
+                                                     staple)
+    assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature", body
+    assert b"does not verify" in body
+
+
+def test_signature_by_another_members_key(fed: Federation) -> None:
+    headers = rest_headers(fed)
+    signer, staple = sign_as(fed, "aizu")  # Aizu's sign key, but the client claims Takamatsu
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    _, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest), staple)
+    assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature"
+    assert b"names member JP/GOV/072028" in body
+
+
+def test_peer_with_unregistered_auth_certificate(fed: Federation, tmp_path: Path) -> None:
+    """A certificate from the approved CA, but not registered for any node of the client."""
+    ca = CertificateAuthority(fed.base / "ca")
+    key = keys.generate_key()
+    cert = ca.issue(keys.build_csr(key, keys.parse_subject("CN=rogue")), "auth",
+                    fed.passphrase.encode())
+    (tmp_path / "rogue.pem").write_bytes(cert_pem(cert))
+    keys.write_key(tmp_path / "rogue.key", key, fed.passphrase.encode())
+    rogue = Peer(fed, tmp_path / "rogue.pem", tmp_path / "rogue.key")
+    headers = rest_headers(fed)
+    signer, staple = sign_as(fed, "takamatsu")
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    _, resp_headers, body = rogue.send(headers, b"", signer.sign(digest), staple)
+    assert resp_headers.get("X-Road-Error") == "Server.ServerProxy.SslAuthenticationFailed"
+    assert b"not registered" in body
+
+
+def test_revoked_sign_certificate(fed: Federation) -> None:
+    """A second sign certificate of Takamatsu, revoked at the CA: its staple says revoked."""
+    ca = CertificateAuthority(fed.base / "ca")
+    key = keys.generate_key()
+    cert = ca.issue(keys.build_csr(key, keys.parse_subject(
+        "serialNumber=JP/GOV/372013, CN=Takamatsu spare")), "sign", fed.passphrase.encode())
+    ca.revoke(cert.serial_number, "keyCompromise")
+    signer = MessageSigner(cert, keys.SoftwareSigner(key))
+    headers = rest_headers(fed)
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    _, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest),
+                                                ocsp_for(fed, cert))
+    assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature"
+    assert b"status is revoked" in body and b"keyCompromise" in body
+
+
+def test_stale_ocsp_response(fed: Federation) -> None:
+    signer, _ = sign_as(fed, "takamatsu")
+    stale = ocsp_for(fed, signer.codec.cert,
+                     now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    headers = rest_headers(fed)
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    _, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest), stale)
+    assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature"
+    assert b"stale OCSP response" in body
+
+
+def test_malformed_node_to_node_metadata(fed: Federation) -> None:
+    headers = rest_headers(fed)
+    signer, staple = sign_as(fed, "takamatsu")
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    _, resp_headers, body = taka_peer(fed).send(headers, b"", b"\x00garbage", staple)
+    assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature"
+    assert b"malformed" in body
+    del digest, signer
+
+
+def _wait_for(call: object, ok: object, attempts: int = 20) -> object:
+    """Services and rights added by CLI are picked up by the running node within seconds."""
+    import time
+
+    result = None
+    for _ in range(attempts):
+        result = call()  # type: ignore[operator]
+        if ok(result):  # type: ignore[operator]
+            return result
+        time.sleep(0.5)
+    return result
