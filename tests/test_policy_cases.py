@@ -26,8 +26,10 @@ from secnode.core.policy import (
     Status,
     UsageCounters,
     decide,
+    explain,
     parse_request,
     precheck,
+    render_explanation,
 )
 from secnode.core.policy.model import Agreement, Permission
 
@@ -641,3 +643,21 @@ def test_precheck_special_care_opt_out(policy: PolicySnapshot) -> None:
     req = parse_request({**HEALTH, "legal_basis": "APPI27-2", "consent_id": None})
     d = precheck(req, policy, AT)
     assert d is not None and d.reason is Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("welfare-law", Reason.OK_STATUTE),
+    ("child-watch-consent", Reason.OK_CONSENT),
+    ("child-watch-withdrawn", Reason.CONSENT_NOT_VALID),
+    ("police-camera", Reason.OK_EXCEPTION),
+    ("health-opt-out", Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN),
+])
+def test_example_request_files(policy: PolicySnapshot, name: str, reason: Reason) -> None:
+    """The request files docs/policy.md uses with `secnode policy explain`."""
+    import json
+
+    data = json.loads((EXAMPLES / "requests" / f"{name}.json").read_text(encoding="utf-8"))
+    d = decide(parse_request(data), policy, AT)
+    assert d.reason is reason, d.message
+    assert render_explanation(d, policy).startswith(("ALLOW", "DENY"))
+    assert explain(d, policy)["reason"] == reason.value

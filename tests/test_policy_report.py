@@ -191,3 +191,16 @@ def test_naive_times_in_the_log_are_refused() -> None:
     with pytest.raises(ValueError, match="UTC offset"):
         build_transparency_report([{"ts": "2026-06-01T10:00:00", "allow": True,
                                     "basis": "CONSENT", "recipient": CITY_B}], 2026)
+
+
+def test_total_subjects_hidden_when_a_row_is_suppressed() -> None:
+    """Otherwise total minus the visible rows would reveal the suppressed count."""
+    t = datetime(2026, 6, 1, tzinfo=JST)
+    log = [entry(t, subject=f"S{i}") for i in range(3)]
+    log += [entry(t, recipient="JP/GOV/FIRE-A", subject=f"F{i}") for i in range(7)]
+    report = build_transparency_report(log, 2026)
+    assert report.total_subjects_cell() == "*"
+    assert report_to_json(report)["total"]["subjects"] is None
+    assert render_csv(report).splitlines()[-1].endswith(",10,*,0")
+    visible = build_transparency_report(log[3:], 2026)
+    assert visible.total_subjects_cell() == "7"

@@ -103,6 +103,16 @@ class TransparencyReport:
     def is_suppressed(self, count: int | None) -> bool:
         return count is not None and 0 < count < self.suppress_below
 
+    @property
+    def total_hidden(self) -> bool:
+        """Hide the total if any row is hidden: total minus the others would reveal it."""
+        return self.is_suppressed(self.total_subjects) or any(
+            self.is_suppressed(r.subjects) for r in self.rows)
+
+    def total_subjects_cell(self) -> str:
+        return f"<{self.suppress_below}" if self.is_suppressed(self.total_subjects) else (
+            "*" if self.total_hidden else self.subjects_cell(self.total_subjects))
+
 
 def _row_basis(code: str | None, labels: Mapping[str, tuple[str, str]]) -> str:
     if code is None:
@@ -119,7 +129,7 @@ def _labels(code: str, labels: Mapping[str, tuple[str, str]]) -> tuple[str | Non
     basis = builtin_basis(code)
     if basis is not None:
         ja, en = CATEGORY_LABELS[basis.category]
-        return basis.category.value, f"{ja} ({code})", f"{en} ({code})"
+        return basis.category.value, ja, en
     if code == UNSPECIFIED:
         return None, "理由の記載なし", "No valid basis stated"
     return None, code, code
@@ -180,7 +190,8 @@ def build_transparency_report(
         suppress_below=suppress_below,
         notes=(
             f"対象者数が{suppress_below}未満の場合は「<{suppress_below}」と表示します。 "
-            f"Subject counts below {suppress_below} are shown as \"<{suppress_below}\".",
+            f"Subject counts below {suppress_below} are shown as \"<{suppress_below}\"; "
+            "the total is then shown as \"*\" (対象者数の合計は非表示).",
             "集計はノードの判定ログのみに基づきます。 Counted from the node's decision log only.",
         ),
     )
@@ -202,11 +213,11 @@ HEADERS = ("年度 FY", "提供理由 Reason", "提供先 Recipient", "提供件
 
 
 def _cells(report: TransparencyReport) -> list[list[str]]:
-    out = [[str(report.fiscal_year), f"{r.label_ja} / {r.label_en}", r.recipient_name,
+    out = [[str(report.fiscal_year), f"{r.label_ja} / {r.label_en} ({r.basis})", r.recipient_name,
             str(r.provisions), report.subjects_cell(r.subjects), str(r.refused)]
            for r in report.rows]
     out.append([str(report.fiscal_year), "合計 Total", "", str(report.total_provisions),
-                report.subjects_cell(report.total_subjects), str(report.total_refused)])
+                report.total_subjects_cell(), str(report.total_refused)])
     return out
 
 
@@ -251,6 +262,10 @@ def report_to_json(report: TransparencyReport) -> dict[str, Any]:
         return {"subjects": None if hidden else count, "subjects_suppressed": hidden,
                 "subjects_display": report.subjects_cell(count)}
 
+    total = {"subjects": None if report.total_hidden else report.total_subjects,
+             "subjects_suppressed": report.total_hidden,
+             "subjects_display": report.total_subjects_cell()}
+
     return {
         "fiscal_year": report.fiscal_year,
         "fiscal_year_ja": wareki_fiscal_year(report.fiscal_year),
@@ -261,7 +276,7 @@ def report_to_json(report: TransparencyReport) -> dict[str, Any]:
                   "label_en": r.label_en, "recipient": r.recipient,
                   "recipient_name": r.recipient_name, "provisions": r.provisions,
                   **subj(r.subjects), "refused": r.refused} for r in report.rows],
-        "total": {"provisions": report.total_provisions, **subj(report.total_subjects),
+        "total": {"provisions": report.total_provisions, **total,
                   "refused": report.total_refused},
         "notes": list(report.notes),
     }
@@ -283,7 +298,7 @@ def render_csv(report: TransparencyReport) -> str:
                          _csv_safe(r.recipient_name), r.provisions,
                          report.subjects_cell(r.subjects), r.refused])
     writer.writerow([report.fiscal_year, "TOTAL", "合計", "Total", "", "",
-                     report.total_provisions, report.subjects_cell(report.total_subjects),
+                     report.total_provisions, report.total_subjects_cell(),
                      report.total_refused])
     return buf.getvalue()
 
@@ -309,7 +324,7 @@ def render_html(report: TransparencyReport, *, publisher: str | None = None) -> 
         body.append(
             "<tr>"
             f"<td class=\"n\">{report.fiscal_year}</td>"
-            f"<td>{e(r.label_ja)}<br><small>{e(r.label_en)}</small></td>"
+            f"<td>{e(r.label_ja)}<br><small>{e(r.label_en)} ({e(r.basis)})</small></td>"
             f"<td>{e(r.recipient_name)}<br><small>{e(r.recipient)}</small></td>"
             f"<td class=\"n\">{r.provisions}</td>"
             f"<td class=\"n\">{e(report.subjects_cell(r.subjects))}</td>"
@@ -319,7 +334,7 @@ def render_html(report: TransparencyReport, *, publisher: str | None = None) -> 
         body.append("<tr><td colspan=\"6\">該当なし / No provisions or refusals</td></tr>")
     foot = (f"<tr><td class=\"n\">{report.fiscal_year}</td><td>合計 Total</td><td></td>"
             f"<td class=\"n\">{report.total_provisions}</td>"
-            f"<td class=\"n\">{e(report.subjects_cell(report.total_subjects))}</td>"
+            f"<td class=\"n\">{e(report.total_subjects_cell())}</td>"
             f"<td class=\"n\">{report.total_refused}</td></tr>")
     period = _period(report)
     notes = "".join(f"<p class=\"note\">{e(n)}</p>" for n in report.notes)
