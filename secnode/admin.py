@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from cryptography import x509
@@ -128,16 +128,35 @@ async def _health_of(rt: NodeRuntime) -> health.Health:
     return await asyncio.to_thread(node_health, rt.node, rt.conf, rt.conf_error)
 
 
+# --- extension hook (message log, issue 6): sections other modules add to /health -------
+def _with_extensions(rt: NodeRuntime, body: dict[str, Any],
+                     status: int) -> tuple[dict[str, Any], int]:
+    """``rt.extra_health`` = {name: callable -> dict}; a section's ``reasons`` make the node
+    unhealthy and its ``warnings`` are listed with the node's own."""
+    for name, section_of in getattr(rt, "extra_health", {}).items():
+        section = dict(section_of())
+        reasons, warnings = section.pop("reasons", []), section.pop("warnings", [])
+        body[name] = section
+        body["reasons"] = [*body.get("reasons", []), *reasons]
+        body["warnings"] = [*body.get("warnings", []), *warnings]
+        if reasons:
+            body["status"], status = "unhealthy", 503
+    return body, status
+# --- end extension hook ---
+
+
 async def get_health(request: web.Request) -> web.Response:
-    result = await _health_of(request.app[RUNTIME])  # type: ignore[arg-type]
-    return web.json_response(result.to_json(), status=result.http_status,
-                             headers={"Cache-Control": "no-store"})
+    rt: NodeRuntime = request.app[RUNTIME]  # type: ignore[assignment]
+    result = await _health_of(rt)
+    body, status = _with_extensions(rt, result.to_json(), result.http_status)
+    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 
 
 async def get_metrics(request: web.Request) -> web.Response:
     rt: NodeRuntime = request.app[RUNTIME]  # type: ignore[assignment]
     result = await _health_of(rt)
     text = prometheus_text(result, dict(rt.metrics), rt.started_at, time.time())
+    text += "".join(extra() for extra in getattr(rt, "extra_metrics", []))  # message log
     return web.Response(body=text.encode("utf-8"),
                         headers={"Content-Type": CONTENT_TYPE_METRICS})
 

@@ -77,6 +77,10 @@ class MessageLogSection:
     timestamp_batch_size: int = 10000
     archive_dir: str = "archive"
     retention_days: int = 30
+    # message log (issue 6): on/off, and local overrides of the schedule
+    enabled: bool = True
+    timestamping_interval: int = 0  # 0: the global configuration's timestamping_interval
+    archive_interval: int = 3600  # seconds between archive runs in 'secnode serve'; 0: never
 
 
 @dataclass
@@ -222,6 +226,9 @@ bodies = true                   # keep message bodies in the log (digests always
 timestamp_batch_size = 10000
 archive_dir = "archive"
 retention_days = 30             # archived rows are removed from the database after this
+enabled = true                  # false: nothing is logged (benchmarks only; not X-Road-like)
+timestamping_interval = 0       # seconds; 0: the global configuration's value
+archive_interval = 3600         # seconds between archive runs while serving; 0: only by CLI
 
 [policy]
 records_retention_years = 3     # APPI Art. 29/30 records

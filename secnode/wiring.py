@@ -7,4 +7,8 @@ from secnode.runtime import NodeRuntime
 
 async def attach_extensions(rt: NodeRuntime) -> None:
     """Message log sink and policy decision point, once those modules are configured."""
-    return None
+    # --- message log (issue 6): rt.sink, its background tasks, /health + /metrics hooks ---
+    from secnode.messagelog.sink import attach as attach_messagelog
+
+    await attach_messagelog(rt)
+    # --- end message log ---

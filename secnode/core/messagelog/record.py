@@ -219,9 +219,9 @@ class LogRecord:
 
         Give ``body`` (digest and size are computed, and it is kept unless
         ``keep_body`` is false) or, for streamed bodies, ``body_sha256`` and
-        ``body_size`` without the bytes. The time is truncated to microseconds
-        by the canonical form, so it is normalised here to keep
-        ``create(...).time`` equal to what a reader parses back.
+        ``body_size`` without the bytes. The time is normalised to UTC here
+        (datetimes hold microseconds, the canonical form's precision) so that
+        ``create(...).time`` equals what a reader parses back.
         """
         if body is not None:
             digest = hashlib.sha256(body).digest()
@@ -230,9 +230,11 @@ class LogRecord:
             body_sha256, body_size = digest, len(body)
         if body_sha256 is None or body_size is None:
             raise RecordError("give the body, or its body_sha256 and body_size")
+        if not isinstance(time, dt.datetime) or time.tzinfo is None:
+            raise RecordError("record time must be timezone-aware")
         draft = cls(
             id=record_id or new_record_id(), chain_id=chain_id, seq=seq,
-            time=parse_time(format_time(time), "time"), direction=Direction(direction),
+            time=time.astimezone(dt.UTC), direction=Direction(direction),
             node_id=node_id, client_id=client_id, service_id=service_id,
             message_id=message_id, user_id=user_id, purpose=purpose,
             legal_basis=legal_basis, data_subject=data_subject, decision=decision,
@@ -242,7 +244,10 @@ class LogRecord:
             prev_hash=prev_hash, record_hash=bytes(32),
             body=body if keep_body else None,
         )
-        return dataclasses.replace(draft, record_hash=draft.computed_hash())
+        # Set in place rather than dataclasses.replace(): this runs once per message on
+        # the message path, and replace() would validate every field a second time.
+        object.__setattr__(draft, "record_hash", draft.computed_hash())
+        return draft
 
     # ----- hashing ------------------------------------------------------------------
     def canonical_fields(self) -> dict[str, Any]:

@@ -1,0 +1,193 @@
+"""Between the message path, the log's rows and the core's :class:`LogRecord`.
+
+:func:`draft_from_event` runs on the event loop for every message and does as
+little as possible: it copies what the proxy knows into a :class:`Draft`. The
+writer thread seals drafts into records (hash chain) in commit order, so the
+chain's order is the order records became durable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import Row
+
+from secnode.core.message import MessageHeaders
+from secnode.core.messagelog import Direction, LogRecord
+from secnode.core.messagelog.record import format_time, parse_time
+from secnode.proxy.hooks import ExchangeEvent
+
+EMPTY_SHA256 = hashlib.sha256(b"").digest()
+
+
+def headers_sha256(headers: MessageHeaders) -> bytes:
+    """SHA-256 of the canonical header part (``docs/audit.md`` §6.1).
+
+    Canonical JSON (sorted keys, no whitespace, UTF-8) of every
+    :class:`MessageHeaders` field, identifiers in their string form. It binds
+    the headers the record does not hold as fields (issue, protocol, REST
+    method/path/query, content type) to the record.
+    """
+    data: dict[str, Any] = {f.name: getattr(headers, f.name) for f in fields(headers)}
+    data["client"] = str(headers.client)
+    data["service"] = str(headers.service)
+    raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).digest()
+
+
+@dataclass(slots=True)
+class Draft:
+    """A record before it has a place in the chain (no seq, no hashes yet)."""
+
+    time: dt.datetime
+    direction: Direction
+    client_id: str
+    service_id: str
+    message_id: str
+    user_id: str | None
+    purpose: str | None
+    legal_basis: str | None
+    data_subject: str | None
+    decision: str | None
+    reason: str | None
+    body: bytes | None
+    keep_body: bool
+    body_sha256: bytes
+    body_size: int
+    headers_sha256: bytes
+    signed_digest: bytes | None
+    signature: bytes | None
+    signer_cert_sha256: bytes | None
+    ocsp_sha256: bytes | None
+    signer_cert_der: bytes | None
+    ocsp_der: bytes | None
+
+    def seal(self, chain_id: str, seq: int, prev_hash: bytes, node_id: str) -> LogRecord:
+        return LogRecord.create(
+            chain_id=chain_id, seq=seq, prev_hash=prev_hash, time=self.time,
+            direction=self.direction, node_id=node_id, headers_sha256=self.headers_sha256,
+            body=self.body, body_sha256=self.body_sha256, body_size=self.body_size,
+            keep_body=self.keep_body, client_id=self.client_id, service_id=self.service_id,
+            message_id=self.message_id, user_id=self.user_id, purpose=self.purpose,
+            legal_basis=self.legal_basis, data_subject=self.data_subject,
+            decision=self.decision, reason=self.reason, signed_digest=self.signed_digest,
+            signature=self.signature, signer_cert_sha256=self.signer_cert_sha256,
+            ocsp_sha256=self.ocsp_sha256,
+        )
+
+
+def _hex_or_none(text: str) -> bytes | None:
+    return bytes.fromhex(text) if text else None
+
+
+def draft_from_event(event: ExchangeEvent) -> Draft:
+    """What the log keeps of ``event``; the body only if ``event.log_body``.
+
+    A refusal made before the body was read carries no body digest; it is
+    logged with the digest of the empty string and size 0 (``docs/audit.md``).
+    """
+    h = event.headers
+    body = event.body
+    if body is not None:
+        body_sha = event.body_sha256 if len(event.body_sha256) == 32 else None
+        body_size = len(body)
+    elif len(event.body_sha256) == 32:
+        body_sha, body_size = event.body_sha256, int(event.extra.get("body_size", 0))
+    else:
+        body_sha, body_size = EMPTY_SHA256, 0
+    if body is not None and body_sha is None:
+        body_sha = hashlib.sha256(body).digest()
+    assert body_sha is not None
+    signed = bool(event.signature) and bool(event.signed_digest)
+    return Draft(
+        time=event.at,
+        direction=Direction(event.direction),
+        client_id=str(h.client),
+        service_id=str(h.service),
+        message_id=h.message_id,
+        user_id=h.user_id,
+        purpose=h.purpose,
+        legal_basis=h.legal_basis,
+        data_subject=h.data_subject,
+        decision=event.decision or None,
+        reason=event.reason or None,
+        body=body,
+        keep_body=event.log_body and body is not None,
+        body_sha256=body_sha,
+        body_size=body_size,
+        headers_sha256=headers_sha256(h),
+        signed_digest=event.signed_digest if signed else None,
+        signature=event.signature if signed else None,
+        signer_cert_sha256=_hex_or_none(event.signer_cert_sha256) if signed else None,
+        ocsp_sha256=_hex_or_none(event.ocsp_sha256) if signed else None,
+        signer_cert_der=event.signer_cert_der if signed else None,
+        ocsp_der=event.ocsp_der if signed else None,
+    )
+
+
+# ----- rows ---------------------------------------------------------------------------------
+def row_of(record: LogRecord) -> dict[str, Any]:
+    """The ``mlog_records`` row of a sealed record."""
+    return {
+        "chain_id": record.chain_id,
+        "seq": record.seq,
+        "record_id": record.id,
+        "version": 1,
+        "time": format_time(record.time),
+        "direction": record.direction.value,
+        "node_id": record.node_id,
+        "client_id": record.client_id,
+        "service_id": record.service_id,
+        "message_id": record.message_id,
+        "user_id": record.user_id,
+        "purpose": record.purpose,
+        "legal_basis": record.legal_basis,
+        "data_subject": record.data_subject,
+        "decision": record.decision,
+        "reason": record.reason,
+        "body_sha256": record.body_sha256,
+        "body_size": record.body_size,
+        "headers_sha256": record.headers_sha256,
+        "signed_digest": record.signed_digest,
+        "signature": record.signature,
+        "signer_cert_sha256": record.signer_cert_sha256,
+        "ocsp_sha256": record.ocsp_sha256,
+        "prev_hash": record.prev_hash,
+        "record_hash": record.record_hash,
+        "body": record.body,
+    }
+
+
+def _b(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def record_of(row: Row[Any] | Any) -> LogRecord:
+    """Rebuild the stored record from its row, exactly as stored (the verifier judges it).
+
+    Uses the dataclass constructor, not :meth:`LogRecord.create`: a tampered
+    row must come back with its stored ``record_hash``, not a recomputed one.
+    """
+    m = row._mapping
+    return LogRecord(
+        id=m["record_id"], chain_id=m["chain_id"], seq=int(m["seq"]),
+        time=parse_time(m["time"], f"record {m['chain_id']}#{m['seq']}"),
+        direction=Direction(m["direction"]), node_id=m["node_id"],
+        client_id=m["client_id"], service_id=m["service_id"], message_id=m["message_id"],
+        user_id=m["user_id"], purpose=m["purpose"], legal_basis=m["legal_basis"],
+        data_subject=m["data_subject"], decision=m["decision"], reason=m["reason"],
+        body_sha256=bytes(m["body_sha256"]), body_size=int(m["body_size"]),
+        headers_sha256=bytes(m["headers_sha256"]), signed_digest=_b(m["signed_digest"]),
+        signature=_b(m["signature"]), signer_cert_sha256=_b(m["signer_cert_sha256"]),
+        ocsp_sha256=_b(m["ocsp_sha256"]), prev_hash=bytes(m["prev_hash"]),
+        record_hash=bytes(m["record_hash"]), body=_b(m["body"]),
+    )
+
+
+def utc_text(value: dt.datetime | None = None) -> str:
+    """A time in the log's canonical text form (now by default)."""
+    return format_time(value or dt.datetime.now(dt.UTC))

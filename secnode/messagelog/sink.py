@@ -1,0 +1,211 @@
+"""The message log as the node's :class:`~secnode.proxy.hooks.EventSink`, and its background tasks.
+
+``record(event)`` is awaited on the message path before the node forwards a
+request or answers: it returns once the record is committed (group commit, see
+:mod:`secnode.messagelog.writer`) and raises :class:`XRoadError` when the
+message must be refused instead: the record could not be stored, or, for a new
+request, time-stamping has been failing for longer than the acceptable failure
+period. Refusals are always logged (they are how an auditor sees them).
+
+:func:`attach` wires it into a :class:`~secnode.runtime.NodeRuntime`: its own
+engine (so the writer's SQLite connection can run without auto-checkpoints),
+the writer, the time-stamping task, the scheduled archive job and, on SQLite,
+the checkpoint task. ``close()`` (called by ``RunningNode.stop``) stops the
+tasks after flushing what is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from certs import keys
+from secnode.core.errors import XRoadError
+from secnode.messagelog.archiver import Archiver
+from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
+from secnode.messagelog.convert import draft_from_event
+from secnode.messagelog.stamper import Stamper
+from secnode.messagelog.writer import LogWriteError, LogWriter
+from secnode.proxy.hooks import ExchangeEvent
+from secnode.store import db
+
+if TYPE_CHECKING:
+    from secnode.runtime import NodeRuntime
+
+log = logging.getLogger("secnode.messagelog")
+
+#: X-Road-style codes for "the message log stops exchange" (client node / provider node).
+CLIENT_TIMESTAMPING_FAILED = "Server.ClientProxy.TimestampingFailed"
+SERVER_TIMESTAMPING_FAILED = "Server.ServerProxy.TimestampingFailed"
+CLIENT_LOG_FAILED = "Server.ClientProxy.MessageLogFailed"
+SERVER_LOG_FAILED = "Server.ServerProxy.MessageLogFailed"
+
+_CLIENT_SIDE = frozenset({"request_out", "response_in"})
+_NEW_REQUESTS = frozenset({"request_out", "request_in"})
+
+
+class MessageLog:
+    """EventSink writing the tamper-evident log (see module docstring)."""
+
+    def __init__(self, rt: NodeRuntime, engine: Engine) -> None:
+        self.rt = rt
+        self.engine = engine
+        cfg = rt.config.messagelog
+        node_id = str(rt.node.node_id)
+        sqlite = engine.dialect.name == "sqlite"
+        self.writer = LogWriter(engine, node_id,
+                                on_connect=disable_autocheckpoint if sqlite else None)
+        self.stamper = Stamper(engine, node_id, lambda: self.writer.chain_ids,
+                               lambda: rt.conf, cfg.timestamp_batch_size,
+                               cfg.timestamping_interval)
+        self.checkpointer = Checkpointer(engine) if sqlite else None
+        self.last_archive: dict[str, Any] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ----- EventSink ---------------------------------------------------------------------------
+    async def record(self, event: ExchangeEvent) -> None:
+        client_side = event.direction in _CLIENT_SIDE
+        if event.direction in _NEW_REQUESTS:
+            why = self.stamper.refusal()
+            if why is not None:
+                self.rt.count("messagelog_refused_total")
+                code = CLIENT_TIMESTAMPING_FAILED if client_side else SERVER_TIMESTAMPING_FAILED
+                raise XRoadError(code, why)
+        try:
+            await self.writer.append(draft_from_event(event))
+        except LogWriteError as exc:
+            self.rt.count("messagelog_write_errors_total")
+            raise XRoadError(CLIENT_LOG_FAILED if client_side else SERVER_LOG_FAILED,
+                             f"message log: {exc}; the message was not processed") from exc
+        self.rt.count("messagelog_records_total")
+
+    # ----- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.writer.start()
+        self._spawn(self.stamper.run(), "mlog-stamper")
+        if self.checkpointer is not None:
+            self._spawn(self.checkpointer.run(lambda: self.writer.stats.commits),
+                        "mlog-checkpoint")
+        if self.rt.config.messagelog.archive_interval > 0:
+            self._spawn(self._archive_loop(), "mlog-archiver")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def close(self) -> None:
+        await self.writer.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.stamper.close()
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.close)
+        self.engine.dispose()
+
+    # ----- archiving ---------------------------------------------------------------------------
+    def archiver(self) -> Archiver | None:
+        rt = self.rt
+        if rt.sign_cert is None:
+            return None
+        signer = keys.SoftwareSigner.from_file(rt.node.dir.key_path("sign"), rt.passphrase)
+        return Archiver(self.engine, str(rt.node.node_id),
+                        rt.node.path / rt.config.messagelog.archive_dir, rt.sign_cert.cert,
+                        signer, rt.conf.ca_certs if rt.conf else ())
+
+    def archive_now(self) -> dict[str, Any]:
+        """One archive run plus retention purge (blocking; run it in a thread)."""
+        archiver = self.archiver()
+        if archiver is None:
+            return {"error": "no sign certificate to sign archives with"}
+        written = archiver.run()
+        purged = archiver.purge(self.rt.config.messagelog.retention_days)
+        return {"at": dt.datetime.now(dt.UTC).isoformat(), "archives": len(written),
+                "records": sum(a.records for a in written), "purged": purged}
+
+    async def _archive_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.rt.config.messagelog.archive_interval)
+            try:
+                self.last_archive = await asyncio.to_thread(self.archive_now)
+            except Exception as exc:
+                log.exception("archive run failed")
+                self.last_archive = {"at": dt.datetime.now(dt.UTC).isoformat(),
+                                     "error": str(exc)}
+
+    # ----- /health and /metrics ----------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """The ``messagelog`` section of ``/health``; ``reasons`` make the node unhealthy."""
+        s = self.stamper.state
+
+        def iso(value: dt.datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        refusal = self.stamper.refusal()
+        warnings = []
+        if s.last_error is not None and refusal is None:
+            warnings.append(f"time-stamping failing: {s.last_error}")
+        return {
+            "chain_id": self.writer.chain_id,
+            "records_written": self.writer.stats.records,
+            "commits": self.writer.stats.commits,
+            "write_failures": self.writer.stats.failures,
+            "stamping": {
+                "backlog": s.backlog,
+                "last_success": iso(s.last_success),
+                "last_attempt": iso(s.last_attempt),
+                "failing_since": iso(s.failing_since),
+                "last_error": s.last_error,
+                "refusing": refusal is not None,
+                "interval_seconds": self.stamper.interval(),
+                "batches": s.batches,
+            },
+            "archiving": self.last_archive,
+            "reasons": [f"message log: {refusal}"] if refusal else [],
+            "warnings": warnings,
+        }
+
+    def metrics_text(self) -> str:
+        """Gauges in Prometheus text format (counters go through ``rt.count``)."""
+        s = self.stamper.state
+        now = dt.datetime.now(dt.UTC)
+        gauges = [
+            ("secnode_messagelog_stamp_backlog", "Records waiting for a time-stamp.",
+             float(s.backlog)),
+            ("secnode_messagelog_last_stamp_age_seconds",
+             "Seconds since the last successful time-stamping (-1: none yet).",
+             (now - s.last_success).total_seconds() if s.last_success else -1.0),
+            ("secnode_messagelog_stamp_failing_seconds",
+             "Seconds the oldest unstamped record has waited while stamping fails (0: not "
+             "failing).",
+             (now - s.failing_since).total_seconds() if s.failing_since else 0.0),
+            ("secnode_messagelog_refusing", "1 while new messages are refused (stamping "
+             "failed for longer than the acceptable period).",
+             1.0 if self.stamper.refusal() else 0.0),
+            ("secnode_messagelog_batches", "Time-stamp batches stored by this process.",
+             float(s.batches)),
+        ]
+        lines = []
+        for name, help_text, value in gauges:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value!r}"]
+        return "\n".join(lines) + "\n"
+
+
+async def attach(rt: NodeRuntime) -> MessageLog | None:
+    """Make the message log ``rt``'s sink (unless ``[messagelog] enabled = false``)."""
+    if not rt.config.messagelog.enabled:
+        log.warning("message log disabled by [messagelog] enabled = false: nothing is logged")
+        return None
+    engine = db.make_engine(rt.node.dir.db_url)
+    sink = MessageLog(rt, engine)
+    sink.start()
+    rt.sink = sink
+    # read by secnode.admin (/health, /metrics)
+    rt.extra_health = {"messagelog": sink.health}  # type: ignore[attr-defined]
+    rt.extra_metrics = [sink.metrics_text]  # type: ignore[attr-defined]
+    log.info("message log: writing chain %s", sink.writer.chain_id)
+    return sink

@@ -1,0 +1,330 @@
+"""Batch time-stamping: one RFC 3161 token over the Merkle root of each run of new records.
+
+Every ``timestamping_interval`` the task takes, per chain, the records after
+the chain's ``stamped_seq`` (up to ``timestamp_batch_size`` at a time), builds
+the RFC 6962 Merkle root over their hashes, asks the approved TSAs in the
+global configuration's order until one answers, verifies the token (approved
+TSA, chain to an approved CA, imprint = root, nonce), and stores the batch
+with its leaves. ``stamped_seq`` moves with a compare-and-set in the same
+transaction, so two processes can never store overlapping batches for a chain.
+
+Which chains: the ones this process writes, plus *orphans*: chains of this
+node whose writer is gone (its process is dead on this host, or it has not
+sent a heartbeat for a few intervals), e.g. the tail left by a killed process.
+
+Failure: while records stay unstamped because no TSA answered, the node keeps
+exchanging for the global configuration's ``acceptable_timestamp_failure_period``
+counted from the oldest unstamped record; after that the message path refuses
+new requests (:meth:`Stamper.refusal`) until a round stamps the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import Connection, Engine, and_, func, select, update
+
+from certs import tsa_client
+from secnode.core.messagelog import batch_id_for, merkle_root
+from secnode.core.messagelog.record import parse_time
+from secnode.globalconf import SETTINGS_DEFAULTS, GlobalConf
+from secnode.messagelog import schema
+from secnode.messagelog.convert import utc_text
+from secnode.messagelog.writer import insert_ignore
+
+log = logging.getLogger("secnode.messagelog.stamper")
+
+#: A chain whose writer has not sent a heartbeat for this many intervals is adopted.
+ORPHAN_INTERVALS = 3
+MIN_ORPHAN_SECONDS = 10.0
+TSA_TIMEOUT = 10.0
+
+
+class StampingError(Exception):
+    """No approved TSA produced a valid token (the message says what each answered)."""
+
+
+@dataclass
+class StampState:
+    """What ``/health``, ``/metrics`` and the refusal check read."""
+
+    last_success: dt.datetime | None = None
+    last_attempt: dt.datetime | None = None
+    last_error: str | None = None
+    failing_since: dt.datetime | None = None  # oldest record left unstamped by a failure
+    refuse_after: float | None = None  # Unix time after which new requests are refused
+    backlog: int = 0
+    batches: int = 0
+    records: int = 0
+    rounds: int = 0
+
+
+@dataclass(frozen=True)
+class _Chain:
+    chain_id: str
+    stamped_seq: int
+
+
+def _alive_here(host: str, pid: int) -> bool:
+    """False only when the chain's writer ran on this host and that process is gone."""
+    if host != socket.gethostname()[:255]:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def setting(conf: GlobalConf | None, name: str) -> int:
+    if conf is not None and name in conf.settings:
+        return int(conf.settings[name])
+    return SETTINGS_DEFAULTS[name]
+
+
+class Stamper:
+    """Time-stamps one node's chains (see module docstring)."""
+
+    def __init__(self, engine: Engine, node_id: str, own_chains: Callable[[], Sequence[str]],
+                 conf: Callable[[], GlobalConf | None], batch_size: int,
+                 interval_override: int = 0) -> None:
+        self.engine = engine
+        self.node_id = node_id
+        self.own_chains = own_chains
+        self.conf = conf
+        self.batch_size = max(1, batch_size)
+        self.interval_override = interval_override
+        self.state = StampState()
+        self._session: aiohttp.ClientSession | None = None
+        self._insert_cert = insert_ignore(engine, schema.certificates)
+        self._lock = asyncio.Lock()
+
+    # ----- settings --------------------------------------------------------------------------
+    def interval(self) -> float:
+        if self.interval_override > 0:
+            return float(self.interval_override)
+        return float(setting(self.conf(), "timestamping_interval"))
+
+    def failure_period(self) -> float:
+        return float(setting(self.conf(), "acceptable_timestamp_failure_period"))
+
+    # ----- the message path ------------------------------------------------------------------
+    def refusal(self) -> str | None:
+        """Why new requests must be refused now (None: exchange may go on)."""
+        limit = self.state.refuse_after
+        if limit is None or time.time() <= limit:
+            return None
+        since = self.state.failing_since
+        return (
+            "time-stamping has failed for longer than the acceptable failure period "
+            f"({self.failure_period():g} s; records unstamped since "
+            f"{since.isoformat() if since else '?'}): {self.state.last_error or 'no TSA answered'}"
+        )
+
+    # ----- the task --------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval())
+            try:
+                await self.run_round()
+            except Exception:  # never let the task die; the state reports the failure
+                log.exception("time-stamping round failed unexpectedly")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run_round(self) -> int:
+        """Stamp every backlog this process is responsible for; returns records stamped."""
+        async with self._lock:
+            return await self._round()
+
+    async def _round(self) -> int:
+        state = self.state
+        state.rounds += 1
+        now = dt.datetime.now(dt.UTC)
+        state.last_attempt = now
+        own = list(self.own_chains())
+        chains = await asyncio.to_thread(self._chains_to_stamp, own)
+        stamped, error = 0, None
+        for chain in chains:
+            try:
+                stamped += await self._stamp_chain(chain)
+            except StampingError as exc:
+                error = str(exc)
+                break
+        oldest, backlog = await asyncio.to_thread(self._backlog, own)
+        state.backlog = backlog
+        if error is None:
+            if stamped:
+                state.last_success = dt.datetime.now(dt.UTC)
+            state.last_error = None
+            state.failing_since = None
+            state.refuse_after = None
+        else:
+            if state.last_error != error:
+                log.warning("time-stamping failed (%d records waiting): %s", backlog, error)
+            state.last_error = error
+            if oldest is not None and backlog:
+                since = oldest if state.failing_since is None else min(oldest,
+                                                                       state.failing_since)
+                state.failing_since = since
+                state.refuse_after = since.timestamp() + self.failure_period()
+        return stamped
+
+    async def _stamp_chain(self, chain: _Chain) -> int:
+        done = 0
+        stamped_seq = chain.stamped_seq
+        while True:
+            leaves = await asyncio.to_thread(self._unstamped, chain.chain_id, stamped_seq)
+            if not leaves:
+                return done
+            first, last = stamped_seq + 1, stamped_seq + len(leaves)
+            root = await asyncio.to_thread(merkle_root, leaves)
+            token, tsa_name, tsa_url, gen_time, tsa_der = await self._token(root)
+            stored = await asyncio.to_thread(
+                self._store, chain.chain_id, first, last, root, token, tsa_name, tsa_url,
+                gen_time, b"".join(leaves), tsa_der,
+            )
+            if not stored:  # another process stamped this range first
+                return done
+            self.state.batches += 1
+            self.state.records += len(leaves)
+            done += len(leaves)
+            stamped_seq = last
+            if len(leaves) < self.batch_size:
+                return done
+
+    # ----- TSA -------------------------------------------------------------------------------
+    async def _token(self, root: bytes) -> tuple[bytes, str, str, dt.datetime, bytes]:
+        conf = self.conf()
+        if conf is None:
+            raise StampingError("no global configuration: the approved TSAs are unknown")
+        if not conf.tsas:
+            raise StampingError("the global configuration lists no approved TSA")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        trusted = [*(t.cert for t in conf.tsas), *conf.ca_certs]
+        problems = []
+        for tsa in conf.tsas:
+            try:
+                token, info = await tsa_client.fetch_token(
+                    tsa.url, root, "sha256", trusted, session=self._session,
+                    timeout=TSA_TIMEOUT,
+                )
+            except tsa_client.TSAError as exc:
+                problems.append(f"{tsa.name}: {exc}")
+                continue
+            if not conf.is_tsa_approved(info.tsa_cert):
+                problems.append(f"{tsa.name}: token signed by a TSA certificate that is not "
+                                "approved in the global configuration")
+                continue
+            der = info.tsa_cert.public_bytes(serialization.Encoding.DER)
+            return token, tsa.name, tsa.url, info.gen_time, der
+        raise StampingError("; ".join(problems))
+
+    # ----- database (worker threads) ---------------------------------------------------------
+    def _chains_to_stamp(self, own: Sequence[str]) -> list[_Chain]:
+        """Own chains (heartbeat refreshed) and orphaned chains with records to stamp."""
+        now = dt.datetime.now(dt.UTC)
+        stale = utc_text(now - dt.timedelta(
+            seconds=max(MIN_ORPHAN_SECONDS, ORPHAN_INTERVALS * self.interval())))
+        c = schema.chains
+        with self.engine.begin() as conn:
+            if own:
+                conn.execute(update(c).where(c.c.chain_id.in_(own))
+                             .values(heartbeat_at=utc_text(now)))
+            rows = conn.execute(
+                select(c.c.chain_id, c.c.stamped_seq, c.c.heartbeat_at, c.c.host, c.c.pid)
+                .where(c.c.node_id == self.node_id).order_by(c.c.started_at)
+            ).all()
+            chosen = []
+            for row in rows:
+                mine = row.chain_id in own
+                if not (mine or row.heartbeat_at < stale or not _alive_here(row.host, row.pid)):
+                    continue
+                if self._last_seq(conn, row.chain_id) > int(row.stamped_seq):
+                    chosen.append(_Chain(row.chain_id, int(row.stamped_seq)))
+        return chosen
+
+    @staticmethod
+    def _last_seq(conn: Connection, chain_id: str) -> int:
+        r = schema.records
+        last = conn.execute(select(func.max(r.c.seq)).where(r.c.chain_id == chain_id)).scalar()
+        return int(last or 0)
+
+    def _unstamped(self, chain_id: str, stamped_seq: int) -> list[bytes]:
+        """Record hashes after ``stamped_seq``, contiguous from ``stamped_seq + 1``."""
+        r = schema.records
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(r.c.seq, r.c.record_hash)
+                .where(r.c.chain_id == chain_id, r.c.seq > stamped_seq)
+                .order_by(r.c.seq).limit(self.batch_size)
+            ).all()
+        leaves = []
+        for offset, row in enumerate(rows):
+            if int(row.seq) != stamped_seq + 1 + offset:
+                log.error("chain %s: seq %d missing from the database; stamping stops there",
+                          chain_id, stamped_seq + 1 + offset)
+                break
+            leaves.append(bytes(row.record_hash))
+        return leaves
+
+    def _store(self, chain_id: str, first: int, last: int, root: bytes, token: bytes,
+               tsa_name: str, tsa_url: str, gen_time: dt.datetime, leaves: bytes,
+               tsa_der: bytes) -> bool:
+        c = schema.chains
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(c).where(and_(c.c.chain_id == chain_id, c.c.stamped_seq == first - 1))
+                .values(stamped_seq=last)
+            ).rowcount
+            if moved != 1:
+                conn.rollback()
+                return False
+            conn.execute(schema.batches.insert(), [{
+                "batch_id": batch_id_for(chain_id, first, last), "chain_id": chain_id,
+                "first_seq": first, "last_seq": last, "root": root, "token": token,
+                "tsa_name": tsa_name, "tsa_url": tsa_url, "gen_time": utc_text(gen_time),
+                "leaves": leaves,
+            }])
+            conn.execute(self._insert_cert,  # type: ignore[arg-type]
+                         [{"sha256": hashlib.sha256(tsa_der).digest(), "der": tsa_der}])
+        return True
+
+    def _backlog(self, own: Sequence[str]) -> tuple[dt.datetime | None, int]:
+        """(time of the oldest unstamped record, number unstamped) over this process's chains."""
+        c, r = schema.chains, schema.records
+        oldest: dt.datetime | None = None
+        count = 0
+        with self.engine.connect() as conn:
+            for chain_id in own:
+                stamped = conn.execute(
+                    select(c.c.stamped_seq).where(c.c.chain_id == chain_id)).scalar()
+                if stamped is None:
+                    continue  # nothing committed on this chain yet
+                last = self._last_seq(conn, chain_id)
+                if last <= stamped:
+                    continue
+                count += last - int(stamped)
+                first_time = conn.execute(
+                    select(r.c.time).where(r.c.chain_id == chain_id, r.c.seq == stamped + 1)
+                ).scalar()
+                if first_time is not None:
+                    when = parse_time(first_time, "record time")
+                    oldest = when if oldest is None else min(oldest, when)
+        return oldest, count

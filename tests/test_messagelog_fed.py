@@ -1,0 +1,148 @@
+"""Support for the message-log tests (no tests here): a two-city federation with a TSA.
+
+Built on :mod:`tests.nodefixtures` (in-process operator commands, real server
+processes) plus what the log needs: an RFC 3161 TSA approved in the global
+configuration (``certs tsa serve``, a process the fault tests stop and start),
+the sample REST service, and a service of Aizu that Takamatsu's portal may call.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port
+from tests.nodefixtures import CITIES, CliResult, Federation, NodeHandle, invoke
+
+AIZU, TAKAMATSU = "aizu", "takamatsu"
+
+
+@dataclass
+class Reply:
+    status: int
+    message_id: str
+    body: bytes
+    headers: dict[str, str]
+
+    @property
+    def error(self) -> str:
+        return self.headers.get("X-Road-Error", "")
+
+
+@dataclass
+class LogFederation:
+    """A :class:`Federation` with a TSA and an echo service from Aizu to Takamatsu."""
+
+    fed: Federation
+    tsa_port: int
+    service_port: int
+
+    @property
+    def aizu(self) -> NodeHandle:
+        return self.fed.nodes[AIZU]
+
+    @property
+    def takamatsu(self) -> NodeHandle:
+        return self.fed.nodes[TAKAMATSU]
+
+    @property
+    def tsa_dir(self) -> Path:
+        return self.fed.base / "tsa"
+
+    # ----- processes ----------------------------------------------------------------------
+    def start_tsa(self) -> None:
+        self.fed.start("tsa", "certs", "tsa", "serve", self.tsa_dir, "--port",
+                       str(self.tsa_port), port=self.tsa_port)
+
+    def stop_tsa(self) -> None:
+        self.fed.stop("tsa")
+
+    def start_nodes(self) -> None:
+        for name in (AIZU, TAKAMATSU):
+            self.fed.start_node(name)
+
+    def stop_nodes(self) -> None:
+        for name in (AIZU, TAKAMATSU):
+            self.fed.stop_node(name)
+
+    def close(self) -> None:
+        self.fed.close()
+
+    # ----- traffic ------------------------------------------------------------------------
+    def call(self, body: bytes = b'{"hello":"aizu"}', message_id: str | None = None,
+             timeout: float = 15) -> Reply:
+        """One REST exchange Takamatsu portal -> Aizu residents/echo."""
+        mid = message_id or str(uuid.uuid4())
+        url = f"{self.takamatsu.client_url}/r1/{self.aizu.member}/residents/echo"
+        req = urllib.request.Request(url, data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-Road-Client": f"{self.takamatsu.member}/portal",
+            "X-Road-Id": mid, "X-Road-UserId": "JP-auditor-test",
+        })
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return Reply(resp.status, mid, resp.read(), dict(resp.headers))
+        except urllib.error.HTTPError as exc:
+            return Reply(exc.code, mid, exc.read(), dict(exc.headers))
+
+    def calls(self, count: int, workers: int = 8) -> list[Reply]:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda i: self.call(f'{{"n":{i}}}'.encode()), range(count)))
+
+
+def log_cli(node: NodeHandle, *args: str | Path, check: bool = False) -> CliResult:
+    """``secnode log ARGS --dir NODE`` in-process (non-zero exits are returned, not raised)."""
+    return invoke("secnode", "log", *args, "--dir", node.dir, check=check)
+
+
+def verify_json(node: NodeHandle, *args: str | Path) -> tuple[int, dict[str, Any]]:
+    out = invoke("secnode", "log", "verify", "--json", "--dir", node.dir, *args, check=False)
+    return out.exit_code, json.loads(out.stdout)
+
+
+@contextmanager
+def sqlite_db(node_dir: Path) -> Iterator[sqlite3.Connection]:
+    """The node's SQLite database, as an insider with file access would open it."""
+    conn = sqlite3.connect(node_dir / "secnode.db")
+    try:
+        yield conn
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def build_log_federation(base: Path, settings: dict[str, int] | None = None,
+                         node_config: dict[str, dict[str, Any]] | None = None,
+                         db_urls: dict[str, str] | None = None) -> LogFederation:
+    """CA+OCSP, TSA, central, Aizu and Takamatsu registered and synced; nodes not started."""
+    fed = Federation.create(base, settings)
+    lf = LogFederation(fed, free_port(), free_port())
+    try:
+        fed.certs("tsa", "init", lf.tsa_dir, "--ca", fed.ca_dir, "--name", "Test TSA")
+        lf.start_tsa()
+        fed.central("tsa", "add", "test-tsa", "--url", f"http://127.0.0.1:{lf.tsa_port}",
+                    "--cert", lf.tsa_dir / "tsa.pem")
+        fed.publish()
+        fed.start("service", "secnode.demo.services", "--port", str(lf.service_port),
+                  port=lf.service_port)
+        for name, member, member_name in CITIES[:2]:
+            fed.add_node(name, member, member_name, subsystems=("portal", "residents"),
+                         config=node_config, db_url=(db_urls or {}).get(name, ""))
+        fed.approve_all()
+        fed.sync_all()
+        lf.aizu.cli("service", "add", "residents", "echo", "--url",
+                    f"http://127.0.0.1:{lf.service_port}/echo", "--type", "rest")
+        lf.aizu.cli("acl", "grant", "residents/echo", f"{lf.takamatsu.member}/portal")
+        lf.takamatsu.cli("client", "allow", "portal", "--address", "127.0.0.1")
+    except BaseException:
+        fed.close()
+        raise
+    return lf
