@@ -362,3 +362,19 @@ def _wait_for(call: object, ok: object, attempts: int = 20) -> object:
             return result
         time.sleep(0.5)
     return result
+
+
+def test_demo_sample_calls_fail_when_a_call_fails(fed: Federation) -> None:
+    """What makes ``secnode demo --once`` exit non-zero: any failing sample call."""
+    from secnode.demo.cli import sample_calls
+
+    aizu = fed.nodes["aizu"]
+    taka = fed.nodes["takamatsu"]
+    assert sample_calls(fed)
+    fed.run("secnode", "acl", "revoke", "residents/residents", taka.client_id, "--dir", aizu.dir)
+    try:
+        assert _wait_for(lambda: sample_calls(fed), lambda ok: not ok) is False
+    finally:
+        fed.run("secnode", "acl", "grant", "residents/residents", taka.client_id,
+                "--dir", aizu.dir)
+    assert _wait_for(lambda: sample_calls(fed), lambda ok: ok) is True

@@ -8,6 +8,7 @@ instead of being compared wrongly later.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -23,8 +24,15 @@ class IdentifierError(ValueError):
     """An identifier string that does not have the required form."""
 
 
+@functools.lru_cache(maxsize=8192)
+def _is_valid_part(part: str) -> bool:
+    return 0 < len(part) <= MAX_PART_LENGTH and _ALLOWED.match(part) is not None
+
+
 def validate_part(part: str, name: str) -> str:
     """Return ``part`` if it is a legal identifier component, else raise with the reason."""
+    if _is_valid_part(part):  # the message path sees the same few identifiers all the time
+        return part
     if part == "":
         raise IdentifierError(f"{name} is empty")
     if len(part) > MAX_PART_LENGTH:
@@ -69,6 +77,7 @@ class MemberId:
             validate_part(value, f"member {name}")
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # frozen values: safe to share; bounded
     def parse(cls, text: str) -> MemberId:
         return cls(*_split(text, "member", cls.NAMES))
 
@@ -99,6 +108,7 @@ class SubsystemId:
             validate_part(value, f"subsystem {name}")
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # frozen values: safe to share; bounded
     def parse(cls, text: str) -> SubsystemId:
         return cls(*_split(text, "subsystem", cls.NAMES))
 
@@ -137,6 +147,7 @@ class ServiceId:
             validate_part(value, f"service {name}")
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # frozen values: safe to share; bounded
     def parse(cls, text: str) -> ServiceId:
         return cls(*_split(text, "service", cls.NAMES, optional=1))
 
@@ -176,6 +187,7 @@ class NodeId:
             validate_part(value, f"node {name}")
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # frozen values: safe to share; bounded
     def parse(cls, text: str) -> NodeId:
         return cls(*_split(text, "node", cls.NAMES))
 

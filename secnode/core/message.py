@@ -15,6 +15,7 @@ Pure: no I/O, no aiohttp, no lxml.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import struct
@@ -163,6 +164,20 @@ def _header_fields(h: MessageHeaders) -> list[tuple[bytes, str | bytes | None]]:
     ]
 
 
+def _domain(domain: bytes) -> bytes:
+    return struct.pack(">B", len(domain)) + domain
+
+
+def _encode_fields(fields: Iterable[tuple[bytes, str | bytes | None]]) -> bytes:
+    return b"".join(_field(name, value) for name, value in fields)
+
+
+@functools.lru_cache(maxsize=512)
+def _header_part(headers: MessageHeaders) -> bytes:
+    """The encoded header fields; both digests of one message share them (computed once)."""
+    return _encode_fields(_header_fields(headers))
+
+
 def _check_digest(name: str, value: bytes) -> bytes:
     if not isinstance(value, (bytes, bytearray)) or len(value) != DIGEST_SIZE:
         raise MessageError(f"{name} must be {DIGEST_SIZE} bytes (a SHA-256 digest)")
@@ -171,10 +186,11 @@ def _check_digest(name: str, value: bytes) -> bytes:
 
 def request_digest_input(headers: MessageHeaders, body_sha256: bytes) -> bytes:
     """The exact bytes :func:`request_digest` hashes (exposed for test vectors and logs)."""
-    fields = _header_fields(headers)
-    fields.append((b"content_type", headers.content_type))
-    fields.append((b"body_sha256", _check_digest("body_sha256", body_sha256)))
-    return _encode(REQUEST_DOMAIN, fields)
+    tail = _encode_fields([
+        (b"content_type", headers.content_type),
+        (b"body_sha256", _check_digest("body_sha256", body_sha256)),
+    ])
+    return _domain(REQUEST_DOMAIN) + _header_part(headers) + tail
 
 
 def request_digest(headers: MessageHeaders, body_sha256: bytes) -> bytes:
@@ -199,12 +215,13 @@ def response_digest_input(
         raise MessageError(f"status must be an HTTP status code, not {status!r}")
     if content_type is not None:
         check_text("content type", content_type)
-    fields = _header_fields(headers)
-    fields.append((b"request_digest", _check_digest("request_digest", request_digest)))
-    fields.append((b"status", str(status)))
-    fields.append((b"content_type", content_type))
-    fields.append((b"body_sha256", _check_digest("body_sha256", body_sha256)))
-    return _encode(RESPONSE_DOMAIN, fields)
+    tail = _encode_fields([
+        (b"request_digest", _check_digest("request_digest", request_digest)),
+        (b"status", str(status)),
+        (b"content_type", content_type),
+        (b"body_sha256", _check_digest("body_sha256", body_sha256)),
+    ])
+    return _domain(RESPONSE_DOMAIN) + _header_part(headers) + tail
 
 
 def response_digest(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,10 @@ REST_METASERVICES: Final = frozenset({"listMethods", "allowedMethods", "getOpenA
 LIST_CLIENTS_PATH: Final = "/listClients"
 
 Header = tuple[str, str]
+
+
+_PATH_FORBIDDEN: Final = re.compile("[\x00-\x20\x7f]")
+_QUERY_FORBIDDEN: Final = re.compile("[\x00-\x1f\x7f]")
 
 
 def _bad(message: str) -> XRoadError:
@@ -311,8 +316,8 @@ def parse_rest_request(
     method = method.upper()
     if method not in REST_METHODS:
         raise XRoadError(errors.INVALID_HTTP_METHOD, f"unsupported HTTP method {method}")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in path) or (
-        query is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in query)
+    if _PATH_FORBIDDEN.search(path) or (
+        query is not None and _QUERY_FORBIDDEN.search(query)
     ):
         raise _bad("request URI contains control characters or spaces")
     service, service_path = parse_service_path(path)

@@ -1,0 +1,35 @@
+"""``secnode demo --once``: the README's first command, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_once_exits_zero_and_writes_manifest(tmp_path: Path) -> None:
+    base = tmp_path / "demo"
+    env = cli_env()
+    env.pop("SECNODE_PASSPHRASE", None)  # the demo makes its own passphrase file
+    proc = subprocess.run([sys.executable, "-m", "secnode", "demo", "--dir", str(base), "--once"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all sample calls succeeded" in proc.stdout
+    assert proc.stdout.count("[OK  ]") == 5 and "[FAIL]" not in proc.stdout
+    manifest = json.loads((base / "demo.json").read_text())
+    assert set(manifest["nodes"]) == {"aizu", "takamatsu"}
+    for node in manifest["nodes"].values():
+        assert Path(node["dir"], "secnode.toml").exists()
+        assert node["client_url"].startswith("http://127.0.0.1:")
+    kinds = {s["type"] for s in manifest["services"]}
+    assert kinds == {"rest", "soap"}
+    for sub in ("ca", "tsa", "central", "aizu", "takamatsu"):
+        assert (base / sub).is_dir()
+    assert (base / "passphrase").stat().st_mode & 0o077 == 0
