@@ -12,17 +12,18 @@ Public API (everything else is internal):
 """
 
 from .codec import (
-    agreement_to_json,
-    consent_to_json,
     exception_profile_to_json,
     member_to_json,
-    parse_agreement,
-    parse_consent,
     parse_exception_profile,
     parse_member,
     parse_service,
-    parse_stop_request,
     service_to_json,
+)
+from .codec_agreement import CONSTRAINT_PROFILE, agreement_to_json, parse_agreement
+from .codec_consent import (
+    consent_to_json,
+    parse_consent,
+    parse_stop_request,
     stop_request_to_json,
 )
 from .decision import decide, decision_log_entry, precheck
@@ -94,7 +95,8 @@ from .vocabulary import (
 )
 
 __all__ = [
-    "BASES", "EVALUATOR_VERSION", "FORMAT", "FORMAT_VERSION", "JST", "REASONS", "Agreement",
+    "BASES", "CONSTRAINT_PROFILE", "EVALUATOR_VERSION", "FORMAT", "FORMAT_VERSION", "JST",
+    "REASONS", "Agreement",
     "AgreementRef", "AgreementState", "AgreementType", "Category", "CollectionMethod",
     "ConsentRecord", "ConsentStatus", "DataClass", "Decision", "Duties", "ExceptionProfile",
     "ExceptionReason", "FieldFilterError", "ForeignTransfer", "IsoDuration", "LegalBasis",

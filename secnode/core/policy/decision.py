@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from . import outcome
 from .evaluate import Deny, Evaluation
 from .model import PolicySnapshot
 from .reasons import REASONS, Reason
@@ -48,7 +49,7 @@ def _decide(ev: Evaluation) -> Decision:
         ev.resolve_service()
         ev.fields_known()
         if not ev.personal():
-            return ev.allow_non_personal()
+            return outcome.allow_non_personal(ev)
         ev.parties()
         ev.envelope()
         ev.data_class()
@@ -56,10 +57,10 @@ def _decide(ev: Evaluation) -> Decision:
         basis = ev.basis
         if basis is not None and basis.route is Route.EXCEPTION:
             reason = ev.exception_route()
-            return ev.allow(exception=reason)
+            return outcome.allow(ev, exception=reason)
         candidates = ev.candidates()
     except Deny as deny:
-        return ev.deny(deny)
+        return outcome.deny(ev, deny)
     return _agreement_route(ev, candidates)
 
 
@@ -81,11 +82,11 @@ def _agreement_route(ev: Evaluation, candidates: list[Any]) -> Decision:
             refused.append((sub, refusal))
             continue
         sub.alternatives = [(e.agreement.uid, d.reason.value) for e, d in refused if e.agreement]
-        return sub.allow()
+        return outcome.allow(sub)
     best, worst_case = max(refused, key=lambda pair: pair[0].rank())
     best.alternatives = [(e.agreement.uid, d.reason.value) for e, d in refused
                          if e is not best and e.agreement]
-    return best.deny(worst_case)
+    return outcome.deny(best, worst_case)
 
 
 def precheck(request: PolicyRequest, policy: PolicySnapshot | None,
@@ -113,7 +114,7 @@ def precheck(request: PolicyRequest, policy: PolicySnapshot | None,
         if basis is not None and basis.route is Route.CONSENT and request.consent_id is None:
             raise Deny(Reason.CONSENT_MISSING, "basis CONSENT needs X-Road-Consent-Id")
     except Deny as deny:
-        return ev.deny(deny)
+        return outcome.deny(ev, deny)
     except Exception as exc:
         return _system_error(request, policy, at, f"early check failed: {type(exc).__name__}")
     return None

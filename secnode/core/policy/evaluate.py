@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from ..identifiers import MemberId
 from .model import (
@@ -24,10 +23,9 @@ from .model import (
     client_matches,
     service_matches,
 )
-from .reasons import REASONS, Reason, Step
+from .reasons import Reason, Step
 from .request import PolicyRequest, UsageCounters
-from .result import Decision, Obligation, ObligationKind
-from .timeutil import fiscal_year_of, require_aware
+from .timeutil import require_aware
 from .vocabulary import (
     DESIGNATED_COUNTRIES,
     FORBIDDEN_BASES,
@@ -46,19 +44,6 @@ from .vocabulary import (
     regime_of,
 )
 
-_OK_BY_CATEGORY = {
-    Category.CONSENT: Reason.OK_CONSENT,
-    Category.LAW: Reason.OK_STATUTE,
-    Category.MY_NUMBER_ACT: Reason.OK_STATUTE,
-    Category.WITHIN_PURPOSE: Reason.OK_WITHIN_PURPOSE,
-    Category.PUBLIC_BODY_LEGAL_AFFAIRS: Reason.OK_PUBLIC_BODY,
-    Category.INTERNAL_USE: Reason.OK_PUBLIC_BODY,
-    Category.ACADEMIC_RESEARCH: Reason.OK_RESEARCH,
-    Category.OPT_OUT: Reason.OK_OPT_OUT,
-    Category.ENTRUSTMENT: Reason.OK_ENTRUSTMENT,
-    Category.JOINT_USE: Reason.OK_JOINT_USE,
-    Category.ANONYMIZED_PROVISION: Reason.OK_ANONYMIZED,
-}
 _LAW_BASES = frozenset({"APPI27-1-1", "APPI69-1-LAW"})
 
 
@@ -122,17 +107,17 @@ class Evaluation:
             out.append(self.request.recipient_country)
         return tuple(out)
 
-    def _basis_or_none(self) -> LegalBasis:
+    def need_basis(self) -> LegalBasis:
         if self.basis is None:
             raise AssertionError("basis not resolved")
         return self.basis
 
-    def _service(self) -> Service:
+    def need_service(self) -> Service:
         if self.service is None:
             raise AssertionError("service not resolved")
         return self.service
 
-    def _client(self) -> Member:
+    def need_client(self) -> Member:
         if self.client is None:
             raise AssertionError("client not resolved")
         return self.client
@@ -164,7 +149,7 @@ class Evaluation:
 
     def fields_known(self) -> None:
         self.stage = Step.S2_ENVELOPE
-        svc = self._service()
+        svc = self.need_service()
         wanted = self.request.fields
         if wanted is not None and not svc.declares_fields and wanted:
             raise Deny(Reason.FIELD_UNKNOWN, f"service {svc.id} declares no fields, so no data "
@@ -181,7 +166,7 @@ class Evaluation:
 
     def parties(self) -> None:
         self.stage = Step.S1_PARTIES
-        svc = self._service()
+        svc = self.need_service()
         self.provider = self._member(svc.provider, "provider")
         self.client = self._member(self.request.client.member, "client")
         claimed = self.request.client_legal_type
@@ -204,7 +189,7 @@ class Evaluation:
 
     def envelope(self, *, know_purposes: bool = True) -> None:
         self.stage = Step.S2_ENVELOPE
-        r, svc = self.request, self._service()
+        r, svc = self.request, self.need_service()
         if r.purpose is None:
             raise Deny(Reason.MISSING_PURPOSE, f"service {svc.id} carries personal data: "
                        "X-Road-Purpose is required")
@@ -241,7 +226,7 @@ class Evaluation:
 
     def data_class(self) -> None:
         self.stage = Step.S3_DATA_CLASS
-        basis, classes = self._basis_or_none(), self.classes
+        basis, classes = self.need_basis(), self.classes
         if DataClass.MYNUMBER in classes and basis.category is not Category.MY_NUMBER_ACT:
             raise Deny(Reason.MYNUMBER_BASIS, "My Number data may be provided only in the cases "
                        "of My Number Act Art. 19 (basis MYNUMBER19-<item>); consent does not "
@@ -254,7 +239,7 @@ class Evaluation:
             raise Deny(Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN, "special-care data cannot be "
                        "provided by opt-out (APPI Art. 27(2) proviso)")
         if DataClass.ANONYMIZED in classes:
-            svc = self._service()
+            svc = self.need_service()
             keys = [n for n in self.requested or () if (f := svc.field(n)) and f.linkage_key]
             if keys:
                 raise Deny(Reason.REIDENTIFICATION_RISK, "linkage key(s) "
@@ -270,7 +255,7 @@ class Evaluation:
 
     def applicability(self) -> None:
         self.stage = Step.S4_ROUTE
-        basis, provider, client = self._basis_or_none(), self.provider, self._client()
+        basis, provider, client = self.need_basis(), self.provider, self.need_client()
         if provider is None:
             raise AssertionError("provider not resolved")
         regime = regime_of(provider.legal_type)
@@ -292,7 +277,8 @@ class Evaluation:
         self.passed(f"basis {basis.code} applies to a {regime.value.lower()} provider")
 
     def exception_route(self) -> ExceptionReason:
-        r, svc, basis, client = self.request, self._service(), self._basis_or_none(), self._client()
+        r, svc = self.request, self.need_service()
+        basis, client = self.need_basis(), self.need_client()
         found: tuple[ExceptionProfile, ExceptionReason] | None = None
         for pid in svc.exception_profiles:
             profile = self.policy.exception_profiles.get(pid)
@@ -352,7 +338,7 @@ class Evaluation:
 
     def candidates(self) -> list[Agreement]:
         self.stage = Step.S4_ROUTE
-        r, svc = self.request, self._service()
+        r, svc = self.request, self.need_service()
         if r.agreement is not None:
             pinned = self.policy.agreements.get(r.agreement.uid)
             if pinned is None:
@@ -371,7 +357,7 @@ class Evaluation:
 
     def agreement_checks(self, a: Agreement) -> None:
         self.stage = Step.S5_AGREEMENT
-        r, svc = self.request, self._service()
+        r, svc = self.request, self.need_service()
         self.agreement = a
         name = f"agreement {a.uid} v{a.version}"
         if a.provider != svc.provider or not a.permissions_for(r.service):
@@ -401,7 +387,7 @@ class Evaluation:
         self._agreement_basis_rules(a)
 
     def _permission(self, a: Agreement) -> Permission:
-        r, basis = self.request, self._basis_or_none()
+        r, basis = self.request, self.need_basis()
         perms = a.permissions_for(r.service)
         by_purpose = [p for p in perms if r.purpose in p.purposes]
         if not by_purpose:
@@ -432,7 +418,7 @@ class Evaluation:
 
     def _permission_constraints(self, a: Agreement, p: Permission) -> None:
         """Everything that depends on the chosen permission, so choosing is monotone."""
-        client, basis = self._client(), self._basis_or_none()
+        client, basis = self.need_client(), self.need_basis()
         if basis.code in _LAW_BASES and not p.statute_ref:
             raise Deny(Reason.STATUTE_REF_MISSING, f"{basis.code} needs the statute in the "
                        f"permission of {a.uid} (statute_ref)")
@@ -449,7 +435,7 @@ class Evaluation:
             self._countries_within(p.recipient_countries, f"a permission of {a.uid}")
 
     def _agreement_basis_rules(self, a: Agreement) -> None:
-        r, svc, basis = self.request, self._service(), self._basis_or_none()
+        r, svc, basis = self.request, self.need_service(), self.need_basis()
         if (a.type is AgreementType.ENTRUSTMENT) != (basis.code == "APPI27-5-1") or \
                 (a.type is AgreementType.JOINT_USE) != (basis.code == "APPI27-5-3"):
             raise Deny(Reason.BASIS_NOT_APPLICABLE, f"basis {basis.code} does not fit a "
@@ -482,7 +468,7 @@ class Evaluation:
 
     def basis_checks(self, a: Agreement) -> None:
         self.stage = Step.S6_BASIS
-        basis = self._basis_or_none()
+        basis = self.need_basis()
         if basis.route is Route.CONSENT:
             self._consent(a)
         if basis.category is Category.OPT_OUT:
@@ -491,7 +477,7 @@ class Evaluation:
         self.passed(f"legal basis {basis.code} holds")
 
     def _consent(self, a: Agreement) -> None:
-        r, svc = self.request, self._service()
+        r, svc = self.request, self.need_service()
         if r.consent_id is None:
             raise Deny(Reason.CONSENT_MISSING, "basis CONSENT needs X-Road-Consent-Id")
         c = self.policy.consents.get(r.consent_id)
@@ -542,7 +528,7 @@ class Evaluation:
         self.passed("consent covers subject, recipient, purpose and data")
 
     def _opt_out(self) -> None:
-        provider, svc = self.provider, self._service()
+        provider, svc = self.provider, self.need_service()
         if provider is None or not provider.ppc_optout_filing_id:
             raise Deny(Reason.OPTOUT_NOT_FILED, "opt-out provision needs the provider's PPC "
                        "filing (ppc_optout_filing_id)")
@@ -552,7 +538,7 @@ class Evaluation:
         self.passed("opt-out filed with the PPC")
 
     def _foreign_transfer(self, a: Agreement) -> None:
-        basis = self._basis_or_none()
+        basis = self.need_basis()
         for country in self.countries():
             if country == "JP" or country in DESIGNATED_COUNTRIES or a.recipient_conforming_system:
                 continue
@@ -571,7 +557,7 @@ class Evaluation:
 
     def stop_requests(self) -> None:
         self.stage = Step.S7_SUBJECT
-        r, basis, svc = self.request, self._basis_or_none(), self._service()
+        r, basis, svc = self.request, self.need_basis(), self.need_service()
         if not (basis.route is Route.CONSENT or basis.category is Category.OPT_OUT):
             return
         for stop in self.policy.stop_requests.get(r.subject_ref or "", ()):
@@ -607,157 +593,6 @@ class Evaluation:
                        f"{a.quotas.max_total} provisions in total already used")
         self.passed("within quotas")
 
-    # -- outcomes --------------------------------------------------------------------------
-
-    def article_for(self, reason: Reason) -> str | None:
-        info = REASONS[reason]
-        if info.basis_article and self.basis is not None:
-            return self.basis.article(self.regime or Regime.PRIVATE)
-        return info.article(self.regime)
-
     def rank(self) -> int:
         """How far an agreement candidate got (checks passed): the most relevant refusal."""
         return len(self.checks)
-
-    def deny(self, deny: Deny) -> Decision:
-        return Decision(
-            allow=False, reason=deny.reason, article=self.article_for(deny.reason),
-            message=deny.message, step=self.stage, permitted_fields=(),
-            agreement_id=self.agreement.uid if self.agreement else None,
-            agreement_version=self.agreement.version if self.agreement else None,
-            basis=self.request.basis,
-            basis_category=self.basis.category if self.basis else None,
-            consent_id=self.request.consent_id,
-            exception_profile_id=self.profile.id if self.profile else None,
-            checks=tuple(self.checks), alternatives=tuple(self.alternatives),
-            evaluated_at=self.at, policy_digest=self.policy.digest, request=self.request,
-        )
-
-    def allow_non_personal(self) -> Decision:
-        svc = self._service()
-        fields = self.requested
-        obligations = [Obligation(ObligationKind.LOG_DECISION)]
-        if fields is not None:
-            obligations.append(Obligation(ObligationKind.FILTER_FIELDS, {"fields": list(fields)}))
-        return Decision(
-            allow=True, reason=Reason.NOT_PERSONAL_DATA, article=None,
-            message=f"no personal data requested from {svc.id}; access rights decide",
-            step=Step.S3_DATA_CLASS, obligations=tuple(obligations), permitted_fields=fields,
-            checks=tuple(self.checks), evaluated_at=self.at, policy_digest=self.policy.digest,
-            request=self.request,
-        )
-
-    def allow(self, *, exception: ExceptionReason | None = None) -> Decision:
-        basis, svc = self._basis_or_none(), self._service()
-        regime = self.regime or Regime.PRIVATE
-        reason = Reason.OK_EXCEPTION if exception else _OK_BY_CATEGORY[basis.category]
-        fields = self.requested
-        a = self.agreement
-        record_type = self._record_type(exception is not None)
-        obligations = [Obligation(ObligationKind.LOG_DECISION)]
-        if fields is not None:
-            obligations.append(Obligation(ObligationKind.FILTER_FIELDS, {"fields": list(fields)}))
-        obligations += self._record_obligations(record_type, basis, regime)
-        obligations.append(Obligation(ObligationKind.TRANSPARENCY_COUNT, {
-            "fiscal_year": fiscal_year_of(self.at), "basis": basis.code,
-            "category": basis.category.value, "recipient": str(self.request.client.member),
-        }))
-        obligations += self._duties()
-        if exception is not None and self.profile is not None:
-            obligations.append(Obligation(ObligationKind.NOTIFY_PRIVACY_OFFICER,
-                                          {"notify": list(self.profile.notify)}))
-            if self.profile.post_review:
-                obligations.append(Obligation(ObligationKind.POST_REVIEW,
-                                              {"profile": self.profile.id}))
-        parts = [f"{basis.code} ({basis.label_en})"]
-        if a is not None:
-            parts.append(f"agreement {a.uid} v{a.version}")
-        if self.consent is not None:
-            parts.append(f"consent {self.consent.consent_id}")
-        if self.profile is not None:
-            parts.append(f"exception profile {self.profile.id}")
-        return Decision(
-            allow=True, reason=reason, article=basis.article(regime),
-            message=f"{self.request.client} may receive data from {svc.id}: " + ", ".join(parts),
-            step=Step.S9_PERMIT, obligations=tuple(obligations), permitted_fields=fields,
-            agreement_id=a.uid if a else None, agreement_version=a.version if a else None,
-            basis=basis.code, basis_category=basis.category,
-            consent_id=self.consent.consent_id if self.consent else None,
-            exception_profile_id=self.profile.id if self.profile else None,
-            record_type=record_type, checks=tuple(self.checks),
-            alternatives=tuple(self.alternatives), evaluated_at=self.at,
-            policy_digest=self.policy.digest, request=self.request,
-        )
-
-    def _record_type(self, exception: bool) -> str:
-        basis = self._basis_or_none()
-        if basis.route is Route.CONSENT:
-            return "CONSENT"
-        if basis.category is Category.OPT_OUT:
-            return "OPTOUT"
-        if exception:
-            return "EXCEPTION"
-        if basis.category in (Category.ENTRUSTMENT, Category.JOINT_USE):
-            return "NOT_THIRD_PARTY"
-        if basis.category is Category.ANONYMIZED_PROVISION:
-            return "ANONYMIZED"
-        if self.regime is Regime.PUBLIC:
-            return "PUBLIC_BODY"
-        return "EXCEPTION"
-
-    def _record_obligations(self, record_type: str, basis: LegalBasis,
-                            regime: Regime) -> list[Obligation]:
-        r, svc, a = self.request, self._service(), self.agreement
-        required = basis.art29_record and regime is Regime.PRIVATE
-        retention = self.policy.settings.record_retention
-        if required and a is not None and a.contract_substitutes_record:
-            retention_text = "P1Y"
-        else:
-            retention_text = str(retention)
-        provider = self.provider
-        provision: dict[str, Any] = {
-            "record_type": record_type, "legally_required": required,
-            "article": "APPI Art. 29" if required else "kept for audit (Art. 29 not required)",
-            "retention": retention_text, "retention_from": "last provision",
-            "recipient": str(r.client), "subject_ref": r.subject_ref,
-            "data_items": list(self.requested) if self.requested is not None else None,
-            "basis": basis.code, "consent_id": self.consent.consent_id if self.consent else None,
-            "agreement": f"{a.uid}@{a.version}" if a else None,
-            "evidence": dict(r.evidence) or None, "issue": r.issue,
-        }
-        receipt: dict[str, Any] = {
-            "article": "APPI Art. 30",
-            "provider": str(svc.provider),
-            "provider_name": provider.name if provider else None,
-            "provider_address": provider.address if provider else None,
-            "provider_representative": provider.representative if provider else None,
-            "acquisition_circumstances": svc.acquisition_circumstances,
-            "consent_fact": self.consent is not None,
-            "optout_filing_id": provider.ppc_optout_filing_id
-            if provider and basis.category is Category.OPT_OUT else None,
-        }
-        return [Obligation(ObligationKind.PROVISION_RECORD, provision),
-                Obligation(ObligationKind.RECEIPT_RECORD, receipt)]
-
-    def _duties(self) -> list[Obligation]:
-        out: list[Obligation] = []
-        a = self.agreement
-        purpose = self.policy.purposes.get(self.request.purpose or "")
-        delete = a.duties.delete_after if a and a.duties.delete_after else (
-            purpose.default_retention if purpose else None)
-        if delete is not None:
-            out.append(Obligation(ObligationKind.DELETE_AFTER, {"duration": str(delete)}))
-        if a is not None:
-            if a.duties.no_onward_transfer:
-                out.append(Obligation(ObligationKind.NO_ONWARD_TRANSFER))
-            if a.duties.inform_provider:
-                out.append(Obligation(ObligationKind.INFORM_PROVIDER))
-            if a.duties.use_limitation:
-                out.append(Obligation(ObligationKind.USE_LIMITATION,
-                                      {"text": a.duties.use_limitation}))
-        if DataClass.ANONYMIZED in self.classes:
-            out.append(Obligation(ObligationKind.MARK_ANONYMIZED, {
-                "publication_ref": a.publication_ref if a else None}))
-        if self.classes & {DataClass.ANONYMIZED, DataClass.PSEUDONYMIZED}:
-            out.append(Obligation(ObligationKind.NO_REIDENTIFICATION))
-        return out

@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import codec
+from .codec_agreement import agreement_to_json, parse_agreement
+from .codec_consent import (
+    consent_to_json,
+    parse_consent,
+    parse_stop_request,
+    stop_request_to_json,
+)
 from .model import PolicySnapshot
 from .schema import PolicyFormatError, Value, parse_json
 
@@ -74,9 +81,9 @@ def parse_policy(data: object) -> PolicySnapshot:
         exception_profiles=profiles).exception_profiles)
     services = section("services", lambda v: codec.parse_service(v, snap), lambda s: s.id)
     snap = replace(snap, services=PolicySnapshot.build(services=services).services)
-    agreements = section("agreements", lambda v: codec.parse_agreement(v, snap), lambda a: a.uid)
-    consents = section("consents", lambda v: codec.parse_consent(v, snap), lambda c: c.consent_id)
-    stops = section("stop_requests", lambda v: codec.parse_stop_request(v, snap), lambda s: s.id)
+    agreements = section("agreements", lambda v: parse_agreement(v, snap), lambda a: a.uid)
+    consents = section("consents", lambda v: parse_consent(v, snap), lambda c: c.consent_id)
+    stops = section("stop_requests", lambda v: parse_stop_request(v, snap), lambda s: s.id)
     built = PolicySnapshot.build(
         members=members, ordinance_bases=ords, purposes=purposes, exception_profiles=profiles,
         services=services, agreements=agreements, consents=consents, stop_requests=stops,
@@ -121,9 +128,9 @@ def dump_policy(snapshot: PolicySnapshot) -> dict[str, Any]:
     doc["exception_profiles"] = [codec.exception_profile_to_json(p)
                                  for p in snapshot.exception_profiles.values()]
     doc["services"] = [codec.service_to_json(s) for s in snapshot.services.values()]
-    doc["agreements"] = [codec.agreement_to_json(a) for a in snapshot.agreements.values()]
-    doc["consents"] = [codec.consent_to_json(c) for c in snapshot.consents.values()]
-    doc["stop_requests"] = [codec.stop_request_to_json(s) for s in snapshot.all_stop_requests()]
+    doc["agreements"] = [agreement_to_json(a) for a in snapshot.agreements.values()]
+    doc["consents"] = [consent_to_json(c) for c in snapshot.consents.values()]
+    doc["stop_requests"] = [stop_request_to_json(s) for s in snapshot.all_stop_requests()]
     return doc
 
 
