@@ -19,6 +19,7 @@ from secnode.core.policy import (
     AgreementState,
     ConsentStatus,
     Decision,
+    FieldFilterError,
     LegalType,
     ObligationKind,
     PolicySnapshot,
@@ -27,6 +28,7 @@ from secnode.core.policy import (
     UsageCounters,
     decide,
     explain,
+    filter_fields,
     parse_request,
     precheck,
     render_explanation,
@@ -661,3 +663,26 @@ def test_example_request_files(policy: PolicySnapshot, name: str, reason: Reason
     assert d.reason is reason, d.message
     assert render_explanation(d, policy).startswith(("ALLOW", "DENY"))
     assert explain(d, policy)["reason"] == reason.value
+
+
+def test_filter_fields_keeps_only_permitted_paths() -> None:
+    response = {"name": "山田", "income": 1, "items": [{"a": 1, "b": 2}, {"a": 3}],
+                "address": {"city": "A市", "street": "1-1"}}
+    out = filter_fields(response, ["name", "items.a", "address.city"])
+    assert out == {"name": "山田", "items": [{"a": 1}, {"a": 3}], "address": {"city": "A市"}}
+    assert filter_fields([{"name": "x", "income": 2}], ["name"]) == [{"name": "x"}]
+    assert filter_fields(response, None) is response  # service declares no fields
+    with pytest.raises(FieldFilterError, match=r"cannot filter str at \$"):
+        filter_fields("plain text", ["name"])
+
+
+def test_pure_core_imports_no_io_frameworks() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, secnode.core.policy; "
+            "bad = [m for m in ('aiohttp', 'sqlalchemy', 'click') if m in sys.modules]; "
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == ""
