@@ -9,6 +9,7 @@ the sample REST service, and a service of Aizu that Takamatsu's portal may call.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import urllib.error
 import urllib.request
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import free_port
-from tests.nodefixtures import CITIES, CliResult, Federation, NodeHandle, invoke
+from tests.nodefixtures import CITIES, CliResult, Federation, NodeHandle, invoke, wait_until
 
 AIZU, TAKAMATSU = "aizu", "takamatsu"
 
@@ -146,3 +147,42 @@ def build_log_federation(base: Path, settings: dict[str, int] | None = None,
         fed.close()
         raise
     return lf
+
+
+def unstamped(node_dir: Path) -> int:
+    """Records of the node's chains not yet covered by a batch (read from the database)."""
+    with sqlite_db(node_dir) as conn:
+        rows = conn.execute(
+            "SELECT c.stamped_seq, (SELECT MAX(seq) FROM mlog_records r"
+            " WHERE r.chain_id = c.chain_id) FROM mlog_chains c").fetchall()
+    return sum(max(0, (last or 0) - stamped) for stamped, last in rows)
+
+
+def wait_stamped(node_dir: Path, timeout: float = 20) -> None:
+    wait_until(lambda: unstamped(node_dir) == 0, timeout, f"every record of {node_dir} stamped")
+
+
+def records_by_message(node_dir: Path) -> dict[str, set[str]]:
+    """message id -> directions logged for it."""
+    out: dict[str, set[str]] = {}
+    with sqlite_db(node_dir) as conn:
+        for mid, direction in conn.execute("SELECT message_id, direction FROM mlog_records"):
+            out.setdefault(mid, set()).add(direction)
+    return out
+
+
+def clone(node_dir: Path, dest: Path) -> Path:
+    """A copy of a stopped node's directory to tamper with (the original stays intact)."""
+    shutil.copytree(node_dir, dest)
+    return dest
+
+
+def anchors_pem(lf: LogFederation, dest: Path) -> Path:
+    """What an auditor gets from the registry operator: approved CA and TSA certificates."""
+    dest.write_bytes(lf.fed.ca_cert.read_bytes() + (lf.tsa_dir / "tsa.pem").read_bytes())
+    return dest
+
+
+def auditor_cli(*args: str | Path) -> CliResult:
+    """``secnode log ARGS`` with no node directory: the auditor's own machine."""
+    return invoke("secnode", "log", *args, check=False)

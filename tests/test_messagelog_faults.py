@@ -1,0 +1,169 @@
+"""Issue 6 fault tests: TSA outages shorter and longer than the acceptable failure period, and
+a node killed with SIGKILL in the middle of a burst.
+
+Short settings come from the registry, as an operator would set them
+(``central settings set``): time-stamping every second, an acceptable
+time-stamp failure period of a few seconds. The TSA is a real ``certs tsa
+serve`` process that the tests stop and start.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.nodefixtures import wait_until
+from tests.test_messagelog_fed import (
+    TAKAMATSU,
+    LogFederation,
+    Reply,
+    build_log_federation,
+    records_by_message,
+    verify_json,
+    wait_stamped,
+)
+
+pytestmark = pytest.mark.slow
+
+FAILURE_PERIOD = 4
+
+
+@pytest.fixture(scope="module")
+def lf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogFederation]:
+    fed = build_log_federation(
+        tmp_path_factory.mktemp("mlog-faults"),
+        settings={"timestamping_interval": 1,
+                  "acceptable_timestamp_failure_period": FAILURE_PERIOD},
+        node_config={"messagelog": {"archive_interval": 0}},
+    )
+    try:
+        fed.start_nodes()
+        yield fed
+    finally:
+        fed.close()
+
+
+def stamping(lf: LogFederation) -> dict[str, object]:
+    return dict(lf.takamatsu.health()[1]["messagelog"]["stamping"])
+
+
+def test_tsa_down_shorter_than_the_failure_period(lf: LogFederation) -> None:
+    assert lf.call().status == 200
+    wait_stamped(lf.takamatsu.dir)
+    lf.stop_tsa()
+    try:
+        started = time.monotonic()
+        replies = []
+        while time.monotonic() - started < FAILURE_PERIOD / 2:
+            replies.append(lf.call())
+            time.sleep(0.1)
+        assert {r.status for r in replies} == {200}, [r.body for r in replies]
+        wait_until(lambda: stamping(lf)["last_error"], 5, "the failed round to be reported")
+        state = stamping(lf)
+        assert state["backlog"] and state["failing_since"] and not state["refusing"]
+        code, health = lf.takamatsu.health()
+        assert code == 200 and any("time-stamping failing" in w for w in health["warnings"])
+    finally:
+        lf.start_tsa()
+    wait_stamped(lf.takamatsu.dir)
+    wait_stamped(lf.aizu.dir)
+    wait_until(lambda: stamping(lf)["failing_since"] is None, 5, "stamping to recover")
+    for node in (lf.takamatsu, lf.aizu):
+        code, report = verify_json(node)
+        assert code == 0, report["failures"]
+
+
+def test_tsa_down_longer_than_the_failure_period(lf: LogFederation) -> None:
+    wait_stamped(lf.takamatsu.dir)
+    lf.stop_tsa()
+    try:
+        assert lf.call().status == 200  # exchange goes on at first ...
+        refused = wait_until(lambda: (r := lf.call()).status != 200 and r,
+                             FAILURE_PERIOD + 10, "exchange to stop")
+        assert isinstance(refused, Reply)
+        assert refused.error.endswith(".TimestampingFailed"), refused.body
+        message = json.loads(refused.body)["message"]
+        assert "acceptable failure period" in message and "TSA" in message
+        code, health = lf.takamatsu.health()
+        assert code == 503 and any("time-stamping" in r for r in health["reasons"])
+        assert health["messagelog"]["stamping"]["refusing"] is True
+        # ... and the refusal itself is in the log
+        assert "refusal" in records_by_message(lf.takamatsu.dir)[refused.message_id]
+    finally:
+        lf.start_tsa()
+    ok = wait_until(lambda: lf.call().status == 200, 15, "exchange to resume")
+    assert ok
+    wait_stamped(lf.takamatsu.dir)
+    wait_stamped(lf.aizu.dir)
+    assert lf.takamatsu.health()[0] == 200
+    code, report = verify_json(lf.takamatsu)
+    assert code == 0, report["failures"]
+
+
+def test_sigkill_during_a_burst_loses_no_answered_message(lf: LogFederation) -> None:
+    replies: list[Reply] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                replies.append(lf.call(timeout=5))
+            except OSError as exc:  # connection refused/reset once the node is gone
+                errors.append(repr(exc))
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    proc = lf.fed.processes.pop(f"node-{TAKAMATSU}")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    answered = [r.message_id for r in replies if r.status == 200]
+    assert len(answered) > 20 and errors, (len(answered), errors[:3])
+    logged = records_by_message(lf.takamatsu.dir)
+    lost = [m for m in answered if logged.get(m, set()) != {"request_out", "response_in"}]
+    assert not lost, f"{len(lost)} answered messages missing from the log: {lost[:5]}"
+    provider = records_by_message(lf.aizu.dir)
+    assert all(provider.get(m) == {"request_in", "response_out"} for m in answered)
+    lf.fed.start_node(TAKAMATSU)
+    code, report = verify_json(lf.takamatsu)  # the killed chain may still be unstamped: young
+    assert code == 0, report["failures"]
+    assert lf.call().status == 200
+    code, report = verify_json(lf.takamatsu)
+    assert code == 0, report["failures"]
+    assert len(report["chains"]) == 2  # one chain per writer: the killed one and the new one
+    wait_stamped(lf.takamatsu.dir)  # the restarted process adopts the orphaned chain
+    code, report = verify_json(lf.takamatsu)
+    assert code == 0, report["failures"]
+    assert report["checked"]["proofs"] == report["checked"]["records"]
+
+
+def test_verify_counts_records_older_than_the_period_without_stamps(lf: LogFederation,
+                                                                    tmp_path: Path) -> None:
+    """An auditor later: a record that was never stamped is a finding once it is old."""
+    lf.stop_tsa()
+    try:
+        reply = lf.call()
+        assert reply.status == 200
+        time.sleep(FAILURE_PERIOD + 1.5)
+        code, report = verify_json(lf.takamatsu)
+        assert code == 1
+        first = report["first_bad_record"]
+        assert first["kind"] == "unstamped" and first["record_id"] is not None
+    finally:
+        lf.start_tsa()
+    wait_until(lambda: lf.call().status == 200, 15, "exchange to resume")
+    wait_stamped(lf.takamatsu.dir)
+    assert verify_json(lf.takamatsu)[0] == 0
