@@ -80,10 +80,11 @@ class LogFederation:
 
     # ----- traffic ------------------------------------------------------------------------
     def call(self, body: bytes = b'{"hello":"aizu"}', message_id: str | None = None,
-             timeout: float = 15) -> Reply:
+             timeout: float = 15, client_url: str | None = None) -> Reply:
         """One REST exchange Takamatsu portal -> Aizu residents/echo."""
         mid = message_id or str(uuid.uuid4())
-        url = f"{self.takamatsu.client_url}/r1/{self.aizu.member}/residents/echo"
+        base = client_url or self.takamatsu.client_url
+        url = f"{base}/r1/{self.aizu.member}/residents/echo"
         req = urllib.request.Request(url, data=body, method="POST", headers={
             "Content-Type": "application/json", "X-Road-Client": f"{self.takamatsu.member}/portal",
             "X-Road-Id": mid, "X-Road-UserId": "JP-auditor-test",

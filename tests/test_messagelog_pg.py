@@ -1,0 +1,95 @@
+"""The message log on PostgreSQL with two node processes writing to one database.
+
+Takamatsu's node runs as two ``secnode serve`` processes (the second a copy
+of its directory on other ports, as behind a load balancer) sharing one
+PostgreSQL schema. Each process writes its own chain (``docs/audit.md`` §5),
+stamps it with a compare-and-set on the chain row, and the auditor verifies
+both chains from the one database.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from secnode.messagelog import schema
+from tests.conftest import free_port
+from tests.nodefixtures import set_toml, wait_until
+from tests.test_messagelog_fed import TAKAMATSU, build_log_federation, log_cli, verify_json
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    schema_name = f"mlog_{secrets.token_hex(4)}"
+    admin = create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema_name}"'))
+    sep = "&" if "?" in pg_url else "?"
+    try:
+        yield f"{pg_url}{sep}options=" + urllib.parse.quote(f"-csearch_path={schema_name}")
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
+        admin.dispose()
+
+
+def test_two_processes_share_one_postgresql_log(tmp_path_factory: pytest.TempPathFactory,
+                                                pg_schema_url: str) -> None:
+    base = tmp_path_factory.mktemp("mlog-pg")
+    lf = build_log_federation(
+        base / "fed", settings={"timestamping_interval": 1},
+        node_config={"messagelog": {"archive_interval": 0, "timestamp_batch_size": 5}},
+        db_urls={TAKAMATSU: pg_schema_url},
+    )
+    try:
+        lf.start_nodes()
+        second = shutil.copytree(lf.takamatsu.dir, base / "takamatsu-2")
+        client_port = free_port()
+        for section, port in (("client", client_port), ("server", free_port()),
+                              ("admin", free_port())):
+            set_toml(second / "secnode.toml", section, "port", port)
+        lf.fed.start("node-takamatsu-2", "secnode", "serve", "--dir", second,
+                     port=client_port)
+        first_url, second_url = lf.takamatsu.client_url, f"http://127.0.0.1:{client_port}"
+        replies = [lf.call(client_url=url) for _ in range(12) for url in (first_url, second_url)]
+        assert {r.status for r in replies} == {200}, replies[0].body
+        engine = create_engine(pg_schema_url)
+        try:
+            def unstamped() -> int:
+                with engine.connect() as conn:
+                    c, r = schema.chains, schema.records
+                    last = (select(func.max(r.c.seq)).where(r.c.chain_id == c.c.chain_id)
+                            .scalar_subquery())
+                    rows = conn.execute(select(c.c.stamped_seq, last)).all()
+                return sum(int(last or 0) - int(stamped) for stamped, last in rows)
+
+            wait_until(lambda: unstamped() == 0, 20, "both chains stamped")
+            with engine.connect() as conn:
+                chains = conn.execute(select(schema.chains.c.chain_id)).scalars().all()
+                count = conn.execute(select(func.count()).select_from(schema.records)).scalar()
+        finally:
+            engine.dispose()
+        assert len(chains) == 2 and count == 4 * 12
+        code, report = verify_json(lf.takamatsu)
+        assert code == 0, report["failures"]
+        assert sorted(report["chains"]) == sorted(chains)
+        assert all(c["records"] == 24 for c in report["chains"].values())
+        assert report["checked"]["proofs"] == 48 and report["checked"]["signatures"] == 48
+        # archiving and retention on PostgreSQL: one archive sequence across both chains
+        lf.takamatsu.set_config("messagelog", "retention_days", 0)
+        out = log_cli(lf.takamatsu, "archive", "--json")
+        assert out.exit_code == 0, out.output
+        assert len(json.loads(out.stdout)["archives"]) == 2
+        code, report = verify_json(lf.takamatsu)
+        assert code == 0, report["failures"]
+        assert report["checked"]["archives"] == 2 and report["checked"]["records"] >= 48
+    finally:
+        lf.close()

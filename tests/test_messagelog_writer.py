@@ -1,0 +1,155 @@
+"""The group-commit writer and the SQLite checkpointer, in-process on a real database.
+
+A write failure is made the way it happens in production, by the database
+refusing the insert (a trigger here), not by a mock: the awaiting messages
+must get the error, and the writer must go on in a new chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from secnode.core.identifiers import ServiceId, SubsystemId
+from secnode.core.message import MessageHeaders
+from secnode.core.messagelog import LogRecord, TrustAnchors, VerifyOptions, verify_log
+from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
+from secnode.messagelog.convert import draft_from_event, headers_sha256
+from secnode.messagelog.store import LogStore
+from secnode.messagelog.writer import LogWriteError, LogWriter
+from secnode.proxy.hooks import ExchangeEvent
+from secnode.store import db
+
+NODE = "JP/GOV/072028/ss1"
+CLIENT = SubsystemId.parse("JP/GOV/372013/portal")
+SERVICE = ServiceId.parse("JP/GOV/072028/residents/echo")
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = db.make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    db.migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+def event(message_id: str, body: bytes = b'{"x":1}') -> ExchangeEvent:
+    headers = MessageHeaders("rest", CLIENT, SERVICE, message_id, rest_method="POST",
+                             rest_path="", purpose="welfare", data_subject="resident-1001")
+    return ExchangeEvent("request_in", headers, hashlib.sha256(body).digest(), body=body)
+
+
+def verify_db(engine: Engine) -> list[str]:
+    live = LogStore(engine, NODE).live_evidence()
+    report = verify_log(TrustAnchors(ca_certs=[]), live=live, options=VerifyOptions())
+    return [f.describe() for f in report.failures]
+
+
+def test_draft_keeps_what_the_record_needs() -> None:
+    ev = event("m-1", b"hello")
+    draft = draft_from_event(ev)
+    record = draft.seal(f"{NODE}#w", 1, bytes(32), NODE)
+    assert record.body == b"hello" and record.body_size == 5
+    assert record.purpose == "welfare" and record.data_subject == "resident-1001"
+    assert record.headers_sha256 == headers_sha256(ev.headers)
+    assert record.signature is None and record.hash_ok()
+    ev.log_body = False
+    assert draft_from_event(ev).seal(f"{NODE}#w", 1, bytes(32), NODE).body is None
+
+
+def test_concurrent_appends_share_commits_and_form_one_chain(engine: Engine) -> None:
+    async def main() -> tuple[list[LogRecord], LogWriter]:
+        writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
+        writer.start()
+        records = await asyncio.gather(*(writer.append(draft_from_event(event(f"m-{i}")))
+                                         for i in range(300)))
+        await writer.close()
+        return list(records), writer
+
+    records, writer = asyncio.run(main())
+    assert [r.seq for r in records] == list(range(1, 301))  # sealed in the order queued
+    assert [r.message_id for r in records] == [f"m-{i}" for i in range(300)]
+    assert writer.stats.records == 300 and writer.stats.commits < 300
+    assert verify_db(engine) == []
+
+
+def test_a_failed_commit_refuses_its_messages_and_starts_a_new_chain(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON mlog_records "
+            "WHEN NEW.message_id = 'boom' BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+
+    async def main() -> tuple[LogRecord, LogRecord, LogWriter]:
+        writer = LogWriter(engine, NODE)
+        writer.start()
+        first = await writer.append(draft_from_event(event("ok-1")))
+        with pytest.raises(LogWriteError, match="disk full"):
+            await writer.append(draft_from_event(event("boom")))
+        after = await writer.append(draft_from_event(event("ok-2")))
+        await writer.close()
+        return first, after, writer
+
+    first, after, writer = asyncio.run(main())
+    assert first.seq == 1 and after.seq == 1 and after.chain_id != first.chain_id
+    assert writer.stats.failures == 1 and len(writer.chain_ids) == 2
+    store = LogStore(engine, NODE)
+    assert sorted(store.chain_ids()) == sorted([first.chain_id, after.chain_id])
+    assert {r.message_id for c in store.chain_ids() for r in store.records(c)} == {
+        "ok-1", "ok-2"}
+    assert verify_db(engine) == []
+
+
+def test_writer_never_checkpoints_and_the_checkpointer_truncates(engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    wal = tmp_path / "log.db-wal"
+
+    async def main() -> None:
+        writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
+        writer.start()
+        body = os.urandom(2048)
+        for chunk in range(6):  # ~6 MB of WAL: past the 1000-page autocheckpoint threshold
+            await asyncio.gather(*(writer.append(draft_from_event(event(f"{chunk}-{i}", body)))
+                                   for i in range(500)))
+        assert wal.stat().st_size > 4096 * 1000  # nobody checkpointed inside a commit
+        checkpointer = Checkpointer(engine)
+        busy, frames, done = await asyncio.get_running_loop().run_in_executor(
+            None, checkpointer.checkpoint, "TRUNCATE")
+        assert busy == 0 and frames == done == 0  # TRUNCATE leaves an empty WAL behind
+        assert wal.stat().st_size == 0
+        await writer.close()
+        checkpointer.close()
+
+    asyncio.run(main())
+    assert len(LogStore(engine, NODE).records(LogStore(engine, NODE).chain_ids()[0])) == 3000
+
+
+def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(engine: Engine,
+                                                                     tmp_path: Path) -> None:
+    wal = tmp_path / "log.db-wal"
+
+    async def main() -> tuple[int, int]:
+        writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
+        writer.start()
+        checkpointer = Checkpointer(engine, interval=0.05)
+        task = asyncio.create_task(checkpointer.run(lambda: writer.stats.commits))
+        for i in range(40):
+            await writer.append(draft_from_event(event(f"m-{i}")))
+            await asyncio.sleep(0.005)
+        deadline = dt.datetime.now() + dt.timedelta(seconds=5)
+        while wal.stat().st_size and dt.datetime.now() < deadline:
+            await asyncio.sleep(0.05)
+        size = wal.stat().st_size  # before close(), which truncates anyway
+        task.cancel()
+        await writer.close()
+        checkpointer.close()
+        return checkpointer.checkpoints, size
+
+    checkpoints, size = asyncio.run(main())
+    assert checkpoints >= 2 and size == 0
