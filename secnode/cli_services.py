@@ -42,6 +42,20 @@ def _service_id(node: Node, row: models.Service) -> ServiceId:
                         row.version or None)
 
 
+def _caller_rule(address: str | None, cert_file: str | None,
+                 any_caller: bool) -> tuple[str, str]:
+    """(kind, value) of a client whitelist rule from exactly one of the options."""
+    chosen = [x for x in (address, cert_file, any_caller or None) if x]
+    if len(chosen) != 1:
+        raise UserError("give exactly one of --address, --cert, --any")
+    if cert_file:
+        der = load_certificate(cert_file).public_bytes(serialization.Encoding.DER)
+        return "cert", hashlib.sha256(der).hexdigest()
+    if address:
+        return "address", address
+    return "any", "*"
+
+
 def register(main: click.Group) -> None:
     from secnode.cli import node_command
 
@@ -195,22 +209,32 @@ def register(main: click.Group) -> None:
                      any_caller: bool) -> None:
         """Allow a local system to use SUBSYSTEM (code) as client."""
         SubsystemId.of(node.member_id, subsystem)
-        chosen = [x for x in (address, cert_file, any_caller or None) if x]
-        if len(chosen) != 1:
-            raise UserError("give exactly one of --address, --cert, --any")
-        if cert_file:
-            der = load_certificate(cert_file).public_bytes(serialization.Encoding.DER)
-            kind, value = "cert", hashlib.sha256(der).hexdigest()
-        elif address:
-            kind, value = "address", address
-        else:
-            kind, value = "any", "*"
+        kind, value = _caller_rule(address, cert_file, any_caller)
         try:
             with node.session() as s:
                 s.add(models.ClientWhitelist(subsystem=subsystem, kind=kind, value=value))
         except IntegrityError as exc:
             raise UserError("that caller is already allowed") from exc
         click.echo(f"allowed {kind} {value} to act as {SubsystemId.of(node.member_id, subsystem)}")
+
+    @client_group.command("remove")
+    @click.argument("subsystem")
+    @click.option("--address", default=None)
+    @click.option("--cert", "cert_file", default=None, type=click.Path(exists=True))
+    @click.option("--any", "any_caller", is_flag=True)
+    @node_command
+    def client_remove(node: Node, subsystem: str, address: str | None, cert_file: str | None,
+                      any_caller: bool) -> None:
+        """Stop allowing a local system to use SUBSYSTEM."""
+        kind, value = _caller_rule(address, cert_file, any_caller)
+        with node.session() as s:
+            row = s.scalars(select(models.ClientWhitelist).where(
+                models.ClientWhitelist.subsystem == subsystem,
+                models.ClientWhitelist.kind == kind, models.ClientWhitelist.value == value)).first()
+            if row is None:
+                raise UserError(f"no such rule for {subsystem}: {kind} {value}")
+            s.delete(row)
+        click.echo(f"removed {kind} {value} from {subsystem}")
 
     @client_group.command("list")
     @click.option("--json", "as_json", is_flag=True)

@@ -378,3 +378,70 @@ def test_demo_sample_calls_fail_when_a_call_fails(fed: Federation) -> None:
         fed.run("secnode", "acl", "grant", "residents/residents", taka.client_id,
                 "--dir", aizu.dir)
     assert _wait_for(lambda: sample_calls(fed), lambda ok: ok) is True
+
+
+def test_client_interface_over_tls_with_client_certificates(fed: Federation,
+                                                            tmp_path: Path) -> None:
+    """curl with a client certificate: only a whitelisted internal system may use the subsystem.
+
+    Runs last in this module: it restarts the Takamatsu node with HTTPS on its
+    client interface and puts the plain-HTTP configuration back afterwards.
+    """
+    import shutil
+    import subprocess
+
+    taka = fed.nodes["takamatsu"]
+    is_ca = CertificateAuthority.init(tmp_path / "is-ca", "Takamatsu internal CA",
+                                      fed.passphrase.encode())
+    made: dict[str, Path] = {}
+    for name, profile in (("server", "auth"), ("portal", "auth"), ("other", "auth")):
+        key = keys.generate_key()
+        cert = is_ca.issue(keys.build_csr(key, keys.parse_subject(f"CN={name}")), profile,
+                           fed.passphrase.encode())
+        (tmp_path / f"{name}.pem").write_bytes(cert_pem(cert))
+        keys.write_key(tmp_path / f"{name}.key", key, fed.passphrase.encode())
+        made[name] = tmp_path / f"{name}.pem"
+    for name in ("portal", "other"):  # curl needs a key it can read without a prompt
+        subprocess.run(["openssl", "pkey", "-in", str(tmp_path / f"{name}.key"), "-passin",
+                        f"pass:{fed.passphrase}", "-out", str(tmp_path / f"{name}.plain.key")],
+                       check=True, capture_output=True)
+    shutil.copy(made["server"], taka.dir / "client-tls.pem")
+    shutil.copy(tmp_path / "server.key", taka.dir / "client-tls.key")
+    shutil.copy(is_ca.dir / "ca.pem", taka.dir / "client-ca.pem")
+    config = taka.dir / "secnode.toml"
+    original = config.read_text()
+    config.write_text(original.replace('tls_cert = ""', 'tls_cert = "client-tls.pem"')
+                      .replace('tls_key = ""', 'tls_key = "client-tls.key"')
+                      .replace('tls_client_ca = ""', 'tls_client_ca = "client-ca.pem"'))
+    fed.run("secnode", "client", "allow", "portal", "--cert", made["portal"], "--dir", taka.dir)
+    fed.run("secnode", "client", "remove", "portal", "--address", "127.0.0.1", "--dir", taka.dir)
+    proc = fed.processes.pop(f"node-{taka.name}")
+    proc.terminate()
+    proc.wait(timeout=10)
+    url = (f"https://127.0.0.1:{taka.client_port}/r1/{fed.nodes['aizu'].member}"
+           "/residents/residents/1001")
+
+    def curl(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["curl", "-sk", "-o", "-", "-w", "\n%{http_code}", "-H",
+             f"X-Road-Client: {taka.client_id}", *extra, url],
+            capture_output=True, text=True, timeout=30)
+
+    try:
+        fed.start_node(taka)
+        allowed = curl("--cert", str(made["portal"]), "--key", str(tmp_path / "portal.plain.key"))
+        assert allowed.stdout.endswith("\n200"), allowed.stdout + allowed.stderr
+        assert "Aizu Taro" in allowed.stdout
+        other = curl("--cert", str(made["other"]), "--key", str(tmp_path / "other.plain.key"))
+        assert other.stdout.endswith("\n403") and "may not act as" in other.stdout
+        anonymous = curl()
+        assert anonymous.returncode != 0 or not anonymous.stdout.endswith("\n200")
+    finally:
+        config.write_text(original)
+        fed.run("secnode", "client", "allow", "portal", "--address", "127.0.0.1",
+                "--dir", taka.dir)
+        proc = fed.processes.pop(f"node-{taka.name}", None)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        fed.start_node(taka)
