@@ -49,6 +49,36 @@ async def _site(app: web.Application, host: str, port: int,
     return runner
 
 
+async def _start_node_listener(running: RunningNode) -> bool:
+    """Start the mutual-TLS listener for other nodes once an auth certificate and a global
+    configuration exist; returns whether it runs."""
+    rt = running.runtime
+    if rt.auth_cert is None or rt.conf is None:
+        return False
+    from secnode.proxy.server_side import build_server_app
+
+    cfg = rt.config.server
+    running.server_ssl = server_context(rt.auth_cert_file(), rt.node.dir.key_path("auth"),
+                                        rt.passphrase, rt.conf.ca_certs)
+    running.runners.append(await _site(build_server_app(rt), cfg.host, cfg.port,
+                                       running.server_ssl))
+    log.info("node-to-node interface listening on %s:%d", cfg.host, cfg.port)
+    return True
+
+
+async def _wait_for_node_listener(running: RunningNode, interval: float = 2.0) -> None:
+    """A node set up while serving (certificates imported, first sync) needs no restart."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await _start_node_listener(running):
+                if running.runtime.peer_session is None:
+                    await running.runtime.reopen_peer_session()
+                return
+        except Exception:
+            log.exception("could not start the node-to-node interface; will retry")
+
+
 async def _refresh_services(rt: NodeRuntime, interval: float = 2.0) -> None:
     """Re-read services, access rights and the client whitelist, so CLI changes (from any
     process sharing the database) apply within seconds without a restart."""
@@ -78,7 +108,6 @@ async def start_node(node: Node, passphrase: bytes) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
     from secnode import admin, jobs
     from secnode.proxy.client_side import build_client_app
-    from secnode.proxy.server_side import build_server_app
     from secnode.wiring import attach_extensions
 
     rt = NodeRuntime(node, passphrase)
@@ -92,15 +121,11 @@ async def start_node(node: Node, passphrase: bytes) -> RunningNode:
     running.runners.append(await _site(admin.build_admin_app(rt), cfg.admin.host, cfg.admin.port))
     running.runners.append(await _site(build_client_app(rt), cfg.client.host, cfg.client.port,
                                        client_ssl_context(rt)))
-    if rt.auth_cert is not None and rt.conf is not None:
-        running.server_ssl = server_context(rt.auth_cert_file(), node.dir.key_path("auth"),
-                                            passphrase, rt.conf.ca_certs)
-        running.runners.append(await _site(build_server_app(rt), cfg.server.host,
-                                           cfg.server.port, running.server_ssl))
-    else:
-        log.warning("node-to-node interface not started: %s",
+    if not await _start_node_listener(running):
+        log.warning("node-to-node interface waits: %s",
                     "no auth certificate imported" if rt.auth_cert is None
                     else "no global configuration yet")
+        running.tasks.append(asyncio.create_task(_wait_for_node_listener(running)))
     running.tasks.extend(jobs.start_jobs(rt, running))
     running.tasks.append(asyncio.create_task(_refresh_services(rt)))
     log.info("node %s serving: client %s:%d, node-to-node %s:%d, admin %s:%d", node.node_id,
