@@ -31,6 +31,9 @@ REST_HEADERS = MessageHeaders(
     purpose="child-allowance-eligibility",
     legal_basis="consent",
     data_subject="JP-住民-0001",
+    agreement="DSA-1;v=3",
+    consent_id="CR-1",
+    data_items="name,address",
     rest_method="POST",
     rest_path="/v1/people%20list",
     rest_query="year=2024",
@@ -38,6 +41,7 @@ REST_HEADERS = MessageHeaders(
 )
 REST_BODY_SHA256 = hashlib.sha256(b'{"id":"A-17"}').digest()
 RESPONSE_BODY_SHA256 = hashlib.sha256(b'{"income":1}').digest()
+RESPONSE_POLICY = '{"decision":"ALLOW","reason":"OK_CONSENT"}'
 
 SOAP_HEADERS = MessageHeaders(
     protocol="soap",
@@ -52,10 +56,11 @@ SOAP_BODY_SHA256 = hashlib.sha256(b"<SOAP-ENV:Envelope/>").digest()
 
 # Golden vectors: also printed in docs/protocol.md. Changing them breaks every
 # signature and log record already made; bump the domain string instead.
-REST_REQUEST_DIGEST = "b9cb0448d22f3c125441cc9af16b83e0ac959aa55e8eb57478daa8a17e351215"
-REST_RESPONSE_DIGEST = "a63c23366906199e36190f939749ec571be3769ff5cd4a896b735606a0edbccc"
-SOAP_REQUEST_DIGEST = "3eabb1e188e59fdf73bb6d40801bcb465696ca51d8939f1d888b65cf04c14755"
-SOAP_RESPONSE_DIGEST = "de5eaba522aa218955895b2eef332e34b90043f2566d7abed52ef2a4ffe9fc63"
+REST_REQUEST_DIGEST = "8bd01da609b8fc7fff34a50f179c8a2ccab26729e26da30c7675e075c907bb4b"
+REST_RESPONSE_DIGEST = "4062d39315cb8c9a0df8010a2a6b0f7ba03e3200ae5f074526ebfe1c0ef0c0e8"
+REST_RESPONSE_POLICY_DIGEST = "54e5dee69623a5f0a9955fb8f30b039d0daf99d4add2ab416f49e43c8903ac3f"
+SOAP_REQUEST_DIGEST = "9812664557e93ff9c17a4bc1097d7047ecaadabd64e790ea40f04e2bed82e0bb"
+SOAP_RESPONSE_DIGEST = "3aa8c4ee036c7e1203cd4ca9fbfcd5aa424115559c1ca5b52fedc11dee06deda"
 
 
 # --------------------------------------------------------------------------
@@ -82,6 +87,13 @@ def ref_header_fields(h: MessageHeaders) -> list[tuple[str, str | bytes | None]]
         ("purpose", h.purpose),
         ("legal_basis", h.legal_basis),
         ("data_subject", h.data_subject),
+        ("agreement", h.agreement),
+        ("consent_id", h.consent_id),
+        ("data_items", h.data_items),
+        ("evidence", h.evidence),
+        ("recipient_country", h.recipient_country),
+        ("recurring", h.recurring),
+        ("data_from", h.data_from),
         ("rest_method", h.rest_method),
         ("rest_path", h.rest_path),
         ("rest_query", h.rest_query),
@@ -89,21 +101,23 @@ def ref_header_fields(h: MessageHeaders) -> list[tuple[str, str | bytes | None]]
 
 
 def ref_request(h: MessageHeaders, body: bytes) -> bytes:
-    domain = b"secnode/request-digest/v1"
+    domain = b"secnode/request-digest/v2"
     fields = [*ref_header_fields(h), ("content_type", h.content_type), ("body_sha256", body)]
     data = bytes([len(domain)]) + domain + b"".join(ref_field(n, v) for n, v in fields)
     return hashlib.sha256(data).digest()
 
 
 def ref_response(
-    h: MessageHeaders, req: bytes, status: int, ctype: str | None, body: bytes
+    h: MessageHeaders, req: bytes, status: int, ctype: str | None, body: bytes,
+    policy: str | None = None,
 ) -> bytes:
-    domain = b"secnode/response-digest/v1"
+    domain = b"secnode/response-digest/v2"
     fields = [
         *ref_header_fields(h),
         ("request_digest", req),
         ("status", str(status)),
         ("content_type", ctype),
+        ("policy", policy),
         ("body_sha256", body),
     ]
     data = bytes([len(domain)]) + domain + b"".join(ref_field(n, v) for n, v in fields)
@@ -121,6 +135,11 @@ def test_rest_vectors() -> None:
     resp = response_digest(REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256)
     assert resp.hex() == REST_RESPONSE_DIGEST
     assert resp == ref_response(REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256)
+    with_policy = response_digest(REST_HEADERS, req, 200, "application/json",
+                                  RESPONSE_BODY_SHA256, RESPONSE_POLICY)
+    assert with_policy.hex() == REST_RESPONSE_POLICY_DIGEST
+    assert with_policy == ref_response(REST_HEADERS, req, 200, "application/json",
+                                       RESPONSE_BODY_SHA256, RESPONSE_POLICY)
 
 
 def test_soap_vectors() -> None:
@@ -134,7 +153,7 @@ def test_soap_vectors() -> None:
 
 def test_encoding_prefix_is_as_documented() -> None:
     data = request_digest_input(REST_HEADERS, REST_BODY_SHA256)
-    assert data.startswith(b"\x19secnode/request-digest/v1\x08protocol\x01\x00\x00\x00\x04rest")
+    assert data.startswith(b"\x19secnode/request-digest/v2\x08protocol\x01\x00\x00\x00\x04rest")
     assert b"\x05issue\x00" in data  # absent field: name then 0x00, no length
     assert data.endswith(b"\x0bbody_sha256\x02\x00\x00\x00\x20" + REST_BODY_SHA256)
     assert "JP-住民-0001".encode() in data
@@ -181,6 +200,7 @@ def headers(draw: st.DrawFn) -> MessageHeaders:
         purpose=draw(optional_text),
         legal_basis=draw(optional_text),
         data_subject=draw(optional_text),
+        **{attr: draw(optional_text) for attr, _, _ in message.POLICY_EXTENSIONS},
         content_type=draw(optional_text),
         **rest_fields,
     )
@@ -240,19 +260,23 @@ def test_changing_any_request_field_changes_the_digest(h: MessageHeaders, body: 
     status=st.integers(100, 599),
     ctype=optional_text,
     body=st.binary(min_size=32, max_size=32),
+    policy=optional_text,
 )
 def test_changing_any_response_input_changes_the_digest(
-    h: MessageHeaders, req: bytes, status: int, ctype: str | None, body: bytes
+    h: MessageHeaders, req: bytes, status: int, ctype: str | None, body: bytes,
+    policy: str | None,
 ) -> None:
-    base = response_digest(h, req, status, ctype, body)
-    assert base == ref_response(h, req, status, ctype, body)
+    base = response_digest(h, req, status, ctype, body, policy)
+    assert base == ref_response(h, req, status, ctype, body, policy)
+    assert response_digest(h, req, status, ctype, body, None if policy else "{}") != base
     for changed in _mutations(h, response=True):
-        assert response_digest(changed, req, status, ctype, body) != base
+        assert response_digest(changed, req, status, ctype, body, policy) != base
     flip = bytes([req[0] ^ 1]) + req[1:]
-    assert response_digest(h, flip, status, ctype, body) != base
-    assert response_digest(h, req, 100 + (status - 99) % 500, ctype, body) != base
-    assert response_digest(h, req, status, None if ctype else "text/plain", body) != base
-    assert response_digest(h, req, status, ctype, bytes(32) if any(body) else b"\x01" * 32) != base
+    assert response_digest(h, flip, status, ctype, body, policy) != base
+    assert response_digest(h, req, 100 + (status - 99) % 500, ctype, body, policy) != base
+    assert response_digest(h, req, status, None if ctype else "text/plain", body, policy) != base
+    other = bytes(32) if any(body) else b"\x01" * 32
+    assert response_digest(h, req, status, ctype, other, policy) != base
 
 
 @settings(max_examples=80, deadline=None)

@@ -225,10 +225,28 @@ def test_malformed_header_fields(old: bytes, new: bytes, code: str) -> None:
 
 
 def test_unknown_policy_header_refused_but_foreign_extensions_ignored() -> None:
-    unknown = f'<p:consentId xmlns:p="{soap.POLICY_NS}">1</p:consentId>'.encode()
+    unknown = f'<p:spatial xmlns:p="{soap.POLICY_NS}">1</p:spatial>'.encode()
     expect(errors.INVALID_HEADER_FIELD, REQUEST.replace(b"<xrd:id>", unknown + b"<xrd:id>"))
     foreign = b'<z:trace xmlns:z="urn:example:trace">abc</z:trace>'
     assert soap.parse_soap_request(REQUEST.replace(b"<xrd:id>", foreign + b"<xrd:id>"), CT)
+
+
+def test_policy_extension_elements_are_read_and_signed() -> None:
+    """agreement, consentId, dataItems, ... decide the provider's policy outcome: they are
+    read into the signed MessageHeaders (a repeat is refused like any header field)."""
+    p = f'xmlns:p="{soap.POLICY_NS}"'
+    ext = (f'<p:consentId {p}>CR-1</p:consentId><p:dataItems {p}>name,address</p:dataItems>'
+           f'<p:agreement {p}>DSA-1;v=3</p:agreement>'
+           f'<p:evidence {p}>{{"ref":"x"}}</p:evidence><p:recurring {p}>false</p:recurring>'
+           ).encode()
+    parsed = soap.parse_soap_request(REQUEST.replace(b"<xrd:id>", ext + b"<xrd:id>"), CT)
+    headers = parsed.message_headers(CT)
+    assert (headers.consent_id, headers.data_items, headers.agreement, headers.evidence,
+            headers.recurring) == ("CR-1", "name,address", "DSA-1;v=3", '{"ref":"x"}', "false")
+    assert headers.recipient_country is None and headers.data_from is None
+    twice = f'<p:consentId {p}>CR-2</p:consentId>'.encode()
+    expect(errors.DUPLICATE_HEADER_FIELD,
+           REQUEST.replace(b"<xrd:id>", ext + twice + b"<xrd:id>"))
 
 
 @both_modes

@@ -27,8 +27,10 @@ from secnode.core.identifiers import ClientId, MemberId, ServiceId, SubsystemId
 
 Protocol = Literal["soap", "rest"]
 
-REQUEST_DOMAIN: Final = b"secnode/request-digest/v1"
-RESPONSE_DOMAIN: Final = b"secnode/response-digest/v1"
+# v2: the policy extension fields (agreement ... data_from) and the response's policy
+# statement are bound (docs/protocol.md §4). A new field set is a new domain string.
+REQUEST_DOMAIN: Final = b"secnode/request-digest/v2"
+RESPONSE_DOMAIN: Final = b"secnode/response-digest/v2"
 DIGEST_SIZE: Final = 32  # SHA-256
 
 # Limits for free-text header values. Generous for real use; they bound what a
@@ -36,11 +38,25 @@ DIGEST_SIZE: Final = 32  # SHA-256
 # through a header that is copied into every log record.
 MAX_MESSAGE_ID_LENGTH: Final = 255
 MAX_HEADER_VALUE_LENGTH: Final = 1024
+MAX_POLICY_STATEMENT_BYTES: Final = 6144
 REST_METHODS: Final = frozenset(
     {"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 )
 
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f]")
+
+#: Policy context beyond purpose / legal basis / data subject (docs/policy.md §6): the
+#: provider's policy engine decides on these, so they are signed like the others.
+#: (MessageHeaders attribute, REST header, SOAP element in the policy namespace).
+POLICY_EXTENSIONS: Final = (
+    ("agreement", "X-Road-Agreement", "agreement"),
+    ("consent_id", "X-Road-Consent-Id", "consentId"),
+    ("data_items", "X-Road-Data-Items", "dataItems"),
+    ("evidence", "X-Road-Evidence", "evidence"),
+    ("recipient_country", "X-Road-Recipient-Country", "recipientCountry"),
+    ("recurring", "X-Road-Recurring", "recurring"),
+    ("data_from", "X-Road-Data-From", "dataFrom"),
+)
 
 _ABSENT: Final = b"\x00"
 _TEXT: Final = b"\x01"
@@ -91,6 +107,13 @@ class MessageHeaders:
     purpose: str | None = None
     legal_basis: str | None = None
     data_subject: str | None = None
+    agreement: str | None = None
+    consent_id: str | None = None
+    data_items: str | None = None
+    evidence: str | None = None
+    recipient_country: str | None = None
+    recurring: str | None = None
+    data_from: str | None = None
     rest_method: str | None = None
     rest_path: str | None = None
     rest_query: str | None = None
@@ -110,6 +133,7 @@ class MessageHeaders:
             ("purpose", self.purpose),
             ("legal basis", self.legal_basis),
             ("data subject", self.data_subject),
+            *((attr.replace("_", " "), getattr(self, attr)) for attr, _, _ in POLICY_EXTENSIONS),
             ("content type", self.content_type),
         ):
             if value is not None:
@@ -158,6 +182,13 @@ def _header_fields(h: MessageHeaders) -> list[tuple[bytes, str | bytes | None]]:
         (b"purpose", h.purpose),
         (b"legal_basis", h.legal_basis),
         (b"data_subject", h.data_subject),
+        (b"agreement", h.agreement),
+        (b"consent_id", h.consent_id),
+        (b"data_items", h.data_items),
+        (b"evidence", h.evidence),
+        (b"recipient_country", h.recipient_country),
+        (b"recurring", h.recurring),
+        (b"data_from", h.data_from),
         (b"rest_method", h.rest_method),
         (b"rest_path", h.rest_path),
         (b"rest_query", h.rest_query),
@@ -203,12 +234,23 @@ def request_digest(headers: MessageHeaders, body_sha256: bytes) -> bytes:
     return hashlib.sha256(request_digest_input(headers, body_sha256)).digest()
 
 
+def check_policy_statement(value: str | None) -> str | None:
+    """The provider's policy statement on a response: text, bounded, no control characters."""
+    if value is None:
+        return None
+    check_text("policy statement", value, MAX_POLICY_STATEMENT_BYTES)
+    if len(value.encode("utf-8")) > MAX_POLICY_STATEMENT_BYTES:
+        raise MessageError(f"policy statement is longer than {MAX_POLICY_STATEMENT_BYTES} bytes")
+    return value
+
+
 def response_digest_input(
     headers: MessageHeaders,
     request_digest: bytes,
     status: int,
     content_type: str | None,
     body_sha256: bytes,
+    policy: str | None = None,
 ) -> bytes:
     """The exact bytes :func:`response_digest` hashes."""
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
@@ -219,6 +261,7 @@ def response_digest_input(
         (b"request_digest", _check_digest("request_digest", request_digest)),
         (b"status", str(status)),
         (b"content_type", content_type),
+        (b"policy", check_policy_statement(policy)),
         (b"body_sha256", _check_digest("body_sha256", body_sha256)),
     ])
     return _domain(RESPONSE_DOMAIN) + _header_part(headers) + tail
@@ -230,6 +273,7 @@ def response_digest(
     status: int,
     content_type: str | None,
     body_sha256: bytes,
+    policy: str | None = None,
 ) -> bytes:
     """SHA-256 binding a response to its request (via the request's digest).
 
@@ -237,7 +281,12 @@ def response_digest(
     request); ``status`` the provider's HTTP status, ``content_type`` the
     response's ``Content-Type`` and ``body_sha256`` the SHA-256 of the response
     body as the provider node hands it on (for SOAP: after ``requestHash`` was
-    inserted). The provider node signs it; the client node checks it.
+    inserted). ``policy`` is the provider node's policy statement (compact JSON:
+    the decision and the APPI Art. 30 items the recipient records), absent when
+    the provider made none; signing it makes the provider answerable for what the
+    client node writes into its receipt record. The provider node signs the
+    digest; the client node checks it.
     """
-    data = response_digest_input(headers, request_digest, status, content_type, body_sha256)
+    data = response_digest_input(headers, request_digest, status, content_type, body_sha256,
+                                 policy)
     return hashlib.sha256(data).digest()

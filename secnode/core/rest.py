@@ -37,6 +37,7 @@ from secnode.core.identifiers import (
 )
 from secnode.core.message import (
     MAX_MESSAGE_ID_LENGTH,
+    POLICY_EXTENSIONS,
     REST_METHODS,
     MessageError,
     MessageHeaders,
@@ -59,6 +60,9 @@ HEADER_REPRESENTED_PARTY: Final = "X-Road-Represented-Party"
 HEADER_PURPOSE: Final = "X-Road-Purpose"
 HEADER_LEGAL_BASIS: Final = "X-Road-Legal-Basis"
 HEADER_DATA_SUBJECT: Final = "X-Road-Data-Subject"
+#: The other policy headers (X-Road-Agreement, -Consent-Id, -Data-Items, ...): attribute
+#: of MessageHeaders -> header name. Signed, re-issued to the provider like the three above.
+POLICY_EXTENSION_HEADERS: Final = tuple((attr, header) for attr, header, _ in POLICY_EXTENSIONS)
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) never forwarded in either direction.
 HOP_BY_HOP_HEADERS: Final = frozenset(
@@ -111,6 +115,7 @@ NODE_HEADERS: Final = frozenset(
         HEADER_PURPOSE,
         HEADER_LEGAL_BASIS,
         HEADER_DATA_SUBJECT,
+        *(header for _, header in POLICY_EXTENSION_HEADERS),
     )
 )
 
@@ -242,6 +247,8 @@ class RestRequest:
     data_subject: str | None = None
     security_server: NodeId | None = None
     headers: tuple[Header, ...] = field(default=())
+    policy_extensions: tuple[tuple[str, str], ...] = ()
+    """(MessageHeaders attribute, value) of the policy extension headers present."""
 
     def message_headers(self, content_type: str | None = None) -> MessageHeaders:
         """The canonical model of this request, for the signed digest.
@@ -260,6 +267,7 @@ class RestRequest:
             purpose=self.purpose,
             legal_basis=self.legal_basis,
             data_subject=self.data_subject,
+            **dict(self.policy_extensions),
             rest_method=self.method,
             rest_path=self.service_path,
             rest_query=self.query,
@@ -348,6 +356,10 @@ def parse_rest_request(
         data_subject=_text_header(HEADER_DATA_SUBJECT, values.get(HEADER_DATA_SUBJECT.lower())),
         security_server=None if server is None else _decode_node(server),
         headers=tuple((str(n), str(v)) for n, v in headers),
+        policy_extensions=tuple(
+            (attr, text) for attr, header in POLICY_EXTENSION_HEADERS
+            if (text := _text_header(header, values.get(header.lower()))) is not None
+        ),
     )
 
 
@@ -383,7 +395,7 @@ def provider_headers(
     """Headers for the request to the provider system: the client's passthrough
     headers plus the X-Road headers re-issued from the validated message
     (``X-Road-Client``, ``-Service``, ``-Id``, ``-UserId``, ``-Issue``,
-    ``-Request-Id`` and the three policy headers when present)."""
+    ``-Request-Id`` and the policy headers when present)."""
     out = filter_headers(passthrough)
     out.append((HEADER_CLIENT, str(headers.client)))
     out.append((HEADER_SERVICE, str(headers.service)))
@@ -395,6 +407,7 @@ def provider_headers(
         (HEADER_PURPOSE, headers.purpose),
         (HEADER_LEGAL_BASIS, headers.legal_basis),
         (HEADER_DATA_SUBJECT, headers.data_subject),
+        *((header, getattr(headers, attr)) for attr, header in POLICY_EXTENSION_HEADERS),
     ):
         if value is not None:
             out.append((name, value))

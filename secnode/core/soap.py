@@ -21,7 +21,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from xml.sax.saxutils import escape
 
@@ -40,6 +40,7 @@ from secnode.core.identifiers import (
 from secnode.core.message import (
     MAX_HEADER_VALUE_LENGTH,
     MAX_MESSAGE_ID_LENGTH,
+    POLICY_EXTENSIONS,
     MessageError,
     MessageHeaders,
     check_text,
@@ -58,7 +59,8 @@ SOAP12_ENV_NS: Final = "http://www.w3.org/2003/05/soap-envelope"
 XROAD_NS: Final = "http://x-road.eu/xsd/xroad.xsd"
 ID_NS: Final = "http://x-road.eu/xsd/identifiers"
 # secnode's own SOAP header namespace for the policy context (purpose, legal
-# basis, data subject). One constant: clients, docs and tests use this name.
+# basis, data subject and the extensions of message.POLICY_EXTENSIONS). One
+# constant: clients, docs and tests use this name.
 POLICY_NS: Final = "https://secnode.example/xsd/policy"
 PROTOCOL_VERSION: Final = "4.0"
 REQUEST_HASH_ALGORITHM: Final = "http://www.w3.org/2001/04/xmlenc#sha512"
@@ -171,6 +173,8 @@ class SoapRequest:
     legal_basis: str | None = None
     data_subject: str | None = None
     security_server: NodeId | None = None
+    policy_extensions: tuple[tuple[str, str], ...] = ()
+    """(MessageHeaders attribute, value) of the policy extension elements present."""
 
     @property
     def metaservice(self) -> str | None:
@@ -190,6 +194,7 @@ class SoapRequest:
             purpose=self.purpose,
             legal_basis=self.legal_basis,
             data_subject=self.data_subject,
+            **dict(self.policy_extensions),
             content_type=content_type,
         )
 
@@ -288,6 +293,7 @@ class _Header:
     data_subject: str | None = None
     security_server: NodeId | None = None
     element_count: int = 0
+    extensions: dict[str, str] = field(default_factory=dict)
 
 
 def _checked(field: str, value: str, max_length: int = MAX_HEADER_VALUE_LENGTH) -> str:
@@ -309,6 +315,8 @@ _TEXT_TAGS: Final = {
     _P + "legalBasis": ("legalBasis", "legal_basis", MAX_HEADER_VALUE_LENGTH),
     _P + "dataSubject": ("dataSubject", "data_subject", MAX_HEADER_VALUE_LENGTH),
 }
+# Policy extension elements (agreement, consentId, ...): kept in _Header.extensions.
+_EXTENSION_TAGS: Final = {_P + element: (element, attr) for attr, _, element in POLICY_EXTENSIONS}
 _CLIENT_TAG: Final = _X + "client"
 _SERVICE_TAG: Final = _X + "service"
 _SECURITY_SERVER_TAG: Final = _X + "securityServer"
@@ -332,7 +340,8 @@ def _read_header(header: Element) -> _Header:
             continue
         out.element_count += 1
         text_field = _TEXT_TAGS.get(tag)
-        if text_field is None and tag not in (
+        extension = _EXTENSION_TAGS.get(tag)
+        if text_field is None and extension is None and tag not in (
             _CLIENT_TAG, _SERVICE_TAG, _SECURITY_SERVER_TAG, _REQUEST_HASH_TAG
         ):
             if tag.startswith(_P):
@@ -349,6 +358,9 @@ def _read_header(header: Element) -> _Header:
         if text_field is not None:
             name, attr, max_length = text_field
             setattr(out, attr, _checked(name, _text(child, name), max_length))
+        elif extension is not None:
+            name, attr = extension
+            out.extensions[attr] = _checked(name, _text(child, name))
         elif tag == _CLIENT_TAG:
             out.client = _read_identifier(
                 child, "client", ("MEMBER", "SUBSYSTEM"), errors.INVALID_CLIENT_IDENTIFIER
@@ -408,6 +420,7 @@ def _request_from_header(h: _Header, wrapper: str, wrapper_ns: str | None) -> So
         legal_basis=h.legal_basis,
         data_subject=h.data_subject,
         security_server=h.security_server,
+        policy_extensions=tuple(sorted(h.extensions.items())),
     )
 
 
@@ -653,6 +666,8 @@ def _check_echo(h: _Header, request: SoapRequest, code: str) -> None:
         ("purpose", h.purpose, request.purpose, False),
         ("legalBasis", h.legal_basis, request.legal_basis, False),
         ("dataSubject", h.data_subject, request.data_subject, False),
+        *((element, h.extensions.get(attr), dict(request.policy_extensions).get(attr), False)
+          for attr, _, element in POLICY_EXTENSIONS),
     ]
     for name, got, expected, mandatory in pairs:
         if got is None and not mandatory:

@@ -187,7 +187,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         return _passthrough_error(status, meta, out, headers)
     assert meta is not None and resp_ocsp is not None
     out_sha = hashlib.sha256(out).digest()
-    resp_digest = response_digest(headers, digest, meta.status, meta.content_type, out_sha)
+    resp_digest = response_digest(headers, digest, meta.status, meta.content_type, out_sha,
+                                  meta.policy)
     try:
         codec = rt.verifier.verify_signer(resp_sig, resp_digest)
         rt.trust.reset_if_changed(conf)
@@ -201,10 +202,12 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         soap.check_soap_response(out, prepared.soap_request, prepared.body)
     await rt.sink.record(ExchangeEvent(
         "response_in", headers, out_sha, resp_digest, resp_sig, codec.cert_sha256,
-        hashlib.sha256(resp_ocsp).hexdigest(), "allow", status=meta.status, body=out,
+        hashlib.sha256(resp_ocsp).hexdigest(), "allow", _statement_ref(meta.policy),
+        status=meta.status, body=out,
         log_body=rt.config.messagelog.bodies, extra={"request_digest": digest.hex()},
         signer_cert_der=codec.cert_der, ocsp_der=resp_ocsp,
     ))
+    await rt.decision.on_response(headers, verdict, meta.status, out, meta.policy)
     resp_headers = CIMultiDict()
     if meta.content_type:
         resp_headers["Content-Type"] = meta.content_type
@@ -216,6 +219,13 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
                                                         req.request_id, request_hash):
             resp_headers.add(name, value)
     return web.Response(status=meta.status, body=out, headers=resp_headers)
+
+
+def _statement_ref(statement: str | None) -> str:
+    """The provider's policy statement as the log record names it (its SHA-256)."""
+    if statement is None:
+        return ""
+    return "policy statement sha256:" + hashlib.sha256(statement.encode("utf-8")).hexdigest()
 
 
 def _passthrough_error(status: int, meta: wire.ResponseMeta | None, out: bytes,

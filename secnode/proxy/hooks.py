@@ -50,6 +50,13 @@ class Verdict:
     message: str = ""
     permitted_fields: list[str] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # --- policy (issue 7) ---
+    record: str = ""
+    """Text for the message-log record of the request (reason, article, decision digest),
+    so the log's signature and time-stamp cover the decision; ``reason`` when empty."""
+    statement: str | None = None
+    """The provider's policy statement for the client node (set by ``after_response``),
+    sent with the response and bound by the response signature (docs/protocol.md §4)."""
 
 
 class DecisionPoint(Protocol):
@@ -59,6 +66,11 @@ class DecisionPoint(Protocol):
     async def after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
                              content_type: str) -> bytes:
         """Filter the response body to the permitted fields; record provisions."""
+
+    async def on_response(self, headers: MessageHeaders, verdict: Verdict, status: int,
+                          body: bytes, statement: str | None) -> None:
+        """Client node, after the provider's signed response was verified: record the
+        receipt (APPI Art. 30). Raising refuses to hand the response to the client."""
 
 
 class NullSink:
@@ -77,3 +89,7 @@ class AllowAll:
     async def after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
                              content_type: str) -> bytes:
         return body
+
+    async def on_response(self, headers: MessageHeaders, verdict: Verdict, status: int,
+                          body: bytes, statement: str | None) -> None:
+        return None

@@ -122,7 +122,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         else entry.log_bodies
     await rt.sink.record(ExchangeEvent(
         "request_in", headers, body_sha256, digest, signature, signer_sha,
-        hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.reason, body=body,
+        hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.record or verdict.reason,
+        body=body,
         log_body=log_bodies, extra={"policy": verdict.details},
         signer_cert_der=signer_der, ocsp_der=ocsp_der,
     ))
@@ -139,7 +140,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         out = prepare_soap_response(out, soap_req, body)
     out = await rt.decision.after_response(headers, verdict, out, content_type or "")
     out_sha = hashlib.sha256(out).digest()
-    resp_digest = response_digest(headers, digest, status, content_type, out_sha)
+    resp_digest = response_digest(headers, digest, status, content_type, out_sha,
+                                  verdict.statement)
     if rt.signer is None or rt.sign_cert is None or not rt.sign_cert.ocsp_der:
         raise XRoadError(errors.SERVER_PROXY_INTERNAL_ERROR,
                          "provider node has no usable sign certificate and OCSP response")
@@ -152,7 +154,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         signer_cert_der=rt.signer.codec.cert_der, ocsp_der=rt.sign_cert.ocsp_der,
     ))
     resp_headers = {
-        wire.H_RESPONSE: wire.ResponseMeta(status, content_type).encode(),
+        wire.H_RESPONSE: wire.ResponseMeta(status, content_type, verdict.statement).encode(),
         wire.H_SIGNATURE: wire.b64(resp_sig),
         wire.H_OCSP: wire.b64(rt.sign_cert.ocsp_der),
     }

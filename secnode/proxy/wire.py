@@ -75,30 +75,40 @@ def decode_headers(text: str | None) -> MessageHeaders:
 
 @dataclass(frozen=True)
 class ResponseMeta:
-    """What the provider node says about the response it signed."""
+    """What the provider node says about the response it signed.
+
+    ``policy`` is the provider's signed policy statement (compact JSON, see
+    ``response_digest``); the key is left out when there is none.
+    """
 
     status: int
     content_type: str | None
+    policy: str | None = None
 
     def encode(self) -> str:
-        raw = json.dumps({"status": self.status, "content_type": self.content_type},
-                         sort_keys=True, separators=(",", ":"))
-        return b64(raw.encode())
+        data: dict[str, Any] = {"status": self.status, "content_type": self.content_type}
+        if self.policy is not None:
+            data["policy"] = self.policy
+        raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return b64(raw.encode("utf-8"))
 
     @classmethod
     def decode(cls, text: str | None) -> ResponseMeta:
         raw = unb64(text, H_RESPONSE)
         try:
-            data = json.loads(raw)
+            data = json.loads(raw.decode("utf-8"))
             status = data["status"]
             content_type = data["content_type"]
-        except (ValueError, KeyError, TypeError) as exc:
+            policy = data.get("policy")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WireError(f"malformed response metadata: {exc}") from exc
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise WireError("response metadata has an invalid status")
         if content_type is not None and not isinstance(content_type, str):
             raise WireError("response metadata has an invalid content type")
-        return cls(status, content_type)
+        if policy is not None and not isinstance(policy, str):
+            raise WireError("response metadata has an invalid policy statement")
+        return cls(status, content_type, policy)
 
 
 @dataclass(frozen=True)
