@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner
 
+from secnode.demo.federation import cli_command
 from tests.conftest import PASSPHRASE, cli_env, free_port, wait_for_port
 
 INSTANCE = "JP"
@@ -76,25 +76,11 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-def _main(tool: str) -> click.Command:
-    if tool == "certs":
-        from certs.cli import main as certs_main
-
-        return certs_main
-    if tool == "central":
-        from central.cli import main as central_main
-
-        return central_main
-    from secnode.cli import main as secnode_main
-
-    return secnode_main
-
-
 def invoke(tool: str, *args: str | Path, check: bool = True) -> CliResult:
     """Run ``certs``/``central``/``secnode`` ARGS in-process; raise :class:`StepFailed` on error."""
     argv = [str(a) for a in args]
     env = {"SECNODE_PASSPHRASE": PASSPHRASE.decode(), "SECNODE_DIR": None, "CENTRAL_DIR": None}
-    result = CliRunner().invoke(_main(tool), argv, env=env, catch_exceptions=True)
+    result = CliRunner().invoke(cli_command(tool), argv, env=env, catch_exceptions=True)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise StepFailed(f"{tool} {shlex.join(argv)} crashed: {result.exception!r}\n"
                          f"{result.output}") from result.exception

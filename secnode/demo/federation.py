@@ -29,7 +29,8 @@ from click.testing import CliRunner
 INSTANCE = "JP"
 
 
-def _command(tool: str) -> click.Command:
+def cli_command(tool: str) -> click.Command:
+    """The click command behind ``certs`` / ``central`` / ``secnode`` (for in-process runs)."""
     if tool == "certs":
         from certs.cli import main as certs_main
 
@@ -104,7 +105,7 @@ class Federation:
         without ~0.8 s of interpreter start-up per step); returns its standard output."""
         argv = [str(a) for a in args]
         env = {"SECNODE_PASSPHRASE": self.passphrase, "SECNODE_DIR": None, "CENTRAL_DIR": None}
-        result = CliRunner().invoke(_command(tool), argv, env=env, catch_exceptions=True)
+        result = CliRunner().invoke(cli_command(tool), argv, env=env, catch_exceptions=True)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise DemoError(f"'{tool} {' '.join(argv)}' crashed: {result.exception!r}")
         if result.exit_code != 0:
