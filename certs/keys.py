@@ -115,7 +115,7 @@ def parse_subject(text: str) -> x509.Name:
         "ST": NameOID.STATE_OR_PROVINCE_NAME,
         "SERIALNUMBER": NameOID.SERIAL_NUMBER,
     }
-    attrs: list[x509.NameAttribute] = []
+    attrs: list[x509.NameAttribute[str]] = []
     for raw in _split_unescaped(text.strip().lstrip("/"), ","):
         if not raw.strip():
             continue

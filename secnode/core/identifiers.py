@@ -153,7 +153,8 @@ class ServiceId:
 
     @classmethod
     def of(cls, subsystem: SubsystemId, service: str, version: str | None = None) -> ServiceId:
-        return cls(*subsystem.parts(), service, version)
+        return cls(subsystem.instance, subsystem.member_class, subsystem.code,
+                   subsystem.subsystem, service, version)
 
     def parts(self) -> tuple[str, ...]:
         base = (self.instance, self.member_class, self.code, self.subsystem, self.service)

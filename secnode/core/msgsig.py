@@ -199,11 +199,12 @@ class SignatureVerifier:
                 return codec
         cert, _ = parse_signature(cms_der)
         der = cert.public_bytes(serialization.Encoding.DER)
-        codec = self._codecs.get(der)
-        if codec is None:
-            if len(self._codecs) > 1024:
-                self._codecs.clear()
-            codec = self._codecs[der] = SignerCodec(cert)
+        known = self._codecs.get(der)
+        if known is not None:
+            return known
+        if len(self._codecs) > 1024:
+            self._codecs.clear()
+        codec = self._codecs[der] = SignerCodec(cert)
         return codec
 
     def verify_signer(self, cms_der: bytes, content: bytes) -> SignerCodec:
