@@ -445,3 +445,28 @@ def test_client_interface_over_tls_with_client_certificates(fed: Federation,
             proc.terminate()
             proc.wait(timeout=10)
         fed.start_node(taka)
+
+
+def test_soap_header_must_match_the_signed_metadata(fed: Federation) -> None:
+    """A client node may not sign one client identity and show the provider system another."""
+    i = ids(fed)
+    d = fed.nodes["aizu"].dir
+    aizu_peer = Peer(fed, d / "certs" / "auth.pem", d / "keys" / "auth.key")
+    signer, staple = sign_as(fed, "aizu")
+    for forged in (True, False):
+        message_id = str(uuid.uuid4())  # ids are single-use, even for refused messages
+        shown = SubsystemId.parse(f"{i['aizu'].member}/residents") if forged \
+            else i["aizu_portal"]
+        body = soap_request(shown, i["welfare"], "<ns1:id>2002</ns1:id>", message_id)
+        headers = MessageHeaders(protocol="soap", client=i["aizu_portal"], service=i["welfare"],
+                                 message_id=message_id, user_id="JP-demo-operator",
+                                 issue=f"demo-{message_id[:8]}",
+                                 content_type="text/xml; charset=utf-8")
+        digest = request_digest(headers, hashlib.sha256(body).digest())
+        _, resp_headers, out = aizu_peer.send(headers, body, signer.sign(digest), staple,
+                                              peer="takamatsu")
+        if not forged:
+            assert b"Sanuki Hanako" in out, out
+        else:
+            assert resp_headers.get("X-Road-Error") == "Client.InconsistentHeaders", out
+            assert b"does not match the signed message metadata" in out

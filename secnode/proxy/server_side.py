@@ -107,6 +107,17 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
     if not rt.replay.check_and_remember(headers.client, headers.message_id):
         raise XRoadError(errors.DUPLICATE_MESSAGE_ID,
                          f"message id {headers.message_id!r} was already used by {headers.client}")
+    if not conf.has_client(headers.client):
+        raise XRoadError("Server.ServerProxy.UnknownMember",
+                         f"client {headers.client} is not registered in the global configuration")
+    soap_req = None
+    if headers.protocol == "soap":
+        # The provider system reads the SOAP header, not our metadata: they must agree, or a
+        # client node could sign one client identity and show the service another.
+        soap_req = parse_soap_request(body, None, check_body=False)
+        if soap_req.message_headers(headers.content_type) != headers:
+            raise XRoadError(errors.INCONSISTENT_HEADERS,
+                             "the SOAP header does not match the signed message metadata")
     entry = rt.services.find(headers.service)
     meta = metaservices.provider_metaservice(headers.service)
     if entry is None and meta is None:
@@ -135,8 +146,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         extra = wire.Extra.decode(request.headers.get(wire.H_EXTRA))
         status, content_type, out, passthrough = await _call_service(rt, entry, headers, body,
                                                                      extra)
-    if headers.protocol == "soap" and meta is None:
-        soap_req = parse_soap_request(body, None, check_body=False)
+    if soap_req is not None and meta is None:
         out = prepare_soap_response(out, soap_req, body)
     out = await rt.decision.after_response(headers, verdict, out, content_type or "")
     out_sha = hashlib.sha256(out).digest()
