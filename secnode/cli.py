@@ -89,12 +89,13 @@ def keys_new(node: Node, usage: str, key_type: str, org: str | None, subject: st
 
 def _register_groups() -> None:
     """Command groups that live in their own modules."""
-    from secnode import cli_log, cli_services, cli_setup
+    from secnode import cli_log, cli_policy, cli_services, cli_setup
     from secnode.demo import cli as demo_cli
 
     cli_setup.register(main)
     cli_services.register(main)
     cli_log.register(main)  # message log (issue 6)
+    cli_policy.register(main)  # policy (issue 7); after cli_services: adds 'service classify'
     demo_cli.register(main)
 
 

@@ -12,3 +12,8 @@ async def attach_extensions(rt: NodeRuntime) -> None:
 
     await attach_messagelog(rt)
     # --- end message log ---
+    # --- policy (issue 7): rt.decision, its /health section ---
+    from secnode.policy.point import attach as attach_policy
+
+    await attach_policy(rt)
+    # --- end policy ---

@@ -97,6 +97,8 @@ def test_soap_request_in_the_published_example_shape(fed: Federation) -> None:
             "--dir", taka_dir)
     fed.run("secnode", "acl", "grant", "welfare/getRandom/v1", str(i["aizu_portal"]),
             "--dir", taka_dir)
+    fed.run("secnode", "service", "classify", "welfare/getRandom/v1", "--non-personal",
+            "--dir", taka_dir)  # policy (issue 7): unclassified services are refused
     template = (DATA / "getRandom-request.xml").read_text()
     for old, new in (("EE", "JP"), ("MEMBER1", "072028"), ("SUBSYSTEM1", "portal"),
                      ("MEMBER2", "372013"), ("SUBSYSTEM2", "welfare")):

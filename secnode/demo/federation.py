@@ -229,6 +229,11 @@ class Federation:
                  "--url", url, "--type", kind, "--dir", d)
         self.run("secnode", "acl", "grant", f"{provider.provider_subsystem}/{service}",
                  client.client_id, "--dir", d)
+        # Policy (issue 7): the sample services are classified as carrying no personal data
+        # (their residents are fictitious), so the policy engine decides NOT_PERSONAL_DATA
+        # and access rights alone grant them. Personal-data services need an agreement.
+        self.run("secnode", "service", "classify", f"{provider.provider_subsystem}/{service}",
+                 "--non-personal", "--by", "demo", "--dir", d)
         self.services.append({
             "id": f"{provider.member}/{provider.provider_subsystem}/{service}", "type": kind,
             "client": client.client_id, "via": client.name, "path": path,

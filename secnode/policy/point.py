@@ -1,0 +1,371 @@
+"""The node's policy decision point (``rt.decision``), on both sides of an exchange.
+
+Provider node, per request: build the policy request from the *signed* headers,
+decide with the core's ``decide`` against the stored policy (deny by default, any
+error denies), write the decision-log row, and answer with a :class:`Verdict`
+whose ``record`` text (reason, article, decision digest) goes into the
+time-stamped message-log record. After the service answered: cut the response to
+the permitted fields, write the provider record (APPI Art. 29) and attach a
+signed policy statement for the client node.
+
+Client node: refuse early what the local copy of the classification already
+shows missing (``precheck``, same reason codes), and after a verified response
+write the receipt record (APPI Art. 30) from the provider's signed statement.
+
+A node whose store holds no policy yet (fresh install, nothing imported or
+classified) is *not enforcing*: access rights alone decide, as in X-Road, and
+``/health`` warns. The first registry change turns enforcement on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine
+
+from secnode.core.errors import XRoadError
+from secnode.core.message import MessageHeaders
+from secnode.core.policy import (
+    Decision,
+    FieldFilterError,
+    ObligationKind,
+    PolicyRequest,
+    PolicyRequestError,
+    PolicySnapshot,
+    filter_fields,
+    precheck,
+)
+from secnode.policy import records, store
+from secnode.policy.common import canonical, sha256_hex, utc_text
+from secnode.policy.evaluation import evaluate, malformed_entry, request_of
+from secnode.policy.worker import Worker
+from secnode.proxy import metaservices
+from secnode.proxy.hooks import Verdict
+
+if TYPE_CHECKING:
+    from secnode.runtime import NodeRuntime
+
+log = logging.getLogger("secnode.policy")
+
+REFRESH_SECONDS = 1.0
+"""How stale the cached enforcement switch may be where no batch reads it (client side,
+non-enforcing provider). An enforcing provider re-reads it with every batch."""
+NO_POLICY = "NO_POLICY"
+PROVIDER_DECIDES = "PROVIDER_DECIDES"
+NOT_FILTERABLE = "Server.ServerProxy.ServiceFailed.NotFilterable"
+SERVER_RECORD_FAILED = "Server.ServerProxy.PolicyRecordFailed"
+CLIENT_RECORD_FAILED = "Server.ClientProxy.PolicyRecordFailed"
+BAD_STATEMENT = "Server.ClientProxy.InconsistentResponse"
+
+
+class PolicyPoint:
+    """:class:`~secnode.proxy.hooks.DecisionPoint` backed by the node's policy store."""
+
+    def __init__(self, engine: Engine, node_id: str, member: str, retention_years: int,
+                 count: Callable[[str], None] = lambda _name: None,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+        self.node_id = node_id
+        self.clock = clock
+        self.member = member
+        self.years = retention_years
+        self.count = count
+        self.worker = Worker(engine, prepare=self._refresh)
+        self.generation = -1
+        self.enforcing = False
+        self.registry: PolicySnapshot | None = None
+        self.load_error: str | None = None
+        self.checked = 0.0
+
+    # ----- snapshot cache (runs on the worker thread) -----------------------------------------
+    def _refresh(self, conn: Connection) -> None:
+        """Re-read the generation; reload and validate the registry when it moved."""
+        gen, enforcing = store.generation(conn)
+        if gen != self.generation:
+            try:
+                registry, error = store.load_registry(conn), None
+            except Exception as exc:  # an invalid store decides nothing: SYSTEM_ERROR
+                registry, error = None, f"{type(exc).__name__}: {exc}"
+                log.error("policy store does not load (every request is refused): %s", error)
+            self.registry, self.load_error = registry, error
+            self.generation = gen
+            if error is None:
+                log.info("policy generation %d loaded (%s)", gen,
+                         registry.digest if registry else "-")
+        self.enforcing = enforcing
+        self.checked = time.monotonic()
+
+    async def refresh(self) -> None:
+        await self.worker.run(lambda _conn: None)
+
+    async def _fresh(self) -> None:
+        if time.monotonic() - self.checked > REFRESH_SECONDS:
+            await self.refresh()
+
+    # ----- DecisionPoint ----------------------------------------------------------------------
+    async def decide(self, headers: MessageHeaders, side: str) -> Verdict:
+        if metaservices.provider_metaservice(headers.service) is not None:
+            return Verdict(True, "NOT_PERSONAL_DATA", "metaservice answered by the node")
+        if side == "client":
+            return await self._client(headers)
+        return await self._provider(headers)
+
+    async def _provider(self, headers: MessageHeaders) -> Verdict:
+        if not self.enforcing:
+            await self._fresh()
+            if not self.enforcing:
+                return Verdict(True, NO_POLICY, "no policy is enforced on this node")
+        try:
+            request: PolicyRequest | None = request_of(headers)
+            malformed = ""
+        except PolicyRequestError as exc:
+            request, malformed = None, str(exc)
+
+        def job(conn: Connection) -> tuple[dict[str, Any], str, Decision | None] | None:
+            if not self.enforcing:
+                return None
+            at = self.clock()
+            decision = None
+            if request is None:
+                entry = malformed_entry(headers.client, headers.service, headers.message_id,
+                                        malformed, at)
+                entry.update({"side": "provider", "node": self.node_id,
+                              "headers_sha256": _headers_sha256(headers)})
+                digest = sha256_hex(canonical(entry))
+            else:
+                decision = evaluate(conn, self.registry, request, at, lock=True)
+                entry, digest = records.decision_entry(decision, "provider", self.node_id,
+                                                       _headers_sha256(headers))
+                if decision.allow and decision.agreement_id:
+                    records.count_use(conn, decision.agreement_id, at)
+            records.insert_decision(conn, entry, digest, at, self.years)
+            return entry, digest, decision
+
+        try:
+            outcome = await self.worker.run(job)
+        except Exception as exc:  # the decision could not be recorded: refuse (fail closed)
+            self.count("policy_errors_total")
+            return Verdict(False, "SYSTEM_ERROR", "the policy decision could not be made or "
+                           f"recorded ({type(exc).__name__})")
+        if outcome is None:
+            return Verdict(True, NO_POLICY, "no policy is enforced on this node")
+        entry, digest, decision = outcome
+        self.count("policy_decisions_total")
+        if not entry["allow"]:
+            self.count("policy_denied_total")
+        return _verdict(entry, digest, decision)
+
+    async def _client(self, headers: MessageHeaders) -> Verdict:
+        await self._fresh()
+        registry = self.registry
+        if not self.enforcing or registry is None:
+            return Verdict(True, PROVIDER_DECIDES)
+        at = self.clock()
+        try:
+            request = request_of(headers)
+        except PolicyRequestError as exc:
+            entry = malformed_entry(headers.client, headers.service, headers.message_id,
+                                    str(exc), at)
+            entry.update({"side": "client", "node": self.node_id,
+                          "headers_sha256": _headers_sha256(headers)})
+            return await self._client_refusal(entry, None, at)
+        decision = precheck(request, registry, at)
+        if decision is None:
+            return Verdict(True, PROVIDER_DECIDES)
+        entry, _ = records.decision_entry(decision, "client", self.node_id,
+                                          _headers_sha256(headers))
+        return await self._client_refusal(entry, decision, at)
+
+    async def _client_refusal(self, entry: dict[str, Any], decision: Decision | None,
+                              at: dt.datetime) -> Verdict:
+        digest = sha256_hex(canonical(entry))
+        try:
+            await self.worker.run(
+                lambda conn: records.insert_decision(conn, entry, digest, at, self.years))
+        except Exception:
+            log.exception("could not write the client-side decision row")
+        self.count("policy_client_refusals_total")
+        return _verdict(entry, digest, decision)
+
+    async def after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
+                             content_type: str) -> bytes:
+        details = verdict.details
+        if not verdict.allow or "decision_sha256" not in details:
+            return body
+        if verdict.permitted_fields is not None and details.get("filter"):
+            body = _filtered(body, verdict.permitted_fields)
+        provision = details.get("provision")
+        if provision is None:
+            return body
+        at = self.clock()
+        statement = _statement(headers, details, self.member)
+        text = canonical(statement)
+        record = {**provision, "provider": self.member, "service": str(headers.service),
+                  "provided_at": utc_text(at), "message_id": headers.message_id,
+                  "decision_sha256": details["decision_sha256"],
+                  "data_items": statement["data_items"],
+                  "statement_sha256": sha256_hex(text)}
+        try:
+            await self.worker.run(lambda conn: records.insert_provision(
+                conn, at, headers.message_id, details["decision_sha256"], record, self.years))
+        except Exception as exc:
+            raise XRoadError(SERVER_RECORD_FAILED, "policy: the provider record (APPI Art. 29) "
+                             f"could not be written ({type(exc).__name__}); nothing was "
+                             "released") from exc
+        verdict.statement = text
+        self.count("policy_provisions_total")
+        return body
+
+    async def on_response(self, headers: MessageHeaders, verdict: Verdict, status: int,
+                          body: bytes, statement: str | None) -> None:
+        if statement is None:
+            return
+        try:
+            said = json.loads(statement)
+            if not isinstance(said, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise XRoadError(BAD_STATEMENT, f"the provider's policy statement is not readable: "
+                             f"{exc}", http_status=502) from exc
+        receipt = said.get("receipt")
+        if not isinstance(receipt, dict):
+            return
+        if said.get("service") != str(headers.service) or \
+                said.get("message_id") != headers.message_id:
+            raise XRoadError(BAD_STATEMENT, "the provider's policy statement names another "
+                             "message or service", http_status=502)
+        at = self.clock()
+        record = {
+            **receipt, "received_at": utc_text(at), "service": said["service"],
+            "client": str(headers.client), "message_id": headers.message_id,
+            "subject_ref": said.get("subject_ref"), "data_items": said.get("data_items"),
+            "basis": said.get("basis"), "record_type": said.get("record_type"),
+            "consent_id": said.get("consent_id"), "agreement": said.get("agreement"),
+            "decision_sha256": said.get("decision_sha256"), "http_status": status,
+            "duties": said.get("duties", []),
+        }
+        digest = sha256_hex(statement)
+        try:
+            await self.worker.run(lambda conn: records.insert_receipt(
+                conn, at, headers.message_id, record, digest, self.years))
+        except Exception as exc:
+            raise XRoadError(CLIENT_RECORD_FAILED, "policy: the receipt record (APPI Art. 30) "
+                             f"could not be written ({type(exc).__name__}); the response was "
+                             "not handed over", http_status=500) from exc
+        self.count("policy_receipts_total")
+
+    # ----- /health ----------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        registry = self.registry
+        out: dict[str, Any] = {
+            "enforcing": self.enforcing, "generation": self.generation,
+            "policy_version": registry.policy_version if registry else None,
+            "digest": registry.digest if registry else None,
+            "load_error": self.load_error,
+            "batches": self.worker.stats.batches, "jobs": self.worker.stats.jobs,
+            "store_failures": self.worker.stats.failures,
+            "reasons": [], "warnings": [],
+        }
+        if self.enforcing and self.load_error:
+            out["reasons"].append(f"policy: the stored policy does not load, every request is "
+                                  f"refused: {self.load_error}")
+        elif not self.enforcing:
+            out["warnings"].append("policy: not enforced (no policy imported or classified); "
+                                   "access rights alone decide")
+        return out
+
+
+# ----- helpers ------------------------------------------------------------------------------------
+def _headers_sha256(headers: MessageHeaders) -> str:
+    """The message log's digest of these headers: the decision row names the logged message."""
+    from secnode.messagelog.convert import headers_sha256
+
+    return headers_sha256(headers).hex()
+
+
+def _verdict(entry: dict[str, Any], digest: str, decision: Decision | None) -> Verdict:
+    reason = str(entry["reason"])
+    article = entry.get("article")
+    anchor = f"{article}; " if article else ""
+    details: dict[str, Any] = {
+        "decision": entry["decision"], "reason": reason, "article": article,
+        "decision_sha256": digest, "basis": entry.get("basis"),
+        "agreement": entry.get("agreement"), "consent_id": entry.get("consent_id"),
+        "subject_ref": entry.get("subject_ref"), "record_type": entry.get("record_type"),
+    }
+    if decision is None:
+        return Verdict(False, reason, f"{entry.get('message', 'malformed policy headers')} "
+                       f"[decision sha256:{digest}]", details=details,
+                       record=f"policy {reason} decision sha256:{digest}")
+    if not decision.allow:
+        return Verdict(False, reason, f"{decision.message} [{anchor}decision sha256:{digest}]",
+                       details=details, record=f"policy {reason} decision sha256:{digest}")
+    provision = decision.obligation(ObligationKind.PROVISION_RECORD)
+    receipt = decision.obligation(ObligationKind.RECEIPT_RECORD)
+    details.update({
+        "filter": decision.obligation(ObligationKind.FILTER_FIELDS) is not None,
+        "provision": dict(provision.params) if provision else None,
+        "receipt": dict(receipt.params) if receipt else None,
+        "duties": [o.to_json() for o in decision.obligations if o.kind in _DUTIES],
+    })
+    fields = list(decision.permitted_fields) if decision.permitted_fields is not None else None
+    return Verdict(True, reason, decision.message, permitted_fields=fields, details=details,
+                   record=f"policy {reason} ({article or '-'}) decision sha256:{digest}")
+
+
+_DUTIES = frozenset({
+    ObligationKind.DELETE_AFTER, ObligationKind.NO_ONWARD_TRANSFER,
+    ObligationKind.INFORM_PROVIDER, ObligationKind.USE_LIMITATION,
+    ObligationKind.MARK_ANONYMIZED, ObligationKind.NO_REIDENTIFICATION,
+})
+
+
+def _filtered(body: bytes, permitted: list[str]) -> bytes:
+    """The response cut to the permitted fields; anything unfilterable is not released."""
+    if not body.strip():
+        return body
+    try:
+        data = json.loads(body)
+        kept = filter_fields(data, permitted)
+    except (ValueError, FieldFilterError) as exc:
+        raise XRoadError(NOT_FILTERABLE, "policy: the service's response cannot be cut to the "
+                         f"permitted fields ({exc}); nothing was released") from None
+    return json.dumps(kept, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _statement(headers: MessageHeaders, details: dict[str, Any], member: str) -> dict[str, Any]:
+    """What the provider signs for the client node: the decision and the Art. 30 items."""
+    provision = details["provision"]
+    return {
+        "v": 1, "decision": "ALLOW", "reason": details["reason"],
+        "article": details["article"], "decision_sha256": details["decision_sha256"],
+        "message_id": headers.message_id, "service": str(headers.service), "provider": member,
+        "basis": details["basis"], "record_type": details["record_type"],
+        "agreement": details["agreement"], "consent_id": details["consent_id"],
+        "subject_ref": details["subject_ref"], "data_items": provision.get("data_items"),
+        "receipt": details["receipt"], "duties": details["duties"],
+    }
+
+
+async def attach(rt: NodeRuntime) -> PolicyPoint:
+    """Make the policy store the node's decision point; add its ``/health`` section."""
+    from secnode.store import db
+
+    engine = db.make_engine(rt.node.dir.db_url)
+    point = PolicyPoint(engine, str(rt.node.node_id), str(rt.member),
+                        rt.config.policy.records_retention_years, rt.count)
+    await point.refresh()
+    rt.decision = point
+    sections = getattr(rt, "extra_health", None)
+    if sections is None:
+        sections = {}
+        rt.extra_health = sections  # type: ignore[attr-defined]
+    sections["policy"] = point.health
+    log.info("policy: %s (generation %d)",
+             "enforcing" if point.enforcing else "not enforcing (no policy yet)",
+             point.generation)
+    return point
