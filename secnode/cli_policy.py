@@ -161,6 +161,32 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
         else:
             echo_table(rows, ["at", "actor", "action", "kind", "key"])
 
+    @policy_group.command("log")
+    @click.option("--since", default=None, help="From this time (with offset).")
+    @click.option("--until", default=None, help="Before this time (with offset).")
+    @click.option("--subject", "subject_ref", default=None)
+    @click.option("--message-id", default=None)
+    @click.option("--side", type=click.Choice(["provider", "client"]), default=None)
+    @click.option("--limit", default=1000, show_default=True, type=int)
+    @json_option
+    @node_command
+    def log_cmd(node: Node, since: str | None, until: str | None, subject_ref: str | None,
+                message_id: str | None, side: str | None, limit: int, as_json: bool) -> None:
+        """The decision log: every decision, allow and deny, with its digest."""
+        bounds = [utc_text(_when(v, o)) if v else None
+                  for v, o in ((since, "--since"), (until, "--until"))]
+        with node.engine.connect() as conn:
+            rows = records.decision_rows(conn, since=bounds[0], until=bounds[1], side=side,
+                                         subject_ref=subject_ref, message_id=message_id,
+                                         limit=limit)
+        if as_json:
+            echo_json([{**json.loads(r["entry"]), "at": r["at"],
+                        "entry_sha256": r["entry_sha256"]} for r in rows])
+            return
+        echo_table([{**r, "decision": "ALLOW" if r["allow"] else "DENY"} for r in rows],
+                   ["at", "side", "decision", "reason", "client", "service", "basis",
+                    "message_id"])
+
     @policy_group.command("disable")
     @click.option("--reason", required=True, help="Why (recorded with your name).")
     @by_option

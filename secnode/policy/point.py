@@ -246,9 +246,9 @@ class PolicyPoint:
             "basis": said.get("basis"), "record_type": said.get("record_type"),
             "consent_id": said.get("consent_id"), "agreement": said.get("agreement"),
             "decision_sha256": said.get("decision_sha256"), "http_status": status,
-            "duties": said.get("duties", []),
+            "duties": said.get("duties", []), "statement_sha256": sha256_hex(statement),
         }
-        digest = sha256_hex(statement)
+        digest = record["statement_sha256"]
         try:
             await self.worker.run(lambda conn: records.insert_receipt(
                 conn, at, headers.message_id, record, digest, self.years))
