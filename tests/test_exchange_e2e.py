@@ -472,3 +472,29 @@ def test_soap_header_must_match_the_signed_metadata(fed: Federation) -> None:
         else:
             assert resp_headers.get("X-Road-Error") == "Client.InconsistentHeaders", out
             assert b"does not match the signed message metadata" in out
+
+
+def test_get_openapi_and_get_wsdl(fed: Federation, tmp_path: Path) -> None:
+    i = ids(fed)
+    aizu = i["aizu"]
+    spec = tmp_path / "openapi.json"
+    spec.write_text(json.dumps({"openapi": "3.0.3", "info": {"title": "residents lookup",
+                                                              "version": "1"}, "paths": {}}))
+    fed.run("secnode", "service", "add", "residents", "lookup", "--type", "rest", "--url",
+            f"http://127.0.0.1:{fed.ports['rest_service']}/residents", "--openapi", spec,
+            "--dir", aizu.dir)
+    fed.run("secnode", "acl", "grant", "residents/lookup", str(i["taka_portal"]),
+            "--dir", aizu.dir)
+    get_openapi = ServiceId.parse(f"{aizu.member}/residents/getOpenAPI")
+    result = _wait_for(
+        lambda: call_rest(i["taka"].client_url, i["taka_portal"], get_openapi,
+                          "?serviceCode=lookup"),
+        lambda r: r.status == 200)
+    assert json.loads(result.body)["info"]["title"] == "residents lookup"
+    missing = call_rest(i["taka"].client_url, i["taka_portal"], get_openapi,
+                        "?serviceCode=residents")
+    assert error_of(missing) == "Server.ServerProxy.UnknownService"
+    assert b"no OpenAPI description" in missing.body
+    wsdl = call_soap(i["aizu"].client_url, i["aizu_portal"],
+                     ServiceId.parse(f"{i['taka'].member}/welfare/getWsdl"), "")
+    assert b"getWsdl is not supported" in wsdl.body
