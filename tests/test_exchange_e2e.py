@@ -498,3 +498,37 @@ def test_get_openapi_and_get_wsdl(fed: Federation, tmp_path: Path) -> None:
     wsdl = call_soap(i["aizu"].client_url, i["aizu_portal"],
                      ServiceId.parse(f"{i['taka'].member}/welfare/getWsdl"), "")
     assert b"getWsdl is not supported" in wsdl.body
+
+
+def test_provider_errors_and_timeouts_come_back_as_errors(fed: Federation) -> None:
+    import time
+
+    i = ids(fed)
+    aizu = i["aizu"]
+    closed = __import__("socket").socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()
+    fed.run("secnode", "service", "add", "residents", "slow", "--type", "rest", "--url",
+            f"http://127.0.0.1:{fed.ports['rest_service']}/slow", "--timeout", "1",
+            "--dir", aizu.dir)
+    fed.run("secnode", "service", "add", "residents", "down", "--type", "rest", "--url",
+            f"http://127.0.0.1:{dead_port}/", "--dir", aizu.dir)
+    for code in ("slow", "down"):
+        fed.run("secnode", "acl", "grant", f"residents/{code}", str(i["taka_portal"]),
+                "--dir", aizu.dir)
+        fed.run("secnode", "service", "classify", f"residents/{code}", "--non-personal",
+                "--dir", aizu.dir)
+    slow = ServiceId.parse(f"{aizu.member}/residents/slow")
+    ready = ("Server.ServerProxy.UnknownService", "Server.ServerProxy.AccessDenied")
+    _wait_for(lambda: call_rest(i["taka"].client_url, i["taka_portal"], slow, "?seconds=0"),
+              lambda r: error_of(r) not in ready)  # the node has picked up service and right
+    started = time.monotonic()
+    result = call_rest(i["taka"].client_url, i["taka_portal"], slow, "?seconds=10")
+    assert time.monotonic() - started < 5  # answered by the timeout, not by the service
+    assert error_of(result) == "Server.ServerProxy.ServiceFailed"
+    assert b"did not answer within 1 s" in result.body
+    down = call_rest(i["taka"].client_url, i["taka_portal"],
+                     ServiceId.parse(f"{aizu.member}/residents/down"))
+    assert error_of(down) == "Server.ServerProxy.ServiceFailed"
+    assert b"service call failed" in down.body

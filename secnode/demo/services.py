@@ -9,6 +9,7 @@ and fast so the benchmark measures the nodes, not the service.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 
 from aiohttp import web
@@ -36,6 +37,16 @@ async def resident(request: web.Request) -> web.Response:
 async def echo(request: web.Request) -> web.Response:
     body = await request.read()
     return web.Response(body=body, content_type=request.content_type or "application/json")
+
+
+async def slow(request: web.Request) -> web.Response:
+    """Answers after ``?seconds=`` (at most 30): for timeout tests and demonstrations."""
+    try:
+        delay = min(float(request.query.get("seconds", "5")), 30.0)
+    except ValueError:
+        delay = 5.0
+    await asyncio.sleep(delay)
+    return web.json_response({"slept": delay})
 
 
 async def soap_endpoint(request: web.Request) -> web.Response:
@@ -70,6 +81,7 @@ def build_app() -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/residents/{rid}", resident)
     app.router.add_post("/echo", echo)
+    app.router.add_get("/slow", slow)
     app.router.add_post("/soap", soap_endpoint)
     app.router.add_get("/health", lambda _r: web.json_response({"status": "ok"}))
     return app
