@@ -88,7 +88,9 @@ def verify_detached(signature: bytes, data: bytes) -> VerifiedSignature:
     if len(signer_infos) != 1:
         raise CMSError(f"expected exactly one signer, found {len(signer_infos)}")
     signer_info = signer_infos[0]
-    cert = _find_signer(signer_info, certificates)
+    cert = find_signer(signer_info, certificates)
+    if cert is None:
+        raise CMSError("the signer's certificate is not included in the signature")
     digest_name = signer_info["digest_algorithm"]["algorithm"].native
     if digest_name not in _HASHES:
         raise CMSError(f"unsupported digest algorithm {digest_name}")
@@ -118,11 +120,12 @@ def verify_detached(signature: bytes, data: bytes) -> VerifiedSignature:
     return VerifiedSignature(cert, certificates, signing_time)
 
 
-def _find_signer(
-    signer_info: asn1_cms.SignerInfo, certificates: Sequence[x509.Certificate]
-) -> x509.Certificate:
+def find_signer(
+    signer_info: asn1_cms.SignerInfo, candidates: Sequence[x509.Certificate]
+) -> x509.Certificate | None:
+    """The candidate a SignerInfo's ``sid`` names (issuer+serial or subject key id)."""
     sid = signer_info["sid"]
-    for cert in certificates:
+    for cert in candidates:
         if sid.name == "issuer_and_serial_number":
             if (
                 cert.serial_number == sid.chosen["serial_number"].native
@@ -136,7 +139,7 @@ def _find_signer(
                 continue
             if ski.value.digest == sid.chosen.native:
                 return cert
-    raise CMSError("the signer's certificate is not included in the signature")
+    return None
 
 
 def _verify_raw(

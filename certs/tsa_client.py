@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from certs.chain import ChainError, verify_chain
+from certs.cms import find_signer
 from certs.tsa import (
     CONTENT_TYPE_QUERY,
     CONTENT_TYPE_REPLY,
@@ -297,25 +298,13 @@ def verify_token(
 def _find_signer(
     signer_info: asn1_cms.SignerInfo, candidates: Sequence[x509.Certificate]
 ) -> x509.Certificate:
-    sid = signer_info["sid"]
-    for cert in candidates:
-        if sid.name == "issuer_and_serial_number":
-            if (
-                cert.serial_number == sid.chosen["serial_number"].native
-                and cert.issuer.public_bytes() == sid.chosen["issuer"].dump()
-            ):
-                return cert
-        else:
-            try:
-                ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            except x509.ExtensionNotFound:
-                continue
-            if ski.value.digest == sid.chosen.native:
-                return cert
-    raise TSAError(
-        "the TSA certificate is neither in the token nor given "
-        "(request with certReq, or pass the TSA certificate)"
-    )
+    cert = find_signer(signer_info, candidates)
+    if cert is None:
+        raise TSAError(
+            "the TSA certificate is neither in the token nor given "
+            "(request with certReq, or pass the TSA certificate)"
+        )
+    return cert
 
 
 def _check_signed_attributes(
