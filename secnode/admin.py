@@ -134,7 +134,10 @@ def _with_extensions(rt: NodeRuntime, body: dict[str, Any],
     """``rt.extra_health`` = {name: callable -> dict}; a section's ``reasons`` make the node
     unhealthy and its ``warnings`` are listed with the node's own."""
     for name, section_of in getattr(rt, "extra_health", {}).items():
-        section = dict(section_of())
+        try:
+            section = dict(section_of())
+        except Exception as exc:  # a broken extension must not take /health down with it
+            section = {"error": repr(exc), "warnings": [f"{name}: health section failed: {exc}"]}
         reasons, warnings = section.pop("reasons", []), section.pop("warnings", [])
         body[name] = section
         body["reasons"] = [*body.get("reasons", []), *reasons]

@@ -8,6 +8,7 @@ must get the error, and the writer must go on in a new chain.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -15,11 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.core.message import MessageHeaders
 from secnode.core.messagelog import LogRecord, TrustAnchors, VerifyOptions, verify_log
+from secnode.core.messagelog.canonical import canonical_json
+from secnode.core.messagelog.record import canonical_bytes
 from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
 from secnode.messagelog.convert import draft_from_event, headers_sha256
 from secnode.messagelog.store import LogStore
@@ -137,7 +142,7 @@ def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(engine: En
     async def main() -> tuple[int, int]:
         writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
         writer.start()
-        checkpointer = Checkpointer(engine, interval=0.05)
+        checkpointer = Checkpointer(engine, interval=0.05, busy_interval=0.1)
         task = asyncio.create_task(checkpointer.run(lambda: writer.stats.commits))
         for i in range(40):
             await writer.append(draft_from_event(event(f"m-{i}")))
@@ -153,3 +158,38 @@ def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(engine: En
 
     checkpoints, size = asyncio.run(main())
     assert checkpoints >= 2 and size == 0
+
+
+# ----- the fast canonical form is the canonical form ----------------------------------------------
+_text = st.one_of(st.none(), st.text(max_size=40))
+
+
+@settings(max_examples=300, deadline=None)
+@given(client=_text, reason=_text, subject=_text, user=_text, body_size=st.integers(0, 2**53 - 1),
+       seq=st.integers(1, 2**53 - 1), signed=st.booleans(), when=st.datetimes(
+           min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 31),
+           timezones=st.just(dt.UTC)))
+def test_canonical_bytes_equal_the_json_definition(client: str | None, reason: str | None,
+                                                   subject: str | None, user: str | None,
+                                                   body_size: int, seq: int, signed: bool,
+                                                   when: dt.datetime) -> None:
+    """``canonical_bytes`` writes JSON by hand for speed; it must stay byte-identical to
+    ``canonical_json(canonical_fields())`` (RFC 8785 subset, docs/audit.md §6.2)."""
+    record = LogRecord.create(
+        chain_id=f"{NODE}#w", seq=seq, prev_hash=bytes(32), time=when, direction="refusal",
+        node_id=NODE, headers_sha256=hashlib.sha256(b"h").digest(), body_sha256=bytes(32),
+        body_size=body_size, client_id=client, reason=reason, data_subject=subject,
+        user_id=user, signed_digest=b"\x00d" if signed else None,
+        signature=b"\xffsig" if signed else None,
+        signer_cert_sha256=bytes(range(32)) if signed else None)
+    assert canonical_bytes(record) == canonical_json(record.canonical_fields())
+    assert record.hash_ok()
+
+
+def test_headers_digest_covers_every_header_field() -> None:
+    h = event("m-1").headers
+    fields = {f.name: getattr(h, f.name) for f in dataclasses.fields(h)}
+    fields.update(client=str(h.client), service=str(h.service))
+    assert headers_sha256(h) == hashlib.sha256(canonical_json(fields)).digest()
+    changed = dataclasses.replace(h, issue="other")
+    assert headers_sha256(changed) != headers_sha256(h)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine
 
@@ -28,31 +29,54 @@ def disable_autocheckpoint(conn: Connection) -> None:
 
 
 class Checkpointer:
-    """Runs ``wal_checkpoint`` every ``interval`` seconds in a dedicated thread."""
+    """Checkpoints the WAL from a dedicated thread (see module docstring).
 
-    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+    Every ``interval`` seconds it looks at the writer's commit count: while
+    commits go on, a ``PASSIVE`` checkpoint runs every ``busy_interval``
+    seconds, or at once when the WAL file passes ``max_wal_bytes`` (a longer
+    interval copies each page once however often it changed); after a quiet
+    tick, one ``TRUNCATE`` empties the WAL.
+    """
+
+    def __init__(self, engine: Engine, interval: float = 1.0, busy_interval: float = 5.0,
+                 max_wal_bytes: int = 64 << 20) -> None:
         self.engine = engine
         self.interval = interval
+        self.busy_interval = busy_interval
+        self.max_wal_bytes = max_wal_bytes
         self.checkpoints = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="mlog-checkpoint")
         self._conn: Connection | None = None
+        database = engine.url.database
+        self._wal = Path(database + "-wal") if database else None
+
+    def wal_bytes(self) -> int:
+        try:
+            return self._wal.stat().st_size if self._wal is not None else 0
+        except OSError:
+            return 0
 
     async def run(self, activity: Callable[[], int]) -> None:
         """``activity()`` counts commits; no change since the last tick means idle."""
         loop = asyncio.get_running_loop()
         seen = activity()
         dirty = False
+        since = 0.0
         while True:
             await asyncio.sleep(self.interval)
+            since += self.interval
             now = activity()
             busy, seen = now != seen, now
             if busy:
-                mode = "PASSIVE"
                 dirty = True
+                if since < self.busy_interval and self.wal_bytes() < self.max_wal_bytes:
+                    continue
+                mode = "PASSIVE"
             elif dirty:
                 mode, dirty = "TRUNCATE", False
             else:
                 continue
+            since = 0.0
             try:
                 await loop.run_in_executor(self._executor, self.checkpoint, mode)
             except Exception as exc:  # a failed checkpoint is retried at the next tick

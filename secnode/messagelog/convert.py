@@ -9,6 +9,7 @@ chain's order is the order records became durable.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, fields
@@ -18,21 +19,28 @@ from sqlalchemy import Row
 
 from secnode.core.message import MessageHeaders
 from secnode.core.messagelog import Direction, LogRecord
-from secnode.core.messagelog.record import format_time, parse_time
+from secnode.core.messagelog.record import MAX_TEXT, format_time, parse_time
 from secnode.proxy.hooks import ExchangeEvent
 
 EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
+#: Every MessageHeaders field, read once (the headers grow as the protocol does).
+_HEADER_FIELDS = tuple(f.name for f in fields(MessageHeaders))
+
+
+@functools.lru_cache(maxsize=4096)
 def headers_sha256(headers: MessageHeaders) -> bytes:
     """SHA-256 of the canonical header part (``docs/audit.md`` §6.1).
 
     Canonical JSON (sorted keys, no whitespace, UTF-8) of every
     :class:`MessageHeaders` field, identifiers in their string form. It binds
-    the headers the record does not hold as fields (issue, protocol, REST
-    method/path/query, content type) to the record.
+    the headers the record does not hold as fields (issue, protocol, policy
+    headers beyond purpose/legal basis/data subject, REST method/path/query,
+    content type) to the record. Cached: a request and its response share one
+    headers object, and this runs on the message path.
     """
-    data: dict[str, Any] = {f.name: getattr(headers, f.name) for f in fields(headers)}
+    data = {name: getattr(headers, name) for name in _HEADER_FIELDS}
     data["client"] = str(headers.client)
     data["service"] = str(headers.service)
     raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -66,7 +74,8 @@ class Draft:
     signer_cert_der: bytes | None
     ocsp_der: bytes | None
 
-    def seal(self, chain_id: str, seq: int, prev_hash: bytes, node_id: str) -> LogRecord:
+    def seal(self, chain_id: str, seq: int, prev_hash: bytes, node_id: str,
+             record_id: str | None = None) -> LogRecord:
         return LogRecord.create(
             chain_id=chain_id, seq=seq, prev_hash=prev_hash, time=self.time,
             direction=self.direction, node_id=node_id, headers_sha256=self.headers_sha256,
@@ -76,7 +85,7 @@ class Draft:
             legal_basis=self.legal_basis, data_subject=self.data_subject,
             decision=self.decision, reason=self.reason, signed_digest=self.signed_digest,
             signature=self.signature, signer_cert_sha256=self.signer_cert_sha256,
-            ocsp_sha256=self.ocsp_sha256,
+            ocsp_sha256=self.ocsp_sha256, record_id=record_id,
         )
 
 
@@ -113,8 +122,8 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
         purpose=h.purpose,
         legal_basis=h.legal_basis,
         data_subject=h.data_subject,
-        decision=event.decision or None,
-        reason=event.reason or None,
+        decision=(event.decision or None) and event.decision[:MAX_TEXT],
+        reason=(event.reason or None) and event.reason[:MAX_TEXT],
         body=body,
         keep_body=event.log_body and body is not None,
         body_sha256=body_sha,
@@ -130,36 +139,31 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
 
 
 # ----- rows ---------------------------------------------------------------------------------
+#: ``mlog_records`` columns in the order of :func:`row_tuple` (the writer's INSERT).
+RECORD_COLUMNS = (
+    "chain_id", "seq", "record_id", "version", "time", "direction", "node_id", "client_id",
+    "service_id", "message_id", "user_id", "purpose", "legal_basis", "data_subject",
+    "decision", "reason", "body_sha256", "body_size", "headers_sha256", "signed_digest",
+    "signature", "signer_cert_sha256", "ocsp_sha256", "prev_hash", "record_hash", "body",
+)
+
+
+def row_tuple(record: LogRecord) -> tuple[Any, ...]:
+    """The ``mlog_records`` row of a sealed record, in :data:`RECORD_COLUMNS` order."""
+    return (
+        record.chain_id, record.seq, record.id, 1, format_time(record.time),
+        record.direction.value, record.node_id, record.client_id, record.service_id,
+        record.message_id, record.user_id, record.purpose, record.legal_basis,
+        record.data_subject, record.decision, record.reason, record.body_sha256,
+        record.body_size, record.headers_sha256, record.signed_digest, record.signature,
+        record.signer_cert_sha256, record.ocsp_sha256, record.prev_hash, record.record_hash,
+        record.body,
+    )
+
+
 def row_of(record: LogRecord) -> dict[str, Any]:
-    """The ``mlog_records`` row of a sealed record."""
-    return {
-        "chain_id": record.chain_id,
-        "seq": record.seq,
-        "record_id": record.id,
-        "version": 1,
-        "time": format_time(record.time),
-        "direction": record.direction.value,
-        "node_id": record.node_id,
-        "client_id": record.client_id,
-        "service_id": record.service_id,
-        "message_id": record.message_id,
-        "user_id": record.user_id,
-        "purpose": record.purpose,
-        "legal_basis": record.legal_basis,
-        "data_subject": record.data_subject,
-        "decision": record.decision,
-        "reason": record.reason,
-        "body_sha256": record.body_sha256,
-        "body_size": record.body_size,
-        "headers_sha256": record.headers_sha256,
-        "signed_digest": record.signed_digest,
-        "signature": record.signature,
-        "signer_cert_sha256": record.signer_cert_sha256,
-        "ocsp_sha256": record.ocsp_sha256,
-        "prev_hash": record.prev_hash,
-        "record_hash": record.record_hash,
-        "body": record.body,
-    }
+    """The ``mlog_records`` row of a sealed record, as a dict (for SQLAlchemy Core)."""
+    return dict(zip(RECORD_COLUMNS, row_tuple(record), strict=True))
 
 
 def _b(value: Any) -> bytes | None:

@@ -204,8 +204,10 @@ async def attach(rt: NodeRuntime) -> MessageLog | None:
     sink = MessageLog(rt, engine)
     sink.start()
     rt.sink = sink
-    # read by secnode.admin (/health, /metrics)
-    rt.extra_health = {"messagelog": sink.health}  # type: ignore[attr-defined]
-    rt.extra_metrics = [sink.metrics_text]  # type: ignore[attr-defined]
+    # read by secnode.admin (/health, /metrics); other extensions add their own entries
+    health = getattr(rt, "extra_health", None) or {}
+    health["messagelog"] = sink.health
+    rt.extra_health = health  # type: ignore[attr-defined]
+    rt.extra_metrics = [*getattr(rt, "extra_metrics", []), sink.metrics_text]  # type: ignore[attr-defined]
     log.info("message log: writing chain %s", sink.writer.chain_id)
     return sink

@@ -84,7 +84,8 @@ def format_time(value: dt.datetime) -> str:
     """UTC, microseconds always present: ``2026-04-01T09:30:00.000000Z``."""
     if value.tzinfo is None:
         raise RecordError("record time must be timezone-aware")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: same text (4-digit year), several times faster on the message path
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: object, what: str) -> dt.datetime:
@@ -376,13 +377,57 @@ def _nonneg(value: int | None, what: str) -> int:
 def canonical_bytes(record: LogRecord) -> bytes:
     """The exact bytes hashed into ``record_hash`` (canonical JSON of the hashed fields).
 
-    Same bytes as :func:`canonical_json`, without its generic value checks:
+    Same bytes as :func:`canonical_json` of :meth:`LogRecord.canonical_fields`,
+    written out directly: the keys are fixed and already in code-point order,
+    strings go through the json module's own escaper (the one ``json.dumps``
+    uses with ``ensure_ascii=False``), integers through ``int.__repr__``. This
+    runs once per message on the message path (and per record in the
+    verifier), where building and sorting a dict was most of the sealing cost.
     ``__post_init__`` already guarantees the types, integer ranges and valid
-    Unicode, and this runs once per record on the message path and in the verifier.
+    Unicode; ``tests/test_messagelog_writer.py`` checks the equivalence.
     """
-    return json.dumps(
-        record.canonical_fields(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
+    r, text, blob, digest = record, _text, _blob, _digest
+    return "".join((
+        '{"body_sha256":"', r.body_sha256.hex(),
+        '","body_size":', int.__repr__(r.body_size),
+        ',"chain_id":', _quote(r.chain_id),
+        ',"client_id":', text(r.client_id),
+        ',"data_subject":', text(r.data_subject),
+        ',"decision":', text(r.decision),
+        ',"direction":', _quote(r.direction.value),
+        ',"headers_sha256":"', r.headers_sha256.hex(),
+        '","id":', _quote(r.id),
+        ',"legal_basis":', text(r.legal_basis),
+        ',"message_id":', text(r.message_id),
+        ',"node_id":', _quote(r.node_id),
+        ',"ocsp_sha256":', digest(r.ocsp_sha256),
+        ',"purpose":', text(r.purpose),
+        ',"reason":', text(r.reason),
+        ',"seq":', int.__repr__(r.seq),
+        ',"service_id":', text(r.service_id),
+        ',"signature":', blob(r.signature),
+        ',"signed_digest":', blob(r.signed_digest),
+        ',"signer_cert_sha256":', digest(r.signer_cert_sha256),
+        ',"time":"', format_time(r.time),
+        '","user_id":', text(r.user_id),
+        ',"version":', int.__repr__(RECORD_VERSION), "}",
+    )).encode("utf-8")
+
+
+#: The string escaper json.dumps(ensure_ascii=False) uses (C-accelerated when available).
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _quote(value)  # type: ignore[no-any-return]
+
+
+def _blob(value: bytes | None) -> str:
+    return "null" if value is None else '"' + b64(value) + '"'
+
+
+def _digest(value: bytes | None) -> str:
+    return "null" if value is None else '"' + value.hex() + '"'
 
 
 def record_hash(prev_hash: bytes, canonical: bytes) -> bytes:
