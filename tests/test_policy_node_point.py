@@ -165,6 +165,39 @@ def test_malformed_policy_headers_are_refused_and_logged(
     assert [r["reason"] for r in decisions(point.worker.engine)] == ["MALFORMED_REQUEST"]
 
 
+def test_non_personal_requests_are_decided_fast_and_still_logged(
+        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    node, point = provider
+    node("service", "classify", "open/weather", "--field", "forecast=NON_PERSONAL",
+         "--field", "reporter=PERSONAL", "--no-subject-required")
+    weather = {"client": "JP/GOV/CITY-B/welfare", "service": f"{MEMBER}/open/weather"}
+
+    async def script() -> list[Verdict]:
+        await point.refresh()  # the registry as of now: the fast path may use it
+        out = [await point.decide(headers_for({**weather, "fields": ["forecast"]}), "provider")
+               for _ in range(3)]
+        batches = point.worker.stats.batches
+        assert all(v.reason == "NOT_PERSONAL_DATA" for v in out)
+        assert point.worker.stats.batches == batches  # nothing awaited the database
+        out.append(await point.decide(headers_for({**weather, "fields": ["reporter"]}),
+                                      "provider"))
+        await asyncio.sleep(0.2)  # rows written behind are committed within DEFER_SECONDS
+        return out
+
+    verdicts = run(script())
+    assert verdicts[-1].reason == "MISSING_PURPOSE"  # personal field: the full path
+    rows = decisions(point.worker.engine)
+    assert [r["reason"] for r in rows] == ["NOT_PERSONAL_DATA"] * 3 + ["MISSING_PURPOSE"]
+    assert [r["entry_sha256"] for r in rows[:3]] == [
+        v.details["decision_sha256"] for v in verdicts[:3]]
+    # a reclassification reaches the fast path within REFRESH_SECONDS
+    node("service", "classify", "open/weather", "--field", "forecast=PERSONAL",
+         "--field", "reporter=PERSONAL", "--no-subject-required")
+    time.sleep(1.1)
+    again = run(point.decide(headers_for({**weather, "fields": ["forecast"]}), "provider"))
+    assert again.reason == "MISSING_PURPOSE"
+
+
 # ----- changes by another process --------------------------------------------------------------
 def test_withdrawal_and_suspension_by_the_cli_decide_the_very_next_request(
         provider: tuple[NodeCli, PolicyPoint]) -> None:
@@ -245,7 +278,7 @@ def test_client_node_refuses_early_with_the_same_reason_codes(
 def test_report_and_disclosure_come_from_what_was_decided(
         provider: tuple[NodeCli, PolicyPoint]) -> None:
     node, point = provider
-    sent = [
+    sent: list[tuple[str, dict[str, Any]]] = [
         ("welfare-law", {"subject": "W-1"}), ("welfare-law", {"subject": "W-2"}),
         ("welfare-law", {"subject": "W-2", "fields": ["name", "income"]}),  # refused
         ("child-watch-consent", {}), ("child-watch-withdrawn", {}),  # allowed, refused

@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from secnode.core.identifiers import ClientId, ServiceId
 from secnode.core.message import MessageHeaders
@@ -36,8 +36,9 @@ from secnode.core.policy.request import (
     H_SUBJECT,
     H_USER,
 )
-from secnode.core.policy.timeutil import format_instant
+from secnode.core.policy.timeutil import format_instant, jst_day
 from secnode.policy import records, store
+from secnode.policy import schema as t
 
 #: MessageHeaders attribute -> the header name the core's request reader expects.
 _HEADER_OF = (
@@ -99,11 +100,7 @@ def evaluate(conn: Connection, registry: PolicySnapshot | None, request: PolicyR
 
 
 def _read_usage(conn: Connection, uids: list[str], at: dt.datetime) -> UsageCounters:
-    from sqlalchemy import func, select
-
-    from secnode.core.policy.timeutil import jst_day
-    from secnode.policy import schema as t
-
+    """Counters as ``policy explain`` sees them: read, not locked (it decides nothing)."""
     day = jst_day(at).isoformat()
     per_day: dict[str, int] = {}
     total: dict[str, int] = {}

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from secnode.core.policy import Decision, LogEntry, UsageCounters, decision_log_entry
@@ -43,16 +43,27 @@ def decision_entry(decision: Decision, side: str, node_id: str,
     return entry, sha256_hex(canonical(entry))
 
 
+INSERT_DECISION = insert(t.decisions)
+"""Built once: executed with parameters, SQLAlchemy reuses the compiled form (hot path)."""
+
+
 def insert_decision(conn: Connection, entry: dict[str, Any], digest: str, at: dt.datetime,
                     years: int) -> None:
-    conn.execute(insert(t.decisions).values(
-        at=utc_text(at), side=entry["side"], message_id=entry.get("message_id"),
-        client=entry.get("client"), recipient=entry.get("recipient"),
-        service=entry.get("service"), purpose=entry.get("purpose"),
-        basis=_short(entry.get("basis"), 64), agreement=entry.get("agreement"),
-        consent_id=entry.get("consent_id"), subject_ref=entry.get("subject_ref"),
-        allow=bool(entry["allow"]), reason=str(entry["reason"]), article=entry.get("article"),
-        entry=canonical(entry), entry_sha256=digest, retain_until=retain_until(at, years)))
+    conn.execute(INSERT_DECISION, decision_params(entry, digest, at, years))
+
+
+def decision_params(entry: dict[str, Any], digest: str, at: dt.datetime,
+                    years: int) -> dict[str, Any]:
+    """The ``pol_decisions`` row of an entry (prepared by the caller for write-behind)."""
+    return {
+        "at": utc_text(at), "side": entry["side"], "message_id": entry.get("message_id"),
+        "client": entry.get("client"), "recipient": entry.get("recipient"),
+        "service": entry.get("service"), "purpose": entry.get("purpose"),
+        "basis": _short(entry.get("basis"), 64), "agreement": entry.get("agreement"),
+        "consent_id": entry.get("consent_id"), "subject_ref": entry.get("subject_ref"),
+        "allow": bool(entry["allow"]), "reason": str(entry["reason"]),
+        "article": entry.get("article"), "entry": canonical(entry), "entry_sha256": digest,
+        "retain_until": retain_until(at, years)}
 
 
 def _short(value: Any, length: int) -> Any:
@@ -102,6 +113,28 @@ def _upsert(engine_name: str, table: Any) -> Any:
     raise NotImplementedError(f"policy store supports sqlite and postgresql, not {engine_name}")
 
 
+_KEY = ["agreement_uid", "day"]
+_USAGE_ROW: dict[str, Any] = {}
+_USAGE_BUMP: dict[str, Any] = {}
+_USAGE_TODAY = (select(t.usage.c.count).where(t.usage.c.agreement_uid == bindparam("uid"),
+                                              t.usage.c.day == bindparam("day"))
+                .with_for_update())
+_USAGE_TOTAL = select(func.coalesce(func.sum(t.usage.c.count), 0)).where(
+    t.usage.c.agreement_uid == bindparam("uid"))
+
+
+def _usage_statements(dialect: str) -> tuple[Any, Any]:
+    """(ensure the row, count one use) for ``dialect``, built once (hot path)."""
+    if dialect not in _USAGE_ROW:
+        values = {"agreement_uid": bindparam("uid"), "day": bindparam("day")}
+        _USAGE_ROW[dialect] = _upsert(dialect, t.usage).values(
+            **values, count=0).on_conflict_do_nothing(index_elements=_KEY)
+        _USAGE_BUMP[dialect] = _upsert(dialect, t.usage).values(
+            **values, count=1).on_conflict_do_update(
+            index_elements=_KEY, set_={"count": t.usage.c.count + 1})
+    return _USAGE_ROW[dialect], _USAGE_BUMP[dialect]
+
+
 def lock_usage(conn: Connection, uids: Iterable[str], at: dt.datetime) -> UsageCounters:
     """Counts for quota-bearing agreements, locked until commit so quotas hold exactly.
 
@@ -112,45 +145,44 @@ def lock_usage(conn: Connection, uids: Iterable[str], at: dt.datetime) -> UsageC
     day = jst_day(at).isoformat()
     per_day: dict[str, int] = {}
     total: dict[str, int] = {}
-    dialect = conn.engine.dialect.name
+    ensure, _ = _usage_statements(conn.engine.dialect.name)
     for uid in sorted(set(uids)):
-        conn.execute(_upsert(dialect, t.usage).values(agreement_uid=uid, day=day, count=0)
-                     .on_conflict_do_nothing(index_elements=["agreement_uid", "day"]))
-        today = conn.execute(select(t.usage.c.count).where(
-            t.usage.c.agreement_uid == uid, t.usage.c.day == day).with_for_update()).scalar_one()
-        per_day[uid] = int(today)
-        total[uid] = int(conn.execute(select(func.coalesce(func.sum(t.usage.c.count), 0))
-                                      .where(t.usage.c.agreement_uid == uid)).scalar_one())
+        key = {"uid": uid, "day": day}
+        conn.execute(ensure, key)
+        per_day[uid] = int(conn.execute(_USAGE_TODAY, key).scalar_one())
+        total[uid] = int(conn.execute(_USAGE_TOTAL, {"uid": uid}).scalar_one())
     return UsageCounters(per_day=per_day, total=total)
 
 
 def count_use(conn: Connection, uid: str, at: dt.datetime) -> None:
     """One allowed provision under agreement ``uid`` (same transaction as its decision row)."""
-    day = jst_day(at).isoformat()
-    stmt = _upsert(conn.engine.dialect.name, t.usage).values(agreement_uid=uid, day=day, count=1)
-    conn.execute(stmt.on_conflict_do_update(index_elements=["agreement_uid", "day"],
-                                            set_={"count": t.usage.c.count + 1}))
+    _, bump = _usage_statements(conn.engine.dialect.name)
+    conn.execute(bump, {"uid": uid, "day": jst_day(at).isoformat()})
 
 
 # ----- provider and receipt records ------------------------------------------------------------
+_INSERT_PROVISION = insert(t.provisions)
+_INSERT_RECEIPT = insert(t.receipts)
+
+
 def insert_provision(conn: Connection, at: dt.datetime, message_id: str | None,
                      decision_sha256: str, record: dict[str, Any], years: int) -> None:
-    conn.execute(insert(t.provisions).values(
-        at=utc_text(at), message_id=message_id, decision_sha256=decision_sha256,
-        recipient=str(record["recipient"]), service=str(record["service"]),
-        subject_ref=record.get("subject_ref"), basis=str(record["basis"]),
-        record_type=str(record["record_type"]), record=canonical(record),
-        retain_until=retain_until(at, years)))
+    conn.execute(_INSERT_PROVISION, {
+        "at": utc_text(at), "message_id": message_id, "decision_sha256": decision_sha256,
+        "recipient": str(record["recipient"]), "service": str(record["service"]),
+        "subject_ref": record.get("subject_ref"), "basis": str(record["basis"]),
+        "record_type": str(record["record_type"]), "record": canonical(record),
+        "retain_until": retain_until(at, years)})
 
 
 def insert_receipt(conn: Connection, at: dt.datetime, message_id: str | None,
                    record: dict[str, Any], statement_sha256: str, years: int) -> None:
-    conn.execute(insert(t.receipts).values(
-        at=utc_text(at), message_id=message_id, provider=str(record["provider"]),
-        service=str(record["service"]), client=str(record["client"]),
-        subject_ref=record.get("subject_ref"), basis=record.get("basis"),
-        statement_sha256=statement_sha256, record=canonical(record),
-        retain_until=retain_until(at, years)))
+    conn.execute(_INSERT_RECEIPT, {
+        "at": utc_text(at), "message_id": message_id, "provider": str(record["provider"]),
+        "service": str(record["service"]), "client": str(record["client"]),
+        "subject_ref": record.get("subject_ref"), "basis": record.get("basis"),
+        "statement_sha256": statement_sha256, "record": canonical(record),
+        "retain_until": retain_until(at, years)})
 
 
 def _records(conn: Connection, table: Any, subject_ref: str) -> list[dict[str, Any]]:

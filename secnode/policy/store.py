@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from secnode.core.policy import (
     FORMAT,
@@ -41,6 +41,7 @@ from secnode.core.policy import (
     parse_policy,
     parse_service,
     parse_stop_request,
+    service_to_json,
     stop_request_to_json,
 )
 from secnode.core.policy.codec import settings_to_json
@@ -83,10 +84,12 @@ def state_row(conn: Connection) -> dict[str, Any]:
     return dict(row)
 
 
+_GENERATION = select(t.state.c.generation, t.state.c.enforcing).where(t.state.c.id == 1)
+
+
 def generation(conn: Connection) -> tuple[int, bool]:
     """(generation, enforcing): one indexed read, done once per batch by the decision point."""
-    row = conn.execute(select(t.state.c.generation, t.state.c.enforcing)
-                       .where(t.state.c.id == 1)).first()
+    row = conn.execute(_GENERATION).first()
     return (0, False) if row is None else (int(row[0]), bool(row[1]))
 
 
@@ -184,18 +187,21 @@ def load_full(conn: Connection) -> PolicySnapshot:
     return parse_policy(document(conn, with_subjects=True))
 
 
+# Built once, executed with parameters: the per-request reads skip SQL compilation.
+_CONSENT = select(t.consents.c.doc).where(t.consents.c.consent_id == bindparam("cid"))
+_STOPS = (select(t.stop_requests.c.doc).where(t.stop_requests.c.subject_ref == bindparam("ref"))
+          .order_by(t.stop_requests.c.id))
+
+
 def consent_for(conn: Connection, consent_id: str,
                 registry: PolicySnapshot) -> ConsentRecord | None:
-    row = conn.execute(select(t.consents.c.doc)
-                       .where(t.consents.c.consent_id == consent_id)).first()
+    row = conn.execute(_CONSENT, {"cid": consent_id}).first()
     return None if row is None else parse_consent(Value(json.loads(row[0])), registry)
 
 
 def stops_for(conn: Connection, subject_ref: str,
               registry: PolicySnapshot) -> tuple[StopRequest, ...]:
-    rows = conn.execute(select(t.stop_requests.c.doc)
-                        .where(t.stop_requests.c.subject_ref == subject_ref)
-                        .order_by(t.stop_requests.c.id))
+    rows = conn.execute(_STOPS, {"ref": subject_ref})
     return tuple(parse_stop_request(Value(json.loads(doc)), registry) for (doc,) in rows)
 
 
@@ -466,8 +472,6 @@ def classify_service(conn: Connection, data: dict[str, Any], actor: str) -> str:
     begin_change(conn)
     registry = load_registry(conn)
     service = parse_service(Value(data), registry)
-    from secnode.core.policy import service_to_json
-
     doc = service_to_json(service)
     whole = document(conn, with_subjects=False)
     whole["services"] = [s for s in whole["services"] if s["id"] != doc["id"]] + [doc]
@@ -503,8 +507,6 @@ def counts(conn: Connection) -> dict[str, int]:
 
 def purge_before(conn: Connection, now: str, tables: Iterable[Any] | None = None) -> dict[str, int]:
     """Delete records whose retention ended (``retain_until`` < now)."""
-    from sqlalchemy import delete
-
     out = {}
     for table in tables or (t.decisions, t.provisions, t.receipts):
         done = conn.execute(delete(table).where(table.c.retain_until < now))
