@@ -372,13 +372,13 @@ def _register_consents(main: click.Group, node_command: Any) -> None:
             events = store.consent_event_rows(conn, consent_id=consent_id)
         if not rows:
             raise UserError(f"unknown consent {consent_id}")
-        out = {"consent": _doc(rows[0]),
-               "events": [{k: e[k] for k in ("at", "event", "status", "actor")} for e in events]}
+        doc = _doc(rows[0])
+        history = [{k: e[k] for k in ("at", "event", "status", "actor")} for e in events]
         if as_json:
-            echo_json(out)
+            echo_json({"consent": doc, "events": history})
         else:
-            click.echo(json.dumps(out["consent"], ensure_ascii=False, indent=2))
-            echo_table(out["events"], ["at", "event", "status", "actor"])
+            click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+            echo_table(history, ["at", "event", "status", "actor"])
 
     @main.group("stop-request")
     def stop_group() -> None:
