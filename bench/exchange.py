@@ -7,7 +7,11 @@ with the same load generator. Direct and through-the-nodes runs are
 interleaved in one invocation and the ratios are computed within the run, so
 the figures compare like with like on whatever machine runs it.
 
-    python bench/exchange.py [--quick] [--json] [--dir DIR]
+    python bench/exchange.py [--quick] [--json] [--dir DIR] [--policy on|off|both]
+
+``--policy both`` adds the policy decision's cost: the nodes run with the policy
+enforced (one decision and one decision-log row per message) and not, alternating on
+the same federation, plus a personal-data request with the whole policy path.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +33,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from secnode.demo.federation import Federation, build_two_city_federation  # noqa: E402
+from secnode.demo.federation import (  # noqa: E402
+    CityNode,
+    Federation,
+    build_two_city_federation,
+)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -91,6 +100,133 @@ def run_load(*args: object) -> RunResult:
     return asyncio.run(load(*args))  # type: ignore[arg-type]
 
 
+# ----- policy on/off (issue 7) --------------------------------------------------------------
+def set_policy(fed: Federation, on: bool) -> None:
+    """Enforce the policy on both nodes (a decision and a decision-log row per message) or
+    not (access rights alone); running nodes pick the switch up within a second."""
+    for city in fed.nodes.values():
+        fed.run("secnode", "policy", "enable" if on else "disable", "--reason", "benchmark",
+                "--dir", city.dir)
+    time.sleep(1.5)
+
+
+def personal_echo(fed: Federation) -> tuple[str, dict[str, str]]:
+    """A personal-data twin of the echo service (agreement + consent) and the headers a
+    client sends for it: the full policy path (consent lookup, provider record, signed
+    statement, receipt record on the client node)."""
+    aizu, taka = fed.nodes["aizu"], fed.nodes["takamatsu"]
+    service = f"{aizu.member}/residents/echo-personal"
+    fed.run("secnode", "service", "add", "residents", "echo-personal", "--type", "rest",
+            "--url", f"http://127.0.0.1:{fed.ports['rest_service']}/echo", "--dir", aizu.dir)
+    fed.run("secnode", "acl", "grant", "residents/echo-personal", taka.client_id,
+            "--dir", aizu.dir)
+    purpose = "WELFARE-ELIGIBILITY"
+    doc = {
+        "format": "secnode-policy", "format_version": 1,
+        "members": [{"id": c.member, "legal_type": "PUBLIC_BODY", "name": c.member_name}
+                    for c in (aizu, taka)],
+        "purposes": [{"code": purpose, "label_ja": "福祉", "label_en": "Welfare"}],
+        "services": [{"id": service, "fields": [{"name": "data", "class": "PERSONAL"}],
+                      "acquisition_circumstances": "benchmark"}],
+        "agreements": [{
+            "uid": "DSA-BENCH", "version": 1, "state": "ACTIVE", "assigner": aizu.member,
+            "assignee": [taka.client_id], "valid_from": "2025-04-01", "valid_to": "2035-03-31",
+            "permission": [{"target": service, "action": "use", "constraint": [
+                {"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": [purpose]},
+                {"leftOperand": "legalBasis", "operator": "isAnyOf",
+                 "rightOperand": ["CONSENT"]},
+                {"leftOperand": "dataItem", "operator": "isPartOf", "rightOperand": ["data"]}]}],
+        }],
+        "consents": [{"consent_id": "CR-BENCH", "subject_ref": "BENCH-1",
+                      "controller": aizu.member, "recipients": [taka.client_id],
+                      "services": [service], "purposes": [purpose], "status": "ConsentGiven",
+                      "given_at": "2025-04-01T00:00:00+09:00",
+                      "expires_at": "2035-03-31T00:00:00+09:00"}],
+    }
+    path = fed.base / "bench-policy.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    fed.run("secnode", "policy", "import", path, "--dir", aizu.dir)
+    time.sleep(2.5)  # services and rights are re-read every 2 s
+    return service, {"X-Road-Purpose": purpose, "X-Road-Legal-Basis": "CONSENT",
+                     "X-Road-Consent-Id": "CR-BENCH", "X-Road-Data-Subject": "BENCH-1",
+                     "X-Road-Data-Items": "data", "X-Road-Issue": "BENCH"}
+
+
+def node_counter(city: CityNode, name: str) -> float:
+    """A runtime counter from the node's /metrics (0 until it was first counted)."""
+    with urllib.request.urlopen(f"{city.admin_url}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(f"secnode_{name} "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def policy_cost(fed: Federation, payload_size: int, concurrency: int, duration: float,
+                warmup: float, reps: int, personal: tuple[str, dict[str, str]]
+                ) -> dict[str, object]:
+    """The policy's cost, two ways.
+
+    Directly: both nodes add up the wall time their policy hooks take on the message
+    path (``policy_seconds_total``: the decision, filtering, records, waits for the store
+    included); per message that is the latency the policy adds, unaffected by the
+    machine's other load. And as an A/B test: runs with the policy enforced and not,
+    alternating (on/off, then off/on, ...) on the same federation; the added p50 is the
+    median over the pairs of (on p50 / off p50 - 1), noisy on a shared machine. Node CPU
+    per message is from /proc. 'personal' is the personal-data twin (enforced)."""
+    takamatsu = fed.nodes["takamatsu"]
+    cities = list(fed.nodes.values())
+    node_pids = [fed.processes["node-aizu"].pid, fed.processes["node-takamatsu"].pid]
+    payload = (b'{"data":"' + b"x" * max(0, payload_size - 11) + b'"}')[:payload_size]
+    url = f"{takamatsu.client_url}/r1/{fed.nodes['aizu'].member}/residents/echo"
+    headers = {"Content-Type": "application/json", "X-Road-Client": takamatsu.client_id}
+    runs: dict[str, list[RunResult]] = {"off": [], "on": [], "personal": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": [], "personal": []}
+    spent: dict[str, list[float]] = {"off": [], "on": [], "personal": []}
+
+    def measure(kind: str, target: str, extra: dict[str, str]) -> None:
+        before = sum(cpu_seconds(p) for p in node_pids)
+        policy_before = sum(node_counter(c, "policy_seconds_total") for c in cities)
+        sent_before = node_counter(takamatsu, "client_requests_total")
+        started = time.perf_counter()
+        result = run_load(target, {**headers, **extra}, payload, concurrency, duration, warmup)
+        elapsed = time.perf_counter() - started
+        used = sum(cpu_seconds(p) for p in node_pids) - before
+        sent = node_counter(takamatsu, "client_requests_total") - sent_before
+        policy = sum(node_counter(c, "policy_seconds_total") for c in cities) - policy_before
+        total = result.requests * (elapsed / duration) if duration else 0
+        runs[kind].append(result)
+        cpu[kind].append(used / total * 1e6 if total else float("nan"))
+        spent[kind].append(policy / sent * 1000 if sent else float("nan"))
+
+    for rep in range(reps):
+        for on in ((True, False) if rep % 2 == 0 else (False, True)):
+            set_policy(fed, on)
+            measure("on" if on else "off", url, {})
+            if on:
+                measure("personal", f"{takamatsu.client_url}/r1/{personal[0]}", personal[1])
+    p50 = {k: statistics.median(r.pct(0.5) for r in v) for k, v in runs.items()}
+    rps = {k: statistics.median(r.rps for r in v) for k, v in runs.items()}
+    ms = {k: statistics.median(v) for k, v in spent.items()}
+    pairs = [on.pct(0.5) / off.pct(0.5) - 1 for on, off in zip(runs["on"], runs["off"],
+                                                                strict=True)]
+    return {
+        "payload": payload_size, "concurrency": concurrency,
+        "off_p50_ms": round(p50["off"], 3), "on_p50_ms": round(p50["on"], 3),
+        "policy_ms": round(ms["on"], 3), "policy_share": round(ms["on"] / p50["off"], 3),
+        "ab_p50_added": round(statistics.median(pairs), 3),
+        "personal_p50_ms": round(p50["personal"], 3),
+        "personal_policy_ms": round(ms["personal"], 3),
+        "personal_share": round(ms["personal"] / p50["off"], 3),
+        "off_policy_ms": round(ms["off"], 3),
+        "off_cpu_us": round(statistics.median(cpu["off"]), 1),
+        "on_cpu_us": round(statistics.median(cpu["on"]), 1),
+        "personal_cpu_us": round(statistics.median(cpu["personal"]), 1),
+        "off_rps": round(rps["off"], 1), "on_rps": round(rps["on"], 1),
+        "personal_rps": round(rps["personal"], 1), "runs": reps,
+        "errors": sum(r.errors for v in runs.values() for r in v),
+    }
+
+
 def scenario(fed: Federation, payload_size: int, concurrency: int, duration: float,
              warmup: float, reps: int) -> dict[str, object]:
     takamatsu = fed.nodes["takamatsu"]
@@ -138,6 +274,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short runs (< 2 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--dir", default=None, help="federation directory (default: temp)")
+    parser.add_argument("--policy", choices=["on", "off", "both"], default="on",
+                        help="policy enforcement during the runs; 'both' also measures its cost")
+    parser.add_argument("--policy-reps", type=int, default=None,
+                        help="on/off alternations per point for --policy both (default 4, "
+                             "quick 2)")
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--payloads", default="1024,65536")
     parser.add_argument("--concurrency", default="1,16,64")
@@ -148,15 +289,22 @@ def main() -> int:
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="secnode-bench-"))
     say = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     fed = build_two_city_federation(base, say=say)
+    points = [(int(p), int(c)) for p in args.payloads.split(",")
+              for c in args.concurrency.split(",")]
+    policy_rows: list[dict[str, object]] = []
     try:
-        scenarios = [
-            scenario(fed, int(p), int(c), duration, warmup, reps)
-            for p in args.payloads.split(",") for c in args.concurrency.split(",")
-        ]
+        if args.policy == "off":
+            set_policy(fed, False)
+        scenarios = [scenario(fed, p, c, duration, warmup, reps) for p, c in points]
+        if args.policy == "both":
+            personal = personal_echo(fed)
+            policy_reps = args.policy_reps or (2 if args.quick else 4)
+            policy_rows = [policy_cost(fed, p, c, duration, warmup, policy_reps, personal)
+                           for p, c in points]
     finally:
         fed.stop()
     if args.json:
-        print(json.dumps({"scenarios": scenarios}))
+        print(json.dumps({"scenarios": scenarios, "policy": policy_rows}))
     else:
         cols = ["payload", "concurrency", "direct_rps", "node_rps", "ratio", "direct_p50_ms",
                 "node_p50_ms", "direct_p99_ms", "node_p99_ms", "node_cpu_us_per_msg", "errors"]
@@ -168,6 +316,16 @@ def main() -> int:
             if row["concurrency"] == 1:
                 print(f"added p50 latency at c=1, {row['payload']} B: "
                       f"{float(row['node_p50_ms']) - float(row['direct_p50_ms']):.2f} ms")
+        if policy_rows:
+            cols = ["payload", "concurrency", "off_p50_ms", "on_p50_ms", "policy_ms",
+                    "policy_share", "ab_p50_added", "personal_p50_ms", "personal_policy_ms",
+                    "personal_share", "off_cpu_us", "on_cpu_us", "personal_cpu_us", "off_rps",
+                    "on_rps", "personal_rps", "runs", "errors"]
+            print("\npolicy decision cost (enforced vs not; personal = full policy path):")
+            print(" | ".join(cols))
+            print(" | ".join("---" for _ in cols))
+            for row in policy_rows:
+                print(" | ".join(str(row[c]) for c in cols))
     return 0
 
 
