@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 from cryptography import x509
+from sqlalchemy import Engine
 
 from certs import keys
 from certs.cliutil import UserError, echo_json, echo_table, get_passphrase, passphrase_option
@@ -36,6 +39,7 @@ from secnode.globalconf import ConfStore, GlobalConfError
 from secnode.messagelog.anchors import AnchorError
 from secnode.messagelog.archiver import Archiver
 from secnode.messagelog.audit import AuditResult, archive_files, audit_files, audit_node
+from secnode.messagelog.database import open_log_engine
 from secnode.messagelog.store import LogStore, SearchFilter
 from secnode.node import Node
 
@@ -59,6 +63,34 @@ def _open(node_dir: str | None, migrate: bool = True) -> Node:
         return Node.open(node_dir, migrate=migrate)
     except LOG_ERRORS as exc:
         raise UserError(str(exc)) from exc
+
+
+def _log_engine(node: Node) -> Engine:
+    """The log's engine, kept on the node object for the command's duration."""
+    engine = getattr(node, "_log_engine", None)
+    if engine is None:
+        engine = open_log_engine(node.dir)
+        node._log_engine = engine  # type: ignore[attr-defined]
+    return engine
+
+
+def _store(node: Node) -> LogStore:
+    return LogStore(_log_engine(node), str(node.node_id))
+
+
+def log_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Dispose of the log's engine when a command that opened it ends."""
+
+    @functools.wraps(func)
+    def wrapper(node: Node, **kwargs: Any) -> Any:
+        try:
+            return func(node, **kwargs)
+        finally:
+            engine = getattr(node, "_log_engine", None)
+            if engine is not None:
+                engine.dispose()
+
+    return wrapper
 
 
 def _archive_dir(node: Node) -> Path:
@@ -144,7 +176,7 @@ def verify_cmd_impl(node_dir: str | None, archives: tuple[str, ...], anchor: str
 # ----- export ---------------------------------------------------------------------------------
 def _bundle(node: Node, records: list[LogRecord], passphrase: bytes,
             description: str) -> bytes:
-    store = LogStore(node.engine, str(node.node_id))
+    store = _store(node)
     conf = ConfStore(node.dir.globalconf_dir).load_last_good()
     extra = list(conf.ca_certs) if conf else []
     evidence = store.evidence(records, extra)
@@ -194,7 +226,7 @@ def archive_impl(node: Node, until: dt.datetime | None, passphrase: bytes,
         raise UserError("no active sign certificate to sign archives with")
     cert = x509.load_pem_x509_certificate(row.cert_pem.encode())
     conf = ConfStore(node.dir.globalconf_dir).load_last_good()
-    archiver = Archiver(node.engine, str(node.node_id), _archive_dir(node), cert,
+    archiver = Archiver(_log_engine(node), str(node.node_id), _archive_dir(node), cert,
                         node.signer("sign", passphrase), list(conf.ca_certs) if conf else [])
     total = sum(p.count for p in archiver.plan(until))
     if as_json or total == 0:
@@ -261,6 +293,7 @@ def register(main: click.Group) -> None:
     @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1))
     @json_option
     @node_command
+    @log_command
     def search_cmd(node: Node, since: str | None, until: str | None, client: str | None,
                    service: str | None, message_id: str | None, user_id: str | None,
                    data_subject: str | None, direction: str | None, in_archives: bool,
@@ -268,7 +301,7 @@ def register(main: click.Group) -> None:
         """Find records by time range, client, service, message id, user id, data subject."""
         criteria = SearchFilter(parse_when(since, "--since"), parse_when(until, "--until"),
                                 client, service, message_id, user_id, data_subject, direction)
-        found = LogStore(node.engine, str(node.node_id)).search(criteria, limit)
+        found = _store(node).search(criteria, limit)
         if in_archives:
             ids = {r.id for r in found}
             found += [r for r in _archived_records(node) if criteria.matches(r)
@@ -288,9 +321,10 @@ def register(main: click.Group) -> None:
     @click.option("--body", is_flag=True, help="Include the body (base64) when it was kept.")
     @json_option
     @node_command
+    @log_command
     def show_cmd(node: Node, record_id: str, body: bool, as_json: bool) -> None:
         """One record (by id) with its signature, time-stamp batch and Merkle proof."""
-        store = LogStore(node.engine, str(node.node_id))
+        store = _store(node)
         record = store.record(record_id)
         where = "database"
         if record is None:
@@ -321,9 +355,9 @@ def register(main: click.Group) -> None:
             click.echo(f"{'batch:':20} {batch['batch_id']} (seqs {batch['first_seq']}.."
                        f"{batch['last_seq']}, TSA {batch['tsa_name']}, {batch['gen_time']})")
             click.echo(f"{'merkle root:':20} {batch['root']}")
-            proof = out["proof"] or {}
-            click.echo(f"{'proof:':20} leaf {proof.get('index')}, "
-                       f"{len(proof.get('path', []))} hashes")
+            path = out["proof"] or {}
+            click.echo(f"{'proof:':20} leaf {path.get('index')}, "
+                       f"{len(path.get('path', []))} hashes")
         else:
             click.echo(f"{'batch:':20} not time-stamped yet")
         if body and out.get("body"):
@@ -337,11 +371,12 @@ def register(main: click.Group) -> None:
     @passphrase_option
     @json_option
     @node_command
+    @log_command
     def export_cmd(node: Node, message_id: str, out_path: str, client: str | None,
                    passphrase_file: str | None, as_json: bool) -> None:
         """Write the records of one exchange (by message id) as a signed evidence bundle."""
         criteria = SearchFilter(message_id=message_id, client=client)
-        records = LogStore(node.engine, str(node.node_id)).search(criteria, 10_000)
+        records = _store(node).search(criteria, 10_000)
         ids = {r.id for r in records}
         records += [r for r in _archived_records(node)
                     if criteria.matches(r) and r.id not in ids]
@@ -371,6 +406,7 @@ def register(main: click.Group) -> None:
     @passphrase_option
     @json_option
     @node_command
+    @log_command
     def archive_cmd(node: Node, until: str | None, passphrase_file: str | None,
                     as_json: bool) -> None:
         """Write stamped, unarchived records to signed archives; apply the retention."""

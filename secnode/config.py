@@ -81,6 +81,7 @@ class MessageLogSection:
     enabled: bool = True
     timestamping_interval: int = 0  # 0: the global configuration's timestamping_interval
     archive_interval: int = 3600  # seconds between archive runs in 'secnode serve'; 0: never
+    database: str = ""  # empty: messagelog.db beside a SQLite node database, else the node's
 
 
 @dataclass
@@ -229,6 +230,7 @@ retention_days = 30             # archived rows are removed from the database af
 enabled = true                  # false: nothing is logged (benchmarks only; not X-Road-like)
 timestamping_interval = 0       # seconds; 0: the global configuration's value
 archive_interval = 3600         # seconds between archive runs while serving; 0: only by CLI
+database = ""                   # empty: messagelog.db here (SQLite) or the node's database
 
 [policy]
 records_retention_years = 3     # APPI Art. 29/30 records

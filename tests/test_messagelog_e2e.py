@@ -89,7 +89,7 @@ def verify_json_dir(node_dir: Path, *args: str | Path) -> tuple[int, dict[str, A
 
 
 def chain_records(node_dir: Path) -> list[LogRecord]:
-    engine = db.make_engine(f"sqlite:///{node_dir / 'secnode.db'}")
+    engine = db.make_engine(f"sqlite:///{node_dir / 'messagelog.db'}")
     try:
         with engine.connect() as conn:
             rows = conn.execute(schema.records.select().order_by(schema.records.c.seq)).all()
@@ -210,7 +210,7 @@ def test_two_records_swapped(run: Run) -> None:
     node_dir = _tampered(run, "swapped")
     records = chain_records(node_dir)
     a, b = records[14], records[15]  # seqs 15 and 16
-    engine = db.make_engine(f"sqlite:///{node_dir / 'secnode.db'}")
+    engine = db.make_engine(f"sqlite:///{node_dir / 'messagelog.db'}")
     try:
         with engine.begin() as conn:
             conn.execute(schema.records.delete().where(schema.records.c.seq.in_([15, 16])))
@@ -245,7 +245,7 @@ def test_forged_record_inserted_with_recomputed_chain(run: Run) -> None:
             signed_digest=old.signed_digest, signature=old.signature,
             signer_cert_sha256=old.signer_cert_sha256, ocsp_sha256=old.ocsp_sha256,
             record_id=old.id))
-    engine = db.make_engine(f"sqlite:///{node_dir / 'secnode.db'}")
+    engine = db.make_engine(f"sqlite:///{node_dir / 'messagelog.db'}")
     try:
         with engine.begin() as conn:
             conn.execute(schema.records.delete().where(schema.records.c.seq >= 20))

@@ -112,8 +112,8 @@ def verify_json(node: NodeHandle, *args: str | Path) -> tuple[int, dict[str, Any
 
 @contextmanager
 def sqlite_db(node_dir: Path) -> Iterator[sqlite3.Connection]:
-    """The node's SQLite database, as an insider with file access would open it."""
-    conn = sqlite3.connect(node_dir / "secnode.db")
+    """The node's message-log database (SQLite), as an insider with file access would open it."""
+    conn = sqlite3.connect(node_dir / "messagelog.db")
     try:
         yield conn
         conn.commit()

@@ -29,8 +29,8 @@ from secnode.core.messagelog import (
 )
 from secnode.core.messagelog.verify import DEFAULT_UNSTAMPED_GRACE, Failure
 from secnode.messagelog.anchors import AuditorTrust, grace_period, load_trust
+from secnode.messagelog.database import has_log_database, open_log_engine
 from secnode.messagelog.store import LogStore
-from secnode.store import db
 
 
 @dataclass
@@ -98,15 +98,18 @@ def audit_node(node_dir: Path, anchor: Path | None = None, extra: Sequence[Path]
     """Verify a node directory: live database + its archive directory (+ ``extra`` files)."""
     nd = NodeDir.open(node_dir)
     trust = load_trust(anchor or nd.anchor_path, nd.globalconf_dir)
-    engine = db.make_engine(nd.db_url)
-    try:
-        live = LogStore(engine, str(nd.config.node_id)).live_evidence()
-    finally:
-        engine.dispose()
+    live: LogEvidence | None = None
+    if has_log_database(nd):
+        engine = open_log_engine(nd, create=False)
+        try:
+            live = LogStore(engine, str(nd.config.node_id)).live_evidence()
+        finally:
+            engine.dispose()
     paths = [*archive_files(nd.path / nd.config.messagelog.archive_dir), *extra]
     archives, unreadable = _load(paths)
+    sources = ([f"message log database of {nd.path}"] if live is not None else [])
     return _run(trust, archives, unreadable, live, True, as_of,
-                [f"database of {nd.path}"] + [str(p) for p in paths])
+                sources + [str(p) for p in paths])
 
 
 def audit_files(paths: Sequence[Path], anchor: Path, globalconf_dir: Path | None = None,

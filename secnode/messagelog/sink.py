@@ -29,10 +29,10 @@ from secnode.core.errors import XRoadError
 from secnode.messagelog.archiver import Archiver
 from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
 from secnode.messagelog.convert import draft_from_event
+from secnode.messagelog.database import open_log_engine
 from secnode.messagelog.stamper import Stamper
 from secnode.messagelog.writer import LogWriteError, LogWriter
 from secnode.proxy.hooks import ExchangeEvent
-from secnode.store import db
 
 if TYPE_CHECKING:
     from secnode.runtime import NodeRuntime
@@ -154,6 +154,10 @@ class MessageLog:
             "records_written": self.writer.stats.records,
             "commits": self.writer.stats.commits,
             "write_failures": self.writer.stats.failures,
+            "commit_ms_avg": round(1000 * self.writer.stats.commit_seconds
+                                   / max(1, self.writer.stats.commits), 3),
+            "handoff_ms_avg": round(1000 * self.writer.stats.wait_seconds
+                                    / max(1, self.writer.stats.commits), 3),
             "stamping": {
                 "backlog": s.backlog,
                 "last_success": iso(s.last_success),
@@ -200,7 +204,7 @@ async def attach(rt: NodeRuntime) -> MessageLog | None:
     if not rt.config.messagelog.enabled:
         log.warning("message log disabled by [messagelog] enabled = false: nothing is logged")
         return None
-    engine = db.make_engine(rt.node.dir.db_url)
+    engine = open_log_engine(rt.node.dir)
     sink = MessageLog(rt, engine)
     sink.start()
     rt.sink = sink

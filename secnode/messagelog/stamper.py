@@ -302,7 +302,7 @@ class Stamper:
                 "tsa_name": tsa_name, "tsa_url": tsa_url, "gen_time": utc_text(gen_time),
                 "leaves": leaves,
             }])
-            conn.execute(self._insert_cert,  # type: ignore[arg-type]
+            conn.execute(self._insert_cert,
                          [{"sha256": hashlib.sha256(tsa_der).digest(), "der": tsa_der}])
         return True
 

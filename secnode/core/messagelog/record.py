@@ -415,11 +415,11 @@ def canonical_bytes(record: LogRecord) -> bytes:
 
 
 #: The string escaper json.dumps(ensure_ascii=False) uses (C-accelerated when available).
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_quote = json.encoder.encode_basestring
 
 
 def _text(value: str | None) -> str:
-    return "null" if value is None else _quote(value)  # type: ignore[no-any-return]
+    return "null" if value is None else _quote(value)
 
 
 def _blob(value: bytes | None) -> str:
