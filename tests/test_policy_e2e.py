@@ -50,9 +50,18 @@ class PersonService:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    async def _person(self, request: web.Request) -> web.Response:
+    async def _person(self, request: web.Request) -> web.StreamResponse:
+        """The record in two writes with a pause: the nodes must read bodies to the end."""
         self.calls += 1
-        return web.json_response({**PERSON, "id": request.match_info["rid"]})
+        body = json.dumps({**PERSON, "id": request.match_info["rid"],
+                           "notes": "x" * 200_000}).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await response.write(body[:1000])
+        await asyncio.sleep(0.05)
+        await response.write(body[1000:])
+        await response.write_eof()
+        return response
 
     def start(self) -> None:
         app = web.Application()
@@ -85,7 +94,7 @@ def policy_document() -> dict[str, Any]:
         "services": [{
             "id": SERVICE, "title": "住民情報",
             "fields": [{"name": n, "class": "PERSONAL"}
-                       for n in ("id", "name", "address", "birth_year", "income")],
+                       for n in ("id", "name", "address", "birth_year", "income", "notes")],
             "registered_purposes": law, "subject_required": True,
             "acquisition_circumstances": "住民基本台帳法に基づき取得",
         }],

@@ -26,7 +26,7 @@ from secnode.core.msgsig import SignatureError
 from secnode.globalconf import Node
 from secnode.proxy import metaservices, wire
 from secnode.proxy.hooks import ExchangeEvent
-from secnode.proxy.io import error_response, read_limited
+from secnode.proxy.io import error_response, read_limited, read_response
 from secnode.runtime import NodeRuntime
 from secnode.tls import peer_cert_sha256
 from secnode.trust import TrustError
@@ -271,7 +271,7 @@ async def _send(
         try:
             async with session.post(url, data=body, headers=out_headers, ssl=rt.peer_ssl(node),
                                     timeout=aiohttp.ClientTimeout(total=120, connect=10)) as resp:
-                out = await resp.content.read(limit + 1)
+                out = await read_response(resp.content, limit)
                 if len(out) > limit:
                     raise XRoadError(errors.MESSAGE_TOO_LARGE,
                                      "provider response exceeds the size limit", http_status=502)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from secnode.core import errors
 from secnode.core.errors import XRoadError
@@ -23,6 +23,24 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
             raise XRoadError(errors.MESSAGE_TOO_LARGE,
                              f"request body exceeds the limit of {limit} bytes", http_status=413)
         chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_response(stream: StreamReader, limit: int) -> bytes:
+    """Read a response body to its end, stopping once it is longer than ``limit`` bytes.
+
+    ``StreamReader.read(n)`` returns *up to* n bytes — whatever has arrived — so one
+    call can cut a body that comes in several TCP segments short (the signature or the
+    JSON then fails, or worse, a truncated body is signed). The result is longer than
+    ``limit`` only if the body is, so callers can refuse it.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
     return b"".join(chunks)
 
 

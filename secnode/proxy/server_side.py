@@ -25,7 +25,7 @@ from secnode.core.msgsig import SignatureError
 from secnode.core.soap import parse_soap_request, prepare_soap_response
 from secnode.proxy import metaservices, wire
 from secnode.proxy.hooks import ExchangeEvent
-from secnode.proxy.io import error_response, read_limited
+from secnode.proxy.io import error_response, read_limited, read_response
 from secnode.runtime import NodeRuntime, ServiceEntry
 from secnode.tls import peer_cert_sha256
 from secnode.trust import TrustError
@@ -216,7 +216,7 @@ async def _call_service(
             headers=out_headers, allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
-            out = await resp.content.read(rt.config.client.max_body_bytes + 1)
+            out = await read_response(resp.content, rt.config.client.max_body_bytes)
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
             passthrough = [(k, v) for k, v in rest.filter_headers(resp.headers.items())
