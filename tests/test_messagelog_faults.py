@@ -25,6 +25,7 @@ from tests.test_messagelog_fed import (
     Reply,
     build_log_federation,
     records_by_message,
+    sqlite_db,
     verify_json,
     wait_stamped,
 )
@@ -41,6 +42,7 @@ def lf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogFederation]:
         settings={"timestamping_interval": 1,
                   "acceptable_timestamp_failure_period": FAILURE_PERIOD},
         node_config={"messagelog": {"archive_interval": 0}},
+        dead_tsa_first=True,
     )
     try:
         fed.start_nodes()
@@ -51,6 +53,16 @@ def lf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogFederation]:
 
 def stamping(lf: LogFederation) -> dict[str, object]:
     return dict(lf.takamatsu.health()[1]["messagelog"]["stamping"])
+
+
+def test_stamping_fails_over_to_the_next_approved_tsa(lf: LogFederation) -> None:
+    """The first approved TSA never answers; every batch comes from the second."""
+    assert lf.call().status == 200
+    wait_stamped(lf.takamatsu.dir)
+    with sqlite_db(lf.takamatsu.dir) as conn:
+        used = {row[0] for row in conn.execute("SELECT tsa_name FROM mlog_batches")}
+    assert used == {"test-tsa"}
+    assert stamping(lf)["last_error"] is None
 
 
 def test_tsa_down_shorter_than_the_failure_period(lf: LogFederation) -> None:
@@ -89,7 +101,8 @@ def test_tsa_down_longer_than_the_failure_period(lf: LogFederation) -> None:
         assert isinstance(refused, Reply)
         assert refused.error.endswith(".TimestampingFailed"), refused.body
         message = json.loads(refused.body)["message"]
-        assert "acceptable failure period" in message and "TSA" in message
+        assert "acceptable failure period" in message
+        assert "a-down-tsa" in message and "test-tsa" in message  # both were tried
         code, health = lf.takamatsu.health()
         assert code == 503 and any("time-stamping" in r for r in health["reasons"])
         assert health["messagelog"]["stamping"]["refusing"] is True

@@ -123,13 +123,22 @@ def sqlite_db(node_dir: Path) -> Iterator[sqlite3.Connection]:
 
 def build_log_federation(base: Path, settings: dict[str, int] | None = None,
                          node_config: dict[str, dict[str, Any]] | None = None,
-                         db_urls: dict[str, str] | None = None) -> LogFederation:
-    """CA+OCSP, TSA, central, Aizu and Takamatsu registered and synced; nodes not started."""
+                         db_urls: dict[str, str] | None = None,
+                         dead_tsa_first: bool = False) -> LogFederation:
+    """CA+OCSP, TSA, central, Aizu and Takamatsu registered and synced; nodes not started.
+
+    ``dead_tsa_first``: the configuration also approves a TSA that never answers, listed
+    before the real one (approved TSAs are listed by name), so every stamp fails over.
+    """
     fed = Federation.create(base, settings)
     lf = LogFederation(fed, free_port(), free_port())
     try:
         fed.certs("tsa", "init", lf.tsa_dir, "--ca", fed.ca_dir, "--name", "Test TSA")
         lf.start_tsa()
+        if dead_tsa_first:
+            fed.certs("tsa", "init", base / "tsa-down", "--ca", fed.ca_dir, "--name", "Down TSA")
+            fed.central("tsa", "add", "a-down-tsa", "--url", f"http://127.0.0.1:{free_port()}",
+                        "--cert", base / "tsa-down" / "tsa.pem")
         fed.central("tsa", "add", "test-tsa", "--url", f"http://127.0.0.1:{lf.tsa_port}",
                     "--cert", lf.tsa_dir / "tsa.pem")
         fed.publish()

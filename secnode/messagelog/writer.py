@@ -1,11 +1,12 @@
 """Group-commit writer: the message path awaits the commit of the batch holding its record.
 
-``append(draft)`` queues the draft and returns a future. One writer task takes
-everything queued, hands it to a single worker thread that seals the records
-(hash chain, in queue order), inserts them and commits, then resolves the
-futures. While one commit runs the next batch accumulates, so under load one
-commit (and on SQLite one WAL append) covers many messages, and the event loop
-never waits on the disk.
+``append(draft)`` queues the draft and awaits its future. Everything queued is
+handed to one worker thread that seals the records (hash chain, in queue
+order), inserts them with one statement and commits, then the futures are
+resolved on the event loop. While one commit runs the next batch accumulates,
+so under load one commit (and on SQLite one WAL append) covers many messages,
+and the event loop never waits on the disk. A record that finds the writer
+idle right after a commit waits a millisecond for company (``LINGER``).
 
 The chain head (last seq and hash) lives in the worker thread and advances
 only after a commit succeeds. If a commit fails, every message in that batch
