@@ -7,8 +7,12 @@ with the same load generator. Direct and through-the-nodes runs are
 interleaved in one invocation and the ratios are computed within the run, so
 the figures compare like with like on whatever machine runs it.
 
-    python bench/exchange.py [--quick] [--json] [--dir DIR] [--policy on|off|both]
+    python bench/exchange.py [--quick] [--json] [--dir DIR] [--log on|off|both]
+        [--policy on|off|both]
 
+``--log both`` adds the message-log cost: the node runs repeated with the log
+(records, group commit, 1 s time-stamping against the demo TSA) on and off,
+alternating on the same federation, and prints the throughput of each.
 ``--policy both`` adds the policy decision's cost: the nodes run with the policy
 enforced (one decision and one decision-log row per message) and not, alternating on
 the same federation, plus a personal-data request with the whole policy path.
@@ -268,6 +272,59 @@ def scenario(fed: Federation, payload_size: int, concurrency: int, duration: flo
     }
 
 
+# ----- message log on/off (issue 6) -------------------------------------------------------
+def set_message_log(fed: Federation, on: bool) -> None:
+    """Restart both nodes with ``[messagelog] enabled`` = ``on`` (1 s stamping when on)."""
+    import re
+
+    for city in fed.nodes.values():
+        proc = fed.processes.pop(f"node-{city.name}", None)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        path = city.dir / "secnode.toml"
+        text = re.sub(r"(?m)^enabled = \w+", f"enabled = {'true' if on else 'false'}",
+                      path.read_text())
+        path.write_text(re.sub(r"(?m)^timestamping_interval = \d+",
+                               "timestamping_interval = 1", text))
+        fed.start_node(city)
+
+
+def log_cost(fed: Federation, payload_size: int, concurrency: int, duration: float,
+             warmup: float, reps: int) -> dict[str, object]:
+    """Node throughput with the log on vs off, alternating (on/off, off/on, ...) against drift."""
+    takamatsu = fed.nodes["takamatsu"]
+    payload = (b'{"data":"' + b"x" * max(0, payload_size - 11) + b'"}')[:payload_size]
+    url = f"{takamatsu.client_url}/r1/{fed.nodes['aizu'].member}/residents/echo"
+    headers = {"Content-Type": "application/json", "X-Road-Client": takamatsu.client_id}
+    runs: dict[bool, list[RunResult]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for rep in range(reps):
+        for on in ((True, False) if rep % 2 == 0 else (False, True)):
+            set_message_log(fed, on)
+            pids = [fed.processes["node-aizu"].pid, fed.processes["node-takamatsu"].pid]
+            before = sum(cpu_seconds(p) for p in pids)
+            started = time.perf_counter()
+            result = run_load(url, headers, payload, concurrency, duration, warmup)
+            elapsed = time.perf_counter() - started
+            used = sum(cpu_seconds(p) for p in pids) - before
+            total = result.requests * (elapsed / duration) if duration else 0
+            runs[on].append(result)
+            cpu[on].append(used / total * 1e6 if total else float("nan"))
+    on_rps = statistics.median(r.rps for r in runs[True])
+    off_rps = statistics.median(r.rps for r in runs[False])
+    return {
+        "payload": payload_size, "concurrency": concurrency,
+        "log_off_rps": round(off_rps, 1), "log_on_rps": round(on_rps, 1),
+        "loss": round(1 - on_rps / off_rps, 3) if off_rps else None,
+        "log_off_p50_ms": round(statistics.median(r.pct(0.5) for r in runs[False]), 3),
+        "log_on_p50_ms": round(statistics.median(r.pct(0.5) for r in runs[True]), 3),
+        "log_off_cpu_us": round(statistics.median(cpu[False]), 1),
+        "log_on_cpu_us": round(statistics.median(cpu[True]), 1),
+        "runs": reps, "errors": sum(r.errors for rs in runs.values() for r in rs),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -282,6 +339,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--payloads", default="1024,65536")
     parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--log", choices=["on", "off", "both"], default="on",
+                        help="message log during the runs; 'both' also measures its cost")
+    parser.add_argument("--log-reps", type=int, default=None,
+                        help="on/off alternations per point for --log both (default 4, quick 2)")
     args = parser.parse_args()
     duration = args.duration or (2.0 if args.quick else 8.0)
     warmup = 0.5 if args.quick else 1.5
@@ -291,11 +352,17 @@ def main() -> int:
     fed = build_two_city_federation(base, say=say)
     points = [(int(p), int(c)) for p in args.payloads.split(",")
               for c in args.concurrency.split(",")]
+    log_rows: list[dict[str, object]] = []
     policy_rows: list[dict[str, object]] = []
     try:
+        if args.log == "off":
+            set_message_log(fed, False)
         if args.policy == "off":
             set_policy(fed, False)
         scenarios = [scenario(fed, p, c, duration, warmup, reps) for p, c in points]
+        if args.log == "both":
+            log_reps = args.log_reps or (2 if args.quick else 4)
+            log_rows = [log_cost(fed, p, c, duration, warmup, log_reps) for p, c in points]
         if args.policy == "both":
             personal = personal_echo(fed)
             policy_reps = args.policy_reps or (2 if args.quick else 4)
@@ -304,7 +371,8 @@ def main() -> int:
     finally:
         fed.stop()
     if args.json:
-        print(json.dumps({"scenarios": scenarios, "policy": policy_rows}))
+        print(json.dumps({"scenarios": scenarios, "message_log": log_rows,
+                          "policy": policy_rows}))
     else:
         cols = ["payload", "concurrency", "direct_rps", "node_rps", "ratio", "direct_p50_ms",
                 "node_p50_ms", "direct_p99_ms", "node_p99_ms", "node_cpu_us_per_msg", "errors"]
@@ -316,6 +384,15 @@ def main() -> int:
             if row["concurrency"] == 1:
                 print(f"added p50 latency at c=1, {row['payload']} B: "
                       f"{float(row['node_p50_ms']) - float(row['direct_p50_ms']):.2f} ms")
+        if log_rows:
+            cols = ["payload", "concurrency", "log_off_rps", "log_on_rps", "loss",
+                    "log_off_p50_ms", "log_on_p50_ms", "log_off_cpu_us", "log_on_cpu_us",
+                    "runs", "errors"]
+            print("\nmessage log cost (log + 1 s time-stamping on vs off):")
+            print(" | ".join(cols))
+            print(" | ".join("---" for _ in cols))
+            for row in log_rows:
+                print(" | ".join(str(row[c]) for c in cols))
         if policy_rows:
             cols = ["payload", "concurrency", "off_p50_ms", "on_p50_ms", "policy_ms",
                     "policy_share", "ab_p50_added", "personal_p50_ms", "personal_policy_ms",
