@@ -5,8 +5,7 @@ handed to one worker thread that seals the records (hash chain, in queue
 order), inserts them with one statement and commits, then the futures are
 resolved on the event loop. While one commit runs the next batch accumulates,
 so under load one commit (and on SQLite one WAL append) covers many messages,
-and the event loop never waits on the disk. A record that finds the writer
-idle right after a commit waits a millisecond for company (``LINGER``).
+and the event loop never waits on the disk.
 
 The chain head (last seq and hash) lives in the worker thread and advances
 only after a commit succeeds. If a commit fails, every message in that batch
@@ -100,13 +99,6 @@ def ordered_record_id() -> str:
     return f"{time.time_ns() // 1000 & 0xFFFFFFFFFFFFFF:014x}{secrets.token_hex(9)}"
 
 
-#: A record arriving within BUSY_WINDOW seconds of the last commit waits LINGER seconds
-#: for others before its commit starts (group commit under moderate load; at low load
-#: records find the writer idle and go at once).
-BUSY_WINDOW = 0.003
-LINGER = 0.001
-
-
 @dataclass
 class WriterStats:
     records: int = 0
@@ -153,8 +145,6 @@ class LogWriter:
         self._on_connect = on_connect
         self._queue: list[_Pending] = []
         self._in_flight = False
-        self._linger: asyncio.TimerHandle | None = None
-        self._last_done = float("-inf")
         self._closing = False
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -197,21 +187,13 @@ class LogWriter:
         future: asyncio.Future[LogRecord] = self._loop.create_future()
         self._queue.append(_Pending(draft, future))
         self._idle.clear()
-        if not self._in_flight and self._linger is None:
-            if self._loop.time() - self._last_done < BUSY_WINDOW:
-                # the writer was busy a moment ago: wait a little for company, so one
-                # commit (and its WAL writes and thread hand-offs) covers more records
-                self._linger = self._loop.call_later(LINGER, self._dispatch)
-            else:
-                self._dispatch()
+        if not self._in_flight:
+            self._dispatch()
         return await future
 
     def _dispatch(self) -> None:
         """Give everything queued to the worker (event loop; nothing in flight)."""
         assert self._idle is not None
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
         batch, self._queue = self._queue, []
         self._in_flight = True
         queued = time.perf_counter()
@@ -232,9 +214,8 @@ class LogWriter:
 
     def _finish(self, batch: list[_Pending], outcome: list[LogRecord] | Exception) -> None:
         """Event loop: resolve the batch's futures, then send the next batch."""
-        assert self._idle is not None and self._loop is not None
+        assert self._idle is not None
         self._in_flight = False
-        self._last_done = self._loop.time()
         if self._queue:
             self._dispatch()
         else:
