@@ -126,7 +126,7 @@ _USAGE_TOTAL = select(func.coalesce(func.sum(t.usage.c.count), 0)).where(
 def _usage_statements(dialect: str) -> tuple[Any, Any]:
     """(ensure the row, count one use) for ``dialect``, built once (hot path)."""
     if dialect not in _USAGE_ROW:
-        values = {"agreement_uid": bindparam("uid"), "day": bindparam("day")}
+        values: dict[str, Any] = {"agreement_uid": bindparam("uid"), "day": bindparam("day")}
         _USAGE_ROW[dialect] = _upsert(dialect, t.usage).values(
             **values, count=0).on_conflict_do_nothing(index_elements=_KEY)
         _USAGE_BUMP[dialect] = _upsert(dialect, t.usage).values(
