@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -137,6 +138,10 @@ async def start_node(node: Node, passphrase: bytes) -> RunningNode:
 def serve_forever(node: Node, passphrase: bytes) -> None:
     async def main() -> None:
         running = await start_node(node, passphrase)
+        # Everything built at start-up (configuration, trust caches, modules) lives as long as
+        # the process: keep it out of the cyclic collector's full passes, which otherwise
+        # re-walk it on the message path (docs/performance.md).
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,7 +19,18 @@ from sqlalchemy import Row
 
 from secnode.core.message import MessageHeaders
 from secnode.core.messagelog import Direction, LogRecord
-from secnode.core.messagelog.record import MAX_TEXT, format_time, parse_time
+from secnode.core.messagelog.record import (
+    MAX_TEXT,
+    RECORD_VERSION,
+    CanonicalTemplate,
+    HeaderTexts,
+    RecordError,
+    check_text,
+    format_time,
+    json_string,
+    parse_time,
+    record_hash,
+)
 from secnode.proxy.hooks import ExchangeEvent
 
 EMPTY_SHA256 = hashlib.sha256(b"").digest()
@@ -29,7 +40,6 @@ EMPTY_SHA256 = hashlib.sha256(b"").digest()
 _HEADER_FIELDS = tuple(f.name for f in fields(MessageHeaders))
 
 
-@functools.lru_cache(maxsize=4096)
 def headers_sha256(headers: MessageHeaders) -> bytes:
     """SHA-256 of the canonical header part (``docs/audit.md`` §6.1).
 
@@ -37,8 +47,7 @@ def headers_sha256(headers: MessageHeaders) -> bytes:
     :class:`MessageHeaders` field, identifiers in their string form. It binds
     the headers the record does not hold as fields (issue, protocol, policy
     headers beyond purpose/legal basis/data subject, REST method/path/query,
-    content type) to the record. Cached: a request and its response share one
-    headers object, and this runs on the message path.
+    content type) to the record.
     """
     data = {name: getattr(headers, name) for name in _HEADER_FIELDS}
     data["client"] = str(headers.client)
@@ -47,45 +56,82 @@ def headers_sha256(headers: MessageHeaders) -> bytes:
     return hashlib.sha256(raw.encode("utf-8")).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class MessagePart:
+    """What every record of one message takes from its headers, computed once."""
+
+    texts: tuple[str | None, ...]  # the row's client_id .. data_subject columns
+    rendered: HeaderTexts
+    headers_sha256: bytes
+
+
+_TEXT_NAMES = ("client_id", "service_id", "message_id", "user_id", "purpose", "legal_basis",
+               "data_subject")
+
+
+@functools.lru_cache(maxsize=4096)
+def message_part(h: MessageHeaders) -> MessagePart:
+    """Cached: a request and its response share one headers object, and this runs on the
+    message path. Raises :class:`RecordError` for a value no record may hold."""
+    texts = (str(h.client), str(h.service), h.message_id, h.user_id, h.purpose, h.legal_basis,
+             h.data_subject)
+    for name, value in zip(_TEXT_NAMES, texts, strict=True):
+        check_text(name, value)
+    rendered = HeaderTexts.of(**dict(zip(_TEXT_NAMES, texts, strict=True)))
+    return MessagePart(texts, rendered, headers_sha256(h))
+
+
 @dataclass(slots=True)
 class Draft:
-    """A record before it has a place in the chain (no seq, no hashes yet)."""
+    """A record before it has a place in the chain (no chain, seq, id or hashes yet).
+
+    Everything the record's canonical bytes and row need from the message is
+    rendered here, once, on the event loop (:class:`CanonicalTemplate`); the
+    writer then seals it in commit order with :meth:`seal_row`, which only
+    joins and hashes.
+    """
 
     time: dt.datetime
+    time_text: str
     direction: Direction
-    client_id: str
-    service_id: str
     message_id: str
-    user_id: str | None
-    purpose: str | None
-    legal_basis: str | None
-    data_subject: str | None
-    decision: str | None
-    reason: str | None
-    body: bytes | None
-    keep_body: bool
-    body_sha256: bytes
-    body_size: int
-    headers_sha256: bytes
-    signed_digest: bytes | None
-    signature: bytes | None
+    fields: tuple[Any, ...]  # the row's columns client_id .. ocsp_sha256 (RECORD_COLUMNS[7:23])
+    body: bytes | None  # the body as the row keeps it (None when not kept)
+    template: CanonicalTemplate
     signer_cert_sha256: bytes | None
     ocsp_sha256: bytes | None
     signer_cert_der: bytes | None
     ocsp_der: bytes | None
 
+    def seal_row(self, chain_id: str, chain_json: str, seq: int, prev_hash: bytes,
+                 node_id: str, node_json: str, record_id: str) -> tuple[tuple[Any, ...], bytes]:
+        """The ``mlog_records`` row (:data:`RECORD_COLUMNS` order) and the record hash.
+
+        ``chain_json``/``node_json`` are the ids JSON-quoted (:func:`json_string`),
+        done once per writer rather than per record.
+        """
+        canonical = self.template.render(chain_json, json_string(record_id), node_json, seq)
+        digest = record_hash(prev_hash, canonical)
+        row = (chain_id, seq, record_id, RECORD_VERSION, self.time_text, self.direction.value,
+               node_id, *self.fields, prev_hash, digest, self.body)
+        return row, digest
+
     def seal(self, chain_id: str, seq: int, prev_hash: bytes, node_id: str,
              record_id: str | None = None) -> LogRecord:
+        """The same record as a :class:`LogRecord` (validated; for tools and tests)."""
+        (client_id, service_id, message_id, user_id, purpose, legal_basis, data_subject,
+         decision, reason, body_sha256, body_size, headers_sha256, signed_digest, signature,
+         signer_cert_sha256, ocsp_sha256) = self.fields
         return LogRecord.create(
             chain_id=chain_id, seq=seq, prev_hash=prev_hash, time=self.time,
-            direction=self.direction, node_id=node_id, headers_sha256=self.headers_sha256,
-            body=self.body, body_sha256=self.body_sha256, body_size=self.body_size,
-            keep_body=self.keep_body, client_id=self.client_id, service_id=self.service_id,
-            message_id=self.message_id, user_id=self.user_id, purpose=self.purpose,
-            legal_basis=self.legal_basis, data_subject=self.data_subject,
-            decision=self.decision, reason=self.reason, signed_digest=self.signed_digest,
-            signature=self.signature, signer_cert_sha256=self.signer_cert_sha256,
-            ocsp_sha256=self.ocsp_sha256, record_id=record_id,
+            direction=self.direction, node_id=node_id, headers_sha256=headers_sha256,
+            body=self.body, body_sha256=body_sha256, body_size=body_size,
+            client_id=client_id, service_id=service_id, message_id=message_id,
+            user_id=user_id, purpose=purpose, legal_basis=legal_basis,
+            data_subject=data_subject, decision=decision, reason=reason,
+            signed_digest=signed_digest, signature=signature,
+            signer_cert_sha256=signer_cert_sha256, ocsp_sha256=ocsp_sha256,
+            record_id=record_id,
         )
 
 
@@ -98,6 +144,8 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
 
     A refusal made before the body was read carries no body digest; it is
     logged with the digest of the empty string and size 0 (``docs/audit.md``).
+    Raises :class:`RecordError` for a value no record may hold (the message is
+    refused, as an unloggable message must be).
     """
     h = event.headers
     body = event.body
@@ -112,27 +160,33 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
         body_sha = hashlib.sha256(body).digest()
     assert body_sha is not None
     signed = bool(event.signature) and bool(event.signed_digest)
+    signed_digest = event.signed_digest if signed else None
+    signature = event.signature if signed else None
+    signer_sha = _hex_or_none(event.signer_cert_sha256) if signed else None
+    ocsp_sha = _hex_or_none(event.ocsp_sha256) if signed else None
+    for name, digest in (("signer_cert_sha256", signer_sha), ("ocsp_sha256", ocsp_sha)):
+        if digest is not None and len(digest) != 32:
+            raise RecordError(f"{name} must be 32 bytes")
+    part = message_part(h)
+    decision = (event.decision or None) and event.decision[:MAX_TEXT]
+    reason = (event.reason or None) and event.reason[:MAX_TEXT]
+    direction = Direction(event.direction)
+    time_text = format_time(event.at)
     return Draft(
         time=event.at,
-        direction=Direction(event.direction),
-        client_id=str(h.client),
-        service_id=str(h.service),
+        time_text=time_text,
+        direction=direction,
         message_id=h.message_id,
-        user_id=h.user_id,
-        purpose=h.purpose,
-        legal_basis=h.legal_basis,
-        data_subject=h.data_subject,
-        decision=(event.decision or None) and event.decision[:MAX_TEXT],
-        reason=(event.reason or None) and event.reason[:MAX_TEXT],
-        body=body,
-        keep_body=event.log_body and body is not None,
-        body_sha256=body_sha,
-        body_size=body_size,
-        headers_sha256=headers_sha256(h),
-        signed_digest=event.signed_digest if signed else None,
-        signature=event.signature if signed else None,
-        signer_cert_sha256=_hex_or_none(event.signer_cert_sha256) if signed else None,
-        ocsp_sha256=_hex_or_none(event.ocsp_sha256) if signed else None,
+        fields=(*part.texts, decision, reason, body_sha, body_size, part.headers_sha256,
+                signed_digest, signature, signer_sha, ocsp_sha),
+        body=body if event.log_body else None,
+        template=CanonicalTemplate.of(
+            part.rendered, time_text=time_text, direction=direction.value, decision=decision,
+            reason=reason, body_sha256=body_sha, body_size=body_size,
+            headers_sha256=part.headers_sha256, signed_digest=signed_digest,
+            signature=signature, signer_cert_sha256=signer_sha, ocsp_sha256=ocsp_sha),
+        signer_cert_sha256=signer_sha,
+        ocsp_sha256=ocsp_sha,
         signer_cert_der=event.signer_cert_der if signed else None,
         ocsp_der=event.ocsp_der if signed else None,
     )

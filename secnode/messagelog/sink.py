@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from certs import keys
 from secnode.core.errors import XRoadError
+from secnode.core.messagelog import RecordError
 from secnode.messagelog.archiver import Archiver
 from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
 from secnode.messagelog.convert import draft_from_event
@@ -78,7 +79,7 @@ class MessageLog:
                 raise XRoadError(code, why)
         try:
             await self.writer.append(draft_from_event(event))
-        except LogWriteError as exc:
+        except (LogWriteError, RecordError) as exc:
             self.rt.count("messagelog_write_errors_total")
             raise XRoadError(CLIENT_LOG_FAILED if client_side else SERVER_LOG_FAILED,
                              f"message log: {exc}; the message was not processed") from exc
@@ -153,10 +154,11 @@ class MessageLog:
             "chain_id": self.writer.chain_id,
             "records_written": self.writer.stats.records,
             "commits": self.writer.stats.commits,
+            "commits_on_event_loop": self.writer.stats.inline_commits,
             "write_failures": self.writer.stats.failures,
             "commit_ms_avg": round(1000 * self.writer.stats.commit_seconds
                                    / max(1, self.writer.stats.commits), 3),
-            "handoff_ms_avg": round(1000 * self.writer.stats.wait_seconds
+            "queue_ms_avg": round(1000 * self.writer.stats.wait_seconds
                                     / max(1, self.writer.stats.commits), 3),
             "stamping": {
                 "backlog": s.backlog,

@@ -1,17 +1,30 @@
 """Group-commit writer: the message path awaits the commit of the batch holding its record.
 
-``append(draft)`` queues the draft and awaits its future. Everything queued is
-handed to one worker thread that seals the records (hash chain, in queue
-order), inserts them with one statement and commits, then the futures are
-resolved on the event loop. While one commit runs the next batch accumulates,
-so under load one commit (and on SQLite one WAL append) covers many messages,
-and the event loop never waits on the disk.
+``append(draft)`` queues the draft and awaits its future. Once per turn of
+the event loop everything queued is sealed (hash chain, in queue order) and
+committed as one batch with one multi-row ``INSERT``; then the futures are
+resolved. While a commit is in flight the next batch accumulates, so under
+load one commit (and on SQLite one WAL append) covers many messages.
 
-The chain head (last seq and hash) lives in the worker thread and advances
-only after a commit succeeds. If a commit fails, every message in that batch
-gets the error (and is refused), and the writer starts a **new chain**: it
-cannot know whether the failed commit reached the disk, and reusing its seqs
-could fork the chain (``docs/audit.md`` §5).
+**Where the commit runs.** On SQLite the batch is committed on the event
+loop's own thread, through a dedicated connection that never waits for the
+write lock (``busy_timeout = 0``) and never checkpoints: a WAL commit with
+``synchronous = NORMAL`` is a few ``pwrite`` calls into the page cache, no
+``fsync``, and doing it in place costs less than handing it to a thread (a
+thread hand-off is two wake-ups and a fight for the GIL with the busy event
+loop; measured in ``docs/performance.md``). When the lock is taken (the
+stamper, the archiver's purge, the checkpointer's ``TRUNCATE`` or another
+node process on the same file), the batch goes to the worker thread, which
+waits for the lock there, so the event loop never waits on another writer.
+On PostgreSQL every commit is a round trip to the server and always runs in
+the worker thread. Sealing always happens on the event loop (it is Python
+work either way, and a thread would only contend for the GIL).
+
+The chain head (last seq and hash) advances only after a commit succeeds. If
+a commit fails, every message in that batch gets the error (and is refused),
+and the writer starts a **new chain**: it cannot know whether the failed
+commit reached the disk, and reusing its seqs could fork the chain
+(``docs/audit.md`` §5).
 """
 
 from __future__ import annotations
@@ -22,24 +35,36 @@ import os
 import queue
 import secrets
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
-from secnode.core.messagelog import LogRecord, RecordError, genesis_hash
+from secnode.core.messagelog import genesis_hash
+from secnode.core.messagelog.record import json_string
 from secnode.messagelog import schema
-from secnode.messagelog.convert import RECORD_COLUMNS, Draft, row_tuple, utc_text
+from secnode.messagelog.convert import RECORD_COLUMNS, Draft, utc_text
 
 log = logging.getLogger("secnode.messagelog.writer")
 
 
 class LogWriteError(Exception):
     """The record could not be made durable; the message it describes must be refused."""
+
+
+class WrittenRecord(NamedTuple):
+    """What ``append`` returns once the record is durable: where it is in which chain."""
+
+    chain_id: str
+    seq: int
+    record_id: str
+    record_hash: bytes
+    message_id: str
 
 
 def new_chain_id(node_id: str) -> str:
@@ -60,52 +85,53 @@ class RecordInsert:
     """``INSERT INTO mlog_records (...) VALUES (...), (...), ...``: one statement per batch.
 
     Not ``executemany``: the sqlite3 module lets go of the GIL around every row
-    it steps, and each time the worker thread wants it back from the busy event
-    loop costs a wait and two context switches; one multi-row statement steps
-    once. Executed on the driver's cursor (SQLAlchemy's statement machinery
-    costs more than the insert itself). The SQL text per row count is cached.
+    it steps, and each time the thread wants it back from the busy event loop
+    costs a wait and two context switches; one multi-row statement steps once.
+    Executed on a DB-API cursor (SQLAlchemy's statement machinery costs more
+    than the insert itself). The SQL text per row count is cached.
     """
 
     MAX_ROWS = 500  # 26 columns x 500 = 13 000 parameters, within SQLite's 32 766
 
-    def __init__(self, engine: Engine) -> None:
-        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(engine.dialect.paramstyle)
+    def __init__(self, paramstyle: str) -> None:
+        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(paramstyle)
         if mark is None:
-            raise ValueError(f"unsupported DB-API parameter style {engine.dialect.paramstyle!r}")
+            raise ValueError(f"unsupported DB-API parameter style {paramstyle!r}")
         self._row = "(" + ", ".join([mark] * len(RECORD_COLUMNS)) + ")"
         self._head = f"INSERT INTO {schema.records.name} ({', '.join(RECORD_COLUMNS)}) VALUES "
         self._sql: dict[int, str] = {}
 
-    def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            for start in range(0, len(rows), self.MAX_ROWS):
-                chunk = rows[start:start + self.MAX_ROWS]
-                sql = self._sql.get(len(chunk))
-                if sql is None:
-                    sql = self._sql[len(chunk)] = self._head + ", ".join([self._row] * len(chunk))
-                cursor.execute(sql, [value for row in chunk for value in row])
-        finally:
-            cursor.close()
+    def run(self, executor: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` through ``executor`` (a DB-API cursor, or a sqlite3 connection)."""
+        for start in range(0, len(rows), self.MAX_ROWS):
+            chunk = rows[start:start + self.MAX_ROWS]
+            sql = self._sql.get(len(chunk))
+            if sql is None:
+                sql = self._sql[len(chunk)] = self._head + ", ".join([self._row] * len(chunk))
+            executor.execute(sql, [value for row in chunk for value in row])
 
 
-def ordered_record_id() -> str:
-    """A record id: 128 bits in hex, time-ordered (56-bit microseconds, 72 random bits).
+def ordered_record_ids(count: int) -> list[str]:
+    """Record ids: 128 bits in hex, time-ordered (56-bit microseconds, 72 random bits).
 
     Random ids land on a random leaf of the record-id index in every commit
     (a WAL page each); time-ordered ones append, which cut the log's WAL
-    volume by a quarter. 72 random bits keep them unguessable.
+    volume by a quarter. 72 random bits keep them unguessable. One
+    ``os.urandom`` call per batch, not per record.
     """
-    return f"{time.time_ns() // 1000 & 0xFFFFFFFFFFFFFF:014x}{secrets.token_hex(9)}"
+    stamp = f"{time.time_ns() // 1000 & 0xFFFFFFFFFFFFFF:014x}"
+    noise = os.urandom(9 * count).hex()
+    return [stamp + noise[18 * i:18 * i + 18] for i in range(count)]
 
 
 @dataclass
 class WriterStats:
     records: int = 0
     commits: int = 0
+    inline_commits: int = 0  # SQLite commits made on the event loop (the rest: worker thread)
     failures: int = 0
-    commit_seconds: float = 0.0  # time in the worker thread, sealing + transaction
-    wait_seconds: float = 0.0  # from hand-off to the worker thread until it started
+    commit_seconds: float = 0.0  # time spent committing (event loop or worker thread)
+    wait_seconds: float = 0.0  # from a batch's first append until its commit started
     chains: list[str] = field(default_factory=list)
 
 
@@ -113,9 +139,11 @@ class WriterStats:
 class _Sealed:
     """A batch sealed after the chain head, not yet committed."""
 
+    chain_id: str
+    first_batch_of_chain: bool
     seq: int
     prev: bytes
-    records: list[LogRecord]
+    results: list[WrittenRecord]
     rows: list[tuple[Any, ...]]
     certs: dict[bytes, bytes]
     ocsp: dict[bytes, bytes]
@@ -124,44 +152,132 @@ class _Sealed:
 @dataclass
 class _Pending:
     draft: Draft
-    future: asyncio.Future[LogRecord]
-    error: Exception | None = None  # set by the worker when the draft cannot be sealed
+    future: asyncio.Future[WrittenRecord]
+
+
+class SqliteAppender:
+    """Commits sealed batches through its own sqlite3 connection, without ever waiting.
+
+    ``BEGIN IMMEDIATE`` takes the write lock up front with ``busy_timeout =
+    0``: if another connection holds it, ``commit`` returns False at once,
+    before anything is written, and the caller hands the batch to a thread.
+    Autocheckpoint is off (the checkpointer thread does it).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                    timeout=0)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0",
+                       "busy_timeout=0"):
+            self.conn.execute(f"PRAGMA {pragma}")
+        self._records = RecordInsert("qmark")
+        names = ", ".join(c.name for c in schema.chains.columns)
+        marks = ", ".join("?" * len(schema.chains.columns))
+        self._chain_sql = f"INSERT INTO {schema.chains.name} ({names}) VALUES ({marks})"
+
+    def commit(self, sealed: _Sealed, chain_row: dict[str, Any] | None) -> bool:
+        """True once committed; False (nothing written) when another writer holds the lock.
+
+        A batch of record rows alone is one ``INSERT`` in autocommit mode: SQLite
+        makes the single statement its own transaction, which saves the
+        ``BEGIN`` and ``COMMIT`` round trips through the library. Anything else
+        (a new chain's row, new certificates) takes ``BEGIN IMMEDIATE``.
+        """
+        conn = self.conn
+        if chain_row is None and not sealed.certs and not sealed.ocsp and (
+            len(sealed.rows) <= RecordInsert.MAX_ROWS
+        ):
+            try:
+                self._records.run(conn, sealed.rows)
+            except sqlite3.OperationalError as exc:
+                if _busy(exc):
+                    return False
+                raise
+            return True
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                return False
+            raise
+        try:
+            if chain_row is not None:
+                conn.execute(self._chain_sql, [chain_row[c.name] for c in schema.chains.columns])
+            self._records.run(conn, sealed.rows)
+            for table, items in ((schema.certificates, sealed.certs),
+                                 (schema.ocsp_responses, sealed.ocsp)):
+                if items:
+                    conn.executemany(
+                        f"INSERT OR IGNORE INTO {table.name} (sha256, der) VALUES (?, ?)",
+                        list(items.items()))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return True
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, extended codes included (e.g. BUSY_SNAPSHOT)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine (None for other databases and in-memory ones)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
 
 
 class LogWriter:
     """Seals and commits records for one node process (see module docstring).
 
-    Hand-off without an executor or a task: ``append`` queues the draft and, if
-    no batch is in flight, passes everything queued to the worker thread; the
-    worker reports back with ``call_soon_threadsafe``, and the callback passes
-    on whatever queued up meanwhile. One wake-up each way per commit.
+    ``append`` queues the draft and schedules one flush per loop turn; the
+    flush seals everything queued and commits it in place (SQLite) or hands it
+    to the worker thread, which reports back with ``call_soon_threadsafe``.
+    At most one batch is in flight; the next flush waits for it.
     """
 
     def __init__(self, engine: Engine, node_id: str,
-                 on_connect: Callable[[Connection], None] | None = None) -> None:
+                 on_connect: Callable[[Connection], None] | None = None,
+                 inline: bool | None = None) -> None:
         self.engine = engine
         self.node_id = node_id
         self.stats = WriterStats()
         self._on_connect = on_connect
+        self._inline_path = sqlite_file(engine) if inline is not False else None
+        self._appender: SqliteAppender | None = None
         self._queue: list[_Pending] = []
+        self._queued_at = 0.0
+        self._scheduled = False
         self._in_flight = False
         self._closing = False
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="mlog-writer", daemon=True)
-        # worker-thread state
-        self._conn: Connection | None = None
         self._known_certs: set[bytes] = set()
         self._known_ocsp: set[bytes] = set()
+        self._node_json = json_string(node_id)
         self._start_chain()
+        # worker-thread state
+        self._conn: Connection | None = None
         self._insert_certs = insert_ignore(engine, schema.certificates)
         self._insert_ocsp = insert_ignore(engine, schema.ocsp_responses)
-        self._insert_records = RecordInsert(engine)
+        self._insert_records = RecordInsert(engine.dialect.paramstyle)
 
-    # ----- chain state (worker thread only, except at construction) ------------------------
+    # ----- chain state (event loop only) -------------------------------------------------------
     def _start_chain(self) -> None:
         self.chain_id = new_chain_id(self.node_id)
+        self._chain_json = json_string(self.chain_id)
         self._seq = 0
         self._prev = genesis_hash(self.chain_id)
         self._chain_stored = False
@@ -177,68 +293,117 @@ class LogWriter:
         self._loop = asyncio.get_running_loop()
         self._idle = asyncio.Event()
         self._idle.set()
+        if self._inline_path is not None:
+            self._appender = SqliteAppender(self._inline_path)
         self._thread.start()
 
-    async def append(self, draft: Draft) -> LogRecord:
-        """Queue ``draft``; returns the sealed record once its batch is committed."""
+    async def append(self, draft: Draft) -> WrittenRecord:
+        """Queue ``draft``; returns where the record is once its batch is committed."""
         if self._closing or self._loop is None:
             raise LogWriteError("the message log is not running")
         assert self._idle is not None
-        future: asyncio.Future[LogRecord] = self._loop.create_future()
+        future: asyncio.Future[WrittenRecord] = self._loop.create_future()
+        if not self._queue:
+            self._queued_at = time.perf_counter()
         self._queue.append(_Pending(draft, future))
         self._idle.clear()
-        if not self._in_flight:
-            self._dispatch()
+        if not self._scheduled and not self._in_flight:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
         return await future
 
-    def _dispatch(self) -> None:
-        """Give everything queued to the worker (event loop; nothing in flight)."""
-        assert self._idle is not None
+    def _flush(self) -> None:
+        """Seal everything queued and commit it (event loop; nothing in flight)."""
+        self._scheduled = False
+        if self._in_flight or not self._queue:
+            self._settle()
+            return
         batch, self._queue = self._queue, []
-        self._in_flight = True
-        queued = time.perf_counter()
-        self._jobs.put(lambda: self._run_batch(batch, queued))
-
-    def _run_batch(self, batch: list[_Pending], queued: float | None = None) -> None:
-        """Worker thread: commit, then report to the loop."""
-        assert self._loop is not None
         started = time.perf_counter()
-        try:
-            records: list[LogRecord] | Exception = self._commit(batch)
-        except Exception as exc:
-            records = exc
-        self.stats.commit_seconds += time.perf_counter() - started
-        if queued is not None:
-            self.stats.wait_seconds += started - queued
-        self._loop.call_soon_threadsafe(self._finish, batch, records)
+        self.stats.wait_seconds += started - self._queued_at
+        sealed = self._seal(batch)
+        chain_row = self._chain_row(sealed)
+        if self._appender is not None:
+            try:
+                done = self._appender.commit(sealed, chain_row)
+            except Exception as exc:
+                self.stats.commit_seconds += time.perf_counter() - started
+                self._finish(batch, sealed, exc)
+                return
+            if done:
+                self.stats.commit_seconds += time.perf_counter() - started
+                self.stats.inline_commits += 1
+                self._finish(batch, sealed, None)
+                return
+        self._in_flight = True
+        self._jobs.put(lambda: self._run_batch(batch, sealed, chain_row))
 
-    def _finish(self, batch: list[_Pending], outcome: list[LogRecord] | Exception) -> None:
-        """Event loop: resolve the batch's futures, then send the next batch."""
-        assert self._idle is not None
+    def _seal(self, batch: list[_Pending]) -> _Sealed:
+        """Chain ``batch`` after the head (event loop). The head moves only on commit."""
+        chain_id, chain_json, node_id, node_json = (
+            self.chain_id, self._chain_json, self.node_id, self._node_json)
+        seq, prev = self._seq, self._prev
+        results: list[WrittenRecord] = []
+        rows: list[tuple[Any, ...]] = []
+        certs: dict[bytes, bytes] = {}
+        ocsp: dict[bytes, bytes] = {}
+        for item, record_id in zip(batch, ordered_record_ids(len(batch)), strict=True):
+            draft = item.draft
+            seq += 1
+            row, prev = draft.seal_row(chain_id, chain_json, seq, prev, node_id, node_json,
+                                       record_id)
+            rows.append(row)
+            results.append(WrittenRecord(chain_id, seq, record_id, prev, draft.message_id))
+            sha = draft.signer_cert_sha256
+            if sha is not None and draft.signer_cert_der and sha not in self._known_certs:
+                certs[sha] = draft.signer_cert_der
+            sha = draft.ocsp_sha256
+            if sha is not None and draft.ocsp_der and sha not in self._known_ocsp:
+                ocsp[sha] = draft.ocsp_der
+        return _Sealed(chain_id, not self._chain_stored, seq, prev, results, rows, certs, ocsp)
+
+    def _chain_row(self, sealed: _Sealed) -> dict[str, Any] | None:
+        if not sealed.first_batch_of_chain:
+            return None
+        now = utc_text()
+        return {"chain_id": sealed.chain_id, "node_id": self.node_id, "started_at": now,
+                "host": socket.gethostname()[:255], "pid": os.getpid(), "heartbeat_at": now,
+                "stamped_seq": 0}
+
+    def _finish(self, batch: list[_Pending], sealed: _Sealed, error: Exception | None) -> None:
+        """Event loop: move the head (or start a new chain), resolve the futures."""
         self._in_flight = False
-        if self._queue:
-            self._dispatch()
-        else:
-            self._idle.set()
-        if isinstance(outcome, Exception):
+        if error is not None:
             self.stats.failures += 1
-            log.error("message log write failed (%d records refused): %s", len(batch), outcome)
-            error = LogWriteError(f"could not store the log record: {outcome}")
+            log.error("message log write failed (%d records refused): %s", len(batch), error)
+            if sealed.chain_id == self.chain_id:
+                self._start_chain()
+            failure = LogWriteError(f"could not store the log record: {error}")
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(error)
-            return
-        self.stats.commits += 1
-        self.stats.records += len(outcome)
-        sealed = iter(outcome)
-        for item in batch:
-            if item.error is not None:
-                if not item.future.done():
-                    item.future.set_exception(LogWriteError(f"invalid record: {item.error}"))
-                continue
-            record = next(sealed)
-            if not item.future.done():  # the request may have been cancelled meanwhile
-                item.future.set_result(record)
+                    item.future.set_exception(failure)
+        else:
+            self._seq, self._prev, self._chain_stored = sealed.seq, sealed.prev, True
+            self._known_certs.update(sealed.certs)
+            self._known_ocsp.update(sealed.ocsp)
+            self.stats.commits += 1
+            self.stats.records += len(batch)
+            for item, written in zip(batch, sealed.results, strict=True):
+                if not item.future.done():  # the request may have been cancelled meanwhile
+                    item.future.set_result(written)
+        self._settle()
+
+    def _settle(self) -> None:
+        """After a commit: flush what queued meanwhile, or mark the writer idle."""
+        assert self._idle is not None and self._loop is not None
+        if self._in_flight:
+            return  # the worker's report settles
+        if self._queue:
+            if not self._scheduled:
+                self._scheduled = True
+                self._loop.call_soon(self._flush)
+        else:
+            self._idle.set()
 
     async def close(self) -> None:
         """Commit what is queued, then stop the worker thread."""
@@ -248,11 +413,15 @@ class LogWriter:
                 await asyncio.wait_for(self._idle.wait(), timeout=30)
             except TimeoutError:
                 log.error("message log writer did not finish within 30 s")
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
         if self._thread.is_alive():
             self._jobs.put(self._close_conn)
             self._jobs.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, 30)
 
+    # ----- worker thread -----------------------------------------------------------------------
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
@@ -263,7 +432,19 @@ class LogWriter:
             except Exception:  # _run_batch reports its own errors; this is a bug guard
                 log.exception("message log worker job failed")
 
-    # ----- worker thread -----------------------------------------------------------------------
+    def _run_batch(self, batch: list[_Pending], sealed: _Sealed,
+                   chain_row: dict[str, Any] | None) -> None:
+        """Worker thread: commit (waiting for the lock as long as it takes), report back."""
+        assert self._loop is not None
+        started = time.perf_counter()
+        error: Exception | None = None
+        try:
+            self._store(sealed, chain_row)
+        except Exception as exc:
+            error = exc
+        self.stats.commit_seconds += time.perf_counter() - started
+        self._loop.call_soon_threadsafe(self._finish, batch, sealed, error)
+
     def _connection(self) -> Connection:
         if self._conn is None:
             self._conn = self.engine.connect()
@@ -278,60 +459,24 @@ class LogWriter:
             finally:
                 self._conn = None
 
-    def _commit(self, batch: list[_Pending]) -> list[LogRecord]:
-        """Seal ``batch`` after the chain head and commit it in one transaction."""
-        return self._store(self._seal(batch))
-
-    def _seal(self, batch: list[_Pending]) -> _Sealed:
-        seq, prev = self._seq, self._prev
-        records: list[LogRecord] = []
-        certs: dict[bytes, bytes] = {}
-        ocsp: dict[bytes, bytes] = {}
-        for item in batch:
-            draft = item.draft
-            try:
-                record = draft.seal(self.chain_id, seq + 1, prev, self.node_id,
-                                    ordered_record_id())
-            except RecordError as exc:  # this message alone is refused; the batch goes on
-                item.error = exc
-                continue
-            seq += 1
-            prev = record.record_hash
-            records.append(record)
-            sha = draft.signer_cert_sha256
-            if sha is not None and draft.signer_cert_der and sha not in self._known_certs:
-                certs[sha] = draft.signer_cert_der
-            sha = draft.ocsp_sha256
-            if sha is not None and draft.ocsp_der and sha not in self._known_ocsp:
-                ocsp[sha] = draft.ocsp_der
-        return _Sealed(seq, prev, records, [row_tuple(r) for r in records], certs, ocsp)
-
-    def _store(self, sealed: _Sealed) -> list[LogRecord]:
-        seq, prev, records = sealed.seq, sealed.prev, sealed.records
-        rows, certs, ocsp = sealed.rows, sealed.certs, sealed.ocsp
+    def _store(self, sealed: _Sealed, chain_row: dict[str, Any] | None) -> None:
         try:
             conn = self._connection()
             with conn.begin():
-                if not self._chain_stored:
-                    now = utc_text()
-                    conn.execute(insert(schema.chains), [{
-                        "chain_id": self.chain_id, "node_id": self.node_id, "started_at": now,
-                        "host": socket.gethostname()[:255], "pid": os.getpid(),
-                        "heartbeat_at": now, "stamped_seq": 0,
-                    }])
-                self._insert_records.run(conn, rows)
-                if certs:
+                if chain_row is not None:
+                    conn.execute(insert(schema.chains), [chain_row])
+                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    self._insert_records.run(cursor, sealed.rows)
+                finally:
+                    cursor.close()
+                if sealed.certs:
                     conn.execute(self._insert_certs,
-                                 [{"sha256": k, "der": v} for k, v in certs.items()])
-                if ocsp:
+                                 [{"sha256": k, "der": v} for k, v in sealed.certs.items()])
+                if sealed.ocsp:
                     conn.execute(self._insert_ocsp,
-                                 [{"sha256": k, "der": v} for k, v in ocsp.items()])
+                                 [{"sha256": k, "der": v} for k, v in sealed.ocsp.items()])
         except Exception:
             self._close_conn()
-            self._start_chain()
             raise
-        self._seq, self._prev, self._chain_stored = seq, prev, True
-        self._known_certs.update(certs)
-        self._known_ocsp.update(ocsp)
-        return records
 

@@ -378,44 +378,128 @@ def canonical_bytes(record: LogRecord) -> bytes:
     """The exact bytes hashed into ``record_hash`` (canonical JSON of the hashed fields).
 
     Same bytes as :func:`canonical_json` of :meth:`LogRecord.canonical_fields`,
-    written out directly: the keys are fixed and already in code-point order,
-    strings go through the json module's own escaper (the one ``json.dumps``
-    uses with ``ensure_ascii=False``), integers through ``int.__repr__``. This
-    runs once per message on the message path (and per record in the
-    verifier), where building and sorting a dict was most of the sealing cost.
+    written out directly through :class:`CanonicalTemplate` (see there why).
     ``__post_init__`` already guarantees the types, integer ranges and valid
     Unicode; ``tests/test_messagelog_writer.py`` checks the equivalence.
     """
-    r, text, blob, digest = record, _text, _blob, _digest
-    return "".join((
-        '{"body_sha256":"', r.body_sha256.hex(),
-        '","body_size":', int.__repr__(r.body_size),
-        ',"chain_id":', _quote(r.chain_id),
-        ',"client_id":', text(r.client_id),
-        ',"data_subject":', text(r.data_subject),
-        ',"decision":', text(r.decision),
-        ',"direction":', _quote(r.direction.value),
-        ',"headers_sha256":"', r.headers_sha256.hex(),
-        '","id":', _quote(r.id),
-        ',"legal_basis":', text(r.legal_basis),
-        ',"message_id":', text(r.message_id),
-        ',"node_id":', _quote(r.node_id),
-        ',"ocsp_sha256":', digest(r.ocsp_sha256),
-        ',"purpose":', text(r.purpose),
-        ',"reason":', text(r.reason),
-        ',"seq":', int.__repr__(r.seq),
-        ',"service_id":', text(r.service_id),
-        ',"signature":', blob(r.signature),
-        ',"signed_digest":', blob(r.signed_digest),
-        ',"signer_cert_sha256":', digest(r.signer_cert_sha256),
-        ',"time":"', format_time(r.time),
-        '","user_id":', text(r.user_id),
-        ',"version":', int.__repr__(RECORD_VERSION), "}",
-    )).encode("utf-8")
+    r = record
+    texts = HeaderTexts.of(client_id=r.client_id, service_id=r.service_id,
+                           message_id=r.message_id, user_id=r.user_id, purpose=r.purpose,
+                           legal_basis=r.legal_basis, data_subject=r.data_subject)
+    template = CanonicalTemplate.of(
+        texts, time_text=format_time(r.time), direction=r.direction.value,
+        decision=r.decision, reason=r.reason, body_sha256=r.body_sha256,
+        body_size=r.body_size, headers_sha256=r.headers_sha256,
+        signed_digest=r.signed_digest, signature=r.signature,
+        signer_cert_sha256=r.signer_cert_sha256, ocsp_sha256=r.ocsp_sha256,
+    )
+    return template.render(_quote(r.chain_id), _quote(r.id), _quote(r.node_id), r.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderTexts:
+    """The hashed fields a message's records share (from its headers), JSON-rendered.
+
+    A request and its response are logged with the same header fields; the
+    node renders them once per message (``secnode.messagelog.convert``).
+    """
+
+    client_id: str
+    data_subject: str
+    legal_basis_to_node: str  # legal_basis, message_id, then the key of node_id
+    purpose: str
+    service_id: str
+    user_id: str
+
+    @classmethod
+    def of(cls, *, client_id: str | None, service_id: str | None, message_id: str | None,
+           user_id: str | None, purpose: str | None, legal_basis: str | None,
+           data_subject: str | None) -> HeaderTexts:
+        text = _text
+        return cls(
+            client_id=text(client_id), data_subject=text(data_subject),
+            legal_basis_to_node="".join((',"legal_basis":', text(legal_basis),
+                                         ',"message_id":', text(message_id), ',"node_id":')),
+            purpose=text(purpose), service_id=text(service_id), user_id=text(user_id),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalTemplate:
+    """A record's canonical bytes with the writer's parts (chain id, record id, node id, seq)
+    left open.
+
+    The keys are fixed and already in code-point order, so the canonical JSON
+    is five constant-per-record pieces around those four values. The node
+    renders the pieces once, when the message is logged, and sealing a record
+    in the writer is then one join and one SHA-256 (the writer seals on the
+    event loop, in commit order; ``docs/performance.md``). Strings go through
+    the json module's own escaper (the one ``json.dumps`` uses with
+    ``ensure_ascii=False``), integers through ``int.__repr__``.
+    """
+
+    head: str  # body_sha256, body_size, then the key of chain_id
+    after_chain: str  # client_id .. headers_sha256, then the key of id
+    after_id: str  # legal_basis, message_id, then the key of node_id
+    after_node: str  # ocsp_sha256 .. reason, then the key of seq
+    tail: str  # service_id .. version
+
+    @classmethod
+    def of(cls, texts: HeaderTexts, *, time_text: str, direction: str, decision: str | None,
+           reason: str | None, body_sha256: bytes, body_size: int, headers_sha256: bytes,
+           signed_digest: bytes | None, signature: bytes | None,
+           signer_cert_sha256: bytes | None, ocsp_sha256: bytes | None) -> CanonicalTemplate:
+        text, blob, digest = _text, _blob, _digest
+        return cls(
+            head=f'{{"body_sha256":"{body_sha256.hex()}","body_size":'
+                 f'{int.__repr__(body_size)},"chain_id":',
+            after_chain="".join((
+                ',"client_id":', texts.client_id,
+                ',"data_subject":', texts.data_subject,
+                ',"decision":', text(decision),
+                ',"direction":', _quote(direction),
+                ',"headers_sha256":"', headers_sha256.hex(), '","id":',
+            )),
+            after_id=texts.legal_basis_to_node,
+            after_node="".join((
+                ',"ocsp_sha256":', digest(ocsp_sha256),
+                ',"purpose":', texts.purpose,
+                ',"reason":', text(reason), ',"seq":',
+            )),
+            tail="".join((
+                ',"service_id":', texts.service_id,
+                ',"signature":', blob(signature),
+                ',"signed_digest":', blob(signed_digest),
+                ',"signer_cert_sha256":', digest(signer_cert_sha256),
+                ',"time":"', time_text,
+                '","user_id":', texts.user_id,
+                ',"version":', int.__repr__(RECORD_VERSION), "}",
+            )),
+        )
+
+    def render(self, chain_json: str, id_json: str, node_json: str, seq: int) -> bytes:
+        """The canonical bytes; the three strings already JSON-quoted (:func:`json_string`)."""
+        return "".join((self.head, chain_json, self.after_chain, id_json, self.after_id,
+                        node_json, self.after_node, int.__repr__(seq), self.tail)).encode()
+
+
+def check_text(name: str, value: str | None) -> None:
+    """What ``LogRecord`` demands of an optional text field: at most MAX_TEXT characters,
+    encodable as UTF-8 (no lone surrogates). For values sealed without building a record."""
+    if value is None:
+        return
+    if len(value) > MAX_TEXT:
+        raise RecordError(f"{name} must be a string of at most {MAX_TEXT} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RecordError(f"{name} is not valid Unicode") from exc
 
 
 #: The string escaper json.dumps(ensure_ascii=False) uses (C-accelerated when available).
 _quote = json.encoder.encode_basestring
+json_string = _quote
 
 
 def _text(value: str | None) -> str:
