@@ -12,8 +12,10 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -22,11 +24,21 @@ from sqlalchemy import Engine, text
 
 from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.core.message import MessageHeaders
-from secnode.core.messagelog import LogRecord, TrustAnchors, VerifyOptions, verify_log
+from secnode.core.messagelog import (
+    LogRecord,
+    TrustAnchors,
+    VerifyOptions,
+    verify_log,
+)
 from secnode.core.messagelog.canonical import canonical_json
-from secnode.core.messagelog.record import canonical_bytes
+from secnode.core.messagelog.record import canonical_bytes, json_string
 from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
-from secnode.messagelog.convert import draft_from_event, headers_sha256
+from secnode.messagelog.convert import (
+    RECORD_COLUMNS,
+    draft_from_event,
+    headers_sha256,
+    record_of,
+)
 from secnode.messagelog.store import LogStore
 from secnode.messagelog.writer import LogWriteError, LogWriter
 from secnode.proxy.hooks import ExchangeEvent
@@ -193,3 +205,81 @@ def test_headers_digest_covers_every_header_field() -> None:
     assert headers_sha256(h) == hashlib.sha256(canonical_json(fields)).digest()
     changed = dataclasses.replace(h, issue="other")
     assert headers_sha256(changed) != headers_sha256(h)
+
+
+# ----- where the commit runs ---------------------------------------------------------------------
+def test_sqlite_batches_commit_on_the_event_loop(engine: Engine) -> None:
+    async def main() -> LogWriter:
+        writer = LogWriter(engine, NODE)
+        writer.start()
+        await asyncio.gather(*(writer.append(draft_from_event(event(f"m-{i}")))
+                               for i in range(50)))
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(main())
+    assert writer.stats.records == 50
+    assert writer.stats.inline_commits == writer.stats.commits > 0
+    assert verify_db(engine) == []
+
+
+def test_a_held_write_lock_moves_the_batch_to_the_worker_thread(engine: Engine,
+                                                                tmp_path: Path) -> None:
+    """Another connection holds SQLite's write lock: the writer must not wait for it on the
+    event loop (the loop keeps running), the message waits until the lock is released, and
+    the chain stays one valid chain."""
+    other = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+
+    async def main() -> tuple[LogWriter, int, bool]:
+        writer = LogWriter(engine, NODE)
+        writer.start()
+        await writer.append(draft_from_event(event("before")))
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.ensure_future(writer.append(draft_from_event(event("during"))))
+        ticks = 0
+        for _ in range(20):  # 0.2 s of a responsive event loop while the lock is held
+            await asyncio.sleep(0.01)
+            ticks += 1
+        waited = not pending.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(pending, timeout=10)
+        await writer.append(draft_from_event(event("after")))
+        await writer.close()
+        return writer, ticks, waited
+
+    writer, ticks, waited = asyncio.run(main())
+    other.close()
+    assert ticks == 20 and waited
+    assert writer.stats.commits == 3 and writer.stats.inline_commits == 2
+    assert len(writer.chain_ids) == 1
+    store = LogStore(engine, NODE)
+    (chain,) = store.chain_ids()
+    assert [r.message_id for r in store.records(chain)] == ["before", "during", "after"]
+    assert verify_db(engine) == []
+
+
+_header = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cc", "Cs")),
+                                      min_size=1, max_size=40))
+
+
+@settings(max_examples=150, deadline=None)
+@given(user=_header, purpose=_header, subject=_header, reason=_header, body=st.binary(max_size=64),
+       keep=st.booleans(), seq=st.integers(1, 2**53 - 1))
+def test_the_sealed_row_is_the_record(user: str | None, purpose: str | None,
+                                      subject: str | None, reason: str | None, body: bytes,
+                                      keep: bool, seq: int) -> None:
+    """The writer's fast path (template + join + hash) stores exactly the record that
+    ``LogRecord.create`` would seal, and the row reads back as a record whose hash holds."""
+    headers = MessageHeaders("rest", CLIENT, SERVICE, "m-1", rest_method="POST", rest_path="",
+                             user_id=user, purpose=purpose, data_subject=subject)
+    ev = ExchangeEvent("response_in", headers, hashlib.sha256(body).digest(), b"\x01" * 32,
+                       b"sig", "ab" * 32, "cd" * 32, reason=reason or "", body=body,
+                       log_body=keep)
+    draft = draft_from_event(ev)
+    chain = f"{NODE}#w"
+    row, digest = draft.seal_row(chain, json_string(chain), seq, bytes(32), NODE,
+                                 json_string(NODE), "0123abcd")
+    expected = draft.seal(chain, seq, bytes(32), NODE, "0123abcd")
+    assert digest == expected.record_hash
+    stored = record_of(SimpleNamespace(_mapping=dict(zip(RECORD_COLUMNS, row, strict=True))))
+    assert stored == expected and stored.hash_ok() and stored.body == (body if keep else None)
