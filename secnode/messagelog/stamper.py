@@ -110,6 +110,7 @@ class Stamper:
         self._session: aiohttp.ClientSession | None = None
         self._insert_cert = insert_ignore(engine, schema.certificates)
         self._lock = asyncio.Lock()
+        self._heartbeat_sent = 0.0  # time.monotonic() of the last heartbeat written
 
     # ----- settings --------------------------------------------------------------------------
     def interval(self) -> float:
@@ -238,15 +239,22 @@ class Stamper:
 
     # ----- database (worker threads) ---------------------------------------------------------
     def _chains_to_stamp(self, own: Sequence[str]) -> list[_Chain]:
-        """Own chains (heartbeat refreshed) and orphaned chains with records to stamp."""
+        """Own chains (heartbeat refreshed) and orphaned chains with records to stamp.
+
+        The heartbeat is written when a third of the orphan threshold has passed,
+        not every round: each write takes the database's write lock, which the
+        message path's commits would then have to wait for.
+        """
         now = dt.datetime.now(dt.UTC)
-        stale = utc_text(now - dt.timedelta(
-            seconds=max(MIN_ORPHAN_SECONDS, ORPHAN_INTERVALS * self.interval())))
+        stale_seconds = max(MIN_ORPHAN_SECONDS, ORPHAN_INTERVALS * self.interval())
+        stale = utc_text(now - dt.timedelta(seconds=stale_seconds))
         c = schema.chains
+        beat = time.monotonic() - self._heartbeat_sent >= stale_seconds / 3
         with self.engine.begin() as conn:
-            if own:
+            if own and beat:
                 conn.execute(update(c).where(c.c.chain_id.in_(own))
                              .values(heartbeat_at=utc_text(now)))
+                self._heartbeat_sent = time.monotonic()
             rows = conn.execute(
                 select(c.c.chain_id, c.c.stamped_seq, c.c.heartbeat_at, c.c.host, c.c.pid)
                 .where(c.c.node_id == self.node_id).order_by(c.c.started_at)
