@@ -158,9 +158,10 @@ class _Pending:
 class SqliteAppender:
     """Commits sealed batches through its own sqlite3 connection, without ever waiting.
 
-    ``BEGIN IMMEDIATE`` takes the write lock up front with ``busy_timeout =
-    0``: if another connection holds it, ``commit`` returns False at once,
-    before anything is written, and the caller hands the batch to a thread.
+    The connection runs with ``busy_timeout = 0``: if another connection holds
+    the write lock, the first statement that needs it (the batch's ``INSERT``,
+    or ``BEGIN IMMEDIATE``) fails at once, before anything is written, and
+    ``commit`` returns False so the caller hands the batch to a thread.
     Autocheckpoint is off (the checkpointer thread does it).
     """
 
