@@ -32,13 +32,15 @@ class Checkpointer:
     """Checkpoints the WAL from a dedicated thread (see module docstring).
 
     Every ``interval`` seconds it looks at the writer's commit count: while
-    commits go on, a ``PASSIVE`` checkpoint runs every ``busy_interval``
-    seconds, or at once when the WAL file passes ``max_wal_bytes`` (a longer
-    interval copies each page once however often it changed); after a quiet
-    tick, one ``TRUNCATE`` empties the WAL.
+    commits go on, ``PASSIVE`` then ``RESTART`` (see the module docstring) run
+    every ``busy_interval`` seconds, or at once when the WAL file passes
+    ``max_wal_bytes``; after a quiet tick, one ``TRUNCATE`` empties the WAL.
     """
 
-    def __init__(self, engine: Engine, interval: float = 1.0, busy_interval: float = 5.0,
+    #: How long ``RESTART`` may wait for readers while it blocks the writers.
+    RESTART_WAIT_MS = 100
+
+    def __init__(self, engine: Engine, interval: float = 1.0, busy_interval: float = 1.0,
                  max_wal_bytes: int = 64 << 20) -> None:
         self.engine = engine
         self.interval = interval
@@ -71,7 +73,7 @@ class Checkpointer:
                 dirty = True
                 if since < self.busy_interval and self.wal_bytes() < self.max_wal_bytes:
                     continue
-                mode = "PASSIVE"
+                mode = "RESTART"
             elif dirty:
                 mode, dirty = "TRUNCATE", False
             else:
@@ -84,9 +86,20 @@ class Checkpointer:
                 log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
 
     def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
-        """Run one checkpoint; returns SQLite's (busy, wal frames, frames checkpointed)."""
+        """Run one checkpoint; returns SQLite's (busy, wal frames, frames checkpointed).
+
+        ``RESTART`` first copies what it can with ``PASSIVE`` (no lock), so the
+        restart itself holds the write lock only briefly.
+        """
+        if mode == "RESTART":
+            self._run("PASSIVE")
+        return self._run(mode)
+
+    def _run(self, mode: str) -> tuple[int, int, int]:
         if self._conn is None:
             self._conn = self.engine.connect()
+            self._conn.exec_driver_sql(f"PRAGMA busy_timeout={self.RESTART_WAIT_MS}")
+            self._conn.commit()
         row = self._conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()
         self._conn.commit()
         self.checkpoints += 1
