@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certs import keys
 from certs.ocsp import OCSPResponder, Revocation, build_request
@@ -39,7 +41,9 @@ from secnode.core.messagelog.record import (
     LogRecord,
     RecordError,
     canonical_bytes,
+    format_time,
     genesis_hash,
+    parse_time,
 )
 from secnode.core.messagelog.verify import (
     FailureKind,
@@ -647,3 +651,19 @@ def test_report_json_names_first_failure(world: World, clean: Log) -> None:
     assert doc["first_failure"]["kind"] == "missing" and doc["first_failure"]["seq"] == 4
     assert doc["failed"] == {"missing": 1}
     assert doc["checked"]["records"] == 39
+
+
+@settings(max_examples=300, deadline=None)
+@given(when=st.datetimes(min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(9999, 12, 30),
+                         timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=9)),
+                                                    dt.timezone(dt.timedelta(hours=-5))])))
+def test_record_time_text_is_utc_with_microseconds(when: dt.datetime) -> None:
+    """The fast path for the node's UTC clock gives the text the general path gives."""
+    utc = when.astimezone(dt.UTC)
+    assert format_time(when) == utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    assert parse_time(format_time(when), "t") == utc
+
+
+def test_record_time_must_be_timezone_aware() -> None:
+    with pytest.raises(RecordError):
+        format_time(dt.datetime(2026, 4, 1, 9, 30))

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -18,12 +19,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from secnode.core.identifiers import ServiceId, SubsystemId
-from secnode.core.message import MessageHeaders
+from secnode.core.message import MessageError, MessageHeaders
 from secnode.core.messagelog import (
     LogRecord,
     TrustAnchors,
@@ -36,6 +37,7 @@ from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
 from secnode.messagelog.convert import (
     RECORD_COLUMNS,
     draft_from_event,
+    headers_json,
     headers_sha256,
     record_of,
 )
@@ -233,6 +235,24 @@ def test_headers_digest_covers_every_header_field() -> None:
     assert headers_sha256(h) == hashlib.sha256(canonical_json(fields)).digest()
     changed = dataclasses.replace(h, issue="other")
     assert headers_sha256(changed) != headers_sha256(h)
+
+
+@settings(max_examples=300, deadline=None)
+@given(user=_text, issue=_text, purpose=_text, subject=_text, query=_text)
+def test_the_fast_header_json_is_json_dumps(user: str | None, issue: str | None,
+                                            purpose: str | None, subject: str | None,
+                                            query: str | None) -> None:
+    try:
+        h = MessageHeaders("rest", CLIENT, SERVICE, "m-1", user_id=user, issue=issue,
+                           purpose=purpose, data_subject=subject, rest_method="GET",
+                           rest_path="/a", rest_query=query)
+    except MessageError:
+        assume(False)
+        return
+    data = {f.name: getattr(h, f.name) for f in dataclasses.fields(h)}
+    data.update(client=str(h.client), service=str(h.service))
+    assert headers_json(h) == json.dumps(data, sort_keys=True, separators=(",", ":"),
+                                         ensure_ascii=False)
 
 
 # ----- where the commit runs ---------------------------------------------------------------------

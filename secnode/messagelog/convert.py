@@ -38,22 +38,39 @@ EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 #: Every MessageHeaders field, read once (the headers grow as the protocol does).
 _HEADER_FIELDS = tuple(f.name for f in fields(MessageHeaders))
+#: (field, '"field":') in sorted key order: the canonical JSON's keys, rendered once.
+_HEADER_KEYS = tuple((name, json_string(name) + ":") for name in sorted(_HEADER_FIELDS))
+_IDENTIFIER_FIELDS = frozenset({"client", "service"})
 
 
+def headers_json(headers: MessageHeaders) -> str:
+    """The canonical header part: ``json.dumps`` of every :class:`MessageHeaders` field
+    (identifiers in their string form) with sorted keys, no whitespace, ``ensure_ascii``
+    off. Rendered key by key with the json module's own string escaper (several times
+    faster on the message path; a property test holds it equal to ``json.dumps``)."""
+    parts = []
+    for name, key in _HEADER_KEYS:
+        value = getattr(headers, name)
+        if name in _IDENTIFIER_FIELDS:
+            value = str(value)
+        elif value is not None and not isinstance(value, str):  # a future non-text field
+            data = {n: getattr(headers, n) for n in _HEADER_FIELDS}
+            data["client"], data["service"] = str(headers.client), str(headers.service)
+            return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        parts.append(key + ("null" if value is None else json_string(value)))
+    return "{" + ",".join(parts) + "}"
+
+
+@functools.lru_cache(maxsize=4096)
 def headers_sha256(headers: MessageHeaders) -> bytes:
-    """SHA-256 of the canonical header part (``docs/audit.md`` §6.1).
+    """SHA-256 of the canonical header part (``docs/audit.md`` §6.1, :func:`headers_json`).
 
-    Canonical JSON (sorted keys, no whitespace, UTF-8) of every
-    :class:`MessageHeaders` field, identifiers in their string form. It binds
-    the headers the record does not hold as fields (issue, protocol, policy
-    headers beyond purpose/legal basis/data subject, REST method/path/query,
-    content type) to the record.
+    It binds the headers the record does not hold as fields (issue, protocol,
+    policy headers beyond purpose/legal basis/data subject, REST
+    method/path/query, content type) to the record. Cached: the policy
+    decision and each record of a message ask for it.
     """
-    data = {name: getattr(headers, name) for name in _HEADER_FIELDS}
-    data["client"] = str(headers.client)
-    data["service"] = str(headers.service)
-    raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(raw.encode("utf-8")).digest()
+    return hashlib.sha256(headers_json(headers).encode("utf-8")).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +152,9 @@ class Draft:
         )
 
 
+_DIRECTIONS = {d.value: d for d in Direction}
+
+
 def _hex_or_none(text: str) -> bytes | None:
     return bytes.fromhex(text) if text else None
 
@@ -170,7 +190,7 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
     part = message_part(h)
     decision = (event.decision or None) and event.decision[:MAX_TEXT]
     reason = (event.reason or None) and event.reason[:MAX_TEXT]
-    direction = Direction(event.direction)
+    direction = _DIRECTIONS.get(event.direction) or Direction(event.direction)
     time_text = format_time(event.at)
     return Draft(
         time=event.at,

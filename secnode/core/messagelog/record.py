@@ -17,6 +17,7 @@ One chain belongs to one writer (a node process); the rationale is in
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import datetime as dt
 import enum
@@ -82,6 +83,8 @@ def new_record_id() -> str:
 
 def format_time(value: dt.datetime) -> str:
     """UTC, microseconds always present: ``2026-04-01T09:30:00.000000Z``."""
+    if value.tzinfo is dt.UTC:  # the node's own clock: "...+00:00" -> "...Z"
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     if value.tzinfo is None:
         raise RecordError("record time must be timezone-aware")
     # isoformat, not strftime: same text (4-digit year), several times faster on the message path
@@ -507,7 +510,10 @@ def _text(value: str | None) -> str:
 
 
 def _blob(value: bytes | None) -> str:
-    return "null" if value is None else '"' + b64(value) + '"'
+    """JSON string of standard base64 (:func:`b64`), without the base64 module's wrapper."""
+    if value is None:
+        return "null"
+    return '"' + binascii.b2a_base64(value, newline=False).decode() + '"'
 
 
 def _digest(value: bytes | None) -> str:
