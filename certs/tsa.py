@@ -234,6 +234,17 @@ class TimeStampAuthority:
         self._cert_der = cert.public_bytes(serialization.Encoding.DER)
         self._asn1_cert = asn1_x509.Certificate.load(self._cert_der)
         self._signature_algorithm = _signature_algorithm(signer.public_key())
+        # The parts of every token that depend only on the certificate, encoded once:
+        # building them from dicts costs ~10 ms per token in asn1crypto (names are
+        # re-parsed and SET OFs re-sorted); a structure loaded from DER dumps its bytes.
+        self._ess_attribute_der = self._ess_attribute().dump()
+        self._sid_der = asn1_cms.SignerIdentifier({
+            "issuer_and_serial_number": {
+                "issuer": _name(cert.issuer),
+                "serial_number": cert.serial_number,
+            }
+        }).dump()
+        self._cert_choice_der = asn1_cms.CertificateChoices({"certificate": self._asn1_cert}).dump()
 
     @classmethod
     def from_dir(cls, directory: str | Path, passphrase: bytes) -> TimeStampAuthority:
@@ -332,10 +343,8 @@ class TimeStampAuthority:
         resp = TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
         return bytes(resp.dump())
 
-    def _sign(
-        self, tst_der: bytes, gen_time: dt.datetime, include_cert: bool
-    ) -> asn1_cms.ContentInfo:
-        """CMS SignedData over the TSTInfo with the attributes RFC 3161/5816 require."""
+    def _ess_attribute(self) -> asn1_cms.CMSAttribute:
+        """signing-certificate-v2 (RFC 5816): names this TSA's certificate."""
         ess_cert_id = {  # hash_algorithm left out: its DEFAULT is sha256
             "cert_hash": hashlib.sha256(self._cert_der).digest(),
             "issuer_serial": {
@@ -343,23 +352,25 @@ class TimeStampAuthority:
                 "serial_number": self.cert.serial_number,
             },
         }
+        return asn1_cms.CMSAttribute({"type": "signing_certificate_v2",
+                                      "values": [{"certs": [ess_cert_id]}]})
+
+    def _sign(
+        self, tst_der: bytes, gen_time: dt.datetime, include_cert: bool
+    ) -> asn1_cms.ContentInfo:
+        """CMS SignedData over the TSTInfo with the attributes RFC 3161/5816 require."""
         signed_attrs = asn1_cms.CMSAttributes([
             {"type": "content_type", "values": ["tst_info"]},
             {"type": "signing_time",
              "values": [asn1_cms.Time({"utc_time": gen_time.replace(microsecond=0)})]},
             {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]},
-            {"type": "signing_certificate_v2", "values": [{"certs": [ess_cert_id]}]},
+            asn1_cms.CMSAttribute.load(self._ess_attribute_der),
         ])
         # The signature covers the attributes encoded as a SET (tag 0x31), RFC 5652 §5.4.
         signature = self.signer.sign(signed_attrs.dump())
         signer_info = asn1_cms.SignerInfo({
             "version": "v1",
-            "sid": asn1_cms.SignerIdentifier({
-                "issuer_and_serial_number": {
-                    "issuer": _name(self.cert.issuer),
-                    "serial_number": self.cert.serial_number,
-                }
-            }),
+            "sid": asn1_cms.SignerIdentifier.load(self._sid_der),
             "digest_algorithm": asn1_algos.DigestAlgorithm({"algorithm": "sha256"}),
             "signed_attrs": signed_attrs,
             "signature_algorithm": self._signature_algorithm,
@@ -375,7 +386,7 @@ class TimeStampAuthority:
             "signer_infos": [signer_info],
         }
         if include_cert:
-            signed_data["certificates"] = [self._asn1_cert]
+            signed_data["certificates"] = [asn1_cms.CertificateChoices.load(self._cert_choice_der)]
         return asn1_cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
 
 
