@@ -271,6 +271,48 @@ def test_sqlite_batches_commit_on_the_event_loop(engine: Engine) -> None:
     assert verify_db(engine) == []
 
 
+def test_a_message_resumes_one_loop_pass_after_its_batch_commits(engine: Engine) -> None:
+    """Each message waits for four commits in a row (two per node), so every loop pass a
+    wait costs shows in the latency: the appender resumes in the pass that commits its batch,
+    not in the pass after (when a future's wake-up would run)."""
+    async def main() -> tuple[int, int]:
+        writer = LogWriter(engine, NODE)
+        writer.start()
+        await writer.append(draft_from_event(event("warm-up")))  # the chain's row is stored
+        task = asyncio.create_task(writer.append(draft_from_event(event("m-1"))))
+        passes = 0
+        while not task.done():
+            await asyncio.sleep(0)
+            passes += 1
+        written = task.result()
+        await writer.close()
+        return passes, written.seq
+
+    passes, seq = asyncio.run(main())
+    assert seq == 2
+    assert passes == 2  # pass 1: the task queues its record; pass 2: commit, then it resumes
+
+
+def test_a_cancelled_message_still_has_its_record_in_the_chain(engine: Engine) -> None:
+    async def main() -> LogWriter:
+        writer = LogWriter(engine, NODE)
+        writer.start()
+        task = asyncio.create_task(writer.append(draft_from_event(event("gone"))))
+        await asyncio.sleep(0)  # the record is queued
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await writer.append(draft_from_event(event("next")))
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(main())
+    assert writer.stats.records == 2
+    assert [r.message_id for r in LogStore(engine, NODE).records(writer.chain_id)] == [
+        "gone", "next"]
+    assert verify_db(engine) == []
+
+
 def test_a_held_write_lock_moves_the_batch_to_the_worker_thread(engine: Engine,
                                                                 tmp_path: Path) -> None:
     """Another connection holds SQLite's write lock: the writer must not wait for it on the

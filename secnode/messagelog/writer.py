@@ -1,10 +1,15 @@
 """Group-commit writer: the message path awaits the commit of the batch holding its record.
 
-``append(draft)`` queues the draft and awaits its future. Once per turn of
-the event loop everything queued is sealed (hash chain, in queue order) and
-committed as one batch with one multi-row ``INSERT``; then the futures are
-resolved. While a commit is in flight the next batch accumulates, so under
-load one commit (and on SQLite one WAL append) covers many messages.
+``append(draft)`` queues the draft and yields for one pass of the event loop.
+Once per pass everything queued is sealed (hash chain, in queue order) and
+committed as one batch with one multi-row ``INSERT``; the flush is scheduled
+before any appender resumes, so on SQLite the appender finds its record
+committed when it resumes (a message waits for four commits in a row, two
+per node, and a second pass for a future's wake-up on each would add four
+loop passes to its latency). If the batch went to the worker thread, the
+appender awaits its future. While a commit is in flight the next batch
+accumulates, so under load one commit (and on SQLite one WAL append) covers
+many messages.
 
 **Where the commit runs.** On SQLite the batch is committed on the event
 loop's own thread, through a dedicated connection that never waits for the
@@ -313,7 +318,18 @@ class LogWriter:
         if not self._scheduled and not self._in_flight:
             self._scheduled = True
             self._loop.call_soon(self._flush)
-        return await future
+        # One pass of the loop: the flush scheduled above (by this or an earlier append of
+        # the batch) runs before this task resumes, so an inline commit has already resolved
+        # the future. Awaiting the future alone would take a second pass (its wake-up is
+        # scheduled only when the flush resolves it) on every one of a message's four waits.
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            future.cancel()  # the record is still written; nobody is left to hear about it
+            raise
+        if future.done():
+            return future.result()
+        return await future  # the batch is in the worker thread, or queued behind one
 
     def _flush(self) -> None:
         """Seal everything queued and commit it (event loop; nothing in flight)."""
