@@ -282,14 +282,16 @@ class Stamper:
                 select(r.c.seq, r.c.record_hash)
                 .where(r.c.chain_id == chain_id, r.c.seq > stamped_seq)
                 .order_by(r.c.seq).limit(self.batch_size)
-            ).all()
+            ).tuples().all()  # plain tuples: a round reads up to batch_size rows
         leaves = []
-        for offset, row in enumerate(rows):
-            if int(row.seq) != stamped_seq + 1 + offset:
+        expected = stamped_seq + 1
+        for seq, record_hash in rows:
+            if int(seq) != expected:
                 log.error("chain %s: seq %d missing from the database; stamping stops there",
-                          chain_id, stamped_seq + 1 + offset)
+                          chain_id, expected)
                 break
-            leaves.append(bytes(row.record_hash))
+            leaves.append(bytes(record_hash))
+            expected += 1
         return leaves
 
     def _store(self, chain_id: str, first: int, last: int, root: bytes, token: bytes,
