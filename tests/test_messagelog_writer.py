@@ -174,6 +174,40 @@ def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(engine: En
     assert checkpoints >= 2 and size == 0
 
 
+def test_an_idle_truncate_kept_from_finishing_by_a_reader_is_retried(engine: Engine,
+                                                                   tmp_path: Path) -> None:
+    """The checkpointer waits at most 100 ms for readers (it blocks writers meanwhile); a
+    reader that holds a snapshot longer (an auditor's long search) only delays the TRUNCATE."""
+    wal = tmp_path / "log.db-wal"
+
+    async def main() -> tuple[int, int]:
+        writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
+        writer.start()
+        checkpointer = Checkpointer(engine, interval=0.05, busy_interval=60)
+        task = asyncio.create_task(checkpointer.run(lambda: writer.stats.commits))
+        for i in range(20):
+            await writer.append(draft_from_event(event(f"m-{i}")))
+            await asyncio.sleep(0.01)  # the checkpointer sees the log busy
+        reader = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM mlog_records").fetchone()  # holds a snapshot
+        await asyncio.sleep(0.5)  # idle: the TRUNCATE runs and finds the reader
+        held = wal.stat().st_size  # the reader still pins the WAL
+        reader.execute("COMMIT")
+        reader.close()
+        deadline = dt.datetime.now() + dt.timedelta(seconds=5)
+        while wal.stat().st_size and dt.datetime.now() < deadline:
+            await asyncio.sleep(0.05)
+        size = wal.stat().st_size
+        task.cancel()
+        await writer.close()
+        checkpointer.close()
+        return held, size
+
+    held, size = asyncio.run(main())
+    assert held > 0 and size == 0
+
+
 def test_the_wal_is_reused_under_continuous_writes(engine: Engine, tmp_path: Path) -> None:
     """A PASSIVE checkpoint alone never lets SQLite restart a WAL that is written to without
     pause, and the file then grows with the traffic; the checkpointer's RESTART keeps it to

@@ -80,10 +80,13 @@ class Checkpointer:
                 continue
             since = 0.0
             try:
-                await loop.run_in_executor(self._executor, self.checkpoint, mode)
+                busy, _, _ = await loop.run_in_executor(self._executor, self.checkpoint, mode)
             except Exception as exc:  # a failed checkpoint is retried at the next tick
                 dirty = True
                 log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
+                continue
+            if busy and mode == "TRUNCATE":
+                dirty = True  # a reader kept it from finishing: try again at the next tick
 
     def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
         """Run one checkpoint; returns SQLite's (busy, wal frames, frames checkpointed).
