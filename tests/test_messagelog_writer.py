@@ -176,7 +176,7 @@ def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(engine: En
 
 def test_an_idle_truncate_kept_from_finishing_by_a_reader_is_retried(engine: Engine,
                                                                    tmp_path: Path) -> None:
-    """The checkpointer waits at most 100 ms for readers (it blocks writers meanwhile); a
+    """The checkpointer waits at most 50 ms for readers (it blocks writers meanwhile); a
     reader that holds a snapshot longer (an auditor's long search) only delays the TRUNCATE."""
     wal = tmp_path / "log.db-wal"
 
