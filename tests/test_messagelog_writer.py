@@ -149,22 +149,37 @@ def test_writer_never_checkpoints_and_the_checkpointer_truncates(engine: Engine,
     assert len(LogStore(engine, NODE).records(LogStore(engine, NODE).chain_ids()[0])) == 3000
 
 
+async def _log_with_checkpointer(engine: Engine, count: int, pause: float,
+                                 busy_interval: float) -> tuple[LogWriter, Checkpointer,
+                                                                asyncio.Task[None]]:
+    """A writer and a running checkpointer (50 ms ticks) after ``count`` appends, ``pause``
+    seconds apart (so the checkpointer sees the log busy)."""
+    writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
+    writer.start()
+    checkpointer = Checkpointer(engine, interval=0.05, busy_interval=busy_interval)
+    task = asyncio.create_task(checkpointer.run(lambda: writer.stats.commits))
+    for i in range(count):
+        await writer.append(draft_from_event(event(f"m-{i}")))
+        await asyncio.sleep(pause)
+    return writer, checkpointer, task
+
+
+async def _until_wal_empty(wal: Path, seconds: float = 5) -> int:
+    """The WAL file's size once it is empty, or after ``seconds``."""
+    deadline = dt.datetime.now() + dt.timedelta(seconds=seconds)
+    while wal.stat().st_size and dt.datetime.now() < deadline:
+        await asyncio.sleep(0.05)
+    return wal.stat().st_size
+
+
 def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(engine: Engine,
                                                                      tmp_path: Path) -> None:
     wal = tmp_path / "log.db-wal"
 
     async def main() -> tuple[int, int]:
-        writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
-        writer.start()
-        checkpointer = Checkpointer(engine, interval=0.05, busy_interval=0.1)
-        task = asyncio.create_task(checkpointer.run(lambda: writer.stats.commits))
-        for i in range(40):
-            await writer.append(draft_from_event(event(f"m-{i}")))
-            await asyncio.sleep(0.005)
-        deadline = dt.datetime.now() + dt.timedelta(seconds=5)
-        while wal.stat().st_size and dt.datetime.now() < deadline:
-            await asyncio.sleep(0.05)
-        size = wal.stat().st_size  # before close(), which truncates anyway
+        writer, checkpointer, task = await _log_with_checkpointer(engine, 40, 0.005,
+                                                                  busy_interval=0.1)
+        size = await _until_wal_empty(wal)  # before close(), which truncates anyway
         task.cancel()
         await writer.close()
         checkpointer.close()
@@ -181,13 +196,9 @@ def test_an_idle_truncate_kept_from_finishing_by_a_reader_is_retried(engine: Eng
     wal = tmp_path / "log.db-wal"
 
     async def main() -> tuple[int, int]:
-        writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
-        writer.start()
-        checkpointer = Checkpointer(engine, interval=0.05, busy_interval=60)
-        task = asyncio.create_task(checkpointer.run(lambda: writer.stats.commits))
-        for i in range(20):
-            await writer.append(draft_from_event(event(f"m-{i}")))
-            await asyncio.sleep(0.01)  # the checkpointer sees the log busy
+        # busy_interval=60: no RESTART while writing, so the TRUNCATE at idle is the test
+        writer, checkpointer, task = await _log_with_checkpointer(engine, 20, 0.01,
+                                                                  busy_interval=60)
         reader = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM mlog_records").fetchone()  # holds a snapshot
@@ -195,10 +206,7 @@ def test_an_idle_truncate_kept_from_finishing_by_a_reader_is_retried(engine: Eng
         held = wal.stat().st_size  # the reader still pins the WAL
         reader.execute("COMMIT")
         reader.close()
-        deadline = dt.datetime.now() + dt.timedelta(seconds=5)
-        while wal.stat().st_size and dt.datetime.now() < deadline:
-            await asyncio.sleep(0.05)
-        size = wal.stat().st_size
+        size = await _until_wal_empty(wal)
         task.cancel()
         await writer.close()
         checkpointer.close()
