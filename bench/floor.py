@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.exchange import cpu_seconds, run_load  # noqa: E402
+from secnode.demo.ports import free_port  # noqa: E402
 
 RELAY = """
 import asyncio, sys
@@ -50,12 +51,6 @@ try:
 except ImportError:
     asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int) -> None:

@@ -17,6 +17,7 @@ from cryptography import x509
 
 from certs import keys
 from certs.ca import CertificateAuthority, cert_pem
+from secnode.demo.ports import free_port  # noqa: F401 - the tests import it from here
 
 PASSPHRASE = b"test-passphrase"
 PG_URL_ENV = "SECNODE_TEST_PG_URL"
@@ -25,12 +26,6 @@ PG_URL_ENV = "SECNODE_TEST_PG_URL"
 @pytest.fixture(autouse=True)
 def _passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECNODE_PASSPHRASE", PASSPHRASE.decode())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli_env() -> dict[str, str]:

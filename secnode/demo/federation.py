@@ -26,6 +26,8 @@ from typing import Any
 import click
 from click.testing import CliRunner
 
+from secnode.demo.ports import free_port
+
 INSTANCE = "JP"
 
 
@@ -46,12 +48,6 @@ def cli_command(tool: str) -> click.Command:
 
 class DemoError(Exception):
     """A step of building or running the federation failed; the message names it."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
