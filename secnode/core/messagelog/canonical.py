@@ -155,8 +155,9 @@ def opt_from_hex32(text: object, what: str) -> bytes | None:
 
 
 def b64(data: bytes) -> str:
-    """Standard base64 with padding (RFC 4648 §4)."""
-    return base64.b64encode(data).decode("ascii")
+    """Standard base64 with padding (RFC 4648 §4); binascii directly, without the base64
+    module's wrapper (records are rendered on the message path)."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def from_b64(text: object, what: str) -> bytes:

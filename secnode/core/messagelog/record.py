@@ -17,7 +17,6 @@ One chain belongs to one writer (a node process); the rationale is in
 
 from __future__ import annotations
 
-import binascii
 import dataclasses
 import datetime as dt
 import enum
@@ -510,10 +509,7 @@ def _text(value: str | None) -> str:
 
 
 def _blob(value: bytes | None) -> str:
-    """JSON string of standard base64 (:func:`b64`), without the base64 module's wrapper."""
-    if value is None:
-        return "null"
-    return '"' + binascii.b2a_base64(value, newline=False).decode() + '"'
+    return "null" if value is None else '"' + b64(value) + '"'
 
 
 def _digest(value: bytes | None) -> str:
