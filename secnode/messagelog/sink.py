@@ -89,6 +89,7 @@ class MessageLog:
     def start(self) -> None:
         self.writer.start()
         self._spawn(self.stamper.run(), "mlog-stamper")
+        self._spawn(self.stamper.watch(), "mlog-backlog")
         if self.checkpointer is not None:
             self._spawn(self.checkpointer.run(lambda: self.writer.stats.commits),
                         "mlog-checkpoint")
@@ -150,6 +151,7 @@ class MessageLog:
         warnings = []
         if s.last_error is not None and refusal is None:
             warnings.append(f"time-stamping failing: {s.last_error}")
+        failing_since = s.oldest_unstamped if refusal else s.failing_since
         return {
             "chain_id": self.writer.chain_id,
             "records_written": self.writer.stats.records,
@@ -164,7 +166,8 @@ class MessageLog:
                 "backlog": s.backlog,
                 "last_success": iso(s.last_success),
                 "last_attempt": iso(s.last_attempt),
-                "failing_since": iso(s.failing_since),
+                "failing_since": iso(failing_since),
+                "oldest_unstamped": iso(s.oldest_unstamped),
                 "last_error": s.last_error,
                 "refusing": refusal is not None,
                 "interval_seconds": self.stamper.interval(),
@@ -208,6 +211,7 @@ async def attach(rt: NodeRuntime) -> MessageLog | None:
         return None
     engine = open_log_engine(rt.node.dir)
     sink = MessageLog(rt, engine)
+    await sink.stamper.refresh()  # a restarted node refuses from its first request if overdue
     sink.start()
     rt.sink = sink
     # read by secnode.admin (/health, /metrics); other extensions add their own entries
