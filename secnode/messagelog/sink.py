@@ -46,6 +46,9 @@ SERVER_TIMESTAMPING_FAILED = "Server.ServerProxy.TimestampingFailed"
 CLIENT_LOG_FAILED = "Server.ClientProxy.MessageLogFailed"
 SERVER_LOG_FAILED = "Server.ServerProxy.MessageLogFailed"
 
+#: Seconds between two probe writes while the log cannot write (see ``LogWriter.probe``).
+PROBE_INTERVAL = 2.0
+
 _CLIENT_SIDE = frozenset({"request_out", "response_in"})
 _NEW_REQUESTS = frozenset({"request_out", "request_in"})
 
@@ -90,6 +93,7 @@ class MessageLog:
         self.writer.start()
         self._spawn(self.stamper.run(), "mlog-stamper")
         self._spawn(self.stamper.watch(), "mlog-backlog")
+        self._spawn(self._probe_loop(), "mlog-probe")
         if self.checkpointer is not None:
             self._spawn(self.checkpointer.run(lambda: self.writer.stats.commits),
                         "mlog-checkpoint")
@@ -108,6 +112,24 @@ class MessageLog:
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.close)
         self.engine.dispose()
+
+    async def _probe_loop(self) -> None:
+        """While writes fail, try one every few seconds: /health recovers without traffic."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await self.writer.probe()
+            except Exception:
+                log.exception("message log probe failed unexpectedly")
+
+    def write_failure(self) -> str | None:
+        """Why the log cannot store records now (None: the last write succeeded)."""
+        stats = self.writer.stats
+        if stats.failing_since is None:
+            return None
+        return (f"cannot store records since {_iso_time(stats.failing_since)}: every message "
+                f"is refused "
+                f"({stats.failures} failed writes): {stats.last_error}")
 
     # ----- archiving ---------------------------------------------------------------------------
     def archiver(self) -> Archiver | None:
@@ -152,12 +174,20 @@ class MessageLog:
         if s.last_error is not None and refusal is None:
             warnings.append(f"time-stamping failing: {s.last_error}")
         failing_since = s.oldest_unstamped if refusal else s.failing_since
+        reasons = [f"message log: {why}" for why in (self.write_failure(), refusal) if why]
+        stats = self.writer.stats
         return {
             "chain_id": self.writer.chain_id,
             "records_written": self.writer.stats.records,
             "commits": self.writer.stats.commits,
             "commits_on_event_loop": self.writer.stats.inline_commits,
             "write_failures": self.writer.stats.failures,
+            "writing": {
+                "ok": stats.failing_since is None,
+                "failing_since": _iso_time(stats.failing_since),
+                "last_error": stats.last_error,
+                "probes": stats.probes,
+            },
             "commit_ms_avg": round(1000 * self.writer.stats.commit_seconds
                                    / max(1, self.writer.stats.commits), 3),
             "queue_ms_avg": round(1000 * self.writer.stats.wait_seconds
@@ -174,7 +204,7 @@ class MessageLog:
                 "batches": s.batches,
             },
             "archiving": self.last_archive,
-            "reasons": [f"message log: {refusal}"] if refusal else [],
+            "reasons": reasons,
             "warnings": warnings,
         }
 
@@ -195,6 +225,9 @@ class MessageLog:
             ("secnode_messagelog_refusing", "1 while new messages are refused (stamping "
              "failed for longer than the acceptable period).",
              1.0 if self.stamper.refusal() else 0.0),
+            ("secnode_messagelog_write_failing", "1 while the message log cannot store records "
+             "(every message is refused).",
+             0.0 if self.writer.stats.failing_since is None else 1.0),
             ("secnode_messagelog_batches", "Time-stamp batches stored by this process.",
              float(s.batches)),
         ]
@@ -202,6 +235,10 @@ class MessageLog:
         for name, help_text, value in gauges:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value!r}"]
         return "\n".join(lines) + "\n"
+
+
+def _iso_time(unix: float | None) -> str | None:
+    return None if unix is None else dt.datetime.fromtimestamp(unix, dt.UTC).isoformat()
 
 
 async def attach(rt: NodeRuntime) -> MessageLog | None:
