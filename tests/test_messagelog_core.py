@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -641,6 +642,56 @@ def test_ocsp_evidence(world: World) -> None:
     assert first(report)[:2] == (FailureKind.BAD_SIGNATURE, 5)
     assert "revoked" in report.failures[0].message
     assert check(world, log, check_ocsp=False).ok
+
+
+def _timed_log(world: World, times: list[dt.datetime], signer: Issued,
+               chain: str = f"{NODE_ID}#timed") -> Log:
+    """Signed records at ``times`` (one per time, in order), sealed and stamped in one batch."""
+    records: list[LogRecord] = []
+    for seq, when in enumerate(times, start=1):
+        prev = records[-1].record_hash if records else genesis_hash(chain)
+        # i = 2 * seq + 1: never a refusal (i % 11 == 0 happens; skip those numbers)
+        i = next(n for n in itertools.count(2 * seq + 1, 2) if n % 11)
+        records.append(make_record(world, seq, prev, i, signer=signer, chain=chain, time=when))
+    prepared = prepare_batch(records)
+    return Log(records, [prepared.stamped(world.stamp(prepared.root), "Test TSA")],
+               prepared.proofs())
+
+
+def test_ocsp_staleness_is_judged_per_record_not_per_minute(world: World) -> None:
+    """Issue 12 item 10: the staple goes stale at second 30 of a minute; the records of that
+    minute signed after it are each a finding (a per-minute cache let them all pass)."""
+    staple = world.ocsp[_sha(world.node.cert)]  # thisUpdate = T0
+    minute = T0.replace(second=0) + dt.timedelta(minutes=3)
+    stale_at = minute + dt.timedelta(seconds=30)
+    times = [minute + dt.timedelta(seconds=5 * k) for k in range(12)]  # :00, :05 ... :55
+    log = _timed_log(world, times, world.node)
+    max_age = (stale_at - T0).total_seconds()
+    report = check(world, log, ocsp_max_age=max_age)
+    flagged = [f.seq for f in report.failures]
+    assert flagged == [8, 9, 10, 11, 12], report.summary()  # :35 ... :55; :30 is still fresh
+    assert {f.kind for f in report.failures} == {FailureKind.BAD_SIGNATURE}
+    assert all("stale" in f.message for f in report.failures)
+    assert hashlib.sha256(staple).digest() == log.records[0].ocsp_sha256
+    # with a staple allowed to be 30 s older, the same records all pass
+    assert check(world, log, ocsp_max_age=max_age + 30).ok
+
+
+def test_signer_expiry_is_judged_per_record_not_per_hour(world: World) -> None:
+    """The signer certificate expires between two records of one calendar hour."""
+    short = world.ca.issue("sign", "serialNumber=JP/GOV/072028, O=Aizu short, C=JP", days=1)
+    expiry = short.cert.not_valid_after_utc
+    hour = expiry.replace(minute=0, second=0, microsecond=0)
+    before = max(hour, expiry - dt.timedelta(seconds=30))
+    after = min(hour + dt.timedelta(hours=1, microseconds=-1), expiry + dt.timedelta(seconds=30))
+    log = _timed_log(world, [before, after], short)
+    evidence = log.evidence(world)
+    evidence = dataclasses.replace(evidence, certificates=[*evidence.certificates, short.cert])
+    opts = VerifyOptions(as_of=after + dt.timedelta(minutes=1), check_ocsp=False)
+    report = verify_log(world.anchors, live=evidence, options=opts)
+    assert [(f.kind, f.seq) for f in report.failures] == [(FailureKind.BAD_SIGNATURE, 2)], (
+        report.summary())
+    assert "not trusted" in report.failures[0].message
 
 
 def test_report_json_names_first_failure(world: World, clean: Log) -> None:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for_port
 from tests.nodefixtures import wait_until
 from tests.test_messagelog_fed import (
+    AIZU,
     TAKAMATSU,
     LogFederation,
     Reply,
@@ -180,3 +182,46 @@ def test_verify_counts_records_older_than_the_period_without_stamps(lf: LogFeder
     wait_until(lambda: lf.call().status == 200, 15, "exchange to resume")
     wait_stamped(lf.takamatsu.dir)
     assert verify_json(lf.takamatsu)[0] == 0
+
+
+def test_restarts_do_not_reset_the_failure_period(lf: LogFederation) -> None:
+    """Issue 12 item 6: the period runs from the oldest unstamped record in the database.
+
+    With the TSA still down, neither a clean restart of the client node nor a crash
+    (SIGKILL) and restart of the provider node lets exchange resume: their new
+    processes inherit the overdue records of the chains before them.
+    """
+    wait_stamped(lf.takamatsu.dir)
+    wait_stamped(lf.aizu.dir)
+    lf.stop_tsa()
+    try:
+        assert lf.call().status == 200
+        wait_until(lambda: lf.call().status != 200, FAILURE_PERIOD + 10, "exchange to stop")
+        lf.fed.stop_node(TAKAMATSU)
+        lf.fed.start_node(TAKAMATSU, wait_healthy=False)
+        crashed = lf.fed.processes.pop(f"node-{AIZU}")
+        crashed.send_signal(signal.SIGKILL)
+        crashed.wait(timeout=10)
+        lf.fed.start_node(AIZU, wait_healthy=False)
+        for node in (lf.takamatsu, lf.aizu):
+            wait_for_port(node.client_port, 10)
+            wait_for_port(node.server_port, 10)
+        refused = lf.call()
+        assert refused.status != 200 and refused.error.endswith(".TimestampingFailed"), (
+            refused.status, refused.body)
+        assert "acceptable failure period" in json.loads(refused.body)["message"]
+        for node in (lf.takamatsu, lf.aizu):
+            code, health = node.health()
+            assert code == 503, (node.name, health)
+            assert any("time-stamping" in r for r in health["reasons"])
+            assert health["messagelog"]["stamping"]["refusing"] is True
+    finally:
+        lf.start_tsa()
+    wait_until(lambda: lf.call().status == 200, 15, "exchange to resume")
+    wait_stamped(lf.takamatsu.dir)
+    wait_stamped(lf.aizu.dir)
+    wait_until(lambda: lf.takamatsu.health()[0] == 200 and lf.aizu.health()[0] == 200, 10,
+               "both nodes healthy again")
+    for node in (lf.takamatsu, lf.aizu):
+        code, report = verify_json(node)
+        assert code == 0, report["failures"]

@@ -32,7 +32,7 @@ from secnode.core.messagelog import (
     verify_log,
 )
 from secnode.core.messagelog.canonical import canonical_json
-from secnode.core.messagelog.record import canonical_bytes, json_string
+from secnode.core.messagelog.record import canonical_bytes, json_string, parse_time
 from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
 from secnode.messagelog.convert import (
     RECORD_COLUMNS,
@@ -41,6 +41,7 @@ from secnode.messagelog.convert import (
     headers_sha256,
     record_of,
 )
+from secnode.messagelog.stamper import Stamper
 from secnode.messagelog.store import LogStore
 from secnode.messagelog.writer import LogWriteError, LogWriter
 from secnode.proxy.hooks import ExchangeEvent
@@ -415,3 +416,29 @@ def test_the_sealed_row_is_the_record(user: str | None, purpose: str | None,
     assert digest == expected.record_hash
     stored = record_of(SimpleNamespace(_mapping=dict(zip(RECORD_COLUMNS, row, strict=True))))
     assert stored == expected and stored.hash_ok() and stored.body == (body if keep else None)
+
+
+def test_stamper_counts_the_backlog_of_every_chain_of_the_node(engine: Engine) -> None:
+    """Issue 12 item 6: the failure clock starts at the oldest unstamped record of any
+    writer of the node (another process's, or an earlier one's), not only its own."""
+    async def main() -> tuple[LogWriter, Stamper]:
+        earlier, mine = LogWriter(engine, NODE), LogWriter(engine, NODE)
+        other_node = LogWriter(engine, "JP/GOV/000000/other")
+        for writer in (earlier, mine, other_node):
+            writer.start()
+        await other_node.append(draft_from_event(event("other-node")))
+        await earlier.append(draft_from_event(event("earlier-1")))
+        await earlier.append(draft_from_event(event("earlier-2")))
+        await mine.append(draft_from_event(event("mine-1")))
+        for writer in (earlier, mine, other_node):
+            await writer.close()
+        stamper = Stamper(engine, NODE, lambda: mine.chain_ids, lambda: None, 100)
+        await stamper.refresh()
+        return earlier, stamper
+
+    earlier, stamper = asyncio.run(main())
+    with engine.connect() as conn:
+        first = conn.execute(text("SELECT time FROM mlog_records WHERE chain_id = :c AND seq = 1"),
+                             {"c": earlier.chain_id}).scalar_one()
+    assert stamper.state.backlog == 3  # the other node's record is not this node's
+    assert stamper.state.oldest_unstamped == parse_time(first, "time")

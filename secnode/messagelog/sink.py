@@ -46,6 +46,9 @@ SERVER_TIMESTAMPING_FAILED = "Server.ServerProxy.TimestampingFailed"
 CLIENT_LOG_FAILED = "Server.ClientProxy.MessageLogFailed"
 SERVER_LOG_FAILED = "Server.ServerProxy.MessageLogFailed"
 
+#: Seconds between two probe writes while the log cannot write (see ``LogWriter.probe``).
+PROBE_INTERVAL = 2.0
+
 _CLIENT_SIDE = frozenset({"request_out", "response_in"})
 _NEW_REQUESTS = frozenset({"request_out", "request_in"})
 
@@ -89,6 +92,8 @@ class MessageLog:
     def start(self) -> None:
         self.writer.start()
         self._spawn(self.stamper.run(), "mlog-stamper")
+        self._spawn(self.stamper.watch(), "mlog-backlog")
+        self._spawn(self._probe_loop(), "mlog-probe")
         if self.checkpointer is not None:
             self._spawn(self.checkpointer.run(lambda: self.writer.stats.commits),
                         "mlog-checkpoint")
@@ -107,6 +112,24 @@ class MessageLog:
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.close)
         self.engine.dispose()
+
+    async def _probe_loop(self) -> None:
+        """While writes fail, try one every few seconds: /health recovers without traffic."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await self.writer.probe()
+            except Exception:
+                log.exception("message log probe failed unexpectedly")
+
+    def write_failure(self) -> str | None:
+        """Why the log cannot store records now (None: the last write succeeded)."""
+        stats = self.writer.stats
+        if stats.failing_since is None:
+            return None
+        return (f"cannot store records since {_iso_time(stats.failing_since)}: every message "
+                f"is refused "
+                f"({stats.failures} failed writes): {stats.last_error}")
 
     # ----- archiving ---------------------------------------------------------------------------
     def archiver(self) -> Archiver | None:
@@ -150,12 +173,21 @@ class MessageLog:
         warnings = []
         if s.last_error is not None and refusal is None:
             warnings.append(f"time-stamping failing: {s.last_error}")
+        failing_since = s.oldest_unstamped if refusal else s.failing_since
+        reasons = [f"message log: {why}" for why in (self.write_failure(), refusal) if why]
+        stats = self.writer.stats
         return {
             "chain_id": self.writer.chain_id,
             "records_written": self.writer.stats.records,
             "commits": self.writer.stats.commits,
             "commits_on_event_loop": self.writer.stats.inline_commits,
             "write_failures": self.writer.stats.failures,
+            "writing": {
+                "ok": stats.failing_since is None,
+                "failing_since": _iso_time(stats.failing_since),
+                "last_error": stats.last_error,
+                "probes": stats.probes,
+            },
             "commit_ms_avg": round(1000 * self.writer.stats.commit_seconds
                                    / max(1, self.writer.stats.commits), 3),
             "queue_ms_avg": round(1000 * self.writer.stats.wait_seconds
@@ -164,14 +196,15 @@ class MessageLog:
                 "backlog": s.backlog,
                 "last_success": iso(s.last_success),
                 "last_attempt": iso(s.last_attempt),
-                "failing_since": iso(s.failing_since),
+                "failing_since": iso(failing_since),
+                "oldest_unstamped": iso(s.oldest_unstamped),
                 "last_error": s.last_error,
                 "refusing": refusal is not None,
                 "interval_seconds": self.stamper.interval(),
                 "batches": s.batches,
             },
             "archiving": self.last_archive,
-            "reasons": [f"message log: {refusal}"] if refusal else [],
+            "reasons": reasons,
             "warnings": warnings,
         }
 
@@ -192,6 +225,9 @@ class MessageLog:
             ("secnode_messagelog_refusing", "1 while new messages are refused (stamping "
              "failed for longer than the acceptable period).",
              1.0 if self.stamper.refusal() else 0.0),
+            ("secnode_messagelog_write_failing", "1 while the message log cannot store records "
+             "(every message is refused).",
+             0.0 if self.writer.stats.failing_since is None else 1.0),
             ("secnode_messagelog_batches", "Time-stamp batches stored by this process.",
              float(s.batches)),
         ]
@@ -201,6 +237,10 @@ class MessageLog:
         return "\n".join(lines) + "\n"
 
 
+def _iso_time(unix: float | None) -> str | None:
+    return None if unix is None else dt.datetime.fromtimestamp(unix, dt.UTC).isoformat()
+
+
 async def attach(rt: NodeRuntime) -> MessageLog | None:
     """Make the message log ``rt``'s sink (unless ``[messagelog] enabled = false``)."""
     if not rt.config.messagelog.enabled:
@@ -208,6 +248,7 @@ async def attach(rt: NodeRuntime) -> MessageLog | None:
         return None
     engine = open_log_engine(rt.node.dir)
     sink = MessageLog(rt, engine)
+    await sink.stamper.refresh()  # a restarted node refuses from its first request if overdue
     sink.start()
     rt.sink = sink
     # read by secnode.admin (/health, /metrics); other extensions add their own entries

@@ -16,6 +16,12 @@ Failure: while records stay unstamped because no TSA answered, the node keeps
 exchanging for the global configuration's ``acceptable_timestamp_failure_period``
 counted from the oldest unstamped record; after that the message path refuses
 new requests (:meth:`Stamper.refusal`) until a round stamps the backlog.
+
+The oldest unstamped record is read from the database, over **every** chain of
+the node (this process's, orphans', other live processes'), not remembered in
+memory: a restart or a crash loop cannot reset the clock (issue 12, item 6). The
+message path reads a cached value, refreshed every :data:`BACKLOG_REFRESH`
+seconds, after every round and once before the node serves.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ log = logging.getLogger("secnode.messagelog.stamper")
 ORPHAN_INTERVALS = 3
 MIN_ORPHAN_SECONDS = 10.0
 TSA_TIMEOUT = 10.0
+#: Seconds between two reads of the node's oldest unstamped record (at most the interval).
+BACKLOG_REFRESH = 2.0
 
 
 class StampingError(Exception):
@@ -61,12 +69,17 @@ class StampState:
     last_success: dt.datetime | None = None
     last_attempt: dt.datetime | None = None
     last_error: str | None = None
-    failing_since: dt.datetime | None = None  # oldest record left unstamped by a failure
-    refuse_after: float | None = None  # Unix time after which new requests are refused
-    backlog: int = 0
+    #: the oldest record not yet stamped, over every chain of the node (from the database)
+    oldest_unstamped: dt.datetime | None = None
+    backlog: int = 0  # records of the node's chains not yet stamped (from the database)
     batches: int = 0
     records: int = 0
     rounds: int = 0
+
+    @property
+    def failing_since(self) -> dt.datetime | None:
+        """The oldest unstamped record while stamping fails (None: not failing)."""
+        return self.oldest_unstamped if self.last_error is not None else None
 
 
 @dataclass(frozen=True)
@@ -123,25 +136,43 @@ class Stamper:
 
     # ----- the message path ------------------------------------------------------------------
     def refusal(self) -> str | None:
-        """Why new requests must be refused now (None: exchange may go on)."""
-        limit = self.state.refuse_after
-        if limit is None or time.time() <= limit:
+        """Why new requests must be refused now (None: exchange may go on).
+
+        Refused once any record of the node has waited longer than the acceptable
+        failure period for its time-stamp, whoever wrote it and whenever this
+        process started.
+        """
+        oldest = self.state.oldest_unstamped
+        if oldest is None or time.time() - oldest.timestamp() <= self.failure_period():
             return None
-        since = self.state.failing_since
         return (
             "time-stamping has failed for longer than the acceptable failure period "
-            f"({self.failure_period():g} s; records unstamped since "
-            f"{since.isoformat() if since else '?'}): {self.state.last_error or 'no TSA answered'}"
+            f"({self.failure_period():g} s; records unstamped since {oldest.isoformat()}): "
+            f"{self.state.last_error or 'no time-stamping round has stamped them yet'}"
         )
 
     # ----- the task --------------------------------------------------------------------------
     async def run(self) -> None:
+        """A round at once (a restarted node stamps what it inherited), then every interval."""
         while True:
-            await asyncio.sleep(self.interval())
             try:
                 await self.run_round()
             except Exception:  # never let the task die; the state reports the failure
                 log.exception("time-stamping round failed unexpectedly")
+            await asyncio.sleep(self.interval())
+
+    async def watch(self) -> None:
+        """Keep the node's oldest unstamped record fresh for :meth:`refusal`."""
+        while True:
+            await asyncio.sleep(min(BACKLOG_REFRESH, self.interval()))
+            try:
+                await self.refresh()
+            except Exception as exc:  # a failed read keeps the last known state
+                log.warning("cannot read the time-stamping backlog: %s", exc)
+
+    async def refresh(self) -> None:
+        """Read the oldest unstamped record and the backlog of every chain of the node."""
+        self.state.oldest_unstamped, self.state.backlog = await asyncio.to_thread(self._backlog)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -167,23 +198,16 @@ class Stamper:
             except StampingError as exc:
                 error = str(exc)
                 break
-        oldest, backlog = await asyncio.to_thread(self._backlog, own)
-        state.backlog = backlog
+        await self.refresh()
         if error is None:
             if stamped:
                 state.last_success = dt.datetime.now(dt.UTC)
             state.last_error = None
-            state.failing_since = None
-            state.refuse_after = None
         else:
             if state.last_error != error:
-                log.warning("time-stamping failed (%d records waiting): %s", backlog, error)
+                log.warning("time-stamping failed (%d records waiting): %s", state.backlog,
+                            error)
             state.last_error = error
-            if oldest is not None and backlog:
-                since = oldest if state.failing_since is None else min(oldest,
-                                                                       state.failing_since)
-                state.failing_since = since
-                state.refuse_after = since.timestamp() + self.failure_period()
         return stamped
 
     async def _stamp_chain(self, chain: _Chain) -> int:
@@ -316,25 +340,30 @@ class Stamper:
                          [{"sha256": hashlib.sha256(tsa_der).digest(), "der": tsa_der}])
         return True
 
-    def _backlog(self, own: Sequence[str]) -> tuple[dt.datetime | None, int]:
-        """(time of the oldest unstamped record, number unstamped) over this process's chains."""
+    def _backlog(self) -> tuple[dt.datetime | None, int]:
+        """(time of the oldest unstamped record, number unstamped) over the node's chains.
+
+        One primary-key probe per chain (the record after its ``stamped_seq``),
+        then the last seq of the chains that have one: cheap enough to run every
+        :data:`BACKLOG_REFRESH` seconds whatever the size of the log.
+        """
         c, r = schema.chains, schema.records
+        first_unstamped = (
+            select(r.c.time)
+            .where(r.c.chain_id == c.c.chain_id, r.c.seq == c.c.stamped_seq + 1)
+            .scalar_subquery()
+        )
         oldest: dt.datetime | None = None
         count = 0
         with self.engine.connect() as conn:
-            for chain_id in own:
-                stamped = conn.execute(
-                    select(c.c.stamped_seq).where(c.c.chain_id == chain_id)).scalar()
-                if stamped is None:
-                    continue  # nothing committed on this chain yet
-                last = self._last_seq(conn, chain_id)
-                if last <= stamped:
-                    continue
-                count += last - int(stamped)
-                first_time = conn.execute(
-                    select(r.c.time).where(r.c.chain_id == chain_id, r.c.seq == stamped + 1)
-                ).scalar()
-                if first_time is not None:
-                    when = parse_time(first_time, "record time")
-                    oldest = when if oldest is None else min(oldest, when)
+            rows = conn.execute(
+                select(c.c.chain_id, c.c.stamped_seq, first_unstamped.label("first_time"))
+                .where(c.c.node_id == self.node_id)
+            ).all()
+            for row in rows:
+                if row.first_time is None:
+                    continue  # fully stamped
+                count += self._last_seq(conn, row.chain_id) - int(row.stamped_seq)
+                when = parse_time(row.first_time, "record time")
+                oldest = when if oldest is None else min(oldest, when)
         return oldest, count

@@ -30,11 +30,19 @@ a commit fails, every message in that batch gets the error (and is refused),
 and the writer starts a **new chain**: it cannot know whether the failed
 commit reached the disk, and reusing its seqs could fork the chain
 (``docs/audit.md`` §5).
+
+**Write health.** The outcome of the last commit is kept (``stats.failing_since``,
+``stats.last_error``): ``/health`` turns 503 while it is a failure (issue 12,
+item 8). A node taken out of service for that gets no messages to try again
+with, so :meth:`LogWriter.probe` stores the new chain's row (a real write to
+the log's tables, and one the chain needs anyway) and clears the failure once
+that commits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import queue
@@ -138,6 +146,22 @@ class WriterStats:
     commit_seconds: float = 0.0  # time spent committing (event loop or worker thread)
     wait_seconds: float = 0.0  # from a batch's first append until its commit started
     chains: list[str] = field(default_factory=list)
+    failing_since: float | None = None  # time.time() of the first failed commit in a row
+    last_error: str | None = None  # why the last commit failed (None: it succeeded)
+    probes: int = 0  # probe writes tried while failing
+
+    def failed(self, error: Exception) -> None:
+        """Note a failed commit (the first of a run starts the clock)."""
+        if self.failing_since is None:
+            self.failing_since = time.time()
+        self.last_error = str(error) or type(error).__name__
+
+    def succeeded(self) -> None:
+        if self.failing_since is not None:
+            log.warning("message log writes succeed again (failing since %s)",
+                        utc_text(dt.datetime.fromtimestamp(self.failing_since, dt.UTC)))
+        self.failing_since = None
+        self.last_error = None
 
 
 @dataclass
@@ -394,6 +418,7 @@ class LogWriter:
         self._in_flight = False
         if error is not None:
             self.stats.failures += 1
+            self.stats.failed(error)
             log.error("message log write failed (%d records refused): %s", len(batch), error)
             if sealed.chain_id == self.chain_id:
                 self._start_chain()
@@ -402,6 +427,7 @@ class LogWriter:
                 if not item.future.done():
                     item.future.set_exception(failure)
         else:
+            self.stats.succeeded()
             self._seq, self._prev, self._chain_stored = sealed.seq, sealed.prev, True
             self._known_certs.update(sealed.certs)
             self._known_ocsp.update(sealed.ocsp)
@@ -423,6 +449,41 @@ class LogWriter:
                 self._loop.call_soon(self._flush)
         else:
             self._idle.set()
+
+    async def probe(self) -> bool:
+        """While commits fail and nothing is queued: try to store the current chain's row.
+
+        True when the write committed (the failure is cleared). ``INSERT`` or
+        ignore: a probe whose commit failed ambiguously may have stored the row,
+        so the next one must not conflict with it. Messages queued meanwhile wait
+        for the probe, as they would for a batch.
+        """
+        if (self.stats.failing_since is None or self._chain_stored or self._in_flight
+                or self._queue or self._closing or self._loop is None):
+            return False
+        assert self._idle is not None
+        row = self._chain_row(self._seal([]))
+        assert row is not None
+        self._in_flight = True
+        self._idle.clear()
+        self.stats.probes += 1
+        try:
+            await asyncio.to_thread(self._store_chain_row, row)
+        except Exception as exc:
+            self.stats.failed(exc)
+            log.debug("message log probe write failed: %s", exc)
+            return False
+        else:
+            self._chain_stored = True
+            self.stats.succeeded()
+            return True
+        finally:
+            self._in_flight = False
+            self._settle()
+
+    def _store_chain_row(self, row: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert_ignore(self.engine, schema.chains), [row])
 
     async def close(self) -> None:
         """Commit what is queued, then stop the worker thread."""

@@ -44,10 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.x509 import ocsp as x509_ocsp
 
 from certs.chain import ChainError, verify_chain
 from certs.cms import CMSError, verify_detached
-from certs.ocsp import OCSPError, validate_response
+from certs.ocsp import CLOCK_SKEW, OCSPError, OCSPStatus, validate_response
 from certs.profiles import ProfileError, member_id_of
 from certs.tsa_client import verify_token
 from secnode.core.identifiers import IdentifierError, NodeId
@@ -267,6 +268,55 @@ def _as_seq(record: LogRecord, seq: int, prev: bytes) -> bytes:
     return record_hash(prev, canonical_bytes(dataclasses.replace(record, seq=seq)))
 
 
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A closed time interval in which a cached verdict holds; outside it, judge afresh."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+    def covers(self, when: dt.datetime) -> bool:
+        return self.start <= when <= self.end
+
+    def within(self, start: dt.datetime, end: dt.datetime) -> _Window:
+        return _Window(max(self.start, start), min(self.end, end))
+
+    @classmethod
+    def of_certificates(cls, certs: Iterable[x509.Certificate]) -> _Window:
+        """Where every one of ``certs`` is within its validity period."""
+        window = cls(_EARLIEST, _LATEST)
+        for cert in certs:
+            window = window.within(cert.not_valid_before_utc, cert.not_valid_after_utc)
+        return window
+
+
+def _staple_window(
+    der: bytes, status: OCSPStatus, issuer: x509.Certificate, max_age: float | None
+) -> _Window:
+    """Where ``validate_response`` is known to accept the response: the freshness rule of
+    :func:`certs.ocsp.validate_response`, narrowed to the validity of every certificate
+    the response carries other than the issuer (a delegated responder's among them)."""
+    end = _LATEST
+    if max_age is not None:
+        end = min(end, status.this_update + dt.timedelta(seconds=max_age))
+    if status.next_update is not None:
+        end = min(end, status.next_update)
+    window = _Window(status.this_update - CLOCK_SKEW, end)
+    carried = x509_ocsp.load_der_ocsp_response(der).certificates
+    signers = _Window.of_certificates(c for c in carried if c != issuer)
+    return window.within(signers.start, signers.end)
+
+
+def _status_problem(status: str, when: dt.datetime) -> str | None:
+    if status != "good":
+        return f"signer certificate status was {status} at {when}"
+    return None
+
+
 class _Verifier:
     def __init__(self, anchors: TrustAnchors, options: VerifyOptions, token_check: TokenCheck):
         self.anchors = anchors
@@ -286,11 +336,10 @@ class _Verifier:
         self.by_chain: dict[str, list[StampedBatch]] = defaultdict(list)
         self.proofs: dict[tuple[str, int], list[RecordProof]] = defaultdict(list)
         self.sig_verifier = SignatureVerifier()
-        self._chain_cache: dict[tuple[bytes, str], str | None] = {}
-        self._ocsp_cache: dict[tuple[bytes, bytes], Any] = {}
+        self._chain_windows: dict[bytes, _Window] = {}  # signer sha256 -> path valid in
         self._chain_rank: dict[str, int] = {}
         self._issuers: dict[bytes, x509.Certificate] = {}
-        self._ocsp_results: dict[tuple[bytes, bytes, str], str | None] = {}
+        self._staples: dict[tuple[bytes, bytes], tuple[_Window, str]] = {}  # -> status
         self._batch_index: dict[str, tuple[list[int], list[StampedBatch]]] = {}
         self._batch_rank: dict[str, tuple[int, str]] = {}
         self._overlaps: set[tuple[str, str]] = set()
@@ -930,34 +979,50 @@ class _Verifier:
         signer_sha = cert_sha256(signer)
         if r.signer_cert_sha256 is not None and signer_sha != r.signer_cert_sha256:
             return "signature was made by another certificate than signer_cert_sha256 names"
-        key = (signer_sha, r.time.strftime("%Y%m%d%H"))
-        if key not in self._chain_cache:
-            try:
-                path = verify_chain(signer, self.anchors.ca_certs, self.intermediates, at=r.time)
-                self._chain_cache[key] = None
-                self._issuers[signer_sha] = path[1]
-            except ChainError as exc:
-                self._chain_cache[key] = f"signer certificate not trusted at {r.time}: {exc}"
-        chain_problem = self._chain_cache[key]
+        chain_problem = self._chain_problem(signer, signer_sha, r.time)
         if chain_problem is not None:
             return chain_problem
         if r.ocsp_sha256 is not None and self.options.check_ocsp:
             return self._ocsp_problem(r, signer, signer_sha)
         return None
 
+    def _chain_problem(
+        self, signer: x509.Certificate, signer_sha: bytes, when: dt.datetime
+    ) -> str | None:
+        """The signer's chain judged at the record's own time.
+
+        A verified path is cached with the interval in which every certificate on
+        it is valid; a record inside it needs no new path building, any other one
+        is judged afresh (a cache by calendar hour let a record signed after the
+        certificate expired pass on the verdict of an earlier one).
+        """
+        window = self._chain_windows.get(signer_sha)
+        if window is not None and window.covers(when):
+            return None
+        try:
+            path = verify_chain(signer, self.anchors.ca_certs, self.intermediates, at=when)
+        except ChainError as exc:
+            return f"signer certificate not trusted at {when}: {exc}"
+        self._chain_windows[signer_sha] = _Window.of_certificates(path)
+        self._issuers[signer_sha] = path[1]
+        return None
+
     def _ocsp_problem(
         self, r: LogRecord, signer: x509.Certificate, signer_sha: bytes
     ) -> str | None:
-        assert r.ocsp_sha256 is not None
-        key = (r.ocsp_sha256, signer_sha, r.time.strftime("%Y%m%d%H%M"))
-        if key not in self._ocsp_results:
-            self._ocsp_results[key] = self._ocsp_status(r, signer, signer_sha)
-        return self._ocsp_results[key]
+        """The staple judged at the record's own time (issue 12, item 10).
 
-    def _ocsp_status(
-        self, r: LogRecord, signer: x509.Certificate, signer_sha: bytes
-    ) -> str | None:
+        A response that verified is cached with the interval in which it is fresh
+        (``thisUpdate`` minus the clock skew up to ``thisUpdate`` + the maximum age
+        and ``nextUpdate``, within its delegated signer's validity); a record
+        outside that interval is validated afresh, so every record signed after
+        the staple went stale is a finding, not only those of a later minute.
+        """
         assert r.ocsp_sha256 is not None
+        key = (r.ocsp_sha256, signer_sha)
+        known = self._staples.get(key)
+        if known is not None and known[0].covers(r.time):
+            return _status_problem(known[1], r.time)
         der = self.ocsp.get(r.ocsp_sha256)
         if der is None:
             return f"OCSP response {r.ocsp_sha256.hex()} named by the record is not in the evidence"
@@ -970,9 +1035,9 @@ class _Verifier:
             )
         except OCSPError as exc:
             return f"OCSP response does not prove the signer's status at {r.time}: {exc}"
-        if status.status != "good":
-            return f"signer certificate status was {status.status} at {r.time}"
-        return None
+        self._staples[key] = (_staple_window(der, status, issuer, self.options.ocsp_max_age),
+                              status.status)
+        return _status_problem(status.status, r.time)
 
     # ----- bundles -----------------------------------------------------------------------
     def _check_bundle(self, bundle: LoadedArchive, rank: int) -> None:
