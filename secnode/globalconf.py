@@ -610,12 +610,28 @@ class ConfStore:
         current = self.dir / self.CURRENT
         if not current.exists():
             return None
+        # Resolve the link once: another process may switch it between the two reads, and a
+        # document must never be checked against another version's signature.
+        held = current.resolve()
         try:
-            document = (current / "conf.json").read_bytes()
-            signature = (current / "conf.sig").read_bytes()
+            document = (held / "conf.json").read_bytes()
+            signature = (held / "conf.sig").read_bytes()
         except OSError as exc:
             raise GlobalConfError("malformed", f"cannot read the held copy: {exc}") from exc
         return verify(document, signature, self.anchors(), at=at, allow_expired=True)
+
+    def held_version(self) -> int | None:
+        """The version ``current`` names, from the link alone (no read, no verification).
+
+        Cheap enough to ask every second: a running node uses it to notice a copy that
+        another process (``secnode sync``, a sibling ``secnode serve``) kept.
+        """
+        try:
+            name = os.readlink(self.dir / self.CURRENT)
+        except OSError:
+            return None
+        name = os.path.basename(name.rstrip("/"))
+        return int(name[1:]) if name.startswith("v") and name[1:].isdigit() else None
 
     def _held(self, at: dt.datetime | None) -> GlobalConf | None:
         """The held copy, or None when it is damaged (then a fresh copy replaces it)."""
