@@ -583,8 +583,8 @@ class ConfStore:
         target.mkdir(exist_ok=True)
         _atomic_write(target / "conf.json", conf.document)
         _atomic_write(target / "conf.sig", conf.signature)
-        link = self.dir / f".{self.CURRENT}.tmp"
-        link.unlink(missing_ok=True)
+        # A name of its own: another process (sync, a sibling serve) may be saving too.
+        link = self.dir / f".{self.CURRENT}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         link.symlink_to(target.name)
         os.replace(link, self.dir / self.CURRENT)
         self._prune(keep={target.name})
@@ -597,9 +597,12 @@ class ConfStore:
         for old in versions[: -self.KEEP]:
             if old.name in keep:
                 continue
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+            try:  # another process may be pruning the same directory
+                for f in old.iterdir():
+                    f.unlink(missing_ok=True)
+                old.rmdir()
+            except FileNotFoundError:
+                pass
 
     def load_last_good(self, at: dt.datetime | None = None) -> GlobalConf | None:
         """The last verified copy, re-verified against the anchor (expired ones included).
