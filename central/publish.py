@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -136,15 +137,34 @@ def resign(store: Store, config: CentralConfig, operator: str, passphrase: bytes
         return summary(row)
 
 
-def resign_due(store: Store, at: dt.datetime | None = None) -> bool:
-    """True when a third of the latest version's validity has passed (or none exists)."""
-    when = at or now()
+@dataclass(frozen=True)
+class Head:
+    """The newest version's schedule, without its (possibly large) document."""
+
+    version: int
+    generated_at: dt.datetime
+    expires_at: dt.datetime
+
+    @property
+    def resign_at(self) -> dt.datetime:
+        """A third into the validity: at least two thirds remain for nodes to fetch it."""
+        return self.generated_at + (self.expires_at - self.generated_at) / 3
+
+
+def head(store: Store) -> Head | None:
+    """The newest version's number and times (one small query; the re-signer polls it)."""
     with store.read() as s:
-        row = latest(s)
-        if row is None:
-            return False
-        validity = (row.expires_at - row.generated_at).total_seconds()
-        return (when - row.generated_at).total_seconds() >= validity / 3
+        row = s.execute(
+            select(ConfVersion.version, ConfVersion.generated_at, ConfVersion.expires_at)
+            .order_by(ConfVersion.version.desc()).limit(1)
+        ).first()
+    return Head(row.version, row.generated_at, row.expires_at) if row is not None else None
+
+
+def resign_due(store: Store, at: dt.datetime | None = None) -> bool:
+    """True when a third of the latest version's validity has passed (False if none exists)."""
+    newest = head(store)
+    return newest is not None and (at or now()) >= newest.resign_at
 
 
 def get_version(store: Store, version: int | None = None) -> ConfVersion | None:

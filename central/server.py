@@ -25,7 +25,6 @@ from central import publish, registration
 from central.config import CentralConfig
 from central.errors import RegistryError
 from central.models import ConfVersion
-from central.registry import show_settings
 from central.store import Store, now
 from secnode.globalconf import VERSION_HEADER, format_time
 from secnode.registration_client import MAX_REQUEST_BYTES
@@ -132,33 +131,38 @@ async def health(request: web.Request) -> web.StreamResponse:
     )
 
 
+#: Longest sleep of the re-signer. Versions are published by other processes (``central conf
+#: publish``, another ``serve``), so the newest one's schedule is re-read this often: a new
+#: validity governs the next re-signing at once, never after a sleep computed from the old one.
+RESIGN_POLL_SECONDS = 1.0
+
+
 async def resign_loop(app: web.Application) -> None:
     """Re-sign the latest content when a third of its validity has passed."""
     while True:
-        interval = 30.0
+        wait = RESIGN_POLL_SECONDS
         try:
-            interval = await asyncio.to_thread(resign_interval, app[STORE])
-            if await asyncio.to_thread(publish.resign_due, app[STORE]):
-                result = await asyncio.to_thread(
-                    publish.resign, app[STORE], app[CONFIG], app[OPERATOR], app[PASSPHRASE]
-                )
-                log.info("re-signed as version %s, expires %s", result["version"],
-                         format_time(result["expires_at"]))
+            wait = await asyncio.to_thread(resign_step, app)
         except RegistryError as exc:  # e.g. another server allocated the same version
             log.warning("re-signing failed, will retry: %s", exc)
         except Exception:  # keep serving the current version; the log says why
             log.exception("re-signing failed, will retry")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(max(0.05, min(wait, RESIGN_POLL_SECONDS)))
 
 
-def resign_interval(store: Store) -> float:
-    """Check often enough that at least half the validity always remains."""
-    row = publish.get_version(store, None)
-    validity = (
-        (row.expires_at - row.generated_at).total_seconds() if row is not None
-        else float(show_settings(store)["conf_validity_seconds"])
-    )
-    return max(0.5, min(validity / 6, 30.0))
+def resign_step(app: web.Application) -> float:
+    """Re-sign the newest version if it is due; seconds until it (or its successor) is due."""
+    store = app[STORE]
+    newest = publish.head(store)
+    if newest is None:  # nothing published yet: nothing to re-sign
+        return RESIGN_POLL_SECONDS
+    wait = (newest.resign_at - now()).total_seconds()
+    if wait > 0:
+        return wait
+    result = publish.resign(store, app[CONFIG], app[OPERATOR], app[PASSPHRASE])
+    log.info("re-signed version %d as version %s, expires %s", newest.version,
+             result["version"], format_time(result["expires_at"]))
+    return 0.0
 
 
 def build_app(store: Store, config: CentralConfig, passphrase: bytes, operator: str,

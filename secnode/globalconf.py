@@ -583,8 +583,8 @@ class ConfStore:
         target.mkdir(exist_ok=True)
         _atomic_write(target / "conf.json", conf.document)
         _atomic_write(target / "conf.sig", conf.signature)
-        link = self.dir / f".{self.CURRENT}.tmp"
-        link.unlink(missing_ok=True)
+        # A name of its own: another process (sync, a sibling serve) may be saving too.
+        link = self.dir / f".{self.CURRENT}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         link.symlink_to(target.name)
         os.replace(link, self.dir / self.CURRENT)
         self._prune(keep={target.name})
@@ -597,9 +597,12 @@ class ConfStore:
         for old in versions[: -self.KEEP]:
             if old.name in keep:
                 continue
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+            try:  # another process may be pruning the same directory
+                for f in old.iterdir():
+                    f.unlink(missing_ok=True)
+                old.rmdir()
+            except FileNotFoundError:
+                pass
 
     def load_last_good(self, at: dt.datetime | None = None) -> GlobalConf | None:
         """The last verified copy, re-verified against the anchor (expired ones included).
@@ -610,12 +613,28 @@ class ConfStore:
         current = self.dir / self.CURRENT
         if not current.exists():
             return None
+        # Resolve the link once: another process may switch it between the two reads, and a
+        # document must never be checked against another version's signature.
+        held = current.resolve()
         try:
-            document = (current / "conf.json").read_bytes()
-            signature = (current / "conf.sig").read_bytes()
+            document = (held / "conf.json").read_bytes()
+            signature = (held / "conf.sig").read_bytes()
         except OSError as exc:
             raise GlobalConfError("malformed", f"cannot read the held copy: {exc}") from exc
         return verify(document, signature, self.anchors(), at=at, allow_expired=True)
+
+    def held_version(self) -> int | None:
+        """The version ``current`` names, from the link alone (no read, no verification).
+
+        Cheap enough to ask every second: a running node uses it to notice a copy that
+        another process (``secnode sync``, a sibling ``secnode serve``) kept.
+        """
+        try:
+            name = os.readlink(self.dir / self.CURRENT)
+        except OSError:
+            return None
+        name = os.path.basename(name.rstrip("/"))
+        return int(name[1:]) if name.startswith("v") and name[1:].isdigit() else None
 
     def _held(self, at: dt.datetime | None) -> GlobalConf | None:
         """The held copy, or None when it is damaged (then a fresh copy replaces it)."""

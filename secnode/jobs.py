@@ -9,7 +9,10 @@ so the one-shot command is an honest test of what the server does.
   ``[central] refresh_interval``), verified against the anchor and kept on disk
   (:class:`secnode.globalconf.ConfStore`). A failed fetch keeps the last good
   copy; once that copy expires, ``rt.conf.is_expired()`` is true and the
-  message path refuses to exchange. Every version change is logged.
+  message path refuses to exchange. Every version change is logged. Every
+  second the running node also looks at the held copy on disk, so a version
+  kept by ``secnode sync`` or a sibling process is applied without waiting for
+  its own next fetch (:class:`ConfFollower`).
 - **OCSP**: for each active certificate of the node, a fresh response is
   fetched from the responders the configuration lists for its CA (AIA as a
   fallback) every ``ocsp_fetch_interval`` (``[ocsp] fetch_interval`` overrides
@@ -29,6 +32,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -65,6 +69,8 @@ OCSP_MAX_SLEEP = 5.0
 #: Shortest time between two fetches for the same certificate, whatever the settings say.
 OCSP_MIN_GAP = 1.0
 SERVICES_RELOAD_INTERVAL = 5.0
+#: How often ``secnode serve`` looks for a newer held configuration (one readlink).
+CONF_FOLLOW_INTERVAL = 1.0
 
 
 # ----- URLs -------------------------------------------------------------------------------
@@ -313,9 +319,17 @@ def _ca_ders(conf: GlobalConf | None) -> set[bytes]:
 
 async def apply_conf_change(rt: NodeRuntime, running: RunningNode | None,
                             old: GlobalConf | None) -> None:
-    """After a new version: trust newly approved CAs at once and rebuild peer sessions."""
+    """After a new version: forget trust verdicts, trust newly approved CAs at once and
+    rebuild peer sessions.
+
+    Everything else a version carries (nodes, members, subsystems, groups, settings,
+    TSAs) is read from ``rt.conf`` by each message and each job round, so swapping
+    ``rt.conf`` is all it takes for those.
+    """
     from secnode import tls
 
+    if rt.conf is not None:
+        rt.trust.reset_if_changed(rt.conf)  # settings or CAs may differ: re-judge signers
     new_ders, old_ders = _ca_ders(rt.conf), _ca_ders(old)
     if new_ders == old_ders:
         return
@@ -328,46 +342,109 @@ async def apply_conf_change(rt: NodeRuntime, running: RunningNode | None,
     await rt.reopen_peer_session()
 
 
+class ConfFollower:
+    """Puts the newest verified copy on disk into use, whoever fetched it.
+
+    Several processes may keep one ``globalconf/`` directory (``secnode sync``, sibling
+    ``secnode serve`` processes); a version one of them kept must not wait for this
+    process's own next fetch, let alone for the registry's next re-signing. The check
+    is one ``readlink`` (:meth:`ConfStore.held_version`), so it runs every
+    :data:`CONF_FOLLOW_INTERVAL`.
+    """
+
+    def __init__(self, rt: NodeRuntime, running: RunningNode | None) -> None:
+        self.rt = rt
+        self.running = running
+        self._refused: int | None = None  # a held version that failed to load (logged once)
+
+    def retry_refused(self) -> None:
+        """After a fetch: a refused copy may have been replaced; look at it again."""
+        self._refused = None
+
+    def newer_on_disk(self) -> int | None:
+        """The held version if it is newer than the one in use (None otherwise)."""
+        held = self.rt.conf_store.held_version()
+        if held is None or held == self._refused:
+            return None
+        in_use = self.rt.conf.version if self.rt.conf is not None else None
+        return held if in_use is None or held > in_use else None
+
+    async def adopt(self) -> bool:
+        """Load, re-verify and apply a newer held copy; True if one was put into use."""
+        held = self.newer_on_disk()
+        if held is None:
+            return False
+        old = self.rt.conf
+        try:
+            conf = await asyncio.to_thread(self.rt.conf_store.load_last_good)
+        except GlobalConfError as exc:
+            # Pruned or switched while reading: the next look sees the new state. Logged
+            # once per version so a copy that stays unusable does not flood the log.
+            if held != self._refused:
+                log.warning("held global configuration version %d is unusable, keeping "
+                            "version %s: %s", held, old.version if old else "none", exc)
+            self._refused = held
+            if old is None:
+                self.rt.conf_error = str(exc)
+            return False
+        if conf is None or (old is not None and conf.version <= old.version):
+            return False
+        self.rt.conf, self.rt.conf_error = conf, None
+        log.info("now using global configuration version %d (was %s; generated %s, expires %s)",
+                 conf.version, old.version if old else "none", format_time(conf.generated_at),
+                 format_time(conf.expires_at))
+        await apply_conf_change(self.rt, self.running, old)
+        return True
+
+
+def _report_fetch(outcome: ConfOutcome, failures: int) -> int:
+    """Log a failing registry once, every tenth attempt and on recovery; the new count."""
+    if outcome.ok:
+        if failures:
+            log.info("central registry reachable again after %d failed attempt(s)", failures)
+        return 0
+    failures += 1
+    if failures == 1 or failures % 10 == 0:
+        log.warning("global configuration refresh failed (%d in a row), keeping "
+                    "version %s: %s", failures, outcome.version, outcome.error)
+    return failures
+
+
 async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None:
-    """Refresh the configuration forever; reload the runtime's view when the version moves.
+    """Fetch the configuration every :func:`conf_interval`; apply any newer held copy
+    within :data:`CONF_FOLLOW_INTERVAL`, whoever fetched it.
 
     A failing registry is logged when it starts failing, every tenth attempt after,
     and once more when the held copy expires (the moment exchange stops).
     """
+    follower = ConfFollower(rt, running)
     failures = 0
+    last_error: str | None = None
     reported_expiry: int | None = None
+    fetched_at = -float("inf")
     if rt.conf is not None:
         log.info("holding global configuration version %d (expires %s)", rt.conf.version,
                  format_time(rt.conf.expires_at))
     while True:
         try:
-            outcome = await asyncio.to_thread(refresh_conf, rt.node)
-            if outcome.changed or rt.conf is None:
-                old = rt.conf
-                rt.load_conf()
-                if rt.conf is not None and (old is None or old.version != rt.conf.version):
-                    await apply_conf_change(rt, running, old)
-            if outcome.ok:
-                if failures:
-                    log.info("central registry reachable again after %d failed attempt(s)",
-                             failures)
-                failures = 0
-            else:
-                failures += 1
-                if failures == 1 or failures % 10 == 0:
-                    log.warning("global configuration refresh failed (%d in a row), keeping "
-                                "version %s: %s", failures, outcome.version, outcome.error)
+            if time.monotonic() - fetched_at >= conf_interval(rt.config, rt.conf):
+                fetched_at = time.monotonic()
+                outcome = await asyncio.to_thread(refresh_conf, rt.node)
+                failures, last_error = _report_fetch(outcome, failures), outcome.error
+                follower.retry_refused()
+            await follower.adopt()
             conf = rt.conf
             if conf is not None and conf.is_expired() and reported_expiry != conf.version:
                 log.error("global configuration version %d expired at %s and cannot be "
                           "refreshed (%s): message exchange stopped", conf.version,
-                          format_time(conf.expires_at), outcome.error or "no newer one")
+                          format_time(conf.expires_at), last_error or "no newer one")
                 reported_expiry = conf.version
         except asyncio.CancelledError:
             raise
         except Exception:  # a job must outlive any single failure; the log says why
             log.exception("global configuration job failed")
-        await asyncio.sleep(conf_interval(rt.config, rt.conf))
+        due = fetched_at + conf_interval(rt.config, rt.conf) - time.monotonic()
+        await asyncio.sleep(max(0.05, min(CONF_FOLLOW_INTERVAL, due)))
 
 
 async def apply_cert_change(rt: NodeRuntime, running: RunningNode | None) -> None:

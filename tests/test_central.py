@@ -576,6 +576,41 @@ def test_server_resigns_before_expiry(tmp_path: Path, spawn: Callable[..., Any])
     assert again.version >= latest.version
 
 
+def test_resigner_follows_a_shorter_validity_at_once(tmp_path: Path,
+                                                    spawn: Callable[..., Any]) -> None:
+    """A version published with a shorter validity is re-signed on its own schedule, not
+    after a sleep the server computed from the old validity (600 s: it used to sleep 30 s,
+    so a 3 s version expired for ~27 s and every node stopped exchanging)."""
+    fed = build_federation(tmp_path, spawn)  # the default validity, 600 s
+    central(fed.dir, "conf", "publish")
+    store = gc.ConfStore(tmp_path / "node")
+    store.install_anchor(fed.anchor.read_bytes())
+    url = f"{fed.url}/globalconf"
+    old = store.refresh(url)
+    assert old.expires_at - old.generated_at == dt.timedelta(seconds=600)
+    time.sleep(1.5)  # the server's re-signer is asleep now, on the old schedule
+
+    central(fed.dir, "settings", "set", "conf_refresh_interval", "1")
+    central(fed.dir, "settings", "set", "conf_validity_seconds", "3")
+    published = central_json(fed.dir, "conf", "publish")
+    first = store.refresh(url)
+    assert first.version == published["version"]
+    assert first.expires_at - first.generated_at == dt.timedelta(seconds=3)
+    # Re-signed a third of the way in, and again, always before the held copy expires.
+    seen = [first]
+    deadline = time.monotonic() + 6
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        latest = store.refresh(url)
+        assert dt.datetime.now(dt.UTC) < seen[-1].expires_at, "the served copy expired"
+        if latest.version != seen[-1].version:
+            seen.append(latest)
+        assert json.loads(http_get(f"{fed.url}/health"))["status"] == "ok"
+    assert len(seen) == 3, f"re-signed {len(seen) - 1} time(s) in 6 s with a 3 s validity"
+    assert all(c.expires_at - c.generated_at == dt.timedelta(seconds=3) for c in seen)
+    assert seen[1].generated_at - first.generated_at <= dt.timedelta(seconds=2)
+
+
 def test_key_rotation_nodes_follow_the_announcement(tmp_path: Path,
                                                     spawn: Callable[..., Any]) -> None:
     fed = build_federation(tmp_path, spawn)
