@@ -211,7 +211,7 @@ max_body_bytes = 10485760       # larger requests/responses are refused
 host = "0.0.0.0"
 port = {server_port}
 address = "{address}"           # host:port other nodes use (registered centrally)
-replay_window = 600             # seconds a (client, message id) pair is remembered
+replay_window = 600             # seconds an id is remembered (at least the OCSP freshness)
 
 [admin]                         # /health and /metrics
 host = "127.0.0.1"

@@ -55,7 +55,7 @@ from secnode.globalconf import (
     format_time,
 )
 from secnode.node import Node
-from secnode.store import models
+from secnode.store import models, replay
 
 if TYPE_CHECKING:
     from secnode.runtime import NodeRuntime
@@ -543,6 +543,7 @@ def start_jobs(rt: NodeRuntime, running: RunningNode | None = None) -> list[asyn
         "conf": conf_loop(rt, running),
         "ocsp": ocsp_loop(rt, running),
         "services": services_loop(rt),
+        "replay": replay.purge_loop(rt, running),
     }
     for name, factory in EXTRA_JOBS.items():
         jobs[name] = factory(rt, running)

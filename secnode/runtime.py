@@ -14,7 +14,6 @@ import datetime as dt
 import logging
 import ssl
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +22,14 @@ from cryptography import x509
 from sqlalchemy import select
 
 from certs import keys
-from secnode.core.identifiers import ClientId, MemberId, ServiceId, SubsystemId
+from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.msgsig import MessageSigner, SignatureVerifier
 from secnode.globalconf import ConfStore, GlobalConf, GlobalConfError
 from secnode.globalconf import Node as GlobalNode
 from secnode.node import Node
 from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
 from secnode.store import models
+from secnode.store.replay import ReplayWindow
 from secnode.tls import client_context, pinned_client_context
 from secnode.trust import TrustCache
 
@@ -84,29 +84,6 @@ def load_service_table(node: Node) -> ServiceTable:
     return table
 
 
-class ReplayGuard:
-    """Remembers (client, message id) pairs for a window; a repeat is a replay."""
-
-    def __init__(self, window_seconds: float, max_entries: int = 200_000) -> None:
-        self.window = window_seconds
-        self.max = max_entries
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-
-    def check_and_remember(self, client: ClientId, message_id: str) -> bool:
-        """True if new; False if seen within the window."""
-        now = time.monotonic()
-        while self._seen:
-            oldest_key, oldest_at = next(iter(self._seen.items()))
-            if now - oldest_at <= self.window and len(self._seen) < self.max:
-                break
-            self._seen.pop(oldest_key)
-        key = (str(client), message_id)
-        if key in self._seen:
-            return False
-        self._seen[key] = now
-        return True
-
-
 @dataclass
 class OwnCertificate:
     cert: x509.Certificate
@@ -129,7 +106,7 @@ class NodeRuntime:
         self.services = ServiceTable()
         self.verifier = SignatureVerifier()
         self.trust = TrustCache()
-        self.replay = ReplayGuard(self.config.server.replay_window)
+        self.replay = ReplayWindow(node.engine, self.config.server.replay_window)
         self.sink: EventSink = NullSink()
         self.decision: DecisionPoint = AllowAll()
         self.signer: MessageSigner | None = None

@@ -104,9 +104,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
     signer_sha, signer_der = _verify_signed(rt, signature, ocsp_der, digest,
                                             headers.client.member)
     # Only authentic messages consume their id, so nobody can burn another member's ids.
-    if not rt.replay.check_and_remember(headers.client, headers.message_id):
-        raise XRoadError(errors.DUPLICATE_MESSAGE_ID,
-                         f"message id {headers.message_id!r} was already used by {headers.client}")
+    await rt.replay.remember(headers.client, headers.message_id, conf)  # docs/protocol.md §6.7
     if not conf.has_client(headers.client):
         raise XRoadError("Server.ServerProxy.UnknownMember",
                          f"client {headers.client} is not registered in the global configuration")

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -116,10 +117,15 @@ class ClientWhitelist(Base):
 
 
 class SeenMessageId(Base):
-    """Replay protection: (client, message id) pairs seen within the replay window."""
+    """Replay protection: (client, message id) pairs seen within the replay window.
+
+    The unique constraint decides between racing processes; the index on ``seen_at``
+    keeps the purge of expired rows short (secnode.store.replay).
+    """
 
     __tablename__ = "seen_message_ids"
-    __table_args__ = (UniqueConstraint("client", "message_id"),)
+    __table_args__ = (UniqueConstraint("client", "message_id"),
+                      Index("ix_seen_message_ids_seen_at", "seen_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client: Mapped[str] = mapped_column(String(1024))

@@ -1,0 +1,172 @@
+"""Replay protection kept in the node database, shared by restarts and by every process.
+
+A (client, message id) pair is recorded by one INSERT into ``seen_message_ids``
+once the request's signature has been verified; the table's unique constraint
+makes the first writer win, whichever process or host it is, so a second use
+within the window is refused with ``Client.DuplicateMessageId``. A row older
+than the window never blocks: a later use takes it over with a conditional
+UPDATE, so correctness does not depend on the purge, which only bounds the
+table's size. The rules are in docs/protocol.md §6.7.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from secnode.core import errors
+from secnode.core.errors import XRoadError
+from secnode.core.identifiers import ClientId
+from secnode.globalconf import SETTINGS_DEFAULTS
+from secnode.store import models
+
+if TYPE_CHECKING:
+    from secnode.globalconf import GlobalConf
+    from secnode.runtime import NodeRuntime
+    from secnode.serve import RunningNode
+
+log = logging.getLogger("secnode.replay")
+
+SEEN = models.SeenMessageId.__table__
+#: Rows deleted per purge statement: keeps SQLite's write lock short while messages wait.
+PURGE_BATCH = 5000
+FRESHNESS = "ocsp_freshness_seconds"
+
+
+def effective_window(replay_window: float, conf: GlobalConf | None) -> float:
+    """How long a pair is remembered: ``[server] replay_window``, but never less than
+    ``ocsp_freshness_seconds``, because a captured request verifies (its staple is fresh)
+    for up to that long after it was first sent. Without a configuration, the default
+    freshness (longer is the safe side: the purge then keeps rows longer)."""
+    settings = conf.settings if conf is not None else {}
+    freshness = settings.get(FRESHNESS, SETTINGS_DEFAULTS[FRESHNESS])
+    return float(max(replay_window, freshness))
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _insert(engine: Engine, client: str, message_id: str, now: dt.datetime) -> bool:
+    """The common case, one INSERT: False if the pair is already there (any age)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(SEEN).values(client=client, message_id=message_id, seen_at=now))
+        return True
+    except IntegrityError:
+        return False
+
+
+def _take_over_stale(
+    engine: Engine, client: str, message_id: str, now: dt.datetime, cutoff: dt.datetime
+) -> bool:
+    """Re-date a row older than the window; atomic, so of racing processes one wins."""
+    where = (SEEN.c.client == client, SEEN.c.message_id == message_id, SEEN.c.seen_at <= cutoff)
+    with engine.begin() as conn:
+        return conn.execute(update(SEEN).where(*where).values(seen_at=now)).rowcount == 1
+
+
+def _exists(engine: Engine, client: str, message_id: str) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(SEEN.c.id).where(SEEN.c.client == client, SEEN.c.message_id == message_id)
+        ).first()
+    return found is not None
+
+
+def record_first_use(
+    engine: Engine, client: str, message_id: str, window: float, now: dt.datetime | None = None
+) -> bool:
+    """True if no use of (client, message id) is on record within ``window`` seconds
+    (and records this one); False for a replay. Blocking: call it off the event loop."""
+    now = now or _utcnow()
+    cutoff = now - dt.timedelta(seconds=window)
+    for _ in range(3):  # a purge may remove a stale row between our two statements
+        if _insert(engine, client, message_id, now):
+            return True
+        if _take_over_stale(engine, client, message_id, now, cutoff):
+            return True
+        if _exists(engine, client, message_id):
+            return False  # a row within the window: the replay
+    return False  # still racing after three rounds: deny rather than guess
+
+
+def purge(engine: Engine, window: float, now: dt.datetime | None = None) -> int:
+    """Delete rows older than the window, in short batches; returns how many."""
+    cutoff = (now or _utcnow()) - dt.timedelta(seconds=window)
+    total = 0
+    while True:
+        batch = select(SEEN.c.id).where(SEEN.c.seen_at <= cutoff).limit(PURGE_BATCH)
+        with engine.begin() as conn:
+            count = conn.execute(delete(SEEN).where(SEEN.c.id.in_(batch))).rowcount
+        total += count
+        if count < PURGE_BATCH:
+            return total
+
+
+def _db_reason(exc: SQLAlchemyError) -> str:
+    """One line for the log (SQLAlchemy's own text carries the SQL and a URL)."""
+    orig = getattr(exc, "orig", None)
+    return " ".join(str(orig or exc).split())[:300]
+
+
+class ReplayWindow:
+    """The node's replay protection: one row per authentic (client, message id)."""
+
+    def __init__(self, engine: Engine, replay_window: float) -> None:
+        self.engine = engine
+        self.replay_window = replay_window
+
+    def window(self, conf: GlobalConf | None) -> float:
+        return effective_window(self.replay_window, conf)
+
+    async def remember(self, client: ClientId, message_id: str, conf: GlobalConf | None) -> None:
+        """Record this use of ``message_id`` by ``client``, or refuse it as a replay.
+
+        Deny by default: if the database cannot record the pair, the request is refused
+        (it could be a replay we cannot see), and the client may retry with the same id.
+        """
+        window = self.window(conf)
+        try:
+            first = await asyncio.to_thread(
+                record_first_use, self.engine, str(client), message_id, window
+            )
+        except SQLAlchemyError as exc:
+            log.error(
+                "replay window: cannot record message id %r of %s: %s",
+                message_id,
+                client,
+                _db_reason(exc),
+            )
+            raise XRoadError(
+                errors.SERVER_PROXY_INTERNAL_ERROR,
+                "the provider node cannot record the message id for replay "
+                "protection (its database is unavailable); not processed",
+            ) from exc
+        if not first:
+            raise XRoadError(
+                errors.DUPLICATE_MESSAGE_ID,
+                f"message id {message_id!r} was already used by {client} "
+                f"within the replay window ({window:g} s)",
+            )
+
+    def purge_interval(self, conf: GlobalConf | None) -> float:
+        """A quarter of the window, between 1 s and 60 s: rows live at most 1.25 windows."""
+        return min(60.0, max(1.0, self.window(conf) / 4))
+
+
+async def purge_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None:
+    """Every process purges (DELETE is idempotent); none depends on it for correctness."""
+    while True:
+        await asyncio.sleep(rt.replay.purge_interval(rt.conf))
+        try:
+            removed = await asyncio.to_thread(purge, rt.replay.engine, rt.replay.window(rt.conf))
+            if removed:
+                log.debug("replay window: purged %d expired message ids", removed)
+        except SQLAlchemyError as exc:
+            log.warning("replay window: purge failed (will retry): %s", _db_reason(exc))
