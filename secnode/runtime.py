@@ -23,9 +23,9 @@ from cryptography import x509
 from sqlalchemy import select
 
 from certs import keys
+from secnode.admin import cert_view
 from secnode.core.identifiers import ClientId, MemberId, ServiceId, SubsystemId
 from secnode.core.msgsig import MessageSigner, SignatureVerifier
-from secnode.admin import cert_view
 from secnode.globalconf import ConfStore, GlobalConf, GlobalConfError
 from secnode.globalconf import Node as GlobalNode
 from secnode.health import CertView
