@@ -3,6 +3,7 @@
 Order of checks (the first failure answers): configuration current, peer's
 TLS certificate registered for the client member, message well formed, not a
 replay, signature valid and signer trusted (chain, identity, stapled OCSP),
+this node's own sign certificate status usable (:mod:`secnode.own_status`),
 service known, access right granted, policy decision. Only then is the
 provider system called. Every refusal is logged with its reason.
 """
