@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,10 @@ from certs.ocsp_server import load_responder
 from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest
 from secnode.core.msgsig import MessageSigner
+from secnode.demo.ports import free_port
 from secnode.proxy import wire
 from secnode.tls import pinned_client_context
-from tests.conftest import PASSPHRASE, free_port
+from tests.conftest import PASSPHRASE
 from tests.nodefixtures import NodeHandle, wait_until
 from tests.test_messagelog_fed import LogFederation, Reply, build_log_federation
 
@@ -150,6 +152,10 @@ def unhealthy_with(node: NodeHandle, words: str) -> Any:
     return code == 503 and any(words in r for r in body["reasons"]) and body
 
 
+def healthy(node: NodeHandle) -> bool:
+    return node.health()[0] == 200
+
+
 def assert_ok(world: World, client: NodeHandle, provider: NodeHandle) -> None:
     reply = world.call(client, provider)
     assert reply.status == 200 and world.reached_service(reply), (reply.status, reply.body)
@@ -158,11 +164,13 @@ def assert_ok(world: World, client: NodeHandle, provider: NodeHandle) -> None:
 def refused(world: World, client: NodeHandle, provider: NodeHandle, code: str) -> Reply:
     """Poll until the exchange is refused with ``code`` (the node reloads just after the
     database row that ``/health`` reads is written)."""
-    return wait_until(
-        lambda: (r := world.call(client, provider)).error == code and r,
-        10,
-        f"{client.name} -> {provider.name} refused with {code}",
-    )
+
+    def attempt() -> Reply | None:
+        reply = world.call(client, provider)
+        return reply if reply.error == code else None
+
+    result: Reply = wait_until(attempt, 10, f"{client.name} -> {provider.name} refused: {code}")
+    return result
 
 
 def resumed(world: World, client: NodeHandle, provider: NodeHandle) -> None:
@@ -234,7 +242,7 @@ def test_stale_own_status_refuses_before_signing_and_before_service(world_factor
     w.lf.fed.stop("ocsp")
     for node in (aizu, taka):
         body = wait_until(
-            lambda n=node: unhealthy_with(n, "OCSP response for the sign certificate is stale"),
+            partial(unhealthy_with, node, "OCSP response for the sign certificate is stale"),
             30,
             f"{node.name} /health 503 with a stale sign OCSP response",
         )
@@ -255,7 +263,7 @@ def test_stale_own_status_refuses_before_signing_and_before_service(world_factor
 
     w.lf.fed.start_ocsp()
     for node in (aizu, taka):
-        wait_until(lambda n=node: n.health()[0] == 200, 30, f"{node.name} /health ok again")
+        wait_until(partial(healthy, node), 30, f"{node.name} /health ok again")
     resumed(w, taka, aizu)
     resumed(w, aizu, taka)
 
@@ -290,7 +298,7 @@ def test_revoked_sign_certificate_stops_a_running_node_both_ways(world_factory: 
     aizu.cli("keys", "new", "--usage", "sign", "--org", aizu.member_name)
     w.lf.fed.issue(aizu.dir / "keys" / "sign.csr", "sign", aizu.cert_path("sign"))
     aizu.cli("certs", "import", aizu.cert_path("sign"))
-    wait_until(lambda: aizu.health()[0] == 200, 20, "aizu /health ok with the new certificate")
+    wait_until(partial(healthy, aizu), 20, "aizu /health ok with the new certificate")
     resumed(w, taka, aizu)
     resumed(w, aizu, taka)
 
