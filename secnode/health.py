@@ -105,6 +105,20 @@ def ocsp_fresh(cert: CertView, freshness: float, now: dt.datetime) -> bool:
     return cert.ocsp_next_update is None or now <= cert.ocsp_next_update
 
 
+def cert_usable(cert: CertView, freshness: float, now: dt.datetime) -> bool:
+    """Within validity with a fresh ``good`` response: the test every peer applies to it."""
+    return (cert.ocsp_status == "good" and cert.not_before <= now <= cert.not_after
+            and ocsp_fresh(cert, freshness, now))
+
+
+def cert_reasons(usage: str, cert: CertView, freshness: float,
+                 now: dt.datetime) -> list[str]:
+    """Why ``cert`` is unusable now, in the words of ``/health`` (empty: usable)."""
+    reasons: list[str] = []
+    _cert_part(usage, cert, freshness, now, reasons, [])
+    return reasons
+
+
 def _conf_part(conf: ConfView | None, conf_error: str | None, job: ConfJob,
                now: dt.datetime, reasons: list[str], warnings: list[str]) -> dict[str, Any]:
     unreachable = (f"; the central registry cannot be reached since {job.failing_since}: "

@@ -460,11 +460,44 @@ async def apply_cert_change(rt: NodeRuntime, running: RunningNode | None) -> Non
              cert_sha256(rt.auth_cert.cert)[:16])
 
 
+RowState = tuple[str, dt.datetime | None, int]
+
+
+def held_rows_state(rows: list[models.NodeCertificate]) -> dict[str, RowState]:
+    """Per usage, the certificate in use and its last OCSP outcome, as the database has it.
+
+    The newest active row per usage is the one :meth:`NodeRuntime.load_certificates` uses.
+    ``ocsp_fetched_at`` moves on every fetched answer (good or revoked), ``ocsp_failures``
+    on every failed fetch, whichever node process made it.
+    """
+    newest: dict[str, models.NodeCertificate] = {}
+    for row in rows:
+        held = newest.get(row.usage)
+        if held is None or _utc(row.imported_at) > _utc(held.imported_at):
+            newest[row.usage] = row
+    return {usage: (row.cert_sha256, _utc(row.ocsp_fetched_at) if row.ocsp_fetched_at else None,
+                    row.ocsp_failures or 0) for usage, row in newest.items()}
+
+
+def loaded_state(rt: NodeRuntime) -> dict[str, RowState]:
+    """The same, for what the runtime holds in memory (compare with :func:`held_rows_state`)."""
+    state: dict[str, RowState] = {}
+    for usage in ("auth", "sign"):
+        own = getattr(rt, f"{usage}_cert")
+        if own is not None and own.view is not None:
+            view = own.view
+            state[usage] = (view.sha256, view.ocsp_fetched_at, view.ocsp_failures)
+    return state
+
+
 async def ocsp_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None:
     """Keep a fresh OCSP response for every active certificate, with back-off on failure.
 
-    Also notices certificates imported by the CLI while the node runs: the
-    runtime reloads them, and a new auth certificate is put into the TLS contexts.
+    Also notices certificates imported by the CLI while the node runs, and OCSP
+    answers (a revocation too) or failures recorded by another node process sharing
+    the database: the runtime reloads them, and a new auth certificate is put into
+    the TLS contexts. The check costs one small query per round (at most
+    :data:`OCSP_MAX_SLEEP` apart).
     """
     retry_at: dict[str, dt.datetime] = {}
     loaded: dict[str, str] | None = None
@@ -473,7 +506,7 @@ async def ocsp_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
         try:
             rows = await asyncio.to_thread(active_rows, rt.node)
             current = {r.usage: r.cert_sha256 for r in rows}
-            if current != loaded:
+            if current != loaded or held_rows_state(rows) != loaded_state(rt):
                 await asyncio.to_thread(rt.load_certificates)
                 if loaded is not None and current.get("auth") != loaded.get("auth"):
                     await apply_cert_change(rt, running)

@@ -22,10 +22,12 @@ from cryptography import x509
 from sqlalchemy import select
 
 from certs import keys
+from secnode.admin import cert_view
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.msgsig import MessageSigner, SignatureVerifier
 from secnode.globalconf import ConfStore, GlobalConf, GlobalConfError
 from secnode.globalconf import Node as GlobalNode
+from secnode.health import CertView
 from secnode.node import Node
 from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
 from secnode.store import models
@@ -91,6 +93,10 @@ class OwnCertificate:
     ocsp_der: bytes | None
     ocsp_status: str | None
     ocsp_this_update: dt.datetime | None
+    ocsp_next_update: dt.datetime | None = None
+    #: The row as ``/health`` judges it, so the message path and ``/health`` give one answer
+    #: (see :mod:`secnode.own_status`); also tells the OCSP job when the row moved on.
+    view: CertView | None = None
 
 
 class NodeRuntime:
@@ -145,7 +151,8 @@ class NodeRuntime:
             from cryptography.hazmat.primitives import serialization
 
             own = OwnCertificate(cert, cert.public_bytes(serialization.Encoding.DER),
-                                 row.ocsp_der, row.ocsp_status, row.ocsp_this_update)
+                                 row.ocsp_der, row.ocsp_status, row.ocsp_this_update,
+                                 row.ocsp_next_update, cert_view(row))
             setattr(self, f"{usage}_cert", own)
         renewed = self.signer is not None and self.sign_cert is not None and (
             self.signer.codec.cert != self.sign_cert.cert)  # a new sign cert was imported

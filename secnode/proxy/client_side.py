@@ -24,6 +24,7 @@ from secnode.core.errors import XRoadError
 from secnode.core.message import MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError
 from secnode.globalconf import Node
+from secnode.own_status import require_own_sign_status
 from secnode.proxy import metaservices, wire
 from secnode.proxy.hooks import ExchangeEvent
 from secnode.proxy.io import error_response, read_limited, read_response
@@ -159,12 +160,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         raise XRoadError(errors.ACCESS_DENIED.replace("ServerProxy", "ClientProxy"),
                          f"policy: {verdict.reason}: {verdict.message}", http_status=403,
                          detail=verdict.reason)
-    if rt.signer is None or rt.sign_cert is None or not rt.sign_cert.ocsp_der:
-        raise XRoadError(errors.CLIENT_PROXY_INTERNAL_ERROR,
-                         "this node has no sign certificate with a current OCSP response")
-    if rt.sign_cert.ocsp_status != "good":
-        raise XRoadError(errors.CLIENT_PROXY_INTERNAL_ERROR,
-                         f"this node's sign certificate status is {rt.sign_cert.ocsp_status}")
+    require_own_sign_status(rt, errors.CLIENT_PROXY_INTERNAL_ERROR)  # before signing
+    assert rt.signer is not None and rt.sign_cert is not None and rt.sign_cert.ocsp_der
     body_sha = hashlib.sha256(prepared.body).digest()
     digest = request_digest(headers, body_sha)
     signature = rt.signer.sign(digest)

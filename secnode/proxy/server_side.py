@@ -3,6 +3,7 @@
 Order of checks (the first failure answers): configuration current, peer's
 TLS certificate registered for the client member, message well formed, not a
 replay, signature valid and signer trusted (chain, identity, stapled OCSP),
+this node's own sign certificate status usable (:mod:`secnode.own_status`),
 service known, access right granted, policy decision. Only then is the
 provider system called. Every refusal is logged with its reason.
 """
@@ -23,6 +24,7 @@ from secnode.core.identifiers import MemberId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError
 from secnode.core.soap import parse_soap_request, prepare_soap_response
+from secnode.own_status import require_own_sign_status
 from secnode.proxy import metaservices, wire
 from secnode.proxy.hooks import ExchangeEvent
 from secnode.proxy.io import error_response, read_limited, read_response
@@ -103,6 +105,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         raise XRoadError(errors.INVALID_SIGNATURE, str(exc)) from exc
     signer_sha, signer_der = _verify_signed(rt, signature, ocsp_der, digest,
                                             headers.client.member)
+    # Our own signature on the response must be acceptable before the service acts.
+    require_own_sign_status(rt, errors.SERVER_PROXY_INTERNAL_ERROR)
     # Only authentic messages consume their id, so nobody can burn another member's ids.
     await rt.replay.remember(headers.client, headers.message_id, conf)  # docs/protocol.md §6.7
     if not conf.has_client(headers.client):
@@ -150,9 +154,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
     out_sha = hashlib.sha256(out).digest()
     resp_digest = response_digest(headers, digest, status, content_type, out_sha,
                                   verdict.statement)
-    if rt.signer is None or rt.sign_cert is None or not rt.sign_cert.ocsp_der:
-        raise XRoadError(errors.SERVER_PROXY_INTERNAL_ERROR,
-                         "provider node has no usable sign certificate and OCSP response")
+    require_own_sign_status(rt, errors.SERVER_PROXY_INTERNAL_ERROR)  # it may have lapsed since
+    assert rt.signer is not None and rt.sign_cert is not None and rt.sign_cert.ocsp_der
     resp_sig = rt.signer.sign(resp_digest)
     await rt.sink.record(ExchangeEvent(
         "response_out", headers, out_sha, resp_digest, resp_sig,
