@@ -16,6 +16,11 @@ of inventing our own:
   exactly as X-Road's proxies do (``HandlerBase.sendErrorResponse``); see
   ``docs/protocol.md`` for why not the 500 of SOAP 1.1 §6.2.
 
+Codes live bare in one catalogue (``X_*``, X-Road's ``ErrorCodes``); ``Client`` is fixed
+where an error is raised, any ``Server.*`` prefix is the catching side's: the error
+boundary (``secnode/proxy/boundary.py``) applies :meth:`XRoadError.at_side`, as X-Road's
+``translateWithPrefix`` does (docs/protocol.md §3.1).
+
 ``detail`` is a fresh UUID by default: X-Road puts one there so an operator
 can find the matching log line; a client sees nothing internal.
 """
