@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,14 +20,17 @@ from aiohttp import web
 from cryptography import x509
 
 from secnode import health
+from secnode.core import errors
 from secnode.globalconf import GlobalConf
 from secnode.jobs import active_rows, read_conf_state
 from secnode.node import Node
+from secnode.proxy.boundary import Surface, error_boundary
 from secnode.store import models
 
 if TYPE_CHECKING:
     from secnode.runtime import NodeRuntime
 
+log = logging.getLogger("secnode.admin")
 RUNTIME = web.AppKey("runtime", object)
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -165,7 +169,10 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 def build_admin_app(rt: NodeRuntime) -> web.Application:
-    app = web.Application()
+    # Errors answer as this node's own side (there is no X-Road code for an admin port);
+    # they are not message refusals: no refusal records, no refused_total.
+    surface = Surface(errors.SERVER_CLIENT_PROXY, log, lambda _request: "rest")
+    app = web.Application(middlewares=[error_boundary(surface)])
     app[RUNTIME] = rt
     app.router.add_get("/health", get_health)
     app.router.add_get("/metrics", get_metrics)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from secnode.node import Node
+from secnode.proxy.boundary import http_error_logger
 from secnode.runtime import NodeRuntime, load_service_table
 from secnode.tls import server_context
 
@@ -44,7 +45,9 @@ class RunningNode:
 
 async def _site(app: web.Application, host: str, port: int,
                 ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # Malformed HTTP (aiohttp's parser refuses it before any handler): one warning line.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           logger=http_error_logger())
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024).start()
     return runner

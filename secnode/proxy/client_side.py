@@ -26,8 +26,9 @@ from secnode.core.msgsig import SignatureError
 from secnode.globalconf import Node
 from secnode.own_status import require_own_sign_status
 from secnode.proxy import metaservices, wire
+from secnode.proxy.boundary import Surface, error_boundary, note_message
 from secnode.proxy.hooks import ExchangeEvent
-from secnode.proxy.io import error_response, read_limited, read_response
+from secnode.proxy.io import read_limited, read_response
 from secnode.runtime import NodeRuntime
 from secnode.tls import peer_cert_sha256
 from secnode.trust import TrustError
@@ -52,63 +53,39 @@ class Prepared:
 # ----- entry points ----------------------------------------------------------------------
 async def handle_soap(request: web.Request) -> web.StreamResponse:
     rt: NodeRuntime = request.app["runtime"]
-    try:
-        body = await read_limited(request, rt.config.client.max_body_bytes)
-        parsed = soap.parse_soap_request(body, request.headers.get("Content-Type"))
-        prepared = Prepared(parsed.message_headers(request.headers.get("Content-Type")), body,
-                            soap_request=parsed)
-    except XRoadError as exc:
-        rt.count("refused_total")
-        log.warning("refused SOAP request from %s: %s: %s", request.remote, exc.code, exc.message)
-        return error_response(exc, "soap")
+    body = await read_limited(request, rt.config.client.max_body_bytes)
+    parsed = soap.parse_soap_request(body, request.headers.get("Content-Type"))
+    prepared = Prepared(parsed.message_headers(request.headers.get("Content-Type")), body,
+                        soap_request=parsed)
     return await _run(rt, request, prepared)
 
 
 async def handle_rest(request: web.Request) -> web.StreamResponse:
     rt: NodeRuntime = request.app["runtime"]
-    try:
-        path, sep, query = request.raw_path.partition("?")
-        parsed = rest.parse_rest_request(request.method, path, query if sep else None,
-                                         list(request.headers.items()))
-        body = await read_limited(request, rt.config.client.max_body_bytes)
-        prepared = Prepared(parsed.message_headers(), body, rest_request=parsed)
-    except XRoadError as exc:
-        rt.count("refused_total")
-        log.warning("refused REST request from %s: %s: %s", request.remote, exc.code, exc.message)
-        return error_response(exc, "rest")
+    path, sep, query = request.raw_path.partition("?")
+    parsed = rest.parse_rest_request(request.method, path, query if sep else None,
+                                     list(request.headers.items()))
+    body = await read_limited(request, rt.config.client.max_body_bytes)
+    prepared = Prepared(parsed.message_headers(), body, rest_request=parsed)
     return await _run(rt, request, prepared)
 
 
 async def handle_list_clients(request: web.Request) -> web.Response:
     rt: NodeRuntime = request.app["runtime"]
     if rt.conf is None or rt.conf.is_expired():
-        return error_response(XRoadError(errors.OUTDATED_GLOBALCONF,
-                                         "global configuration is missing or expired"), "rest")
+        raise XRoadError(errors.OUTDATED_GLOBALCONF, "global configuration is missing or expired")
     return web.json_response(metaservices.list_clients(rt.conf))
 
 
 # ----- the exchange ---------------------------------------------------------------------
 async def _run(rt: NodeRuntime, request: web.Request, prepared: Prepared) -> web.StreamResponse:
-    headers = prepared.headers
+    """Refusals raise: the error boundary (secnode.proxy.boundary) answers and records them."""
     started = time.perf_counter()
-    try:
-        response = await _exchange(rt, request, prepared)
-        rt.count("client_requests_total")
-        rt.count("client_seconds_total", time.perf_counter() - started)
-        return response
-    except XRoadError as exc:
-        rt.count("refused_total")
-        log.warning("refused %s %s -> %s: %s: %s", headers.message_id, headers.client,
-                    headers.service, exc.code, exc.message)
-        try:
-            await rt.sink.record(ExchangeEvent(
-                "refusal", headers, hashlib.sha256(prepared.body).digest(), decision="deny",
-                reason=f"{exc.code}: {exc.message}", status=exc.http_status,
-                body=prepared.body, log_body=rt.config.messagelog.bodies,
-            ))
-        except Exception:
-            log.exception("could not log refusal")
-        return error_response(exc, headers.protocol)
+    note_message(request, prepared.headers, prepared.body, rt.config.messagelog.bodies)
+    response = await _exchange(rt, request, prepared)
+    rt.count("client_requests_total")
+    rt.count("client_seconds_total", time.perf_counter() - started)
+    return response
 
 
 def _check_caller(rt: NodeRuntime, request: web.Request, headers: MessageHeaders) -> None:
@@ -133,7 +110,7 @@ def _check_caller(rt: NodeRuntime, request: web.Request, headers: MessageHeaders
             kind == "cert" and peer is not None and value == peer
         ):
             return
-    raise XRoadError(errors.ACCESS_DENIED.replace("ServerProxy", "ClientProxy"),
+    raise XRoadError(errors.ACCESS_DENIED,
                      f"this information system ({remote}) may not act as {client}; "
                      "see 'secnode client allow'", http_status=403)
 
@@ -157,7 +134,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
                          f"subsystem {headers.service.subsystem_id} is not registered")
     verdict = await rt.decision.decide(headers, "client")
     if not verdict.allow:
-        raise XRoadError(errors.ACCESS_DENIED.replace("ServerProxy", "ClientProxy"),
+        raise XRoadError(errors.ACCESS_DENIED,
                          f"policy: {verdict.reason}: {verdict.message}", http_status=403,
                          detail=verdict.reason)
     require_own_sign_status(rt, errors.CLIENT_PROXY_INTERNAL_ERROR)  # before signing
@@ -299,8 +276,15 @@ async def _send(
                      http_status=502)
 
 
+def _protocol_by_path(request: web.Request) -> str:
+    """Before the message is parsed: SOAP is POSTed to ``/``, everything else is REST."""
+    return "soap" if request.path == "/" else "rest"
+
+
 def build_client_app(rt: NodeRuntime) -> web.Application:
-    app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024)
+    surface = Surface(errors.SERVER_CLIENT_PROXY, log, _protocol_by_path, rt)
+    app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024,
+                          middlewares=[error_boundary(surface)])
     app["runtime"] = rt
     app.router.add_get("/listClients", handle_list_clients)
     app.router.add_route("*", "/r1/{tail:.*}", handle_rest)

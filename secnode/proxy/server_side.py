@@ -26,8 +26,9 @@ from secnode.core.msgsig import SignatureError
 from secnode.core.soap import parse_soap_request, prepare_soap_response
 from secnode.own_status import require_own_sign_status
 from secnode.proxy import metaservices, wire
+from secnode.proxy.boundary import Surface, error_boundary, note_message
 from secnode.proxy.hooks import ExchangeEvent
-from secnode.proxy.io import error_response, read_limited, read_response
+from secnode.proxy.io import read_limited, read_response
 from secnode.runtime import NodeRuntime, ServiceEntry
 from secnode.tls import peer_cert_sha256
 from secnode.trust import TrustError
@@ -47,36 +48,30 @@ def _client_granted(rt: NodeRuntime, entry: ServiceEntry, client: MemberId | Sub
 
 
 async def handle_exchange(request: web.Request) -> web.StreamResponse:
+    """Refusals raise: the error boundary (secnode.proxy.boundary) answers and records them."""
     rt: NodeRuntime = request.app["runtime"]
     started = time.perf_counter()
-    headers: MessageHeaders | None = None
+    try:
+        wire.check_version(request.headers.get(wire.H_VERSION))
+    except wire.WireError as exc:
+        raise XRoadError(errors.INVALID_PROTOCOL_VERSION, str(exc)) from exc
     try:
         headers = wire.decode_headers(request.headers.get(wire.H_MESSAGE))
     except wire.WireError as exc:
-        rt.count("refused_total")
-        log.warning("refused malformed node-to-node request: %s", exc)
-        return error_response(XRoadError(errors.BAD_REQUEST, str(exc)), "rest")
-    try:
-        response = await _exchange(rt, request, headers)
-        rt.count("provider_requests_total")
-        rt.count("provider_seconds_total", time.perf_counter() - started)
-        return response
-    except XRoadError as exc:
-        rt.count("refused_total")
-        log.warning("refused %s %s -> %s: %s: %s", headers.message_id, headers.client,
-                    headers.service, exc.code, exc.message)
-        await _log_refusal(rt, headers, exc)
-        return error_response(exc, headers.protocol)
+        raise XRoadError(errors.BAD_REQUEST, str(exc)) from exc
+    note_message(request, headers)
+    response = await _exchange(rt, request, headers)
+    rt.count("provider_requests_total")
+    rt.count("provider_seconds_total", time.perf_counter() - started)
+    return response
 
 
-async def _log_refusal(rt: NodeRuntime, headers: MessageHeaders, exc: XRoadError) -> None:
+def _extra(request: web.Request) -> wire.Extra:
+    """The unsigned ``Secnode-Extra``, validated before anything is logged or called."""
     try:
-        await rt.sink.record(ExchangeEvent(
-            "refusal", headers, b"", decision="deny", reason=f"{exc.code}: {exc.message}",
-            status=exc.http_status,
-        ))
-    except Exception:  # the refusal stands even if it cannot be logged
-        log.exception("could not log refusal")
+        return wire.Extra.decode(request.headers.get(wire.H_EXTRA))
+    except wire.WireError as exc:
+        raise XRoadError(errors.BAD_REQUEST, str(exc)) from exc
 
 
 async def _exchange(rt: NodeRuntime, request: web.Request,
@@ -95,7 +90,9 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
             errors.SERVER_PROXY_SSL_AUTH_FAILED,
             f"peer's TLS certificate is not registered for a node of {headers.client.member}",
         )
+    extra = _extra(request)
     body = await read_limited(request, rt.config.client.max_body_bytes)
+    note_message(request, headers, body)
     body_sha256 = hashlib.sha256(body).digest()
     digest = request_digest(headers, body_sha256)
     try:
@@ -145,7 +142,6 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         status, content_type, out = metaservices.answer_provider(rt, headers, meta, body)
     else:
         assert entry is not None
-        extra = wire.Extra.decode(request.headers.get(wire.H_EXTRA))
         status, content_type, out, passthrough = await _call_service(rt, entry, headers, body,
                                                                      extra)
     if soap_req is not None and meta is None:
@@ -231,7 +227,9 @@ async def _call_service(
 
 
 def build_server_app(rt: NodeRuntime) -> web.Application:
-    app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024)
+    surface = Surface(errors.SERVER_SERVER_PROXY, log, lambda _request: "rest", rt)
+    app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024,
+                          middlewares=[error_boundary(surface)])
     app["runtime"] = rt
     app.router.add_post(wire.EXCHANGE_PATH, handle_exchange)
     return app

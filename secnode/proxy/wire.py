@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -133,15 +134,51 @@ class Extra:
 
     @classmethod
     def decode(cls, text: str | None) -> Extra:
+        """Parse and validate the header; a malformed one is a :class:`WireError` (never
+        anything else), and no name or value can break the HTTP request it ends up in."""
         if not text:
             return cls()
         raw = unb64(text, H_EXTRA)
         try:
             data = json.loads(raw.decode("utf-8"))
-            request_id = data.get("request_id")
-            pairs = tuple((str(n), str(v)) for n, v in data.get("headers", []))
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise WireError(f"malformed {H_EXTRA}: {exc}") from exc
-        if request_id is not None and not isinstance(request_id, str):
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise WireError(f"malformed {H_EXTRA}: not JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise WireError(f"malformed {H_EXTRA}: not a JSON object")
+        request_id = data.get("request_id")
+        if request_id is not None and not _header_value_ok(request_id):
             raise WireError(f"malformed {H_EXTRA}: request_id")
-        return cls(request_id, pairs)
+        pairs = data.get("headers", [])
+        if not isinstance(pairs, list):
+            raise WireError(f"malformed {H_EXTRA}: headers is not a list")
+        return cls(request_id, tuple(_header_pair(pair) for pair in pairs))
+
+
+# RFC 9110 token characters (a header name) and the characters a header value may not hold.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _header_value_ok(value: object) -> bool:
+    return isinstance(value, str) and not _VALUE_FORBIDDEN.search(value)
+
+
+def _header_pair(pair: object) -> tuple[str, str]:
+    """One ``[name, value]`` of ``Secnode-Extra``: a token and a value without CR, LF, NUL
+    or other control characters (they would split or smuggle headers downstream)."""
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise WireError(f"malformed {H_EXTRA}: a header is not a [name, value] pair")
+    name, value = pair
+    if not isinstance(name, str) or not _TOKEN.match(name):
+        raise WireError(f"malformed {H_EXTRA}: header name {str(name)[:64]!r}")
+    if not _header_value_ok(value):
+        raise WireError(f"malformed {H_EXTRA}: value of header {name!r}")
+    return name, value
+
+
+def check_version(text: str | None) -> None:
+    """Refuse a request in a wire version this node does not speak. A request without the
+    header is version 1 (the header was added after the first release)."""
+    if text is not None and text.strip() != WIRE_VERSION:
+        raise WireError(f"unsupported {H_VERSION} {text[:32]!r}; this node speaks "
+                        f"version {WIRE_VERSION}")
