@@ -61,8 +61,9 @@ def _setting(conf: GlobalConf, name: str) -> int:
 
 def switch_delay(conf: GlobalConf) -> dt.timedelta:
     """How long after ``listed_at`` every peer's valid configuration lists the new cert."""
-    return dt.timedelta(seconds=_setting(conf, "conf_validity_seconds")
-                        + _setting(conf, "conf_refresh_interval"))
+    return dt.timedelta(
+        seconds=_setting(conf, "conf_validity_seconds") + _setting(conf, "conf_refresh_interval")
+    )
 
 
 def switch_at(row: models.NodeCertificate, conf: GlobalConf) -> dt.datetime | None:
@@ -97,33 +98,44 @@ class PendingView:
     switch_at: dt.datetime | None
 
     def to_json(self) -> dict[str, object]:
-        return {"sha256": self.sha256, "listed": self.listed,
-                "listed_at": format_time(self.listed_at) if self.listed_at else None,
-                "switch_at": format_time(self.switch_at) if self.switch_at else None}
+        return {
+            "sha256": self.sha256,
+            "listed": self.listed,
+            "listed_at": format_time(self.listed_at) if self.listed_at else None,
+            "switch_at": format_time(self.switch_at) if self.switch_at else None,
+        }
 
 
 def pending_view(node: Node, conf: GlobalConf | None) -> PendingView | None:
     row = node.pending_certificate("auth")
     if row is None:
         return None
-    return PendingView(row.cert_sha256, listed(conf, node, row.cert_sha256), _utc(row.listed_at),
-                       switch_at(row, conf) if conf is not None else None)
+    return PendingView(
+        row.cert_sha256,
+        listed(conf, node, row.cert_sha256),
+        _utc(row.listed_at),
+        switch_at(row, conf) if conf is not None else None,
+    )
 
 
-def _note_listing(s: object, row: models.NodeCertificate, is_listed: bool,
-                  conf: GlobalConf) -> None:
+def _note_listing(
+    s: object, row: models.NodeCertificate, is_listed: bool, conf: GlobalConf
+) -> None:
     """Remember the first configuration listing the pending certificate (or forget it)."""
     if is_listed and row.listed_at is None:
         row.listed_at = conf.generated_at
-        log.info("new auth certificate %s... is in global configuration version %d; it is put "
-                 "in use at %s", row.cert_sha256[:16], conf.version,
-                 format_time(conf.generated_at + switch_delay(conf)))
+        log.info(
+            "new auth certificate %s... is in global configuration version %d; it is put "
+            "in use at %s",
+            row.cert_sha256[:16],
+            conf.version,
+            format_time(conf.generated_at + switch_delay(conf)),
+        )
     elif not is_listed and row.listed_at is not None:
         row.listed_at = None
 
 
-def promote_due(node: Node, conf: GlobalConf | None,
-                now: dt.datetime | None = None) -> str | None:
+def promote_due(node: Node, conf: GlobalConf | None, now: dt.datetime | None = None) -> str | None:
     """Put the pending auth certificate in use if its time has come; returns its SHA-256.
 
     Idempotent and safe with several processes on one database: the decision is taken
@@ -133,13 +145,18 @@ def promote_due(node: Node, conf: GlobalConf | None,
         return None
     at = now or dt.datetime.now(dt.UTC)
     with node.session() as s:
-        row = s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.usage == "auth", models.NodeCertificate.pending)
-            .order_by(models.NodeCertificate.imported_at.desc())).first()
+        row = s.scalars(
+            select(models.NodeCertificate)
+            .where(models.NodeCertificate.usage == "auth", models.NodeCertificate.pending)
+            .order_by(models.NodeCertificate.imported_at.desc())
+        ).first()
         if row is None:
             return None
-        active = s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.usage == "auth", models.NodeCertificate.active)).all()
+        active = s.scalars(
+            select(models.NodeCertificate).where(
+                models.NodeCertificate.usage == "auth", models.NodeCertificate.active
+            )
+        ).all()
         is_listed = bool(listed(conf, node, row.cert_sha256))
         _note_listing(s, row, is_listed, conf)
         active_listed = any(listed(conf, node, a.cert_sha256) for a in active)
@@ -152,7 +169,11 @@ def promote_due(node: Node, conf: GlobalConf | None,
         row.active, row.pending = True, False
         pem, digest = row.cert_pem, row.cert_sha256
     certimport.write_cert_file(node, "auth", x509.load_pem_x509_certificate(pem.encode()))
-    log.info("auth certificate %s... put in use (%s)", digest[:16],
-             "the one in use is not in the global configuration" if not active_listed
-             else "every peer's configuration lists it")
+    log.info(
+        "auth certificate %s... put in use (%s)",
+        digest[:16],
+        "the one in use is not in the global configuration"
+        if not active_listed
+        else "every peer's configuration lists it",
+    )
     return digest

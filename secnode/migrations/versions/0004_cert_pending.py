@@ -4,6 +4,7 @@ Revision ID: 0004_cert_pending
 Revises: 0003_policy
 Create Date: 2026-12-01 09:00:00
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -16,8 +17,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("node_certificates") as batch:
-        batch.add_column(sa.Column("pending", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
+        batch.add_column(
+            sa.Column("pending", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
         batch.add_column(sa.Column("listed_at", sa.DateTime(timezone=True), nullable=True))
 
 
