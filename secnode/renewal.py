@@ -118,9 +118,7 @@ def pending_view(node: Node, conf: GlobalConf | None) -> PendingView | None:
     )
 
 
-def _note_listing(
-    s: object, row: models.NodeCertificate, is_listed: bool, conf: GlobalConf
-) -> None:
+def _note_listing(row: models.NodeCertificate, is_listed: bool, conf: GlobalConf) -> None:
     """Remember the first configuration listing the pending certificate (or forget it)."""
     if is_listed and row.listed_at is None:
         row.listed_at = conf.generated_at
@@ -158,7 +156,7 @@ def promote_due(node: Node, conf: GlobalConf | None, now: dt.datetime | None = N
             )
         ).all()
         is_listed = bool(listed(conf, node, row.cert_sha256))
-        _note_listing(s, row, is_listed, conf)
+        _note_listing(row, is_listed, conf)
         active_listed = any(listed(conf, node, a.cert_sha256) for a in active)
         due_at = switch_at(row, conf)
         due = not active_listed or (due_at is not None and at >= due_at)
@@ -169,6 +167,7 @@ def promote_due(node: Node, conf: GlobalConf | None, now: dt.datetime | None = N
         row.active, row.pending = True, False
         pem, digest = row.cert_pem, row.cert_sha256
     certimport.write_cert_file(node, "auth", x509.load_pem_x509_certificate(pem.encode()))
+    (node.path / "certs" / "auth-pending.pem").unlink(missing_ok=True)
     log.info(
         "auth certificate %s... put in use (%s)",
         digest[:16],
