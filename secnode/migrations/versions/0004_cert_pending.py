@@ -5,9 +5,8 @@ Revises: 0003_policy
 Create Date: 2026-12-01 09:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "0004_cert_pending"
 down_revision = "0003_policy"
