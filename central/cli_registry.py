@@ -131,6 +131,18 @@ def node_list(registry: Registry, as_json: bool) -> None:
            ["id", "owner", "address", "auth_cert_sha256"])
 
 
+@node_group.command("drop-previous-auth-cert")
+@click.argument("identifier")
+@registry_command
+def node_drop_previous(registry: Registry, identifier: str) -> None:
+    """Stop publishing the auth certificate a renewal replaced (once the node presents the new
+    one: its /health shows it); takes effect with the next publish."""
+    row = reg.drop_previous_auth_cert(registry.store, registry.operator,
+                                      registry.config.instance, identifier)
+    click.echo(f"node {row['id']}: previous auth certificate dropped; only "
+               f"{row['auth_cert_sha256'][:16]}... is published after the next publish")
+
+
 @node_group.command("remove")
 @click.argument("identifier")
 @registry_command

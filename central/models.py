@@ -104,6 +104,11 @@ class Node(Base):
     address: Mapped[str] = mapped_column(String(1000))
     auth_cert_pem: Mapped[str] = mapped_column(Text)
     auth_cert_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The auth certificate this one replaced (renewal): still published, so peers accept the
+    #: node on either while it switches; dropped by the next renewal or
+    #: ``central node drop-previous-auth-cert``.
+    previous_auth_cert_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_auth_cert_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
     owner: Mapped[Member] = relationship(back_populates="nodes")

@@ -35,6 +35,18 @@ CONTENT_KEYS = ("instance", "members", "nodes", "approved_cas", "approved_tsas",
                 "settings")
 
 
+def node_entry(n: Node) -> dict[str, Any]:
+    """A node as published; ``previous_auth_certs`` only while a renewal keeps the old one
+    (so documents without renewals are byte-identical to the older format)."""
+    entry: dict[str, Any] = {"id": n.identifier, "owner": n.owner.identifier,
+                             "address": n.address, "auth_cert_sha256": n.auth_cert_sha256,
+                             "auth_cert": n.auth_cert_pem}
+    if n.previous_auth_cert_sha256 and n.previous_auth_cert_pem:
+        entry["previous_auth_certs"] = [{"sha256": n.previous_auth_cert_sha256,
+                                         "cert": n.previous_auth_cert_pem}]
+    return entry
+
+
 def snapshot(session: Session, instance: str) -> dict[str, Any]:
     """The registry's current content in document form (lists sorted for determinism)."""
     members = [
@@ -42,11 +54,7 @@ def snapshot(session: Session, instance: str) -> dict[str, Any]:
          "subsystems": sorted(s.identifier for s in m.subsystems)}
         for m in session.scalars(select(Member).order_by(Member.identifier))
     ]
-    nodes = [
-        {"id": n.identifier, "owner": n.owner.identifier, "address": n.address,
-         "auth_cert_sha256": n.auth_cert_sha256, "auth_cert": n.auth_cert_pem}
-        for n in session.scalars(select(Node).order_by(Node.identifier))
-    ]
+    nodes = [node_entry(n) for n in session.scalars(select(Node).order_by(Node.identifier))]
     cas = [
         {"name": c.name, "cert": c.cert_pem, "cert_sha256": c.cert_sha256,
          "ocsp_urls": list(c.ocsp_urls)}

@@ -21,8 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central.errors import Conflict, NotFound, RegistryError
-from central.models import Member, Node, RegistrationRequest, Subsystem
-from central.registry import approved_ca_certs, check_member_cert, member_row, put_node, settings
+from central.models import Member, RegistrationRequest, Subsystem
+from central.registry import (
+    approved_ca_certs,
+    check_member_cert,
+    member_row,
+    node_with_auth_cert,
+    put_node,
+    settings,
+)
 from central.store import Store, now
 from certs import ocsp, profiles
 from certs.chain import find_issuer
@@ -114,7 +121,7 @@ def receive(store: Store, instance: str, data: bytes, source: str | None = None,
                 f"{body.node.member}", code="MemberMismatch")
         if envelope.sign_ocsp is not None:
             _check_ocsp(s, envelope.sign_ocsp, body.sign_cert)
-        other = s.scalars(select(Node).where(Node.auth_cert_sha256 == auth_sha)).first()
+        other = node_with_auth_cert(s, auth_sha)
         if other is not None:
             raise Conflict(f"auth certificate is already registered for node {other.identifier}",
                            code="DuplicateAuthCert")

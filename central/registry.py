@@ -109,6 +109,7 @@ def node_view(row: Node, with_cert: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": row.identifier, "owner": row.owner.identifier, "address": row.address,
         "auth_cert_sha256": row.auth_cert_sha256, "created_at": row.created_at,
+        "previous_auth_cert_sha256": row.previous_auth_cert_sha256,
     }
     if with_cert:
         view["auth_cert"] = row.auth_cert_pem
@@ -363,7 +364,7 @@ def put_node(session: Session, node: NodeId, address: str, auth_cert: x509.Certi
     """Add ``node`` or (``replace``) give an existing one a new address and certificate."""
     owner = member_row(session, node.member)
     digest = cert_sha256(auth_cert)
-    other = session.scalars(select(Node).where(Node.auth_cert_sha256 == digest)).first()
+    other = node_with_auth_cert(session, digest)
     if other is not None and other.identifier != str(node):
         raise Conflict(f"auth certificate {digest[:16]}... is already registered for node "
                        f"{other.identifier}", code="DuplicateAuthCert")
@@ -374,11 +375,41 @@ def put_node(session: Session, node: NodeId, address: str, auth_cert: x509.Certi
         row = Node(identifier=str(node), owner=owner, server_code=node.server_code,
                    created_at=now())
         session.add(row)
+    elif row.auth_cert_sha256 != digest:
+        keep_previous_auth_cert(row)
     row.address = address
     row.auth_cert_pem = cert_to_pem(auth_cert)
     row.auth_cert_sha256 = digest
     session.flush()
     return row
+
+
+def node_with_auth_cert(session: Session, digest: str) -> Node | None:
+    """The node that has ``digest`` as its current or previous auth certificate."""
+    return session.scalars(select(Node).where(
+        (Node.auth_cert_sha256 == digest) | (Node.previous_auth_cert_sha256 == digest))).first()
+
+
+def keep_previous_auth_cert(row: Node) -> None:
+    """A renewal: the replaced certificate stays published next to the new one, so peers
+    accept the node on either while it switches (X-Road keeps both registered too)."""
+    row.previous_auth_cert_pem = row.auth_cert_pem
+    row.previous_auth_cert_sha256 = row.auth_cert_sha256
+
+
+def drop_previous_auth_cert(store: Store, operator: str, instance: str,
+                            identifier: str) -> dict[str, Any]:
+    """Stop publishing a node's replaced auth certificate (after the node switched)."""
+    node = _parse(NodeId.parse, identifier, instance)
+    with store.change(operator, "node.drop_previous_auth_cert", {"node": str(node)}) as (s, d):
+        row = s.scalars(select(Node).where(Node.identifier == str(node))).first()
+        if row is None:
+            raise NotFound(f"node {node} does not exist")
+        if row.previous_auth_cert_sha256 is None:
+            raise NotFound(f"node {node} has no previous auth certificate")
+        d.update(auth_cert_sha256=row.previous_auth_cert_sha256)
+        row.previous_auth_cert_pem = row.previous_auth_cert_sha256 = None
+        return node_view(row)
 
 
 def add_node(store: Store, operator: str, instance: str, identifier: str, address: str,

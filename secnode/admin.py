@@ -59,11 +59,11 @@ def conf_view(conf: GlobalConf | None) -> health.ConfView | None:
 
 
 def is_registered(node: Node, conf: GlobalConf | None, auth_sha256: str | None) -> bool | None:
-    """Registered = the configuration lists this node with our active auth certificate."""
-    if conf is None:
-        return None
-    entry = conf.node(node.node_id)
-    return entry is not None and auth_sha256 is not None and entry.auth_cert_sha256 == auth_sha256
+    """Registered = the configuration lists our active auth certificate for this node (the
+    newest, or a previous one still registered during a renewal)."""
+    from secnode.renewal import listed
+
+    return listed(conf, node, auth_sha256)
 
 
 def node_health(node: Node, conf: GlobalConf | None, conf_error: str | None = None,
@@ -77,7 +77,15 @@ def node_health(node: Node, conf: GlobalConf | None, conf_error: str | None = No
         conf_error=conf_error,
         conf_job=health.ConfJob.from_state(read_conf_state(node)),
         registered=is_registered(node, conf, auth.cert_sha256 if auth else None),
+        pending_auth=_pending_auth(node, conf),
     )
+
+
+def _pending_auth(node: Node, conf: GlobalConf | None) -> dict[str, Any] | None:
+    from secnode.renewal import pending_view
+
+    view = pending_view(node, conf)
+    return None if view is None else view.to_json()
 
 
 # ----- Prometheus text ----------------------------------------------------------------------
@@ -101,8 +109,11 @@ def prometheus_text(result: health.Health, counters: dict[str, float], started_a
     report = result.report
     conf = report["conf"]
     certs = report["certificates"]
-    metric("secnode_healthy", "gauge", "1 when /health says ok.",
+    metric("secnode_healthy", "gauge", "1 when /health answers 200 (ok or degraded).",
            [("", 1.0 if result.healthy else 0.0)])
+    metric("secnode_degraded", "gauge",
+           "1 when peers refuse the auth certificate in use (not in the configuration).",
+           [("", 1.0 if result.degraded else 0.0)])
     metric("secnode_conf_version", "gauge", "Version of the held global configuration.",
            [("", conf["version"])])
     metric("secnode_conf_expires_in_seconds", "gauge",

@@ -11,8 +11,12 @@ operator can act on:
    configuration must have been fetched first: ``secnode sync``);
 4. its OCSP status, asked now from the CA's responders, is ``good``.
 
-Only then is it stored (older certificates of the same usage are deactivated)
-and written to ``certs/<usage>.pem`` where the TLS code loads it.
+Only then is it stored. A sign certificate, or the node's first auth certificate,
+is put in use at once (older certificates of the same usage are deactivated) and
+written to ``certs/<usage>.pem``. A renewed auth certificate, while the one in use is
+registered, is stored as *pending* instead: see :mod:`secnode.renewal` for when it
+takes over. Each certificate records its own key file (a renewal may bring a new key,
+``keys/<usage>-N.key``, kept beside the one still in use).
 
 The OCSP helpers (:func:`fetch_status`, :func:`responder_urls`) are shared with
 the background job that keeps the staples fresh (:mod:`secnode.jobs`).
@@ -54,6 +58,7 @@ class ImportResult:
     status: OCSPStatus
     path: Path
     replaced: int  # how many older certificates of this usage were deactivated
+    pending: bool = False  # stored, not in use yet (auth renewal: secnode.renewal)
 
 
 # ----- reading --------------------------------------------------------------------------
@@ -85,6 +90,18 @@ def describe(cert: x509.Certificate) -> str:
 
 
 # ----- the checks (pure given the node's public keys and a configuration) ------------------
+def match_key(cert: x509.Certificate,
+              candidates: dict[str, list[tuple[Path, bytes]]]) -> tuple[str, Path]:
+    """Which of the node's keys (any usage, any generation) ``cert`` was issued for."""
+    mine = spki(cert)
+    for usage, keys_of_usage in candidates.items():
+        for key_path, key in keys_of_usage:
+            if key == mine:
+                return usage, key_path
+    match_usage(cert, {u: (ks[0][1] if ks else None) for u, ks in candidates.items()})
+    raise AssertionError("unreachable: match_usage refuses")  # pragma: no cover
+
+
 def match_usage(cert: x509.Certificate, public_keys: dict[str, bytes | None]) -> str:
     """Which of the node's keys ``cert`` was issued for (by SubjectPublicKeyInfo)."""
     mine = spki(cert)
@@ -222,17 +239,32 @@ def record_status(row: models.NodeCertificate, status: OCSPStatus,
     row.ocsp_failures = 0
 
 
-def store_certificate(node: Node, usage: str, cert: x509.Certificate,
-                      status: OCSPStatus) -> tuple[int, Path]:
-    """Make ``cert`` the active ``usage`` certificate; returns (deactivated count, PEM path)."""
+def write_cert_file(node: Node, usage: str, cert: x509.Certificate) -> Path:
+    """``certs/<usage>.pem``: the certificate in use, for operators and other tools."""
+    path = cert_file(node, usage)
+    _atomic_write(path, cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def store_certificate(node: Node, usage: str, cert: x509.Certificate, status: OCSPStatus,
+                      key_file: Path | None = None, pending: bool = False) -> tuple[int, Path]:
+    """Store ``cert``: in use (older ones deactivated) or ``pending`` (the one in use stays).
+
+    Returns (deactivated count, PEM path); a pending certificate replaces an older pending
+    one of the same usage and is written to ``certs/<usage>-pending.pem`` only.
+    """
     pem = cert.public_bytes(serialization.Encoding.PEM)
     digest = cert_sha256(cert)
+    key = key_file or node.dir.key_path(usage)
     with node.session() as s:
         others = s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.usage == usage, models.NodeCertificate.active,
+            models.NodeCertificate.usage == usage,
+            models.NodeCertificate.active | models.NodeCertificate.pending,
             models.NodeCertificate.cert_sha256 != digest)).all()
-        for old in others:
-            old.active = False
+        replaced = [o for o in others if o.active]
+        for old in others:  # a newer pending one supersedes an older; the one in use stays
+            old.pending = False
+            old.active = old.active and pending
         row = s.scalars(select(models.NodeCertificate).where(
             models.NodeCertificate.cert_sha256 == digest)).first()
         if row is None:
@@ -240,24 +272,27 @@ def store_certificate(node: Node, usage: str, cert: x509.Certificate,
                 usage=usage, cert_pem=pem.decode("ascii"), cert_sha256=digest,
                 subject=cert.subject.rfc4514_string(), serial=f"{cert.serial_number:X}",
                 not_after=cert.not_valid_after_utc,
-                key_file=str(node.dir.key_path(usage).relative_to(node.path)),
+                key_file=str(key.relative_to(node.path)),
             )
             s.add(row)
-        row.active = True
+        row.key_file = str(key.relative_to(node.path))
+        row.active, row.pending = not pending, pending
         row.imported_at = models.utcnow()
         record_status(row, status)
-    path = cert_file(node, usage)
-    _atomic_write(path, pem)
-    return len(others), path
+    if pending:
+        path = node.path / "certs" / f"{usage}-pending.pem"
+        _atomic_write(path, pem)
+        return 0, path
+    return len(replaced), write_cert_file(node, usage, cert)
 
 
 def import_certificate(node: Node, data: bytes, at: dt.datetime | None = None,
                        timeout: float = OCSP_TIMEOUT) -> ImportResult:
     """Run every check, then store; raises :class:`CertImportError` with the first refusal."""
     cert = load_cert_bytes(data)
-    usage = match_usage(cert, {u: node.public_key_for(u) for u in USAGES})
-    if not node.dir.key_path(usage).exists():
-        raise CertImportError(f"the {usage} key file {node.dir.key_path(usage)} is missing")
+    usage, key_file = match_key(cert, {u: node.key_candidates(u) for u in USAGES})
+    if not key_file.exists():
+        raise CertImportError(f"the {usage} key file {key_file} is missing")
     check_profile(cert, usage, str(node.member_id))
     conf = require_conf(ConfStore(node.dir.globalconf_dir), at)
     issuer = check_chain(cert, conf, at)
@@ -281,5 +316,8 @@ def import_certificate(node: Node, data: bytes, at: dt.datetime | None = None,
             f"OCSP status of {describe(cert)} is {status.status}: the CA does not know this "
             "certificate"
         )
-    replaced, path = store_certificate(node, usage, cert, status)
-    return ImportResult(usage, cert, cert_sha256(cert), status, path, replaced)
+    from secnode.renewal import auth_import_pending
+
+    pending = usage == "auth" and auth_import_pending(node, conf, cert_sha256(cert))
+    replaced, path = store_certificate(node, usage, cert, status, key_file, pending)
+    return ImportResult(usage, cert, cert_sha256(cert), status, path, replaced, pending)

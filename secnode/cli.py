@@ -78,13 +78,15 @@ def keys_group() -> None:
               show_default=True)
 @click.option("--org", default=None, help="Organisation name for the CSR subject.")
 @click.option("--subject", default=None, help="Override the whole CSR subject.")
+@click.option("--renew", is_flag=True,
+              help="The node has a key of this usage in use: write keys/<usage>-N.* beside it.")
 @passphrase_option
 @node_command
 def keys_new(node: Node, usage: str, key_type: str, org: str | None, subject: str | None,
-             passphrase_file: str | None) -> None:
+             renew: bool, passphrase_file: str | None) -> None:
     """Create a key (encrypted PKCS#8) and write its CSR for the CA."""
-    csr = node.new_key(usage, get_passphrase(passphrase_file), key_type, org, subject)
-    click.echo(f"wrote {usage} key {node.dir.key_path(usage)} and CSR {csr}")
+    csr = node.new_key(usage, get_passphrase(passphrase_file), key_type, org, subject, renew)
+    click.echo(f"wrote {usage} key {csr.with_suffix('.key')} and CSR {csr}")
 
 
 def _register_groups() -> None:

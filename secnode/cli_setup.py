@@ -64,7 +64,7 @@ def certs_import(node: Node, cert_file: str, as_json: bool) -> None:
         "sha256": result.sha256, "not_after": format_time(result.cert.not_valid_after_utc),
         "ocsp_status": result.status.status,
         "ocsp_this_update": format_time(result.status.this_update),
-        "file": str(result.path), "replaced": result.replaced,
+        "file": str(result.path), "replaced": result.replaced, "pending": result.pending,
     }
     if as_json:
         echo_json(summary)
@@ -72,6 +72,10 @@ def certs_import(node: Node, cert_file: str, as_json: bool) -> None:
     click.echo(f"imported {result.usage} certificate {summary['subject']} "
                f"(sha256 {result.sha256[:16]}..., valid until {summary['not_after']}, "
                f"OCSP {result.status.status}) -> {result.path}")
+    if result.pending:
+        click.echo("pending: the auth certificate in use stays in use; run 'secnode register' "
+                   "now; the node switches once the registry has approved and every peer's "
+                   "global configuration lists the new one (secnode status shows when)")
     if result.replaced:
         click.echo(f"deactivated {result.replaced} older {result.usage} certificate(s)")
 
@@ -98,7 +102,8 @@ def certs_list(node: Node, as_json: bool) -> None:
         view = admin.cert_view(row)
         this_update = view.ocsp_this_update
         out.append({
-            "usage": row.usage, "active": row.active, "subject": row.subject,
+            "usage": row.usage, "active": row.active, "pending": row.pending,
+            "subject": row.subject,
             "serial": row.serial, "sha256": row.cert_sha256,
             "not_before": format_time(view.not_before), "not_after": format_time(view.not_after),
             "ocsp_status": row.ocsp_status,
@@ -110,7 +115,7 @@ def certs_list(node: Node, as_json: bool) -> None:
     if as_json:
         echo_json(out)
         return
-    echo_table([{**r, "active": "yes" if r["active"] else "no",
+    echo_table([{**r, "active": "yes" if r["active"] else "pending" if r["pending"] else "no",
                  "ocsp": r["ocsp_status"] or "none", "ocsp_age": _age(r["ocsp_age_seconds"]),
                  "sha256": r["sha256"][:16]} for r in out],
                ["usage", "active", "subject", "not_after", "ocsp", "ocsp_age", "sha256"])
@@ -183,7 +188,9 @@ def register_cmd(node: Node, passphrase_file: str | None, as_json: bool) -> None
     approves it, and the node appears in the next published configuration.
     """
     passphrase = get_passphrase(passphrase_file)
-    auth_row, sign_row = _active(node, "auth"), _active(node, "sign")
+    # A renewal registers the pending auth certificate (the one in use is registered already).
+    auth_row = node.pending_certificate("auth") or _active(node, "auth")
+    sign_row = _active(node, "sign")
     address = node.dir.config.server.address
     if not address:
         raise UserError("[server] address is empty in secnode.toml; set the host:port other "
@@ -193,8 +200,10 @@ def register_cmd(node: Node, passphrase_file: str | None, as_json: bool) -> None
     ids = [SubsystemId.of(node.member_id, sub.code) for sub in subsystems]
     envelope = build_request(
         node.node_id, address,
-        x509.load_pem_x509_certificate(auth_row.cert_pem.encode()), node.signer("auth", passphrase),
-        x509.load_pem_x509_certificate(sign_row.cert_pem.encode()), node.signer("sign", passphrase),
+        x509.load_pem_x509_certificate(auth_row.cert_pem.encode()),
+        node.signer("auth", passphrase, auth_row),
+        x509.load_pem_x509_certificate(sign_row.cert_pem.encode()),
+        node.signer("sign", passphrase, sign_row),
         ids, sign_ocsp=sign_row.ocsp_der,
     )
     url = jobs.register_url(node.dir.config)
@@ -223,9 +232,17 @@ def registration_state(node: Node, conf: GlobalConf | None,
     raw = node.get_state(REGISTRATION_STATE_KEY)
     request = json.loads(raw) if raw else None
     entry = conf.node(node.node_id) if conf is not None else None
+    pending = node.pending_certificate("auth")
     if conf is None:
         state = "unknown (no global configuration)"
-    elif entry is not None and auth_sha256 is not None and entry.auth_cert_sha256 == auth_sha256:
+    elif pending is not None and entry is not None and entry.has_auth_cert(pending.cert_sha256):
+        state = "registered (new auth certificate registered, switching)"
+    elif pending is not None and request is not None and (
+            request.get("auth_cert_sha256") == pending.cert_sha256):
+        state = "registered (new auth certificate pending approval)"
+    elif pending is not None:
+        state = "registered (new auth certificate imported: run 'secnode register')"
+    elif entry is not None and auth_sha256 is not None and entry.has_auth_cert(auth_sha256):
         state = "registered"
     elif request is not None and request.get("auth_cert_sha256") == auth_sha256:
         state = "pending approval" + (" (new auth certificate)" if entry is not None else "")
@@ -233,7 +250,7 @@ def registration_state(node: Node, conf: GlobalConf | None,
         state = "registered with another auth certificate"
     else:
         state = "not registered"
-    return {"state": state, "registered": state == "registered",
+    return {"state": state, "registered": state == "registered" or state.startswith("registered ("),
             "address": entry.address if entry else None, "request": request}
 
 

@@ -166,11 +166,28 @@ class Node:
     address: str
     auth_cert_sha256: str
     auth_cert_pem: str = field(repr=False)
+    #: Older auth certificates still registered for this node, as (sha256, PEM): during a
+    #: renewal the registry lists both, so peers accept the node on either while it switches.
+    previous_auth_certs: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def auth_cert(self) -> x509.Certificate:
-        """For TLS pinning: the exact certificate the peer must present."""
+        """The newest registered auth certificate (the one the node is expected to present)."""
         return x509.load_pem_x509_certificate(self.auth_cert_pem.encode("ascii"))
+
+    @property
+    def auth_cert_hashes(self) -> tuple[str, ...]:
+        """Every registered auth certificate's SHA-256, newest first."""
+        return (self.auth_cert_sha256, *(sha for sha, _ in self.previous_auth_certs))
+
+    @property
+    def auth_certs(self) -> tuple[x509.Certificate, ...]:
+        """For TLS pinning: the node may present any of these (newest first)."""
+        pems = (self.auth_cert_pem, *(pem for _, pem in self.previous_auth_certs))
+        return tuple(x509.load_pem_x509_certificate(p.encode("ascii")) for p in pems)
+
+    def has_auth_cert(self, digest: str) -> bool:
+        return digest.lower() in self.auth_cert_hashes
 
 
 @dataclass(frozen=True)
@@ -255,11 +272,11 @@ class GlobalConf:
     ) -> bool:
         """Whether ``cert`` (or its SHA-256 hex) is the auth certificate of a node of ``member``."""
         digest = cert_sha256(cert) if isinstance(cert, x509.Certificate) else cert.lower()
-        return any(n.auth_cert_sha256 == digest for n in self.node_for_member(member))
+        return any(n.has_auth_cert(digest) for n in self.node_for_member(member))
 
     def node_by_auth_cert(self, cert: x509.Certificate | str) -> Node | None:
         digest = cert_sha256(cert) if isinstance(cert, x509.Certificate) else cert.lower()
-        return next((n for n in self.nodes if n.auth_cert_sha256 == digest), None)
+        return next((n for n in self.nodes if n.has_auth_cert(digest)), None)
 
     @property
     def ca_certs(self) -> list[x509.Certificate]:
@@ -297,6 +314,25 @@ class GlobalConf:
         return sorted(g.code for g in self.groups.values() if client in g.members)
 
 
+def _previous_auth_certs(raw: dict[str, Any], nid: NodeId) -> tuple[tuple[str, str], ...]:
+    """Optional ``previous_auth_certs`` of a node entry (absent in documents before renewals
+    kept the old certificate): a list of ``{"sha256", "cert"}``; the hash must match the PEM."""
+    entries = raw.get("previous_auth_certs", [])
+    if not isinstance(entries, list):
+        raise GlobalConfError("malformed", f"node {nid} previous_auth_certs is not a list")
+    out = []
+    for entry in entries:
+        what = f"node {nid} previous auth certificate"
+        if not isinstance(entry, dict):
+            raise GlobalConfError("malformed", f"{what} is not an object")
+        cert = _pem_cert(entry.get("cert"), what)
+        digest = _str(entry, "sha256", what).lower()
+        if cert_sha256(cert) != digest:
+            raise GlobalConfError("malformed", f"{what}: sha256 does not match the certificate")
+        out.append((digest, _str(entry, "cert", what)))
+    return tuple(out)
+
+
 def _parse_document(data: Any) -> dict[str, Any]:
     """Field-level checks; returns the keyword arguments for :class:`GlobalConf`."""
     if not isinstance(data, dict):
@@ -331,7 +367,8 @@ def _parse_document(data: Any) -> dict[str, Any]:
             raise GlobalConfError("malformed", f"node {nid} has owner {owner}")
         nodes.append(Node(nid, owner, _str(raw, "address", f"node {nid}"),
                           _str(raw, "auth_cert_sha256", f"node {nid}").lower(),
-                          _str(raw, "auth_cert", f"node {nid}")))
+                          _str(raw, "auth_cert", f"node {nid}"),
+                          _previous_auth_certs(raw, nid)))
     cas = tuple(
         ApprovedCA(_str(raw, "name", "approved CA"), _pem_cert(raw.get("cert"), "approved CA"),
                    tuple(str(u) for u in _list(raw, "ocsp_urls", "approved CA")))

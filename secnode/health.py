@@ -10,6 +10,12 @@ reason if nobody acts (a registry or OCSP responder that cannot be reached
 while the held copies are still usable, a certificate close to expiry, a node
 not yet registered) are *warnings*.
 
+One state lies between: **degraded** (HTTP 200, ``"status": "degraded"``) when the
+auth certificate in use is not listed for this node in the held configuration, so
+peers refuse its connections although the node itself is fine (not registered yet,
+or a registry that dropped it). The node stays in a load balancer's pool (nothing
+better can take its place) while monitoring sees the state; the warning says why.
+
 Inputs are plain snapshots; no database, network or clock access here.
 """
 
@@ -72,10 +78,13 @@ class Health:
     reasons: list[str]
     warnings: list[str]
     report: dict[str, Any]
+    degraded: bool = False  # healthy, but peers refuse the auth certificate in use
 
     @property
     def status(self) -> str:
-        return "ok" if self.healthy else "unhealthy"
+        if not self.healthy:
+            return "unhealthy"
+        return "degraded" if self.degraded else "ok"
 
     @property
     def http_status(self) -> int:
@@ -193,8 +202,14 @@ def assess(
     conf_error: str | None = None,
     conf_job: ConfJob | None = None,
     registered: bool | None = None,
+    pending_auth: dict[str, Any] | None = None,
 ) -> Health:
-    """Judge the node from snapshots; ``registered`` None means 'not known yet'."""
+    """Judge the node from snapshots; ``registered`` None means 'not known yet'.
+
+    ``registered``: the configuration lists the auth certificate in use for this node.
+    ``pending_auth``: a renewed auth certificate waiting to be put in use
+    (:meth:`secnode.renewal.PendingView.to_json`).
+    """
     reasons: list[str] = []
     warnings: list[str] = []
     settings = conf.settings if conf is not None else {}
@@ -205,8 +220,21 @@ def assess(
                   for u in USAGES}
     if registered is False:
         warnings.append("this node's auth certificate is not registered in the global "
-                        "configuration yet (secnode register, then the operator approves)")
+                        "configuration yet (secnode register, then the operator approves): "
+                        "peers refuse its connections")
+    if pending_auth is not None:
+        warnings.append(_pending_warning(pending_auth))
     report = {"node": node_id, "registered": registered, "checked_at": format_time(now),
               "conf": conf_part, "certificates": cert_parts,
-              "ocsp_freshness_seconds": freshness}
-    return Health(not reasons, reasons, warnings, report)
+              "pending_auth_certificate": pending_auth, "ocsp_freshness_seconds": freshness}
+    return Health(not reasons, reasons, warnings, report, degraded=registered is False)
+
+
+def _pending_warning(pending: dict[str, Any]) -> str:
+    """A renewal in progress: the old certificate is in use, the new one waits (no outage)."""
+    sha = str(pending.get("sha256", ""))[:16]
+    if pending.get("listed"):
+        return (f"auth certificate renewal: new certificate {sha}... is registered; it is put "
+                f"in use at {pending.get('switch_at')}, when every peer's configuration lists it")
+    return (f"auth certificate renewal: new certificate {sha}... awaits registration (secnode "
+            "register, then the operator approves); the current one stays in use")

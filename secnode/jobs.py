@@ -44,7 +44,7 @@ from sqlalchemy import select
 
 from certs.chain import find_issuer
 from certs.ocsp import OCSPError
-from secnode import certimport
+from secnode import certimport, renewal
 from secnode.config import NodeConfig
 from secnode.globalconf import (
     SETTINGS_DEFAULTS,
@@ -198,6 +198,15 @@ def active_rows(node: Node) -> list[models.NodeCertificate]:
             models.NodeCertificate.active).order_by(models.NodeCertificate.usage)))
 
 
+def ocsp_rows(node: Node) -> list[models.NodeCertificate]:
+    """Certificates whose OCSP response is kept fresh: those in use and a pending renewal
+    (so it can be put in use the moment its time comes, see :mod:`secnode.renewal`)."""
+    with node.sessions() as s:
+        return list(s.scalars(select(models.NodeCertificate).where(
+            models.NodeCertificate.active | models.NodeCertificate.pending)
+            .order_by(models.NodeCertificate.usage)))
+
+
 def stale_at(row: models.NodeCertificate, freshness: float) -> dt.datetime | None:
     """When the held response stops being usable (freshness or nextUpdate, earlier wins)."""
     if row.ocsp_this_update is None:
@@ -281,8 +290,8 @@ def _record_failure(node: Node, row_id: int, error: str, config: NodeConfig) -> 
 
 async def refresh_ocsp(node: Node, conf: GlobalConf | None, config: NodeConfig,
                        session: aiohttp.ClientSession | None = None) -> list[OcspOutcome]:
-    """Fetch responses for every active certificate now (``secnode sync``)."""
-    rows = await asyncio.to_thread(active_rows, node)
+    """Fetch responses for every active (and pending) certificate now (``secnode sync``)."""
+    rows = await asyncio.to_thread(ocsp_rows, node)
     if conf is None:
         return [OcspOutcome(r.usage, r.cert_sha256, None, "no global configuration yet", 0)
                 for r in rows]
@@ -307,7 +316,9 @@ async def run_once(node: Node) -> SyncReport:
         conf = ConfStore(node.dir.globalconf_dir).load_last_good()
     except GlobalConfError:
         conf = None
-    return SyncReport(conf_outcome, await refresh_ocsp(node, conf, node.dir.config))
+    report = SyncReport(conf_outcome, await refresh_ocsp(node, conf, node.dir.config))
+    await asyncio.to_thread(renewal.promote_due, node, conf)
+    return report
 
 
 # ----- inside secnode serve ---------------------------------------------------------------
@@ -452,8 +463,7 @@ async def apply_cert_change(rt: NodeRuntime, running: RunningNode | None) -> Non
     if rt.auth_cert is None:
         return
     if running is not None and running.server_ssl is not None:
-        running.server_ssl.load_cert_chain(str(rt.auth_cert_file()),
-                                           str(rt.node.dir.key_path("auth")),
+        running.server_ssl.load_cert_chain(str(rt.auth_cert_file()), str(rt.auth_key_file()),
                                            password=rt.passphrase)
     await rt.reopen_peer_session()
     log.info("now presenting auth certificate %s... on node-to-node TLS",
@@ -504,9 +514,11 @@ async def ocsp_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
     while True:
         sleep = OCSP_MAX_SLEEP
         try:
-            rows = await asyncio.to_thread(active_rows, rt.node)
-            current = {r.usage: r.cert_sha256 for r in rows}
-            if current != loaded or held_rows_state(rows) != loaded_state(rt):
+            await asyncio.to_thread(renewal.promote_due, rt.node, rt.conf)
+            rows = await asyncio.to_thread(ocsp_rows, rt.node)
+            in_use = [r for r in rows if r.active]
+            current = {r.usage: r.cert_sha256 for r in in_use}
+            if current != loaded or held_rows_state(in_use) != loaded_state(rt):
                 await asyncio.to_thread(rt.load_certificates)
                 if loaded is not None and current.get("auth") != loaded.get("auth"):
                     await apply_cert_change(rt, running)

@@ -75,14 +75,22 @@ class Node:
 
     # ----- keys ------------------------------------------------------------------------
     def new_key(self, usage: str, passphrase: bytes, key_type: str = "ec",
-                organization: str | None = None, subject: str | None = None) -> Path:
-        """Create the node's ``usage`` key and write its CSR; returns the CSR path."""
+                organization: str | None = None, subject: str | None = None,
+                renew: bool = False) -> Path:
+        """Create the node's ``usage`` key and write its CSR; returns the CSR path.
+
+        ``renew``: the node already has a key of this usage (still in use until the new
+        certificate takes over), so the new one goes to ``keys/<usage>-N.key`` beside it.
+        """
         if usage not in USAGES:
             raise ConfigError(f"unknown key usage {usage!r}; use auth or sign")
         key_path, csr_path = self.dir.key_path(usage), self.dir.csr_path(usage)
-        if key_path.exists():
+        if key_path.exists() and renew:
+            key_path, csr_path = self.next_key_paths(usage)
+        elif key_path.exists():
             raise ConfigError(
-                f"{key_path} exists; a node keeps its {usage} key (move it away to replace it)"
+                f"{key_path} exists; a node keeps its {usage} key (to renew, 'secnode keys new "
+                f"--usage {usage} --renew' makes a second key beside it)"
             )
         name = keys.parse_subject(subject or default_subject(usage, self.node_id, organization))
         key = keys.generate_key(key_type)
@@ -90,6 +98,25 @@ class Node:
         keys.write_key(key_path, key, passphrase)
         csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
         return csr_path
+
+    def next_key_paths(self, usage: str) -> tuple[Path, Path]:
+        """``keys/<usage>-N.key`` and ``.csr`` for the smallest free N >= 2."""
+        n = 2
+        while (self.path / "keys" / f"{usage}-{n}.key").exists():
+            n += 1
+        return self.path / "keys" / f"{usage}-{n}.key", self.path / "keys" / f"{usage}-{n}.csr"
+
+    def key_candidates(self, usage: str) -> list[tuple[Path, bytes]]:
+        """Every ``usage`` key with a CSR, as (key path, SubjectPublicKeyInfo from the CSR)."""
+        out = []
+        csrs = [self.dir.csr_path(usage), *sorted((self.path / "keys").glob(f"{usage}-*.csr"))]
+        for csr_path in csrs:
+            if csr_path.exists():
+                csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+                spki = csr.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+                out.append((csr_path.with_suffix(".key"), spki))
+        return out
 
     def public_key_for(self, usage: str) -> bytes | None:
         """The SubjectPublicKeyInfo of the node's ``usage`` key, read from its CSR (no secret)."""
@@ -109,8 +136,26 @@ class Node:
                 .order_by(models.NodeCertificate.imported_at.desc())
             ).first()
 
-    def signer(self, usage: str, passphrase: bytes) -> keys.SoftwareSigner:
-        return keys.SoftwareSigner.from_file(self.dir.key_path(usage), passphrase)
+    def pending_certificate(self, usage: str) -> models.NodeCertificate | None:
+        """An imported ``usage`` certificate waiting to be put in use (auth renewal)."""
+        with self.sessions() as s:
+            return s.scalars(
+                select(models.NodeCertificate)
+                .where(models.NodeCertificate.usage == usage, models.NodeCertificate.pending)
+                .order_by(models.NodeCertificate.imported_at.desc())
+            ).first()
+
+    def key_file_of(self, row: models.NodeCertificate | None, usage: str) -> Path:
+        """The private key of a certificate (each row records its own: renewals add keys)."""
+        if row is None or not row.key_file:
+            return self.dir.key_path(usage)
+        return self.path / row.key_file
+
+    def signer(self, usage: str, passphrase: bytes,
+               row: models.NodeCertificate | None = None) -> keys.SoftwareSigner:
+        """The key of ``row`` (default: the active ``usage`` certificate's key)."""
+        return keys.SoftwareSigner.from_file(
+            self.key_file_of(row or self.active_certificate(usage), usage), passphrase)
 
 
 def default_subject(usage: str, node_id: NodeId, organization: str | None) -> str:

@@ -97,6 +97,20 @@ class OwnCertificate:
     #: The row as ``/health`` judges it, so the message path and ``/health`` give one answer
     #: (see :mod:`secnode.own_status`); also tells the OCSP job when the row moved on.
     view: CertView | None = None
+    #: The PEM and key TLS loads for this very certificate (a renewal may bring a new key, and
+    #: another process may already have switched ``certs/auth.pem``: never mix the two).
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+def own_cert_file(node: Node, row: models.NodeCertificate) -> Path:
+    """``certs/<usage>-<sha256 prefix>.pem``, written from the database if missing."""
+    from secnode.certimport import _atomic_write
+
+    path = node.path / "certs" / f"{row.usage}-{row.cert_sha256[:16]}.pem"
+    if not path.exists() or path.read_text() != row.cert_pem:
+        _atomic_write(path, row.cert_pem.encode("ascii"))
+    return path
 
 
 class NodeRuntime:
@@ -152,12 +166,14 @@ class NodeRuntime:
 
             own = OwnCertificate(cert, cert.public_bytes(serialization.Encoding.DER),
                                  row.ocsp_der, row.ocsp_status, row.ocsp_this_update,
-                                 row.ocsp_next_update, cert_view(row))
+                                 row.ocsp_next_update, cert_view(row),
+                                 own_cert_file(self.node, row),
+                                 self.node.key_file_of(row, usage))
             setattr(self, f"{usage}_cert", own)
         renewed = self.signer is not None and self.sign_cert is not None and (
             self.signer.codec.cert != self.sign_cert.cert)  # a new sign cert was imported
         if self.sign_cert is not None and (self.signer is None or renewed):
-            key = keys.SoftwareSigner.from_file(self.node.dir.key_path("sign"), self.passphrase)
+            key = keys.SoftwareSigner.from_file(self.sign_key_file(), self.passphrase)
             self.signer = MessageSigner(self.sign_cert.cert, key)
 
     def reload_services(self) -> None:
@@ -165,7 +181,16 @@ class NodeRuntime:
 
     # ----- sessions -----------------------------------------------------------------
     def auth_cert_file(self) -> Path:
-        return self.node.path / "certs" / "auth.pem"
+        own = self.auth_cert
+        return own.cert_file if own and own.cert_file else self.node.path / "certs" / "auth.pem"
+
+    def auth_key_file(self) -> Path:
+        own = self.auth_cert
+        return own.key_file if own and own.key_file else self.node.dir.key_path("auth")
+
+    def sign_key_file(self) -> Path:
+        own = self.sign_cert
+        return own.key_file if own and own.key_file else self.node.dir.key_path("sign")
 
     async def open_sessions(self) -> None:
         self.service_session = aiohttp.ClientSession(
@@ -179,7 +204,7 @@ class NodeRuntime:
         self._peer_contexts.clear()  # they hold our auth certificate as it was when built
         if self.auth_cert is None or self.conf is None:
             return
-        ctx = client_context(self.auth_cert_file(), self.node.dir.key_path("auth"),
+        ctx = client_context(self.auth_cert_file(), self.auth_key_file(),
                              self.passphrase, self.conf.ca_certs)
         old = self.peer_session
         self.peer_session = aiohttp.ClientSession(
@@ -191,14 +216,16 @@ class NodeRuntime:
             await old.close()
 
     def peer_ssl(self, node: GlobalNode) -> ssl.SSLContext:
-        """A TLS context pinned to ``node``'s registered auth certificate (cached)."""
-        ctx = self._peer_contexts.get(node.auth_cert_sha256)
+        """A TLS context pinned to ``node``'s registered auth certificates (cached): any of
+        them, since a node being renewed has two registered while it switches."""
+        pins = ",".join(node.auth_cert_hashes)
+        ctx = self._peer_contexts.get(pins)
         if ctx is None:
             if len(self._peer_contexts) > 256:
                 self._peer_contexts.clear()
-            ctx = pinned_client_context(self.auth_cert_file(), self.node.dir.key_path("auth"),
-                                        self.passphrase, node.auth_cert)
-            self._peer_contexts[node.auth_cert_sha256] = ctx
+            ctx = pinned_client_context(self.auth_cert_file(), self.auth_key_file(),
+                                        self.passphrase, node.auth_certs)
+            self._peer_contexts[pins] = ctx
         return ctx
 
     async def close(self) -> None:

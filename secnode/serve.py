@@ -62,7 +62,7 @@ async def _start_node_listener(running: RunningNode) -> bool:
     from secnode.proxy.server_side import build_server_app
 
     cfg = rt.config.server
-    running.server_ssl = server_context(rt.auth_cert_file(), rt.node.dir.key_path("auth"),
+    running.server_ssl = server_context(rt.auth_cert_file(), rt.auth_key_file(),
                                         rt.passphrase, rt.conf.ca_certs)
     running.runners.append(await _site(build_server_app(rt), cfg.host, cfg.port,
                                        running.server_ssl))

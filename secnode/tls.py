@@ -49,14 +49,17 @@ def client_context(cert_file: Path, key_file: Path, passphrase: bytes,
 
 
 def pinned_client_context(cert_file: Path, key_file: Path, passphrase: bytes,
-                          peer_cert: x509.Certificate) -> ssl.SSLContext:
-    """Call one specific node: the only trust anchor is its registered auth certificate.
+                          peer_certs: x509.Certificate | Iterable[x509.Certificate],
+                          ) -> ssl.SSLContext:
+    """Call one specific node: the only trust anchors are its registered auth certificates.
 
     With partial-chain verification OpenSSL accepts the handshake only if the
-    peer presents exactly this certificate (and proves its key), so a request
-    is never sent to a server that is not the registered node.
+    peer presents exactly one of these certificates (and proves its key), so a
+    request is never sent to a server that is not the registered node. A node
+    has two registered while an auth certificate renewal switches over.
     """
-    ctx = _base_context(ssl.Purpose.SERVER_AUTH, cert_file, key_file, passphrase, [peer_cert])
+    pins = [peer_certs] if isinstance(peer_certs, x509.Certificate) else list(peer_certs)
+    ctx = _base_context(ssl.Purpose.SERVER_AUTH, cert_file, key_file, passphrase, pins)
     ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     return ctx
 

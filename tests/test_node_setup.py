@@ -215,7 +215,8 @@ def presented_cert(node: NodeHandle) -> bytes:
 def test_running_node_follows_new_cas_and_a_renewed_auth_certificate(
         federation_factory: Factory) -> None:  # noqa: F811
     fed = federation_factory(members=1, node_config={"central": {"refresh_interval": 1},
-                                                     "ocsp": {"fetch_interval": 1}})
+                                                     "ocsp": {"fetch_interval": 1}},
+                             settings={"conf_refresh_interval": 1, "conf_validity_seconds": 6})
     node = fed.nodes["aizu"]
     fed.start_node("aizu")
     before = presented_cert(node)
@@ -230,19 +231,21 @@ def test_running_node_follows_new_cas_and_a_renewed_auth_certificate(
                "the node to take up the new CA")
     assert f"-> {version}" in fed.log("node-aizu")  # the version change is logged
 
+    # A renewal (same key here) waits: the registered certificate stays in use meanwhile.
     renewal = fed.issue(node.dir / "keys" / "auth.csr", "auth", fed.base / "auth-renewal.pem")
-    node.cli("certs", "import", renewal)
-    wait_until(lambda: "now presenting auth certificate" in fed.log("node-aizu"), 5,
-               "the node to load the renewed auth certificate")
+    assert node.cli("certs", "import", renewal, "--json").json()["pending"] is True
+    assert node.status()["registration"]["state"] == (
+        "registered (new auth certificate imported: run 'secnode register')")
+    node.cli("register")
+    assert node.status()["registration"]["state"] == (
+        "registered (new auth certificate pending approval)")
+    assert presented_cert(node) == before
+    fed.approve_all()
+    wait_until(lambda: "now presenting auth certificate" in fed.log("node-aizu"), 20,
+               "the node to put the renewed auth certificate in use")
     renewed = x509.load_pem_x509_certificate(renewal.read_bytes())
     assert presented_cert(node) == renewed.public_bytes(serialization.Encoding.DER)
-    # Central still lists the old certificate, and status says so, until it is re-registered.
-    assert node.status()["registration"]["state"] == "registered with another auth certificate"
-    node.cli("register")
-    assert node.status()["registration"]["state"] == "pending approval (new auth certificate)"
-    fed.approve_all()
-    wait_until(lambda: node.status()["registration"]["state"] == "registered", 5,
-               "the running node to see its renewed registration")
+    assert node.status()["registration"]["state"] == "registered"
 
 
 # ----- central registry unreachable ---------------------------------------------------------

@@ -136,7 +136,7 @@ class MessageLog:
         rt = self.rt
         if rt.sign_cert is None:
             return None
-        signer = keys.SoftwareSigner.from_file(rt.node.dir.key_path("sign"), rt.passphrase)
+        signer = keys.SoftwareSigner.from_file(rt.sign_key_file(), rt.passphrase)
         return Archiver(self.engine, str(rt.node.node_id),
                         rt.node.path / rt.config.messagelog.archive_dir, rt.sign_cert.cert,
                         signer, rt.conf.ca_certs if rt.conf else ())

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -40,7 +41,13 @@ class NodeCertificate(Base):
     serial: Mapped[str] = mapped_column(String(80))
     not_after: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     key_file: Mapped[str] = mapped_column(Text)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # in use
+    #: Imported but not in use yet: a renewed auth certificate waits until the global
+    #: configuration has listed it long enough for every peer to know it (secnode.renewal).
+    pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: ``generated_at`` of the first configuration this node held that lists this certificate
+    #: for it (the switch waits until every older configuration has expired).
+    listed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ocsp_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     ocsp_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
