@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from central import signing
 from central.config import CentralConfig
-from central.errors import NotFound
+from central.errors import NotFound, RegistryError
 from central.models import ApprovedCA, ApprovedTSA, ConfVersion, GlobalGroup, Member, Node
 from central.registry import settings
 from central.store import Store, now
@@ -114,13 +116,39 @@ def summary(row: ConfVersion) -> dict[str, Any]:
             "document_bytes": len(row.document)}
 
 
+#: Attempts at taking the next version number when other processes issue versions too.
+VERSION_ATTEMPTS = 5
+T = TypeVar("T")
+
+
+def next_version_retried(issue: Callable[[], T]) -> T:
+    """Run a transaction that issues a version again if another process took its number.
+
+    The next number is ``max(version) + 1`` read inside the transaction; ``central conf
+    publish`` and the re-signer of a running ``central serve`` (or two of them) can read the
+    same maximum, and the second commit then breaks the version's uniqueness. Nothing of the
+    failed transaction is kept, so issuing it again with a fresh maximum is safe.
+    """
+    for attempt in range(1, VERSION_ATTEMPTS + 1):
+        try:
+            return issue()
+        except RegistryError as exc:
+            if not isinstance(exc.__cause__, IntegrityError) or attempt == VERSION_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 def publish(store: Store, config: CentralConfig, operator: str,
             passphrase: bytes) -> dict[str, Any]:
     """Publish the registry as it is now (a new version)."""
-    with store.change(operator, "conf.publish") as (s, details):
-        row = _issue(s, config, passphrase, snapshot(s, config.instance), "publish", now())
-        details.update(version=row.version, expires_at=format_time(row.expires_at))
-        return summary(row)
+
+    def issue() -> dict[str, Any]:
+        with store.change(operator, "conf.publish") as (s, details):
+            row = _issue(s, config, passphrase, snapshot(s, config.instance), "publish", now())
+            details.update(version=row.version, expires_at=format_time(row.expires_at))
+            return summary(row)
+
+    return next_version_retried(issue)
 
 
 def resign_in(session: Session, config: CentralConfig, passphrase: bytes,
@@ -137,12 +165,16 @@ def resign_in(session: Session, config: CentralConfig, passphrase: bytes,
 def resign(store: Store, config: CentralConfig, operator: str, passphrase: bytes,
            reason: str = "schedule") -> dict[str, Any]:
     """Re-issue the latest content with a new version, expiry, signer and next anchors."""
-    with store.change(operator, "conf.resign", {"reason": reason}) as (s, details):
-        row = resign_in(s, config, passphrase)
-        if row is None:
-            raise NotFound("nothing has been published yet; run 'central conf publish'")
-        details.update(version=row.version, expires_at=format_time(row.expires_at))
-        return summary(row)
+
+    def issue() -> dict[str, Any]:
+        with store.change(operator, "conf.resign", {"reason": reason}) as (s, details):
+            row = resign_in(s, config, passphrase)
+            if row is None:
+                raise NotFound("nothing has been published yet; run 'central conf publish'")
+            details.update(version=row.version, expires_at=format_time(row.expires_at))
+            return summary(row)
+
+    return next_version_retried(issue)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,11 +26,13 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes, serialization
+from sqlalchemy import select
 
 from central import config as config_mod
 from central import registry as reg
 from central.cli import main
 from central.instance import open_store
+from central.models import ConfVersion
 from central.signing import build_anchor_cert
 from certs import keys, ocsp
 from certs.cms import sign_detached
@@ -37,7 +40,15 @@ from certs.ocsp_server import load_responder
 from secnode import globalconf as gc
 from secnode import registration_client as rc
 from secnode.core.identifiers import MemberId, NodeId, SubsystemId
-from tests.conftest import PASSPHRASE, Issued, free_port, http_get, make_ca, run_cli
+from tests.conftest import (
+    PASSPHRASE,
+    Issued,
+    cli_env,
+    free_port,
+    http_get,
+    make_ca,
+    run_cli,
+)
 
 if TYPE_CHECKING:
     from tests.conftest import TestCA
@@ -683,3 +694,31 @@ def test_certificate_fingerprints_are_sha256_of_der(test_ca: TestCA) -> None:
     digest = hashes.Hash(hashes.SHA256())
     digest.update(issued.cert.public_bytes(serialization.Encoding.DER))
     assert gc.cert_sha256(issued.cert) == digest.finalize().hex()
+
+
+def publish_concurrently(directory: Path, processes: int = 4, each: int = 3) -> list[str]:
+    """``central conf publish`` from several real processes at once; their error outputs."""
+    script = (f'for i in $(seq {each}); do "{sys.executable}" -m central conf publish '
+              f'--dir "{directory}" >/dev/null || exit 1; done')
+    procs = [subprocess.Popen(["sh", "-c", script], env=cli_env(), stderr=subprocess.PIPE,
+                              text=True) for _ in range(processes)]
+    return [err for proc in procs for err in [proc.communicate(timeout=120)[1]]
+            if proc.returncode != 0]
+
+
+def published_versions(directory: Path) -> list[int]:
+    store = open_store(config_mod.load(directory))
+    try:
+        with store.read() as s:
+            return sorted(s.scalars(select(ConfVersion.version)))
+    finally:
+        store.close()
+
+
+def test_concurrent_publishers_each_get_a_version(tmp_path: Path) -> None:
+    """Two processes issuing versions (publish, a running re-signer) never fail each other."""
+    directory = tmp_path / "reg"
+    in_process("init", str(directory), "--instance", "JP")
+    central(directory, "conf", "publish")
+    assert publish_concurrently(directory) == []
+    assert published_versions(directory) == list(range(1, 14))

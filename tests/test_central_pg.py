@@ -22,8 +22,11 @@ from central.models import Member
 from central.store import Store
 from tests.test_central import (
     AIZU,
+    central,
     counts,
     in_process,
+    publish_concurrently,
+    published_versions,
     refused,
     run_end_to_end,
     subprocess_cli,
@@ -79,3 +82,13 @@ def test_unique_identifiers_are_enforced_by_postgresql(pg_schema_url: str,
         assert counts(tmp_path / "r")["members"] == 0
     finally:
         store.close()
+
+
+def test_concurrent_publishers_each_get_a_version_postgresql(pg_schema_url: str,
+                                                             tmp_path: Path) -> None:
+    """READ COMMITTED lets two publishers read the same newest version: one retries."""
+    directory = tmp_path / "r"
+    in_process("init", str(directory), "--instance", "JP", "--db", pg_schema_url)
+    central(directory, "conf", "publish")
+    assert publish_concurrently(directory) == []
+    assert published_versions(directory) == list(range(1, 14))
