@@ -103,6 +103,98 @@ def test_method_checked() -> None:
 
 
 # --------------------------------------------------------------------------
+# Path confinement (issue 12 item 1)
+# --------------------------------------------------------------------------
+
+SERVICE = "/r1/JP/GOV/072028/tax/income"
+
+#: Service paths that could leave the registered service URL's path, in every encoding.
+ESCAPING_PATHS = [
+    "/../outside",
+    "/..",
+    "/.",
+    "/./x",
+    "/./../../outside",
+    "/a/b/../../../outside",
+    "/%2e%2e/outside",
+    "/%2E%2E/outside",
+    "/%2e%2E/outside",
+    "/.%2e/outside",
+    "/%2e./outside",
+    "/%2e/outside",
+    "/a/%2e%2e",
+    "/..%2foutside",  # encoded slash forms the segment
+    "/..%2Foutside",
+    "/a%2f..%2f..%2foutside",
+    "/%2e%2e%2foutside",
+    "/..%5coutside",  # encoded backslash
+    "/a%5C..%5Coutside",
+    "/a\\..\\outside",  # raw backslash
+    "/%252e%252e/outside",  # double encoded
+    "/%25252e%25252e/outside",  # triple encoded
+    "/..;/outside",  # Tomcat path parameter
+    "/..;jsessionid=1/outside",
+    "/%2e%2e%3b/outside",
+    "/..%00/outside",  # NUL cut
+    "/..%20/outside",  # trailing space (Windows)
+]
+#: Paths that stay under the registered path: passed on unchanged.
+CONFINED_PATHS = [
+    "",
+    "/",
+    "/a%2Fb%3Ac%7Ed%3Be",
+    "/v1/people%20list",
+    "/a..b/c.d/..../...",
+    "/.well-known/openapi.json",
+    "/a%2e/b%2ec",
+    "/x//y",
+    "/%E4%BC%9A%E6%B4%A5",  # UTF-8, percent-encoded
+    "/%89%EF%92%C3",  # Shift_JIS, percent-encoded: not UTF-8, still fine
+    "/a;b=c/d",
+]
+
+
+@pytest.mark.parametrize("service_path", ESCAPING_PATHS)
+def test_escaping_service_paths_refused(service_path: str) -> None:
+    with pytest.raises(XRoadError) as info:
+        rest.check_service_path(service_path)
+    assert (info.value.code, info.value.http_status) == (errors.BAD_REQUEST, 400)
+    assert "'.' or '..' segment" in info.value.message
+    err = refused(errors.BAD_REQUEST, SERVICE + service_path)  # and at the client interface
+    assert "registered path" in err.message
+
+
+@pytest.mark.parametrize("service_path", CONFINED_PATHS)
+def test_confined_service_paths_pass_unchanged(service_path: str) -> None:
+    rest.check_service_path(service_path, "q=%2F%3A&x=..%2F..")  # a query is not a path
+    req = parse(SERVICE + service_path, query="q=%2F%3A")
+    assert req.service_path == service_path
+    assert req.message_headers().rest_path == service_path  # what is signed
+    assert rest.service_target("http://127.0.0.1:9/base/", service_path, "q=%2F%3A") == (
+        f"http://127.0.0.1:9/base{service_path}?q=%2F%3A"
+    )
+
+
+@pytest.mark.parametrize(
+    ("service_path", "query"),
+    [
+        ("x", None),  # would extend the base URL's last segment
+        ("@evil.example/x", None),  # would become the host of a base URL without a path
+        ("/a#b", None),  # a fragment is cut by the HTTP client: sent != signed
+        ("/a", "q=1#b"),
+        ("/a b", None),
+        ("/\u4f1a", None),  # raw non-ASCII
+        ("/a", "q=\r\nX: y"),
+    ],
+)
+def test_peer_paths_that_change_the_target_refused(service_path: str, query: str | None) -> None:
+    """What a peer node could sign that the client interface would never produce."""
+    with pytest.raises(XRoadError) as info:
+        rest.service_target("http://127.0.0.1:9", service_path, query)
+    assert info.value.code == errors.BAD_REQUEST
+
+
+# --------------------------------------------------------------------------
 # Headers
 # --------------------------------------------------------------------------
 
@@ -212,6 +304,19 @@ def test_filter_headers_strips_hop_by_hop_and_node_headers() -> None:
         ("X-Road-Represented-Party", "COM/123"),
         ("Accept", "text/plain"),
     ]
+
+
+def test_headers_with_underscores_never_reach_the_provider() -> None:
+    """CGI/WSGI/PHP read ``X_Road_Client`` as ``X-Road-Client``: every ``_`` name is dropped,
+    from the client's passthrough and again from what a peer node hands the provider side."""
+    sent = [CLIENT, ("X_Road_Client", "JP/GOV/9/forged"), ("x_road_id", "forged"),
+            ("Transfer_Encoding", "chunked"), ("My_Header", "1"), ("My-Header", "2")]
+    req = parse("/r1/JP/GOV/072028/tax/income", headers=sent)
+    assert req.passthrough_headers() == [("My-Header", "2")]
+    to_provider = rest.provider_headers(req.message_headers(), sent, req.request_id)
+    assert not [n for n, _ in to_provider if "_" in n]
+    assert ("X-Road-Client", "JP/GOV/372013/welfare") in to_provider
+    assert ("My-Header", "2") in to_provider
 
 
 def test_provider_and_client_response_headers() -> None:

@@ -20,7 +20,7 @@ import base64
 import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 from urllib.parse import parse_qs, unquote
@@ -172,6 +172,88 @@ def parse_service_path(path: str) -> tuple[ServiceId, str]:
     return service, service_path
 
 
+# --------------------------------------------------------------------------
+# Path confinement
+# --------------------------------------------------------------------------
+
+#: Characters that end a path segment for some provider stack: ``/``, and ``\\``
+#: (IIS, Windows back ends, some Node/Python routers treat it as ``/``).
+_SEGMENT_SEPARATORS: Final = re.compile(r"[/\\]")
+#: Where a segment ends for the stacks that cut it short: ``;`` (Tomcat/Spring drop
+#: path parameters, so ``..;x`` is ``..``) and NUL (C back ends stop there).
+_SEGMENT_CUT: Final = re.compile("[;\x00]")
+#: What a service path or query may not contain raw: anything but visible ASCII
+#: (RFC 3986; it would change the request line) and ``#``, which the HTTP client
+#: reads as a fragment and drops, so the provider would get less than was signed.
+_TARGET_FORBIDDEN: Final = re.compile("[^\x21-\x7e]|#")
+
+
+def _is_dot_segment(segment: str) -> bool:
+    """``.`` or ``..``, also cut short at ``;``/NUL or with trailing spaces (Windows drops them)."""
+    return _SEGMENT_CUT.split(segment, maxsplit=1)[0].rstrip(" ") in (".", "..")
+
+
+def _decodings(raw: str) -> Iterator[str]:
+    """``raw`` and each further percent-decoding of it, until nothing changes.
+
+    Latin-1 maps every byte to one character, so ``%2e``/``%2E`` become ``.``
+    whatever the rest of the path's encoding is, and decoding never fails.
+    Each round that changes something is shorter, so this ends. Decoding more
+    than once catches ``%252e``: a provider or proxy that decodes twice sees ``.``.
+    """
+    current = raw
+    while True:
+        yield current
+        decoded = unquote(current, encoding="latin-1")
+        if decoded == current:
+            return
+        current = decoded
+
+
+def check_service_path(path: str, query: str | None = None) -> None:
+    """Refuse a service path that could leave the registered service URL's path.
+
+    The provider system is called at ``registered URL + path [? query]``, the
+    path and query byte for byte as the client sent them. A ``.`` or ``..``
+    segment there (or one that a decoder on the way would make) moves the call
+    to another resource on the provider host, which the client was never
+    granted. Refused whatever the encoding: raw, ``%2e``/``%2E`` in any mix,
+    encoded more than once (``%252e``), separated by ``/`` or ``\\`` raw or
+    encoded (``%2f``, ``%5c``), and as ``..;x``, ``..%00`` or ``..%20``. Also
+    refused: a path not starting with ``/`` (it would extend the URL's last
+    segment or its host), and anything but visible ASCII or a ``#`` in path or
+    query. Used by the client node on its client's request and by the provider
+    node on the peer's signed path. Raises ``Client.BadRequest``.
+    """
+    if path and not path.startswith("/"):
+        raise _bad(f"service path {path!r} must be empty or start with '/'")
+    for what, text in (("path", path), ("query", query)):
+        if text is not None and _TARGET_FORBIDDEN.search(text):
+            raise _bad(
+                f"service {what} {text!r} contains a character that must be "
+                "percent-encoded (not visible ASCII, or '#')"
+            )
+    for text in _decodings(path):
+        if any(_is_dot_segment(seg) for seg in _SEGMENT_SEPARATORS.split(text)):
+            raise _bad(
+                f"service path {path!r} contains a '.' or '..' segment (in some encoding): "
+                "it could leave the service's registered path"
+            )
+
+
+def service_target(base_url: str, path: str | None, query: str | None) -> str:
+    """The URL the provider system is called at: the registered ``base_url`` (its
+    trailing ``/`` dropped) + ``path`` + ``?query``, path and query unmodified.
+
+    Checks :func:`check_service_path` first. The result is already
+    percent-encoded and must be sent as it is (yarl: ``URL(..., encoded=True)``):
+    re-quoting would turn ``%2F`` into ``/`` and normalising would apply ``..``.
+    """
+    path = path or ""
+    check_service_path(path, query)
+    return base_url.rstrip("/") + path + ("" if query is None else "?" + query)
+
+
 def decode_client_header(value: str) -> ClientId:
     """Parse ``X-Road-Client``: ``INSTANCE/CLASS/CODE[/SUBSYSTEM]``, each part percent-decoded."""
     parts = value.strip().split("/")
@@ -299,8 +381,9 @@ class RestRequest:
         """The client's own headers that travel on to the provider: everything
         except hop-by-hop / X-Road-skipped headers and the X-Road headers a
         node sets itself (those are re-issued from the validated values by
-        :func:`provider_headers`)."""
-        return filter_headers(self.headers)
+        :func:`provider_headers`), and any header with ``_`` in its name
+        (see :func:`request_passthrough`)."""
+        return request_passthrough(self.headers)
 
 
 def parse_rest_request(
@@ -329,6 +412,7 @@ def parse_rest_request(
     ):
         raise _bad("request URI contains control characters or spaces")
     service, service_path = parse_service_path(path)
+    check_service_path(service_path, query)
     values = _last(headers)
     raw_client = values.get(HEADER_CLIENT.lower())
     if raw_client is None or not raw_client.strip():
@@ -389,14 +473,27 @@ def filter_headers(headers: Iterable[Header]) -> list[Header]:
     ]
 
 
+def request_passthrough(headers: Iterable[Header]) -> list[Header]:
+    """A client's headers that may reach the provider system: :func:`filter_headers`,
+    minus every header whose name contains ``_``.
+
+    CGI, WSGI, PHP and many gateways map header names to ``HTTP_X_ROAD_CLIENT``, so
+    ``X_Road_Client`` reads there exactly as ``X-Road-Client``: a client could forge
+    the identity the node vouches for, or smuggle a hop-by-hop header. Legitimate
+    header names do not use ``_`` (nginx drops them by default), so all go.
+    """
+    return [(name, value) for name, value in filter_headers(headers) if "_" not in name]
+
+
 def provider_headers(
     headers: MessageHeaders, passthrough: Iterable[Header], request_id: str
 ) -> list[Header]:
     """Headers for the request to the provider system: the client's passthrough
-    headers plus the X-Road headers re-issued from the validated message
-    (``X-Road-Client``, ``-Service``, ``-Id``, ``-UserId``, ``-Issue``,
-    ``-Request-Id`` and the policy headers when present)."""
-    out = filter_headers(passthrough)
+    headers (:func:`request_passthrough`, applied again here because they come
+    unsigned from the peer node) plus the X-Road headers re-issued from the
+    validated message (``X-Road-Client``, ``-Service``, ``-Id``, ``-UserId``,
+    ``-Issue``, ``-Request-Id`` and the policy headers when present)."""
+    out = request_passthrough(passthrough)
     out.append((HEADER_CLIENT, str(headers.client)))
     out.append((HEADER_SERVICE, str(headers.service)))
     out.append((HEADER_ID, headers.message_id))

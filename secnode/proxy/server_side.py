@@ -17,6 +17,7 @@ import time
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from secnode.core import errors, rest
 from secnode.core.errors import XRoadError
@@ -197,9 +198,8 @@ async def _call_service(
     session = rt.service_session
     assert session is not None
     if entry.type == "rest":
-        url = entry.url.rstrip("/") + (headers.rest_path or "")
-        if headers.rest_query is not None:
-            url += "?" + headers.rest_query
+        url: str | URL = URL(rest.service_target(entry.url, headers.rest_path,
+                                                 headers.rest_query), encoded=True)
         method = headers.rest_method or "GET"
     else:
         url, method = entry.url, "POST"
