@@ -92,6 +92,8 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
             f"peer's TLS certificate is not registered for a node of {headers.client.member}",
         )
     extra = _extra(request)
+    if headers.protocol == "rest":  # refused before anything is logged or called (protocol.md)
+        rest.check_service_path(headers.rest_path or "", headers.rest_query)
     body = await read_limited(request, rt.config.client.max_body_bytes)
     note_message(request, headers, body)
     body_sha256 = hashlib.sha256(body).digest()
