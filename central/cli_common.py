@@ -17,7 +17,8 @@ from central.config import CentralConfig
 from central.errors import RegistryError
 from central.store import Store
 from certs.cliutil import echo_json, echo_table, guarded
-from secnode.globalconf import GlobalConfError, format_time
+from secnode.core.globalconf import GlobalConfError
+from secnode.core.jsonfmt import format_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 OPERATOR_ENV = "CENTRAL_OPERATOR"

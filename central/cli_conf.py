@@ -19,7 +19,8 @@ from central.cli_common import (
 )
 from central.errors import RegistryError
 from certs.cliutil import UserError, echo_json, get_passphrase, guarded, passphrase_option
-from secnode import globalconf
+from secnode.core import globalconf
+from secnode.core.jsonfmt import format_time
 
 
 @click.command("init")
@@ -109,8 +110,8 @@ def conf_verify(document: str, signature: str, anchor: str, allow_expired: bool,
     )
     result = {
         "instance": conf.instance, "version": conf.version,
-        "generated_at": globalconf.format_time(conf.generated_at),
-        "expires_at": globalconf.format_time(conf.expires_at),
+        "generated_at": format_time(conf.generated_at),
+        "expires_at": format_time(conf.expires_at),
         "expired": conf.is_expired(), "signer": conf.signer.subject.rfc4514_string(),
         "members": len(conf.members), "nodes": len(conf.nodes),
         "approved_cas": len(conf.approved_cas), "approved_tsas": len(conf.tsas),

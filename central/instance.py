@@ -23,7 +23,7 @@ from central.errors import Conflict, NotFound, RegistryError
 from central.models import Instance
 from central.registry import settings
 from central.store import Store, now
-from secnode.globalconf import format_time
+from secnode.core.jsonfmt import format_time
 
 
 @contextmanager

@@ -26,7 +26,8 @@ from central.models import ApprovedCA, ApprovedTSA, ConfVersion, GlobalGroup, Me
 from central.registry import settings
 from central.store import Store, now
 from certs.cms import sign_detached
-from secnode.globalconf import FORMAT, canonical_json, cert_sha256, format_time
+from secnode.core.globalconf import FORMAT
+from secnode.core.jsonfmt import canonical_json, cert_sha256_hex, format_time
 
 #: Scheduled re-signings kept in the database (published versions are all kept). Nodes only
 #: ever ask for the version they were just told about, so a short tail is enough.
@@ -100,7 +101,7 @@ def _issue(
     })
     row = ConfVersion(
         version=version, document=document, signature=sign_detached(document, cert, signer),
-        signer_sha256=cert_sha256(cert), kind=kind, generated_at=generated, expires_at=expires,
+        signer_sha256=cert_sha256_hex(cert), kind=kind, generated_at=generated, expires_at=expires,
     )
     session.add(row)
     session.flush()

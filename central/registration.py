@@ -34,8 +34,9 @@ from central.store import Store, now
 from certs import ocsp, profiles
 from certs.chain import find_issuer
 from certs.cms import CMSError, verify_detached
+from secnode.core.globalconf import cert_to_pem
 from secnode.core.identifiers import NodeId, SubsystemId
-from secnode.globalconf import cert_sha256, cert_to_pem, format_time
+from secnode.core.jsonfmt import cert_sha256_hex, format_time
 from secnode.registration_client import (
     Envelope,
     RegistrationBody,
@@ -107,7 +108,7 @@ def receive(store: Store, instance: str, data: bytes, source: str | None = None,
     """Validate a POSTed request and store it as ``pending``; returns ``{"id", "state"}``."""
     body, envelope = validate(data, instance, at)
     digest = hashlib.sha256(envelope.body).hexdigest()
-    auth_sha = cert_sha256(body.auth_cert)
+    auth_sha = cert_sha256_hex(body.auth_cert)
     with store.change(f"node:{body.node}", "registration.receive",
                       {"node": str(body.node), "source": source,
                        "auth_cert_sha256": auth_sha}) as (s, det):
@@ -166,7 +167,7 @@ def request_view(row: RegistrationRequest, full: bool = False) -> dict[str, Any]
             auth_cert_issuer=auth_cert.issuer.rfc4514_string(),
             sign_cert_subject=sign_cert.subject.rfc4514_string(),
             sign_cert_member=str(profiles.member_id_of(sign_cert.subject)),
-            sign_cert_sha256=cert_sha256(sign_cert),
+            sign_cert_sha256=cert_sha256_hex(sign_cert),
             sign_ocsp="included and good at receipt" if row.sign_ocsp else "not included",
         )
     return view

@@ -29,6 +29,7 @@ from central.models import (
 from central.store import Store, now
 from certs import profiles
 from certs.chain import ChainError, find_issuer, verify_chain
+from secnode.core.globalconf import SETTINGS_DEFAULTS, cert_to_pem
 from secnode.core.identifiers import (
     ClientId,
     IdentifierError,
@@ -38,7 +39,7 @@ from secnode.core.identifiers import (
     parse_client,
     validate_part,
 )
-from secnode.globalconf import SETTINGS_DEFAULTS, cert_sha256, cert_to_pem
+from secnode.core.jsonfmt import cert_sha256_hex
 from secnode.registration_client import RegistrationError, check_address
 
 _URL = re.compile(r"^https?://[^\s/?#]+(?:/[^\s]*)?$")
@@ -277,7 +278,7 @@ def add_ca(store: Store, operator: str, cert_data: bytes, ocsp_urls: list[str],
     if cert.not_valid_after_utc < now():
         raise RegistryError(f"CA certificate {cert.subject.rfc4514_string()} has expired")
     urls = [_url(u, "OCSP URL") for u in ocsp_urls]
-    digest = cert_sha256(cert)
+    digest = cert_sha256_hex(cert)
     label = name or cert.subject.rfc4514_string()
     with store.change(operator, "ca.add", {"name": label, "cert_sha256": digest,
                                            "ocsp_urls": urls}) as (s, details):
@@ -331,7 +332,7 @@ def add_tsa(store: Store, operator: str, name: str, url: str,
     if profiles.detect_profile(cert) != "tsa":
         raise RegistryError(f"{cert.subject.rfc4514_string()} is not a time-stamping "
                             "certificate (needs extended key usage timeStamping)")
-    digest = cert_sha256(cert)
+    digest = cert_sha256_hex(cert)
     with store.change(operator, "tsa.add", {"name": name, "url": url,
                                             "cert_sha256": digest}) as (s, _):
         if s.scalars(select(ApprovedTSA).where(
@@ -363,7 +364,7 @@ def put_node(session: Session, node: NodeId, address: str, auth_cert: x509.Certi
              replace: bool = False) -> Node:
     """Add ``node`` or (``replace``) give an existing one a new address and certificate."""
     owner = member_row(session, node.member)
-    digest = cert_sha256(auth_cert)
+    digest = cert_sha256_hex(auth_cert)
     other = node_with_auth_cert(session, digest)
     if other is not None and other.identifier != str(node):
         raise Conflict(f"auth certificate {digest[:16]}... is already registered for node "
@@ -417,7 +418,7 @@ def add_node(store: Store, operator: str, instance: str, identifier: str, addres
     node = _parse(NodeId.parse, identifier, instance)
     cert = load_cert(cert_data, "auth certificate")
     with store.change(operator, "node.add", {"node": str(node), "address": address,
-                                             "auth_cert_sha256": cert_sha256(cert)}) as (s, _):
+                                             "auth_cert_sha256": cert_sha256_hex(cert)}) as (s, _):
         check_member_cert(s, cert, "auth", "auth certificate")
         return node_view(put_node(s, node, _address(address), cert))
 

@@ -26,7 +26,8 @@ from central.config import CentralConfig
 from central.errors import RegistryError
 from central.models import ConfVersion
 from central.store import Store, now
-from secnode.globalconf import VERSION_HEADER, format_time
+from secnode.core.globalconf import VERSION_HEADER
+from secnode.core.jsonfmt import format_time
 from secnode.registration_client import MAX_REQUEST_BYTES
 
 log = logging.getLogger("central.server")

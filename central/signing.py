@@ -22,7 +22,8 @@ from central.config import CentralConfig
 from central.errors import Conflict, NotFound, RegistryError
 from central.models import SigningKey
 from certs import keys
-from secnode.globalconf import cert_sha256, cert_to_pem
+from secnode.core.globalconf import cert_to_pem
+from secnode.core.jsonfmt import cert_sha256_hex
 
 DEFAULT_DAYS = 3650
 
@@ -76,7 +77,8 @@ def create_key(
     key = keys.generate_key(key_type)
     cert = build_anchor_cert(key, config.instance, label, days)
     row = SigningKey(
-        state=state, key_file=filename, cert_pem=cert_to_pem(cert), cert_sha256=cert_sha256(cert),
+        state=state, key_file=filename, cert_pem=cert_to_pem(cert),
+        cert_sha256=cert_sha256_hex(cert),
         created_at=dt.datetime.now(dt.UTC),
         activated_at=dt.datetime.now(dt.UTC) if state == "active" else None,
     )

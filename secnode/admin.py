@@ -21,7 +21,7 @@ from cryptography import x509
 
 from secnode import health
 from secnode.core import errors
-from secnode.globalconf import GlobalConf
+from secnode.core.globalconf import GlobalConf
 from secnode.jobs import active_rows, read_conf_state
 from secnode.node import Node
 from secnode.proxy.boundary import Surface, error_boundary

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +37,10 @@ from sqlalchemy import select
 
 from certs import chain, ocsp_client, profiles
 from certs.ocsp import OCSPError, OCSPStatus
-from secnode.globalconf import ConfStore, GlobalConf, cert_sha256, format_time
+from secnode.core.globalconf import GlobalConf
+from secnode.core.jsonfmt import cert_sha256_hex, format_time
+from secnode.files import atomic_write
+from secnode.globalconf import ConfStore
 from secnode.node import USAGES, Node
 from secnode.store import models
 
@@ -209,20 +210,6 @@ async def fetch_status(
 
 
 # ----- storing -----------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cert_file(node: Node, usage: str) -> Path:
     return node.path / "certs" / f"{usage}.pem"
 
@@ -242,7 +229,7 @@ def record_status(row: models.NodeCertificate, status: OCSPStatus,
 def write_cert_file(node: Node, usage: str, cert: x509.Certificate) -> Path:
     """``certs/<usage>.pem``: the certificate in use, for operators and other tools."""
     path = cert_file(node, usage)
-    _atomic_write(path, cert.public_bytes(serialization.Encoding.PEM))
+    atomic_write(path, cert.public_bytes(serialization.Encoding.PEM))
     return path
 
 
@@ -254,7 +241,7 @@ def store_certificate(node: Node, usage: str, cert: x509.Certificate, status: OC
     one of the same usage and is written to ``certs/<usage>-pending.pem`` only.
     """
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    digest = cert_sha256(cert)
+    digest = cert_sha256_hex(cert)
     key = key_file or node.dir.key_path(usage)
     with node.session() as s:
         others = s.scalars(select(models.NodeCertificate).where(
@@ -281,7 +268,7 @@ def store_certificate(node: Node, usage: str, cert: x509.Certificate, status: OC
         record_status(row, status)
     if pending:
         path = node.path / "certs" / f"{usage}-pending.pem"
-        _atomic_write(path, pem)
+        atomic_write(path, pem)
         return 0, path
     return len(replaced), write_cert_file(node, usage, cert)
 
@@ -318,6 +305,6 @@ def import_certificate(node: Node, data: bytes, at: dt.datetime | None = None,
         )
     from secnode.renewal import auth_import_pending
 
-    pending = usage == "auth" and auth_import_pending(node, conf, cert_sha256(cert))
+    pending = usage == "auth" and auth_import_pending(node, conf, cert_sha256_hex(cert))
     replaced, path = store_certificate(node, usage, cert, status, key_file, pending)
-    return ImportResult(usage, cert, cert_sha256(cert), status, path, replaced, pending)
+    return ImportResult(usage, cert, cert_sha256_hex(cert), status, path, replaced, pending)

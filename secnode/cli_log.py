@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from certs import keys
 from certs.cliutil import UserError, echo_json, echo_table, get_passphrase, passphrase_option
 from secnode.config import DIR_ENV, ConfigError, NodeDir
+from secnode.core.globalconf import GlobalConfError
 from secnode.core.messagelog import (
     ArchiveFormatError,
     ArchiveKind,
@@ -35,7 +36,7 @@ from secnode.core.messagelog import (
     read_archive,
     write_archive,
 )
-from secnode.globalconf import ConfStore, GlobalConfError
+from secnode.globalconf import ConfStore
 from secnode.messagelog.anchors import AnchorError
 from secnode.messagelog.archiver import Archiver
 from secnode.messagelog.audit import AuditResult, archive_files, audit_files, audit_node

@@ -21,8 +21,10 @@ from sqlalchemy import select
 
 from certs.cliutil import UserError, echo_json, echo_table, get_passphrase, passphrase_option
 from secnode import admin, certimport, jobs
+from secnode.core.globalconf import GlobalConf, GlobalConfError
 from secnode.core.identifiers import SubsystemId, validate_part
-from secnode.globalconf import ConfStore, GlobalConf, GlobalConfError, format_time
+from secnode.core.jsonfmt import format_time
+from secnode.globalconf import ConfStore
 from secnode.node import Node
 from secnode.registration_client import build_request, submit
 from secnode.store import models

@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from secnode.globalconf import SETTINGS_DEFAULTS, format_time
+from secnode.core.globalconf import SETTINGS_DEFAULTS
+from secnode.core.jsonfmt import format_time
 
 USAGES = ("auth", "sign")
 #: Warn this long before a certificate expires (re-keying takes a CA round trip).

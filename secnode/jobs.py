@@ -46,14 +46,9 @@ from certs.chain import find_issuer
 from certs.ocsp import OCSPError
 from secnode import certimport, renewal
 from secnode.config import NodeConfig
-from secnode.globalconf import (
-    SETTINGS_DEFAULTS,
-    ConfStore,
-    GlobalConf,
-    GlobalConfError,
-    cert_sha256,
-    format_time,
-)
+from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf, GlobalConfError
+from secnode.core.jsonfmt import cert_sha256_hex, format_time
+from secnode.globalconf import ConfStore
 from secnode.node import Node
 from secnode.store import models, replay
 
@@ -467,7 +462,7 @@ async def apply_cert_change(rt: NodeRuntime, running: RunningNode | None) -> Non
                                            password=rt.passphrase)
     await rt.reopen_peer_session()
     log.info("now presenting auth certificate %s... on node-to-node TLS",
-             cert_sha256(rt.auth_cert.cert)[:16])
+             cert_sha256_hex(rt.auth_cert.cert)[:16])
 
 
 RowState = tuple[str, dt.datetime | None, int]

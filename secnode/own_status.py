@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from secnode import health
 from secnode.core.errors import XRoadError
-from secnode.globalconf import SETTINGS_DEFAULTS
+from secnode.core.globalconf import SETTINGS_DEFAULTS
 
 if TYPE_CHECKING:
     from secnode.runtime import NodeRuntime, OwnCertificate

@@ -36,8 +36,9 @@ from cryptography.hazmat.primitives import serialization
 
 from certs.cms import sign_detached
 from certs.keys import Signer
+from secnode.core.globalconf import GlobalConfError, parse_time
 from secnode.core.identifiers import IdentifierError, NodeId, SubsystemId
-from secnode.globalconf import GlobalConfError, canonical_json, format_time, parse_time
+from secnode.core.jsonfmt import canonical_json, format_time
 
 REQUEST_TYPE = "secnode-registration/1"
 #: A request holds two certificates and two signatures: a few KiB. 64 KiB leaves room for

@@ -34,7 +34,8 @@ from cryptography import x509
 from sqlalchemy import select
 
 from secnode import certimport
-from secnode.globalconf import SETTINGS_DEFAULTS, GlobalConf, format_time
+from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf
+from secnode.core.jsonfmt import format_time
 from secnode.node import Node
 from secnode.store import models
 

@@ -23,10 +23,10 @@ from sqlalchemy import select
 
 from certs import keys
 from secnode.admin import cert_view
+from secnode.core.globalconf import ConfNode, GlobalConf, GlobalConfError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.msgsig import MessageSigner, SignatureVerifier
-from secnode.globalconf import ConfStore, GlobalConf, GlobalConfError
-from secnode.globalconf import Node as GlobalNode
+from secnode.globalconf import ConfStore
 from secnode.health import CertView
 from secnode.node import Node
 from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
@@ -215,7 +215,7 @@ class NodeRuntime:
         if old is not None:
             await old.close()
 
-    def peer_ssl(self, node: GlobalNode) -> ssl.SSLContext:
+    def peer_ssl(self, node: ConfNode) -> ssl.SSLContext:
         """A TLS context pinned to ``node``'s registered auth certificates (cached): any of
         them, since a node being renewed has two registered while it switches."""
         pins = ",".join(node.auth_cert_hashes)

@@ -294,7 +294,7 @@ def _resign(world: World, loaded: LoadedArchive, changes: dict[str, bytes],
             manifest_edit: Callable[[dict[str, object]], None] | None = None,
             signer: object | None = None) -> bytes:
     from certs.cms import sign_detached
-    from secnode.core.messagelog.canonical import canonical_json
+    from secnode.core.jsonfmt import canonical_json
 
     files = {**loaded.files, **changes}
     manifest = json.loads(loaded.manifest_bytes)

@@ -37,9 +37,11 @@ from central.signing import build_anchor_cert
 from certs import keys, ocsp
 from certs.cms import sign_detached
 from certs.ocsp_server import load_responder
-from secnode import globalconf as gc
+from secnode import globalconf as gc_io
 from secnode import registration_client as rc
+from secnode.core import globalconf as gc
 from secnode.core.identifiers import MemberId, NodeId, SubsystemId
+from secnode.core.jsonfmt import canonical_json, cert_sha256_hex
 from tests.conftest import (
     PASSPHRASE,
     Issued,
@@ -202,7 +204,7 @@ def run_end_to_end(tmp_path: Path, spawn: Callable[..., Any], db_url: str | None
     assert shown["sign_cert_member"] == AIZU
     # not visible before approval + publish
     central(fed.dir, "conf", "publish")
-    store = gc.ConfStore(tmp_path / "node" / "globalconf")
+    store = gc_io.ConfStore(tmp_path / "node" / "globalconf")
     store.install_anchor(fed.anchor.read_bytes())
     before = store.refresh(f"{fed.url}/globalconf")
     assert before.node_for_member(MemberId.parse(AIZU)) == []
@@ -339,13 +341,13 @@ def test_rollback_is_refused(tmp_path: Path, published: tuple[Path, gc.GlobalCon
     directory, v1 = published
     central(directory, "conf", "publish")
     central(directory, "conf", "export", "--out-dir", str(tmp_path / "v2"))
-    node = gc.ConfStore(tmp_path / "node")
+    node = gc_io.ConfStore(tmp_path / "node")
     node.install_anchor((directory / "anchor.pem").read_bytes())
-    v2 = node.accept(gc.Fetched((tmp_path / "v2/conf.json").read_bytes(),
+    v2 = node.accept(gc_io.Fetched((tmp_path / "v2/conf.json").read_bytes(),
                                 (tmp_path / "v2/conf.sig").read_bytes(), 2))
     assert v2.version == v1.version + 1
     with pytest.raises(gc.GlobalConfError, match="rollback refused: version 1 is older") as err:
-        node.accept(gc.Fetched(v1.document, v1.signature, 1))
+        node.accept(gc_io.Fetched(v1.document, v1.signature, 1))
     assert err.value.reason == "rollback"
     assert node.load_last_good().version == v2.version  # the held copy is untouched
 
@@ -353,16 +355,16 @@ def test_rollback_is_refused(tmp_path: Path, published: tuple[Path, gc.GlobalCon
 def test_damaged_copy_on_disk_is_replaced(tmp_path: Path,
                                           published: tuple[Path, gc.GlobalConf]) -> None:
     directory, conf = published
-    node = gc.ConfStore(tmp_path / "node")
+    node = gc_io.ConfStore(tmp_path / "node")
     with pytest.raises(gc.GlobalConfError, match="no configuration anchor"):
-        node.accept(gc.Fetched(conf.document, conf.signature, conf.version))
+        node.accept(gc_io.Fetched(conf.document, conf.signature, conf.version))
     node.install_anchor((directory / "anchor.pem").read_bytes())
-    node.accept(gc.Fetched(conf.document, conf.signature, conf.version))
+    node.accept(gc_io.Fetched(conf.document, conf.signature, conf.version))
     held = tmp_path / "node" / "current" / "conf.json"
     held.write_bytes(held.read_bytes().replace(b"Aizu", b"Aizv"))
     with pytest.raises(gc.GlobalConfError, match="does not verify"):
         node.load_last_good()
-    assert node.accept(gc.Fetched(conf.document, conf.signature, conf.version)) == conf
+    assert node.accept(gc_io.Fetched(conf.document, conf.signature, conf.version)) == conf
     assert node.load_last_good() == conf
 
 
@@ -423,7 +425,7 @@ def test_registration_refusals(tmp_path: Path, spawn: Callable[..., Any]) -> Non
     body = json.loads(rc.build_body(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
                                     fed.node.auth.cert, fed.node.sign.cert))
     body["node"] = f"{AIZU}/ss:1"
-    raw = gc.canonical_json(body)
+    raw = canonical_json(body)
     envelope = rc.build_envelope(raw, fed.node.auth.cert, signer(fed.node.auth),
                                  fed.node.sign.cert, signer(fed.node.sign))
     refused_post(envelope, 400, "InvalidIdentifier", "forbidden character")
@@ -562,7 +564,7 @@ def test_server_resigns_before_expiry(tmp_path: Path, spawn: Callable[..., Any])
     fed = build_federation(tmp_path, spawn, settings={"conf_refresh_interval": 1,
                                                       "conf_validity_seconds": 3})
     central(fed.dir, "conf", "publish")
-    store = gc.ConfStore(tmp_path / "node")
+    store = gc_io.ConfStore(tmp_path / "node")
     store.install_anchor(fed.anchor.read_bytes())
     first = store.refresh(f"{fed.url}/globalconf")
     deadline = time.monotonic() + 10
@@ -577,9 +579,9 @@ def test_server_resigns_before_expiry(tmp_path: Path, spawn: Callable[..., Any])
     assert kinds == {"publish", "resign"}
     assert json.loads(http_get(f"{fed.url}/health"))["status"] == "ok"
 
-    async def fetch_with_aiohttp() -> gc.Fetched | None:
+    async def fetch_with_aiohttp() -> gc_io.Fetched | None:
         async with aiohttp.ClientSession() as session:
-            return await gc.fetch_async(session, f"{fed.url}/globalconf")
+            return await gc_io.fetch_async(session, f"{fed.url}/globalconf")
 
     fetched = asyncio.run(fetch_with_aiohttp())
     assert fetched is not None
@@ -594,7 +596,7 @@ def test_resigner_follows_a_shorter_validity_at_once(tmp_path: Path,
     so a 3 s version expired for ~27 s and every node stopped exchanging)."""
     fed = build_federation(tmp_path, spawn)  # the default validity, 600 s
     central(fed.dir, "conf", "publish")
-    store = gc.ConfStore(tmp_path / "node")
+    store = gc_io.ConfStore(tmp_path / "node")
     store.install_anchor(fed.anchor.read_bytes())
     url = f"{fed.url}/globalconf"
     old = store.refresh(url)
@@ -627,9 +629,9 @@ def test_key_rotation_nodes_follow_the_announcement(tmp_path: Path,
     fed = build_federation(tmp_path, spawn)
     central(fed.dir, "conf", "publish")
     url = f"{fed.url}/globalconf"
-    follower = gc.ConfStore(tmp_path / "follower")
+    follower = gc_io.ConfStore(tmp_path / "follower")
     follower.install_anchor(fed.anchor.read_bytes())
-    latecomer = gc.ConfStore(tmp_path / "latecomer")  # never saw the announcement
+    latecomer = gc_io.ConfStore(tmp_path / "latecomer")  # never saw the announcement
     latecomer.install_anchor(fed.anchor.read_bytes())
     old_anchor = gc.load_pem_certs(fed.anchor.read_bytes())[0]
     follower.refresh(url)
@@ -693,7 +695,7 @@ def test_certificate_fingerprints_are_sha256_of_der(test_ca: TestCA) -> None:
     issued = test_ca.issue("auth", "CN=x")
     digest = hashes.Hash(hashes.SHA256())
     digest.update(issued.cert.public_bytes(serialization.Encoding.DER))
-    assert gc.cert_sha256(issued.cert) == digest.finalize().hex()
+    assert cert_sha256_hex(issued.cert) == digest.finalize().hex()
 
 
 def publish_concurrently(directory: Path, processes: int = 4, each: int = 3) -> list[str]:

@@ -28,6 +28,7 @@ from certs.ocsp import OCSPResponder, Revocation, build_request
 from certs.tsa import TimeStampAuthority
 from certs.tsa_client import build_request as tsa_request
 from certs.tsa_client import token_from_response
+from secnode.core.jsonfmt import FormatError, canonical_json
 from secnode.core.messagelog.archive import LogEvidence
 from secnode.core.messagelog.batch import (
     RecordProof,
@@ -36,7 +37,6 @@ from secnode.core.messagelog.batch import (
     prepare_batch,
     proofs_from_leaves,
 )
-from secnode.core.messagelog.canonical import FormatError, canonical_json
 from secnode.core.messagelog.record import (
     Direction,
     LogRecord,

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from secnode.core.identifiers import ServiceId, SubsystemId
+from secnode.core.jsonfmt import canonical_json
 from secnode.core.message import MessageError, MessageHeaders
 from secnode.core.messagelog import (
     LogRecord,
@@ -31,7 +32,6 @@ from secnode.core.messagelog import (
     VerifyOptions,
     verify_log,
 )
-from secnode.core.messagelog.canonical import canonical_json
 from secnode.core.messagelog.record import canonical_bytes, json_string, parse_time
 from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
 from secnode.messagelog.convert import (

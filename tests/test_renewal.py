@@ -21,9 +21,10 @@ from central import config as config_mod
 from central import publish
 from central import registry as reg
 from central.instance import open_store
-from secnode import globalconf as gc
 from secnode import health, renewal, tls
+from secnode.core import globalconf as gc
 from secnode.core.identifiers import NodeId
+from secnode.core.jsonfmt import cert_sha256_hex
 from tests.conftest import PASSPHRASE, TestCA
 from tests.test_central import in_process
 
@@ -36,17 +37,17 @@ def _entry(cert: Any, previous: list[Any] | None = None) -> dict[str, Any]:
         "id": NODE,
         "owner": "JP/GOV/072028",
         "address": "127.0.0.1:1",
-        "auth_cert_sha256": gc.cert_sha256(cert),
+        "auth_cert_sha256": cert_sha256_hex(cert),
         "auth_cert": gc.cert_to_pem(cert),
     }
     if previous is not None:
         entry["previous_auth_certs"] = [
-            {"sha256": gc.cert_sha256(c), "cert": gc.cert_to_pem(c)} for c in previous
+            {"sha256": cert_sha256_hex(c), "cert": gc.cert_to_pem(c)} for c in previous
         ]
     return entry
 
 
-def _node(entry: dict[str, Any]) -> gc.Node:
+def _node(entry: dict[str, Any]) -> gc.ConfNode:
     raw = {
         "format": gc.FORMAT,
         "instance": "JP",
@@ -67,12 +68,12 @@ def _node(entry: dict[str, Any]) -> gc.Node:
 def test_conf_node_entry_with_and_without_previous_auth_certs(test_ca: TestCA) -> None:
     old, new = test_ca.issue("auth", "CN=old"), test_ca.issue("auth", "CN=new")
     plain = _node(_entry(old.cert))  # documents from before this change
-    assert plain.auth_cert_hashes == (gc.cert_sha256(old.cert),)
+    assert plain.auth_cert_hashes == (cert_sha256_hex(old.cert),)
     both = _node(_entry(new.cert, [old.cert]))
-    assert both.auth_cert_hashes == (gc.cert_sha256(new.cert), gc.cert_sha256(old.cert))
-    assert both.has_auth_cert(gc.cert_sha256(old.cert)) and both.auth_certs[1] == old.cert
+    assert both.auth_cert_hashes == (cert_sha256_hex(new.cert), cert_sha256_hex(old.cert))
+    assert both.has_auth_cert(cert_sha256_hex(old.cert)) and both.auth_certs[1] == old.cert
     forged = _entry(new.cert, [old.cert])
-    forged["previous_auth_certs"][0]["sha256"] = gc.cert_sha256(new.cert)
+    forged["previous_auth_certs"][0]["sha256"] = cert_sha256_hex(new.cert)
     with pytest.raises(gc.GlobalConfError, match="sha256 does not match"):
         _node(forged)
 
@@ -154,11 +155,11 @@ def test_registry_keeps_the_replaced_certificate_until_dropped(
             reg.put_node(s, NodeId.parse(NODE), "127.0.0.1:1", new.cert, replace=True)
         with store.read() as s:
             entry = publish.snapshot(s, "JP")["nodes"][0]
-        assert entry["auth_cert_sha256"] == gc.cert_sha256(new.cert)
+        assert entry["auth_cert_sha256"] == cert_sha256_hex(new.cert)
         assert entry["previous_auth_certs"] == [
-            {"sha256": gc.cert_sha256(old.cert), "cert": gc.cert_to_pem(old.cert)}
+            {"sha256": cert_sha256_hex(old.cert), "cert": gc.cert_to_pem(old.cert)}
         ]
-        assert _node(json.loads(json.dumps(entry))).has_auth_cert(gc.cert_sha256(old.cert))
+        assert _node(json.loads(json.dumps(entry))).has_auth_cert(cert_sha256_hex(old.cert))
         in_process("node", "drop-previous-auth-cert", NODE, "--dir", str(directory))
         with store.read() as s:
             assert "previous_auth_certs" not in publish.snapshot(s, "JP")["nodes"][0]

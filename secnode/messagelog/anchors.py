@@ -29,8 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from secnode.core.globalconf import GlobalConf, GlobalConfError, load_pem_certs, verify
 from secnode.core.messagelog import TrustAnchors
-from secnode.globalconf import GlobalConf, GlobalConfError, load_pem_certs, verify
 
 
 class AnchorError(Exception):

@@ -41,9 +41,9 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Connection, Engine, and_, func, select, update
 
 from certs import tsa_client
+from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf
 from secnode.core.messagelog import batch_id_for, merkle_root
 from secnode.core.messagelog.record import parse_time
-from secnode.globalconf import SETTINGS_DEFAULTS, GlobalConf
 from secnode.messagelog import schema
 from secnode.messagelog.convert import utc_text
 from secnode.messagelog.writer import insert_ignore

@@ -21,9 +21,9 @@ from multidict import CIMultiDict
 
 from secnode.core import errors, rest, soap
 from secnode.core.errors import XRoadError
+from secnode.core.globalconf import ConfNode
 from secnode.core.message import MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError
-from secnode.globalconf import Node
 from secnode.own_status import require_own_sign_status
 from secnode.proxy import metaservices, wire
 from secnode.proxy.boundary import Surface, error_boundary, note_message
@@ -222,7 +222,7 @@ def _passthrough_error(status: int, meta: wire.ResponseMeta | None, out: bytes,
 
 
 async def _send(
-    rt: NodeRuntime, nodes: list[Node], headers: MessageHeaders, body: bytes, signature: bytes,
+    rt: NodeRuntime, nodes: list[ConfNode], headers: MessageHeaders, body: bytes, signature: bytes,
     ocsp_der: bytes, extra: wire.Extra,
 ) -> tuple[int, wire.ResponseMeta | None, bytes, bytes | None, bytes | None, wire.Extra]:
     """POST to the first reachable provider node; check its pinned auth certificate."""

@@ -21,8 +21,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from secnode.core import errors
 from secnode.core.errors import XRoadError
+from secnode.core.globalconf import SETTINGS_DEFAULTS
 from secnode.core.identifiers import ClientId
-from secnode.globalconf import SETTINGS_DEFAULTS
 from secnode.store import models
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ what a valid log is. The byte-level formats are specified in ``docs/audit.md``;
 change them only together with that document and a new format version.
 """
 
+from secnode.core.jsonfmt import FormatError, canonical_json
 from secnode.core.messagelog.archive import (
     ArchiveFormatError,
     ArchiveKind,
@@ -27,7 +28,6 @@ from secnode.core.messagelog.batch import (
     prepare_batch,
     proofs_from_leaves,
 )
-from secnode.core.messagelog.canonical import FormatError, canonical_json
 from secnode.core.messagelog.merkle import inclusion_proofs, merkle_root, verify_inclusion
 from secnode.core.messagelog.record import (
     Direction,

@@ -41,14 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from certs.cms import sign_detached
 from certs.keys import Signer
-from secnode.core.messagelog.batch import RecordProof, StampedBatch
-from secnode.core.messagelog.canonical import (
+from secnode.core.jsonfmt import (
     FormatError,
     canonical_json,
+    cert_der,
+    cert_sha256,
     from_hex32,
     get_int,
     get_opt_int,
@@ -58,6 +58,7 @@ from secnode.core.messagelog.canonical import (
     parse_json_object,
     require_keys,
 )
+from secnode.core.messagelog.batch import RecordProof, StampedBatch
 from secnode.core.messagelog.record import LogRecord, format_time, parse_time
 
 ARCHIVE_FORMAT = "secnode-log-archive/1"
@@ -210,14 +211,6 @@ class LoadedArchive:
     def sha256(self) -> bytes:
         """The archive hash: SHA-256 of the manifest.json bytes."""
         return hashlib.sha256(self.manifest_bytes).digest()
-
-
-def cert_der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
-def cert_sha256(cert: x509.Certificate) -> bytes:
-    return hashlib.sha256(cert_der(cert)).digest()
 
 
 def select_evidence(

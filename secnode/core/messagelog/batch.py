@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from secnode.core.messagelog.canonical import (
+from secnode.core.jsonfmt import (
     FormatError,
     b64,
     from_b64,

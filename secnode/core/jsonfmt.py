@@ -1,4 +1,9 @@
-"""Canonical JSON and strict field readers shared by every message-log format.
+"""Canonical JSON, strict field readers, time text and certificate hashes: the shared formats.
+
+One module for every signed JSON document in secnode (global configuration,
+registration requests, message-log records, batches and manifests), so that
+there is one canonical byte form, one strict reader kit and one spelling of a
+time or a certificate hash.
 
 Hashes and signatures in the log are computed over JSON text, so the text must
 be reproducible byte for byte by any implementation, not just this one. The
@@ -19,10 +24,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 MAX_SAFE_INT = 2**53 - 1
 
@@ -30,7 +40,7 @@ _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class FormatError(ValueError):
-    """A log structure (record, batch, manifest) is malformed."""
+    """A JSON document (record, batch, manifest, configuration, request) is malformed."""
 
 
 def _check(value: Any, where: str) -> None:
@@ -175,3 +185,57 @@ def from_b64(text: object, what: str) -> bytes:
 
 def opt_from_b64(text: object, what: str) -> bytes | None:
     return None if text is None else from_b64(text, what)
+
+
+# ----- time text -----------------------------------------------------------------------------
+_TIME_S = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_TIME_US = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+
+
+def format_time(value: dt.datetime) -> str:
+    """RFC 3339 UTC with second precision, e.g. ``2026-04-01T09:00:00Z`` (configuration,
+    registration, reports: what people read)."""
+    return value.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: object, what: str) -> dt.datetime:
+    """The inverse of :func:`format_time`; anything else is a :class:`FormatError`."""
+    if not isinstance(text, str) or not _TIME_S.match(text):
+        raise FormatError(f"{what} {text!r} is not an RFC 3339 UTC time")
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+def format_time_us(value: dt.datetime) -> str:
+    """UTC, microseconds always present: ``2026-04-01T09:30:00.000000Z`` (log records, whose
+    order within a second matters). ``value`` must be timezone-aware."""
+    if value.tzinfo is dt.UTC:  # the node's own clock: "...+00:00" -> "...Z"
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
+    if value.tzinfo is None:
+        raise FormatError("time must be timezone-aware")
+    # isoformat, not strftime: same text (4-digit year), several times faster on the message path
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_time_us(text: object, what: str) -> dt.datetime:
+    """The inverse of :func:`format_time_us`."""
+    if not isinstance(text, str) or not _TIME_US.match(text):
+        raise FormatError(f"{what}: time must look like 2026-04-01T09:30:00.000000Z")
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    except ValueError as exc:
+        raise FormatError(f"{what}: invalid time {text!r}") from exc
+
+
+# ----- certificates ---------------------------------------------------------------------------
+def cert_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def cert_sha256(cert: x509.Certificate) -> bytes:
+    """SHA-256 of the DER certificate (how archives and records name a certificate)."""
+    return hashlib.sha256(cert_der(cert)).digest()
+
+
+def cert_sha256_hex(cert: x509.Certificate) -> str:
+    """Lower-case hex SHA-256 of the DER certificate (how auth certificates are registered)."""
+    return cert_sha256(cert).hex()
