@@ -37,7 +37,7 @@ from certs.cms import CMSError, verify_detached
 from secnode.core.globalconf import cert_to_pem
 from secnode.core.identifiers import NodeId, SubsystemId
 from secnode.core.jsonfmt import cert_sha256_hex, format_time
-from secnode.registration_client import (
+from secnode.core.registration import (
     Envelope,
     RegistrationBody,
     RegistrationError,

@@ -40,7 +40,7 @@ from secnode.core.identifiers import (
     validate_part,
 )
 from secnode.core.jsonfmt import cert_sha256_hex
-from secnode.registration_client import RegistrationError, check_address
+from secnode.core.registration import RegistrationError, check_address
 
 _URL = re.compile(r"^https?://[^\s/?#]+(?:/[^\s]*)?$")
 

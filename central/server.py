@@ -28,7 +28,7 @@ from central.models import ConfVersion
 from central.store import Store, now
 from secnode.core.globalconf import VERSION_HEADER
 from secnode.core.jsonfmt import format_time
-from secnode.registration_client import MAX_REQUEST_BYTES
+from secnode.core.registration import MAX_REQUEST_BYTES
 
 log = logging.getLogger("central.server")
 

@@ -24,9 +24,10 @@ from secnode import admin, certimport, jobs
 from secnode.core.globalconf import GlobalConf, GlobalConfError
 from secnode.core.identifiers import SubsystemId, validate_part
 from secnode.core.jsonfmt import format_time
+from secnode.core.registration import build_request
 from secnode.globalconf import ConfStore
 from secnode.node import Node
-from secnode.registration_client import build_request, submit
+from secnode.registration_client import submit
 from secnode.store import models
 
 REGISTRATION_STATE_KEY = "registration"

@@ -38,10 +38,11 @@ from certs import keys, ocsp
 from certs.cms import sign_detached
 from certs.ocsp_server import load_responder
 from secnode import globalconf as gc_io
-from secnode import registration_client as rc
 from secnode.core import globalconf as gc
+from secnode.core import registration as rc
 from secnode.core.identifiers import MemberId, NodeId, SubsystemId
 from secnode.core.jsonfmt import canonical_json, cert_sha256_hex
+from secnode.registration_client import submit
 from tests.conftest import (
     PASSPHRASE,
     Issued,
@@ -457,11 +458,11 @@ def test_registration_refusals(tmp_path: Path, spawn: Callable[..., Any]) -> Non
     refused_post(old, 400, "StaleRequest", "build a fresh one")
     # the submit() helper reports the registry's refusal
     with pytest.raises(rc.RegistrationError, match="does not chain") as err:
-        rc.submit(url, registration(rogue, f"{AIZU}/ss1", "ss1.aizu.example", []))
+        submit(url, registration(rogue, f"{AIZU}/ss1", "ss1.aizu.example", []))
     assert err.value.code == "UntrustedCertificate"
     # ... and a good one is accepted once, then its replay is refused
     good = registration(fed.node, f"{AIZU}/ss1", "ss1.aizu.example:5500", [])
-    assert rc.submit(url, good)["state"] == "pending"
+    assert submit(url, good)["state"] == "pending"
     status, problem = post(url, good)
     assert (status, problem["code"]) == (409, "DuplicateRequest")
     requests = central_json(fed.dir, "request", "list")

@@ -100,9 +100,9 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
     except FormatError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise FormatError(f"{what}: not valid UTF-8 JSON: {exc}") from exc
+        raise FormatError(f"{what}: not valid JSON (UTF-8): {exc}") from exc
     if not isinstance(value, dict):
-        raise FormatError(f"{what}: expected a JSON object")
+        raise FormatError(f"{what}: not a JSON object")
     return value
 
 
