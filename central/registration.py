@@ -31,9 +31,10 @@ from central.registry import (
     settings,
 )
 from central.store import Store, now
-from certs import ocsp, profiles
+from certs import ocsp
 from certs.chain import find_issuer
 from certs.cms import CMSError, verify_detached
+from secnode.core.cert_member import member_id_of
 from secnode.core.globalconf import cert_to_pem
 from secnode.core.identifiers import NodeId, SubsystemId
 from secnode.core.jsonfmt import cert_sha256_hex, format_time
@@ -115,7 +116,7 @@ def receive(store: Store, instance: str, data: bytes, source: str | None = None,
         member_row(s, body.node.member)
         check_member_cert(s, body.auth_cert, "auth", "auth certificate")
         check_member_cert(s, body.sign_cert, "sign", "sign certificate")
-        named = profiles.member_id_of(body.sign_cert.subject)
+        named = member_id_of(body.sign_cert.subject)
         if named != body.node.member:
             raise RegistryError(
                 f"sign certificate names member {named}, but node {body.node} belongs to "
@@ -166,7 +167,7 @@ def request_view(row: RegistrationRequest, full: bool = False) -> dict[str, Any]
             auth_cert_subject=auth_cert.subject.rfc4514_string(),
             auth_cert_issuer=auth_cert.issuer.rfc4514_string(),
             sign_cert_subject=sign_cert.subject.rfc4514_string(),
-            sign_cert_member=str(profiles.member_id_of(sign_cert.subject)),
+            sign_cert_member=str(member_id_of(sign_cert.subject)),
             sign_cert_sha256=cert_sha256_hex(sign_cert),
             sign_ocsp="included and good at receipt" if row.sign_ocsp else "not included",
         )

@@ -8,22 +8,28 @@ an imported certificate has the profile it claims (:func:`detect_profile`).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from secnode.core.identifiers import IdentifierError, MemberId
-
 PROFILES = ("sign", "auth", "ocsp", "tsa")
+#: One part of a member identifier: X-Road's identifier characters (pr-mess §2.7) plus '_'.
+_MEMBER_PART = re.compile(r"^[A-Za-z0-9'()+,\-.=?_]{1,255}$")
 
 
 class ProfileError(ValueError):
     """A CSR or certificate does not fit the requested profile."""
 
 
-def member_id_of(name: x509.Name) -> MemberId:
-    """The member identifier a sign certificate names in its ``serialNumber`` attribute."""
+def member_serial(name: x509.Name) -> str:
+    """The member identifier text a sign certificate names in its ``serialNumber`` attribute.
+
+    Only the shape is checked here (``INSTANCE/CLASS/CODE`` in X-Road's identifier
+    characters), so the PKI toolkit needs nothing of the exchange layer; the node parses
+    it into a member identifier (:func:`secnode.core.cert_member.member_id_of`).
+    """
     values = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
     if not values:
         raise ProfileError(
@@ -34,10 +40,19 @@ def member_id_of(name: x509.Name) -> MemberId:
         raise ProfileError("subject has more than one serialNumber attribute")
     value = values[0].value
     text = value if isinstance(value, str) else value.decode()
-    try:
-        return MemberId.parse(text)
-    except IdentifierError as exc:
-        raise ProfileError(f"subject serialNumber is not a member identifier: {exc}") from exc
+    parts = text.split("/")
+    if len(parts) != 3:
+        raise ProfileError(
+            f"subject serialNumber is not a member identifier: {text!r} has {len(parts)} "
+            "part(s); expected INSTANCE/CLASS/CODE"
+        )
+    for part in parts:
+        if not _MEMBER_PART.match(part):
+            raise ProfileError(
+                f"subject serialNumber is not a member identifier: part {part!r} is empty, "
+                "too long or contains not allowed character(s)"
+            )
+    return text
 
 
 def check_csr(csr: x509.CertificateSigningRequest, profile: str) -> None:
@@ -49,7 +64,7 @@ def check_csr(csr: x509.CertificateSigningRequest, profile: str) -> None:
     if len(csr.subject) == 0:
         raise ProfileError("the CSR has an empty subject")
     if profile == "sign":
-        member_id_of(csr.subject)
+        member_serial(csr.subject)
 
 
 def build_extensions(
@@ -148,7 +163,7 @@ def require_profile(cert: x509.Certificate, profile: str) -> None:
             f"not {profile}"
         )
     if profile == "sign":
-        member_id_of(cert.subject)
+        member_serial(cert.subject)
     if profile == "auth":
         ku = _key_usage(cert)
         if ku is None or not ku.digital_signature:

@@ -116,12 +116,8 @@ def tsa_show(directory: str, as_json: bool) -> None:
 @guarded(TSAError, CAError)
 def tsa_stamp(file: str, url: str, ca_files: tuple[str, ...], hash_name: str, out: str) -> None:
     """Time-stamp FILE at the TSA, verify the token and write it to OUT."""
-    from certs.tsa_client import (
-        build_request,
-        request_token_sync,
-        token_from_response,
-        verify_token,
-    )
+    from certs.tsa_client import request_token_sync
+    from certs.tsa_verify import build_request, token_from_response, verify_token
 
     digest = hashlib.new(hash_name, Path(file).read_bytes()).digest()
     der, nonce = build_request(digest, hash_name)
@@ -147,7 +143,7 @@ def tsa_stamp(file: str, url: str, ca_files: tuple[str, ...], hash_name: str, ou
 def tsa_verify(token: str, data_file: str, ca_files: tuple[str, ...],
                extra_files: tuple[str, ...], as_json: bool) -> None:
     """Verify TOKEN (bare token or whole reply) over the file given by --data."""
-    from certs.tsa_client import token_contents, verify_token
+    from certs.tsa_verify import token_contents, verify_token
 
     der = Path(token).read_bytes()
     hash_name = token_contents(der).hash_name

@@ -37,6 +37,7 @@ from sqlalchemy import select
 
 from certs import chain, ocsp_client, profiles
 from certs.ocsp import OCSPError, OCSPStatus
+from secnode.core.cert_member import member_id_of
 from secnode.core.globalconf import GlobalConf
 from secnode.core.jsonfmt import cert_sha256_hex, format_time
 from secnode.files import atomic_write
@@ -132,7 +133,7 @@ def check_profile(cert: x509.Certificate, usage: str, member: str) -> None:
             f"'--profile {usage}'"
         ) from exc
     if usage == "sign":
-        named = str(profiles.member_id_of(cert.subject))
+        named = str(member_id_of(cert.subject))
         if named != member:
             raise CertImportError(
                 f"sign certificate names member {named} in serialNumber, but this node "

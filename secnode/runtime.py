@@ -26,6 +26,7 @@ from secnode.admin import cert_view
 from secnode.core.globalconf import ConfNode, GlobalConf, GlobalConfError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.msgsig import MessageSigner, SignatureVerifier
+from secnode.files import atomic_write
 from secnode.globalconf import ConfStore
 from secnode.health import CertView
 from secnode.node import Node
@@ -105,11 +106,9 @@ class OwnCertificate:
 
 def own_cert_file(node: Node, row: models.NodeCertificate) -> Path:
     """``certs/<usage>-<sha256 prefix>.pem``, written from the database if missing."""
-    from secnode.certimport import _atomic_write
-
     path = node.path / "certs" / f"{row.usage}-{row.cert_sha256[:16]}.pem"
     if not path.exists() or path.read_text() != row.cert_pem:
-        _atomic_write(path, row.cert_pem.encode("ascii"))
+        atomic_write(path, row.cert_pem.encode("ascii"))
     return path
 
 

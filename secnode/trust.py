@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certs import chain, ocsp, profiles
+from secnode.core.cert_member import member_id_of
 from secnode.core.identifiers import MemberId
 
 
@@ -49,7 +50,7 @@ def check_signer(
     when = now or dt.datetime.now(dt.UTC)
     try:
         profiles.require_profile(cert, "sign")
-        member = profiles.member_id_of(cert.subject)
+        member = member_id_of(cert.subject)
     except profiles.ProfileError as exc:
         raise TrustError(f"signer certificate: {exc}") from exc
     if member != claimed:

@@ -11,7 +11,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from certs import keys
 from certs.ca import CAError, CertificateAuthority
-from certs.profiles import detect_profile, member_id_of, ocsp_urls
+from certs.profiles import detect_profile, ocsp_urls
+from secnode.core.cert_member import member_id_of
 from tests.conftest import PASSPHRASE, run_cli
 
 SUBJECTS = {

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from certs import keys
 from certs.ocsp import OCSPResponder, Revocation, build_request
 from certs.tsa import TimeStampAuthority
-from certs.tsa_client import build_request as tsa_request
-from certs.tsa_client import token_from_response
+from certs.tsa_verify import build_request as tsa_request
+from certs.tsa_verify import token_from_response
 from secnode.core.jsonfmt import FormatError, canonical_json
 from secnode.core.messagelog.archive import LogEvidence
 from secnode.core.messagelog.batch import (

@@ -38,17 +38,15 @@ from certs.tsa import (
     TSAError,
     init_tsa,
 )
-from certs.tsa_client import (
+from certs.tsa_client import fetch_token, request_token, request_token_sync
+from certs.tsa_server import build_tsa_app
+from certs.tsa_verify import (
     TSARejected,
     build_request,
-    fetch_token,
-    request_token,
-    request_token_sync,
     token_contents,
     token_from_response,
     verify_token,
 )
-from certs.tsa_server import build_tsa_app
 from tests.conftest import PASSPHRASE, cli_env, free_port, make_ca, run_cli, wait_for_port
 
 if TYPE_CHECKING:

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Connection, Engine, and_, func, select, update
 
 from certs import tsa_client
+from certs.tsa import TSAError
 from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf
 from secnode.core.messagelog import batch_id_for, merkle_root
 from secnode.core.messagelog.record import parse_time
@@ -250,7 +251,7 @@ class Stamper:
                     tsa.url, root, "sha256", trusted, session=self._session,
                     timeout=TSA_TIMEOUT,
                 )
-            except tsa_client.TSAError as exc:
+            except TSAError as exc:
                 problems.append(f"{tsa.name}: {exc}")
                 continue
             if not conf.is_tsa_approved(info.tsa_cert):

@@ -49,8 +49,9 @@ from cryptography.x509 import ocsp as x509_ocsp
 from certs.chain import ChainError, verify_chain
 from certs.cms import CMSError, verify_detached
 from certs.ocsp import CLOCK_SKEW, OCSPError, OCSPStatus, validate_response
-from certs.profiles import ProfileError, member_id_of
-from certs.tsa_client import verify_token
+from certs.profiles import ProfileError
+from certs.tsa_verify import verify_token
+from secnode.core.cert_member import member_id_of
 from secnode.core.identifiers import IdentifierError, NodeId
 from secnode.core.messagelog.archive import (
     MANIFEST_NAME,
@@ -195,7 +196,7 @@ TokenCheck = Callable[[bytes, bytes, Sequence[x509.Certificate]], dt.datetime]
 
 
 def tsa_token_check(anchors: TrustAnchors) -> TokenCheck:
-    """The real check: :func:`certs.tsa_client.verify_token` against the anchors."""
+    """The real check: :func:`certs.tsa_verify.verify_token` against the anchors."""
     trusted = [*anchors.ca_certs, *anchors.tsa_certs]
     pinned = list(anchors.tsa_certs)
 
