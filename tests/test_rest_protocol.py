@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from secnode.core import errors, rest
+from secnode.core import errors, faults, rest
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, NodeId, ServiceId, SubsystemId
 
@@ -478,7 +478,7 @@ def test_metaservice_errors() -> None:
 
 def test_rest_error_rendering() -> None:
     err = XRoadError(errors.BAD_REQUEST, "X-Road-Client header is missing", detail="d-1")
-    status, headers, body = err.rest_response()
+    status, headers, body = faults.rest_response(err)
     assert status == 400
     assert headers["X-Road-Error"] == "Client.BadRequest"
     assert headers["Content-Type"].startswith("application/json")
@@ -527,5 +527,5 @@ def test_detail_defaults_to_fresh_uuid_and_prefixing() -> None:
 
 
 def test_non_ascii_error_message_survives_json() -> None:
-    body = XRoadError(errors.ACCESS_DENIED, "同意がありません").rest_body()
+    body = faults.rest_body(XRoadError(errors.ACCESS_DENIED, "同意がありません"))
     assert json.loads(body.decode("utf-8"))["message"] == "同意がありません"

@@ -17,7 +17,7 @@ from typing import TypeVar, cast
 import pytest
 from lxml import etree
 
-from secnode.core import errors, soap, xmlsafe
+from secnode.core import errors, faults, soap, xmlsafe
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, NodeId, ServiceId, SubsystemId
 
@@ -608,7 +608,7 @@ def test_client_node_requires_request_hash() -> None:
 
 def test_provider_fault_passes_unchanged() -> None:
     req = soap.parse_soap_request(REQUEST, CT)
-    fault = soap.build_fault("Server.Provider.Broken", "database down", "abc")
+    fault = faults.build_fault("Server.Provider.Broken", "database down", "abc")
     assert soap.prepare_soap_response(fault, req, REQUEST) == fault
     info = soap.check_soap_response(fault, req, REQUEST)
     assert info.is_fault
@@ -620,7 +620,7 @@ def test_provider_fault_passes_unchanged() -> None:
 # --------------------------------------------------------------------------
 
 def test_build_fault_layout() -> None:
-    xml = soap.build_fault("Client.BadRequest", "a <b> & \"c\" \x01", "f31e7451")
+    xml = faults.build_fault("Client.BadRequest", "a <b> & \"c\" \x01", "f31e7451")
     root = etree.fromstring(xml)
     fault = root.find("s:Body/s:Fault", NS)
     assert fault.findtext("faultcode") == "Client.BadRequest"
@@ -629,14 +629,14 @@ def test_build_fault_layout() -> None:
     assert fault.find("detail/faultDetail").tag == "faultDetail"  # unqualified, as X-Road
     assert fault.find("faultactor") is None
     assert xml.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
-    with_actor = etree.fromstring(soap.build_fault("Client.X", "m", None, "urn:actor"))
+    with_actor = etree.fromstring(faults.build_fault("Client.X", "m", None, "urn:actor"))
     assert with_actor.find("s:Body/s:Fault/faultactor", NS).text == "urn:actor"
     assert with_actor.find("s:Body/s:Fault/detail", NS) is None
 
 
 def test_xroad_error_soap_rendering_uses_http_200() -> None:
     err = XRoadError(errors.ACCESS_DENIED, "not allowed", detail="d-1")
-    status, headers, body = err.soap_response()
+    status, headers, body = faults.soap_response(err)
     assert status == 200 == errors.SOAP_FAULT_HTTP_STATUS
     assert headers["Content-Type"].startswith("text/xml")
     fault = etree.fromstring(body).find("s:Body/s:Fault", NS)
@@ -647,6 +647,6 @@ def test_xroad_error_soap_rendering_uses_http_200() -> None:
 def test_soap_request_errors_render_as_faults() -> None:
     with pytest.raises(XRoadError) as info:
         soap.parse_soap_request(b"<bad", CT)
-    fault = etree.fromstring(info.value.soap_body()).find("s:Body/s:Fault", NS)
+    fault = etree.fromstring(faults.soap_body(info.value)).find("s:Body/s:Fault", NS)
     assert fault.findtext("faultcode") == "Client.InvalidXml"
     assert len(fault.findtext("detail/faultDetail")) == 36  # a UUID for the logs

@@ -27,7 +27,6 @@ can find the matching log line; a client sees nothing internal.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from typing import Final
@@ -222,33 +221,6 @@ class XRoadError(Exception):
         copy = XRoadError(f"{side}.{self.bare}", self.message, self.http_status, self.detail)
         copy.__cause__ = self.__cause__
         return copy
-
-    # --- REST rendering ---------------------------------------------------
-    def rest_body(self) -> bytes:
-        """The JSON body ``{"type", "message", "detail"}`` (pr-rest §4.6), UTF-8."""
-        doc = {"type": self.code, "message": self.message, "detail": self.detail}
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-    def rest_headers(self) -> dict[str, str]:
-        """Headers that go with :meth:`rest_body`, including ``X-Road-Error``."""
-        return {"Content-Type": REST_ERROR_CONTENT_TYPE, ERROR_HEADER: self.code}
-
-    def rest_response(self) -> tuple[int, dict[str, str], bytes]:
-        """``(status, headers, body)`` for a REST client."""
-        return self.http_status, self.rest_headers(), self.rest_body()
-
-    # --- SOAP rendering ---------------------------------------------------
-    def soap_body(self) -> bytes:
-        """The SOAP 1.1 fault document for this error."""
-        # Imported here: soap.py needs XRoadError, and the fault layout belongs there.
-        from secnode.core.soap import build_fault
-
-        return build_fault(self.code, self.message, self.detail)
-
-    def soap_response(self) -> tuple[int, dict[str, str], bytes]:
-        """``(status, headers, body)`` for a SOAP client: HTTP 200 as X-Road does."""
-        headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": ""}
-        return SOAP_FAULT_HTTP_STATUS, headers, self.soap_body()
 
 
 def internal_error(side: str) -> XRoadError:

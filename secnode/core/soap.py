@@ -23,7 +23,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
-from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -842,40 +841,3 @@ def check_soap_response(
             errors.INCONSISTENT_RESPONSE, "Response message hash does not match request message"
         )
     return info
-
-
-# --------------------------------------------------------------------------
-# Faults
-# --------------------------------------------------------------------------
-
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def _xml_text(value: str) -> str:
-    return escape(_XML_ILLEGAL.sub("\ufffd", value), {'"': "&quot;"})
-
-
-def build_fault(
-    code: str, message: str, detail: str | None = None, actor: str | None = None
-) -> bytes:
-    """A SOAP 1.1 fault document in X-Road's layout (``SoapFault.createFaultXml``).
-
-    ``faultcode`` = ``code``, ``faultstring`` = ``message``, optional
-    ``faultactor``, and ``detail/faultDetail`` (unqualified) = ``detail``,
-    which X-Road uses for a log-correlation UUID. Characters XML 1.0 cannot
-    carry are replaced, so any message is safe to embed. Send it with HTTP 200
-    (:data:`secnode.core.errors.SOAP_FAULT_HTTP_STATUS`).
-    """
-    parts = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<SOAP-ENV:Envelope xmlns:SOAP-ENV="{SOAP_ENV_NS}">',
-        "<SOAP-ENV:Body><SOAP-ENV:Fault>",
-        f"<faultcode>{_xml_text(code)}</faultcode>",
-        f"<faultstring>{_xml_text(message)}</faultstring>",
-    ]
-    if actor is not None:
-        parts.append(f"<faultactor>{_xml_text(actor)}</faultactor>")
-    if detail is not None:
-        parts.append(f'<detail><faultDetail xmlns="">{_xml_text(detail)}</faultDetail></detail>')
-    parts.append("</SOAP-ENV:Fault></SOAP-ENV:Body></SOAP-ENV:Envelope>")
-    return "".join(parts).encode("utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import StreamReader, web
 
-from secnode.core import errors
+from secnode.core import errors, faults
 from secnode.core.errors import XRoadError
 
 
@@ -47,8 +47,8 @@ async def read_response(stream: StreamReader, limit: int) -> bytes:
 def error_response(exc: XRoadError, protocol: str) -> web.Response:
     """Render an X-Road error for the interface the caller used (SOAP fault or JSON)."""
     if protocol == "soap":
-        status, headers, body = exc.soap_response()
+        status, headers, body = faults.soap_response(exc)
         headers = {**headers, errors.ERROR_HEADER: exc.code}
     else:
-        status, headers, body = exc.rest_response()
+        status, headers, body = faults.rest_response(exc)
     return web.Response(status=status, body=body, headers=headers)

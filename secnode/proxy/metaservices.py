@@ -20,7 +20,7 @@ from secnode.core.message import MessageHeaders
 from secnode.core.xmlsafe import parse_xml
 
 if TYPE_CHECKING:
-    from secnode.globalconf import GlobalConf
+    from secnode.core.globalconf import GlobalConf
     from secnode.runtime import NodeRuntime, ServiceEntry
 
 PROVIDER_METASERVICES = ("listMethods", "allowedMethods", "getOpenAPI", "getWsdl")

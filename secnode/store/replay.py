@@ -26,7 +26,7 @@ from secnode.core.identifiers import ClientId
 from secnode.store import models
 
 if TYPE_CHECKING:
-    from secnode.globalconf import GlobalConf
+    from secnode.core.globalconf import GlobalConf
     from secnode.runtime import NodeRuntime
     from secnode.serve import RunningNode
 

@@ -53,6 +53,7 @@ from certs.profiles import ProfileError
 from certs.tsa_verify import verify_token
 from secnode.core.cert_member import member_id_of
 from secnode.core.identifiers import IdentifierError, NodeId
+from secnode.core.jsonfmt import cert_sha256
 from secnode.core.messagelog.archive import (
     MANIFEST_NAME,
     RECORDS_NAME,
@@ -61,7 +62,6 @@ from secnode.core.messagelog.archive import (
     ArchiveKind,
     LoadedArchive,
     LogEvidence,
-    cert_sha256,
     read_archive,
 )
 from secnode.core.messagelog.batch import RecordProof, StampedBatch, check_proof
