@@ -80,7 +80,8 @@ class Checkpointer:
                 continue
             since = 0.0
             try:
-                busy, _, _ = await loop.run_in_executor(self._executor, self.checkpoint, mode)
+                result = await loop.run_in_executor(self._executor, self.checkpoint, mode)
+                busy = bool(result[0])
             except Exception as exc:  # a failed checkpoint is retried at the next tick
                 dirty = True
                 log.warning("WAL checkpoint (%s) failed: %s", mode, exc)

@@ -24,21 +24,19 @@ import hashlib
 import logging
 import re
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler, Middleware
 
 from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.message import MessageHeaders
 from secnode.proxy.hooks import EventSink, ExchangeEvent
 from secnode.proxy.io import error_response
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 #: Distinct causes of unexpected exceptions whose traceback was logged (bounded).
 MAX_CAUSES = 1024

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from secnode.core import errors
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("secnode.replay")
 
-SEEN = models.SeenMessageId.__table__
+SEEN = cast(Table, models.SeenMessageId.__table__)
 #: Rows deleted per purge statement: keeps SQLite's write lock short while messages wait.
 PURGE_BATCH = 5000
 FRESHNESS = "ocsp_freshness_seconds"
