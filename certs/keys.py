@@ -184,16 +184,3 @@ class SoftwareSigner:
 
     def issuer_key(self) -> CertificateIssuerPrivateKeyTypes:
         return self.key
-
-
-def verify_signature(
-    public_key: object, signature: bytes, data: bytes, hash_alg: hashes.HashAlgorithm | None = None
-) -> None:
-    """Verify a raw signature; raises ``cryptography.exceptions.InvalidSignature``."""
-    algorithm = hash_alg or hashes.SHA256()
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        public_key.verify(signature, data, ec.ECDSA(algorithm))
-    elif isinstance(public_key, rsa.RSAPublicKey):
-        public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
-    else:
-        raise KeyError_(f"unsupported public key type {type(public_key).__name__}")

@@ -7,7 +7,6 @@ an imported certificate has the profile it claims (:func:`detect_profile`).
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Sequence
 
@@ -181,7 +180,3 @@ def ocsp_urls(cert: x509.Certificate) -> list[str]:
         for d in aia
         if d.access_method == AuthorityInformationAccessOID.OCSP
     ]
-
-
-def is_valid_at(cert: x509.Certificate, when: dt.datetime) -> bool:
-    return cert.not_valid_before_utc <= when <= cert.not_valid_after_utc

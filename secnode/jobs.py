@@ -33,7 +33,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -567,16 +567,6 @@ async def services_loop(rt: NodeRuntime) -> None:
             log.exception("reloading services failed")
 
 
-JobFactory = Callable[["NodeRuntime", "RunningNode | None"], Coroutine[Any, Any, None]]
-#: Further jobs (time-stamping, archiving, ...) register here before ``secnode serve`` starts.
-EXTRA_JOBS: dict[str, JobFactory] = {}
-
-
-def register_job(name: str, factory: JobFactory) -> None:
-    """Run ``factory(rt, running)`` as one more background task of ``secnode serve``."""
-    EXTRA_JOBS[name] = factory
-
-
 def start_jobs(rt: NodeRuntime, running: RunningNode | None = None) -> list[asyncio.Task[None]]:
     """Start every background job; :meth:`RunningNode.stop` cancels them."""
     jobs: dict[str, Coroutine[Any, Any, None]] = {
@@ -585,6 +575,4 @@ def start_jobs(rt: NodeRuntime, running: RunningNode | None = None) -> list[asyn
         "services": services_loop(rt),
         "replay": replay.purge_loop(rt, running),
     }
-    for name, factory in EXTRA_JOBS.items():
-        jobs[name] = factory(rt, running)
     return [asyncio.create_task(job, name=f"secnode.{name}") for name, job in jobs.items()]

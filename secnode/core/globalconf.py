@@ -247,10 +247,6 @@ class GlobalConf:
         digest = cert_sha256_hex(cert) if isinstance(cert, x509.Certificate) else cert.lower()
         return any(n.has_auth_cert(digest) for n in self.node_for_member(member))
 
-    def node_by_auth_cert(self, cert: x509.Certificate | str) -> ConfNode | None:
-        digest = cert_sha256_hex(cert) if isinstance(cert, x509.Certificate) else cert.lower()
-        return next((n for n in self.nodes if n.has_auth_cert(digest)), None)
-
     @property
     def ca_certs(self) -> list[x509.Certificate]:
         return [ca.cert for ca in self.approved_cas]

@@ -163,12 +163,6 @@ def _field(name: bytes, value: str | bytes | None) -> bytes:
     return head + tag + struct.pack(">I", len(raw)) + raw
 
 
-def _encode(domain: bytes, fields: Iterable[tuple[bytes, str | bytes | None]]) -> bytes:
-    out = [struct.pack(">B", len(domain)) + domain]
-    out.extend(_field(name, value) for name, value in fields)
-    return b"".join(out)
-
-
 def _header_fields(h: MessageHeaders) -> list[tuple[bytes, str | bytes | None]]:
     client_type = "SUBSYSTEM" if isinstance(h.client, SubsystemId) else "MEMBER"
     return [

@@ -189,10 +189,6 @@ class SignatureVerifier:
     def __init__(self) -> None:
         self._codecs: dict[bytes, SignerCodec] = {}
 
-    def signer_of(self, cms_der: bytes) -> x509.Certificate:
-        """The embedded signer certificate (cheap for known signers)."""
-        return self._codec_for(cms_der).cert
-
     def _codec_for(self, cms_der: bytes) -> SignerCodec:
         for codec in self._codecs.values():
             if codec.extract(cms_der) is not None:

@@ -24,7 +24,6 @@ from secnode.core.messagelog import (
     RecordProof,
     StampedBatch,
     inclusion_proofs,
-    merkle_root,
 )
 from secnode.core.messagelog.record import format_time
 from secnode.messagelog import schema
@@ -50,10 +49,6 @@ class StoredBatch:
         _, paths = inclusion_proofs(list(self.leaves))
         return [RecordProof(b.batch_id, b.first_seq + i, i, tuple(p))
                 for i, p in enumerate(paths)]
-
-    @property
-    def leaves_match(self) -> bool:
-        return len(self.leaves) == self.batch.size and merkle_root(self.leaves) == self.batch.root
 
 
 def _batch_of(row: Any) -> StoredBatch:
