@@ -143,14 +143,14 @@ async def _health_of(rt: NodeRuntime) -> health.Health:
     return await asyncio.to_thread(node_health, rt.node, rt.conf, rt.conf_error)
 
 
-# --- extension hook (message log, issue 6): sections other modules add to /health -------
 def _with_extensions(rt: NodeRuntime, body: dict[str, Any],
                      status: int) -> tuple[dict[str, Any], int]:
-    """``rt.extra_health`` = {name: callable -> dict}; a section's ``reasons`` make the node
-    unhealthy and its ``warnings`` are listed with the node's own."""
-    for name, section_of in getattr(rt, "extra_health", {}).items():
+    """Each extension's section (:class:`secnode.extensions.Extension`); a section's
+    ``reasons`` make the node unhealthy and its ``warnings`` are listed with the node's own."""
+    for ext in rt.extensions:
+        name = ext.name
         try:
-            section = dict(section_of())
+            section = dict(ext.health())
         except Exception as exc:  # a broken extension must not take /health down with it
             section = {"error": repr(exc), "warnings": [f"{name}: health section failed: {exc}"]}
         reasons, warnings = section.pop("reasons", []), section.pop("warnings", [])
@@ -160,7 +160,6 @@ def _with_extensions(rt: NodeRuntime, body: dict[str, Any],
         if reasons:
             body["status"], status = "unhealthy", 503
     return body, status
-# --- end extension hook ---
 
 
 async def get_health(request: web.Request) -> web.Response:
@@ -174,7 +173,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     rt: NodeRuntime = request.app[RUNTIME]  # type: ignore[assignment]
     result = await _health_of(rt)
     text = prometheus_text(result, dict(rt.metrics), rt.started_at, time.time())
-    text += "".join(extra() for extra in getattr(rt, "extra_metrics", []))  # message log
+    text += "".join(ext.metrics_text() for ext in rt.extensions)
     return web.Response(body=text.encode("utf-8"),
                         headers={"Content-Type": CONTENT_TYPE_METRICS})
 

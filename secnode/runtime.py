@@ -16,6 +16,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from cryptography import x509
@@ -35,6 +36,9 @@ from secnode.store import models
 from secnode.store.replay import ReplayWindow
 from secnode.tls import client_context, pinned_client_context
 from secnode.trust import TrustCache
+
+if TYPE_CHECKING:
+    from secnode.extensions import Extension
 
 log = logging.getLogger("secnode.runtime")
 
@@ -128,6 +132,8 @@ class NodeRuntime:
         self.replay = ReplayWindow(node.engine, self.config.server.replay_window)
         self.sink: EventSink = NullSink()
         self.decision: DecisionPoint = AllowAll()
+        #: Attached at start-up (message log, policy); see :mod:`secnode.extensions`.
+        self.extensions: list[Extension] = []
         self.signer: MessageSigner | None = None
         self.sign_cert: OwnCertificate | None = None
         self.auth_cert: OwnCertificate | None = None

@@ -38,9 +38,8 @@ class RunningNode:
         for runner in self.runners:
             await runner.cleanup()
         await self.runtime.close()
-        closer = getattr(self.runtime.sink, "close", None)
-        if closer is not None:
-            await closer()
+        for ext in reversed(self.runtime.extensions):
+            await ext.close()
 
 
 async def _site(app: web.Application, host: str, port: int,
@@ -111,8 +110,8 @@ def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
 async def start_node(node: Node, passphrase: bytes) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
     from secnode import admin, jobs
+    from secnode.extensions import attach_extensions
     from secnode.proxy.client_side import build_client_app
-    from secnode.wiring import attach_extensions
 
     rt = NodeRuntime(node, passphrase)
     rt.load_conf()

@@ -103,6 +103,8 @@ class MessageLog:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
 
+    name = "messagelog"  # its /health section (secnode.extensions.Extension)
+
     async def close(self) -> None:
         await self.writer.close()
         for task in self._tasks:
@@ -251,10 +253,6 @@ async def attach(rt: NodeRuntime) -> MessageLog | None:
     await sink.stamper.refresh()  # a restarted node refuses from its first request if overdue
     sink.start()
     rt.sink = sink
-    # read by secnode.admin (/health, /metrics); other extensions add their own entries
-    health = getattr(rt, "extra_health", None) or {}
-    health["messagelog"] = sink.health
-    rt.extra_health = health  # type: ignore[attr-defined]
-    rt.extra_metrics = [*getattr(rt, "extra_metrics", []), sink.metrics_text]  # type: ignore[attr-defined]
+    rt.extensions.append(sink)
     log.info("message log: writing chain %s", sink.writer.chain_id)
     return sink

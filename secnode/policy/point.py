@@ -20,7 +20,6 @@ classified) is *not enforcing*: access rights alone decide, as in X-Road, and
 from __future__ import annotations
 
 import asyncio
-import atexit
 import datetime as dt
 import json
 import logging
@@ -339,7 +338,19 @@ class PolicyPoint:
                              "not handed over", http_status=500) from exc
         self.count("policy_receipts_total")
 
-    # ----- /health ----------------------------------------------------------------------------
+    # ----- extension: /health, /metrics, stop -------------------------------------------------
+    name = "policy"
+
+    def metrics_text(self) -> str:
+        return ""  # its counters go through the runtime's (rt.count)
+
+    async def close(self) -> None:
+        """Stop refreshing and write the decision-log rows still queued behind."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.to_thread(self.worker.close)
+
     def health(self) -> dict[str, Any]:
         registry = self.registry
         out: dict[str, Any] = {
@@ -443,15 +454,10 @@ async def attach(rt: NodeRuntime) -> PolicyPoint:
     point = PolicyPoint(engine, str(rt.node.node_id), str(rt.member),
                         rt.config.policy.records_retention_years, rt.count)
     await point.refresh()
-    atexit.register(point.worker.flush)  # rows written behind must not be lost on stop
     point.task = asyncio.get_running_loop().create_task(point.keep_fresh(),
                                                         name="policy-refresh")
     rt.decision = point
-    sections = getattr(rt, "extra_health", None)
-    if sections is None:
-        sections = {}
-        rt.extra_health = sections  # type: ignore[attr-defined]
-    sections["policy"] = point.health
+    rt.extensions.append(point)
     log.info("policy: %s (generation %d)",
              "enforcing" if point.enforcing else "not enforcing (no policy yet)",
              point.generation)
