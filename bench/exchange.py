@@ -104,7 +104,7 @@ def run_load(*args: object) -> RunResult:
     return asyncio.run(load(*args))  # type: ignore[arg-type]
 
 
-# ----- policy on/off (issue 7) --------------------------------------------------------------
+# ----- policy on/off --------------------------------------------------------------
 def set_policy(fed: Federation, on: bool) -> None:
     """Enforce the policy on both nodes (a decision and a decision-log row per message) or
     not (access rights alone); running nodes pick the switch up within a second."""
@@ -272,7 +272,7 @@ def scenario(fed: Federation, payload_size: int, concurrency: int, duration: flo
     }
 
 
-# ----- message log on/off (issue 6) -------------------------------------------------------
+# ----- message log on/off -------------------------------------------------------
 def set_message_log(fed: Federation, on: bool) -> None:
     """Restart both nodes with ``[messagelog] enabled`` = ``on`` (1 s stamping when on)."""
     import re

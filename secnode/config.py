@@ -77,7 +77,7 @@ class MessageLogSection:
     timestamp_batch_size: int = 10000
     archive_dir: str = "archive"
     retention_days: int = 30
-    # message log (issue 6): on/off, and local overrides of the schedule
+    # message log: on/off, and local overrides of the schedule
     enabled: bool = True
     timestamping_interval: int = 0  # 0: the global configuration's timestamping_interval
     archive_interval: int = 3600  # seconds between archive runs in 'secnode serve'; 0: never

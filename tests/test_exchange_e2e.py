@@ -1,4 +1,4 @@
-"""Message exchange through two real nodes (issue 5): success paths and every refusal.
+"""Message exchange through two real nodes: success paths and every refusal.
 
 One federation per module (CA + OCSP, TSA, central, Aizu and Takamatsu nodes,
 sample REST and SOAP services), built by the demo builder with the operator
@@ -98,7 +98,7 @@ def test_soap_request_in_the_published_example_shape(fed: Federation) -> None:
     fed.run("secnode", "acl", "grant", "welfare/getRandom/v1", str(i["aizu_portal"]),
             "--dir", taka_dir)
     fed.run("secnode", "service", "classify", "welfare/getRandom/v1", "--non-personal",
-            "--dir", taka_dir)  # policy (issue 7): unclassified services are refused
+            "--dir", taka_dir)  # policy: unclassified services are refused
     template = (DATA / "getRandom-request.xml").read_text()
     for old, new in (("EE", "JP"), ("MEMBER1", "072028"), ("SUBSYSTEM1", "portal"),
                      ("MEMBER2", "372013"), ("SUBSYSTEM2", "welfare")):

@@ -1,4 +1,4 @@
-"""Policy end to end over two real nodes (issue 7 acceptance).
+"""Policy end to end over two real nodes.
 
 Aizu provides a personal-data service (a small counting REST service run by this
 test) under an agreement and a recorded consent; Takamatsu's information system

@@ -1,4 +1,4 @@
-"""The node's policy store and commands (issue 7), on a real node directory and database.
+"""The node's policy store and commands, on a real node directory and database.
 
 Commands run through click in-process (the same code as the shell's); the decision
 point runs on its real writer thread against the node's SQLite database. Nothing of

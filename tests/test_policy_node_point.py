@@ -1,4 +1,4 @@
-"""The policy decision point on the message path (issue 7), without HTTP: real store, real
+"""The policy decision point on the message path, without HTTP: real store, real
 writer thread, real SQLite (and PostgreSQL when ``SECNODE_TEST_PG_URL`` is set).
 
 Signed headers in, verdict out; every decision in the decision log; the response cut to

@@ -1,4 +1,4 @@
-"""Replay protection in the node database (issue 12 item 5, docs/protocol.md §6.7).
+"""Replay protection in the node database (docs/protocol.md §6.7).
 
 End to end: Aizu's node provides residents/echo; a hand-built peer holding
 Takamatsu's real keys sends one signed node-to-node request and then the very

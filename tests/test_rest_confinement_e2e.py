@@ -1,4 +1,4 @@
-"""A REST call stays inside the service it was granted (issue 12, item 1), end to end.
+"""A REST call stays inside the service it was granted, end to end.
 
 Two real nodes (Aizu provides ``portal/files`` at ``http://127.0.0.1:PORT/base``,
 Takamatsu's portal calls it) and a real provider HTTP server that records the exact

@@ -19,7 +19,7 @@ new requests (:meth:`Stamper.refusal`) until a round stamps the backlog.
 
 The oldest unstamped record is read from the database, over **every** chain of
 the node (this process's, orphans', other live processes'), not remembered in
-memory: a restart or a crash loop cannot reset the clock (issue 12, item 6). The
+memory: a restart or a crash loop cannot reset the clock. The
 message path reads a cached value, refreshed every :data:`BACKLOG_REFRESH`
 seconds, after every round and once before the node serves.
 """

@@ -50,7 +50,7 @@ class Verdict:
     message: str = ""
     permitted_fields: list[str] | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    # --- policy (issue 7) ---
+    # --- policy ---
     record: str = ""
     """Text for the message-log record of the request (reason, article, decision digest),
     so the log's signature and time-stamp cover the decision; ``reason`` when empty."""

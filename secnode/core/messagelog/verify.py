@@ -1011,7 +1011,7 @@ class _Verifier:
     def _ocsp_problem(
         self, r: LogRecord, signer: x509.Certificate, signer_sha: bytes
     ) -> str | None:
-        """The staple judged at the record's own time (issue 12, item 10).
+        """The staple judged at the record's own time.
 
         A response that verified is cached with the interval in which it is fresh
         (``thisUpdate`` minus the clock skew up to ``thisUpdate`` + the maximum age
