@@ -33,7 +33,8 @@ commit reached the disk, and reusing its seqs could fork the chain
 
 **Write health.** The outcome of the last commit is kept (``stats.failing_since``,
 ``stats.last_error``): ``/health`` turns 503 while it is a failure. A node taken
-out of service for that gets no messages to try again with, so :meth:`LogWriter.probe` stores the new chain's row (a real write to
+out of service for that gets no messages to try again with, so
+:meth:`LogWriter.probe` stores the new chain's row (a real write to
 the log's tables, and one the chain needs anyway) and clears the failure once
 that commits.
 """
