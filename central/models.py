@@ -74,7 +74,9 @@ class Member(Base):
     subsystems: Mapped[list[Subsystem]] = relationship(
         back_populates="member", order_by="Subsystem.code"
     )
-    nodes: Mapped[list[Node]] = relationship(back_populates="owner", order_by="Node.server_code")
+    nodes: Mapped[list[RegisteredNode]] = relationship(
+        back_populates="owner", order_by="RegisteredNode.server_code"
+    )
 
 
 class Subsystem(Base):
@@ -91,7 +93,7 @@ class Subsystem(Base):
     member: Mapped[Member] = relationship(back_populates="subsystems")
 
 
-class Node(Base):
+class RegisteredNode(Base):
     """A security node: owner member, network address and its registered auth certificate."""
 
     __tablename__ = "nodes"

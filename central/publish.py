@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from central import signing
 from central.config import CentralConfig
 from central.errors import NotFound, RegistryError
-from central.models import ApprovedCA, ApprovedTSA, ConfVersion, GlobalGroup, Member, Node
+from central.models import ApprovedCA, ApprovedTSA, ConfVersion, GlobalGroup, Member, RegisteredNode
 from central.registry import settings
 from central.store import Store, now
 from certs.cms import sign_detached
@@ -34,33 +34,55 @@ from secnode.core.jsonfmt import canonical_json, cert_sha256_hex, format_time
 KEEP_RESIGNED = 50
 #: Fields that describe the registry; the rest (version, times, next anchors) belong to
 #: one signing of it and are renewed by :func:`resign`.
-CONTENT_KEYS = ("instance", "members", "nodes", "approved_cas", "approved_tsas", "groups",
-                "settings")
+CONTENT_KEYS = (
+    "instance",
+    "members",
+    "nodes",
+    "approved_cas",
+    "approved_tsas",
+    "groups",
+    "settings",
+)
 
 
-def node_entry(n: Node) -> dict[str, Any]:
+def node_entry(n: RegisteredNode) -> dict[str, Any]:
     """A node as published; ``previous_auth_certs`` only while a renewal keeps the old one
     (so documents without renewals are byte-identical to the older format)."""
-    entry: dict[str, Any] = {"id": n.identifier, "owner": n.owner.identifier,
-                             "address": n.address, "auth_cert_sha256": n.auth_cert_sha256,
-                             "auth_cert": n.auth_cert_pem}
+    entry: dict[str, Any] = {
+        "id": n.identifier,
+        "owner": n.owner.identifier,
+        "address": n.address,
+        "auth_cert_sha256": n.auth_cert_sha256,
+        "auth_cert": n.auth_cert_pem,
+    }
     if n.previous_auth_cert_sha256 and n.previous_auth_cert_pem:
-        entry["previous_auth_certs"] = [{"sha256": n.previous_auth_cert_sha256,
-                                         "cert": n.previous_auth_cert_pem}]
+        entry["previous_auth_certs"] = [
+            {"sha256": n.previous_auth_cert_sha256, "cert": n.previous_auth_cert_pem}
+        ]
     return entry
 
 
 def snapshot(session: Session, instance: str) -> dict[str, Any]:
     """The registry's current content in document form (lists sorted for determinism)."""
     members = [
-        {"id": m.identifier, "name": m.name,
-         "subsystems": sorted(s.identifier for s in m.subsystems)}
+        {
+            "id": m.identifier,
+            "name": m.name,
+            "subsystems": sorted(s.identifier for s in m.subsystems),
+        }
         for m in session.scalars(select(Member).order_by(Member.identifier))
     ]
-    nodes = [node_entry(n) for n in session.scalars(select(Node).order_by(Node.identifier))]
+    nodes = [
+        node_entry(n)
+        for n in session.scalars(select(RegisteredNode).order_by(RegisteredNode.identifier))
+    ]
     cas = [
-        {"name": c.name, "cert": c.cert_pem, "cert_sha256": c.cert_sha256,
-         "ocsp_urls": list(c.ocsp_urls)}
+        {
+            "name": c.name,
+            "cert": c.cert_pem,
+            "cert_sha256": c.cert_sha256,
+            "ocsp_urls": list(c.ocsp_urls),
+        }
         for c in session.scalars(select(ApprovedCA).order_by(ApprovedCA.cert_sha256))
     ]
     tsas = [
@@ -68,12 +90,22 @@ def snapshot(session: Session, instance: str) -> dict[str, Any]:
         for t in session.scalars(select(ApprovedTSA).order_by(ApprovedTSA.name))
     ]
     groups = [
-        {"code": g.code, "description": g.description,
-         "members": sorted(m.client_identifier for m in g.members)}
+        {
+            "code": g.code,
+            "description": g.description,
+            "members": sorted(m.client_identifier for m in g.members),
+        }
         for g in session.scalars(select(GlobalGroup).order_by(GlobalGroup.code))
     ]
-    return {"instance": instance, "members": members, "nodes": nodes, "approved_cas": cas,
-            "approved_tsas": tsas, "groups": groups, "settings": settings(session)}
+    return {
+        "instance": instance,
+        "members": members,
+        "nodes": nodes,
+        "approved_cas": cas,
+        "approved_tsas": tsas,
+        "groups": groups,
+        "settings": settings(session),
+    }
 
 
 def latest(session: Session) -> ConfVersion | None:
@@ -81,8 +113,12 @@ def latest(session: Session) -> ConfVersion | None:
 
 
 def _issue(
-    session: Session, config: CentralConfig, passphrase: bytes, content: dict[str, Any],
-    kind: str, at: dt.datetime,
+    session: Session,
+    config: CentralConfig,
+    passphrase: bytes,
+    content: dict[str, Any],
+    kind: str,
+    at: dt.datetime,
 ) -> ConfVersion:
     """Sign ``content`` as the next version with the active key and store it."""
     active = signing.active_key(session)
@@ -91,30 +127,45 @@ def _issue(
     validity = int(content["settings"]["conf_validity_seconds"])
     generated = at.replace(microsecond=0)
     expires = generated + dt.timedelta(seconds=validity)
-    document = canonical_json({
-        **content,
-        "format": FORMAT,
-        "version": version,
-        "generated_at": format_time(generated),
-        "expires_at": format_time(expires),
-        "next_anchors": [k.cert_pem for k in signing.announced_keys(session)],
-    })
+    document = canonical_json(
+        {
+            **content,
+            "format": FORMAT,
+            "version": version,
+            "generated_at": format_time(generated),
+            "expires_at": format_time(expires),
+            "next_anchors": [k.cert_pem for k in signing.announced_keys(session)],
+        }
+    )
     row = ConfVersion(
-        version=version, document=document, signature=sign_detached(document, cert, signer),
-        signer_sha256=cert_sha256_hex(cert), kind=kind, generated_at=generated, expires_at=expires,
+        version=version,
+        document=document,
+        signature=sign_detached(document, cert, signer),
+        signer_sha256=cert_sha256_hex(cert),
+        kind=kind,
+        generated_at=generated,
+        expires_at=expires,
     )
     session.add(row)
     session.flush()
     if kind == "resign":  # scheduled copies carry no news: keep only the recent ones
-        session.execute(delete(ConfVersion).where(
-            ConfVersion.kind == "resign", ConfVersion.version <= version - KEEP_RESIGNED))
+        session.execute(
+            delete(ConfVersion).where(
+                ConfVersion.kind == "resign", ConfVersion.version <= version - KEEP_RESIGNED
+            )
+        )
     return row
 
 
 def summary(row: ConfVersion) -> dict[str, Any]:
-    return {"version": row.version, "kind": row.kind, "generated_at": row.generated_at,
-            "expires_at": row.expires_at, "signer_sha256": row.signer_sha256,
-            "document_bytes": len(row.document)}
+    return {
+        "version": row.version,
+        "kind": row.kind,
+        "generated_at": row.generated_at,
+        "expires_at": row.expires_at,
+        "signer_sha256": row.signer_sha256,
+        "document_bytes": len(row.document),
+    }
 
 
 #: Attempts at taking the next version number when other processes issue versions too.
@@ -139,8 +190,9 @@ def next_version_retried(issue: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def publish(store: Store, config: CentralConfig, operator: str,
-            passphrase: bytes) -> dict[str, Any]:
+def publish(
+    store: Store, config: CentralConfig, operator: str, passphrase: bytes
+) -> dict[str, Any]:
     """Publish the registry as it is now (a new version)."""
 
     def issue() -> dict[str, Any]:
@@ -152,8 +204,9 @@ def publish(store: Store, config: CentralConfig, operator: str,
     return next_version_retried(issue)
 
 
-def resign_in(session: Session, config: CentralConfig, passphrase: bytes,
-              kind: str = "resign") -> ConfVersion | None:
+def resign_in(
+    session: Session, config: CentralConfig, passphrase: bytes, kind: str = "resign"
+) -> ConfVersion | None:
     """Re-issue the latest content in ``session``'s transaction; None if nothing published."""
     previous = latest(session)
     if previous is None:
@@ -163,8 +216,9 @@ def resign_in(session: Session, config: CentralConfig, passphrase: bytes,
     return _issue(session, config, passphrase, content, kind, now())
 
 
-def resign(store: Store, config: CentralConfig, operator: str, passphrase: bytes,
-           reason: str = "schedule") -> dict[str, Any]:
+def resign(
+    store: Store, config: CentralConfig, operator: str, passphrase: bytes, reason: str = "schedule"
+) -> dict[str, Any]:
     """Re-issue the latest content with a new version, expiry, signer and next anchors."""
 
     def issue() -> dict[str, Any]:
@@ -197,7 +251,8 @@ def head(store: Store) -> Head | None:
     with store.read() as s:
         row = s.execute(
             select(ConfVersion.version, ConfVersion.generated_at, ConfVersion.expires_at)
-            .order_by(ConfVersion.version.desc()).limit(1)
+            .order_by(ConfVersion.version.desc())
+            .limit(1)
         ).first()
     return Head(row.version, row.generated_at, row.expires_at) if row is not None else None
 

@@ -22,7 +22,7 @@ from central.models import (
     GlobalGroup,
     GroupMember,
     Member,
-    Node,
+    RegisteredNode,
     Setting,
     Subsystem,
 )
@@ -95,21 +95,30 @@ def _count(session: Session, model: Any) -> int:
 # ----- views ------------------------------------------------------------------------------
 def member_view(row: Member) -> dict[str, Any]:
     return {
-        "id": row.identifier, "name": row.name, "created_at": row.created_at,
+        "id": row.identifier,
+        "name": row.name,
+        "created_at": row.created_at,
         "subsystems": [s.identifier for s in row.subsystems],
         "nodes": [n.identifier for n in row.nodes],
     }
 
 
 def subsystem_view(row: Subsystem) -> dict[str, Any]:
-    return {"id": row.identifier, "member": row.member.identifier, "name": row.name,
-            "created_at": row.created_at}
+    return {
+        "id": row.identifier,
+        "member": row.member.identifier,
+        "name": row.name,
+        "created_at": row.created_at,
+    }
 
 
-def node_view(row: Node, with_cert: bool = False) -> dict[str, Any]:
+def node_view(row: RegisteredNode, with_cert: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "id": row.identifier, "owner": row.owner.identifier, "address": row.address,
-        "auth_cert_sha256": row.auth_cert_sha256, "created_at": row.created_at,
+        "id": row.identifier,
+        "owner": row.owner.identifier,
+        "address": row.address,
+        "auth_cert_sha256": row.auth_cert_sha256,
+        "created_at": row.created_at,
         "previous_auth_cert_sha256": row.previous_auth_cert_sha256,
     }
     if with_cert:
@@ -118,31 +127,49 @@ def node_view(row: Node, with_cert: bool = False) -> dict[str, Any]:
 
 
 def ca_view(row: ApprovedCA) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "cert_sha256": row.cert_sha256,
-            "ocsp_urls": list(row.ocsp_urls), "created_at": row.created_at}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "cert_sha256": row.cert_sha256,
+        "ocsp_urls": list(row.ocsp_urls),
+        "created_at": row.created_at,
+    }
 
 
 def tsa_view(row: ApprovedTSA) -> dict[str, Any]:
-    return {"name": row.name, "url": row.url, "cert_sha256": row.cert_sha256,
-            "created_at": row.created_at}
+    return {
+        "name": row.name,
+        "url": row.url,
+        "cert_sha256": row.cert_sha256,
+        "created_at": row.created_at,
+    }
 
 
 def group_view(row: GlobalGroup) -> dict[str, Any]:
-    return {"code": row.code, "description": row.description,
-            "members": [m.client_identifier for m in row.members]}
+    return {
+        "code": row.code,
+        "description": row.description,
+        "members": [m.client_identifier for m in row.members],
+    }
 
 
 # ----- members ----------------------------------------------------------------------------
-def add_member(store: Store, operator: str, instance: str, identifier: str,
-               name: str) -> dict[str, Any]:
+def add_member(
+    store: Store, operator: str, instance: str, identifier: str, name: str
+) -> dict[str, Any]:
     member = _parse(MemberId.parse, identifier, instance)
     if not name.strip():
         raise RegistryError("member name is empty")
     with store.change(operator, "member.add", {"member": str(member), "name": name}) as (s, _):
         if s.scalars(select(Member).where(Member.identifier == str(member))).first():
             raise Conflict(f"member {member} already exists", code="DuplicateMember")
-        row = Member(identifier=str(member), member_class=member.member_class, code=member.code,
-                     name=name.strip(), created_at=now())
+        row = Member(
+            identifier=str(member),
+            member_class=member.member_class,
+            code=member.code,
+            name=name.strip(),
+            created_at=now(),
+        )
         s.add(row)
         s.flush()
         return member_view(row)
@@ -165,18 +192,23 @@ def show_member(store: Store, instance: str, identifier: str) -> dict[str, Any]:
 
 def _groups_of(session: Session, clients: list[str]) -> list[str]:
     rows = session.scalars(
-        select(GlobalGroup.code).join(GroupMember)
-        .where(GroupMember.client_identifier.in_(clients)).distinct()
+        select(GlobalGroup.code)
+        .join(GroupMember)
+        .where(GroupMember.client_identifier.in_(clients))
+        .distinct()
     )
     return sorted(rows)
 
 
-def remove_member(store: Store, operator: str, instance: str, identifier: str,
-                  cascade: bool = False) -> dict[str, Any]:
+def remove_member(
+    store: Store, operator: str, instance: str, identifier: str, cascade: bool = False
+) -> dict[str, Any]:
     """Remove a member; refused while it owns nodes or subsystems unless ``cascade``."""
     member = _parse(MemberId.parse, identifier, instance)
-    with store.change(operator, "member.remove",
-                      {"member": str(member), "cascade": cascade}) as (s, details):
+    with store.change(operator, "member.remove", {"member": str(member), "cascade": cascade}) as (
+        s,
+        details,
+    ):
         row = member_row(s, member)
         subs = [x.identifier for x in row.subsystems]
         nodes = [x.identifier for x in row.nodes]
@@ -188,10 +220,12 @@ def remove_member(store: Store, operator: str, instance: str, identifier: str,
                 owned.append(f"subsystem(s) {', '.join(subs)}")
             raise Conflict(
                 f"member {member} still owns {' and '.join(owned)}; remove them first or "
-                "use --cascade", code="MemberInUse",
+                "use --cascade",
+                code="MemberInUse",
             )
-        memberships = s.scalars(select(GroupMember).where(
-            GroupMember.client_identifier.in_([str(member), *subs]))).all()
+        memberships = s.scalars(
+            select(GroupMember).where(GroupMember.client_identifier.in_([str(member), *subs]))
+        ).all()
         for gm in memberships:
             s.delete(gm)
         for node in row.nodes:
@@ -199,14 +233,16 @@ def remove_member(store: Store, operator: str, instance: str, identifier: str,
         for sub in row.subsystems:
             s.delete(sub)
         s.delete(row)
-        details.update(removed_nodes=nodes, removed_subsystems=subs,
-                       removed_group_memberships=len(memberships))
+        details.update(
+            removed_nodes=nodes, removed_subsystems=subs, removed_group_memberships=len(memberships)
+        )
         return {"removed": str(member), "nodes": nodes, "subsystems": subs}
 
 
 # ----- subsystems -------------------------------------------------------------------------
-def add_subsystem(store: Store, operator: str, instance: str, identifier: str,
-                  name: str | None = None) -> dict[str, Any]:
+def add_subsystem(
+    store: Store, operator: str, instance: str, identifier: str, name: str | None = None
+) -> dict[str, Any]:
     sub = _parse(SubsystemId.parse, identifier, instance)
     with store.change(operator, "subsystem.add", {"subsystem": str(sub)}) as (s, _):
         return subsystem_view(_add_subsystem(s, sub, name))
@@ -216,8 +252,9 @@ def _add_subsystem(session: Session, sub: SubsystemId, name: str | None) -> Subs
     member = member_row(session, sub.member)
     if session.scalars(select(Subsystem).where(Subsystem.identifier == str(sub))).first():
         raise Conflict(f"subsystem {sub} already exists", code="DuplicateSubsystem")
-    row = Subsystem(identifier=str(sub), member=member, code=sub.subsystem, name=name,
-                    created_at=now())
+    row = Subsystem(
+        identifier=str(sub), member=member, code=sub.subsystem, name=name, created_at=now()
+    )
     session.add(row)
     session.flush()
     return row
@@ -231,8 +268,7 @@ def list_subsystems(store: Store, member: str | None = None) -> list[dict[str, A
         return [subsystem_view(r) for r in s.scalars(query)]
 
 
-def remove_subsystem(store: Store, operator: str, instance: str,
-                     identifier: str) -> dict[str, Any]:
+def remove_subsystem(store: Store, operator: str, instance: str, identifier: str) -> dict[str, Any]:
     sub = _parse(SubsystemId.parse, identifier, instance)
     with store.change(operator, "subsystem.remove", {"subsystem": str(sub)}) as (s, _):
         row = s.scalars(select(Subsystem).where(Subsystem.identifier == str(sub))).first()
@@ -240,16 +276,20 @@ def remove_subsystem(store: Store, operator: str, instance: str,
             raise NotFound(f"subsystem {sub} does not exist")
         groups = _groups_of(s, [str(sub)])
         if groups:
-            raise Conflict(f"subsystem {sub} is in global group(s) {', '.join(groups)}; "
-                           "remove it from them first ('central group remove-member')")
+            raise Conflict(
+                f"subsystem {sub} is in global group(s) {', '.join(groups)}; "
+                "remove it from them first ('central group remove-member')"
+            )
         s.delete(row)
         return {"removed": str(sub)}
 
 
 # ----- trust: CAs, TSAs, certificate checks -----------------------------------------------
 def approved_ca_certs(session: Session) -> list[x509.Certificate]:
-    return [x509.load_pem_x509_certificate(r.cert_pem.encode())
-            for r in session.scalars(select(ApprovedCA).order_by(ApprovedCA.id))]
+    return [
+        x509.load_pem_x509_certificate(r.cert_pem.encode())
+        for r in session.scalars(select(ApprovedCA).order_by(ApprovedCA.id))
+    ]
 
 
 def check_member_cert(session: Session, cert: x509.Certificate, profile: str, what: str) -> None:
@@ -264,8 +304,9 @@ def check_member_cert(session: Session, cert: x509.Certificate, profile: str, wh
         raise RegistryError(f"{what}: {exc}", code="UntrustedCertificate") from exc
 
 
-def add_ca(store: Store, operator: str, cert_data: bytes, ocsp_urls: list[str],
-           name: str | None = None) -> dict[str, Any]:
+def add_ca(
+    store: Store, operator: str, cert_data: bytes, ocsp_urls: list[str], name: str | None = None
+) -> dict[str, Any]:
     cert = load_cert(cert_data, "CA certificate")
     try:
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -280,12 +321,18 @@ def add_ca(store: Store, operator: str, cert_data: bytes, ocsp_urls: list[str],
     urls = [_url(u, "OCSP URL") for u in ocsp_urls]
     digest = cert_sha256_hex(cert)
     label = name or cert.subject.rfc4514_string()
-    with store.change(operator, "ca.add", {"name": label, "cert_sha256": digest,
-                                           "ocsp_urls": urls}) as (s, details):
+    with store.change(
+        operator, "ca.add", {"name": label, "cert_sha256": digest, "ocsp_urls": urls}
+    ) as (s, details):
         if s.scalars(select(ApprovedCA).where(ApprovedCA.cert_sha256 == digest)).first():
             raise Conflict(f"CA {label} is already approved")
-        row = ApprovedCA(name=label, cert_pem=cert_to_pem(cert), cert_sha256=digest,
-                         ocsp_urls=urls, created_at=now())
+        row = ApprovedCA(
+            name=label,
+            cert_pem=cert_to_pem(cert),
+            cert_sha256=digest,
+            ocsp_urls=urls,
+            created_at=now(),
+        )
         s.add(row)
         s.flush()
         details["id"] = row.id
@@ -299,8 +346,13 @@ def list_cas(store: Store) -> list[dict[str, Any]]:
 
 def _find_ca(session: Session, ref: str) -> ApprovedCA:
     rows = session.scalars(select(ApprovedCA)).all()
-    found = [r for r in rows if str(r.id) == ref or r.name == ref
-             or (len(ref) >= 8 and r.cert_sha256.startswith(ref.lower()))]
+    found = [
+        r
+        for r in rows
+        if str(r.id) == ref
+        or r.name == ref
+        or (len(ref) >= 8 and r.cert_sha256.startswith(ref.lower()))
+    ]
     if len(found) != 1:
         raise NotFound(f"no single approved CA matches {ref!r} (give its id, name or sha256)")
     return found[0]
@@ -311,35 +363,51 @@ def remove_ca(store: Store, operator: str, ref: str, force: bool = False) -> dic
     with store.change(operator, "ca.remove", {"ref": ref, "force": force}) as (s, details):
         row = _find_ca(s, ref)
         ca_cert = x509.load_pem_x509_certificate(row.cert_pem.encode())
-        users = [n.identifier for n in s.scalars(select(Node))
-                 if find_issuer(x509.load_pem_x509_certificate(n.auth_cert_pem.encode()),
-                                [ca_cert]) is not None]
+        users = [
+            n.identifier
+            for n in s.scalars(select(RegisteredNode))
+            if find_issuer(x509.load_pem_x509_certificate(n.auth_cert_pem.encode()), [ca_cert])
+            is not None
+        ]
         if users and not force:
-            raise Conflict(f"CA {row.name} issued the auth certificates of node(s) "
-                           f"{', '.join(users)}; use --force to remove it anyway")
+            raise Conflict(
+                f"CA {row.name} issued the auth certificates of node(s) "
+                f"{', '.join(users)}; use --force to remove it anyway"
+            )
         details.update(name=row.name, cert_sha256=row.cert_sha256)
         s.delete(row)
         return {"removed": row.name}
 
 
-def add_tsa(store: Store, operator: str, name: str, url: str,
-            cert_data: bytes) -> dict[str, Any]:
+def add_tsa(store: Store, operator: str, name: str, url: str, cert_data: bytes) -> dict[str, Any]:
     try:
         validate_part(name, "TSA name")
     except IdentifierError as exc:
         raise RegistryError(str(exc)) from exc
     cert = load_cert(cert_data, "TSA certificate")
     if profiles.detect_profile(cert) != "tsa":
-        raise RegistryError(f"{cert.subject.rfc4514_string()} is not a time-stamping "
-                            "certificate (needs extended key usage timeStamping)")
+        raise RegistryError(
+            f"{cert.subject.rfc4514_string()} is not a time-stamping "
+            "certificate (needs extended key usage timeStamping)"
+        )
     digest = cert_sha256_hex(cert)
-    with store.change(operator, "tsa.add", {"name": name, "url": url,
-                                            "cert_sha256": digest}) as (s, _):
-        if s.scalars(select(ApprovedTSA).where(
-                (ApprovedTSA.name == name) | (ApprovedTSA.cert_sha256 == digest))).first():
+    with store.change(operator, "tsa.add", {"name": name, "url": url, "cert_sha256": digest}) as (
+        s,
+        _,
+    ):
+        if s.scalars(
+            select(ApprovedTSA).where(
+                (ApprovedTSA.name == name) | (ApprovedTSA.cert_sha256 == digest)
+            )
+        ).first():
             raise Conflict(f"TSA {name} (or its certificate) is already approved")
-        row = ApprovedTSA(name=name, url=_url(url, "TSA URL"), cert_pem=cert_to_pem(cert),
-                          cert_sha256=digest, created_at=now())
+        row = ApprovedTSA(
+            name=name,
+            url=_url(url, "TSA URL"),
+            cert_pem=cert_to_pem(cert),
+            cert_sha256=digest,
+            created_at=now(),
+        )
         s.add(row)
         s.flush()
         return tsa_view(row)
@@ -360,21 +428,27 @@ def remove_tsa(store: Store, operator: str, name: str) -> dict[str, Any]:
 
 
 # ----- nodes ------------------------------------------------------------------------------
-def put_node(session: Session, node: NodeId, address: str, auth_cert: x509.Certificate,
-             replace: bool = False) -> Node:
+def put_node(
+    session: Session, node: NodeId, address: str, auth_cert: x509.Certificate, replace: bool = False
+) -> RegisteredNode:
     """Add ``node`` or (``replace``) give an existing one a new address and certificate."""
     owner = member_row(session, node.member)
     digest = cert_sha256_hex(auth_cert)
     other = node_with_auth_cert(session, digest)
     if other is not None and other.identifier != str(node):
-        raise Conflict(f"auth certificate {digest[:16]}... is already registered for node "
-                       f"{other.identifier}", code="DuplicateAuthCert")
-    row = session.scalars(select(Node).where(Node.identifier == str(node))).first()
+        raise Conflict(
+            f"auth certificate {digest[:16]}... is already registered for node {other.identifier}",
+            code="DuplicateAuthCert",
+        )
+    row = session.scalars(
+        select(RegisteredNode).where(RegisteredNode.identifier == str(node))
+    ).first()
     if row is not None and not replace:
         raise Conflict(f"node {node} already exists", code="DuplicateNode")
     if row is None:
-        row = Node(identifier=str(node), owner=owner, server_code=node.server_code,
-                   created_at=now())
+        row = RegisteredNode(
+            identifier=str(node), owner=owner, server_code=node.server_code, created_at=now()
+        )
         session.add(row)
     elif row.auth_cert_sha256 != digest:
         keep_previous_auth_cert(row)
@@ -385,25 +459,32 @@ def put_node(session: Session, node: NodeId, address: str, auth_cert: x509.Certi
     return row
 
 
-def node_with_auth_cert(session: Session, digest: str) -> Node | None:
+def node_with_auth_cert(session: Session, digest: str) -> RegisteredNode | None:
     """The node that has ``digest`` as its current or previous auth certificate."""
-    return session.scalars(select(Node).where(
-        (Node.auth_cert_sha256 == digest) | (Node.previous_auth_cert_sha256 == digest))).first()
+    return session.scalars(
+        select(RegisteredNode).where(
+            (RegisteredNode.auth_cert_sha256 == digest)
+            | (RegisteredNode.previous_auth_cert_sha256 == digest)
+        )
+    ).first()
 
 
-def keep_previous_auth_cert(row: Node) -> None:
+def keep_previous_auth_cert(row: RegisteredNode) -> None:
     """A renewal: the replaced certificate stays published next to the new one, so peers
     accept the node on either while it switches (X-Road keeps both registered too)."""
     row.previous_auth_cert_pem = row.auth_cert_pem
     row.previous_auth_cert_sha256 = row.auth_cert_sha256
 
 
-def drop_previous_auth_cert(store: Store, operator: str, instance: str,
-                            identifier: str) -> dict[str, Any]:
+def drop_previous_auth_cert(
+    store: Store, operator: str, instance: str, identifier: str
+) -> dict[str, Any]:
     """Stop publishing a node's replaced auth certificate (after the node switched)."""
     node = _parse(NodeId.parse, identifier, instance)
     with store.change(operator, "node.drop_previous_auth_cert", {"node": str(node)}) as (s, d):
-        row = s.scalars(select(Node).where(Node.identifier == str(node))).first()
+        row = s.scalars(
+            select(RegisteredNode).where(RegisteredNode.identifier == str(node))
+        ).first()
         if row is None:
             raise NotFound(f"node {node} does not exist")
         if row.previous_auth_cert_sha256 is None:
@@ -413,25 +494,34 @@ def drop_previous_auth_cert(store: Store, operator: str, instance: str,
         return node_view(row)
 
 
-def add_node(store: Store, operator: str, instance: str, identifier: str, address: str,
-             cert_data: bytes) -> dict[str, Any]:
+def add_node(
+    store: Store, operator: str, instance: str, identifier: str, address: str, cert_data: bytes
+) -> dict[str, Any]:
     node = _parse(NodeId.parse, identifier, instance)
     cert = load_cert(cert_data, "auth certificate")
-    with store.change(operator, "node.add", {"node": str(node), "address": address,
-                                             "auth_cert_sha256": cert_sha256_hex(cert)}) as (s, _):
+    with store.change(
+        operator,
+        "node.add",
+        {"node": str(node), "address": address, "auth_cert_sha256": cert_sha256_hex(cert)},
+    ) as (s, _):
         check_member_cert(s, cert, "auth", "auth certificate")
         return node_view(put_node(s, node, _address(address), cert))
 
 
 def list_nodes(store: Store) -> list[dict[str, Any]]:
     with store.read() as s:
-        return [node_view(r) for r in s.scalars(select(Node).order_by(Node.identifier))]
+        return [
+            node_view(r)
+            for r in s.scalars(select(RegisteredNode).order_by(RegisteredNode.identifier))
+        ]
 
 
 def remove_node(store: Store, operator: str, instance: str, identifier: str) -> dict[str, Any]:
     node = _parse(NodeId.parse, identifier, instance)
     with store.change(operator, "node.remove", {"node": str(node)}) as (s, _):
-        row = s.scalars(select(Node).where(Node.identifier == str(node))).first()
+        row = s.scalars(
+            select(RegisteredNode).where(RegisteredNode.identifier == str(node))
+        ).first()
         if row is None:
             raise NotFound(f"node {node} does not exist")
         s.delete(row)
@@ -465,11 +555,14 @@ def _client_exists(session: Session, client: ClientId) -> bool:
     return session.scalars(select(model).where(model.identifier == str(client))).first() is not None
 
 
-def add_group_member(store: Store, operator: str, instance: str, code: str,
-                     client_text: str) -> dict[str, Any]:
+def add_group_member(
+    store: Store, operator: str, instance: str, code: str, client_text: str
+) -> dict[str, Any]:
     client = _parse(parse_client, client_text, instance)
-    with store.change(operator, "group.add-member", {"group": code,
-                                                     "client": str(client)}) as (s, _):
+    with store.change(operator, "group.add-member", {"group": code, "client": str(client)}) as (
+        s,
+        _,
+    ):
         group = _group_row(s, code)
         if not _client_exists(s, client):
             raise NotFound(f"{client} is not a registered member or subsystem")
@@ -481,11 +574,14 @@ def add_group_member(store: Store, operator: str, instance: str, code: str,
         return group_view(group)
 
 
-def remove_group_member(store: Store, operator: str, instance: str, code: str,
-                        client_text: str) -> dict[str, Any]:
+def remove_group_member(
+    store: Store, operator: str, instance: str, code: str, client_text: str
+) -> dict[str, Any]:
     client = _parse(parse_client, client_text, instance)
-    with store.change(operator, "group.remove-member", {"group": code,
-                                                        "client": str(client)}) as (s, _):
+    with store.change(operator, "group.remove-member", {"group": code, "client": str(client)}) as (
+        s,
+        _,
+    ):
         group = _group_row(s, code)
         found = [m for m in group.members if m.client_identifier == str(client)]
         if not found:
@@ -560,11 +656,17 @@ def counts(store: Store) -> dict[str, int]:
     from central import models
 
     tables = {
-        "members": models.Member, "subsystems": models.Subsystem, "nodes": models.Node,
-        "approved_cas": models.ApprovedCA, "approved_tsas": models.ApprovedTSA,
-        "groups": models.GlobalGroup, "group_members": models.GroupMember,
-        "requests": models.RegistrationRequest, "conf_versions": models.ConfVersion,
-        "signing_keys": models.SigningKey, "audit": models.AuditEntry,
+        "members": models.Member,
+        "subsystems": models.Subsystem,
+        "nodes": models.RegisteredNode,
+        "approved_cas": models.ApprovedCA,
+        "approved_tsas": models.ApprovedTSA,
+        "groups": models.GlobalGroup,
+        "group_members": models.GroupMember,
+        "requests": models.RegistrationRequest,
+        "conf_versions": models.ConfVersion,
+        "signing_keys": models.SigningKey,
+        "audit": models.AuditEntry,
     }
     with store.read() as s:
         return {name: _count(s, model) for name, model in tables.items()}

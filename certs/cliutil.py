@@ -32,7 +32,7 @@ def guarded(*error_types: type[BaseException]) -> Callable[[F], F]:
                 return func(*args, **kwargs)
             except click.ClickException:
                 raise
-            except (keys.KeyError_, *error_types) as exc:
+            except (keys.KeyFileError, *error_types) as exc:
                 raise UserError(str(exc)) from exc
 
         return wrapper  # type: ignore[return-value]

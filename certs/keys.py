@@ -23,11 +23,11 @@ PASSPHRASE_ENV = "SECNODE_PASSPHRASE"
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
-class KeyError_(Exception):
+class KeyFileError(Exception):
     """A key could not be created, read or used; the message says why."""
 
 
-class PassphraseMissing(KeyError_):
+class PassphraseMissing(KeyFileError):
     pass
 
 
@@ -64,7 +64,7 @@ def generate_key(key_type: str = "ec") -> PrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    raise KeyError_(f"unknown key type {key_type!r}; use 'ec' or 'rsa'")
+    raise KeyFileError(f"unknown key type {key_type!r}; use 'ec' or 'rsa'")
 
 
 def encrypt_key(key: PrivateKey, passphrase: bytes) -> bytes:
@@ -89,15 +89,15 @@ def load_key(path: str | os.PathLike[str], passphrase: bytes) -> PrivateKey:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise KeyError_(f"cannot read key {path}: {exc}") from exc
+        raise KeyFileError(f"cannot read key {path}: {exc}") from exc
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as exc:
-        raise KeyError_(f"key {path} is not encrypted; refusing a plaintext key") from exc
+        raise KeyFileError(f"key {path} is not encrypted; refusing a plaintext key") from exc
     except ValueError as exc:
-        raise KeyError_(f"cannot decrypt key {path}: wrong passphrase or not a key") from exc
+        raise KeyFileError(f"cannot decrypt key {path}: wrong passphrase or not a key") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise KeyError_(f"key {path} is of an unsupported type")
+        raise KeyFileError(f"key {path} is of an unsupported type")
     return key
 
 
@@ -121,13 +121,13 @@ def parse_subject(text: str) -> x509.Name:
             continue
         key, sep, value = raw.partition("=")
         if not sep:
-            raise KeyError_(f"subject part {raw.strip()!r} is not KEY=VALUE")
+            raise KeyFileError(f"subject part {raw.strip()!r} is not KEY=VALUE")
         oid = names.get(key.strip().upper())
         if oid is None:
-            raise KeyError_(f"unknown subject attribute {key.strip()!r}; use {', '.join(names)}")
+            raise KeyFileError(f"unknown subject attribute {key.strip()!r}; use {', '.join(names)}")
         attrs.append(x509.NameAttribute(oid, value.strip().replace("\\,", ",")))
     if not attrs:
-        raise KeyError_("the subject is empty")
+        raise KeyFileError("the subject is empty")
     return x509.Name(attrs)
 
 

@@ -148,7 +148,7 @@ def build_ocsp_app(
     """The responder as an aiohttp application answering at any path (GET and POST).
 
     Creates the delegated signing certificate on first use (needs the CA
-    passphrase); raises :class:`~certs.ca.CAError` or ``keys.KeyError_`` when
+    passphrase); raises :class:`~certs.ca.CAError` or ``keys.KeyFileError`` when
     the directory or the passphrase is wrong.
     """
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)

@@ -15,7 +15,7 @@ import click
 from certs.cliutil import UserError, get_passphrase, guarded, passphrase_option
 from secnode.config import DIR_ENV, ConfigError
 from secnode.core.identifiers import IdentifierError
-from secnode.node import Node, init_node
+from secnode.home import NodeHome, init_node
 
 DOMAIN_ERRORS: tuple[type[BaseException], ...] = (ConfigError, IdentifierError, ValueError)
 
@@ -28,7 +28,7 @@ def node_command(func: Callable[..., Any]) -> Callable[..., Any]:
     @guarded(*DOMAIN_ERRORS)
     @functools.wraps(func)
     def wrapper(node_dir: str | None, **kwargs: Any) -> Any:
-        node = Node.open(node_dir)
+        node = NodeHome.open(node_dir)
         try:
             return func(node, **kwargs)
         finally:
@@ -82,7 +82,7 @@ def keys_group() -> None:
               help="The node has a key of this usage in use: write keys/<usage>-N.* beside it.")
 @passphrase_option
 @node_command
-def keys_new(node: Node, usage: str, key_type: str, org: str | None, subject: str | None,
+def keys_new(node: NodeHome, usage: str, key_type: str, org: str | None, subject: str | None,
              renew: bool, passphrase_file: str | None) -> None:
     """Create a key (encrypted PKCS#8) and write its CSR for the CA."""
     csr = node.new_key(usage, get_passphrase(passphrase_file), key_type, org, subject, renew)

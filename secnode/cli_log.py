@@ -37,15 +37,15 @@ from secnode.core.messagelog import (
     write_archive,
 )
 from secnode.globalconf import ConfStore
+from secnode.home import NodeHome
 from secnode.messagelog.anchors import AnchorError
 from secnode.messagelog.archiver import Archiver
 from secnode.messagelog.audit import AuditResult, archive_files, audit_files, audit_node
 from secnode.messagelog.database import open_log_engine
 from secnode.messagelog.store import LogStore, SearchFilter
-from secnode.node import Node
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-LOG_ERRORS = (ConfigError, AnchorError, ArchiveFormatError, GlobalConfError, keys.KeyError_)
+LOG_ERRORS = (ConfigError, AnchorError, ArchiveFormatError, GlobalConfError, keys.KeyFileError)
 
 
 def parse_when(text: str | None, what: str) -> dt.datetime | None:
@@ -59,14 +59,14 @@ def parse_when(text: str | None, what: str) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _open(node_dir: str | None, migrate: bool = True) -> Node:
+def _open(node_dir: str | None, migrate: bool = True) -> NodeHome:
     try:
-        return Node.open(node_dir, migrate=migrate)
+        return NodeHome.open(node_dir, migrate=migrate)
     except LOG_ERRORS as exc:
         raise UserError(str(exc)) from exc
 
 
-def _log_engine(node: Node) -> Engine:
+def _log_engine(node: NodeHome) -> Engine:
     """The log's engine, kept on the node object for the command's duration."""
     engine = getattr(node, "_log_engine", None)
     if engine is None:
@@ -75,7 +75,7 @@ def _log_engine(node: Node) -> Engine:
     return engine
 
 
-def _store(node: Node) -> LogStore:
+def _store(node: NodeHome) -> LogStore:
     return LogStore(_log_engine(node), str(node.node_id))
 
 
@@ -83,7 +83,7 @@ def log_command(func: Callable[..., Any]) -> Callable[..., Any]:
     """Dispose of the log's engine when a command that opened it ends."""
 
     @functools.wraps(func)
-    def wrapper(node: Node, **kwargs: Any) -> Any:
+    def wrapper(node: NodeHome, **kwargs: Any) -> Any:
         try:
             return func(node, **kwargs)
         finally:
@@ -94,7 +94,7 @@ def log_command(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _archive_dir(node: Node) -> Path:
+def _archive_dir(node: NodeHome) -> Path:
     return node.path / node.dir.config.messagelog.archive_dir
 
 
@@ -107,7 +107,7 @@ def _record_json(record: LogRecord, with_body: bool = False) -> dict[str, Any]:
     return out
 
 
-def _archived_records(node: Node) -> list[LogRecord]:
+def _archived_records(node: NodeHome) -> list[LogRecord]:
     """Records in the node's archive files (for records already purged from the database)."""
     found: list[LogRecord] = []
     for path in archive_files(_archive_dir(node)):
@@ -175,7 +175,7 @@ def verify_cmd_impl(node_dir: str | None, archives: tuple[str, ...], anchor: str
 
 
 # ----- export ---------------------------------------------------------------------------------
-def _bundle(node: Node, records: list[LogRecord], passphrase: bytes,
+def _bundle(node: NodeHome, records: list[LogRecord], passphrase: bytes,
             description: str) -> bytes:
     store = _store(node)
     conf = ConfStore(node.dir.globalconf_dir).load_last_good()
@@ -191,7 +191,7 @@ def _bundle(node: Node, records: list[LogRecord], passphrase: bytes,
                          kind=ArchiveKind.BUNDLE, description=description)
 
 
-def _add_archived_evidence(node: Node, evidence: LogEvidence) -> None:
+def _add_archived_evidence(node: NodeHome, evidence: LogEvidence) -> None:
     """Batches/proofs/OCSP for records already purged from the database come from archives."""
     wanted = {(r.chain_id, r.seq) for r in evidence.records}
     have = {(b.chain_id, p.seq) for b in evidence.batches for p in evidence.proofs
@@ -220,7 +220,7 @@ def _add_archived_evidence(node: Node, evidence: LogEvidence) -> None:
 
 
 # ----- archive --------------------------------------------------------------------------------
-def archive_impl(node: Node, until: dt.datetime | None, passphrase: bytes,
+def archive_impl(node: NodeHome, until: dt.datetime | None, passphrase: bytes,
                  as_json: bool) -> None:
     row = node.active_certificate("sign")
     if row is None:
@@ -295,7 +295,7 @@ def register(main: click.Group) -> None:
     @json_option
     @node_command
     @log_command
-    def search_cmd(node: Node, since: str | None, until: str | None, client: str | None,
+    def search_cmd(node: NodeHome, since: str | None, until: str | None, client: str | None,
                    service: str | None, message_id: str | None, user_id: str | None,
                    data_subject: str | None, direction: str | None, in_archives: bool,
                    limit: int, as_json: bool) -> None:
@@ -323,7 +323,7 @@ def register(main: click.Group) -> None:
     @json_option
     @node_command
     @log_command
-    def show_cmd(node: Node, record_id: str, body: bool, as_json: bool) -> None:
+    def show_cmd(node: NodeHome, record_id: str, body: bool, as_json: bool) -> None:
         """One record (by id) with its signature, time-stamp batch and Merkle proof."""
         store = _store(node)
         record = store.record(record_id)
@@ -373,7 +373,7 @@ def register(main: click.Group) -> None:
     @json_option
     @node_command
     @log_command
-    def export_cmd(node: Node, message_id: str, out_path: str, client: str | None,
+    def export_cmd(node: NodeHome, message_id: str, out_path: str, client: str | None,
                    passphrase_file: str | None, as_json: bool) -> None:
         """Write the records of one exchange (by message id) as a signed evidence bundle."""
         criteria = SearchFilter(message_id=message_id, client=client)
@@ -408,7 +408,7 @@ def register(main: click.Group) -> None:
     @json_option
     @node_command
     @log_command
-    def archive_cmd(node: Node, until: str | None, passphrase_file: str | None,
+    def archive_cmd(node: NodeHome, until: str | None, passphrase_file: str | None,
                     as_json: bool) -> None:
         """Write stamped, unarchived records to signed archives; apply the retention."""
         archive_impl(node, parse_when(until, "--until"), get_passphrase(passphrase_file),

@@ -29,9 +29,9 @@ from secnode.core.policy import (
     render_report,
 )
 from secnode.core.policy.report import FORMATS
-from secnode.core.policy.schema import PolicyFormatError, parse_json
+from secnode.core.policy.strict_json import PolicyFormatError, parse_json
 from secnode.core.policy.timeutil import parse_instant
-from secnode.node import Node
+from secnode.home import NodeHome
 from secnode.policy import records, store
 from secnode.policy.common import actor, utc_text
 from secnode.policy.evaluation import evaluate
@@ -76,7 +76,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
     @by_option
     @node_command
-    def import_cmd(node: Node, file: str, by: str | None) -> None:
+    def import_cmd(node: NodeHome, file: str, by: str | None) -> None:
         """Validate FILE (strict: unknown vocabulary is refused) and merge it into the store."""
         snapshot = load_policy(file)
         with node.engine.begin() as conn:
@@ -88,7 +88,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
     @policy_group.command("export")
     @click.argument("file", type=click.Path(dir_okay=False))
     @node_command
-    def export_cmd(node: Node, file: str) -> None:
+    def export_cmd(node: NodeHome, file: str) -> None:
         """Write the stored policy (registry, consents, stop requests) as one document."""
         with node.engine.connect() as conn:
             snapshot = store.load_full(conn)
@@ -98,7 +98,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
     @policy_group.command("show")
     @json_option
     @node_command
-    def show_cmd(node: Node, as_json: bool) -> None:
+    def show_cmd(node: NodeHome, as_json: bool) -> None:
         """Enforcement, generation, version, digest and what the store holds."""
         with node.engine.connect() as conn:
             state = store.state_row(conn)
@@ -129,7 +129,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
                   help="Evaluation time with offset (default: now).")
     @json_option
     @node_command
-    def explain_cmd(node: Node, request_file: str, at_text: str | None, as_json: bool) -> None:
+    def explain_cmd(node: NodeHome, request_file: str, at_text: str | None, as_json: bool) -> None:
         """Decide REQUEST.json as this node would (same function) and say why."""
         try:
             request = parse_request(_read_json(request_file))
@@ -151,7 +151,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
     @click.option("--limit", default=50, show_default=True, type=int)
     @json_option
     @node_command
-    def history_cmd(node: Node, limit: int, as_json: bool) -> None:
+    def history_cmd(node: NodeHome, limit: int, as_json: bool) -> None:
         """Registry changes, newest first: who changed what, when."""
         with node.engine.connect() as conn:
             rows = store.change_rows(conn, limit)
@@ -170,7 +170,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
     @click.option("--limit", default=1000, show_default=True, type=int)
     @json_option
     @node_command
-    def log_cmd(node: Node, since: str | None, until: str | None, subject_ref: str | None,
+    def log_cmd(node: NodeHome, since: str | None, until: str | None, subject_ref: str | None,
                 message_id: str | None, side: str | None, limit: int, as_json: bool) -> None:
         """The decision log: every decision, allow and deny, with its digest."""
         bounds = [utc_text(_when(v, o)) if v else None
@@ -191,7 +191,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
     @click.option("--reason", required=True, help="Why (recorded with your name).")
     @by_option
     @node_command
-    def disable_cmd(node: Node, reason: str, by: str | None) -> None:
+    def disable_cmd(node: NodeHome, reason: str, by: str | None) -> None:
         """Stop enforcing: access rights alone decide (recorded; use for migrations only)."""
         with node.engine.begin() as conn:
             store.set_enforcing(conn, False, actor(by), reason)
@@ -201,7 +201,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
     @click.option("--reason", default="enabled", help="Why (recorded with your name).")
     @by_option
     @node_command
-    def enable_cmd(node: Node, reason: str, by: str | None) -> None:
+    def enable_cmd(node: NodeHome, reason: str, by: str | None) -> None:
         """Enforce the stored policy again (deny by default)."""
         with node.engine.begin() as conn:
             store.set_enforcing(conn, True, actor(by), reason)
@@ -210,7 +210,7 @@ def _register_policy(main: click.Group, node_command: Any) -> None:
     @policy_group.command("purge")
     @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
     @node_command
-    def purge_cmd(node: Node, dry_run: bool) -> None:
+    def purge_cmd(node: NodeHome, dry_run: bool) -> None:
         """Delete decision-log rows and records whose retention ended."""
         with node.engine.begin() as conn:
             counts = store.purge_before(conn, utc_text())
@@ -238,7 +238,7 @@ def _register_agreements(main: click.Group, node_command: Any) -> None:
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
     @by_option
     @node_command
-    def add_cmd(node: Node, file: str, by: str | None) -> None:
+    def add_cmd(node: NodeHome, file: str, by: str | None) -> None:
         """Validate the agreement in FILE and store it as a new version."""
         data = _read_json(file)
         try:
@@ -253,7 +253,7 @@ def _register_agreements(main: click.Group, node_command: Any) -> None:
     @click.option("--all-versions", is_flag=True, help="Every stored version.")
     @json_option
     @node_command
-    def list_cmd(node: Node, all_versions: bool, as_json: bool) -> None:
+    def list_cmd(node: NodeHome, all_versions: bool, as_json: bool) -> None:
         """Agreements (current versions unless --all-versions)."""
         with node.engine.connect() as conn:
             rows = store.agreement_rows(conn)
@@ -274,7 +274,7 @@ def _register_agreements(main: click.Group, node_command: Any) -> None:
     @click.option("--version", "version", type=int, default=None)
     @json_option
     @node_command
-    def show_cmd(node: Node, uid: str, version: int | None, as_json: bool) -> None:
+    def show_cmd(node: NodeHome, uid: str, version: int | None, as_json: bool) -> None:
         """One agreement as stored (the current version unless --version)."""
         with node.engine.connect() as conn:
             rows = store.agreement_rows(conn, uid)
@@ -293,7 +293,7 @@ def _register_agreements(main: click.Group, node_command: Any) -> None:
         @click.argument("uid")
         @by_option
         @node_command
-        def cmd(node: Node, uid: str, by: str | None) -> None:
+        def cmd(node: NodeHome, uid: str, by: str | None) -> None:
             with node.engine.begin() as conn:
                 version, old = store.set_agreement_state(conn, uid, state, actor(by))
             click.echo(f"agreement {uid} v{version}: {old} -> {state.value}")
@@ -323,7 +323,7 @@ def _register_consents(main: click.Group, node_command: Any) -> None:
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
     @by_option
     @node_command
-    def add_cmd(node: Node, file: str, by: str | None) -> None:
+    def add_cmd(node: NodeHome, file: str, by: str | None) -> None:
         """Record the consent in FILE (Kantara / ISO 27560 shape, DPV status)."""
         data = _read_json(file)
         try:
@@ -339,7 +339,7 @@ def _register_consents(main: click.Group, node_command: Any) -> None:
     @click.option("--at", "at_text", default=None, help="When it was withdrawn (default: now).")
     @by_option
     @node_command
-    def withdraw_cmd(node: Node, consent_id: str, at_text: str | None, by: str | None) -> None:
+    def withdraw_cmd(node: NodeHome, consent_id: str, at_text: str | None, by: str | None) -> None:
         """Withdraw a consent: the next request relying on it is refused."""
         at = _when(at_text, "--at")
         with node.engine.begin() as conn:
@@ -350,7 +350,7 @@ def _register_consents(main: click.Group, node_command: Any) -> None:
     @click.option("--subject", "subject_ref", default=None, help="Only this subject reference.")
     @json_option
     @node_command
-    def list_cmd(node: Node, subject_ref: str | None, as_json: bool) -> None:
+    def list_cmd(node: NodeHome, subject_ref: str | None, as_json: bool) -> None:
         """Consent records (status as stored; validity also depends on time)."""
         with node.engine.connect() as conn:
             rows = store.consent_rows(conn, subject_ref)
@@ -365,7 +365,7 @@ def _register_consents(main: click.Group, node_command: Any) -> None:
     @click.argument("consent_id")
     @json_option
     @node_command
-    def show_cmd(node: Node, consent_id: str, as_json: bool) -> None:
+    def show_cmd(node: NodeHome, consent_id: str, as_json: bool) -> None:
         """One consent record and its events (given, withdrawn, ...)."""
         with node.engine.connect() as conn:
             rows = [r for r in store.consent_rows(conn) if r["consent_id"] == consent_id]
@@ -388,7 +388,7 @@ def _register_consents(main: click.Group, node_command: Any) -> None:
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))
     @by_option
     @node_command
-    def stop_add_cmd(node: Node, file: str, by: str | None) -> None:
+    def stop_add_cmd(node: NodeHome, file: str, by: str | None) -> None:
         """Record the stop request in FILE."""
         data = _read_json(file)
         try:
@@ -403,7 +403,7 @@ def _register_consents(main: click.Group, node_command: Any) -> None:
     @click.option("--subject", "subject_ref", default=None)
     @json_option
     @node_command
-    def stop_list_cmd(node: Node, subject_ref: str | None, as_json: bool) -> None:
+    def stop_list_cmd(node: NodeHome, subject_ref: str | None, as_json: bool) -> None:
         """Stop requests."""
         with node.engine.connect() as conn:
             docs = [_doc(r) for r in store.stop_rows(conn, subject_ref)]
@@ -415,7 +415,7 @@ def _register_consents(main: click.Group, node_command: Any) -> None:
 
 
 # ----- service classification ---------------------------------------------------------------------
-def _service_id(node: Node, text: str) -> ServiceId:
+def _service_id(node: NodeHome, text: str) -> ServiceId:
     """``SUBSYSTEM/CODE[/VERSION]`` of this member, or a full service id (any member)."""
     parts = text.split("/")
     if len(parts) >= 5:
@@ -488,7 +488,7 @@ def _register_classify(main: click.Group, node_command: Any) -> None:
     @click.option("--title", default=None)
     @by_option
     @node_command
-    def classify_cmd(node: Node, service: str, file: str | None, non_personal: bool,
+    def classify_cmd(node: NodeHome, service: str, file: str | None, non_personal: bool,
                      fields: tuple[str, ...], purposes: tuple[str, ...],
                      profiles: tuple[str, ...], subject_required: bool | None,
                      acquisition: str | None, title: str | None, by: str | None) -> None:
@@ -511,7 +511,7 @@ def _register_records(main: click.Group, node_command: Any) -> None:
                   help="The pseudonymous subject reference the individual was given.")
     @json_option
     @node_command
-    def records_cmd(node: Node, subject_ref: str, as_json: bool) -> None:
+    def records_cmd(node: NodeHome, subject_ref: str, as_json: bool) -> None:
         """Provision (Art. 29) and receipt (Art. 30) records of one individual (Art. 33(5))."""
         out = records.subject_records(node.engine, subject_ref)
         if as_json:
@@ -552,7 +552,7 @@ def _register_records(main: click.Group, node_command: Any) -> None:
                   help="Hide subject counts below this (default: [policy] "
                        "report_suppression_threshold).")
     @node_command
-    def transparency_cmd(node: Node, fiscal_year: int, fmt: str, out_file: str | None,
+    def transparency_cmd(node: NodeHome, fiscal_year: int, fmt: str, out_file: str | None,
                          suppress_below: int | None) -> None:
         """Provisions, subjects and refusals per reason and recipient, from the decision log."""
         threshold = suppress_below or node.dir.config.policy.report_suppression_threshold

@@ -13,11 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from certs.ca import load_certificate
 from certs.cliutil import UserError, echo_json, echo_table
 from secnode.core.identifiers import IdentifierError, ServiceId, SubsystemId, parse_client
-from secnode.node import Node
+from secnode.home import NodeHome
 from secnode.store import models
 
 
-def _service_row(node: Node, session, service: str) -> models.Service:  # type: ignore[no-untyped-def]
+def _service_row(node: NodeHome, session, service: str) -> models.Service:  # type: ignore[no-untyped-def]
     """Find a service by ``SUBSYSTEM/CODE[/VERSION]`` or a full service identifier."""
     parts = service.split("/")
     if len(parts) >= 5:
@@ -37,7 +37,7 @@ def _service_row(node: Node, session, service: str) -> models.Service:  # type: 
     return row
 
 
-def _service_id(node: Node, row: models.Service) -> ServiceId:
+def _service_id(node: NodeHome, row: models.Service) -> ServiceId:
     return ServiceId.of(SubsystemId.of(node.member_id, row.subsystem), row.service_code,
                         row.version or None)
 
@@ -74,7 +74,7 @@ def register(main: click.Group) -> None:
     @click.option("--log-bodies/--no-log-bodies", default=None,
                   help="Override messagelog.bodies for this service.")
     @node_command
-    def service_add(node: Node, subsystem: str, service: str, url: str, kind: str,
+    def service_add(node: NodeHome, subsystem: str, service: str, url: str, kind: str,
                     version: str, openapi: str | None, timeout: float,
                     log_bodies: bool | None) -> None:
         """Add SERVICE of SUBSYSTEM, served by the system at --url."""
@@ -96,7 +96,7 @@ def register(main: click.Group) -> None:
     @service_group.command("list")
     @click.option("--json", "as_json", is_flag=True)
     @node_command
-    def service_list(node: Node, as_json: bool) -> None:
+    def service_list(node: NodeHome, as_json: bool) -> None:
         """List services and their access rights."""
         with node.sessions() as s:
             rights: dict[int, list[str]] = {}
@@ -115,7 +115,7 @@ def register(main: click.Group) -> None:
     @service_group.command("remove")
     @click.argument("service")
     @node_command
-    def service_remove(node: Node, service: str) -> None:
+    def service_remove(node: NodeHome, service: str) -> None:
         """Remove SERVICE (SUBSYSTEM/SERVICE[/VERSION]) and its access rights."""
         with node.session() as s:
             row = _service_row(node, s, service)
@@ -144,7 +144,7 @@ def register(main: click.Group) -> None:
     @click.argument("service")
     @click.argument("client")
     @node_command
-    def acl_grant(node: Node, service: str, client: str) -> None:
+    def acl_grant(node: NodeHome, service: str, client: str) -> None:
         """Grant SERVICE to CLIENT (a subsystem/member id or group:CODE)."""
         ref = _client_ref(client)
         try:
@@ -159,7 +159,7 @@ def register(main: click.Group) -> None:
     @click.argument("service")
     @click.argument("client")
     @node_command
-    def acl_revoke(node: Node, service: str, client: str) -> None:
+    def acl_revoke(node: NodeHome, service: str, client: str) -> None:
         """Revoke CLIENT's access to SERVICE."""
         ref = _client_ref(client)
         with node.session() as s:
@@ -176,7 +176,7 @@ def register(main: click.Group) -> None:
     @click.argument("service", required=False)
     @click.option("--json", "as_json", is_flag=True)
     @node_command
-    def acl_list(node: Node, service: str | None, as_json: bool) -> None:
+    def acl_list(node: NodeHome, service: str | None, as_json: bool) -> None:
         """List access rights (of one SERVICE, or all)."""
         with node.sessions() as s:
             services = {r.id: r for r in s.scalars(select(models.Service))}
@@ -205,7 +205,7 @@ def register(main: click.Group) -> None:
                   help="Caller's TLS client certificate (client interface over HTTPS).")
     @click.option("--any", "any_caller", is_flag=True, help="Any caller (test setups only).")
     @node_command
-    def client_allow(node: Node, subsystem: str, address: str | None, cert_file: str | None,
+    def client_allow(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
                      any_caller: bool) -> None:
         """Allow a local system to use SUBSYSTEM (code) as client."""
         SubsystemId.of(node.member_id, subsystem)
@@ -223,7 +223,7 @@ def register(main: click.Group) -> None:
     @click.option("--cert", "cert_file", default=None, type=click.Path(exists=True))
     @click.option("--any", "any_caller", is_flag=True)
     @node_command
-    def client_remove(node: Node, subsystem: str, address: str | None, cert_file: str | None,
+    def client_remove(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
                       any_caller: bool) -> None:
         """Stop allowing a local system to use SUBSYSTEM."""
         kind, value = _caller_rule(address, cert_file, any_caller)
@@ -239,7 +239,7 @@ def register(main: click.Group) -> None:
     @client_group.command("list")
     @click.option("--json", "as_json", is_flag=True)
     @node_command
-    def client_list(node: Node, as_json: bool) -> None:
+    def client_list(node: NodeHome, as_json: bool) -> None:
         """List allowed local callers."""
         with node.sessions() as s:
             rows = [{"subsystem": w.subsystem, "kind": w.kind, "value": w.value}

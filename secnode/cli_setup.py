@@ -20,15 +20,16 @@ from cryptography import x509
 from sqlalchemy import select
 
 from certs.cliutil import UserError, echo_json, echo_table, get_passphrase, passphrase_option
-from secnode import admin, certimport, jobs
+from secnode.app import admin, jobs
 from secnode.core.globalconf import GlobalConf, GlobalConfError
 from secnode.core.identifiers import SubsystemId, validate_part
 from secnode.core.jsonfmt import format_time
 from secnode.core.registration import build_request
 from secnode.globalconf import ConfStore
-from secnode.node import Node
+from secnode.home import NodeHome
 from secnode.registration_client import submit
 from secnode.store import models
+from secnode.trust import own_certs
 
 REGISTRATION_STATE_KEY = "registration"
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -40,7 +41,7 @@ def _node_command(func: Any) -> Any:
     return node_command(func)
 
 
-def held_conf(node: Node) -> tuple[GlobalConf | None, str | None]:
+def held_conf(node: NodeHome) -> tuple[GlobalConf | None, str | None]:
     """The configuration on disk (no network) and, when unusable, why."""
     try:
         conf = ConfStore(node.dir.globalconf_dir).load_last_good()
@@ -59,9 +60,9 @@ def certs_group() -> None:
 @click.argument("cert_file", type=click.Path(exists=True, dir_okay=False))
 @json_option
 @_node_command
-def certs_import(node: Node, cert_file: str, as_json: bool) -> None:
+def certs_import(node: NodeHome, cert_file: str, as_json: bool) -> None:
     """Check and import CERT_FILE (PEM or DER): key match, profile, approved CA, OCSP good."""
-    result = certimport.import_certificate(node, Path(cert_file).read_bytes())
+    result = own_certs.import_certificate(node, Path(cert_file).read_bytes())
     summary = {
         "usage": result.usage, "subject": result.cert.subject.rfc4514_string(),
         "sha256": result.sha256, "not_after": format_time(result.cert.not_valid_after_utc),
@@ -94,7 +95,7 @@ def _age(seconds: int | None) -> str:
 @certs_group.command("list")
 @json_option
 @_node_command
-def certs_list(node: Node, as_json: bool) -> None:
+def certs_list(node: NodeHome, as_json: bool) -> None:
     """Imported certificates with validity, OCSP status and the age of that status."""
     now = dt.datetime.now(dt.UTC)
     with node.sessions() as s:
@@ -136,7 +137,7 @@ def subsystem_group() -> None:
 @subsystem_group.command("add")
 @click.argument("code")
 @_node_command
-def subsystem_add(node: Node, code: str) -> None:
+def subsystem_add(node: NodeHome, code: str) -> None:
     """Add subsystem CODE (e.g. 'juminhyo'); 'secnode register' announces it centrally."""
     validate_part(code, "subsystem code")
     with node.session() as s:
@@ -146,7 +147,7 @@ def subsystem_add(node: Node, code: str) -> None:
     click.echo(f"added subsystem {SubsystemId.of(node.member_id, code)}")
 
 
-def _subsystem_rows(node: Node, conf: GlobalConf | None) -> list[dict[str, Any]]:
+def _subsystem_rows(node: NodeHome, conf: GlobalConf | None) -> list[dict[str, Any]]:
     with node.sessions() as s:
         rows = list(s.scalars(select(models.Subsystem).order_by(models.Subsystem.code)))
     out = []
@@ -162,7 +163,7 @@ def _subsystem_rows(node: Node, conf: GlobalConf | None) -> list[dict[str, Any]]
 @subsystem_group.command("list")
 @json_option
 @_node_command
-def subsystem_list(node: Node, as_json: bool) -> None:
+def subsystem_list(node: NodeHome, as_json: bool) -> None:
     """Subsystems and whether the held global configuration lists them."""
     rows = _subsystem_rows(node, held_conf(node)[0])
     if as_json:
@@ -173,7 +174,7 @@ def subsystem_list(node: Node, as_json: bool) -> None:
 
 
 # ----- register -----------------------------------------------------------------------------
-def _active(node: Node, usage: str) -> models.NodeCertificate:
+def _active(node: NodeHome, usage: str) -> models.NodeCertificate:
     row = node.active_certificate(usage)
     if row is None:
         raise UserError(f"no {usage} certificate imported; run 'secnode certs import' first")
@@ -184,7 +185,7 @@ def _active(node: Node, usage: str) -> models.NodeCertificate:
 @passphrase_option
 @json_option
 @_node_command
-def register_cmd(node: Node, passphrase_file: str | None, as_json: bool) -> None:
+def register_cmd(node: NodeHome, passphrase_file: str | None, as_json: bool) -> None:
     """Send the registration request (auth certificate + subsystems) to the central registry.
 
     Signed with the auth key and the member's sign key; the registry operator
@@ -229,7 +230,7 @@ def register_cmd(node: Node, passphrase_file: str | None, as_json: bool) -> None
 
 
 # ----- status -------------------------------------------------------------------------------
-def registration_state(node: Node, conf: GlobalConf | None,
+def registration_state(node: NodeHome, conf: GlobalConf | None,
                        auth_sha256: str | None) -> dict[str, Any]:
     """Registration as the held configuration shows it, plus the last request sent."""
     raw = node.get_state(REGISTRATION_STATE_KEY)
@@ -257,7 +258,7 @@ def registration_state(node: Node, conf: GlobalConf | None,
             "address": entry.address if entry else None, "request": request}
 
 
-def status_report(node: Node) -> dict[str, Any]:
+def status_report(node: NodeHome) -> dict[str, Any]:
     conf, conf_error = held_conf(node)
     result = admin.node_health(node, conf, conf_error)
     auth = result.report["certificates"]["auth"]
@@ -277,7 +278,7 @@ def status_report(node: Node) -> dict[str, Any]:
 @click.command("status")
 @json_option
 @_node_command
-def status_cmd(node: Node, as_json: bool) -> None:
+def status_cmd(node: NodeHome, as_json: bool) -> None:
     """Node id, registration state, configuration version and expiry, certificates and OCSP."""
     report = status_report(node)
     if as_json:
@@ -314,7 +315,7 @@ def status_cmd(node: Node, as_json: bool) -> None:
 @click.command("sync")
 @json_option
 @_node_command
-def sync_cmd(node: Node, as_json: bool) -> None:
+def sync_cmd(node: NodeHome, as_json: bool) -> None:
     """Run the background jobs once: fetch the global configuration, then OCSP responses."""
     report = asyncio.run(jobs.run_once(node))
     conf = report.conf
@@ -364,9 +365,9 @@ def configure_logging(level: str) -> None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @_node_command
-def serve_cmd(node: Node, passphrase_file: str | None, log_level: str) -> None:
+def serve_cmd(node: NodeHome, passphrase_file: str | None, log_level: str) -> None:
     """Run the node: client and node-to-node interfaces, /health and /metrics, background jobs."""
-    from secnode import serve
+    from secnode.app import serve
 
     passphrase = get_passphrase(passphrase_file)
     configure_logging(log_level)

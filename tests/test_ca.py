@@ -109,7 +109,7 @@ def test_keys_are_encrypted_and_need_a_passphrase(tmp_path: Path) -> None:
     assert b"ENCRYPTED PRIVATE KEY" in data
     key = keys.load_key(tmp_path / "k.pem", b"secret")
     assert key.key_size == 3072
-    with pytest.raises(keys.KeyError_, match="wrong passphrase"):
+    with pytest.raises(keys.KeyFileError, match="wrong passphrase"):
         keys.load_key(tmp_path / "k.pem", b"other")
     run_cli("certs", "csr", "--key", str(tmp_path / "k.pem"), "--passphrase-file", str(pw),
             "--subject", "serialNumber=JP/GOV/072028, O=Aizu-Wakamatsu City, C=JP",

@@ -32,7 +32,7 @@ from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest
 from secnode.core.msgsig import MessageSigner
 from secnode.proxy import wire
-from secnode.tls import pinned_client_context
+from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import NodeHandle, wait_until
 from tests.test_messagelog_fed import LogFederation, build_log_federation, sqlite_db

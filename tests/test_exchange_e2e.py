@@ -33,7 +33,7 @@ from secnode.core.msgsig import MessageSigner
 from secnode.demo.calls import call_rest, call_soap, http, soap_request
 from secnode.demo.federation import Federation, build_two_city_federation
 from secnode.proxy import wire
-from secnode.tls import pinned_client_context
+from secnode.trust.tls import pinned_client_context
 
 DATA = Path(__file__).parent / "data" / "xroad"
 

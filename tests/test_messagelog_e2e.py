@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from secnode.core.messagelog import LogRecord
-from secnode.messagelog import schema
+from secnode.messagelog import tables
 from secnode.messagelog.convert import record_of, row_of
 from secnode.store import db
 from tests.nodefixtures import CliResult, invoke
@@ -92,7 +92,7 @@ def chain_records(node_dir: Path) -> list[LogRecord]:
     engine = db.make_engine(f"sqlite:///{node_dir / 'messagelog.db'}")
     try:
         with engine.connect() as conn:
-            rows = conn.execute(schema.records.select().order_by(schema.records.c.seq)).all()
+            rows = conn.execute(tables.records.select().order_by(tables.records.c.seq)).all()
         return [record_of(r) for r in rows]
     finally:
         engine.dispose()
@@ -213,8 +213,8 @@ def test_two_records_swapped(run: Run) -> None:
     engine = db.make_engine(f"sqlite:///{node_dir / 'messagelog.db'}")
     try:
         with engine.begin() as conn:
-            conn.execute(schema.records.delete().where(schema.records.c.seq.in_([15, 16])))
-            conn.execute(schema.records.insert(), [
+            conn.execute(tables.records.delete().where(tables.records.c.seq.in_([15, 16])))
+            conn.execute(tables.records.insert(), [
                 {**row_of(b), "seq": 15}, {**row_of(a), "seq": 16}])
     finally:
         engine.dispose()
@@ -248,8 +248,8 @@ def test_forged_record_inserted_with_recomputed_chain(run: Run) -> None:
     engine = db.make_engine(f"sqlite:///{node_dir / 'messagelog.db'}")
     try:
         with engine.begin() as conn:
-            conn.execute(schema.records.delete().where(schema.records.c.seq >= 20))
-            conn.execute(schema.records.insert(), [row_of(r) for r in rewritten[at:]])
+            conn.execute(tables.records.delete().where(tables.records.c.seq >= 20))
+            conn.execute(tables.records.insert(), [row_of(r) for r in rewritten[at:]])
     finally:
         engine.dispose()
     assert all(r.hash_ok() for r in rewritten)  # the forgery is internally consistent

@@ -2,7 +2,7 @@
 
 Takamatsu's node runs as two ``secnode serve`` processes (the second a copy
 of its directory on other ports, as behind a load balancer) sharing one
-PostgreSQL schema. Each process writes its own chain (``docs/audit.md`` §5),
+PostgreSQL tables. Each process writes its own chain (``docs/audit.md`` §5),
 stamps it with a compare-and-set on the chain row, and the auditor verifies
 both chains from the one database.
 """
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from secnode.messagelog import schema
+from secnode.messagelog import tables
 from tests.conftest import free_port
 from tests.nodefixtures import set_toml, wait_until
 from tests.test_messagelog_fed import TAKAMATSU, build_log_federation, log_cli, verify_json
@@ -65,7 +65,7 @@ def test_two_processes_share_one_postgresql_log(tmp_path_factory: pytest.TempPat
         try:
             def unstamped() -> int:
                 with engine.connect() as conn:
-                    c, r = schema.chains, schema.records
+                    c, r = tables.chains, tables.records
                     last = (select(func.max(r.c.seq)).where(r.c.chain_id == c.c.chain_id)
                             .scalar_subquery())
                     rows = conn.execute(select(c.c.stamped_seq, last)).all()
@@ -73,8 +73,8 @@ def test_two_processes_share_one_postgresql_log(tmp_path_factory: pytest.TempPat
 
             wait_until(lambda: unstamped() == 0, 20, "both chains stamped")
             with engine.connect() as conn:
-                chains = conn.execute(select(schema.chains.c.chain_id)).scalars().all()
-                count = conn.execute(select(func.count()).select_from(schema.records)).scalar()
+                chains = conn.execute(select(tables.chains.c.chain_id)).scalars().all()
+                count = conn.execute(select(func.count()).select_from(tables.records)).scalar()
         finally:
             engine.dispose()
         assert len(chains) == 2 and count == 4 * 12

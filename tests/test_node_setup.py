@@ -21,8 +21,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 
-from secnode import health, jobs
+from secnode.app import jobs
 from secnode.config import NodeConfig
+from secnode.core import health
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import (
     CITIES,

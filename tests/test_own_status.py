@@ -36,7 +36,7 @@ from secnode.core.message import MessageHeaders, request_digest
 from secnode.core.msgsig import MessageSigner
 from secnode.demo.ports import free_port
 from secnode.proxy import wire
-from secnode.tls import pinned_client_context
+from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import NodeHandle, wait_until
 from tests.test_messagelog_fed import LogFederation, Reply, build_log_federation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from secnode.health import CertView, cert_reasons, cert_usable
+from secnode.core.health import CertView, cert_reasons, cert_usable
 
 NOW = dt.datetime(2026, 4, 1, 9, 0, tzinfo=dt.UTC)
 FRESHNESS = 600.0

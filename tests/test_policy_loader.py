@@ -32,7 +32,7 @@ from secnode.core.policy import (
     save_policy,
     validate_snapshot,
 )
-from secnode.core.policy.schema import Value
+from secnode.core.policy.strict_json import Value
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "policy" / "city-a.json"
 DOC: dict[str, Any] = json.loads(EXAMPLE.read_text(encoding="utf-8"))

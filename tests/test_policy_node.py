@@ -30,7 +30,7 @@ from secnode.core.policy import (
     parse_request,
 )
 from secnode.core.policy.timeutil import parse_instant
-from secnode.policy import schema as t
+from secnode.policy import tables as t
 from tests.conftest import make_ca
 
 ROOT = Path(__file__).resolve().parent.parent

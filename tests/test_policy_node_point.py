@@ -27,7 +27,7 @@ from secnode.core.message import MessageHeaders
 from secnode.core.policy.timeutil import parse_instant
 from secnode.messagelog.convert import headers_sha256
 from secnode.policy import records, store
-from secnode.policy import schema as t
+from secnode.policy import tables as t
 from secnode.policy.common import canonical, sha256_hex
 from secnode.policy.point import NO_POLICY, NOT_FILTERABLE, PROVIDER_DECIDES, PolicyPoint
 from secnode.proxy.hooks import Verdict

@@ -21,10 +21,11 @@ from central import config as config_mod
 from central import publish
 from central import registry as reg
 from central.instance import open_store
-from secnode import health, renewal, tls
 from secnode.core import globalconf as gc
+from secnode.core import health
 from secnode.core.identifiers import NodeId
 from secnode.core.jsonfmt import cert_sha256_hex
+from secnode.trust import renewal, tls
 from tests.conftest import PASSPHRASE, TestCA
 from tests.test_central import in_process
 

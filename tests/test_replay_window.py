@@ -42,7 +42,7 @@ from secnode.core.message import MessageHeaders, request_digest
 from secnode.core.msgsig import MessageSigner
 from secnode.proxy import wire
 from secnode.store import db, replay
-from secnode.tls import pinned_client_context
+from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE, free_port
 from tests.nodefixtures import Federation, http_json, set_toml, wait_until
 from tests.test_messagelog_fed import AIZU, LogFederation, build_log_federation

@@ -31,7 +31,7 @@ from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest
 from secnode.core.msgsig import MessageSigner
 from secnode.proxy import wire
-from secnode.tls import pinned_client_context
+from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import Federation, NodeHandle, build_federation, wait_until
 

@@ -35,7 +35,7 @@ from secnode.core.messagelog import (
     read_archive,
     write_archive,
 )
-from secnode.messagelog import schema
+from secnode.messagelog import tables
 from secnode.messagelog.convert import utc_text
 from secnode.messagelog.store import LogStore
 
@@ -139,7 +139,7 @@ class Archiver:
         _write_durably(path, blob)
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(schema.archives), [{
+                conn.execute(insert(tables.archives), [{
                     "node_id": self.node_id, "sequence": sequence,
                     "archive_id": manifest.archive_id, "file_name": name,
                     "sha256": loaded.sha256, "previous_sha256": previous_hash,
@@ -160,7 +160,7 @@ class Archiver:
     def purge(self, retention_days: int, now: dt.datetime | None = None) -> int:
         """Delete rows archived more than ``retention_days`` ago; returns records deleted."""
         cutoff = utc_text((now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=retention_days))
-        a, r, b = schema.archives, schema.records, schema.batches
+        a, r, b = tables.archives, tables.records, tables.batches
         deleted = 0
         blocked: set[str] = set()  # chains with an earlier archive that could not be purged
         for row in self.store.archive_rows():

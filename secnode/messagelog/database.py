@@ -11,7 +11,7 @@ revision ``0002_messagelog``. ``[messagelog] database`` names another
 database explicitly.
 
 A database other than the node's gets its tables from
-:mod:`secnode.messagelog.schema` (``CREATE TABLE IF NOT EXISTS``), the same
+:mod:`secnode.messagelog.tables` (``CREATE TABLE IF NOT EXISTS``), the same
 definitions the Alembic revision spells out.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy import Engine, make_url
 
 from secnode.config import NodeDir
-from secnode.messagelog import schema
+from secnode.messagelog import tables
 from secnode.store import db
 
 LOG_FILE = "messagelog.db"
@@ -46,7 +46,7 @@ def open_log_engine(nd: NodeDir, create: bool = True) -> Engine:
     url = log_db_url(nd)
     engine = db.make_engine(url)
     if create and url != nd.db_url:
-        schema.metadata.create_all(engine, checkfirst=True)
+        tables.metadata.create_all(engine, checkfirst=True)
     return engine
 
 

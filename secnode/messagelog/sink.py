@@ -7,7 +7,7 @@ message must be refused instead: the record could not be stored, or, for a new
 request, time-stamping has been failing for longer than the acceptable failure
 period. Refusals are always logged (they are how an auditor sees them).
 
-:func:`attach` wires it into a :class:`~secnode.runtime.NodeRuntime`: its own
+:func:`attach` wires it into a :class:`~secnode.app.runtime.NodeRuntime`: its own
 engine (so the writer's SQLite connection can run without auto-checkpoints),
 the writer, the time-stamping task, the scheduled archive job and, on SQLite,
 the checkpoint task. ``close()`` (called by ``RunningNode.stop``) stops the
@@ -36,7 +36,7 @@ from secnode.messagelog.writer import LogWriteError, LogWriter
 from secnode.proxy.hooks import ExchangeEvent
 
 if TYPE_CHECKING:
-    from secnode.runtime import NodeRuntime
+    from secnode.app.runtime import NodeRuntime
 
 log = logging.getLogger("secnode.messagelog")
 
@@ -103,7 +103,7 @@ class MessageLog:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
 
-    name = "messagelog"  # its /health section (secnode.extensions.Extension)
+    name = "messagelog"  # its /health section (secnode.app.extensions.Extension)
 
     async def close(self) -> None:
         await self.writer.close()

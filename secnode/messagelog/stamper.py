@@ -45,7 +45,7 @@ from certs.tsa import TSAError
 from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf
 from secnode.core.messagelog import batch_id_for, merkle_root
 from secnode.core.messagelog.record import parse_time
-from secnode.messagelog import schema
+from secnode.messagelog import tables
 from secnode.messagelog.convert import utc_text
 from secnode.messagelog.writer import insert_ignore
 
@@ -122,7 +122,7 @@ class Stamper:
         self.interval_override = interval_override
         self.state = StampState()
         self._session: aiohttp.ClientSession | None = None
-        self._insert_cert = insert_ignore(engine, schema.certificates)
+        self._insert_cert = insert_ignore(engine, tables.certificates)
         self._lock = asyncio.Lock()
         self._heartbeat_sent = 0.0  # time.monotonic() of the last heartbeat written
 
@@ -273,7 +273,7 @@ class Stamper:
         now = dt.datetime.now(dt.UTC)
         stale_seconds = max(MIN_ORPHAN_SECONDS, ORPHAN_INTERVALS * self.interval())
         stale = utc_text(now - dt.timedelta(seconds=stale_seconds))
-        c = schema.chains
+        c = tables.chains
         beat = time.monotonic() - self._heartbeat_sent >= stale_seconds / 3
         with self.engine.begin() as conn:
             if own and beat:
@@ -295,13 +295,13 @@ class Stamper:
 
     @staticmethod
     def _last_seq(conn: Connection, chain_id: str) -> int:
-        r = schema.records
+        r = tables.records
         last = conn.execute(select(func.max(r.c.seq)).where(r.c.chain_id == chain_id)).scalar()
         return int(last or 0)
 
     def _unstamped(self, chain_id: str, stamped_seq: int) -> list[bytes]:
         """Record hashes after ``stamped_seq``, contiguous from ``stamped_seq + 1``."""
-        r = schema.records
+        r = tables.records
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(r.c.seq, r.c.record_hash)
@@ -322,7 +322,7 @@ class Stamper:
     def _store(self, chain_id: str, first: int, last: int, root: bytes, token: bytes,
                tsa_name: str, tsa_url: str, gen_time: dt.datetime, leaves: bytes,
                tsa_der: bytes) -> bool:
-        c = schema.chains
+        c = tables.chains
         with self.engine.begin() as conn:
             moved = conn.execute(
                 update(c).where(and_(c.c.chain_id == chain_id, c.c.stamped_seq == first - 1))
@@ -331,7 +331,7 @@ class Stamper:
             if moved != 1:
                 conn.rollback()
                 return False
-            conn.execute(schema.batches.insert(), [{
+            conn.execute(tables.batches.insert(), [{
                 "batch_id": batch_id_for(chain_id, first, last), "chain_id": chain_id,
                 "first_seq": first, "last_seq": last, "root": root, "token": token,
                 "tsa_name": tsa_name, "tsa_url": tsa_url, "gen_time": utc_text(gen_time),
@@ -348,7 +348,7 @@ class Stamper:
         then the last seq of the chains that have one: cheap enough to run every
         :data:`BACKLOG_REFRESH` seconds whatever the size of the log.
         """
-        c, r = schema.chains, schema.records
+        c, r = tables.chains, tables.records
         first_unstamped = (
             select(r.c.time)
             .where(r.c.chain_id == c.c.chain_id, r.c.seq == c.c.stamped_seq + 1)

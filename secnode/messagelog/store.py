@@ -26,7 +26,7 @@ from secnode.core.messagelog import (
     inclusion_proofs,
 )
 from secnode.core.messagelog.record import format_time
-from secnode.messagelog import schema
+from secnode.messagelog import tables
 from secnode.messagelog.convert import record_of
 
 
@@ -79,7 +79,7 @@ class SearchFilter:
     direction: str | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
-        r = schema.records
+        r = tables.records
         if self.since is not None:
             query = query.where(r.c.time >= format_time(self.since))
         if self.until is not None:
@@ -124,7 +124,7 @@ class LogStore:
 
     # ----- chains and records ------------------------------------------------------------------
     def chain_rows(self) -> list[Any]:
-        c = schema.chains
+        c = tables.chains
         with self.engine.connect() as conn:
             return list(conn.execute(
                 select(c).where(c.c.node_id == self.node_id).order_by(c.c.started_at)).all())
@@ -133,7 +133,7 @@ class LogStore:
         return [row.chain_id for row in self.chain_rows()]
 
     def records(self, chain_id: str, first: int = 1, last: int | None = None) -> list[LogRecord]:
-        r = schema.records
+        r = tables.records
         query = select(r).where(r.c.chain_id == chain_id, r.c.seq >= first)
         if last is not None:
             query = query.where(r.c.seq <= last)
@@ -141,28 +141,28 @@ class LogStore:
             return [record_of(row) for row in conn.execute(query.order_by(r.c.seq))]
 
     def record(self, record_id: str) -> LogRecord | None:
-        r = schema.records
+        r = tables.records
         with self.engine.connect() as conn:
             row = conn.execute(select(r).where(r.c.record_id == record_id)).first()
         return None if row is None else record_of(row)
 
     def search(self, criteria: SearchFilter, limit: int = 1000) -> list[LogRecord]:
-        r = schema.records
-        chains = select(schema.chains.c.chain_id).where(schema.chains.c.node_id == self.node_id)
+        r = tables.records
+        chains = select(tables.chains.c.chain_id).where(tables.chains.c.node_id == self.node_id)
         query = criteria.apply(select(r).where(r.c.chain_id.in_(chains)))
         query = query.order_by(r.c.time, r.c.chain_id, r.c.seq).limit(limit)
         with self.engine.connect() as conn:
             return [record_of(row) for row in conn.execute(query)]
 
     def last_seq(self, chain_id: str) -> int:
-        r = schema.records
+        r = tables.records
         with self.engine.connect() as conn:
             value = conn.execute(select(func.max(r.c.seq)).where(r.c.chain_id == chain_id))
             return int(value.scalar() or 0)
 
     def seq_at_or_before(self, chain_id: str, until: dt.datetime) -> int:
         """The last seq of ``chain_id`` whose record time is at or before ``until``."""
-        r = schema.records
+        r = tables.records
         with self.engine.connect() as conn:
             value = conn.execute(select(func.max(r.c.seq)).where(
                 r.c.chain_id == chain_id, r.c.time <= format_time(until)))
@@ -172,11 +172,11 @@ class LogStore:
     def batches(self, chain_id: str | None = None, first: int | None = None,
                 last: int | None = None) -> list[StoredBatch]:
         """Batches (of this node's chains), optionally those overlapping ``first..last``."""
-        b = schema.batches
+        b = tables.batches
         query = select(b)
         if chain_id is None:
-            chains = select(schema.chains.c.chain_id).where(
-                schema.chains.c.node_id == self.node_id)
+            chains = select(tables.chains.c.chain_id).where(
+                tables.chains.c.node_id == self.node_id)
             query = query.where(b.c.chain_id.in_(chains))
         else:
             query = query.where(b.c.chain_id == chain_id)
@@ -195,11 +195,11 @@ class LogStore:
     # ----- certificates and OCSP ---------------------------------------------------------------
     def certificates(self) -> list[x509.Certificate]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(schema.certificates.c.der)).all()
+            rows = conn.execute(select(tables.certificates.c.der)).all()
         return [x509.load_der_x509_certificate(bytes(row.der)) for row in rows]
 
     def ocsp_responses(self, digests: Iterable[bytes] | None = None) -> list[bytes]:
-        o = schema.ocsp_responses
+        o = tables.ocsp_responses
         query = select(o.c.der)
         if digests is not None:
             wanted = sorted(set(digests))
@@ -235,8 +235,8 @@ class LogStore:
 
     def live_evidence(self, extra_certs: Sequence[x509.Certificate] = ()) -> LogEvidence:
         """The whole live log of this node, in stored order (chain, seq)."""
-        r = schema.records
-        chains = select(schema.chains.c.chain_id).where(schema.chains.c.node_id == self.node_id)
+        r = tables.records
+        chains = select(tables.chains.c.chain_id).where(tables.chains.c.node_id == self.node_id)
         with self.engine.connect() as conn:
             records = [record_of(row) for row in conn.execute(
                 select(r).where(r.c.chain_id.in_(chains)).order_by(r.c.chain_id, r.c.seq))]
@@ -251,14 +251,14 @@ class LogStore:
 
     # ----- archives ----------------------------------------------------------------------------
     def archive_rows(self) -> list[Any]:
-        a = schema.archives
+        a = tables.archives
         with self.engine.connect() as conn:
             return list(conn.execute(
                 select(a).where(a.c.node_id == self.node_id).order_by(a.c.sequence)).all())
 
     def archived_to(self, chain_id: str) -> int:
         """The last seq of ``chain_id`` already in an archive (0: none)."""
-        a = schema.archives
+        a = tables.archives
         with self.engine.connect() as conn:
             value = conn.execute(select(func.max(a.c.last_seq)).where(
                 and_(a.c.node_id == self.node_id, a.c.chain_id == chain_id)))

@@ -60,7 +60,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from secnode.core.messagelog import genesis_hash
 from secnode.core.messagelog.record import json_string
-from secnode.messagelog import schema
+from secnode.messagelog import tables
 from secnode.messagelog.convert import RECORD_COLUMNS, Draft, utc_text
 
 log = logging.getLogger("secnode.messagelog.writer")
@@ -111,7 +111,7 @@ class RecordInsert:
         if mark is None:
             raise ValueError(f"unsupported DB-API parameter style {paramstyle!r}")
         self._row = "(" + ", ".join([mark] * len(RECORD_COLUMNS)) + ")"
-        self._head = f"INSERT INTO {schema.records.name} ({', '.join(RECORD_COLUMNS)}) VALUES "
+        self._head = f"INSERT INTO {tables.records.name} ({', '.join(RECORD_COLUMNS)}) VALUES "
         self._sql: dict[int, str] = {}
 
     def run(self, executor: Any, rows: list[tuple[Any, ...]]) -> None:
@@ -203,9 +203,9 @@ class SqliteAppender:
                        "busy_timeout=0", "cache_size=-65536"):
             self.conn.execute(f"PRAGMA {pragma}")
         self._records = RecordInsert("qmark")
-        names = ", ".join(c.name for c in schema.chains.columns)
-        marks = ", ".join("?" * len(schema.chains.columns))
-        self._chain_sql = f"INSERT INTO {schema.chains.name} ({names}) VALUES ({marks})"
+        names = ", ".join(c.name for c in tables.chains.columns)
+        marks = ", ".join("?" * len(tables.chains.columns))
+        self._chain_sql = f"INSERT INTO {tables.chains.name} ({names}) VALUES ({marks})"
 
     def commit(self, sealed: _Sealed, chain_row: dict[str, Any] | None) -> bool:
         """True once committed; False (nothing written) when another writer holds the lock.
@@ -234,10 +234,10 @@ class SqliteAppender:
             raise
         try:
             if chain_row is not None:
-                conn.execute(self._chain_sql, [chain_row[c.name] for c in schema.chains.columns])
+                conn.execute(self._chain_sql, [chain_row[c.name] for c in tables.chains.columns])
             self._records.run(conn, sealed.rows)
-            for table, items in ((schema.certificates, sealed.certs),
-                                 (schema.ocsp_responses, sealed.ocsp)):
+            for table, items in ((tables.certificates, sealed.certs),
+                                 (tables.ocsp_responses, sealed.ocsp)):
                 if items:
                     conn.executemany(
                         f"INSERT OR IGNORE INTO {table.name} (sha256, der) VALUES (?, ?)",
@@ -302,8 +302,8 @@ class LogWriter:
         self._start_chain()
         # worker-thread state
         self._conn: Connection | None = None
-        self._insert_certs = insert_ignore(engine, schema.certificates)
-        self._insert_ocsp = insert_ignore(engine, schema.ocsp_responses)
+        self._insert_certs = insert_ignore(engine, tables.certificates)
+        self._insert_ocsp = insert_ignore(engine, tables.ocsp_responses)
         self._insert_records = RecordInsert(engine.dialect.paramstyle)
 
     # ----- chain state (event loop only) -------------------------------------------------------
@@ -483,7 +483,7 @@ class LogWriter:
 
     def _store_chain_row(self, row: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert_ignore(self.engine, schema.chains), [row])
+            conn.execute(insert_ignore(self.engine, tables.chains), [row])
 
     async def close(self) -> None:
         """Commit what is queued, then stop the worker thread."""
@@ -544,7 +544,7 @@ class LogWriter:
             conn = self._connection()
             with conn.begin():
                 if chain_row is not None:
-                    conn.execute(insert(schema.chains), [chain_row])
+                    conn.execute(insert(tables.chains), [chain_row])
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
                     self._insert_records.run(cursor, sealed.rows)

@@ -38,9 +38,8 @@ from secnode.core.policy.request import (
 )
 from secnode.core.policy.timeutil import format_instant, jst_day
 from secnode.policy import records, store
-from secnode.policy import schema as t
+from secnode.policy import tables as t
 
-#: MessageHeaders attribute -> the header name the core's request reader expects.
 _HEADER_OF = (
     ("user_id", H_USER), ("issue", H_ISSUE), ("purpose", H_PURPOSE), ("legal_basis", H_BASIS),
     ("data_subject", H_SUBJECT), ("agreement", H_AGREEMENT), ("consent_id", H_CONSENT),

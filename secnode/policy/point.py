@@ -53,7 +53,7 @@ from secnode.proxy import metaservices
 from secnode.proxy.hooks import Verdict
 
 if TYPE_CHECKING:
-    from secnode.runtime import NodeRuntime
+    from secnode.app.runtime import NodeRuntime
 
 log = logging.getLogger("secnode.policy")
 

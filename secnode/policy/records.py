@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from secnode.core.policy import Decision, LogEntry, UsageCounters, decision_log_entry
 from secnode.core.policy.timeutil import fiscal_year_bounds, jst_day
-from secnode.policy import schema as t
+from secnode.policy import tables as t
 from secnode.policy.common import add_years, canonical, parse_utc, sha256_hex, utc_text
 
 MIN_RETENTION_YEARS = 3

@@ -46,7 +46,7 @@ from secnode.core.policy import (
 )
 from secnode.core.policy.codec import settings_to_json
 from secnode.core.policy.model import PolicySettings
-from secnode.policy import schema as t
+from secnode.policy import tables as t
 from secnode.policy.common import canonical, utc_text
 
 #: pol_registry kinds, in the order the document loader needs them, and their JSON sections.

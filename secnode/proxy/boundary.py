@@ -67,7 +67,7 @@ def note_message(
 
 
 class Runtime(Protocol):
-    """What the boundary needs of :class:`~secnode.runtime.NodeRuntime`."""
+    """What the boundary needs of :class:`~secnode.app.runtime.NodeRuntime`."""
 
     sink: EventSink
 

@@ -19,19 +19,19 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from secnode.app.runtime import NodeRuntime
 from secnode.core import errors, rest, soap
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
 from secnode.core.message import MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError
-from secnode.own_status import require_own_sign_status
 from secnode.proxy import metaservices, wire
 from secnode.proxy.boundary import Surface, error_boundary, note_message
 from secnode.proxy.hooks import ExchangeEvent
 from secnode.proxy.io import read_limited, read_response
-from secnode.runtime import NodeRuntime
-from secnode.tls import peer_cert_sha256
-from secnode.trust import TrustError
+from secnode.trust.own_status import require_own_sign_status
+from secnode.trust.signers import TrustError
+from secnode.trust.tls import peer_cert_sha256
 
 log = logging.getLogger("secnode.client")
 

@@ -20,8 +20,8 @@ from secnode.core.message import MessageHeaders
 from secnode.core.xmlsafe import parse_xml
 
 if TYPE_CHECKING:
+    from secnode.app.runtime import NodeRuntime, ServiceEntry
     from secnode.core.globalconf import GlobalConf
-    from secnode.runtime import NodeRuntime, ServiceEntry
 
 PROVIDER_METASERVICES = ("listMethods", "allowedMethods", "getOpenAPI", "getWsdl")
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"

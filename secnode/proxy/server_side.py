@@ -3,7 +3,7 @@
 Order of checks (the first failure answers): configuration current, peer's
 TLS certificate registered for the client member, message well formed, not a
 replay, signature valid and signer trusted (chain, identity, stapled OCSP),
-this node's own sign certificate status usable (:mod:`secnode.own_status`),
+this node's own sign certificate status usable (:mod:`secnode.trust.own_status`),
 service known, access right granted, policy decision. Only then is the
 provider system called. Every refusal is logged with its reason.
 """
@@ -19,20 +19,20 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from secnode.app.runtime import NodeRuntime, ServiceEntry
 from secnode.core import errors, rest
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError
 from secnode.core.soap import parse_soap_request, prepare_soap_response
-from secnode.own_status import require_own_sign_status
 from secnode.proxy import metaservices, wire
 from secnode.proxy.boundary import Surface, error_boundary, note_message
 from secnode.proxy.hooks import ExchangeEvent
 from secnode.proxy.io import read_limited, read_response
-from secnode.runtime import NodeRuntime, ServiceEntry
-from secnode.tls import peer_cert_sha256
-from secnode.trust import TrustError
+from secnode.trust.own_status import require_own_sign_status
+from secnode.trust.signers import TrustError
+from secnode.trust.tls import peer_cert_sha256
 
 log = logging.getLogger("secnode.server")
 

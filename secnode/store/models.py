@@ -43,7 +43,7 @@ class NodeCertificate(Base):
     key_file: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # in use
     #: Imported but not in use yet: a renewed auth certificate waits until the global
-    #: configuration has listed it long enough for every peer to know it (secnode.renewal).
+    #: configuration has listed it long enough for every peer to know it (secnode.trust.renewal).
     pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: ``generated_at`` of the first configuration this node held that lists this certificate
     #: for it (the switch waits until every older configuration has expired).

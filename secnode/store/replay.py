@@ -26,9 +26,9 @@ from secnode.core.identifiers import ClientId
 from secnode.store import models
 
 if TYPE_CHECKING:
+    from secnode.app.runtime import NodeRuntime
+    from secnode.app.serve import RunningNode
     from secnode.core.globalconf import GlobalConf
-    from secnode.runtime import NodeRuntime
-    from secnode.serve import RunningNode
 
 log = logging.getLogger("secnode.replay")
 

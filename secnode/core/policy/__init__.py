@@ -76,7 +76,7 @@ from .request import (
     request_to_json,
 )
 from .result import EVALUATOR_VERSION, Decision, Obligation, ObligationKind
-from .schema import PolicyFormatError, Value
+from .strict_json import PolicyFormatError, Value
 from .timeutil import JST, IsoDuration, fiscal_year_bounds, fiscal_year_of
 from .vocabulary import (
     BASES,

@@ -20,7 +20,7 @@ from .model import (
     ServiceField,
 )
 from .readers import JsonObj
-from .schema import PolicyFormatError, Value
+from .strict_json import PolicyFormatError, Value
 from .vocabulary import (
     DPV_PURPOSES,
     EVIDENCE_KEYS,

@@ -11,7 +11,7 @@ from ..identifiers import MemberId
 from . import readers as rd
 from .model import Agreement, Duties, Permission, PolicySnapshot, Quotas
 from .readers import JsonObj
-from .schema import PolicyFormatError, Value
+from .strict_json import PolicyFormatError, Value
 from .timeutil import format_instant
 from .vocabulary import FIELD_NAME, AgreementState, AgreementType, LegalType
 

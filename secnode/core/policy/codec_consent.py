@@ -6,7 +6,7 @@ from ..identifiers import ServiceId
 from . import readers as rd
 from .model import ConsentRecord, ForeignTransfer, PolicySnapshot, StopRequest
 from .readers import JsonObj
-from .schema import Value
+from .strict_json import Value
 from .timeutil import format_instant
 from .vocabulary import FIELD_NAME, PURPOSE_CODE, CollectionMethod, ConsentStatus, StopScope
 

@@ -26,7 +26,7 @@ from .codec_consent import (
     stop_request_to_json,
 )
 from .model import PolicySnapshot
-from .schema import PolicyFormatError, Value, parse_json
+from .strict_json import PolicyFormatError, Value, parse_json
 
 FORMAT = "secnode-policy"
 FORMAT_VERSION = 1

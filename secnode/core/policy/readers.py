@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from ..identifiers import ClientId, ServiceId
 from .model import PolicySnapshot
-from .schema import Fields, PolicyFormatError, Value
+from .strict_json import Fields, PolicyFormatError, Value
 from .vocabulary import COUNTRY_CODE, FORBIDDEN_BASES, PURPOSE_CODE, Route
 
 JsonObj = dict[str, Any]

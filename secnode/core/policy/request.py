@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from ..identifiers import ClientId, IdentifierError, ServiceId, parse_client
-from .schema import PolicyFormatError, Value, parse_json
+from .strict_json import PolicyFormatError, Value, parse_json
 from .timeutil import format_instant, parse_instant
 from .vocabulary import COUNTRY_CODE, EVIDENCE_KEYS, FIELD_NAME, LegalType
 

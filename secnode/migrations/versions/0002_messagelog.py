@@ -4,7 +4,7 @@ Revision ID: 0002_messagelog
 Revises: 0001
 Create Date: 2026-11-25 05:10:00
 
-Spelled out (not derived from secnode.messagelog.schema) so that later schema
+Spelled out (not derived from secnode.messagelog.tables) so that later schema
 changes never rewrite what this revision did.
 """
 from alembic import op

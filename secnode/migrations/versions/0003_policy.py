@@ -4,7 +4,7 @@ Revision ID: 0003_policy
 Revises: 0002_messagelog
 Create Date: 2026-11-26 09:00:00
 
-Spelled out (not derived from secnode.policy.schema) so that later schema
+Spelled out (not derived from secnode.policy.tables) so that later schema
 changes never rewrite what this revision did.
 """
 from alembic import op

@@ -23,7 +23,7 @@ USAGES = ("auth", "sign")
 
 
 @dataclass
-class Node:
+class NodeHome:
     """An opened node directory with its database."""
 
     dir: NodeDir
@@ -31,7 +31,7 @@ class Node:
     sessions: sessionmaker[Session]
 
     @classmethod
-    def open(cls, path: str | Path | None = None, migrate: bool = True) -> Node:
+    def open(cls, path: str | Path | None = None, migrate: bool = True) -> NodeHome:
         nd = NodeDir.open(path)
         engine = db.make_engine(nd.db_url)
         if migrate:
@@ -168,7 +168,7 @@ def default_subject(usage: str, node_id: NodeId, organization: str | None) -> st
 
 def init_node(directory: str | Path, member: str, server_code: str, central_url: str,
               anchor: str | Path, db_url: str = "", client_port: int = 8080,
-              server_port: int = 5500, admin_port: int = 5588, address: str = "") -> Node:
+              server_port: int = 5500, admin_port: int = 5588, address: str = "") -> NodeHome:
     """Create a node directory: configuration, anchor copy, migrated database."""
     target = Path(directory)
     if (target / CONFIG_FILE).exists():
@@ -185,4 +185,4 @@ def init_node(directory: str | Path, member: str, server_code: str, central_url:
         render_config(str(member_id), server_code, central_url, db_url, client_port,
                       server_port, admin_port, address)
     )
-    return Node.open(target)
+    return NodeHome.open(target)

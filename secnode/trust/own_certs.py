@@ -14,12 +14,12 @@ operator can act on:
 Only then is it stored. A sign certificate, or the node's first auth certificate,
 is put in use at once (older certificates of the same usage are deactivated) and
 written to ``certs/<usage>.pem``. A renewed auth certificate, while the one in use is
-registered, is stored as *pending* instead: see :mod:`secnode.renewal` for when it
+registered, is stored as *pending* instead: see :mod:`secnode.trust.renewal` for when it
 takes over. Each certificate records its own key file (a renewal may bring a new key,
 ``keys/<usage>-N.key``, kept beside the one still in use).
 
 The OCSP helpers (:func:`fetch_status`, :func:`responder_urls`) are shared with
-the background job that keeps the staples fresh (:mod:`secnode.jobs`).
+the background job that keeps the staples fresh (:mod:`secnode.app.jobs`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from secnode.core.globalconf import GlobalConf
 from secnode.core.jsonfmt import cert_sha256_hex, format_time
 from secnode.files import atomic_write
 from secnode.globalconf import ConfStore
-from secnode.node import USAGES, Node
+from secnode.home import USAGES, NodeHome
 from secnode.store import models
 
 OCSP_TIMEOUT = 10.0
@@ -60,7 +60,7 @@ class ImportResult:
     status: OCSPStatus
     path: Path
     replaced: int  # how many older certificates of this usage were deactivated
-    pending: bool = False  # stored, not in use yet (auth renewal: secnode.renewal)
+    pending: bool = False  # stored, not in use yet (auth renewal: secnode.trust.renewal)
 
 
 # ----- reading --------------------------------------------------------------------------
@@ -211,7 +211,7 @@ async def fetch_status(
 
 
 # ----- storing -----------------------------------------------------------------------------
-def cert_file(node: Node, usage: str) -> Path:
+def cert_file(node: NodeHome, usage: str) -> Path:
     return node.path / "certs" / f"{usage}.pem"
 
 
@@ -227,14 +227,14 @@ def record_status(row: models.NodeCertificate, status: OCSPStatus,
     row.ocsp_failures = 0
 
 
-def write_cert_file(node: Node, usage: str, cert: x509.Certificate) -> Path:
+def write_cert_file(node: NodeHome, usage: str, cert: x509.Certificate) -> Path:
     """``certs/<usage>.pem``: the certificate in use, for operators and other tools."""
     path = cert_file(node, usage)
     atomic_write(path, cert.public_bytes(serialization.Encoding.PEM))
     return path
 
 
-def store_certificate(node: Node, usage: str, cert: x509.Certificate, status: OCSPStatus,
+def store_certificate(node: NodeHome, usage: str, cert: x509.Certificate, status: OCSPStatus,
                       key_file: Path | None = None, pending: bool = False) -> tuple[int, Path]:
     """Store ``cert``: in use (older ones deactivated) or ``pending`` (the one in use stays).
 
@@ -274,7 +274,7 @@ def store_certificate(node: Node, usage: str, cert: x509.Certificate, status: OC
     return len(replaced), write_cert_file(node, usage, cert)
 
 
-def import_certificate(node: Node, data: bytes, at: dt.datetime | None = None,
+def import_certificate(node: NodeHome, data: bytes, at: dt.datetime | None = None,
                        timeout: float = OCSP_TIMEOUT) -> ImportResult:
     """Run every check, then store; raises :class:`CertImportError` with the first refusal."""
     cert = load_cert_bytes(data)
@@ -304,7 +304,7 @@ def import_certificate(node: Node, data: bytes, at: dt.datetime | None = None,
             f"OCSP status of {describe(cert)} is {status.status}: the CA does not know this "
             "certificate"
         )
-    from secnode.renewal import auth_import_pending
+    from secnode.trust.renewal import auth_import_pending
 
     pending = usage == "auth" and auth_import_pending(node, conf, cert_sha256_hex(cert))
     replaced, path = store_certificate(node, usage, cert, status, key_file, pending)

@@ -4,7 +4,7 @@ Bound to 127.0.0.1 by default (``[admin]``): it tells an attacker which
 certificates are stale, so it is for the operator's monitoring, not the world.
 Both endpoints read the certificate rows from the database (in a thread), so
 they report what every node process sharing the database sees, and judge with
-:func:`secnode.health.assess`.
+:func:`secnode.core.health.assess`.
 """
 
 from __future__ import annotations
@@ -19,18 +19,17 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from cryptography import x509
 
-from secnode import health
-from secnode.core import errors
+from secnode.app.jobs import active_rows, read_conf_state
+from secnode.core import errors, health
 from secnode.core.globalconf import GlobalConf
-from secnode.jobs import active_rows, read_conf_state
-from secnode.node import Node
+from secnode.home import NodeHome
 from secnode.proxy.boundary import Surface, error_boundary
 from secnode.store import models
 
 if TYPE_CHECKING:
-    from secnode.runtime import NodeRuntime
+    from secnode.app.runtime import NodeRuntime
 
-log = logging.getLogger("secnode.admin")
+log = logging.getLogger("secnode.app.admin")
 RUNTIME = web.AppKey("runtime", object)
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -58,15 +57,15 @@ def conf_view(conf: GlobalConf | None) -> health.ConfView | None:
     return health.ConfView(conf.version, conf.generated_at, conf.expires_at, dict(conf.settings))
 
 
-def is_registered(node: Node, conf: GlobalConf | None, auth_sha256: str | None) -> bool | None:
+def is_registered(node: NodeHome, conf: GlobalConf | None, auth_sha256: str | None) -> bool | None:
     """Registered = the configuration lists our active auth certificate for this node (the
     newest, or a previous one still registered during a renewal)."""
-    from secnode.renewal import listed
+    from secnode.trust.renewal import listed
 
     return listed(conf, node, auth_sha256)
 
 
-def node_health(node: Node, conf: GlobalConf | None, conf_error: str | None = None,
+def node_health(node: NodeHome, conf: GlobalConf | None, conf_error: str | None = None,
                 now: dt.datetime | None = None) -> health.Health:
     """Snapshot the node (blocking database reads) and judge it."""
     rows = {r.usage: r for r in active_rows(node)}
@@ -81,8 +80,8 @@ def node_health(node: Node, conf: GlobalConf | None, conf_error: str | None = No
     )
 
 
-def _pending_auth(node: Node, conf: GlobalConf | None) -> dict[str, Any] | None:
-    from secnode.renewal import pending_view
+def _pending_auth(node: NodeHome, conf: GlobalConf | None) -> dict[str, Any] | None:
+    from secnode.trust.renewal import pending_view
 
     view = pending_view(node, conf)
     return None if view is None else view.to_json()
@@ -145,7 +144,7 @@ async def _health_of(rt: NodeRuntime) -> health.Health:
 
 def _with_extensions(rt: NodeRuntime, body: dict[str, Any],
                      status: int) -> tuple[dict[str, Any], int]:
-    """Each extension's section (:class:`secnode.extensions.Extension`); a section's
+    """Each extension's section (:class:`secnode.app.extensions.Extension`); a section's
     ``reasons`` make the node unhealthy and its ``warnings`` are listed with the node's own."""
     for ext in rt.extensions:
         name = ext.name

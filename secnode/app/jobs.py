@@ -44,19 +44,19 @@ from sqlalchemy import select
 
 from certs.chain import find_issuer
 from certs.ocsp import OCSPError
-from secnode import certimport, renewal
 from secnode.config import NodeConfig
 from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf, GlobalConfError
 from secnode.core.jsonfmt import cert_sha256_hex, format_time
 from secnode.globalconf import ConfStore
-from secnode.node import Node
+from secnode.home import NodeHome
 from secnode.store import models, replay
+from secnode.trust import own_certs, renewal
 
 if TYPE_CHECKING:
-    from secnode.runtime import NodeRuntime
-    from secnode.serve import RunningNode
+    from secnode.app.runtime import NodeRuntime
+    from secnode.app.serve import RunningNode
 
-log = logging.getLogger("secnode.jobs")
+log = logging.getLogger("secnode.app.jobs")
 
 CONF_STATE_KEY = "job.conf"
 #: Longest sleep of the OCSP loop: newly imported certificates are picked up this fast.
@@ -125,13 +125,13 @@ class ConfOutcome:
         return self.ok and self.version != self.previous
 
 
-def read_conf_state(node: Node) -> dict[str, Any]:
+def read_conf_state(node: NodeHome) -> dict[str, Any]:
     """The last recorded outcome of the configuration job (empty if it never ran)."""
     raw = node.get_state(CONF_STATE_KEY)
     return json.loads(raw) if raw else {}
 
 
-def _record_conf(node: Node, outcome: ConfOutcome, at: dt.datetime) -> None:
+def _record_conf(node: NodeHome, outcome: ConfOutcome, at: dt.datetime) -> None:
     state = read_conf_state(node)
     stamp = format_time(at)
     state["attempt_at"] = stamp
@@ -144,7 +144,7 @@ def _record_conf(node: Node, outcome: ConfOutcome, at: dt.datetime) -> None:
     node.set_state(CONF_STATE_KEY, json.dumps(state, sort_keys=True))
 
 
-def refresh_conf(node: Node, timeout: float = 10.0) -> ConfOutcome:
+def refresh_conf(node: NodeHome, timeout: float = 10.0) -> ConfOutcome:
     """Fetch, verify and keep the newest configuration (blocking; run it in a thread).
 
     Never raises for a network or verification failure: the outcome carries the
@@ -187,15 +187,15 @@ def _cert_of(row: models.NodeCertificate) -> x509.Certificate:
     return x509.load_pem_x509_certificate(row.cert_pem.encode("ascii"))
 
 
-def active_rows(node: Node) -> list[models.NodeCertificate]:
+def active_rows(node: NodeHome) -> list[models.NodeCertificate]:
     with node.sessions() as s:
         return list(s.scalars(select(models.NodeCertificate).where(
             models.NodeCertificate.active).order_by(models.NodeCertificate.usage)))
 
 
-def ocsp_rows(node: Node) -> list[models.NodeCertificate]:
+def ocsp_rows(node: NodeHome) -> list[models.NodeCertificate]:
     """Certificates whose OCSP response is kept fresh: those in use and a pending renewal
-    (so it can be put in use the moment its time comes, see :mod:`secnode.renewal`)."""
+    (so it can be put in use the moment its time comes, see :mod:`secnode.trust.renewal`)."""
     with node.sessions() as s:
         return list(s.scalars(select(models.NodeCertificate).where(
             models.NodeCertificate.active | models.NodeCertificate.pending)
@@ -230,8 +230,8 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 
 async def refresh_ocsp_one(
-    node: Node, row: models.NodeCertificate, conf: GlobalConf, config: NodeConfig,
-    session: aiohttp.ClientSession | None = None, timeout: float = certimport.OCSP_TIMEOUT,
+    node: NodeHome, row: models.NodeCertificate, conf: GlobalConf, config: NodeConfig,
+    session: aiohttp.ClientSession | None = None, timeout: float = own_certs.OCSP_TIMEOUT,
 ) -> OcspOutcome:
     """Fetch and validate a response for one certificate and record it (or the failure)."""
     cert = _cert_of(row)
@@ -243,20 +243,20 @@ async def refresh_ocsp_one(
                 f"the issuer of the {row.usage} certificate is not an approved CA in global "
                 f"configuration version {conf.version}"
             )
-        status = await certimport.fetch_status(
-            cert, issuer, certimport.responder_urls(cert, conf), freshness, session, timeout
+        status = await own_certs.fetch_status(
+            cert, issuer, own_certs.responder_urls(cert, conf), freshness, session, timeout
         )
     except OCSPError as exc:
         return await asyncio.to_thread(_record_failure, node, row.id, str(exc), config)
     return await asyncio.to_thread(_record_success, node, row.id, status)
 
 
-def _record_success(node: Node, row_id: int, status: Any) -> OcspOutcome:
+def _record_success(node: NodeHome, row_id: int, status: Any) -> OcspOutcome:
     with node.session() as s:
         row = s.get(models.NodeCertificate, row_id)
         assert row is not None
         before, had_failures = row.ocsp_status, row.ocsp_failures
-        certimport.record_status(row, status)
+        own_certs.record_status(row, status)
         usage, digest = row.usage, row.cert_sha256
     if status.status != "good":
         reason = f" ({status.revocation_reason})" if status.revocation_reason else ""
@@ -268,7 +268,7 @@ def _record_success(node: Node, row_id: int, status: Any) -> OcspOutcome:
     return OcspOutcome(usage, digest, status.status, None, 0)
 
 
-def _record_failure(node: Node, row_id: int, error: str, config: NodeConfig) -> OcspOutcome:
+def _record_failure(node: NodeHome, row_id: int, error: str, config: NodeConfig) -> OcspOutcome:
     with node.session() as s:
         row = s.get(models.NodeCertificate, row_id)
         assert row is not None
@@ -283,7 +283,7 @@ def _record_failure(node: Node, row_id: int, error: str, config: NodeConfig) -> 
     return OcspOutcome(usage, digest, None, error, failures)
 
 
-async def refresh_ocsp(node: Node, conf: GlobalConf | None, config: NodeConfig,
+async def refresh_ocsp(node: NodeHome, conf: GlobalConf | None, config: NodeConfig,
                        session: aiohttp.ClientSession | None = None) -> list[OcspOutcome]:
     """Fetch responses for every active (and pending) certificate now (``secnode sync``)."""
     rows = await asyncio.to_thread(ocsp_rows, node)
@@ -304,7 +304,7 @@ class SyncReport:
         return self.conf.ok and all(o.status == "good" for o in self.ocsp)
 
 
-async def run_once(node: Node) -> SyncReport:
+async def run_once(node: NodeHome) -> SyncReport:
     """Both jobs once, in order (the OCSP job needs the configuration's CA list)."""
     conf_outcome = await asyncio.to_thread(refresh_conf, node)
     try:
@@ -332,7 +332,7 @@ async def apply_conf_change(rt: NodeRuntime, running: RunningNode | None,
     TSAs) is read from ``rt.conf`` by each message and each job round, so swapping
     ``rt.conf`` is all it takes for those.
     """
-    from secnode import tls
+    from secnode.trust import tls
 
     if rt.conf is not None:
         rt.trust.reset_if_changed(rt.conf)  # settings or CAs may differ: re-judge signers

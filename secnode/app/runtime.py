@@ -23,24 +23,24 @@ from cryptography import x509
 from sqlalchemy import select
 
 from certs import keys
-from secnode.admin import cert_view
+from secnode.app.admin import cert_view
 from secnode.core.globalconf import ConfNode, GlobalConf, GlobalConfError
+from secnode.core.health import CertView
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.msgsig import MessageSigner, SignatureVerifier
 from secnode.files import atomic_write
 from secnode.globalconf import ConfStore
-from secnode.health import CertView
-from secnode.node import Node
+from secnode.home import NodeHome
 from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
 from secnode.store import models
 from secnode.store.replay import ReplayWindow
-from secnode.tls import client_context, pinned_client_context
-from secnode.trust import TrustCache
+from secnode.trust.signers import TrustCache
+from secnode.trust.tls import client_context, pinned_client_context
 
 if TYPE_CHECKING:
-    from secnode.extensions import Extension
+    from secnode.app.extensions import Extension
 
-log = logging.getLogger("secnode.runtime")
+log = logging.getLogger("secnode.app.runtime")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class ServiceTable:
         return [e for e in self.by_id.values() if e.service.subsystem_id == subsystem]
 
 
-def load_service_table(node: Node) -> ServiceTable:
+def load_service_table(node: NodeHome) -> ServiceTable:
     table = ServiceTable()
     member = node.member_id
     with node.sessions() as s:
@@ -100,7 +100,7 @@ class OwnCertificate:
     ocsp_this_update: dt.datetime | None
     ocsp_next_update: dt.datetime | None = None
     #: The row as ``/health`` judges it, so the message path and ``/health`` give one answer
-    #: (see :mod:`secnode.own_status`); also tells the OCSP job when the row moved on.
+    #: (see :mod:`secnode.trust.own_status`); also tells the OCSP job when the row moved on.
     view: CertView | None = None
     #: The PEM and key TLS loads for this very certificate (a renewal may bring a new key, and
     #: another process may already have switched ``certs/auth.pem``: never mix the two).
@@ -108,7 +108,7 @@ class OwnCertificate:
     key_file: Path | None = None
 
 
-def own_cert_file(node: Node, row: models.NodeCertificate) -> Path:
+def own_cert_file(node: NodeHome, row: models.NodeCertificate) -> Path:
     """``certs/<usage>-<sha256 prefix>.pem``, written from the database if missing."""
     path = node.path / "certs" / f"{row.usage}-{row.cert_sha256[:16]}.pem"
     if not path.exists() or path.read_text() != row.cert_pem:
@@ -119,7 +119,7 @@ def own_cert_file(node: Node, row: models.NodeCertificate) -> Path:
 class NodeRuntime:
     """The running node's state; one per process."""
 
-    def __init__(self, node: Node, passphrase: bytes) -> None:
+    def __init__(self, node: NodeHome, passphrase: bytes) -> None:
         self.node = node
         self.config = node.dir.config
         self.passphrase = passphrase
@@ -132,7 +132,7 @@ class NodeRuntime:
         self.replay = ReplayWindow(node.engine, self.config.server.replay_window)
         self.sink: EventSink = NullSink()
         self.decision: DecisionPoint = AllowAll()
-        #: Attached at start-up (message log, policy); see :mod:`secnode.extensions`.
+        #: Attached at start-up (message log, policy); see :mod:`secnode.app.extensions`.
         self.extensions: list[Extension] = []
         self.signer: MessageSigner | None = None
         self.sign_cert: OwnCertificate | None = None

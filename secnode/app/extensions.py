@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from secnode.runtime import NodeRuntime
+    from secnode.app.runtime import NodeRuntime
 
 
 class Extension(Protocol):

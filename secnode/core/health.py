@@ -62,7 +62,7 @@ class CertView:
 
 @dataclass(frozen=True)
 class ConfJob:
-    """The configuration job's last outcome (see :func:`secnode.jobs.read_conf_state`)."""
+    """The configuration job's last outcome (see :func:`secnode.app.jobs.read_conf_state`)."""
 
     ok_at: str | None = None
     error: str | None = None
@@ -209,7 +209,7 @@ def assess(
 
     ``registered``: the configuration lists the auth certificate in use for this node.
     ``pending_auth``: a renewed auth certificate waiting to be put in use
-    (:meth:`secnode.renewal.PendingView.to_json`).
+    (:meth:`secnode.trust.renewal.PendingView.to_json`).
     """
     reasons: list[str] = []
     warnings: list[str] = []

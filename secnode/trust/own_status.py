@@ -7,7 +7,7 @@ side that has it: the client node refuses before it signs and sends (instead
 of the provider answering ``Client.InvalidSignature``), and the provider node
 refuses before it calls the service (instead of the service acting and the
 client then refusing the signed response). The judgement is
-:func:`secnode.health.cert_usable`, the one ``/health`` makes, on the row the
+:func:`secnode.core.health.cert_usable`, the one ``/health`` makes, on the row the
 runtime last loaded; the OCSP job reloads it whenever the database row moves.
 """
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from secnode import health
+from secnode.core import health
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import SETTINGS_DEFAULTS
 
 if TYPE_CHECKING:
-    from secnode.runtime import NodeRuntime, OwnCertificate
+    from secnode.app.runtime import NodeRuntime, OwnCertificate
 
 
 def _freshness(rt: NodeRuntime) -> float:

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from cryptography import x509
 from sqlalchemy import select
 
-from secnode import certimport
 from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf
 from secnode.core.jsonfmt import format_time
-from secnode.node import Node
+from secnode.home import NodeHome
 from secnode.store import models
+from secnode.trust import own_certs
 
-log = logging.getLogger("secnode.renewal")
+log = logging.getLogger("secnode.trust.renewal")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -48,7 +48,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def listed(conf: GlobalConf | None, node: Node, digest: str | None) -> bool | None:
+def listed(conf: GlobalConf | None, node: NodeHome, digest: str | None) -> bool | None:
     """Whether ``conf`` lists ``digest`` as an auth certificate of this node (None: no conf)."""
     if conf is None:
         return None
@@ -72,7 +72,7 @@ def switch_at(row: models.NodeCertificate, conf: GlobalConf) -> dt.datetime | No
     return None if listed_at is None else listed_at + switch_delay(conf)
 
 
-def auth_import_pending(node: Node, conf: GlobalConf, digest: str) -> bool:
+def auth_import_pending(node: NodeHome, conf: GlobalConf, digest: str) -> bool:
     """At import: wait (pending) only if the auth certificate in use is registered."""
     active = node.active_certificate("auth")
     if active is None or active.cert_sha256 == digest:
@@ -107,7 +107,7 @@ class PendingView:
         }
 
 
-def pending_view(node: Node, conf: GlobalConf | None) -> PendingView | None:
+def pending_view(node: NodeHome, conf: GlobalConf | None) -> PendingView | None:
     row = node.pending_certificate("auth")
     if row is None:
         return None
@@ -134,7 +134,9 @@ def _note_listing(row: models.NodeCertificate, is_listed: bool, conf: GlobalConf
         row.listed_at = None
 
 
-def promote_due(node: Node, conf: GlobalConf | None, now: dt.datetime | None = None) -> str | None:
+def promote_due(
+    node: NodeHome, conf: GlobalConf | None, now: dt.datetime | None = None
+) -> str | None:
     """Put the pending auth certificate in use if its time has come; returns its SHA-256.
 
     Idempotent and safe with several processes on one database: the decision is taken
@@ -167,7 +169,7 @@ def promote_due(node: Node, conf: GlobalConf | None, now: dt.datetime | None = N
             old.active = False
         row.active, row.pending = True, False
         pem, digest = row.cert_pem, row.cert_sha256
-    certimport.write_cert_file(node, "auth", x509.load_pem_x509_certificate(pem.encode()))
+    own_certs.write_cert_file(node, "auth", x509.load_pem_x509_certificate(pem.encode()))
     (node.path / "certs" / "auth-pending.pem").unlink(missing_ok=True)
     log.info(
         "auth certificate %s... put in use (%s)",

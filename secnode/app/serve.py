@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from secnode.node import Node
+from secnode.app.runtime import NodeRuntime, load_service_table
+from secnode.home import NodeHome
 from secnode.proxy.boundary import http_error_logger
-from secnode.runtime import NodeRuntime, load_service_table
-from secnode.tls import server_context
+from secnode.trust.tls import server_context
 
-log = logging.getLogger("secnode.serve")
+log = logging.getLogger("secnode.app.serve")
 
 
 @dataclass
@@ -107,10 +107,10 @@ def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
     return ctx
 
 
-async def start_node(node: Node, passphrase: bytes) -> RunningNode:
+async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
-    from secnode import admin, jobs
-    from secnode.extensions import attach_extensions
+    from secnode.app import admin, jobs
+    from secnode.app.extensions import attach_extensions
     from secnode.proxy.client_side import build_client_app
 
     rt = NodeRuntime(node, passphrase)
@@ -137,7 +137,7 @@ async def start_node(node: Node, passphrase: bytes) -> RunningNode:
     return running
 
 
-def serve_forever(node: Node, passphrase: bytes) -> None:
+def serve_forever(node: NodeHome, passphrase: bytes) -> None:
     async def main() -> None:
         running = await start_node(node, passphrase)
         # Everything built at start-up (configuration, trust caches, modules) lives as long as
