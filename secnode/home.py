@@ -16,6 +16,7 @@ from certs import keys
 from certs.ca import load_certificate
 from secnode.config import CONFIG_FILE, ConfigError, NodeDir, render_config
 from secnode.core.identifiers import MemberId, NodeId
+from secnode.files import atomic_write
 from secnode.globalconf import ConfStore
 from secnode.store import db, models
 
@@ -144,6 +145,12 @@ class NodeHome:
                 .where(models.NodeCertificate.usage == usage, models.NodeCertificate.pending)
                 .order_by(models.NodeCertificate.imported_at.desc())
             ).first()
+
+    def write_cert_file(self, usage: str, cert: x509.Certificate) -> Path:
+        """``certs/<usage>.pem``: the certificate in use, for operators and other tools."""
+        path = self.path / "certs" / f"{usage}.pem"
+        atomic_write(path, cert.public_bytes(serialization.Encoding.PEM))
+        return path
 
     def key_file_of(self, row: models.NodeCertificate | None, usage: str) -> Path:
         """The private key of a certificate (each row records its own: renewals add keys)."""

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from secnode.app import jobs
 from secnode.config import NodeConfig
 from secnode.core import health
+from secnode.trust import ocsp_staples
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import (
     CITIES,
@@ -331,7 +332,7 @@ def test_node_on_postgresql_registers_and_serves(
 def test_backoff_doubles_from_retry_min_to_retry_max() -> None:
     config = NodeConfig()
     config.ocsp.retry_min, config.ocsp.retry_max = 5, 60
-    assert [jobs.backoff(config, n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+    assert [ocsp_staples.backoff(config, n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
 
 
 def test_ocsp_interval_prefers_node_setting_but_stays_below_freshness() -> None:

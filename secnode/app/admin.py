@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from cryptography import x509
 
-from secnode.app.jobs import active_rows, read_conf_state
+from secnode.app.jobs import read_conf_state
 from secnode.core import errors, health
 from secnode.core.globalconf import GlobalConf
 from secnode.home import NodeHome
 from secnode.proxy.boundary import Surface, error_boundary
 from secnode.store import models
+from secnode.trust.ocsp_staples import active_rows
 
 if TYPE_CHECKING:
     from secnode.app.runtime import NodeRuntime

@@ -37,20 +37,25 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
 
-from certs.chain import find_issuer
-from certs.ocsp import OCSPError
 from secnode.config import NodeConfig
-from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf, GlobalConfError
+from secnode.core.globalconf import GlobalConf, GlobalConfError, setting
 from secnode.core.jsonfmt import cert_sha256_hex, format_time
 from secnode.globalconf import ConfStore
 from secnode.home import NodeHome
 from secnode.store import models, replay
-from secnode.trust import own_certs, renewal
+from secnode.trust import renewal
+from secnode.trust.ocsp_staples import (
+    OCSP_MIN_GAP,
+    OcspOutcome,
+    as_utc,
+    backoff,
+    next_due,
+    ocsp_rows,
+    refresh_ocsp,
+    refresh_ocsp_one,
+)
 
 if TYPE_CHECKING:
     from secnode.app.runtime import NodeRuntime
@@ -61,9 +66,9 @@ log = logging.getLogger("secnode.app.jobs")
 CONF_STATE_KEY = "job.conf"
 #: Longest sleep of the OCSP loop: newly imported certificates are picked up this fast.
 OCSP_MAX_SLEEP = 5.0
-#: Shortest time between two fetches for the same certificate, whatever the settings say.
-OCSP_MIN_GAP = 1.0
-SERVICES_RELOAD_INTERVAL = 5.0
+#: Services, access rights and the client whitelist changed by the CLI (from any process
+#: sharing the database) apply within this many seconds, without a restart.
+SERVICES_RELOAD_INTERVAL = 2.0
 #: How often ``secnode serve`` looks for a newer held configuration (one readlink).
 CONF_FOLLOW_INTERVAL = 1.0
 
@@ -84,12 +89,6 @@ def register_url(config: NodeConfig) -> str:
 
 
 # ----- settings ---------------------------------------------------------------------------
-def setting(conf: GlobalConf | None, name: str) -> int:
-    if conf is not None and name in conf.settings:
-        return int(conf.settings[name])
-    return SETTINGS_DEFAULTS[name]
-
-
 def conf_interval(config: NodeConfig, conf: GlobalConf | None) -> float:
     """The registry's refresh interval, capped by the node's own ``refresh_interval``."""
     local = config.central.refresh_interval
@@ -101,12 +100,6 @@ def ocsp_interval(config: NodeConfig, conf: GlobalConf | None) -> float:
     """``[ocsp] fetch_interval`` if set, else the configuration's; below half the freshness."""
     wanted = config.ocsp.fetch_interval or setting(conf, "ocsp_fetch_interval")
     return float(max(OCSP_MIN_GAP, min(wanted, setting(conf, "ocsp_freshness_seconds") / 2)))
-
-
-def backoff(config: NodeConfig, failures: int) -> float:
-    """Seconds to wait after ``failures`` consecutive failures: retry_min doubling to retry_max."""
-    low, high = max(1, config.ocsp.retry_min), max(1, config.ocsp.retry_max)
-    return float(min(high, low * 2 ** max(0, failures - 1)))
 
 
 # ----- global configuration ---------------------------------------------------------------
@@ -171,126 +164,6 @@ def refresh_conf(node: NodeHome, timeout: float = 10.0) -> ConfOutcome:
                      format_time(conf.generated_at), format_time(conf.expires_at))
     _record_conf(node, outcome, at)
     return outcome
-
-
-# ----- OCSP -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OcspOutcome:
-    usage: str
-    cert_sha256: str
-    status: str | None  # good | revoked | unknown; None when the fetch failed
-    error: str | None
-    failures: int
-
-
-def _cert_of(row: models.NodeCertificate) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(row.cert_pem.encode("ascii"))
-
-
-def active_rows(node: NodeHome) -> list[models.NodeCertificate]:
-    with node.sessions() as s:
-        return list(s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.active).order_by(models.NodeCertificate.usage)))
-
-
-def ocsp_rows(node: NodeHome) -> list[models.NodeCertificate]:
-    """Certificates whose OCSP response is kept fresh: those in use and a pending renewal
-    (so it can be put in use the moment its time comes, see :mod:`secnode.trust.renewal`)."""
-    with node.sessions() as s:
-        return list(s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.active | models.NodeCertificate.pending)
-            .order_by(models.NodeCertificate.usage)))
-
-
-def stale_at(row: models.NodeCertificate, freshness: float) -> dt.datetime | None:
-    """When the held response stops being usable (freshness or nextUpdate, earlier wins)."""
-    if row.ocsp_this_update is None:
-        return None
-    limit = _utc(row.ocsp_this_update) + dt.timedelta(seconds=freshness)
-    if row.ocsp_next_update is not None:
-        limit = min(limit, _utc(row.ocsp_next_update))
-    return limit
-
-
-def next_due(row: models.NodeCertificate, interval: float, freshness: float) -> dt.datetime:
-    """After a success: one interval later, or halfway to staleness if that comes first."""
-    if row.ocsp_fetched_at is None:
-        return dt.datetime.min.replace(tzinfo=dt.UTC)
-    fetched = _utc(row.ocsp_fetched_at)
-    wait = interval
-    limit = stale_at(row, freshness)
-    if limit is not None:
-        wait = min(wait, (limit - fetched).total_seconds() / 2)
-    return fetched + dt.timedelta(seconds=max(OCSP_MIN_GAP, wait))
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
-async def refresh_ocsp_one(
-    node: NodeHome, row: models.NodeCertificate, conf: GlobalConf, config: NodeConfig,
-    session: aiohttp.ClientSession | None = None, timeout: float = own_certs.OCSP_TIMEOUT,
-) -> OcspOutcome:
-    """Fetch and validate a response for one certificate and record it (or the failure)."""
-    cert = _cert_of(row)
-    freshness = setting(conf, "ocsp_freshness_seconds")
-    issuer = find_issuer(cert, conf.ca_certs)
-    try:
-        if issuer is None:
-            raise OCSPError(
-                f"the issuer of the {row.usage} certificate is not an approved CA in global "
-                f"configuration version {conf.version}"
-            )
-        status = await own_certs.fetch_status(
-            cert, issuer, own_certs.responder_urls(cert, conf), freshness, session, timeout
-        )
-    except OCSPError as exc:
-        return await asyncio.to_thread(_record_failure, node, row.id, str(exc), config)
-    return await asyncio.to_thread(_record_success, node, row.id, status)
-
-
-def _record_success(node: NodeHome, row_id: int, status: Any) -> OcspOutcome:
-    with node.session() as s:
-        row = s.get(models.NodeCertificate, row_id)
-        assert row is not None
-        before, had_failures = row.ocsp_status, row.ocsp_failures
-        own_certs.record_status(row, status)
-        usage, digest = row.usage, row.cert_sha256
-    if status.status != "good":
-        reason = f" ({status.revocation_reason})" if status.revocation_reason else ""
-        log.error("%s certificate %s... is %s%s according to OCSP: exchange needing it stops",
-                  usage, digest[:16], status.status, reason)
-    elif before != "good" or had_failures:
-        log.info("%s certificate %s...: OCSP good (thisUpdate %s)", usage, digest[:16],
-                 format_time(status.this_update))
-    return OcspOutcome(usage, digest, status.status, None, 0)
-
-
-def _record_failure(node: NodeHome, row_id: int, error: str, config: NodeConfig) -> OcspOutcome:
-    with node.session() as s:
-        row = s.get(models.NodeCertificate, row_id)
-        assert row is not None
-        row.ocsp_failures = (row.ocsp_failures or 0) + 1
-        wait = backoff(config, row.ocsp_failures)
-        row.ocsp_error = (f"{error} (failed {row.ocsp_failures} time(s) in a row; "
-                          f"next attempt in {wait:g} s)")
-        usage, digest, failures = row.usage, row.cert_sha256, row.ocsp_failures
-    level = logging.WARNING if failures == 1 or failures % 10 == 0 else logging.DEBUG
-    log.log(level, "OCSP for %s certificate %s... failed (%d in a row, retry in %g s): %s",
-            usage, digest[:16], failures, wait, error)
-    return OcspOutcome(usage, digest, None, error, failures)
-
-
-async def refresh_ocsp(node: NodeHome, conf: GlobalConf | None, config: NodeConfig,
-                       session: aiohttp.ClientSession | None = None) -> list[OcspOutcome]:
-    """Fetch responses for every active (and pending) certificate now (``secnode sync``)."""
-    rows = await asyncio.to_thread(ocsp_rows, node)
-    if conf is None:
-        return [OcspOutcome(r.usage, r.cert_sha256, None, "no global configuration yet", 0)
-                for r in rows]
-    return [await refresh_ocsp_one(node, r, conf, config, session) for r in rows]
 
 
 # ----- one shot ---------------------------------------------------------------------------
@@ -478,9 +351,9 @@ def held_rows_state(rows: list[models.NodeCertificate]) -> dict[str, RowState]:
     newest: dict[str, models.NodeCertificate] = {}
     for row in rows:
         held = newest.get(row.usage)
-        if held is None or _utc(row.imported_at) > _utc(held.imported_at):
+        if held is None or as_utc(row.imported_at) > as_utc(held.imported_at):
             newest[row.usage] = row
-    return {usage: (row.cert_sha256, _utc(row.ocsp_fetched_at) if row.ocsp_fetched_at else None,
+    return {usage: (row.cert_sha256, as_utc(row.ocsp_fetched_at) if row.ocsp_fetched_at else None,
                     row.ocsp_failures or 0) for usage, row in newest.items()}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from secnode.app.runtime import NodeRuntime, load_service_table
+from secnode.app.runtime import NodeRuntime
 from secnode.home import NodeHome
 from secnode.proxy.boundary import http_error_logger
 from secnode.trust.tls import server_context
@@ -82,17 +82,6 @@ async def _wait_for_node_listener(running: RunningNode, interval: float = 2.0) -
             log.exception("could not start the node-to-node interface; will retry")
 
 
-async def _refresh_services(rt: NodeRuntime, interval: float = 2.0) -> None:
-    """Re-read services, access rights and the client whitelist, so CLI changes (from any
-    process sharing the database) apply within seconds without a restart."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            rt.services = await asyncio.to_thread(load_service_table, rt.node)
-        except Exception:  # a transient database error must not stop the node
-            log.exception("could not reload services and access rights")
-
-
 def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
     """HTTPS for information systems when configured; client certificates when a CA is set."""
     cfg = rt.config.client
@@ -130,7 +119,6 @@ async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
                     else "no global configuration yet")
         running.tasks.append(asyncio.create_task(_wait_for_node_listener(running)))
     running.tasks.extend(jobs.start_jobs(rt, running))
-    running.tasks.append(asyncio.create_task(_refresh_services(rt)))
     log.info("node %s serving: client %s:%d, node-to-node %s:%d, admin %s:%d", node.node_id,
              cfg.client.host, cfg.client.port, cfg.server.host, cfg.server.port,
              cfg.admin.host, cfg.admin.port)

@@ -456,3 +456,10 @@ def verify(
                 "rollback", f"version {conf.version} reissued with different content; refused"
             )
     return conf
+
+
+def setting(conf: GlobalConf | None, name: str) -> int:
+    """A registry-wide setting from ``conf``, or its documented default (no conf yet)."""
+    if conf is not None and name in conf.settings:
+        return int(conf.settings[name])
+    return SETTINGS_DEFAULTS[name]

@@ -42,7 +42,7 @@ from sqlalchemy import Connection, Engine, and_, func, select, update
 
 from certs import tsa_client
 from certs.tsa import TSAError
-from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf
+from secnode.core.globalconf import GlobalConf, setting
 from secnode.core.messagelog import batch_id_for, merkle_root
 from secnode.core.messagelog.record import parse_time
 from secnode.messagelog import tables
@@ -100,12 +100,6 @@ def _alive_here(host: str, pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def setting(conf: GlobalConf | None, name: str) -> int:
-    if conf is not None and name in conf.settings:
-        return int(conf.settings[name])
-    return SETTINGS_DEFAULTS[name]
 
 
 class Stamper:

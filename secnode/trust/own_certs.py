@@ -44,6 +44,7 @@ from secnode.files import atomic_write
 from secnode.globalconf import ConfStore
 from secnode.home import USAGES, NodeHome
 from secnode.store import models
+from secnode.trust.renewal import auth_import_pending
 
 OCSP_TIMEOUT = 10.0
 
@@ -211,10 +212,6 @@ async def fetch_status(
 
 
 # ----- storing -----------------------------------------------------------------------------
-def cert_file(node: NodeHome, usage: str) -> Path:
-    return node.path / "certs" / f"{usage}.pem"
-
-
 def record_status(row: models.NodeCertificate, status: OCSPStatus,
                   at: dt.datetime | None = None) -> None:
     """Copy a validated OCSP answer into the certificate's cache columns."""
@@ -225,13 +222,6 @@ def record_status(row: models.NodeCertificate, status: OCSPStatus,
     row.ocsp_fetched_at = at or dt.datetime.now(dt.UTC)
     row.ocsp_error = None
     row.ocsp_failures = 0
-
-
-def write_cert_file(node: NodeHome, usage: str, cert: x509.Certificate) -> Path:
-    """``certs/<usage>.pem``: the certificate in use, for operators and other tools."""
-    path = cert_file(node, usage)
-    atomic_write(path, cert.public_bytes(serialization.Encoding.PEM))
-    return path
 
 
 def store_certificate(node: NodeHome, usage: str, cert: x509.Certificate, status: OCSPStatus,
@@ -271,7 +261,7 @@ def store_certificate(node: NodeHome, usage: str, cert: x509.Certificate, status
         path = node.path / "certs" / f"{usage}-pending.pem"
         atomic_write(path, pem)
         return 0, path
-    return len(replaced), write_cert_file(node, usage, cert)
+    return len(replaced), node.write_cert_file(usage, cert)
 
 
 def import_certificate(node: NodeHome, data: bytes, at: dt.datetime | None = None,
@@ -304,8 +294,6 @@ def import_certificate(node: NodeHome, data: bytes, at: dt.datetime | None = Non
             f"OCSP status of {describe(cert)} is {status.status}: the CA does not know this "
             "certificate"
         )
-    from secnode.trust.renewal import auth_import_pending
-
     pending = usage == "auth" and auth_import_pending(node, conf, cert_sha256_hex(cert))
     replaced, path = store_certificate(node, usage, cert, status, key_file, pending)
     return ImportResult(usage, cert, cert_sha256_hex(cert), status, path, replaced, pending)

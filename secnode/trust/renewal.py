@@ -33,11 +33,10 @@ from dataclasses import dataclass
 from cryptography import x509
 from sqlalchemy import select
 
-from secnode.core.globalconf import SETTINGS_DEFAULTS, GlobalConf
+from secnode.core.globalconf import GlobalConf, setting
 from secnode.core.jsonfmt import format_time
 from secnode.home import NodeHome
 from secnode.store import models
-from secnode.trust import own_certs
 
 log = logging.getLogger("secnode.trust.renewal")
 
@@ -56,14 +55,10 @@ def listed(conf: GlobalConf | None, node: NodeHome, digest: str | None) -> bool 
     return entry is not None and digest is not None and entry.has_auth_cert(digest)
 
 
-def _setting(conf: GlobalConf, name: str) -> int:
-    return int(conf.settings.get(name, SETTINGS_DEFAULTS[name]))
-
-
 def switch_delay(conf: GlobalConf) -> dt.timedelta:
     """How long after ``listed_at`` every peer's valid configuration lists the new cert."""
     return dt.timedelta(
-        seconds=_setting(conf, "conf_validity_seconds") + _setting(conf, "conf_refresh_interval")
+        seconds=setting(conf, "conf_validity_seconds") + setting(conf, "conf_refresh_interval")
     )
 
 
@@ -84,7 +79,7 @@ def _ocsp_usable(row: models.NodeCertificate, conf: GlobalConf, now: dt.datetime
     this_update = _utc(row.ocsp_this_update)
     if row.ocsp_status != "good" or this_update is None:
         return False
-    fresh_until = this_update + dt.timedelta(seconds=_setting(conf, "ocsp_freshness_seconds"))
+    fresh_until = this_update + dt.timedelta(seconds=setting(conf, "ocsp_freshness_seconds"))
     next_update = _utc(row.ocsp_next_update)
     return now <= fresh_until and (next_update is None or now <= next_update)
 
@@ -169,7 +164,7 @@ def promote_due(
             old.active = False
         row.active, row.pending = True, False
         pem, digest = row.cert_pem, row.cert_sha256
-    own_certs.write_cert_file(node, "auth", x509.load_pem_x509_certificate(pem.encode()))
+    node.write_cert_file("auth", x509.load_pem_x509_certificate(pem.encode()))
     (node.path / "certs" / "auth-pending.pem").unlink(missing_ok=True)
     log.info(
         "auth certificate %s... put in use (%s)",
