@@ -77,13 +77,17 @@ async def soap_endpoint(request: web.Request) -> web.Response:
                         content_type="text/xml", charset="utf-8")
 
 
+async def health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
 def build_app() -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/residents/{rid}", resident)
     app.router.add_post("/echo", echo)
     app.router.add_get("/slow", slow)
     app.router.add_post("/soap", soap_endpoint)
-    app.router.add_get("/health", lambda _r: web.json_response({"status": "ok"}))
+    app.router.add_get("/health", health)
     return app
 
 
