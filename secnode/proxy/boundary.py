@@ -20,7 +20,6 @@ parser refusing malformed HTTP (one warning line instead of an ERROR traceback).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import traceback
@@ -177,18 +176,15 @@ async def _record_refusal(surface: Surface, request: web.Request, err: XRoadErro
     seen = request.get(SEEN)
     if seen is None:  # nothing to attribute it to: the log line above is the record
         return
-    body = seen.body
     try:
         await rt.sink.record(
-            ExchangeEvent(
+            ExchangeEvent.of(
                 "refusal",
                 seen.headers,
-                hashlib.sha256(body).digest() if body is not None else b"",
-                decision="deny",
+                seen.body,
+                log_body=seen.keep_body,
                 reason=refusal_reason(err),
                 status=err.http_status,
-                body=body,
-                log_body=seen.keep_body,
             )
         )
     except Exception as exc:  # the refusal stands even if it cannot be logged

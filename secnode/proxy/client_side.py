@@ -1,11 +1,11 @@
 """Client side: accept a request from the member's information system and carry it across.
 
-Flow: parse (SOAP header or REST path/headers) -> configuration current ->
-the client subsystem is ours and this caller may act as it -> provider's node
-resolved from the global configuration -> early policy check -> sign ->
-log -> mutual TLS to the provider node (pinned auth certificate) -> verify the
-signed response (binds our request digest) -> log -> answer with X-Road's
-response headers.
+The exchange is a list of named steps (:func:`_exchange`), each raising its refusal:
+parse (SOAP header or REST path/headers) -> configuration current -> the client
+subsystem is ours and this caller may act as it -> provider's node resolved from
+the global configuration -> early policy check -> sign and log -> mutual TLS to the
+provider node (pinned auth certificate) -> verify the signed response (binds our
+request digest) and log it -> answer with X-Road's response headers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -24,30 +24,47 @@ from secnode.core import errors, rest, soap
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
 from secnode.core.message import MessageHeaders, request_digest, response_digest
-from secnode.core.msgsig import SignatureError
+from secnode.core.msgsig import SignatureError, SignerCodec
 from secnode.proxy import metaservices, wire
+from secnode.proxy.access import caller_allowed
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.hooks import ExchangeEvent
+from secnode.proxy.exchange import Exchange, decide, sign
+from secnode.proxy.hooks import Signed
 from secnode.proxy.io import read_limited, read_response
-from secnode.trust.own_status import require_own_sign_status
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
 
 log = logging.getLogger("secnode.client")
 
 
-class Prepared:
-    """A parsed client request plus what its response needs."""
+@dataclass
+class ClientExchange(Exchange):
+    """A request of one of our member's information systems, on its way to a provider."""
 
-    __slots__ = ("body", "headers", "rest_request", "soap_request")
+    soap_request: soap.SoapRequest | None = None
+    rest_request: rest.RestRequest | None = None
+    nodes: list[ConfNode] = field(default_factory=list)
+    """The provider's nodes, in the order to try them (set by :func:`_resolve_provider`)."""
 
-    def __init__(self, headers: MessageHeaders, body: bytes,
-                 soap_request: soap.SoapRequest | None = None,
-                 rest_request: rest.RestRequest | None = None) -> None:
-        self.headers = headers
-        self.body = body
-        self.soap_request = soap_request
-        self.rest_request = rest_request
+
+@dataclass(frozen=True)
+class ProviderReply:
+    """A provider node's signed response: body, metadata (status and content type are in
+    ``meta``), signature, the signer's OCSP staple, the unsigned extras."""
+
+    body: bytes
+    meta: wire.ResponseMeta
+    signature: bytes
+    ocsp_der: bytes
+    extra: wire.Extra
+
+
+@dataclass(frozen=True)
+class ProviderRefusal:
+    """A provider node's refusal: an unsigned X-Road error, handed to the client as it came."""
+
+    status: int
+    body: bytes
 
 
 # ----- entry points ----------------------------------------------------------------------
@@ -55,9 +72,8 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     rt: NodeRuntime = request.app["runtime"]
     body = await read_limited(request, rt.config.client.max_body_bytes)
     parsed = soap.parse_soap_request(body, request.headers.get("Content-Type"))
-    prepared = Prepared(parsed.message_headers(request.headers.get("Content-Type")), body,
-                        soap_request=parsed)
-    return await _run(rt, request, prepared)
+    headers = parsed.message_headers(request.headers.get("Content-Type"))
+    return await _run(rt, request, headers, body, soap_request=parsed)
 
 
 async def handle_rest(request: web.Request) -> web.StreamResponse:
@@ -66,8 +82,7 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
     parsed = rest.parse_rest_request(request.method, path, query if sep else None,
                                      list(request.headers.items()))
     body = await read_limited(request, rt.config.client.max_body_bytes)
-    prepared = Prepared(parsed.message_headers(), body, rest_request=parsed)
-    return await _run(rt, request, prepared)
+    return await _run(rt, request, parsed.message_headers(), body, rest_request=parsed)
 
 
 async def handle_list_clients(request: web.Request) -> web.Response:
@@ -78,121 +93,140 @@ async def handle_list_clients(request: web.Request) -> web.Response:
 
 
 # ----- the exchange ---------------------------------------------------------------------
-async def _run(rt: NodeRuntime, request: web.Request, prepared: Prepared) -> web.StreamResponse:
+async def _run(rt: NodeRuntime, request: web.Request, headers: MessageHeaders, body: bytes, *,
+               soap_request: soap.SoapRequest | None = None,
+               rest_request: rest.RestRequest | None = None) -> web.StreamResponse:
     """Refusals raise: the error boundary (secnode.proxy.boundary) answers and records them."""
-    started = time.perf_counter()
-    note_message(request, prepared.headers, prepared.body, rt.config.messagelog.bodies)
-    response = await _exchange(rt, request, prepared)
+    ex = ClientExchange(rt, request, headers, body, log_body=rt.config.messagelog.bodies,
+                        soap_request=soap_request, rest_request=rest_request)
+    note_message(request, headers, body, ex.log_body)
+    response = await _exchange(ex)
     rt.count("client_requests_total")
-    rt.count("client_seconds_total", time.perf_counter() - started)
+    rt.count("client_seconds_total", ex.elapsed())
     return response
 
 
-def _check_caller(rt: NodeRuntime, request: web.Request, headers: MessageHeaders) -> None:
+async def _exchange(ex: ClientExchange) -> web.StreamResponse:
+    """The client node's steps, in order; the first refusal ends the exchange."""
+    _check_configuration(ex)
+    _check_caller(ex)
+    _resolve_provider(ex)
+    await decide(ex, "client", http_status=403)
+    await _sign_and_log(ex)
+    reply = await _send(ex)
+    if isinstance(reply, ProviderRefusal):
+        return await _pass_refusal(ex, reply)
+    await _verify_response(ex, reply)
+    return _answer(ex, reply)
+
+
+def _check_configuration(ex: ClientExchange) -> None:
+    """No exchange without a current global configuration (it says whom to trust)."""
+    conf = ex.rt.conf
+    if conf is None or conf.is_expired():
+        raise XRoadError(errors.OUTDATED_GLOBALCONF,
+                         "global configuration is missing or expired "
+                         f"({ex.rt.conf_error or 'stale'}); exchange is stopped until it is "
+                         "refreshed")
+    ex.global_conf = conf
+
+
+def _check_caller(ex: ClientExchange) -> None:
     """The client must be one of our member's subsystems, and this caller allowed to use it."""
-    client = headers.client
+    rt, client, request = ex.rt, ex.client, ex.http
     if client.member != rt.member:
         raise XRoadError(errors.INVALID_CLIENT_IDENTIFIER,
                          f"client {client} is not a member or subsystem served by this node "
                          f"({rt.member})", http_status=403)
-    conf = rt.conf
-    assert conf is not None
-    if not conf.has_client(client):
+    if not ex.conf.has_client(client):
         raise XRoadError(errors.UNKNOWN_MEMBER, f"client {client} is not registered in the "
                          "global configuration")
-    code = getattr(client, "subsystem", "")
-    rules = rt.services.whitelist.get(code, [])
+    rules = rt.services.whitelist.get(getattr(client, "subsystem", ""), [])
     remote = request.remote or ""
     peer = peer_cert_sha256(request.transport.get_extra_info("ssl_object")
                             if request.transport else None)
-    for kind, value in rules:
-        if kind == "any" or (kind == "address" and value == remote) or (
-            kind == "cert" and peer is not None and value == peer
-        ):
-            return
-    raise XRoadError(errors.ACCESS_DENIED,
-                     f"this information system ({remote}) may not act as {client}; "
-                     "see 'secnode client allow'", http_status=403)
-
-
-async def _exchange(rt: NodeRuntime, request: web.Request,
-                    prepared: Prepared) -> web.StreamResponse:
-    headers = prepared.headers
-    conf = rt.conf
-    if conf is None or conf.is_expired():
-        raise XRoadError(errors.OUTDATED_GLOBALCONF,
-                         "global configuration is missing or expired "
-                         f"({rt.conf_error or 'stale'}); exchange is stopped until it is "
-                         "refreshed")
-    _check_caller(rt, request, headers)
-    nodes = conf.node_for_member(headers.service.member)
-    if not nodes:
-        raise XRoadError(errors.UNKNOWN_MEMBER,
-                         f"no node serves member {headers.service.member}")
-    if not conf.has_client(headers.service.subsystem_id):
-        raise XRoadError(errors.UNKNOWN_MEMBER,
-                         f"subsystem {headers.service.subsystem_id} is not registered")
-    verdict = await rt.decision.decide(headers, "client")
-    if not verdict.allow:
+    if not caller_allowed(rules, remote, peer):
         raise XRoadError(errors.ACCESS_DENIED,
-                         f"policy: {verdict.reason}: {verdict.message}", http_status=403,
-                         detail=verdict.reason)
-    require_own_sign_status(rt, errors.CLIENT_PROXY_INTERNAL_ERROR)  # before signing
-    assert rt.signer is not None and rt.sign_cert is not None and rt.sign_cert.ocsp_der
-    body_sha = hashlib.sha256(prepared.body).digest()
-    digest = request_digest(headers, body_sha)
-    signature = rt.signer.sign(digest)
-    ocsp_der = rt.sign_cert.ocsp_der
-    await rt.sink.record(ExchangeEvent(
-        "request_out", headers, body_sha, digest, signature, rt.signer.codec.cert_sha256,
-        hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.reason, body=prepared.body,
-        log_body=rt.config.messagelog.bodies,
-        signer_cert_der=rt.signer.codec.cert_der, ocsp_der=ocsp_der,
-    ))
-    extra = wire.Extra.for_request(prepared.rest_request)
-    status, meta, out, resp_sig, resp_ocsp, resp_extra = await _send(
-        rt, nodes, headers, prepared.body, signature, ocsp_der, extra)
-    if resp_sig is None:  # an error the provider node answered (unsigned X-Road error)
-        await rt.sink.record(ExchangeEvent(
-            "refusal", headers, hashlib.sha256(out).digest(), decision="deny",
-            reason=f"provider node: {out[:300].decode('utf-8', 'replace')}", status=status,
-            body=out, log_body=rt.config.messagelog.bodies,
-        ))
-        return _passthrough_error(status, meta, out, headers)
-    assert meta is not None and resp_ocsp is not None
+                         f"this information system ({remote}) may not act as {client}; "
+                         "see 'secnode client allow'", http_status=403)
+
+
+def _resolve_provider(ex: ClientExchange) -> None:
+    """The provider's nodes from the global configuration; its subsystem must be registered."""
+    service = ex.service
+    nodes = ex.conf.node_for_member(service.member)
+    if not nodes:
+        raise XRoadError(errors.UNKNOWN_MEMBER, f"no node serves member {service.member}")
+    if not ex.conf.has_client(service.subsystem_id):
+        raise XRoadError(errors.UNKNOWN_MEMBER,
+                         f"subsystem {service.subsystem_id} is not registered")
+    ex.nodes = nodes
+
+
+async def _sign_and_log(ex: ClientExchange) -> None:
+    """Sign the request digest (headers and body) and log it before it leaves the node."""
+    ex.body_sha256 = hashlib.sha256(ex.body).digest()
+    ex.request = sign(ex, request_digest(ex.headers, ex.body_sha256),
+                      errors.CLIENT_PROXY_INTERNAL_ERROR)
+    await ex.log("request_out", ex.body, ex.request, body_sha256=ex.body_sha256,
+                 reason=ex.decision.reason)
+
+
+async def _pass_refusal(ex: ClientExchange, reply: ProviderRefusal) -> web.Response:
+    """Log the provider node's refusal, and hand its X-Road error to the client as it came."""
+    await ex.log("refusal", reply.body,
+                 reason=f"provider node: {reply.body[:300].decode('utf-8', 'replace')}",
+                 status=reply.status)
+    return _passthrough_error(reply.status, reply.body, ex.headers)
+
+
+async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
+    """The response must be signed by the provider member over our request digest; log it,
+    and let the policy point record the receipt."""
+    meta, out = reply.meta, reply.body
     out_sha = hashlib.sha256(out).digest()
-    resp_digest = response_digest(headers, digest, meta.status, meta.content_type, out_sha,
-                                  meta.policy)
+    request = ex.signed_request
+    digest = response_digest(ex.headers, request.digest, meta.status, meta.content_type,
+                             out_sha, meta.policy)
+    codec = _verify_provider_signature(ex, reply, digest)
+    ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256,
+                         reply.ocsp_der)
+    if ex.soap_request is not None:
+        soap.check_soap_response(out, ex.soap_request, ex.body)
+    await ex.log("response_in", out, ex.response, body_sha256=out_sha,
+                 reason=_statement_ref(meta.policy), status=meta.status,
+                 extra={"request_digest": request.digest.hex()})
+    await ex.rt.decision.on_response(ex.headers, ex.decision, meta.status, out, meta.policy)
+
+
+def _verify_provider_signature(ex: ClientExchange, reply: ProviderReply,
+                               digest: bytes) -> SignerCodec:
+    """The signature verifies, and its signer is trusted for the provider member."""
+    rt, conf = ex.rt, ex.conf
     try:
-        codec = rt.verifier.verify_signer(resp_sig, resp_digest)
+        codec = rt.verifier.verify_signer(reply.signature, digest)
         rt.trust.reset_if_changed(conf)
-        rt.trust.check(codec.cert, codec.cert_der, resp_ocsp, headers.service.member,
+        rt.trust.check(codec.cert, codec.cert_der, reply.ocsp_der, ex.service.member,
                        conf.ca_certs, conf.settings.get("ocsp_freshness_seconds", 3600))
     except (SignatureError, TrustError) as exc:
         raise XRoadError(errors.INVALID_SIGNATURE,
                          f"response signature from the provider node: {exc}", http_status=502
                          ) from exc
-    if prepared.soap_request is not None:
-        soap.check_soap_response(out, prepared.soap_request, prepared.body)
-    await rt.sink.record(ExchangeEvent(
-        "response_in", headers, out_sha, resp_digest, resp_sig, codec.cert_sha256,
-        hashlib.sha256(resp_ocsp).hexdigest(), "allow", _statement_ref(meta.policy),
-        status=meta.status, body=out,
-        log_body=rt.config.messagelog.bodies, extra={"request_digest": digest.hex()},
-        signer_cert_der=codec.cert_der, ocsp_der=resp_ocsp,
-    ))
-    await rt.decision.on_response(headers, verdict, meta.status, out, meta.policy)
-    resp_headers = CIMultiDict()
-    if meta.content_type:
-        resp_headers["Content-Type"] = meta.content_type
-    if prepared.rest_request is not None:
-        req = prepared.rest_request
-        request_hash = req.request_hash(hashlib.sha512(prepared.body).digest()
-                                        if prepared.body else None)
-        for name, value in rest.client_response_headers(resp_extra.headers, headers,
+    return codec
+
+
+def _answer(ex: ClientExchange, reply: ProviderReply) -> web.Response:
+    """The provider's response with X-Road's response headers (REST: request id and hash)."""
+    resp_headers: CIMultiDict[str] = CIMultiDict()
+    if reply.meta.content_type:
+        resp_headers["Content-Type"] = reply.meta.content_type
+    req = ex.rest_request
+    if req is not None:
+        request_hash = req.request_hash(hashlib.sha512(ex.body).digest() if ex.body else None)
+        for name, value in rest.client_response_headers(reply.extra.headers, ex.headers,
                                                         req.request_id, request_hash):
             resp_headers.add(name, value)
-    return web.Response(status=meta.status, body=out, headers=resp_headers)
+    return web.Response(status=reply.meta.status, body=reply.body, headers=resp_headers)
 
 
 def _statement_ref(statement: str | None) -> str:
@@ -202,10 +236,8 @@ def _statement_ref(statement: str | None) -> str:
     return "policy statement sha256:" + hashlib.sha256(statement.encode("utf-8")).hexdigest()
 
 
-def _passthrough_error(status: int, meta: wire.ResponseMeta | None, out: bytes,
-                       headers: MessageHeaders) -> web.Response:
+def _passthrough_error(status: int, out: bytes, headers: MessageHeaders) -> web.Response:
     """The provider node refused: hand its X-Road error to the client as it came."""
-    del meta
     ctype = "text/xml; charset=utf-8" if headers.protocol == "soap" else \
         "application/json; charset=utf-8"
     code = ""
@@ -221,41 +253,23 @@ def _passthrough_error(status: int, meta: wire.ResponseMeta | None, out: bytes,
     return resp
 
 
-async def _send(
-    rt: NodeRuntime, nodes: list[ConfNode], headers: MessageHeaders, body: bytes, signature: bytes,
-    ocsp_der: bytes, extra: wire.Extra,
-) -> tuple[int, wire.ResponseMeta | None, bytes, bytes | None, bytes | None, wire.Extra]:
+# ----- to the provider node ---------------------------------------------------------------
+async def _send(ex: ClientExchange) -> ProviderReply | ProviderRefusal:
     """POST to the first reachable provider node; check its pinned auth certificate."""
+    rt = ex.rt
     session = rt.peer_session
     if session is None:
         raise XRoadError(errors.CLIENT_PROXY_INTERNAL_ERROR,
                          "node-to-node TLS is not configured (no auth certificate)")
-    out_headers = {
-        wire.H_VERSION: wire.WIRE_VERSION,
-        wire.H_MESSAGE: wire.encode_headers(headers),
-        wire.H_SIGNATURE: wire.b64(signature),
-        wire.H_OCSP: wire.b64(ocsp_der),
-        wire.H_EXTRA: extra.encode(),
-        "Content-Type": headers.content_type or "application/octet-stream",
-    }
+    out_headers = _wire_headers(ex)
     last_error = "no provider node"
-    limit = rt.config.client.max_body_bytes
-    for node in nodes:
+    for node in ex.nodes:
         url = f"https://{node.address}{wire.EXCHANGE_PATH}"
         try:
-            async with session.post(url, data=body, headers=out_headers, ssl=rt.peer_ssl(node),
+            async with session.post(url, data=ex.body, headers=out_headers,
+                                    ssl=rt.peer_ssl(node),
                                     timeout=aiohttp.ClientTimeout(total=120, connect=10)) as resp:
-                out = await read_response(resp.content, limit)
-                if len(out) > limit:
-                    raise XRoadError(errors.MESSAGE_TOO_LARGE,
-                                     "provider response exceeds the size limit", http_status=502)
-                if errors.ERROR_HEADER in resp.headers and wire.H_SIGNATURE not in resp.headers:
-                    return resp.status, None, out, None, None, wire.Extra()
-                meta = wire.ResponseMeta.decode(resp.headers.get(wire.H_RESPONSE))
-                sig = wire.unb64(resp.headers.get(wire.H_SIGNATURE), wire.H_SIGNATURE)
-                ocsp_der = wire.unb64(resp.headers.get(wire.H_OCSP), wire.H_OCSP)
-                resp_extra = wire.Extra.decode(resp.headers.get(wire.H_EXTRA))
-                return resp.status, meta, out, sig, ocsp_der, resp_extra
+                return await _read_reply(resp, rt.config.client.max_body_bytes)
         except XRoadError:
             raise
         except wire.WireError as exc:
@@ -272,8 +286,38 @@ async def _send(
             log.warning("provider node %s unreachable: %s", node.id, last_error)
             continue
     raise XRoadError(errors.CLIENT_PROXY_NETWORK_ERROR,
-                     f"could not reach a node of {headers.service.member} ({last_error})",
+                     f"could not reach a node of {ex.service.member} ({last_error})",
                      http_status=502)
+
+
+def _wire_headers(ex: ClientExchange) -> dict[str, str]:
+    """The signed request's metadata as node-to-node headers (docs/protocol.md)."""
+    request = ex.signed_request
+    return {
+        wire.H_VERSION: wire.WIRE_VERSION,
+        wire.H_MESSAGE: wire.encode_headers(ex.headers),
+        wire.H_SIGNATURE: wire.b64(request.signature),
+        wire.H_OCSP: wire.b64(request.ocsp_der),
+        wire.H_EXTRA: wire.Extra.for_request(ex.rest_request).encode(),
+        "Content-Type": ex.headers.content_type or "application/octet-stream",
+    }
+
+
+async def _read_reply(resp: aiohttp.ClientResponse, limit: int) -> ProviderReply | ProviderRefusal:
+    """The provider node's answer; malformed metadata is a :class:`wire.WireError`."""
+    out = await read_response(resp.content, limit)
+    if len(out) > limit:
+        raise XRoadError(errors.MESSAGE_TOO_LARGE,
+                         "provider response exceeds the size limit", http_status=502)
+    if errors.ERROR_HEADER in resp.headers and wire.H_SIGNATURE not in resp.headers:
+        return ProviderRefusal(resp.status, out)
+    return ProviderReply(
+        out,
+        wire.ResponseMeta.decode(resp.headers.get(wire.H_RESPONSE)),
+        wire.unb64(resp.headers.get(wire.H_SIGNATURE), wire.H_SIGNATURE),
+        wire.unb64(resp.headers.get(wire.H_OCSP), wire.H_OCSP),
+        wire.Extra.decode(resp.headers.get(wire.H_EXTRA)),
+    )
 
 
 def _protocol_by_path(request: web.Request) -> str:

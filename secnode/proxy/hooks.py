@@ -8,6 +8,7 @@ durable (the log) can make the answer wait for its commit.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +37,59 @@ class ExchangeEvent:
     # so the message log can keep them as evidence (stored once per hash).
     signer_cert_der: bytes | None = None
     ocsp_der: bytes | None = None
+
+    @classmethod
+    def of(
+        cls,
+        direction: str,
+        headers: MessageHeaders,
+        body: bytes | None,
+        *,
+        log_body: bool,
+        signed: Signed | None = None,
+        body_sha256: bytes | None = None,
+        reason: str = "",
+        status: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> ExchangeEvent:
+        """The one way the node builds an event, so the body's hash and the signature's
+        evidence (from ``signed``) cannot be paired wrongly. ``body_sha256``: the hash of
+        ``body`` when the caller has it already. A refusal is a deny, every other step an
+        allow."""
+        if body_sha256 is None:
+            body_sha256 = hashlib.sha256(body).digest() if body is not None else b""
+        event = cls(
+            direction,
+            headers,
+            body_sha256,
+            decision="deny" if direction == "refusal" else "allow",
+            reason=reason,
+            status=status,
+            body=body,
+            log_body=log_body,
+            extra=extra or {},
+        )
+        if signed is not None:
+            event.signed_digest = signed.digest
+            event.signature = signed.signature
+            event.signer_cert_sha256 = signed.cert_sha256
+            event.signer_cert_der = signed.cert_der
+            event.ocsp_sha256 = hashlib.sha256(signed.ocsp_der).hexdigest()
+            event.ocsp_der = signed.ocsp_der
+        return event
+
+
+@dataclass(frozen=True)
+class Signed:
+    """One signature of an exchange with its evidence: the digest signed, the CMS
+    signature, the signer's certificate (DER and SHA-256 hex) and its stapled OCSP
+    response (DER)."""
+
+    digest: bytes
+    signature: bytes
+    cert_der: bytes
+    cert_sha256: str
+    ocsp_der: bytes
 
 
 class EventSink(Protocol):

@@ -18,6 +18,7 @@ from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.message import MessageHeaders
 from secnode.core.xmlsafe import parse_xml
+from secnode.proxy.access import client_granted
 
 if TYPE_CHECKING:
     from secnode.app.runtime import NodeRuntime, ServiceEntry
@@ -57,11 +58,9 @@ def list_clients(conf: GlobalConf) -> dict[str, Any]:
 
 
 def _services(rt: NodeRuntime, headers: MessageHeaders, allowed_only: bool) -> list[ServiceEntry]:
-    from secnode.proxy.server_side import _client_granted
-
     entries = rt.services.for_subsystem(headers.service.subsystem_id)
     if allowed_only:
-        entries = [e for e in entries if _client_granted(rt, e, headers.client)]
+        entries = [e for e in entries if client_granted(e, headers.client, rt.conf)]
     return sorted(entries, key=lambda e: str(e.service))
 
 

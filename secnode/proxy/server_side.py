@@ -1,11 +1,12 @@
 """Provider side: accept a signed request from another node, check it, call the service.
 
-Order of checks (the first failure answers): configuration current, peer's
-TLS certificate registered for the client member, message well formed, not a
-replay, signature valid and signer trusted (chain, identity, stapled OCSP),
-this node's own sign certificate status usable (:mod:`secnode.trust.own_status`),
-service known, access right granted, policy decision. Only then is the
-provider system called. Every refusal is logged with its reason.
+The exchange is a list of named steps (:func:`_exchange`); the first failure answers:
+configuration current, the service is our member's and the peer's TLS certificate is
+registered for the client member, message well formed, signature valid and signer
+trusted (chain, identity, stapled OCSP), this node's own sign certificate status
+usable (:mod:`secnode.trust.own_status`), not a replay, client known, service known,
+access right granted, policy decision. Only then is the provider system called; its
+response is signed and logged. Every refusal is logged with its reason.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -22,13 +24,14 @@ from yarl import URL
 from secnode.app.runtime import NodeRuntime, ServiceEntry
 from secnode.core import errors, rest
 from secnode.core.errors import XRoadError
-from secnode.core.identifiers import MemberId, SubsystemId
-from secnode.core.message import MessageHeaders, request_digest, response_digest
+from secnode.core.message import request_digest, response_digest
 from secnode.core.msgsig import SignatureError
-from secnode.core.soap import parse_soap_request, prepare_soap_response
+from secnode.core.soap import SoapRequest, parse_soap_request, prepare_soap_response
 from secnode.proxy import metaservices, wire
+from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.hooks import ExchangeEvent
+from secnode.proxy.exchange import Exchange, decide, sign
+from secnode.proxy.hooks import Signed
 from secnode.proxy.io import read_limited, read_response
 from secnode.trust.own_status import require_own_sign_status
 from secnode.trust.signers import TrustError
@@ -39,13 +42,27 @@ log = logging.getLogger("secnode.server")
 FORWARDED_HEADERS = ("Accept", "Accept-Language")
 
 
-def _client_granted(rt: NodeRuntime, entry: ServiceEntry, client: MemberId | SubsystemId) -> bool:
-    if str(client) in entry.grants:
-        return True
-    conf = rt.conf
-    if conf is None:
-        return False
-    return any(f"group:{code}" in entry.grants for code in conf.groups_of(client))
+@dataclass(frozen=True)
+class ServiceAnswer:
+    """What the provider system (or this node, for a metaservice) answered."""
+
+    status: int
+    content_type: str | None
+    body: bytes
+    passthrough: tuple[tuple[str, str], ...] = ()
+    """The service's own response headers, passed to the client unsigned (REST)."""
+
+
+@dataclass
+class ProviderExchange(Exchange):
+    """A signed request from a client node, on its way to one of our services."""
+
+    extra: wire.Extra = field(default_factory=wire.Extra)
+    soap_request: SoapRequest | None = None
+    entry: ServiceEntry | None = None
+    metaservice: str | None = None
+    """The metaservice this node answers itself (listMethods, ...), if it is one."""
+    answer: ServiceAnswer | None = None
 
 
 async def handle_exchange(request: web.Request) -> web.StreamResponse:
@@ -61,10 +78,62 @@ async def handle_exchange(request: web.Request) -> web.StreamResponse:
     except wire.WireError as exc:
         raise XRoadError(errors.BAD_REQUEST, str(exc)) from exc
     note_message(request, headers)
-    response = await _exchange(rt, request, headers)
+    ex = ProviderExchange(rt, request, headers, started=started)
+    response = await _exchange(ex)
     rt.count("provider_requests_total")
-    rt.count("provider_seconds_total", time.perf_counter() - started)
+    rt.count("provider_seconds_total", ex.elapsed())
     return response
+
+
+async def _exchange(ex: ProviderExchange) -> web.StreamResponse:
+    """The provider node's steps, in order; the first refusal ends the exchange."""
+    _check_configuration(ex)
+    _check_caller(ex)
+    await _read_message(ex)
+    _verify_signature(ex)
+    await _check_message(ex)
+    _resolve_service(ex)
+    await decide(ex, "provider")
+    await _log_request(ex)
+    await _call_service(ex)
+    await _sign_and_log(ex)
+    return _answer(ex)
+
+
+def _check_configuration(ex: ProviderExchange) -> None:
+    """No exchange without a current global configuration (it says whom to trust)."""
+    conf = ex.rt.conf
+    if conf is None or conf.is_expired():
+        raise XRoadError(errors.SERVER_PROXY_OUTDATED_GLOBALCONF,
+                         "the provider node's global configuration is missing or expired")
+    ex.global_conf = conf
+
+
+def _check_caller(ex: ProviderExchange) -> None:
+    """The service is our member's, and the peer's TLS certificate is registered for a node
+    of the client's member."""
+    headers, request = ex.headers, ex.http
+    if headers.service.member != ex.rt.member:
+        raise XRoadError(errors.UNKNOWN_SERVICE,
+                         f"service {headers.service} is not provided by member {ex.rt.member}")
+    peer_hash = peer_cert_sha256(request.transport.get_extra_info("ssl_object")
+                                 if request.transport else None)
+    if peer_hash is None or not ex.conf.is_auth_cert_registered(peer_hash, headers.client):
+        raise XRoadError(
+            errors.SERVER_PROXY_SSL_AUTH_FAILED,
+            f"peer's TLS certificate is not registered for a node of {headers.client.member}",
+        )
+
+
+async def _read_message(ex: ProviderExchange) -> None:
+    """The unsigned extras and the REST path are checked before the body is read."""
+    ex.extra = _extra(ex.http)
+    headers = ex.headers
+    if headers.protocol == "rest":  # refused before anything is logged or called (protocol.md)
+        rest.check_service_path(headers.rest_path or "", headers.rest_query)
+    ex.body = await read_limited(ex.http, ex.rt.config.client.max_body_bytes)
+    note_message(ex.http, headers, ex.body)
+    ex.body_sha256 = hashlib.sha256(ex.body).digest()
 
 
 def _extra(request: web.Request) -> wire.Extra:
@@ -75,128 +144,123 @@ def _extra(request: web.Request) -> wire.Extra:
         raise XRoadError(errors.BAD_REQUEST, str(exc)) from exc
 
 
-async def _exchange(rt: NodeRuntime, request: web.Request,
-                    headers: MessageHeaders) -> web.StreamResponse:
-    conf = rt.conf
-    if conf is None or conf.is_expired():
-        raise XRoadError(errors.SERVER_PROXY_OUTDATED_GLOBALCONF,
-                         "the provider node's global configuration is missing or expired")
-    if headers.service.member != rt.member:
-        raise XRoadError(errors.UNKNOWN_SERVICE,
-                         f"service {headers.service} is not provided by member {rt.member}")
-    peer_hash = peer_cert_sha256(request.transport.get_extra_info("ssl_object")
-                                 if request.transport else None)
-    if peer_hash is None or not conf.is_auth_cert_registered(peer_hash, headers.client):
-        raise XRoadError(
-            errors.SERVER_PROXY_SSL_AUTH_FAILED,
-            f"peer's TLS certificate is not registered for a node of {headers.client.member}",
-        )
-    extra = _extra(request)
-    if headers.protocol == "rest":  # refused before anything is logged or called (protocol.md)
-        rest.check_service_path(headers.rest_path or "", headers.rest_query)
-    body = await read_limited(request, rt.config.client.max_body_bytes)
-    note_message(request, headers, body)
-    body_sha256 = hashlib.sha256(body).digest()
-    digest = request_digest(headers, body_sha256)
+def _verify_signature(ex: ProviderExchange) -> None:
+    """The request's signature verifies over its digest, and the signer is trusted for the
+    client member (chain to an approved CA, identity, stapled OCSP)."""
+    rt, conf = ex.rt, ex.conf
+    digest = request_digest(ex.headers, ex.body_sha256)
     try:
-        signature = wire.unb64(request.headers.get(wire.H_SIGNATURE), wire.H_SIGNATURE)
-        ocsp_der = wire.unb64(request.headers.get(wire.H_OCSP), wire.H_OCSP)
+        signature = wire.unb64(ex.http.headers.get(wire.H_SIGNATURE), wire.H_SIGNATURE)
+        ocsp_der = wire.unb64(ex.http.headers.get(wire.H_OCSP), wire.H_OCSP)
     except wire.WireError as exc:
         raise XRoadError(errors.INVALID_SIGNATURE, str(exc)) from exc
-    signer_sha, signer_der = _verify_signed(rt, signature, ocsp_der, digest,
-                                            headers.client.member)
-    # Our own signature on the response must be acceptable before the service acts.
-    require_own_sign_status(rt, errors.SERVER_PROXY_INTERNAL_ERROR)
-    # Only authentic messages consume their id, so nobody can burn another member's ids.
-    await rt.replay.remember(headers.client, headers.message_id, conf)  # docs/protocol.md §6.7
-    if not conf.has_client(headers.client):
-        raise XRoadError("Server.ServerProxy.UnknownMember",
-                         f"client {headers.client} is not registered in the global configuration")
-    soap_req = None
-    if headers.protocol == "soap":
-        # The provider system reads the SOAP header, not our metadata: they must agree, or a
-        # client node could sign one client identity and show the service another.
-        soap_req = parse_soap_request(body, None, check_body=False)
-        if soap_req.message_headers(headers.content_type) != headers:
-            raise XRoadError(errors.INCONSISTENT_HEADERS,
-                             "the SOAP header does not match the signed message metadata")
-    entry = rt.services.find(headers.service)
-    meta = metaservices.provider_metaservice(headers.service)
-    if entry is None and meta is None:
-        raise XRoadError(errors.UNKNOWN_SERVICE, f"unknown service {headers.service}")
-    if entry is not None and not _client_granted(rt, entry, headers.client):
-        raise XRoadError(errors.ACCESS_DENIED,
-                         f"{headers.client} has no access right to {headers.service}")
-    verdict = await rt.decision.decide(headers, "provider")
-    if not verdict.allow:
-        raise XRoadError(errors.ACCESS_DENIED, f"policy: {verdict.reason}: {verdict.message}",
-                         detail=verdict.reason)
-    log_bodies = rt.config.messagelog.bodies if entry is None or entry.log_bodies is None \
-        else entry.log_bodies
-    await rt.sink.record(ExchangeEvent(
-        "request_in", headers, body_sha256, digest, signature, signer_sha,
-        hashlib.sha256(ocsp_der).hexdigest(), "allow", verdict.record or verdict.reason,
-        body=body,
-        log_body=log_bodies, extra={"policy": verdict.details},
-        signer_cert_der=signer_der, ocsp_der=ocsp_der,
-    ))
-    passthrough: list[tuple[str, str]] = []
-    if meta is not None:
-        status, content_type, out = metaservices.answer_provider(rt, headers, meta, body)
-    else:
-        assert entry is not None
-        status, content_type, out, passthrough = await _call_service(rt, entry, headers, body,
-                                                                     extra)
-    if soap_req is not None and meta is None:
-        out = prepare_soap_response(out, soap_req, body)
-    out = await rt.decision.after_response(headers, verdict, out, content_type or "")
-    out_sha = hashlib.sha256(out).digest()
-    resp_digest = response_digest(headers, digest, status, content_type, out_sha,
-                                  verdict.statement)
-    require_own_sign_status(rt, errors.SERVER_PROXY_INTERNAL_ERROR)  # it may have lapsed since
-    assert rt.signer is not None and rt.sign_cert is not None and rt.sign_cert.ocsp_der
-    resp_sig = rt.signer.sign(resp_digest)
-    await rt.sink.record(ExchangeEvent(
-        "response_out", headers, out_sha, resp_digest, resp_sig,
-        rt.signer.codec.cert_sha256, hashlib.sha256(rt.sign_cert.ocsp_der).hexdigest(),
-        "allow", status=status, body=out, log_body=log_bodies,
-        extra={"request_digest": digest.hex()},
-        signer_cert_der=rt.signer.codec.cert_der, ocsp_der=rt.sign_cert.ocsp_der,
-    ))
-    resp_headers = {
-        wire.H_RESPONSE: wire.ResponseMeta(status, content_type, verdict.statement).encode(),
-        wire.H_SIGNATURE: wire.b64(resp_sig),
-        wire.H_OCSP: wire.b64(rt.sign_cert.ocsp_der),
-    }
-    if passthrough:
-        resp_headers[wire.H_EXTRA] = wire.Extra(None, tuple(passthrough)).encode()
-    if content_type:
-        resp_headers["Content-Type"] = content_type
-    return web.Response(status=200, body=out, headers=resp_headers)
-
-
-def _verify_signed(rt: NodeRuntime, signature: bytes, ocsp_der: bytes, digest: bytes,
-                   member: MemberId) -> tuple[str, bytes]:
-    """Verify a peer's signature and trust in its signer; returns the signer cert hash, DER."""
-    conf = rt.conf
-    assert conf is not None
     rt.trust.reset_if_changed(conf)
     try:
         codec = rt.verifier.verify_signer(signature, digest)
     except SignatureError as exc:
         raise XRoadError(errors.INVALID_SIGNATURE, f"request signature: {exc}") from exc
     try:
-        trusted = rt.trust.check(codec.cert, codec.cert_der, ocsp_der, member, conf.ca_certs,
-                                 conf.settings.get("ocsp_freshness_seconds", 3600))
+        trusted = rt.trust.check(codec.cert, codec.cert_der, ocsp_der, ex.client.member,
+                                 conf.ca_certs, conf.settings.get("ocsp_freshness_seconds", 3600))
     except TrustError as exc:
         raise XRoadError(errors.INVALID_SIGNATURE, f"request signer: {exc}") from exc
-    return trusted.cert_sha256, codec.cert_der
+    ex.request = Signed(digest, signature, codec.cert_der, trusted.cert_sha256, ocsp_der)
 
 
-async def _call_service(
-    rt: NodeRuntime, entry: ServiceEntry, headers: MessageHeaders, body: bytes,
-    extra: wire.Extra,
-) -> tuple[int, str | None, bytes, list[tuple[str, str]]]:
+async def _check_message(ex: ProviderExchange) -> None:
+    """What an authentic message must also pass before the service acts: our own sign
+    status, the replay window, a registered client, a SOAP header matching the metadata."""
+    headers = ex.headers
+    # Our own signature on the response must be acceptable before the service acts.
+    require_own_sign_status(ex.rt, errors.SERVER_PROXY_INTERNAL_ERROR)
+    # Only authentic messages consume their id, so nobody can burn another member's ids.
+    await ex.rt.replay.remember(headers.client, headers.message_id, ex.conf)  # protocol.md §6.7
+    if not ex.conf.has_client(headers.client):
+        raise XRoadError("Server.ServerProxy.UnknownMember",
+                         f"client {headers.client} is not registered in the global configuration")
+    if headers.protocol == "soap":
+        # The provider system reads the SOAP header, not our metadata: they must agree, or a
+        # client node could sign one client identity and show the service another.
+        ex.soap_request = parse_soap_request(ex.body, None, check_body=False)
+        if ex.soap_request.message_headers(headers.content_type) != headers:
+            raise XRoadError(errors.INCONSISTENT_HEADERS,
+                             "the SOAP header does not match the signed message metadata")
+
+
+def _resolve_service(ex: ProviderExchange) -> None:
+    """The service (or a metaservice this node answers), and the client's access right."""
+    ex.entry = ex.rt.services.find(ex.service)
+    ex.metaservice = metaservices.provider_metaservice(ex.service)
+    if ex.entry is None and ex.metaservice is None:
+        raise XRoadError(errors.UNKNOWN_SERVICE, f"unknown service {ex.service}")
+    if ex.entry is not None and not client_granted(ex.entry, ex.client, ex.conf):
+        raise XRoadError(errors.ACCESS_DENIED,
+                         f"{ex.client} has no access right to {ex.service}")
+    if ex.entry is not None and ex.entry.log_bodies is not None:
+        ex.log_body = ex.entry.log_bodies
+    else:
+        ex.log_body = ex.rt.config.messagelog.bodies
+
+
+async def _log_request(ex: ProviderExchange) -> None:
+    """The verified request and the decision, logged before the service is called."""
+    verdict = ex.decision
+    await ex.log("request_in", ex.body, ex.signed_request, body_sha256=ex.body_sha256,
+                 reason=verdict.record or verdict.reason, extra={"policy": verdict.details})
+
+
+async def _call_service(ex: ProviderExchange) -> None:
+    """Call the provider system, or answer the metaservice here."""
+    if ex.metaservice is not None:
+        status, content_type, out = metaservices.answer_provider(ex.rt, ex.headers,
+                                                                 ex.metaservice, ex.body)
+        ex.answer = ServiceAnswer(status, content_type, out)
+    else:
+        assert ex.entry is not None
+        ex.answer = await _request_service(ex, ex.entry)
+
+
+async def _sign_and_log(ex: ProviderExchange) -> None:
+    """Filter the response to what the policy permits, sign it over the request digest
+    (with the policy statement) and log it."""
+    answer, verdict = ex.answer, ex.decision
+    assert answer is not None
+    out = answer.body
+    if ex.soap_request is not None and ex.metaservice is None:
+        out = prepare_soap_response(out, ex.soap_request, ex.body)
+    out = await ex.rt.decision.after_response(ex.headers, verdict, out,
+                                              answer.content_type or "")
+    ex.answer = answer = ServiceAnswer(answer.status, answer.content_type, out,
+                                       answer.passthrough)
+    out_sha = hashlib.sha256(out).digest()
+    digest = response_digest(ex.headers, ex.signed_request.digest, answer.status,
+                             answer.content_type, out_sha, verdict.statement)
+    # Our own status may have lapsed since the request was checked.
+    ex.response = sign(ex, digest, errors.SERVER_PROXY_INTERNAL_ERROR)
+    await ex.log("response_out", out, ex.response, body_sha256=out_sha, status=answer.status,
+                 extra={"request_digest": ex.signed_request.digest.hex()})
+
+
+def _answer(ex: ProviderExchange) -> web.Response:
+    """The signed response: metadata, signature and OCSP staple in headers, body as is."""
+    answer, signed = ex.answer, ex.response
+    assert answer is not None and signed is not None
+    resp_headers: dict[str, str] = {
+        wire.H_RESPONSE: wire.ResponseMeta(answer.status, answer.content_type,
+                                           ex.decision.statement).encode(),
+        wire.H_SIGNATURE: wire.b64(signed.signature),
+        wire.H_OCSP: wire.b64(signed.ocsp_der),
+    }
+    if answer.passthrough:
+        resp_headers[wire.H_EXTRA] = wire.Extra(None, answer.passthrough).encode()
+    if answer.content_type:
+        resp_headers["Content-Type"] = answer.content_type
+    return web.Response(status=200, body=answer.body, headers=resp_headers)
+
+
+async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> ServiceAnswer:
+    """One HTTP request to the provider system, with the client's passthrough headers."""
+    rt, headers, extra = ex.rt, ex.headers, ex.extra
     session = rt.service_session
     assert session is not None
     if entry.type == "rest":
@@ -209,6 +273,7 @@ async def _call_service(
                                                      extra.request_id or headers.message_id))
     if headers.content_type and "Content-Type" not in out_headers:
         out_headers["Content-Type"] = headers.content_type
+    body = ex.body
     try:
         async with session.request(
             method, url, data=body if body or method not in ("GET", "HEAD") else None,
@@ -218,9 +283,9 @@ async def _call_service(
             out = await read_response(resp.content, rt.config.client.max_body_bytes)
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
-            passthrough = [(k, v) for k, v in rest.filter_headers(resp.headers.items())
-                           if k.lower() not in ("content-type", "content-length")]
-            return resp.status, resp.headers.get("Content-Type"), out, passthrough
+            passthrough = tuple((k, v) for k, v in rest.filter_headers(resp.headers.items())
+                                if k.lower() not in ("content-type", "content-length"))
+            return ServiceAnswer(resp.status, resp.headers.get("Content-Type"), out, passthrough)
     except TimeoutError as exc:
         raise XRoadError(errors.SERVICE_FAILED,
                          f"service did not answer within {entry.timeout:g} s") from exc
