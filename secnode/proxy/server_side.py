@@ -39,9 +39,6 @@ from secnode.trust.tls import peer_cert_sha256
 
 log = logging.getLogger("secnode.server")
 
-FORWARDED_HEADERS = ("Accept", "Accept-Language")
-
-
 @dataclass(frozen=True)
 class ServiceAnswer:
     """What the provider system (or this node, for a metaservice) answered."""
