@@ -28,7 +28,7 @@ from secnode.core.msgsig import SignatureError, SignerCodec
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import caller_allowed
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.exchange import Exchange, decide, sign
+from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
 from secnode.proxy.hooks import Signed
 from secnode.proxy.io import read_limited, read_response
 from secnode.trust.signers import TrustError
@@ -69,7 +69,7 @@ class ProviderRefusal:
 
 # ----- entry points ----------------------------------------------------------------------
 async def handle_soap(request: web.Request) -> web.StreamResponse:
-    rt: NodeRuntime = request.app["runtime"]
+    rt = request.app[RUNTIME]
     body = await read_limited(request, rt.config.client.max_body_bytes)
     parsed = soap.parse_soap_request(body, request.headers.get("Content-Type"))
     headers = parsed.message_headers(request.headers.get("Content-Type"))
@@ -77,7 +77,7 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_rest(request: web.Request) -> web.StreamResponse:
-    rt: NodeRuntime = request.app["runtime"]
+    rt = request.app[RUNTIME]
     path, sep, query = request.raw_path.partition("?")
     parsed = rest.parse_rest_request(request.method, path, query if sep else None,
                                      list(request.headers.items()))
@@ -86,7 +86,7 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_list_clients(request: web.Request) -> web.Response:
-    rt: NodeRuntime = request.app["runtime"]
+    rt = request.app[RUNTIME]
     if rt.conf is None or rt.conf.is_expired():
         raise XRoadError(errors.OUTDATED_GLOBALCONF, "global configuration is missing or expired")
     return web.json_response(metaservices.list_clients(rt.conf))
@@ -329,7 +329,7 @@ def build_client_app(rt: NodeRuntime) -> web.Application:
     surface = Surface(errors.SERVER_CLIENT_PROXY, log, _protocol_by_path, rt)
     app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024,
                           middlewares=[error_boundary(surface)])
-    app["runtime"] = rt
+    app[RUNTIME] = rt
     app.router.add_get("/listClients", handle_list_clients)
     app.router.add_route("*", "/r1/{tail:.*}", handle_rest)
     app.router.add_post("/", handle_soap)

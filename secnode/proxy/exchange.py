@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
@@ -24,10 +26,11 @@ from secnode.proxy.hooks import ExchangeEvent, Signed, Verdict
 from secnode.trust.own_status import require_own_sign_status
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from secnode.app.runtime import NodeRuntime
     from secnode.core.globalconf import GlobalConf
+
+#: The runtime an interface's application serves (typed, instead of ``app["runtime"]``).
+RUNTIME: web.AppKey[NodeRuntime] = web.AppKey("runtime")
 
 
 @dataclass

@@ -30,7 +30,7 @@ from secnode.core.soap import SoapRequest, parse_soap_request, prepare_soap_resp
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.exchange import Exchange, decide, sign
+from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
 from secnode.proxy.hooks import Signed
 from secnode.proxy.io import read_limited, read_response
 from secnode.trust.own_status import require_own_sign_status
@@ -64,7 +64,7 @@ class ProviderExchange(Exchange):
 
 async def handle_exchange(request: web.Request) -> web.StreamResponse:
     """Refusals raise: the error boundary (secnode.proxy.boundary) answers and records them."""
-    rt: NodeRuntime = request.app["runtime"]
+    rt = request.app[RUNTIME]
     started = time.perf_counter()
     try:
         wire.check_version(request.headers.get(wire.H_VERSION))
@@ -294,6 +294,6 @@ def build_server_app(rt: NodeRuntime) -> web.Application:
     surface = Surface(errors.SERVER_SERVER_PROXY, log, lambda _request: "rest", rt)
     app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024,
                           middlewares=[error_boundary(surface)])
-    app["runtime"] = rt
+    app[RUNTIME] = rt
     app.router.add_post(wire.EXCHANGE_PATH, handle_exchange)
     return app
