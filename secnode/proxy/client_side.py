@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from secnode.app.runtime import NodeRuntime
-from secnode.core import errors, rest, soap
+from secnode.core import errors, rest, soap, soap_response
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
 from secnode.core.message import MessageHeaders, request_digest, response_digest
@@ -173,7 +173,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
                          f"response signature from the provider node: {exc}", http_status=502
                          ) from exc
     if prepared.soap_request is not None:
-        soap.check_soap_response(out, prepared.soap_request, prepared.body)
+        soap_response.check_soap_response(out, prepared.soap_request, prepared.body)
     await rt.sink.record(ExchangeEvent(
         "response_in", headers, out_sha, resp_digest, resp_sig, codec.cert_sha256,
         hashlib.sha256(resp_ocsp).hexdigest(), "allow", _statement_ref(meta.policy),

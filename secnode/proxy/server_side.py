@@ -25,7 +25,8 @@ from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError
-from secnode.core.soap import parse_soap_request, prepare_soap_response
+from secnode.core.soap import parse_soap_request
+from secnode.core.soap_response import prepare_soap_response
 from secnode.proxy import metaservices, wire
 from secnode.proxy.boundary import Surface, error_boundary, note_message
 from secnode.proxy.hooks import ExchangeEvent
