@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from secnode.app.runtime import NodeRuntime
-from secnode.core import errors, rest, soap, soap_response
+from secnode.core import errors, rest, rest_headers, soap, soap_response
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
 from secnode.core.message import MessageHeaders, request_digest, response_digest
@@ -189,7 +189,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         req = prepared.rest_request
         request_hash = req.request_hash(hashlib.sha512(prepared.body).digest()
                                         if prepared.body else None)
-        for name, value in rest.client_response_headers(resp_extra.headers, headers,
+        for name, value in rest_headers.client_response_headers(resp_extra.headers, headers,
                                                         req.request_id, request_hash):
             resp_headers.add(name, value)
     return web.Response(status=meta.status, body=out, headers=resp_headers)

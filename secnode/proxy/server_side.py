@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from secnode.app.runtime import NodeRuntime, ServiceEntry
-from secnode.core import errors, rest
+from secnode.core import errors, rest_headers, rest_path
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest, response_digest
@@ -94,7 +94,7 @@ async def _exchange(rt: NodeRuntime, request: web.Request,
         )
     extra = _extra(request)
     if headers.protocol == "rest":  # refused before anything is logged or called (protocol.md)
-        rest.check_service_path(headers.rest_path or "", headers.rest_query)
+        rest_path.check_service_path(headers.rest_path or "", headers.rest_query)
     body = await read_limited(request, rt.config.client.max_body_bytes)
     note_message(request, headers, body)
     body_sha256 = hashlib.sha256(body).digest()
@@ -201,12 +201,12 @@ async def _call_service(
     session = rt.service_session
     assert session is not None
     if entry.type == "rest":
-        url: str | URL = URL(rest.service_target(entry.url, headers.rest_path,
+        url: str | URL = URL(rest_path.service_target(entry.url, headers.rest_path,
                                                  headers.rest_query), encoded=True)
         method = headers.rest_method or "GET"
     else:
         url, method = entry.url, "POST"
-    out_headers = CIMultiDict(rest.provider_headers(headers, extra.headers,
+    out_headers = CIMultiDict(rest_headers.provider_headers(headers, extra.headers,
                                                      extra.request_id or headers.message_id))
     if headers.content_type and "Content-Type" not in out_headers:
         out_headers["Content-Type"] = headers.content_type
@@ -219,7 +219,7 @@ async def _call_service(
             out = await read_response(resp.content, rt.config.client.max_body_bytes)
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
-            passthrough = [(k, v) for k, v in rest.filter_headers(resp.headers.items())
+            passthrough = [(k, v) for k, v in rest_headers.filter_headers(resp.headers.items())
                            if k.lower() not in ("content-type", "content-length")]
             return resp.status, resp.headers.get("Content-Type"), out, passthrough
     except TimeoutError as exc:
