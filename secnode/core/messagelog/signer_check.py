@@ -70,6 +70,7 @@ def staple_window(
 
 
 def status_problem(status: str, when: dt.datetime) -> str | None:
+    """The finding for an OCSP status other than ``good``."""
     if status != "good":
         return f"signer certificate status was {status} at {when}"
     return None
@@ -98,6 +99,7 @@ class SignerCheck:
         self._staples: dict[tuple[bytes, bytes], tuple[Window, str]] = {}  # -> status
 
     def check(self, entry: Entry) -> None:
+        """A signed record's signature, signer chain and staple; a problem is ``bad_signature``."""
         r = entry.record
         if r.signature is None or r.signed_digest is None:
             return

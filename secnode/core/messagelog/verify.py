@@ -111,6 +111,8 @@ class _ChainWalk:
 
 
 class _Verifier:
+    """One verification run: pools the evidence, then runs every check into one report."""
+
     def __init__(self, anchors: TrustAnchors, options: VerifyOptions, token_check: TokenCheck):
         self.options = options
         self.report = VerificationReport()
