@@ -11,6 +11,7 @@ the records that follows it.
 from __future__ import annotations
 
 import hashlib
+from typing import Protocol
 
 from cryptography import x509
 
@@ -29,6 +30,12 @@ from secnode.core.messagelog.archive import (
 )
 from secnode.core.messagelog.findings import INF, Findings
 from secnode.core.messagelog.report import FailureKind, TrustAnchors, VerifyOptions
+
+
+class _Problem(Protocol):
+    """Reports one manifest problem (see :meth:`ArchiveCheck.check_manifest`)."""
+
+    def __call__(self, message: str, order_seq: int = -1) -> None: ...
 
 
 class ArchiveCheck:
@@ -110,6 +117,7 @@ class ArchiveCheck:
                   chain_id=m.chain_id, seq=m.first_seq, order_seq=-1, archive=archive.label)
 
     def check_manifest(self, archive: LoadedArchive, rank: int) -> None:
+        """The manifest's signature, the files it lists and the ranges it declares."""
         m = archive.manifest
         self.checked["manifests"] += 1
 
@@ -118,23 +126,35 @@ class ArchiveCheck:
                       chain_id=m.chain_id, seq=m.first_seq, order_seq=order_seq,
                       archive=archive.label)
 
+        self._check_signer(archive, problem)
+        self._check_files(archive, problem)
+        self._check_declared(archive, rank, problem)
+
+    def _check_signer(self, archive: LoadedArchive, problem: _Problem) -> None:
+        """``manifest.sig`` verifies, by the named certificate of the archiving node's member."""
+        m = archive.manifest
         try:
             verified = verify_detached(archive.signature, archive.manifest_bytes)
         except CMSError as exc:
             problem(f"manifest signature does not verify: {exc}")
-        else:
-            signer = verified.signer
-            if cert_sha256(signer) != m.signer_cert_sha256:
-                problem("manifest.sig is made by another certificate than the manifest names")
-            try:
-                verify_chain(signer, self.anchors.ca_certs, self.intermediates, at=m.created_at)
-            except ChainError as exc:
-                problem(f"manifest signer is not trusted: {exc}")
-            try:
-                if member_id_of(signer.subject) != NodeId.parse(m.node_id).member:
-                    problem(f"manifest signer does not belong to node {m.node_id}")
-            except (ProfileError, IdentifierError) as exc:
-                problem(f"manifest signer or node id unusable: {exc}")
+            return
+        signer = verified.signer
+        if cert_sha256(signer) != m.signer_cert_sha256:
+            problem("manifest.sig is made by another certificate than the manifest names")
+        try:
+            verify_chain(signer, self.anchors.ca_certs, self.intermediates, at=m.created_at)
+        except ChainError as exc:
+            problem(f"manifest signer is not trusted: {exc}")
+        try:
+            if member_id_of(signer.subject) != NodeId.parse(m.node_id).member:
+                problem(f"manifest signer does not belong to node {m.node_id}")
+        except (ProfileError, IdentifierError) as exc:
+            problem(f"manifest signer or node id unusable: {exc}")
+
+    @staticmethod
+    def _check_files(archive: LoadedArchive, problem: _Problem) -> None:
+        """The container holds exactly the files the manifest lists, with their hashes."""
+        m = archive.manifest
         for name, content in archive.files.items():
             if name in (MANIFEST_NAME, SIGNATURE_NAME):
                 continue
@@ -149,6 +169,10 @@ class ArchiveCheck:
         for name in m.files:
             if name not in archive.files:
                 problem(f"{name} is listed in the manifest but absent")
+
+    def _check_declared(self, archive: LoadedArchive, rank: int, problem: _Problem) -> None:
+        """The record count, chain, node, seq and time ranges the manifest declares."""
+        m = archive.manifest
         records = archive.evidence.records
         if len(records) != m.record_count:
             problem(f"manifest declares {m.record_count} records, archive holds {len(records)}",
