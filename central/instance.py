@@ -21,7 +21,7 @@ from central import publish, signing
 from central.config import CentralConfig
 from central.errors import Conflict, NotFound, RegistryError
 from central.models import Instance
-from central.registry import settings
+from central.registry.parameters import settings
 from central.store import Store, now
 from secnode.core.jsonfmt import format_time
 

@@ -23,7 +23,7 @@ from central import signing
 from central.config import CentralConfig
 from central.errors import NotFound, RegistryError
 from central.models import ApprovedCA, ApprovedTSA, ConfVersion, GlobalGroup, Member, RegisteredNode
-from central.registry import settings
+from central.registry.parameters import settings
 from central.store import Store, now
 from certs.cms import sign_detached
 from secnode.core.globalconf import FORMAT

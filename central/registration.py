@@ -22,14 +22,10 @@ from sqlalchemy.orm import Session
 
 from central.errors import Conflict, NotFound, RegistryError
 from central.models import Member, RegistrationRequest, Subsystem
-from central.registry import (
-    approved_ca_certs,
-    check_member_cert,
-    member_row,
-    node_with_auth_cert,
-    put_node,
-    settings,
-)
+from central.registry.common import member_row
+from central.registry.nodes import node_with_auth_cert, put_node
+from central.registry.parameters import settings
+from central.registry.trust import approved_ca_certs, check_member_cert
 from central.store import Store, now
 from certs import ocsp
 from certs.chain import find_issuer

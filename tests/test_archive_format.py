@@ -30,13 +30,8 @@ from secnode.core.messagelog.archive import (
     write_archive,
 )
 from secnode.core.messagelog.record import LogRecord
-from secnode.core.messagelog.verify import (
-    FailureKind,
-    VerificationReport,
-    VerifyOptions,
-    verify_files,
-    verify_log,
-)
+from secnode.core.messagelog.report import FailureKind, VerificationReport, VerifyOptions
+from secnode.core.messagelog.verify import verify_files, verify_log
 from tests.test_messagelog_core import CHAIN, NODE_ID, T0, Log, World, build_log, make_world
 
 AS_OF = T0 + dt.timedelta(minutes=30)

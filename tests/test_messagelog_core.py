@@ -46,13 +46,13 @@ from secnode.core.messagelog.record import (
     genesis_hash,
     parse_time,
 )
-from secnode.core.messagelog.verify import (
+from secnode.core.messagelog.report import (
     FailureKind,
     TrustAnchors,
     VerificationReport,
     VerifyOptions,
-    verify_log,
 )
+from secnode.core.messagelog.verify import verify_log
 from secnode.core.msgsig import MessageSigner
 from tests import conftest
 from tests.conftest import PASSPHRASE, Issued, make_ca

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, select, update
 
 from secnode.cli import main
-from secnode.core import rest
+from secnode.core import rest, rest_headers
 from secnode.core.policy import (
     UsageCounters,
     decide,
@@ -316,7 +316,7 @@ def test_rest_policy_extension_headers_are_signed_and_reissued() -> None:
         "CR-1", "location_history", "DSA-2;v=1", '{"ref":"a"}', "JP", "false",
         "2026-05-01T00:00:00+09:00")
     assert parsed.passthrough_headers() == []  # never forwarded unsigned
-    reissued = dict(rest.provider_headers(headers, [("X-Road-Consent-Id", "forged")], "r"))
+    reissued = dict(rest_headers.provider_headers(headers, [("X-Road-Consent-Id", "forged")], "r"))
     assert reissued["X-Road-Consent-Id"] == "CR-1"
 
 

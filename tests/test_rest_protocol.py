@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from secnode.core import errors, faults, rest
+from secnode.core import errors, faults, rest, rest_headers, rest_path
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, NodeId, ServiceId, SubsystemId
 
@@ -157,7 +157,7 @@ CONFINED_PATHS = [
 @pytest.mark.parametrize("service_path", ESCAPING_PATHS)
 def test_escaping_service_paths_refused(service_path: str) -> None:
     with pytest.raises(XRoadError) as info:
-        rest.check_service_path(service_path)
+        rest_path.check_service_path(service_path)
     assert (info.value.code, info.value.http_status) == (errors.BAD_REQUEST, 400)
     assert "'.' or '..' segment" in info.value.message
     err = refused(errors.BAD_REQUEST, SERVICE + service_path)  # and at the client interface
@@ -166,11 +166,11 @@ def test_escaping_service_paths_refused(service_path: str) -> None:
 
 @pytest.mark.parametrize("service_path", CONFINED_PATHS)
 def test_confined_service_paths_pass_unchanged(service_path: str) -> None:
-    rest.check_service_path(service_path, "q=%2F%3A&x=..%2F..")  # a query is not a path
+    rest_path.check_service_path(service_path, "q=%2F%3A&x=..%2F..")  # a query is not a path
     req = parse(SERVICE + service_path, query="q=%2F%3A")
     assert req.service_path == service_path
     assert req.message_headers().rest_path == service_path  # what is signed
-    assert rest.service_target("http://127.0.0.1:9/base/", service_path, "q=%2F%3A") == (
+    assert rest_path.service_target("http://127.0.0.1:9/base/", service_path, "q=%2F%3A") == (
         f"http://127.0.0.1:9/base{service_path}?q=%2F%3A"
     )
 
@@ -190,7 +190,7 @@ def test_confined_service_paths_pass_unchanged(service_path: str) -> None:
 def test_peer_paths_that_change_the_target_refused(service_path: str, query: str | None) -> None:
     """What a peer node could sign that the client interface would never produce."""
     with pytest.raises(XRoadError) as info:
-        rest.service_target("http://127.0.0.1:9", service_path, query)
+        rest_path.service_target("http://127.0.0.1:9", service_path, query)
     assert info.value.code == errors.BAD_REQUEST
 
 
@@ -298,7 +298,7 @@ def test_filter_headers_strips_hop_by_hop_and_node_headers() -> None:
         ("X-Road-Represented-Party", "COM/123"),
         ("Accept", "text/plain"),
     ]
-    assert rest.filter_headers(headers) == [
+    assert rest_headers.filter_headers(headers) == [
         ("Accept", "application/json"),
         ("Authorization", "Bearer t"),
         ("X-Road-Represented-Party", "COM/123"),
@@ -313,7 +313,7 @@ def test_headers_with_underscores_never_reach_the_provider() -> None:
             ("Transfer_Encoding", "chunked"), ("My_Header", "1"), ("My-Header", "2")]
     req = parse("/r1/JP/GOV/072028/tax/income", headers=sent)
     assert req.passthrough_headers() == [("My-Header", "2")]
-    to_provider = rest.provider_headers(req.message_headers(), sent, req.request_id)
+    to_provider = rest_headers.provider_headers(req.message_headers(), sent, req.request_id)
     assert not [n for n, _ in to_provider if "_" in n]
     assert ("X-Road-Client", "JP/GOV/372013/welfare") in to_provider
     assert ("My-Header", "2") in to_provider
@@ -325,7 +325,7 @@ def test_provider_and_client_response_headers() -> None:
         ("X-Road-Service", "JP/GOV/9/forged/x"),
     ])
     mh = req.message_headers()
-    to_provider = rest.provider_headers(mh, req.passthrough_headers(), req.request_id)
+    to_provider = rest_headers.provider_headers(mh, req.passthrough_headers(), req.request_id)
     assert ("Accept", "*/*") in to_provider
     assert ("X-Road-Service", "JP/GOV/072028/tax/income") in to_provider
     assert ("X-Road-Service", "JP/GOV/9/forged/x") not in to_provider
@@ -334,7 +334,7 @@ def test_provider_and_client_response_headers() -> None:
     assert ("X-Road-Purpose", "p") in to_provider and ("X-Road-UserId", "u") in to_provider
     assert not any(n == "X-Road-Issue" for n, _ in to_provider)
 
-    back = rest.client_response_headers(
+    back = rest_headers.client_response_headers(
         [("Content-Type", "application/json"), ("X-Road-Request-Hash", "forged"),
          ("Transfer-Encoding", "chunked"), ("X-Road-Error", "forged")],
         mh, req.request_id, "HASH",
@@ -406,7 +406,7 @@ def test_request_hash_vector() -> None:
 
 
 def test_header_part_keeps_client_x_road_id_and_drops_client_request_id_and_hash() -> None:
-    part = rest.rest_header_part(
+    part = rest_headers.rest_header_part(
         "GET", "/r1/a/b/c/d/e", None,
         [("X-Road-Id", "m1"), ("x-road-request-id", "client-made"), ("X-Road-Request-Hash", "h"),
          ("accept", "a"), ("accept", "b")],
@@ -419,7 +419,7 @@ def test_header_part_keeps_client_x_road_id_and_drops_client_request_id_and_hash
 
 
 def test_header_part_is_utf8() -> None:
-    part = rest.rest_header_part("GET", "/r1/a/b/c/d/e", None, [("X-Note", "市役所")], "r")
+    part = rest_headers.rest_header_part("GET", "/r1/a/b/c/d/e", None, [("X-Note", "市役所")], "r")
     assert "市役所".encode() in part
 
 
@@ -427,11 +427,11 @@ def test_request_hash_changes_with_every_input() -> None:
     req = vector_request()
     base = req.request_hash(hashlib.sha512(VECTOR_BODY).digest())
     assert req.request_hash(hashlib.sha512(VECTOR_BODY + b" ").digest()) != base
-    other = rest.rest_header_part("POST", req.path, "year=2025&x=%2F", req.headers,
+    other = rest_headers.rest_header_part("POST", req.path, "year=2025&x=%2F", req.headers,
                                   req.request_id, req.message_id)
-    assert rest.rest_request_hash(other, hashlib.sha512(VECTOR_BODY).digest()) != base
+    assert rest_headers.rest_request_hash(other, hashlib.sha512(VECTOR_BODY).digest()) != base
     with pytest.raises(ValueError):
-        rest.rest_request_hash(b"x", b"short")
+        rest_headers.rest_request_hash(b"x", b"short")
 
 
 # --------------------------------------------------------------------------

@@ -17,16 +17,17 @@ from typing import TypeVar, cast
 import pytest
 from lxml import etree
 
-from secnode.core import errors, faults, soap, xmlsafe
+from secnode.core import errors, faults, soap, soap_response, xmlsafe
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, NodeId, ServiceId, SubsystemId
+from secnode.core.soap_names import ID_NS, POLICY_NS, SOAP_ENV_NS, XROAD_NS
 
 DATA = Path(__file__).parent / "data" / "xroad"
 REQUEST = (DATA / "getRandom-request.xml").read_bytes()
 RESPONSE = (DATA / "getRandom-response.xml").read_bytes()
 E1 = (DATA / "example-request-e1.xml").read_bytes()
 CT = "text/xml; charset=utf-8"
-NS = {"s": soap.SOAP_ENV_NS, "xrd": soap.XROAD_NS, "id": soap.ID_NS}
+NS = {"s": SOAP_ENV_NS, "xrd": XROAD_NS, "id": ID_NS}
 
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -83,9 +84,9 @@ def test_member_client_and_policy_headers_and_security_server() -> None:
         b'<xrd:client id:objectType="SUBSYSTEM">', b'<xrd:client id:objectType="MEMBER">'
     ).replace(b"<id:subsystemCode>SUBSYSTEM1</id:subsystemCode>", b"")
     policy = (
-        f'<p:purpose xmlns:p="{soap.POLICY_NS}">child-allowance</p:purpose>'
-        f'<p:legalBasis xmlns:p="{soap.POLICY_NS}">consent</p:legalBasis>'
-        f'<p:dataSubject xmlns:p="{soap.POLICY_NS}">JP-123</p:dataSubject>'
+        f'<p:purpose xmlns:p="{POLICY_NS}">child-allowance</p:purpose>'
+        f'<p:legalBasis xmlns:p="{POLICY_NS}">consent</p:legalBasis>'
+        f'<p:dataSubject xmlns:p="{POLICY_NS}">JP-123</p:dataSubject>'
         '<xrd:securityServer id:objectType="SERVER"><id:xRoadInstance>EE</id:xRoadInstance>'
         "<id:memberClass>GOV</id:memberClass><id:memberCode>MEMBER2</id:memberCode>"
         "<id:serverCode>ss1</id:serverCode></xrd:securityServer>"
@@ -225,7 +226,7 @@ def test_malformed_header_fields(old: bytes, new: bytes, code: str) -> None:
 
 
 def test_unknown_policy_header_refused_but_foreign_extensions_ignored() -> None:
-    unknown = f'<p:spatial xmlns:p="{soap.POLICY_NS}">1</p:spatial>'.encode()
+    unknown = f'<p:spatial xmlns:p="{POLICY_NS}">1</p:spatial>'.encode()
     expect(errors.INVALID_HEADER_FIELD, REQUEST.replace(b"<xrd:id>", unknown + b"<xrd:id>"))
     foreign = b'<z:trace xmlns:z="urn:example:trace">abc</z:trace>'
     assert soap.parse_soap_request(REQUEST.replace(b"<xrd:id>", foreign + b"<xrd:id>"), CT)
@@ -234,7 +235,7 @@ def test_unknown_policy_header_refused_but_foreign_extensions_ignored() -> None:
 def test_policy_extension_elements_are_read_and_signed() -> None:
     """agreement, consentId, dataItems, ... decide the provider's policy outcome: they are
     read into the signed MessageHeaders (a repeat is refused like any header field)."""
-    p = f'xmlns:p="{soap.POLICY_NS}"'
+    p = f'xmlns:p="{POLICY_NS}"'
     ext = (f'<p:consentId {p}>CR-1</p:consentId><p:dataItems {p}>name,address</p:dataItems>'
            f'<p:agreement {p}>DSA-1;v=3</p:agreement>'
            f'<p:evidence {p}>{{"ref":"x"}}</p:evidence><p:recurring {p}>false</p:recurring>'
@@ -308,7 +309,7 @@ def test_not_xml(data: bytes, check_body: bool) -> None:
 
 def test_not_an_envelope() -> None:
     expect(errors.INVALID_SOAP, b"<x:Envelope xmlns:x='urn:other'><x:Body/></x:Envelope>")
-    soap12 = REQUEST.replace(soap.SOAP_ENV_NS.encode(), b"http://www.w3.org/2003/05/soap-envelope")
+    soap12 = REQUEST.replace(SOAP_ENV_NS.encode(), b"http://www.w3.org/2003/05/soap-envelope")
     assert "SOAP 1.2" in expect(errors.INVALID_SOAP, soap12)
 
 
@@ -471,7 +472,7 @@ def test_request_hash_inserted_into_response(size: str) -> None:
     request = REQUEST if size == "small" else big(REQUEST)
     response = RESPONSE if size == "small" else big(RESPONSE, 3000)
     req = soap.parse_soap_request(request, CT)
-    out = soap.prepare_soap_response(response, req, request)
+    out = soap_response.prepare_soap_response(response, req, request)
     root = etree.fromstring(out)
     header = root.find("s:Header", NS)
     hashes = header.findall("xrd:requestHash", NS)
@@ -485,7 +486,7 @@ def test_request_hash_inserted_into_response(size: str) -> None:
     end = out.index(b"</xrd:requestHash>") + len(b"</xrd:requestHash>")
     assert out[:start] + out[end:] == response
     # ...and the client node accepts it.
-    info = soap.check_soap_response(out, req, request)
+    info = soap_response.check_soap_response(out, req, request)
     assert not info.is_fault and info.request_hash == _hash_of(request)
     assert info.body_wrapper == "getRandomResponse"
 
@@ -495,16 +496,16 @@ def test_request_hash_is_over_exact_received_bytes() -> None:
     assert soap.soap_request_hash(REQUEST) == _hash_of(REQUEST)
     # Same XML infoset, different bytes: a different hash (no canonicalisation).
     assert soap.soap_request_hash(REQUEST.replace(b"\n", b"\r\n")) != _hash_of(REQUEST)
-    out = soap.prepare_soap_response(RESPONSE, req, REQUEST)
+    out = soap_response.prepare_soap_response(RESPONSE, req, REQUEST)
     with pytest.raises(XRoadError) as info:
-        soap.check_soap_response(out, req, REQUEST + b" ")
+        soap_response.check_soap_response(out, req, REQUEST + b" ")
     assert info.value.code == errors.INCONSISTENT_RESPONSE
 
 
 def test_splice_avoids_decoy_header_end_tag_in_comment() -> None:
     req = soap.parse_soap_request(REQUEST, CT)
     decoy = RESPONSE.replace(b"<xrd:id>", b"<!-- </SOAP-ENV:Header> --><xrd:id>")
-    out = soap.prepare_soap_response(decoy, req, REQUEST)
+    out = soap_response.prepare_soap_response(decoy, req, REQUEST)
     header = etree.fromstring(out).find("s:Header", NS)
     assert header.find("xrd:requestHash", NS).text == _hash_of(REQUEST)
     assert b"<!-- </SOAP-ENV:Header> -->" in out
@@ -513,27 +514,27 @@ def test_splice_avoids_decoy_header_end_tag_in_comment() -> None:
 def test_insert_with_default_namespace_and_without_xroad_prefix() -> None:
     req = soap.parse_soap_request(REQUEST, CT)
     response = (
-        f'<Envelope xmlns="{soap.SOAP_ENV_NS}"><Header>'
-        f'<client xmlns="{soap.XROAD_NS}" xmlns:i="{soap.ID_NS}" i:objectType="SUBSYSTEM">'
+        f'<Envelope xmlns="{SOAP_ENV_NS}"><Header>'
+        f'<client xmlns="{XROAD_NS}" xmlns:i="{ID_NS}" i:objectType="SUBSYSTEM">'
         "<i:xRoadInstance>EE</i:xRoadInstance><i:memberClass>GOV</i:memberClass>"
         "<i:memberCode>MEMBER1</i:memberCode><i:subsystemCode>SUBSYSTEM1</i:subsystemCode>"
-        f'</client><service xmlns="{soap.XROAD_NS}" xmlns:i="{soap.ID_NS}" '
+        f'</client><service xmlns="{XROAD_NS}" xmlns:i="{ID_NS}" '
         'i:objectType="SERVICE"><i:xRoadInstance>EE</i:xRoadInstance>'
         "<i:memberClass>GOV</i:memberClass><i:memberCode>MEMBER2</i:memberCode>"
         "<i:subsystemCode>SUBSYSTEM2</i:subsystemCode><i:serviceCode>getRandom</i:serviceCode>"
-        f'<i:serviceVersion>v1</i:serviceVersion></service><id xmlns="{soap.XROAD_NS}">'
-        f'4894e35d-bf0f-44a6-867a-8e51f1daa7e0</id><userId xmlns="{soap.XROAD_NS}">'
-        f'EE12345678901</userId><protocolVersion xmlns="{soap.XROAD_NS}">4.0</protocolVersion>'
+        f'<i:serviceVersion>v1</i:serviceVersion></service><id xmlns="{XROAD_NS}">'
+        f'4894e35d-bf0f-44a6-867a-8e51f1daa7e0</id><userId xmlns="{XROAD_NS}">'
+        f'EE12345678901</userId><protocolVersion xmlns="{XROAD_NS}">4.0</protocolVersion>'
         '</Header><Body><getRandomResponse xmlns="urn:x"/></Body></Envelope>'
     ).encode()
-    out = soap.prepare_soap_response(response, req, REQUEST)
-    assert soap.check_soap_response(out, req, REQUEST).request_hash == _hash_of(REQUEST)
+    out = soap_response.prepare_soap_response(response, req, REQUEST)
+    assert soap_response.check_soap_response(out, req, REQUEST).request_hash == _hash_of(REQUEST)
 
 
 def test_utf16_response_falls_back_to_dom_rewrite() -> None:
     req = soap.parse_soap_request(REQUEST, CT)
     response = RESPONSE.decode().replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
-    out = soap.prepare_soap_response(response, req, REQUEST)
+    out = soap_response.prepare_soap_response(response, req, REQUEST)
     header = etree.fromstring(out).find("s:Header", NS)
     assert header.find("xrd:requestHash", NS).text == _hash_of(REQUEST)
 
@@ -552,12 +553,12 @@ def test_response_must_echo_request_headers(old: bytes, new: bytes, field: str) 
     req = soap.parse_soap_request(REQUEST, CT)
     bad = RESPONSE.replace(old, new, 1)
     with pytest.raises(XRoadError) as info:
-        soap.prepare_soap_response(bad, req, REQUEST)
+        soap_response.prepare_soap_response(bad, req, REQUEST)
     assert info.value.code == errors.SERVICE_INCONSISTENT_HEADERS
     assert f"'{field}'" in info.value.message
     assert info.value.http_status == 500
     with pytest.raises(XRoadError) as info:
-        soap.check_soap_response(bad, req, REQUEST)
+        soap_response.check_soap_response(bad, req, REQUEST)
     assert info.value.code == errors.INCONSISTENT_RESPONSE
 
 
@@ -565,7 +566,7 @@ def test_response_without_userid_when_request_had_one_is_inconsistent() -> None:
     req = soap.parse_soap_request(REQUEST, CT)
     bad = _drop(RESPONSE, rb"<xrd:userId>.*?</xrd:userId>")
     with pytest.raises(XRoadError):
-        soap.prepare_soap_response(bad, req, REQUEST)
+        soap_response.prepare_soap_response(bad, req, REQUEST)
 
 
 @pytest.mark.parametrize(
@@ -585,32 +586,32 @@ def test_response_without_userid_when_request_had_one_is_inconsistent() -> None:
 def test_bad_provider_responses(response: bytes, code: str) -> None:
     req = soap.parse_soap_request(REQUEST, CT)
     with pytest.raises(XRoadError) as info:
-        soap.prepare_soap_response(response, req, REQUEST)
+        soap_response.prepare_soap_response(response, req, REQUEST)
     assert info.value.code == code
 
 
 def test_provider_supplied_request_hash() -> None:
     req = soap.parse_soap_request(REQUEST, CT)
-    right = soap.insert_request_hash(RESPONSE, _hash_of(REQUEST))
-    assert soap.prepare_soap_response(right, req, REQUEST) == right
-    wrong = soap.insert_request_hash(RESPONSE, _hash_of(b"other"))
+    right = soap_response.insert_request_hash(RESPONSE, _hash_of(REQUEST))
+    assert soap_response.prepare_soap_response(right, req, REQUEST) == right
+    wrong = soap_response.insert_request_hash(RESPONSE, _hash_of(b"other"))
     with pytest.raises(XRoadError) as info:
-        soap.prepare_soap_response(wrong, req, REQUEST)
+        soap_response.prepare_soap_response(wrong, req, REQUEST)
     assert info.value.code == errors.SERVICE_INCONSISTENT_HEADERS
 
 
 def test_client_node_requires_request_hash() -> None:
     req = soap.parse_soap_request(REQUEST, CT)
     with pytest.raises(XRoadError) as info:
-        soap.check_soap_response(RESPONSE, req, REQUEST)
+        soap_response.check_soap_response(RESPONSE, req, REQUEST)
     assert "no requestHash" in info.value.message
 
 
 def test_provider_fault_passes_unchanged() -> None:
     req = soap.parse_soap_request(REQUEST, CT)
     fault = faults.build_fault("Server.Provider.Broken", "database down", "abc")
-    assert soap.prepare_soap_response(fault, req, REQUEST) == fault
-    info = soap.check_soap_response(fault, req, REQUEST)
+    assert soap_response.prepare_soap_response(fault, req, REQUEST) == fault
+    info = soap_response.check_soap_response(fault, req, REQUEST)
     assert info.is_fault
     assert (info.fault_code, info.fault_string) == ("Server.Provider.Broken", "database down")
 

@@ -16,7 +16,7 @@ from secnode.core.errors import (
     SOAP_FAULT_HTTP_STATUS,
     XRoadError,
 )
-from secnode.core.soap import SOAP_ENV_NS
+from secnode.core.soap_names import SOAP_ENV_NS
 
 Rendered = tuple[int, dict[str, str], bytes]
 

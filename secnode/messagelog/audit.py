@@ -27,7 +27,7 @@ from secnode.core.messagelog import (
     read_archive,
     verify_log,
 )
-from secnode.core.messagelog.verify import DEFAULT_UNSTAMPED_GRACE, Failure
+from secnode.core.messagelog.report import DEFAULT_UNSTAMPED_GRACE, Failure
 from secnode.messagelog.anchors import AuditorTrust, grace_period, load_trust
 from secnode.messagelog.database import has_log_database, open_log_engine
 from secnode.messagelog.store import LogStore

@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from secnode.app.runtime import NodeRuntime
-from secnode.core import errors, rest, soap
+from secnode.core import errors, rest, rest_headers, soap, soap_response
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
 from secnode.core.message import MessageHeaders, request_digest, response_digest
@@ -192,7 +192,7 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
     ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256,
                          reply.ocsp_der)
     if ex.soap_request is not None:
-        soap.check_soap_response(out, ex.soap_request, ex.body)
+        soap_response.check_soap_response(out, ex.soap_request, ex.body)
     await ex.log("response_in", out, ex.response, body_sha256=out_sha,
                  reason=_statement_ref(meta.policy), status=meta.status,
                  extra={"request_digest": request.digest.hex()})
@@ -223,7 +223,7 @@ def _answer(ex: ClientExchange, reply: ProviderReply) -> web.Response:
     req = ex.rest_request
     if req is not None:
         request_hash = req.request_hash(hashlib.sha512(ex.body).digest() if ex.body else None)
-        for name, value in rest.client_response_headers(reply.extra.headers, ex.headers,
+        for name, value in rest_headers.client_response_headers(reply.extra.headers, ex.headers,
                                                         req.request_id, request_hash):
             resp_headers.add(name, value)
     return web.Response(status=reply.meta.status, body=reply.body, headers=resp_headers)

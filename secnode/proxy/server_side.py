@@ -22,11 +22,12 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from secnode.app.runtime import NodeRuntime, ServiceEntry
-from secnode.core import errors, rest
+from secnode.core import errors, rest_headers, rest_path
 from secnode.core.errors import XRoadError
 from secnode.core.message import request_digest, response_digest
 from secnode.core.msgsig import SignatureError
-from secnode.core.soap import SoapRequest, parse_soap_request, prepare_soap_response
+from secnode.core.soap import SoapRequest, parse_soap_request
+from secnode.core.soap_response import prepare_soap_response
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
@@ -127,7 +128,7 @@ async def _read_message(ex: ProviderExchange) -> None:
     ex.extra = _extra(ex.http)
     headers = ex.headers
     if headers.protocol == "rest":  # refused before anything is logged or called (protocol.md)
-        rest.check_service_path(headers.rest_path or "", headers.rest_query)
+        rest_path.check_service_path(headers.rest_path or "", headers.rest_query)
     ex.body = await read_limited(ex.http, ex.rt.config.client.max_body_bytes)
     note_message(ex.http, headers, ex.body)
     ex.body_sha256 = hashlib.sha256(ex.body).digest()
@@ -261,12 +262,12 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
     session = rt.service_session
     assert session is not None
     if entry.type == "rest":
-        url: str | URL = URL(rest.service_target(entry.url, headers.rest_path,
+        url: str | URL = URL(rest_path.service_target(entry.url, headers.rest_path,
                                                  headers.rest_query), encoded=True)
         method = headers.rest_method or "GET"
     else:
         url, method = entry.url, "POST"
-    out_headers = CIMultiDict(rest.provider_headers(headers, extra.headers,
+    out_headers = CIMultiDict(rest_headers.provider_headers(headers, extra.headers,
                                                      extra.request_id or headers.message_id))
     if headers.content_type and "Content-Type" not in out_headers:
         out_headers["Content-Type"] = headers.content_type
@@ -280,7 +281,7 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             out = await read_response(resp.content, rt.config.client.max_body_bytes)
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
-            passthrough = tuple((k, v) for k, v in rest.filter_headers(resp.headers.items())
+            passthrough = tuple((k, v) for k, v in rest_headers.filter_headers(resp.headers.items())
                                 if k.lower() not in ("content-type", "content-length"))
             return ServiceAnswer(resp.status, resp.headers.get("Content-Type"), out, passthrough)
     except TimeoutError as exc:

@@ -38,16 +38,15 @@ from secnode.core.messagelog.record import (
     new_record_id,
     record_hash,
 )
-from secnode.core.messagelog.verify import (
+from secnode.core.messagelog.report import (
     Failure,
     FailureKind,
     TrustAnchors,
     VerificationReport,
     VerifyOptions,
-    tsa_token_check,
-    verify_files,
-    verify_log,
 )
+from secnode.core.messagelog.stamp_check import tsa_token_check
+from secnode.core.messagelog.verify import verify_files, verify_log
 
 __all__ = [
     "ArchiveFormatError",
