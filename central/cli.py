@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from central import cli_conf, cli_registry
+from certs.cliutil import ErrorMappingGroup
 
 
-@click.group()
+@click.group(cls=ErrorMappingGroup)
 @click.version_option(package_name="secnode")
 def main() -> None:
     """Central registry: members, nodes, trust services, signed global configuration.

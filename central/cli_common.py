@@ -14,10 +14,8 @@ import click
 
 from central import config as config_mod
 from central.config import CentralConfig
-from central.errors import RegistryError
 from central.store import Store
-from certs.cliutil import echo_json, echo_table, guarded
-from secnode.core.globalconf import GlobalConfError
+from certs.cliutil import echo_json, echo_table
 from secnode.core.jsonfmt import format_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,7 +65,6 @@ def registry_command(func: F) -> F:
                   type=click.Path(file_okay=False),
                   help=f"Registry directory (else ${config_mod.DIR_ENV}, else the current one).")
     @operator_option
-    @guarded(RegistryError, GlobalConfError)
     @functools.wraps(func)
     def wrapper(*args: Any, directory: str | None, operator: str | None, **kwargs: Any) -> Any:
         registry = Registry(config_mod.load(config_mod.resolve_dir(directory)),

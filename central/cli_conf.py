@@ -18,7 +18,7 @@ from central.cli_common import (
     registry_command,
 )
 from central.errors import RegistryError
-from certs.cliutil import UserError, echo_json, get_passphrase, guarded, passphrase_option
+from certs.cliutil import UserError, echo_json, get_passphrase, passphrase_option
 from secnode.core import globalconf
 from secnode.core.jsonfmt import format_time
 
@@ -32,7 +32,6 @@ from secnode.core.jsonfmt import format_time
 @click.option("--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True)
 @passphrase_option
 @operator_option
-@guarded(RegistryError)
 def init_cmd(directory: str, instance_code: str, db_url: str | None, key_type: str,
              passphrase_file: str | None, operator: str | None) -> None:
     """Create a registry in DIRECTORY: database, signing key, anchor.pem."""
@@ -100,7 +99,6 @@ def conf_export(registry: Registry, out_dir: str, version: int | None) -> None:
               help="The configuration anchor (PEM; may hold several certificates).")
 @click.option("--allow-expired", is_flag=True, help="Check the signature of an old copy.")
 @json_option
-@guarded(globalconf.GlobalConfError)
 def conf_verify(document: str, signature: str, anchor: str, allow_expired: bool,
                 as_json: bool) -> None:
     """Verify a configuration document and signature as a node would."""

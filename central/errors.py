@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from certs.errors import SecnodeError
 
-class RegistryError(Exception):
+
+class RegistryError(SecnodeError):
     """An operation was refused; ``str()`` is the one-line reason shown to the operator.
 
     ``code`` is stable and machine-readable (used in HTTP problem responses);

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from certs import keys, profiles
+from certs.errors import SecnodeError
 
 REVOCATION_REASONS = {
     "unspecified": x509.ReasonFlags.unspecified,
@@ -53,7 +54,7 @@ CREATE TABLE IF NOT EXISTS certificates (
 """
 
 
-class CAError(Exception):
+class CAError(SecnodeError):
     """A CA operation was refused; the message says why."""
 
 

@@ -18,11 +18,17 @@ from certs.ca import (
     parse_serial,
     serial_hex,
 )
-from certs.cliutil import echo_json, echo_table, get_passphrase, guarded, passphrase_option
+from certs.cliutil import (
+    ErrorMappingGroup,
+    echo_json,
+    echo_table,
+    get_passphrase,
+    passphrase_option,
+)
 from certs.profiles import PROFILES
 
 
-@click.group()
+@click.group(cls=ErrorMappingGroup)
 @click.version_option(package_name="secnode")
 def main() -> None:
     """PKI toolkit: CA, certificate profiles, OCSP responder, time-stamping authority."""
@@ -39,7 +45,6 @@ def key_group() -> None:
 @click.option("--type", "key_type", type=click.Choice(["ec", "rsa"]), default="ec",
               show_default=True, help="EC P-256 or RSA 3072.")
 @passphrase_option
-@guarded(CAError)
 def key_new(out: str, key_type: str, passphrase_file: str | None) -> None:
     """Create a private key as encrypted PKCS#8."""
     passphrase = get_passphrase(passphrase_file)
@@ -55,7 +60,6 @@ def key_new(out: str, key_type: str, passphrase_file: str | None) -> None:
               help="e.g. 'serialNumber=JP/GOV/072028, O=Aizu-Wakamatsu City, C=JP'")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @passphrase_option
-@guarded(CAError)
 def csr_cmd(key_path: str, subject: str, out: str, passphrase_file: str | None) -> None:
     """Write a PKCS#10 certificate request for KEY."""
     key = keys.load_key(key_path, get_passphrase(passphrase_file))
@@ -78,7 +82,6 @@ def ca_group() -> None:
               show_default=True)
 @click.option("--days", default=3650, show_default=True, type=int)
 @passphrase_option
-@guarded(CAError)
 def ca_init(directory: str, name: str, ocsp_url: str | None, key_type: str, days: int,
             passphrase_file: str | None) -> None:
     """Create a CA in DIRECTORY (ca.pem, encrypted ca.key, ca.db)."""
@@ -90,7 +93,6 @@ def ca_init(directory: str, name: str, ocsp_url: str | None, key_type: str, days
 @ca_group.command("list")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-@guarded(CAError)
 def ca_list(directory: str, as_json: bool) -> None:
     """List certificates issued by the CA."""
     rows = CertificateAuthority(directory).list_issued()
@@ -107,7 +109,6 @@ def ca_list(directory: str, as_json: bool) -> None:
 @click.option("--days", default=730, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @passphrase_option
-@guarded(CAError)
 def issue_cmd(directory: str, csr_path: str, profile: str, days: int, out: str,
               passphrase_file: str | None) -> None:
     """Issue a certificate of PROFILE from a CSR made by any tool."""
@@ -123,7 +124,6 @@ def issue_cmd(directory: str, csr_path: str, profile: str, days: int, out: str,
 @click.argument("target")
 @click.option("--reason", default="unspecified", show_default=True,
               type=click.Choice(list(REVOCATION_REASONS)))
-@guarded(CAError)
 def revoke_cmd(directory: str, target: str, reason: str) -> None:
     """Revoke TARGET (a hex serial or a certificate file); effective at OCSP immediately."""
     ca = CertificateAuthority(directory)

@@ -1,43 +1,34 @@
-"""Shared click plumbing for the three CLIs: one-line errors, passphrases, JSON output."""
+"""Shared click plumbing for the three CLIs: the error mapper, passphrases, JSON output."""
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from certs import keys
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class UserError(click.ClickException):
-    """A refusal the operator can act on; printed as one line, exit status 1."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+from certs.errors import SecnodeError
 
 
-def guarded(*error_types: type[BaseException]) -> Callable[[F], F]:
-    """Turn the listed domain errors into ``error: reason`` and exit 1 (no traceback)."""
+class UserError(SecnodeError):
+    """A refusal a command itself makes (a bad combination of options, say)."""
 
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return func(*args, **kwargs)
-            except click.ClickException:
-                raise
-            except (keys.KeyFileError, *error_types) as exc:
-                raise UserError(str(exc)) from exc
 
-        return wrapper  # type: ignore[return-value]
+class ErrorMappingGroup(click.Group):
+    """The root group of each CLI: the one place where library errors meet the operator.
 
-    return decorate
+    A :class:`SecnodeError` raised anywhere below (a command, a sub-group, the
+    ``--dir`` opener) becomes one ``error: <reason>`` line and its exit code;
+    every other exception is a bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SecnodeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
 
 
 passphrase_option = click.option(
@@ -49,10 +40,8 @@ passphrase_option = click.option(
 
 
 def get_passphrase(passphrase_file: str | None) -> bytes:
-    try:
-        return keys.resolve_passphrase(passphrase_file)
-    except keys.PassphraseMissing as exc:
-        raise UserError(str(exc)) from exc
+    """The key passphrase; :class:`keys.PassphraseMissing` (a SecnodeError) when none is given."""
+    return keys.resolve_passphrase(passphrase_file)
 
 
 def echo_json(value: Any) -> None:
@@ -69,6 +58,3 @@ def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         click.echo("  ".join(str(row.get(c, "") or "").ljust(widths[c]) for c in columns).rstrip())
 
 
-def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)

@@ -18,12 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from certs.errors import SecnodeError
+
 PASSPHRASE_ENV = "SECNODE_PASSPHRASE"
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
-class KeyFileError(Exception):
+class KeyFileError(SecnodeError):
     """A key could not be created, read or used; the message says why."""
 
 

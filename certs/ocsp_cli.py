@@ -6,8 +6,7 @@ import logging
 
 import click
 
-from certs.ca import CAError
-from certs.cliutil import get_passphrase, guarded, passphrase_option
+from certs.cliutil import get_passphrase, passphrase_option
 
 
 @click.group("ocsp")
@@ -22,7 +21,6 @@ def ocsp_group() -> None:
 @click.option("--validity", default=3600, show_default=True, type=click.IntRange(min=1),
               help="Seconds from thisUpdate to nextUpdate in each response.")
 @passphrase_option
-@guarded(CAError)
 def serve_cmd(directory: str, host: str, port: int, validity: int,
               passphrase_file: str | None) -> None:
     """Answer OCSP requests for the CA in DIRECTORY (GET and POST, any path).

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from certs.errors import SecnodeError
+
 PROFILES = ("sign", "auth", "ocsp", "tsa")
 #: One part of a member identifier: X-Road's identifier characters (pr-mess §2.7) plus '_'.
 _MEMBER_PART = re.compile(r"^[A-Za-z0-9'()+,\-.=?_]{1,255}$")
 
 
-class ProfileError(ValueError):
+class ProfileError(SecnodeError, ValueError):
     """A CSR or certificate does not fit the requested profile."""
 
 

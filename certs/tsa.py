@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs import keys
+from certs.errors import SecnodeError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 """
 
 
-class TSAError(Exception):
+class TSAError(SecnodeError):
     """A TSA operation failed or a token did not verify; the message says why."""
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from certs.ca import CAError, load_certificate, serial_hex
-from certs.cliutil import echo_json, get_passphrase, guarded, passphrase_option
+from certs.ca import load_certificate, serial_hex
+from certs.cliutil import echo_json, get_passphrase, passphrase_option
 from certs.tsa import (
     DEFAULT_ACCURACY_SECONDS,
     DEFAULT_POLICY,
@@ -43,7 +43,6 @@ def tsa_group() -> None:
 @passphrase_option
 @click.option("--ca-passphrase-file", type=click.Path(dir_okay=False), default=None,
               help="Passphrase of the CA key, if it differs from the TSA key's.")
-@guarded(TSAError, CAError)
 def tsa_init(directory: str, ca_dir: str, name: str, policy: str, accuracy: int, key_type: str,
              days: int, passphrase_file: str | None, ca_passphrase_file: str | None) -> None:
     """Create a TSA in DIRECTORY: key, certificate from the CA, policy and serial store."""
@@ -60,7 +59,6 @@ def tsa_init(directory: str, ca_dir: str, name: str, policy: str, accuracy: int,
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 @passphrase_option
-@guarded(TSAError)
 def tsa_serve(directory: str, host: str, port: int, passphrase_file: str | None) -> None:
     """Answer application/timestamp-query POSTs on http://HOST:PORT/."""
     from aiohttp import web
@@ -81,7 +79,6 @@ def tsa_serve(directory: str, host: str, port: int, passphrase_file: str | None)
 @tsa_group.command("show")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-@guarded(TSAError, CAError)
 def tsa_show(directory: str, as_json: bool) -> None:
     """Print the TSA's name, policy, certificate and how many tokens it issued."""
     config = TSAConfig.load(directory)
@@ -113,7 +110,6 @@ def tsa_show(directory: str, as_json: bool) -> None:
               show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Where to write the token (DER ContentInfo, as the message log stores it).")
-@guarded(TSAError, CAError)
 def tsa_stamp(file: str, url: str, ca_files: tuple[str, ...], hash_name: str, out: str) -> None:
     """Time-stamp FILE at the TSA, verify the token and write it to OUT."""
     from certs.tsa_client import request_token_sync
@@ -139,7 +135,6 @@ def tsa_stamp(file: str, url: str, ca_files: tuple[str, ...], hash_name: str, ou
               type=click.Path(exists=True, dir_okay=False),
               help="TSA or intermediate certificate not in the token; repeatable.")
 @click.option("--json", "as_json", is_flag=True)
-@guarded(TSAError, CAError)
 def tsa_verify(token: str, data_file: str, ca_files: tuple[str, ...],
                extra_files: tuple[str, ...], as_json: bool) -> None:
     """Verify TOKEN (bare token or whole reply) over the file given by --data."""

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from certs.errors import SecnodeError
 from secnode.core.identifiers import MemberId, NodeId
 
 CONFIG_FILE = "secnode.toml"
 DIR_ENV = "SECNODE_DIR"
 
 
-class ConfigError(Exception):
+class ConfigError(SecnodeError):
     """The node directory or its configuration is unusable; the message says why."""
 
 

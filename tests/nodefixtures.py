@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from secnode.demo.federation import cli_command
 from tests.conftest import PASSPHRASE, cli_env, free_port, wait_for_port
 
 INSTANCE = "JP"
@@ -56,6 +56,21 @@ CITIES: list[tuple[str, str, str]] = [
     ("kakogawa", f"{INSTANCE}/GOV/282103", "Kakogawa City"),
     ("sapporo", f"{INSTANCE}/GOV/011002", "Sapporo City"),
 ]
+
+
+def cli_command(tool: str) -> click.Command:
+    """The click command behind ``certs`` / ``central`` / ``secnode`` (for in-process runs)."""
+    if tool == "certs":
+        from certs.cli import main as certs_main
+
+        return certs_main
+    if tool == "central":
+        from central.cli import main as central_main
+
+        return central_main
+    from secnode.cli import main as secnode_main
+
+    return secnode_main
 
 
 class StepFailed(AssertionError):

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from certs.cms import CMSError, verify_detached
+from certs.errors import SecnodeError
 from secnode.core import jsonfmt
 from secnode.core.identifiers import (
     ClientId,
@@ -60,7 +61,7 @@ _TOP_KEYS = {
 }
 
 
-class GlobalConfError(Exception):
+class GlobalConfError(SecnodeError):
     """A global configuration is refused; ``reason`` says which check failed.
 
     Reasons: ``malformed``, ``signature``, ``untrusted_signer``, ``expired``,

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from certs.errors import SecnodeError
+
 MAX_PART_LENGTH = 255
 # X-Road's strict identifier character set (pr-mess §2.7): A-Z a-z 0-9 ' ( ) + , - . = ?
 # plus '_' which real deployments use in subsystem codes.
@@ -20,7 +22,7 @@ _ALLOWED = re.compile(r"^[A-Za-z0-9'()+,\-.=?_]+$")
 _FORBIDDEN_HINT = set("/;:\\%")
 
 
-class IdentifierError(ValueError):
+class IdentifierError(SecnodeError, ValueError):
     """An identifier string that does not have the required form."""
 
 

@@ -34,12 +34,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certs.errors import SecnodeError
+
 MAX_SAFE_INT = 2**53 - 1
 
 _HEX32 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class FormatError(ValueError):
+class FormatError(SecnodeError, ValueError):
     """A JSON document (record, batch, manifest, configuration, request) is malformed."""
 
 

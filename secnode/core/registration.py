@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certs.cms import sign_detached
+from certs.errors import SecnodeError
 from certs.keys import Signer
 from secnode.core.globalconf import GlobalConfError, parse_time
 from secnode.core.identifiers import IdentifierError, NodeId, SubsystemId
@@ -54,7 +55,7 @@ _ADDRESS = re.compile(
 )
 
 
-class RegistrationError(ValueError):
+class RegistrationError(SecnodeError, ValueError):
     """A registration request is malformed or was refused; the message says why."""
 
     def __init__(self, message: str, *, code: str = "InvalidRequest", status: int = 400) -> None:

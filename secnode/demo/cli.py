@@ -1,17 +1,14 @@
-"""``secnode demo``: run the two-city federation and show sample exchanges both ways."""
+"""What ``secnode demo`` shows: sample exchanges both ways and how to try the federation.
+
+The command itself is :mod:`secnode.cli.commands.demo`."""
 
 from __future__ import annotations
-
-import signal
-import sys
-import time
-from pathlib import Path
 
 import click
 
 from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.demo.calls import CallResult, call_rest, call_soap, http
-from secnode.demo.federation import DemoError, Federation, build_two_city_federation
+from secnode.demo.federation import Federation
 
 
 def _show(title: str, result: CallResult, expect: bytes) -> bool:
@@ -72,35 +69,3 @@ Try:
   curl -s {takamatsu.admin_url}/metrics
   SECNODE_PASSPHRASE=$(cat {fed.base / 'passphrase'}) secnode status --dir {aizu.dir}
 """)
-
-
-def register(main: click.Group) -> None:
-    @main.command("demo")
-    @click.option("--dir", "base", default="demo", show_default=True,
-                  type=click.Path(file_okay=False), help="Where to build the federation.")
-    @click.option("--once", is_flag=True, help="Run the sample calls, then stop (exit 1 on "
-                  "any failure).")
-    def demo(base: str, once: bool) -> None:
-        """Build and run a two-city federation (CA, OCSP, TSA, central, two nodes)."""
-        started = time.monotonic()
-        click.echo(f"Building the demo federation in {Path(base).resolve()} ...")
-        try:
-            fed = build_two_city_federation(Path(base).resolve(), say=click.echo)
-        except DemoError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        try:
-            click.echo(f"Federation up in {time.monotonic() - started:.1f} s; "
-                       f"manifest {fed.base / 'demo.json'}")
-            ok = sample_calls(fed)
-            if once:
-                click.echo("\nall sample calls succeeded" if ok else "\nsome sample calls FAILED")
-                sys.exit(0 if ok else 1)
-            print_usage(fed)
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            fed.stop()

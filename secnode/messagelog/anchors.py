@@ -29,11 +29,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from certs.errors import SecnodeError
 from secnode.core.globalconf import GlobalConf, GlobalConfError, load_pem_certs, verify
 from secnode.core.messagelog import TrustAnchors
 
 
-class AnchorError(Exception):
+class AnchorError(SecnodeError):
     """The trust anchors are unusable (missing file, nothing trustworthy in it)."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
+from certs.errors import SecnodeError
 from secnode.core.policy import (
     FORMAT,
     FORMAT_VERSION,
@@ -66,7 +67,7 @@ _KEY_OF: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-class StoreError(ValueError):
+class StoreError(SecnodeError, ValueError):
     """A registry change that is refused (the message says why and what to do)."""
 
 

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from certs import chain, ocsp_client, profiles
+from certs.errors import SecnodeError
 from certs.ocsp import OCSPError, OCSPStatus
 from secnode.core.cert_member import member_id_of
 from secnode.core.globalconf import GlobalConf
@@ -49,7 +50,7 @@ from secnode.trust.renewal import auth_import_pending
 OCSP_TIMEOUT = 10.0
 
 
-class CertImportError(ValueError):
+class CertImportError(SecnodeError, ValueError):
     """A certificate was refused; the message says which check failed and what to do."""
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from certs.errors import SecnodeError
+
 from .timeutil import fiscal_year_bounds, fiscal_year_of, parse_instant, require_aware
 from .vocabulary import CATEGORY_LABELS, ORDINANCE_CODE, Category, builtin_basis
 
@@ -25,6 +27,10 @@ UNSPECIFIED = "UNSPECIFIED"
 """Row key for refusals whose request named no valid basis (never echo client input)."""
 DEFAULT_SUPPRESS_BELOW = 5
 FORMATS = ("table", "json", "csv", "html")
+
+
+class ReportError(SecnodeError, ValueError):
+    """A report cannot be made as asked (a suppression threshold below 1, an unknown format)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +153,7 @@ def build_transparency_report(
     information and are left out; every refusal is counted.
     """
     if suppress_below < 1:
-        raise ValueError("suppress_below must be at least 1")
+        raise ReportError("suppress_below must be at least 1")
     names = recipient_names or {}
     labels = basis_labels or {}
     start, end = fiscal_year_bounds(fiscal_year)
@@ -359,4 +365,4 @@ def render_report(report: TransparencyReport, fmt: str = "table") -> str:
         return render_csv(report)
     if fmt == "html":
         return render_html(report)
-    raise ValueError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
+    raise ReportError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")

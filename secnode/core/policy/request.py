@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from certs.errors import SecnodeError
+
 from ..identifiers import ClientId, IdentifierError, ServiceId, parse_client
 from .strict_json import PolicyFormatError, Value, parse_json
 from .timeutil import format_instant, parse_instant
@@ -112,7 +114,7 @@ class UsageCounters:
     total: Mapping[str, int] = field(default_factory=dict)
 
 
-class PolicyRequestError(ValueError):
+class PolicyRequestError(SecnodeError, ValueError):
     """A request whose policy context cannot be read; the node refuses it (MALFORMED_REQUEST)."""
 
     reason = "MALFORMED_REQUEST"

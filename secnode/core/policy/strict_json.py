@@ -13,13 +13,15 @@ from enum import Enum
 from re import Pattern
 from typing import NoReturn, TypeVar
 
+from certs.errors import SecnodeError
+
 from ..identifiers import ClientId, IdentifierError, MemberId, ServiceId, parse_client
 from .timeutil import IsoDuration, parse_bound, parse_instant
 
 E = TypeVar("E", bound=Enum)
 
 
-class PolicyFormatError(ValueError):
+class PolicyFormatError(SecnodeError, ValueError):
     """A policy document, entity or request that does not match the closed schema."""
 
     def __init__(self, path: str, message: str, *, source: str | None = None) -> None:

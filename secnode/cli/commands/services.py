@@ -1,0 +1,148 @@
+"""Provider-side commands: services, access rights, and which local systems may call out.
+
+Thin over :mod:`secnode.services`: parse the options, call it, print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from certs.cliutil import echo_json, echo_table
+from secnode import services
+from secnode.cli.options import json_option, node_command
+from secnode.home import NodeHome
+
+
+# ----- service ----------------------------------------------------------------------------------
+@click.group("service")
+def service_group() -> None:
+    """Services this node provides (deny by default: grant with 'acl grant')."""
+
+
+@service_group.command("add")
+@click.argument("subsystem")
+@click.argument("service")
+@click.option("--url", required=True, help="Base URL of the provider system.")
+@click.option("--type", "kind", type=click.Choice(["rest", "soap"]), required=True)
+@click.option("--version", default="", help="Service version (optional).")
+@click.option("--openapi", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--timeout", default=30.0, show_default=True, type=float)
+@click.option("--log-bodies/--no-log-bodies", default=None,
+              help="Override messagelog.bodies for this service.")
+@node_command
+def service_add(node: NodeHome, subsystem: str, service: str, url: str, kind: str,
+                version: str, openapi: str | None, timeout: float,
+                log_bodies: bool | None) -> None:
+    """Add SERVICE of SUBSYSTEM, served by the system at --url."""
+    sid = services.add_service(node, services.NewService(
+        subsystem, service, url, kind, version, Path(openapi) if openapi else None, timeout,
+        log_bodies))
+    click.echo(f"added {kind} service {sid} -> {url}")
+
+
+@service_group.command("list")
+@json_option
+@node_command
+def service_list(node: NodeHome, as_json: bool) -> None:
+    """List services and their access rights."""
+    rows = services.list_services(node)
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table([{**r, "granted": ", ".join(r["granted"])} for r in rows],
+                   ["id", "type", "url", "granted"])
+
+
+@service_group.command("remove")
+@click.argument("service")
+@node_command
+def service_remove(node: NodeHome, service: str) -> None:
+    """Remove SERVICE (SUBSYSTEM/SERVICE[/VERSION]) and its access rights."""
+    services.remove_service(node, service)
+    click.echo(f"removed service {service}")
+
+
+# ----- acl --------------------------------------------------------------------------------------
+@click.group("acl")
+def acl_group() -> None:
+    """Access rights: which clients (subsystems, members, global groups) may call a service."""
+
+
+@acl_group.command("grant")
+@click.argument("service")
+@click.argument("client")
+@node_command
+def acl_grant(node: NodeHome, service: str, client: str) -> None:
+    """Grant SERVICE to CLIENT (a subsystem/member id or group:CODE)."""
+    ref = services.grant(node, service, client)
+    click.echo(f"granted {service} to {ref}")
+
+
+@acl_group.command("revoke")
+@click.argument("service")
+@click.argument("client")
+@node_command
+def acl_revoke(node: NodeHome, service: str, client: str) -> None:
+    """Revoke CLIENT's access to SERVICE."""
+    ref = services.revoke(node, service, client)
+    click.echo(f"revoked {service} from {ref}")
+
+
+@acl_group.command("list")
+@click.argument("service", required=False)
+@json_option
+@node_command
+def acl_list(node: NodeHome, service: str | None, as_json: bool) -> None:
+    """List access rights (of one SERVICE, or all)."""
+    rows = services.list_rights(node, service)
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["service", "client", "granted_at"])
+
+
+# ----- client -----------------------------------------------------------------------------------
+@click.group("client")
+def client_group() -> None:
+    """Which local information systems may send requests as which subsystem."""
+
+
+@client_group.command("allow")
+@click.argument("subsystem")
+@click.option("--address", default=None, help="Caller IP address, e.g. 127.0.0.1.")
+@click.option("--cert", "cert_file", default=None, type=click.Path(exists=True),
+              help="Caller's TLS client certificate (client interface over HTTPS).")
+@click.option("--any", "any_caller", is_flag=True, help="Any caller (test setups only).")
+@node_command
+def client_allow(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
+                 any_caller: bool) -> None:
+    """Allow a local system to use SUBSYSTEM (code) as client."""
+    sid, kind, value = services.allow_caller(node, subsystem, address, cert_file, any_caller)
+    click.echo(f"allowed {kind} {value} to act as {sid}")
+
+
+@client_group.command("remove")
+@click.argument("subsystem")
+@click.option("--address", default=None)
+@click.option("--cert", "cert_file", default=None, type=click.Path(exists=True))
+@click.option("--any", "any_caller", is_flag=True)
+@node_command
+def client_remove(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
+                  any_caller: bool) -> None:
+    """Stop allowing a local system to use SUBSYSTEM."""
+    kind, value = services.remove_caller(node, subsystem, address, cert_file, any_caller)
+    click.echo(f"removed {kind} {value} from {subsystem}")
+
+
+@client_group.command("list")
+@json_option
+@node_command
+def client_list(node: NodeHome, as_json: bool) -> None:
+    """List allowed local callers."""
+    rows = services.list_callers(node)
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["subsystem", "kind", "value"])

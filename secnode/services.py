@@ -1,0 +1,218 @@
+"""The services a node provides, their access rights, and the local systems allowed to call out.
+
+The operations behind ``secnode service``, ``secnode acl`` and ``secnode
+client`` (the commands only parse options and print), so the rules (a service
+belongs to this node's member, a URL is http(s), a caller rule names exactly one
+kind, no duplicates) hold for any caller, not only the CLI. Refusals raise
+:class:`ServiceError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certs.ca import load_certificate
+from certs.errors import SecnodeError
+from secnode.core.identifiers import IdentifierError, ServiceId, SubsystemId, parse_client
+from secnode.home import NodeHome
+from secnode.store import models
+
+
+class ServiceError(SecnodeError):
+    """A service, access-right or caller operation was refused; the message says why."""
+
+
+@dataclass(frozen=True)
+class NewService:
+    """What ``service add`` stores: the provider system behind one service code."""
+
+    subsystem: str
+    service: str
+    url: str
+    kind: str  # rest | soap
+    version: str = ""
+    openapi: Path | None = None
+    timeout: float = 30.0
+    log_bodies: bool | None = None
+
+
+# ----- services ---------------------------------------------------------------------------------
+def service_id(node: NodeHome, row: models.Service) -> ServiceId:
+    return ServiceId.of(SubsystemId.of(node.member_id, row.subsystem), row.service_code,
+                        row.version or None)
+
+
+def find_service(node: NodeHome, session: Session, service: str) -> models.Service:
+    """Find a service by ``SUBSYSTEM/CODE[/VERSION]`` or a full service identifier."""
+    parts = service.split("/")
+    if len(parts) >= 5:
+        sid = ServiceId.parse(service)
+        if sid.member != node.member_id:
+            raise ServiceError(f"{service} is not a service of this node's member "
+                               f"{node.member_id}")
+        sub, code, version = sid.subsystem, sid.service, sid.version or ""
+    elif len(parts) in (2, 3):
+        sub, code, version = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+    else:
+        raise ServiceError(f"service {service!r}: use SUBSYSTEM/SERVICE[/VERSION] or a full id")
+    row = session.scalars(select(models.Service).where(
+        models.Service.subsystem == sub, models.Service.service_code == code,
+        models.Service.version == version)).first()
+    if row is None:
+        raise ServiceError(f"unknown service {service}")
+    return row
+
+
+def add_service(node: NodeHome, new: NewService) -> ServiceId:
+    """Store a service of this node's member; it is denied to everyone until granted."""
+    sid = ServiceId.of(SubsystemId.of(node.member_id, new.subsystem), new.service,
+                       new.version or None)
+    if not new.url.startswith(("http://", "https://")):
+        raise ServiceError("--url must be an http:// or https:// URL")
+    if new.timeout <= 0:
+        raise ServiceError("--timeout must be positive")
+    text = new.openapi.read_text() if new.openapi else None
+    try:
+        with node.session() as s:
+            s.add(models.Service(subsystem=new.subsystem, service_code=new.service,
+                                 version=new.version, type=new.kind, url=new.url,
+                                 timeout=new.timeout, openapi=text, log_bodies=new.log_bodies))
+    except IntegrityError as exc:
+        raise ServiceError(f"service {sid} already exists") from exc
+    return sid
+
+
+def list_services(node: NodeHome) -> list[dict[str, Any]]:
+    """Every service with its settings and the clients it is granted to."""
+    with node.sessions() as s:
+        rights: dict[int, list[str]] = {}
+        for r in s.scalars(select(models.AccessRight)):
+            rights.setdefault(r.service_id, []).append(r.client)
+        return [{"id": str(service_id(node, r)), "type": r.type, "url": r.url,
+                 "timeout": r.timeout, "openapi": r.openapi is not None,
+                 "log_bodies": r.log_bodies, "granted": sorted(rights.get(r.id, []))}
+                for r in s.scalars(select(models.Service).order_by(models.Service.id))]
+
+
+def remove_service(node: NodeHome, service: str) -> None:
+    """Remove a service and its access rights."""
+    with node.session() as s:
+        row = find_service(node, s, service)
+        for r in s.scalars(select(models.AccessRight).where(
+                models.AccessRight.service_id == row.id)):
+            s.delete(r)
+        s.delete(row)
+
+
+# ----- access rights ----------------------------------------------------------------------------
+def client_ref(client: str) -> str:
+    """The stored form of an access-right holder: a client id or ``group:CODE``."""
+    if client.startswith("group:"):
+        if not client.removeprefix("group:"):
+            raise ServiceError("group: needs a global group code")
+        return client
+    try:
+        return str(parse_client(client))
+    except IdentifierError as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+def grant(node: NodeHome, service: str, client: str) -> str:
+    """Grant ``service`` to ``client``; returns the stored client reference."""
+    ref = client_ref(client)
+    try:
+        with node.session() as s:
+            row = find_service(node, s, service)
+            s.add(models.AccessRight(service_id=row.id, client=ref))
+    except IntegrityError as exc:
+        raise ServiceError(f"{ref} already has access to {service}") from exc
+    return ref
+
+
+def revoke(node: NodeHome, service: str, client: str) -> str:
+    """Revoke ``client``'s access to ``service``; returns the client reference."""
+    ref = client_ref(client)
+    with node.session() as s:
+        row = find_service(node, s, service)
+        right = s.scalars(select(models.AccessRight).where(
+            models.AccessRight.service_id == row.id,
+            models.AccessRight.client == ref)).first()
+        if right is None:
+            raise ServiceError(f"{ref} has no access right to {service}")
+        s.delete(right)
+    return ref
+
+
+def list_rights(node: NodeHome, service: str | None = None) -> list[dict[str, Any]]:
+    """Access rights of one service, or of all."""
+    with node.sessions() as s:
+        services = {r.id: r for r in s.scalars(select(models.Service))}
+        if service:
+            only = find_service(node, s, service).id
+            rights = s.scalars(select(models.AccessRight).where(
+                models.AccessRight.service_id == only)).all()
+        else:
+            rights = s.scalars(select(models.AccessRight)).all()
+        return [{"service": str(service_id(node, services[r.service_id])),
+                 "client": r.client, "granted_at": r.granted_at.isoformat()}
+                for r in rights]
+
+
+# ----- local callers ----------------------------------------------------------------------------
+def caller_rule(address: str | None, cert_file: str | None,
+                any_caller: bool) -> tuple[str, str]:
+    """(kind, value) of a client whitelist rule from exactly one of the three ways."""
+    chosen = [x for x in (address, cert_file, any_caller or None) if x]
+    if len(chosen) != 1:
+        raise ServiceError("give exactly one of --address, --cert, --any")
+    if cert_file:
+        der = load_certificate(cert_file).public_bytes(serialization.Encoding.DER)
+        return "cert", hashlib.sha256(der).hexdigest()
+    if address:
+        return "address", address
+    return "any", "*"
+
+
+def allow_caller(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
+                 any_caller: bool) -> tuple[SubsystemId, str, str]:
+    """Let a local system (by address, certificate, or any) act as ``subsystem``.
+
+    Returns the subsystem and the stored rule (kind, value).
+    """
+    sid = SubsystemId.of(node.member_id, subsystem)
+    kind, value = caller_rule(address, cert_file, any_caller)
+    try:
+        with node.session() as s:
+            s.add(models.ClientWhitelist(subsystem=subsystem, kind=kind, value=value))
+    except IntegrityError as exc:
+        raise ServiceError("that caller is already allowed") from exc
+    return sid, kind, value
+
+
+def remove_caller(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
+                  any_caller: bool) -> tuple[str, str]:
+    """Stop letting a local system act as ``subsystem``; returns the rule removed."""
+    kind, value = caller_rule(address, cert_file, any_caller)
+    with node.session() as s:
+        row = s.scalars(select(models.ClientWhitelist).where(
+            models.ClientWhitelist.subsystem == subsystem,
+            models.ClientWhitelist.kind == kind, models.ClientWhitelist.value == value)).first()
+        if row is None:
+            raise ServiceError(f"no such rule for {subsystem}: {kind} {value}")
+        s.delete(row)
+    return kind, value
+
+
+def list_callers(node: NodeHome) -> list[dict[str, str]]:
+    """Every allowed local caller."""
+    with node.sessions() as s:
+        return [{"subsystem": w.subsystem, "kind": w.kind, "value": w.value}
+                for w in s.scalars(select(models.ClientWhitelist))]
