@@ -56,5 +56,3 @@ def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
         click.echo("  ".join(str(row.get(c, "") or "").ljust(widths[c]) for c in columns).rstrip())
-
-

@@ -59,11 +59,15 @@ def import_certificate(node: NodeHome, data: bytes) -> Imported:
     """Check (key match, profile, approved CA, OCSP good) and store a certificate."""
     result = own_certs.import_certificate(node, data)
     summary = {
-        "usage": result.usage, "subject": result.cert.subject.rfc4514_string(),
-        "sha256": result.sha256, "not_after": format_time(result.cert.not_valid_after_utc),
+        "usage": result.usage,
+        "subject": result.cert.subject.rfc4514_string(),
+        "sha256": result.sha256,
+        "not_after": format_time(result.cert.not_valid_after_utc),
         "ocsp_status": result.status.status,
         "ocsp_this_update": format_time(result.status.this_update),
-        "file": str(result.path), "replaced": result.replaced, "pending": result.pending,
+        "file": str(result.path),
+        "replaced": result.replaced,
+        "pending": result.pending,
     }
     return Imported(summary, result.pending, result.replaced)
 
@@ -72,23 +76,35 @@ def certificate_rows(node: NodeHome) -> list[dict[str, Any]]:
     """Imported certificates with validity, OCSP status and the age of that status."""
     now = dt.datetime.now(dt.UTC)
     with node.sessions() as s:
-        rows = list(s.scalars(select(models.NodeCertificate).order_by(
-            models.NodeCertificate.usage, models.NodeCertificate.imported_at.desc())))
+        rows = list(
+            s.scalars(
+                select(models.NodeCertificate).order_by(
+                    models.NodeCertificate.usage, models.NodeCertificate.imported_at.desc()
+                )
+            )
+        )
     out: list[dict[str, Any]] = []
     for row in rows:
         view = admin.cert_view(row)
         this_update = view.ocsp_this_update
-        out.append({
-            "usage": row.usage, "active": row.active, "pending": row.pending,
-            "subject": row.subject,
-            "serial": row.serial, "sha256": row.cert_sha256,
-            "not_before": format_time(view.not_before), "not_after": format_time(view.not_after),
-            "ocsp_status": row.ocsp_status,
-            "ocsp_this_update": format_time(this_update) if this_update else None,
-            "ocsp_age_seconds": None if this_update is None
-            else int((now - this_update).total_seconds()),
-            "ocsp_error": row.ocsp_error,
-        })
+        out.append(
+            {
+                "usage": row.usage,
+                "active": row.active,
+                "pending": row.pending,
+                "subject": row.subject,
+                "serial": row.serial,
+                "sha256": row.cert_sha256,
+                "not_before": format_time(view.not_before),
+                "not_after": format_time(view.not_after),
+                "ocsp_status": row.ocsp_status,
+                "ocsp_this_update": format_time(this_update) if this_update else None,
+                "ocsp_age_seconds": None
+                if this_update is None
+                else int((now - this_update).total_seconds()),
+                "ocsp_error": row.ocsp_error,
+            }
+        )
     return out
 
 
@@ -111,10 +127,17 @@ def subsystem_rows(node: NodeHome, conf: GlobalConf | None) -> list[dict[str, An
     out = []
     for row in rows:
         sid = SubsystemId.of(node.member_id, row.code)
-        out.append({"id": str(sid), "code": row.code, "added_at": format_time(row.added_at),
-                    "registration_sent_at": format_time(row.registration_sent_at)
-                    if row.registration_sent_at else None,
-                    "registered": None if conf is None else conf.has_client(sid)})
+        out.append(
+            {
+                "id": str(sid),
+                "code": row.code,
+                "added_at": format_time(row.added_at),
+                "registration_sent_at": format_time(row.registration_sent_at)
+                if row.registration_sent_at
+                else None,
+                "registered": None if conf is None else conf.has_client(sid),
+            }
+        )
     return out
 
 
@@ -138,18 +161,22 @@ def register(node: NodeHome, passphrase: bytes) -> dict[str, Any]:
     sign_row = _active(node, "sign")
     address = node.dir.config.server.address
     if not address:
-        raise EnrolmentError("[server] address is empty in secnode.toml; set the host:port other "
-                             "nodes use to reach this one")
+        raise EnrolmentError(
+            "[server] address is empty in secnode.toml; set the host:port other "
+            "nodes use to reach this one"
+        )
     with node.sessions() as s:
         subsystems = list(s.scalars(select(models.Subsystem).order_by(models.Subsystem.code)))
     ids = [SubsystemId.of(node.member_id, sub.code) for sub in subsystems]
     envelope = build_request(
-        node.node_id, address,
+        node.node_id,
+        address,
         x509.load_pem_x509_certificate(auth_row.cert_pem.encode()),
         node.signer("auth", passphrase, auth_row),
         x509.load_pem_x509_certificate(sign_row.cert_pem.encode()),
         node.signer("sign", passphrase, sign_row),
-        ids, sign_ocsp=sign_row.ocsp_der,
+        ids,
+        sign_ocsp=sign_row.ocsp_der,
     )
     url = jobs.register_url(node.dir.config)
     answer = submit(url, envelope)
@@ -157,15 +184,21 @@ def register(node: NodeHome, passphrase: bytes) -> dict[str, Any]:
     with node.session() as s:
         for sub in s.scalars(select(models.Subsystem)):
             sub.registration_sent_at = sent
-    record = {"id": answer.get("id"), "state": answer.get("state"), "sent_at": format_time(sent),
-              "url": url, "auth_cert_sha256": auth_row.cert_sha256,
-              "subsystems": [str(i) for i in ids]}
+    record = {
+        "id": answer.get("id"),
+        "state": answer.get("state"),
+        "sent_at": format_time(sent),
+        "url": url,
+        "auth_cert_sha256": auth_row.cert_sha256,
+        "subsystems": [str(i) for i in ids],
+    }
     node.set_state(REGISTRATION_STATE_KEY, json.dumps(record, sort_keys=True))
     return record
 
 
-def registration_state(node: NodeHome, conf: GlobalConf | None,
-                       auth_sha256: str | None) -> dict[str, Any]:
+def registration_state(
+    node: NodeHome, conf: GlobalConf | None, auth_sha256: str | None
+) -> dict[str, Any]:
     """Registration as the held configuration shows it, plus the last request sent."""
     raw = node.get_state(REGISTRATION_STATE_KEY)
     request = json.loads(raw) if raw else None
@@ -175,8 +208,11 @@ def registration_state(node: NodeHome, conf: GlobalConf | None,
         state = "unknown (no global configuration)"
     elif pending is not None and entry is not None and entry.has_auth_cert(pending.cert_sha256):
         state = "registered (new auth certificate registered, switching)"
-    elif pending is not None and request is not None and (
-            request.get("auth_cert_sha256") == pending.cert_sha256):
+    elif (
+        pending is not None
+        and request is not None
+        and (request.get("auth_cert_sha256") == pending.cert_sha256)
+    ):
         state = "registered (new auth certificate pending approval)"
     elif pending is not None:
         state = "registered (new auth certificate imported: run 'secnode register')"
@@ -188,8 +224,12 @@ def registration_state(node: NodeHome, conf: GlobalConf | None,
         state = "registered with another auth certificate"
     else:
         state = "not registered"
-    return {"state": state, "registered": state == "registered" or state.startswith("registered ("),
-            "address": entry.address if entry else None, "request": request}
+    return {
+        "state": state,
+        "registered": state == "registered" or state.startswith("registered ("),
+        "address": entry.address if entry else None,
+        "request": request,
+    }
 
 
 def status_report(node: NodeHome) -> dict[str, Any]:
@@ -198,13 +238,13 @@ def status_report(node: NodeHome) -> dict[str, Any]:
     result = admin.node_health(node, conf, conf_error)
     auth = result.report["certificates"]["auth"]
     return {
-        "node": str(node.node_id), "member": str(node.member_id),
+        "node": str(node.node_id),
+        "member": str(node.member_id),
         "address": node.dir.config.server.address,
         "central": jobs.central_base(node.dir.config),
         "registration": registration_state(node, conf, auth["sha256"] if auth else None),
         "subsystems": subsystem_rows(node, conf),
         "conf": result.report["conf"],
         "certificates": result.report["certificates"],
-        "health": {"status": result.status, "reasons": result.reasons,
-                   "warnings": result.warnings},
+        "health": {"status": result.status, "reasons": result.reasons, "warnings": result.warnings},
     }

@@ -46,8 +46,9 @@ class NewService:
 
 # ----- services ---------------------------------------------------------------------------------
 def service_id(node: NodeHome, row: models.Service) -> ServiceId:
-    return ServiceId.of(SubsystemId.of(node.member_id, row.subsystem), row.service_code,
-                        row.version or None)
+    return ServiceId.of(
+        SubsystemId.of(node.member_id, row.subsystem), row.service_code, row.version or None
+    )
 
 
 def find_service(node: NodeHome, session: Session, service: str) -> models.Service:
@@ -56,16 +57,19 @@ def find_service(node: NodeHome, session: Session, service: str) -> models.Servi
     if len(parts) >= 5:
         sid = ServiceId.parse(service)
         if sid.member != node.member_id:
-            raise ServiceError(f"{service} is not a service of this node's member "
-                               f"{node.member_id}")
+            raise ServiceError(f"{service} is not a service of this node's member {node.member_id}")
         sub, code, version = sid.subsystem, sid.service, sid.version or ""
     elif len(parts) in (2, 3):
         sub, code, version = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
     else:
         raise ServiceError(f"service {service!r}: use SUBSYSTEM/SERVICE[/VERSION] or a full id")
-    row = session.scalars(select(models.Service).where(
-        models.Service.subsystem == sub, models.Service.service_code == code,
-        models.Service.version == version)).first()
+    row = session.scalars(
+        select(models.Service).where(
+            models.Service.subsystem == sub,
+            models.Service.service_code == code,
+            models.Service.version == version,
+        )
+    ).first()
     if row is None:
         raise ServiceError(f"unknown service {service}")
     return row
@@ -73,8 +77,9 @@ def find_service(node: NodeHome, session: Session, service: str) -> models.Servi
 
 def add_service(node: NodeHome, new: NewService) -> ServiceId:
     """Store a service of this node's member; it is denied to everyone until granted."""
-    sid = ServiceId.of(SubsystemId.of(node.member_id, new.subsystem), new.service,
-                       new.version or None)
+    sid = ServiceId.of(
+        SubsystemId.of(node.member_id, new.subsystem), new.service, new.version or None
+    )
     if not new.url.startswith(("http://", "https://")):
         raise ServiceError("--url must be an http:// or https:// URL")
     if new.timeout <= 0:
@@ -82,9 +87,18 @@ def add_service(node: NodeHome, new: NewService) -> ServiceId:
     text = new.openapi.read_text() if new.openapi else None
     try:
         with node.session() as s:
-            s.add(models.Service(subsystem=new.subsystem, service_code=new.service,
-                                 version=new.version, type=new.kind, url=new.url,
-                                 timeout=new.timeout, openapi=text, log_bodies=new.log_bodies))
+            s.add(
+                models.Service(
+                    subsystem=new.subsystem,
+                    service_code=new.service,
+                    version=new.version,
+                    type=new.kind,
+                    url=new.url,
+                    timeout=new.timeout,
+                    openapi=text,
+                    log_bodies=new.log_bodies,
+                )
+            )
     except IntegrityError as exc:
         raise ServiceError(f"service {sid} already exists") from exc
     return sid
@@ -96,18 +110,27 @@ def list_services(node: NodeHome) -> list[dict[str, Any]]:
         rights: dict[int, list[str]] = {}
         for r in s.scalars(select(models.AccessRight)):
             rights.setdefault(r.service_id, []).append(r.client)
-        return [{"id": str(service_id(node, r)), "type": r.type, "url": r.url,
-                 "timeout": r.timeout, "openapi": r.openapi is not None,
-                 "log_bodies": r.log_bodies, "granted": sorted(rights.get(r.id, []))}
-                for r in s.scalars(select(models.Service).order_by(models.Service.id))]
+        return [
+            {
+                "id": str(service_id(node, r)),
+                "type": r.type,
+                "url": r.url,
+                "timeout": r.timeout,
+                "openapi": r.openapi is not None,
+                "log_bodies": r.log_bodies,
+                "granted": sorted(rights.get(r.id, [])),
+            }
+            for r in s.scalars(select(models.Service).order_by(models.Service.id))
+        ]
 
 
 def remove_service(node: NodeHome, service: str) -> None:
     """Remove a service and its access rights."""
     with node.session() as s:
         row = find_service(node, s, service)
-        for r in s.scalars(select(models.AccessRight).where(
-                models.AccessRight.service_id == row.id)):
+        for r in s.scalars(
+            select(models.AccessRight).where(models.AccessRight.service_id == row.id)
+        ):
             s.delete(r)
         s.delete(row)
 
@@ -142,9 +165,11 @@ def revoke(node: NodeHome, service: str, client: str) -> str:
     ref = client_ref(client)
     with node.session() as s:
         row = find_service(node, s, service)
-        right = s.scalars(select(models.AccessRight).where(
-            models.AccessRight.service_id == row.id,
-            models.AccessRight.client == ref)).first()
+        right = s.scalars(
+            select(models.AccessRight).where(
+                models.AccessRight.service_id == row.id, models.AccessRight.client == ref
+            )
+        ).first()
         if right is None:
             raise ServiceError(f"{ref} has no access right to {service}")
         s.delete(right)
@@ -157,18 +182,23 @@ def list_rights(node: NodeHome, service: str | None = None) -> list[dict[str, An
         services = {r.id: r for r in s.scalars(select(models.Service))}
         if service:
             only = find_service(node, s, service).id
-            rights = s.scalars(select(models.AccessRight).where(
-                models.AccessRight.service_id == only)).all()
+            rights = s.scalars(
+                select(models.AccessRight).where(models.AccessRight.service_id == only)
+            ).all()
         else:
             rights = s.scalars(select(models.AccessRight)).all()
-        return [{"service": str(service_id(node, services[r.service_id])),
-                 "client": r.client, "granted_at": r.granted_at.isoformat()}
-                for r in rights]
+        return [
+            {
+                "service": str(service_id(node, services[r.service_id])),
+                "client": r.client,
+                "granted_at": r.granted_at.isoformat(),
+            }
+            for r in rights
+        ]
 
 
 # ----- local callers ----------------------------------------------------------------------------
-def caller_rule(address: str | None, cert_file: str | None,
-                any_caller: bool) -> tuple[str, str]:
+def caller_rule(address: str | None, cert_file: str | None, any_caller: bool) -> tuple[str, str]:
     """(kind, value) of a client whitelist rule from exactly one of the three ways."""
     chosen = [x for x in (address, cert_file, any_caller or None) if x]
     if len(chosen) != 1:
@@ -181,8 +211,9 @@ def caller_rule(address: str | None, cert_file: str | None,
     return "any", "*"
 
 
-def allow_caller(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
-                 any_caller: bool) -> tuple[SubsystemId, str, str]:
+def allow_caller(
+    node: NodeHome, subsystem: str, address: str | None, cert_file: str | None, any_caller: bool
+) -> tuple[SubsystemId, str, str]:
     """Let a local system (by address, certificate, or any) act as ``subsystem``.
 
     Returns the subsystem and the stored rule (kind, value).
@@ -197,14 +228,19 @@ def allow_caller(node: NodeHome, subsystem: str, address: str | None, cert_file:
     return sid, kind, value
 
 
-def remove_caller(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
-                  any_caller: bool) -> tuple[str, str]:
+def remove_caller(
+    node: NodeHome, subsystem: str, address: str | None, cert_file: str | None, any_caller: bool
+) -> tuple[str, str]:
     """Stop letting a local system act as ``subsystem``; returns the rule removed."""
     kind, value = caller_rule(address, cert_file, any_caller)
     with node.session() as s:
-        row = s.scalars(select(models.ClientWhitelist).where(
-            models.ClientWhitelist.subsystem == subsystem,
-            models.ClientWhitelist.kind == kind, models.ClientWhitelist.value == value)).first()
+        row = s.scalars(
+            select(models.ClientWhitelist).where(
+                models.ClientWhitelist.subsystem == subsystem,
+                models.ClientWhitelist.kind == kind,
+                models.ClientWhitelist.value == value,
+            )
+        ).first()
         if row is None:
             raise ServiceError(f"no such rule for {subsystem}: {kind} {value}")
         s.delete(row)
@@ -214,5 +250,7 @@ def remove_caller(node: NodeHome, subsystem: str, address: str | None, cert_file
 def list_callers(node: NodeHome) -> list[dict[str, str]]:
     """Every allowed local caller."""
     with node.sessions() as s:
-        return [{"subsystem": w.subsystem, "kind": w.kind, "value": w.value}
-                for w in s.scalars(select(models.ClientWhitelist))]
+        return [
+            {"subsystem": w.subsystem, "kind": w.kind, "value": w.value}
+            for w in s.scalars(select(models.ClientWhitelist))
+        ]

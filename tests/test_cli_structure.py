@@ -26,8 +26,9 @@ from tests.conftest import cli_env
 ROOTS = {"secnode": secnode_main, "certs": certs_main, "central": central_main}
 
 
-def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
-                                                                              click.Command]]:
+def walk(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     """Every command below ``command`` with the argv path that reaches it."""
     yield path, command
     if isinstance(command, click.Group):
@@ -42,7 +43,8 @@ def test_every_command_module_command_is_reachable_from_the_root() -> None:
         module = importlib.import_module(f"secnode.cli.commands.{info.name}")
         for name, value in vars(module).items():
             if isinstance(value, click.Command) and (
-                    getattr(value.callback, "__module__", None) == module.__name__):
+                getattr(value.callback, "__module__", None) == module.__name__
+            ):
                 defined.append(f"{info.name}.{name}")
                 assert id(value) in reachable, f"{info.name}.{name} is not attached to 'secnode'"
     assert len(defined) >= 60, defined  # the walk found the commands at all
@@ -50,9 +52,27 @@ def test_every_command_module_command_is_reachable_from_the_root() -> None:
 
 def test_the_command_tree_is_the_documented_one() -> None:
     top = set(secnode_main.commands)
-    assert top == {"init", "keys", "certs", "subsystem", "register", "status", "sync", "serve",
-                   "service", "acl", "client", "log", "policy", "agreement", "consent",
-                   "stop-request", "records", "report", "demo"}
+    assert top == {
+        "init",
+        "keys",
+        "certs",
+        "subsystem",
+        "register",
+        "status",
+        "sync",
+        "serve",
+        "service",
+        "acl",
+        "client",
+        "log",
+        "policy",
+        "agreement",
+        "consent",
+        "stop-request",
+        "records",
+        "report",
+        "demo",
+    }
     service = secnode_main.commands["service"]
     assert isinstance(service, click.Group)
     assert set(service.commands) == {"add", "list", "remove", "classify"}
@@ -76,8 +96,13 @@ def test_every_root_is_the_error_mapper(tool: str) -> None:
 
 # ----- the mapper on the real CLIs ----------------------------------------------------------
 def test_secnode_refusal_is_one_line_with_exit_1(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "secnode", "status", "--dir", str(tmp_path)],
-                            capture_output=True, text=True, env=cli_env(), timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "secnode", "status", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert "is not a node directory" in result.stderr
@@ -101,10 +126,21 @@ def test_central_refusal_is_one_line_with_exit_1(tmp_path: Path) -> None:
 
 def test_a_bad_identifier_is_a_refusal_not_a_crash(tmp_path: Path) -> None:
     """IdentifierError is a SecnodeError (and still a ValueError): one line, not a traceback."""
-    result = CliRunner().invoke(secnode_main, ["init", str(tmp_path / "n"), "--member", "JP",
-                                               "--server-code", "ss1", "--central",
-                                               "http://127.0.0.1:1",
-                                               "--anchor", __file__])
+    result = CliRunner().invoke(
+        secnode_main,
+        [
+            "init",
+            str(tmp_path / "n"),
+            "--member",
+            "JP",
+            "--server-code",
+            "ss1",
+            "--central",
+            "http://127.0.0.1:1",
+            "--anchor",
+            __file__,
+        ],
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.output
 
@@ -146,12 +182,19 @@ def test_mapper_lets_a_bug_through_with_its_traceback() -> None:
     assert isinstance(result.exception, ValueError)
     assert "error:" not in result.output
     # In a real process the interpreter prints the traceback: run the same group there.
-    code = ("import click\nfrom certs.cliutil import ErrorMappingGroup\n"
-            "@click.group(cls=ErrorMappingGroup)\ndef g():\n    pass\n"
-            "@g.command()\ndef bug():\n    raise ValueError('an internal invariant broke')\n"
-            "g(['bug'])\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import click\nfrom certs.cliutil import ErrorMappingGroup\n"
+        "@click.group(cls=ErrorMappingGroup)\ndef g():\n    pass\n"
+        "@g.command()\ndef bug():\n    raise ValueError('an internal invariant broke')\n"
+        "g(['bug'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr
     assert "ValueError: an internal invariant broke" in proc.stderr

@@ -23,15 +23,27 @@ def main() -> None:
 
 for _command in (
     # setting the node up (docs/operations.md, in this order)
-    setup.init_cmd, setup.keys_group, setup.certs_group, setup.subsystem_group,
-    setup.register_cmd, status.status_cmd, setup.sync_cmd, setup.serve_cmd,
+    setup.init_cmd,
+    setup.keys_group,
+    setup.certs_group,
+    setup.subsystem_group,
+    setup.register_cmd,
+    status.status_cmd,
+    setup.sync_cmd,
+    setup.serve_cmd,
     # what the node provides and who may call
-    services.service_group, services.acl_group, services.client_group,
+    services.service_group,
+    services.acl_group,
+    services.client_group,
     # message log
     log.log_group,
     # policy
-    policy.policy_group, agreements.agreement_group, agreements.consent_group,
-    agreements.stop_group, records.records_cmd, records.report_group,
+    policy.policy_group,
+    agreements.agreement_group,
+    agreements.consent_group,
+    agreements.stop_group,
+    records.records_cmd,
+    records.report_group,
     # the two-city demo federation
     demo.demo,
 ):

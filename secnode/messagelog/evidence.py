@@ -103,8 +103,9 @@ def record_json(record: LogRecord, with_body: bool = False) -> dict[str, Any]:
 
 
 # ----- search and show --------------------------------------------------------------------------
-def search(log: NodeLog, criteria: SearchFilter, limit: int,
-           in_archives: bool = False) -> list[LogRecord]:
+def search(
+    log: NodeLog, criteria: SearchFilter, limit: int, in_archives: bool = False
+) -> list[LogRecord]:
     """Records matching ``criteria``, from the database and, if asked, the archives."""
     found = log.store.search(criteria, limit)
     if in_archives:
@@ -137,8 +138,13 @@ def show(log: NodeLog, record_id: str, with_body: bool = False) -> dict[str, Any
 
 
 # ----- export -----------------------------------------------------------------------------------
-def export(log: NodeLog, message_id: str, client: str | None,
-           passphrase: Callable[[], bytes], out_path: str) -> dict[str, Any]:
+def export(
+    log: NodeLog,
+    message_id: str,
+    client: str | None,
+    passphrase: Callable[[], bytes],
+    out_path: str,
+) -> dict[str, Any]:
     """Write the records of one exchange as a signed evidence bundle at ``out_path``.
 
     ``passphrase`` is asked for only once there is something to sign.
@@ -151,22 +157,30 @@ def export(log: NodeLog, message_id: str, client: str | None,
     ids = {r.id for r in records}
     records += [r for r in log.archived_records() if criteria.matches(r) and r.id not in ids]
     if not records:
-        raise EvidenceError(f"no record with message id {message_id!r}"
-                            + (f" from {client}" if client else ""))
+        raise EvidenceError(
+            f"no record with message id {message_id!r}" + (f" from {client}" if client else "")
+        )
     records.sort(key=lambda r: (r.chain_id, r.seq))
-    blob = _bundle(log, records, passphrase(),
-                   f"exchange {message_id}" + (f" of {client}" if client else ""))
+    blob = _bundle(
+        log, records, passphrase(), f"exchange {message_id}" + (f" of {client}" if client else "")
+    )
     Path(out_path).write_bytes(blob)
     loaded = read_archive(blob, out_path)
-    unstamped = [r.id for r in records if not any(
-        b.covers(r.chain_id, r.seq) for b in loaded.evidence.batches)]
-    return {"out": out_path, "records": [r.id for r in records], "unstamped": unstamped,
-            "sha256": loaded.sha256.hex(),
-            "suggested_name": archive_filename(loaded.manifest, loaded.sha256)}
+    unstamped = [
+        r.id
+        for r in records
+        if not any(b.covers(r.chain_id, r.seq) for b in loaded.evidence.batches)
+    ]
+    return {
+        "out": out_path,
+        "records": [r.id for r in records],
+        "unstamped": unstamped,
+        "sha256": loaded.sha256.hex(),
+        "suggested_name": archive_filename(loaded.manifest, loaded.sha256),
+    }
 
 
-def _bundle(log: NodeLog, records: list[LogRecord], passphrase: bytes,
-            description: str) -> bytes:
+def _bundle(log: NodeLog, records: list[LogRecord], passphrase: bytes, description: str) -> bytes:
     node = log.node
     conf = ConfStore(node.dir.globalconf_dir).load_last_good()
     extra = list(conf.ca_certs) if conf else []
@@ -176,16 +190,26 @@ def _bundle(log: NodeLog, records: list[LogRecord], passphrase: bytes,
     if row is None:
         raise EvidenceError("no active sign certificate to sign the bundle with")
     cert = x509.load_pem_x509_certificate(row.cert_pem.encode())
-    return write_archive(evidence, node_id=str(node.node_id), signer_cert=cert,
-                         signer=node.signer("sign", passphrase), extra_certs=extra,
-                         kind=ArchiveKind.BUNDLE, description=description)
+    return write_archive(
+        evidence,
+        node_id=str(node.node_id),
+        signer_cert=cert,
+        signer=node.signer("sign", passphrase),
+        extra_certs=extra,
+        kind=ArchiveKind.BUNDLE,
+        description=description,
+    )
 
 
 def _add_archived_evidence(log: NodeLog, evidence: LogEvidence) -> None:
     """Batches/proofs/OCSP for records already purged from the database come from archives."""
     wanted = {(r.chain_id, r.seq) for r in evidence.records}
-    have = {(b.chain_id, p.seq) for b in evidence.batches for p in evidence.proofs
-            if p.batch_id == b.batch_id}
+    have = {
+        (b.chain_id, p.seq)
+        for b in evidence.batches
+        for p in evidence.proofs
+        if p.batch_id == b.batch_id
+    }
     missing = wanted - have
     if not missing:
         return
@@ -200,8 +224,11 @@ def _add_archived_evidence(log: NodeLog, evidence: LogEvidence) -> None:
         for batch in loaded.batches:
             if any(batch.covers(c, s) for c, s in missing):
                 batches.setdefault(batch.batch_id, batch)
-                proofs += [p for p in loaded.proofs if p.batch_id == batch.batch_id
-                           and (batch.chain_id, p.seq) in missing]
+                proofs += [
+                    p
+                    for p in loaded.proofs
+                    if p.batch_id == batch.batch_id and (batch.chain_id, p.seq) in missing
+                ]
         ocsp.update(loaded.ocsp_responses)
     needed = {r.ocsp_sha256 for r in evidence.records if r.ocsp_sha256}
     evidence.batches = list(batches.values())
@@ -227,12 +254,22 @@ def archiver(log: NodeLog, passphrase: bytes) -> Archiver:
         raise EvidenceError("no active sign certificate to sign archives with")
     cert = x509.load_pem_x509_certificate(row.cert_pem.encode())
     conf = ConfStore(node.dir.globalconf_dir).load_last_good()
-    return Archiver(log.engine, str(node.node_id), log.archive_dir, cert,
-                    node.signer("sign", passphrase), list(conf.ca_certs) if conf else [])
+    return Archiver(
+        log.engine,
+        str(node.node_id),
+        log.archive_dir,
+        cert,
+        node.signer("sign", passphrase),
+        list(conf.ca_certs) if conf else [],
+    )
 
 
-def archive(log: NodeLog, work: Archiver, until: dt.datetime | None,
-            progress: Callable[[int], None] | None = None) -> ArchiveRun:
+def archive(
+    log: NodeLog,
+    work: Archiver,
+    until: dt.datetime | None,
+    progress: Callable[[int], None] | None = None,
+) -> ArchiveRun:
     """Write stamped, unarchived records up to ``until`` to archives; apply the retention."""
     written = work.run(until, progress=progress) if progress else work.run(until)
     retention = log.node.dir.config.messagelog.retention_days
@@ -240,17 +277,25 @@ def archive(log: NodeLog, work: Archiver, until: dt.datetime | None,
 
 
 # ----- verify -----------------------------------------------------------------------------------
-def audit(node_dir: str | None, archives: list[Path], anchor: Path | None,
-          globalconf: Path | None, partial: bool) -> AuditResult:
+def audit(
+    node_dir: str | None,
+    archives: list[Path],
+    anchor: Path | None,
+    globalconf: Path | None,
+    partial: bool,
+) -> AuditResult:
     """Verify a node's log (database and archives) or the archive files given, offline."""
     if archives and node_dir is None:
         if anchor is None:
-            raise EvidenceError("archives given without a node directory need --anchor "
-                                "(a PEM file with the approved CA and TSA certificates, or the "
-                                "configuration anchor together with --globalconf)")
+            raise EvidenceError(
+                "archives given without a node directory need --anchor "
+                "(a PEM file with the approved CA and TSA certificates, or the "
+                "configuration anchor together with --globalconf)"
+            )
         return audit_files(archives, anchor, globalconf, complete=not partial)
     if archives:
         nd = NodeDir.open(node_dir)
-        return audit_files(archives, anchor or nd.anchor_path, nd.globalconf_dir,
-                           complete=not partial)
+        return audit_files(
+            archives, anchor or nd.anchor_path, nd.globalconf_dir, complete=not partial
+        )
     return audit_node(Path(node_dir or os.environ.get(DIR_ENV) or "."), anchor)

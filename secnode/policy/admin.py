@@ -52,8 +52,9 @@ def _doc(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----- the policy document ----------------------------------------------------------------------
-def import_policy(node: NodeHome, file: str, by: str | None) -> tuple[PolicySnapshot,
-                                                                       dict[str, int]]:
+def import_policy(
+    node: NodeHome, file: str, by: str | None
+) -> tuple[PolicySnapshot, dict[str, int]]:
     """Validate ``file`` (strict: unknown vocabulary is refused) and merge it into the store."""
     snapshot = load_policy(file)
     with node.engine.begin() as conn:
@@ -78,16 +79,23 @@ def policy_state(node: NodeHome) -> dict[str, Any]:
             digest, error = store.load_registry(conn).digest, None
         except ValueError as exc:  # the stored registry no longer validates: say so
             digest, error = None, str(exc)
-    return {"enforcing": bool(state["enforcing"]), "generation": int(state["generation"]),
-            "policy_version": state["policy_version"], "registry_digest": digest,
-            "load_error": error, "settings": json.loads(state["settings"]),
-            "retention_years": max(records.MIN_RETENTION_YEARS,
-                                   node.dir.config.policy.records_retention_years),
-            "counts": held}
+    return {
+        "enforcing": bool(state["enforcing"]),
+        "generation": int(state["generation"]),
+        "policy_version": state["policy_version"],
+        "registry_digest": digest,
+        "load_error": error,
+        "settings": json.loads(state["settings"]),
+        "retention_years": max(
+            records.MIN_RETENTION_YEARS, node.dir.config.policy.records_retention_years
+        ),
+        "counts": held,
+    }
 
 
-def explain_request(node: NodeHome, request_file: str,
-                    at: dt.datetime) -> tuple[Decision, PolicySnapshot | None]:
+def explain_request(
+    node: NodeHome, request_file: str, at: dt.datetime
+) -> tuple[Decision, PolicySnapshot | None]:
     """Decide the request in ``request_file`` as the node would (same function), at ``at``."""
     try:
         request = parse_request(read_json(request_file))
@@ -108,15 +116,26 @@ def history(node: NodeHome, limit: int) -> list[dict[str, Any]]:
         return store.change_rows(conn, limit)
 
 
-def decision_log(node: NodeHome, since: dt.datetime | None, until: dt.datetime | None,
-                 side: str | None, subject_ref: str | None, message_id: str | None,
-                 limit: int) -> list[dict[str, Any]]:
+def decision_log(
+    node: NodeHome,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    side: str | None,
+    subject_ref: str | None,
+    message_id: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     """Decision-log rows, allow and deny, in the time range."""
     with node.engine.connect() as conn:
-        return records.decision_rows(conn, since=utc_text(since) if since else None,
-                                     until=utc_text(until) if until else None, side=side,
-                                     subject_ref=subject_ref, message_id=message_id,
-                                     limit=limit)
+        return records.decision_rows(
+            conn,
+            since=utc_text(since) if since else None,
+            until=utc_text(until) if until else None,
+            side=side,
+            subject_ref=subject_ref,
+            message_id=message_id,
+            limit=limit,
+        )
 
 
 def set_enforcing(node: NodeHome, on: bool, by: str | None, reason: str) -> None:
@@ -148,10 +167,17 @@ def add_agreement(node: NodeHome, file: str, by: str | None) -> tuple[str, int, 
 
 def _agreement_summary(row: dict[str, Any]) -> dict[str, Any]:
     doc = _doc(row)
-    return {"uid": row["uid"], "version": row["version"], "state": row["state"],
-            "type": doc.get("type"), "assignee": ",".join(doc.get("assignee", [])),
-            "valid_from": doc.get("valid_from"), "valid_to": doc.get("valid_to"),
-            "title": doc.get("title"), "added_at": row["added_at"]}
+    return {
+        "uid": row["uid"],
+        "version": row["version"],
+        "state": row["state"],
+        "type": doc.get("type"),
+        "assignee": ",".join(doc.get("assignee", [])),
+        "valid_from": doc.get("valid_from"),
+        "valid_to": doc.get("valid_to"),
+        "title": doc.get("title"),
+        "added_at": row["added_at"],
+    }
 
 
 def agreements(node: NodeHome, all_versions: bool) -> list[dict[str, Any]]:
@@ -177,8 +203,9 @@ def agreement_doc(node: NodeHome, uid: str, version: int | None) -> dict[str, An
     return _doc(rows[-1])
 
 
-def set_agreement_state(node: NodeHome, uid: str, state: AgreementState,
-                        by: str | None) -> tuple[int, str]:
+def set_agreement_state(
+    node: NodeHome, uid: str, state: AgreementState, by: str | None
+) -> tuple[int, str]:
     """Suspend, terminate or resume an agreement: (version, old state)."""
     with node.engine.begin() as conn:
         version, old = store.set_agreement_state(conn, uid, state, actor(by))
@@ -206,10 +233,15 @@ def withdraw_consent(node: NodeHome, consent_id: str, at: dt.datetime, by: str |
 
 def _consent_summary(row: dict[str, Any]) -> dict[str, Any]:
     doc = _doc(row)
-    return {"consent_id": row["consent_id"], "subject_ref": row["subject_ref"],
-            "status": row["status"], "recipients": ",".join(doc.get("recipients", [])),
-            "purposes": ",".join(doc.get("purposes", [])), "expires_at": doc.get("expires_at"),
-            "updated_at": row["updated_at"]}
+    return {
+        "consent_id": row["consent_id"],
+        "subject_ref": row["subject_ref"],
+        "status": row["status"],
+        "recipients": ",".join(doc.get("recipients", [])),
+        "purposes": ",".join(doc.get("purposes", [])),
+        "expires_at": doc.get("expires_at"),
+        "updated_at": row["updated_at"],
+    }
 
 
 def consents(node: NodeHome, subject_ref: str | None) -> list[dict[str, Any]]:
@@ -219,16 +251,14 @@ def consents(node: NodeHome, subject_ref: str | None) -> list[dict[str, Any]]:
     return [_consent_summary(r) for r in rows]
 
 
-def consent_detail(node: NodeHome, consent_id: str) -> tuple[dict[str, Any],
-                                                             list[dict[str, Any]]]:
+def consent_detail(node: NodeHome, consent_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One consent record and its events (given, withdrawn, ...)."""
     with node.engine.connect() as conn:
         rows = [r for r in store.consent_rows(conn) if r["consent_id"] == consent_id]
         events = store.consent_event_rows(conn, consent_id=consent_id)
     if not rows:
         raise PolicyAdminError(f"unknown consent {consent_id}")
-    return _doc(rows[0]), [{k: e[k] for k in ("at", "event", "status", "actor")}
-                           for e in events]
+    return _doc(rows[0]), [{k: e[k] for k in ("at", "event", "status", "actor")} for e in events]
 
 
 def add_stop_request(node: NodeHome, file: str, by: str | None) -> tuple[str, str, str]:
@@ -268,8 +298,11 @@ def service_of(node: NodeHome, text: str) -> ServiceId:
     if len(parts) >= 5:
         return ServiceId.parse(text)
     if len(parts) in (2, 3):
-        return ServiceId.of(SubsystemId.of(node.member_id, parts[0]), parts[1],
-                            parts[2] if len(parts) == 3 else None)
+        return ServiceId.of(
+            SubsystemId.of(node.member_id, parts[0]),
+            parts[1],
+            parts[2] if len(parts) == 3 else None,
+        )
     raise PolicyAdminError(f"service {text!r}: use SUBSYSTEM/SERVICE[/VERSION] or a full id")
 
 
@@ -312,8 +345,9 @@ def service_entry(service: ServiceId, c: Classification) -> dict[str, Any]:
     return data
 
 
-def classify(node: NodeHome, service: str, c: Classification,
-             by: str | None) -> tuple[ServiceId, str]:
+def classify(
+    node: NodeHome, service: str, c: Classification, by: str | None
+) -> tuple[ServiceId, str]:
     """Store ``service``'s classification: (service id, what changed)."""
     sid = service_of(node, service)
     data = service_entry(sid, c)

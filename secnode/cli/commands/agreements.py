@@ -8,8 +8,7 @@ import json
 import click
 
 from certs.cliutil import echo_json, echo_table
-from secnode.cli.commands.policy import when
-from secnode.cli.options import by_option, json_option, node_command
+from secnode.cli.options import by_option, json_option, node_command, when
 from secnode.core.policy import AgreementState
 from secnode.home import NodeHome
 from secnode.policy import admin
@@ -41,8 +40,7 @@ def agreement_list(node: NodeHome, all_versions: bool, as_json: bool) -> None:
     if as_json:
         echo_json(summaries)
     else:
-        echo_table(summaries, ["uid", "version", "state", "type", "assignee", "valid_to",
-                               "title"])
+        echo_table(summaries, ["uid", "version", "state", "type", "assignee", "valid_to", "title"])
 
 
 @agreement_group.command("show")
@@ -74,13 +72,18 @@ def _state_command(name: str, state: AgreementState, help_text: str) -> click.Co
 
 
 agreement_suspend = _state_command(
-    "suspend", AgreementState.SUSPENDED,
-    "Suspend an agreement: requests under it are refused from now on.")
+    "suspend",
+    AgreementState.SUSPENDED,
+    "Suspend an agreement: requests under it are refused from now on.",
+)
 agreement_terminate = _state_command(
-    "terminate", AgreementState.TERMINATED,
-    "Terminate an agreement for good (a new one needs a new uid or version).")
+    "terminate",
+    AgreementState.TERMINATED,
+    "Terminate an agreement for good (a new one needs a new uid or version).",
+)
 agreement_resume = _state_command(
-    "resume", AgreementState.ACTIVE, "Make a suspended agreement active again.")
+    "resume", AgreementState.ACTIVE, "Make a suspended agreement active again."
+)
 for _command in (agreement_suspend, agreement_terminate, agreement_resume):
     agreement_group.add_command(_command)
 
@@ -106,8 +109,7 @@ def consent_add(node: NodeHome, file: str, by: str | None) -> None:
 @click.option("--at", "at_text", default=None, help="When it was withdrawn (default: now).")
 @by_option
 @node_command
-def consent_withdraw(node: NodeHome, consent_id: str, at_text: str | None,
-                     by: str | None) -> None:
+def consent_withdraw(node: NodeHome, consent_id: str, at_text: str | None, by: str | None) -> None:
     """Withdraw a consent: the next request relying on it is refused."""
     at = when(at_text, "--at")
     withdrawn = admin.withdraw_consent(node, consent_id, at, by)
@@ -124,8 +126,10 @@ def consent_list(node: NodeHome, subject_ref: str | None, as_json: bool) -> None
     if as_json:
         echo_json(summaries)
     else:
-        echo_table(summaries, ["consent_id", "subject_ref", "status", "recipients",
-                               "purposes", "expires_at"])
+        echo_table(
+            summaries,
+            ["consent_id", "subject_ref", "status", "recipients", "purposes", "expires_at"],
+        )
 
 
 @consent_group.command("show")
@@ -168,5 +172,6 @@ def stop_list(node: NodeHome, subject_ref: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(docs)
     else:
-        echo_table(docs, ["id", "subject_ref", "scope", "recipient", "purpose", "since",
-                          "lifted_at"])
+        echo_table(
+            docs, ["id", "subject_ref", "scope", "recipient", "purpose", "since", "lifted_at"]
+        )

@@ -14,10 +14,17 @@ from secnode.demo.federation import DemoError, build_two_city_federation
 
 
 @click.command("demo")
-@click.option("--dir", "base", default="demo", show_default=True,
-              type=click.Path(file_okay=False), help="Where to build the federation.")
-@click.option("--once", is_flag=True, help="Run the sample calls, then stop (exit 1 on "
-              "any failure).")
+@click.option(
+    "--dir",
+    "base",
+    default="demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to build the federation.",
+)
+@click.option(
+    "--once", is_flag=True, help="Run the sample calls, then stop (exit 1 on any failure)."
+)
 def demo(base: str, once: bool) -> None:
     """Build and run a two-city federation (CA, OCSP, TSA, central, two nodes)."""
     started = time.monotonic()
@@ -28,8 +35,10 @@ def demo(base: str, once: bool) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     try:
-        click.echo(f"Federation up in {time.monotonic() - started:.1f} s; "
-                   f"manifest {fed.base / 'demo.json'}")
+        click.echo(
+            f"Federation up in {time.monotonic() - started:.1f} s; "
+            f"manifest {fed.base / 'demo.json'}"
+        )
         ok = sample_calls(fed)
         if once:
             click.echo("\nall sample calls succeeded" if ok else "\nsome sample calls FAILED")

@@ -47,8 +47,10 @@ def _print_report(result: AuditResult) -> None:
     click.echo(f"checked: {checked or 'nothing'}")
     for chain_id, info in sorted(report.chains.items()):
         if "first_seq" in info:
-            click.echo(f"chain {chain_id}: seqs {info['first_seq']}..{info['last_seq']} "
-                       f"({info['records']} records)")
+            click.echo(
+                f"chain {chain_id}: seqs {info['first_seq']}..{info['last_seq']} "
+                f"({info['records']} records)"
+            )
     for note in [*report.notes, *result.trust.notes]:
         click.echo(f"note: {note}")
     if report.ok:
@@ -61,37 +63,68 @@ def _print_report(result: AuditResult) -> None:
     first = result.first_bad()
     if first is None:  # a failed report names at least one failure
         raise RuntimeError("verification failed without a failure to name")
-    where = (f"{first['chain_id']}#{first['seq']}" if first["chain_id"] is not None
-             else first["archive"] or "?")
+    where = (
+        f"{first['chain_id']}#{first['seq']}"
+        if first["chain_id"] is not None
+        else first["archive"] or "?"
+    )
     rid = first["record_id"] or "unknown: the record is not in the evidence"
-    click.echo(f"FAILED: first bad record {where} (record {rid}): {first['kind']}: "
-               f"{first['message']}", err=True)
+    click.echo(
+        f"FAILED: first bad record {where} (record {rid}): {first['kind']}: {first['message']}",
+        err=True,
+    )
 
 
 @log_group.command("verify")
 @click.argument("archives", nargs=-1, type=click.Path(exists=True, dir_okay=False))
-@click.option("--dir", "node_dir", default=None, type=click.Path(file_okay=False),
-              help="Node directory: its database, archives, anchor and global "
-                   "configuration (default: $SECNODE_DIR or cwd, when no ARCHIVE is given).")
-@click.option("--anchor", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="PEM trust anchors: the configuration anchor and/or approved CA and "
-                   "TSA certificates (default with --dir: its globalconf/anchor.pem).")
-@click.option("--globalconf", type=click.Path(exists=True, file_okay=False), default=None,
-              help="A copy of a node's globalconf/ directory (with ARCHIVE...).")
-@click.option("--partial", is_flag=True,
-              help="The archives given are not the whole log (do not require archive 1).")
+@click.option(
+    "--dir",
+    "node_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Node directory: its database, archives, anchor and global "
+    "configuration (default: $SECNODE_DIR or cwd, when no ARCHIVE is given).",
+)
+@click.option(
+    "--anchor",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="PEM trust anchors: the configuration anchor and/or approved CA and "
+    "TSA certificates (default with --dir: its globalconf/anchor.pem).",
+)
+@click.option(
+    "--globalconf",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A copy of a node's globalconf/ directory (with ARCHIVE...).",
+)
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="The archives given are not the whole log (do not require archive 1).",
+)
 @json_option
-def verify_cmd(archives: tuple[str, ...], node_dir: str | None, anchor: str | None,
-               globalconf: str | None, partial: bool, as_json: bool) -> None:
+def verify_cmd(
+    archives: tuple[str, ...],
+    node_dir: str | None,
+    anchor: str | None,
+    globalconf: str | None,
+    partial: bool,
+    as_json: bool,
+) -> None:
     """Check every record hash, the chain, Merkle proofs, tokens, signatures, archives.
 
     Works offline. Exits 1 naming the first bad record (its id and what is
     wrong: altered, missing, reordered, inserted, unstamped, bad_token,
     bad_signature, archive_chain, manifest).
     """
-    result = evidence.audit(node_dir, [Path(a) for a in archives],
-                            Path(anchor) if anchor else None,
-                            Path(globalconf) if globalconf else None, partial)
+    result = evidence.audit(
+        node_dir,
+        [Path(a) for a in archives],
+        Path(anchor) if anchor else None,
+        Path(globalconf) if globalconf else None,
+        partial,
+    )
     if as_json:
         echo_json(result.to_json())
     else:
@@ -109,30 +142,65 @@ def verify_cmd(archives: tuple[str, ...], node_dir: str | None, anchor: str | No
 @click.option("--message-id", default=None)
 @click.option("--user-id", default=None)
 @click.option("--data-subject", default=None)
-@click.option("--direction", default=None, type=click.Choice(
-    ["request_in", "request_out", "response_in", "response_out", "refusal"]))
-@click.option("--archives", "in_archives", is_flag=True,
-              help="Also search the archive files (records purged from the database).")
+@click.option(
+    "--direction",
+    default=None,
+    type=click.Choice(["request_in", "request_out", "response_in", "response_out", "refusal"]),
+)
+@click.option(
+    "--archives",
+    "in_archives",
+    is_flag=True,
+    help="Also search the archive files (records purged from the database).",
+)
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1))
 @json_option
 @node_command
-def search_cmd(node: NodeHome, since: str | None, until: str | None, client: str | None,
-               service: str | None, message_id: str | None, user_id: str | None,
-               data_subject: str | None, direction: str | None, in_archives: bool,
-               limit: int, as_json: bool) -> None:
+def search_cmd(
+    node: NodeHome,
+    since: str | None,
+    until: str | None,
+    client: str | None,
+    service: str | None,
+    message_id: str | None,
+    user_id: str | None,
+    data_subject: str | None,
+    direction: str | None,
+    in_archives: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Find records by time range, client, service, message id, user id, data subject."""
-    criteria = SearchFilter(parse_when(since, "--since"), parse_when(until, "--until"),
-                            client, service, message_id, user_id, data_subject, direction)
+    criteria = SearchFilter(
+        parse_when(since, "--since"),
+        parse_when(until, "--until"),
+        client,
+        service,
+        message_id,
+        user_id,
+        data_subject,
+        direction,
+    )
     with evidence.opened(node) as log:
         found = evidence.search(log, criteria, limit, in_archives)
     if as_json:
         echo_json([evidence.record_json(r) for r in found])
         return
-    echo_table([{"id": r.id, "time": r.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                 "direction": r.direction.value, "client": r.client_id,
-                 "service": r.service_id, "message_id": r.message_id,
-                 "decision": r.decision} for r in found],
-               ["id", "time", "direction", "client", "service", "message_id", "decision"])
+    echo_table(
+        [
+            {
+                "id": r.id,
+                "time": r.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "direction": r.direction.value,
+                "client": r.client_id,
+                "service": r.service_id,
+                "message_id": r.message_id,
+                "decision": r.decision,
+            }
+            for r in found
+        ],
+        ["id", "time", "direction", "client", "service", "message_id", "decision"],
+    )
 
 
 @log_group.command("show")
@@ -151,16 +219,18 @@ def show_cmd(node: NodeHome, record_id: str, body: bool, as_json: bool) -> None:
         click.echo(f"{key + ':':20} {out[key]}")
     if out.get("signature"):
         sig = str(out["signature"])
-        click.echo(f"{'signature:':20} {len(base64.b64decode(sig))} bytes CMS (base64 "
-                   f"{sig[:24]}...)")
+        click.echo(
+            f"{'signature:':20} {len(base64.b64decode(sig))} bytes CMS (base64 {sig[:24]}...)"
+        )
     batch = out["batch"]
     if batch:
-        click.echo(f"{'batch:':20} {batch['batch_id']} (seqs {batch['first_seq']}.."
-                   f"{batch['last_seq']}, TSA {batch['tsa_name']}, {batch['gen_time']})")
+        click.echo(
+            f"{'batch:':20} {batch['batch_id']} (seqs {batch['first_seq']}.."
+            f"{batch['last_seq']}, TSA {batch['tsa_name']}, {batch['gen_time']})"
+        )
         click.echo(f"{'merkle root:':20} {batch['root']}")
         path = out["proof"] or {}
-        click.echo(f"{'proof:':20} leaf {path.get('index')}, "
-                   f"{len(path.get('path', []))} hashes")
+        click.echo(f"{'proof:':20} leaf {path.get('index')}, {len(path.get('path', []))} hashes")
     else:
         click.echo(f"{'batch:':20} not time-stamped yet")
     if body and out.get("body"):
@@ -170,35 +240,50 @@ def show_cmd(node: NodeHome, record_id: str, body: bool, as_json: bool) -> None:
 # ----- export and archive -----------------------------------------------------------------------
 @log_group.command("export")
 @click.argument("message_id")
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="Evidence bundle to write (a zip that 'secnode log verify' checks).")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Evidence bundle to write (a zip that 'secnode log verify' checks).",
+)
 @click.option("--client", default=None, help="Only the exchange of this client.")
 @passphrase_option
 @json_option
 @node_command
-def export_cmd(node: NodeHome, message_id: str, out_path: str, client: str | None,
-               passphrase_file: str | None, as_json: bool) -> None:
+def export_cmd(
+    node: NodeHome,
+    message_id: str,
+    out_path: str,
+    client: str | None,
+    passphrase_file: str | None,
+    as_json: bool,
+) -> None:
     """Write the records of one exchange (by message id) as a signed evidence bundle."""
     with evidence.opened(node) as log:
-        written = evidence.export(log, message_id, client,
-                                  lambda: get_passphrase(passphrase_file), out_path)
+        written = evidence.export(
+            log, message_id, client, lambda: get_passphrase(passphrase_file), out_path
+        )
     if as_json:
         echo_json(written)
         return
     click.echo(f"wrote {out_path}: {len(written['records'])} record(s) of message {message_id}")
     if written["unstamped"]:
-        click.echo(f"warning: {len(written['unstamped'])} record(s) not time-stamped yet; export "
-                   "again after the next time-stamping round for a complete bundle", err=True)
+        click.echo(
+            f"warning: {len(written['unstamped'])} record(s) not time-stamped yet; export "
+            "again after the next time-stamping round for a complete bundle",
+            err=True,
+        )
 
 
 @log_group.command("archive")
-@click.option("--until", default=None,
-              help="Only records up to this time (ISO; UTC if no zone).")
+@click.option("--until", default=None, help="Only records up to this time (ISO; UTC if no zone).")
 @passphrase_option
 @json_option
 @node_command
-def archive_cmd(node: NodeHome, until: str | None, passphrase_file: str | None,
-                as_json: bool) -> None:
+def archive_cmd(
+    node: NodeHome, until: str | None, passphrase_file: str | None, as_json: bool
+) -> None:
     """Write stamped, unarchived records to signed archives; apply the retention."""
     up_to = parse_when(until, "--until")
     passphrase = get_passphrase(passphrase_file)
@@ -208,16 +293,25 @@ def archive_cmd(node: NodeHome, until: str | None, passphrase_file: str | None,
         if as_json or total == 0:
             run = evidence.archive(log, work, up_to)
         else:
-            with click.progressbar(length=total, label="archiving records",
-                                   show_pos=True) as bar:
+            with click.progressbar(length=total, label="archiving records", show_pos=True) as bar:
                 run = evidence.archive(log, work, up_to, progress=bar.update)
         archive_dir = log.archive_dir
-    rows = [{"sequence": a.sequence, "file": a.path.name, "chain": a.chain_id,
-             "seqs": f"{a.first_seq}..{a.last_seq}", "records": a.records} for a in run.written]
+    rows = [
+        {
+            "sequence": a.sequence,
+            "file": a.path.name,
+            "chain": a.chain_id,
+            "seqs": f"{a.first_seq}..{a.last_seq}",
+            "records": a.records,
+        }
+        for a in run.written
+    ]
     if as_json:
         echo_json({"archives": rows, "purged_records": run.purged})
         return
     echo_table(rows, ["sequence", "file", "chain", "seqs", "records"])
-    click.echo(f"{len(run.written)} archive(s) written to {archive_dir}; "
-               f"{run.purged} record(s) past the {run.retention_days}-day "
-               "retention removed from the database")
+    click.echo(
+        f"{len(run.written)} archive(s) written to {archive_dir}; "
+        f"{run.purged} record(s) past the {run.retention_days}-day "
+        "retention removed from the database"
+    )

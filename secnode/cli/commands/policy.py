@@ -7,27 +7,15 @@ Thin over :mod:`secnode.policy.admin`. ``--by`` names who made a change
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import click
 
-from certs.cliutil import UserError, echo_json, echo_table
-from secnode.cli.options import by_option, json_option, node_command
+from certs.cliutil import echo_json, echo_table
+from secnode.cli.options import by_option, json_option, node_command, when
 from secnode.core.policy import DataClass, explain, render_explanation
-from secnode.core.policy.timeutil import parse_instant
 from secnode.home import NodeHome
 from secnode.policy import admin
-
-
-def when(text: str | None, what: str) -> dt.datetime:
-    """An instant with offset from an option (``what`` names it in the error); default now."""
-    if text is None:
-        return dt.datetime.now(dt.UTC)
-    try:
-        return parse_instant(text)
-    except ValueError as exc:  # parse_instant's own refusal of the text given
-        raise UserError(f"{what}: {exc}") from None
 
 
 @click.group("policy")
@@ -42,9 +30,11 @@ def policy_group() -> None:
 def import_cmd(node: NodeHome, file: str, by: str | None) -> None:
     """Validate FILE (strict: unknown vocabulary is refused) and merge it into the store."""
     snapshot, counts = admin.import_policy(node, file, by)
-    click.echo(f"imported {file} (policy {snapshot.policy_version or '-'}, "
-               f"{snapshot.digest}): {counts['added']} added, {counts['updated']} updated, "
-               f"{counts['unchanged']} unchanged")
+    click.echo(
+        f"imported {file} (policy {snapshot.policy_version or '-'}, "
+        f"{snapshot.digest}): {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged"
+    )
 
 
 @policy_group.command("export")
@@ -75,8 +65,7 @@ def show_cmd(node: NodeHome, as_json: bool) -> None:
 
 @policy_group.command("explain")
 @click.argument("request_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--at", "at_text", default=None,
-              help="Evaluation time with offset (default: now).")
+@click.option("--at", "at_text", default=None, help="Evaluation time with offset (default: now).")
 @json_option
 @node_command
 def explain_cmd(node: NodeHome, request_file: str, at_text: str | None, as_json: bool) -> None:
@@ -96,8 +85,7 @@ def history_cmd(node: NodeHome, limit: int, as_json: bool) -> None:
     """Registry changes, newest first: who changed what, when."""
     rows = admin.history(node, limit)
     if as_json:
-        echo_json([{**r, "detail": json.loads(r["detail"]) if r["detail"] else None}
-                   for r in rows])
+        echo_json([{**r, "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows])
     else:
         echo_table(rows, ["at", "actor", "action", "kind", "key"])
 
@@ -111,19 +99,38 @@ def history_cmd(node: NodeHome, limit: int, as_json: bool) -> None:
 @click.option("--limit", default=1000, show_default=True, type=int)
 @json_option
 @node_command
-def log_cmd(node: NodeHome, since: str | None, until: str | None, subject_ref: str | None,
-            message_id: str | None, side: str | None, limit: int, as_json: bool) -> None:
+def log_cmd(
+    node: NodeHome,
+    since: str | None,
+    until: str | None,
+    subject_ref: str | None,
+    message_id: str | None,
+    side: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """The decision log: every decision, allow and deny, with its digest."""
-    rows = admin.decision_log(node, when(since, "--since") if since else None,
-                              when(until, "--until") if until else None, side, subject_ref,
-                              message_id, limit)
+    rows = admin.decision_log(
+        node,
+        when(since, "--since") if since else None,
+        when(until, "--until") if until else None,
+        side,
+        subject_ref,
+        message_id,
+        limit,
+    )
     if as_json:
-        echo_json([{**json.loads(r["entry"]), "at": r["at"],
-                    "entry_sha256": r["entry_sha256"]} for r in rows])
+        echo_json(
+            [
+                {**json.loads(r["entry"]), "at": r["at"], "entry_sha256": r["entry_sha256"]}
+                for r in rows
+            ]
+        )
         return
-    echo_table([{**r, "decision": "ALLOW" if r["allow"] else "DENY"} for r in rows],
-               ["at", "side", "decision", "reason", "client", "service", "basis",
-                "message_id"])
+    echo_table(
+        [{**r, "decision": "ALLOW" if r["allow"] else "DENY"} for r in rows],
+        ["at", "side", "decision", "reason", "client", "service", "basis", "message_id"],
+    )
 
 
 @policy_group.command("disable")
@@ -164,23 +171,46 @@ _CLASSES = ", ".join(c.value for c in DataClass)
 @click.argument("service")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--non-personal", is_flag=True, help="No personal data at all.")
-@click.option("--field", "fields", multiple=True, metavar="NAME=CLASS",
-              help=f"A field and its data class ({_CLASSES}); repeat for each field.")
-@click.option("--purpose", "purposes", multiple=True,
-              help="A registered purpose (Art. 17 / Art. 61); repeat.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME=CLASS",
+    help=f"A field and its data class ({_CLASSES}); repeat for each field.",
+)
+@click.option(
+    "--purpose", "purposes", multiple=True, help="A registered purpose (Art. 17 / Art. 61); repeat."
+)
 @click.option("--profile", "profiles", multiple=True, help="An exception profile id; repeat.")
-@click.option("--subject-required/--no-subject-required", default=None,
-              help="Requests must name the data subject (per-person data).")
+@click.option(
+    "--subject-required/--no-subject-required",
+    default=None,
+    help="Requests must name the data subject (per-person data).",
+)
 @click.option("--acquisition", default=None, help="取得の経緯 for the recipient's record.")
 @click.option("--title", default=None)
 @by_option
 @node_command
-def classify_cmd(node: NodeHome, service: str, file: str | None, non_personal: bool,
-                 fields: tuple[str, ...], purposes: tuple[str, ...],
-                 profiles: tuple[str, ...], subject_required: bool | None,
-                 acquisition: str | None, title: str | None, by: str | None) -> None:
+def classify_cmd(
+    node: NodeHome,
+    service: str,
+    file: str | None,
+    non_personal: bool,
+    fields: tuple[str, ...],
+    purposes: tuple[str, ...],
+    profiles: tuple[str, ...],
+    subject_required: bool | None,
+    acquisition: str | None,
+    title: str | None,
+    by: str | None,
+) -> None:
     """Classify SERVICE's fields (FILE: one 'services' entry of a policy document)."""
-    sid, outcome = admin.classify(node, service, admin.Classification(
-        file, non_personal, fields, purposes, profiles, subject_required, acquisition, title),
-        by)
+    sid, outcome = admin.classify(
+        node,
+        service,
+        admin.Classification(
+            file, non_personal, fields, purposes, profiles, subject_required, acquisition, title
+        ),
+        by,
+    )
     click.echo(f"classification of {sid}: {outcome}")

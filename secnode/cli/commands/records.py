@@ -17,8 +17,12 @@ from secnode.policy.report import transparency_report
 
 
 @click.command("records")
-@click.option("--subject", "subject_ref", required=True,
-              help="The pseudonymous subject reference the individual was given.")
+@click.option(
+    "--subject",
+    "subject_ref",
+    required=True,
+    help="The pseudonymous subject reference the individual was given.",
+)
 @json_option
 @node_command
 def records_cmd(node: NodeHome, subject_ref: str, as_json: bool) -> None:
@@ -27,18 +31,35 @@ def records_cmd(node: NodeHome, subject_ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(out)
         return
-    click.echo(f"subject {subject_ref}: {len(out['provisions'])} provision(s), "
-               f"{len(out['receipts'])} receipt(s)")
-    rows = [{"at": p["at"], "to": p.get("recipient"), "service": p.get("service"),
-             "items": ",".join(p.get("data_items") or []), "basis": p.get("basis"),
-             "consent": p.get("consent_id")} for p in out["provisions"]]
+    click.echo(
+        f"subject {subject_ref}: {len(out['provisions'])} provision(s), "
+        f"{len(out['receipts'])} receipt(s)"
+    )
+    rows = [
+        {
+            "at": p["at"],
+            "to": p.get("recipient"),
+            "service": p.get("service"),
+            "items": ",".join(p.get("data_items") or []),
+            "basis": p.get("basis"),
+            "consent": p.get("consent_id"),
+        }
+        for p in out["provisions"]
+    ]
     if rows:
         click.echo("provided (APPI Art. 29):")
         echo_table(rows, ["at", "to", "service", "items", "basis", "consent"])
-    rows = [{"at": r["at"], "from": r.get("provider_name") or r.get("provider"),
-             "service": r.get("service"), "items": ",".join(r.get("data_items") or []),
-             "basis": r.get("basis"), "acquired": r.get("acquisition_circumstances")}
-            for r in out["receipts"]]
+    rows = [
+        {
+            "at": r["at"],
+            "from": r.get("provider_name") or r.get("provider"),
+            "service": r.get("service"),
+            "items": ",".join(r.get("data_items") or []),
+            "basis": r.get("basis"),
+            "acquired": r.get("acquisition_circumstances"),
+        }
+        for r in out["receipts"]
+    ]
     if rows:
         click.echo("received (APPI Art. 30):")
         echo_table(rows, ["at", "from", "service", "items", "basis", "acquired"])
@@ -50,18 +71,30 @@ def report_group() -> None:
 
 
 @report_group.command("transparency")
-@click.option("--fiscal-year", required=True, type=int,
-              help="Japanese fiscal year (April 1 - March 31), e.g. 2026.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True)
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
-              help="Write to this file instead of standard output.")
-@click.option("--suppress-below", type=int, default=None,
-              help="Hide subject counts below this (default: [policy] "
-                   "report_suppression_threshold).")
+@click.option(
+    "--fiscal-year",
+    required=True,
+    type=int,
+    help="Japanese fiscal year (April 1 - March 31), e.g. 2026.",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
+@click.option(
+    "--suppress-below",
+    type=int,
+    default=None,
+    help="Hide subject counts below this (default: [policy] report_suppression_threshold).",
+)
 @node_command
-def transparency_cmd(node: NodeHome, fiscal_year: int, fmt: str, out_file: str | None,
-                     suppress_below: int | None) -> None:
+def transparency_cmd(
+    node: NodeHome, fiscal_year: int, fmt: str, out_file: str | None, suppress_below: int | None
+) -> None:
     """Provisions, subjects and refusals per reason and recipient, from the decision log."""
     threshold = suppress_below or node.dir.config.policy.report_suppression_threshold
     report = transparency_report(node.engine, fiscal_year, threshold)

@@ -29,16 +29,37 @@ def service_group() -> None:
 @click.option("--version", default="", help="Service version (optional).")
 @click.option("--openapi", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--timeout", default=30.0, show_default=True, type=float)
-@click.option("--log-bodies/--no-log-bodies", default=None,
-              help="Override messagelog.bodies for this service.")
+@click.option(
+    "--log-bodies/--no-log-bodies",
+    default=None,
+    help="Override messagelog.bodies for this service.",
+)
 @node_command
-def service_add(node: NodeHome, subsystem: str, service: str, url: str, kind: str,
-                version: str, openapi: str | None, timeout: float,
-                log_bodies: bool | None) -> None:
+def service_add(
+    node: NodeHome,
+    subsystem: str,
+    service: str,
+    url: str,
+    kind: str,
+    version: str,
+    openapi: str | None,
+    timeout: float,
+    log_bodies: bool | None,
+) -> None:
     """Add SERVICE of SUBSYSTEM, served by the system at --url."""
-    sid = services.add_service(node, services.NewService(
-        subsystem, service, url, kind, version, Path(openapi) if openapi else None, timeout,
-        log_bodies))
+    sid = services.add_service(
+        node,
+        services.NewService(
+            subsystem,
+            service,
+            url,
+            kind,
+            version,
+            Path(openapi) if openapi else None,
+            timeout,
+            log_bodies,
+        ),
+    )
     click.echo(f"added {kind} service {sid} -> {url}")
 
 
@@ -51,8 +72,10 @@ def service_list(node: NodeHome, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
-        echo_table([{**r, "granted": ", ".join(r["granted"])} for r in rows],
-                   ["id", "type", "url", "granted"])
+        echo_table(
+            [{**r, "granted": ", ".join(r["granted"])} for r in rows],
+            ["id", "type", "url", "granted"],
+        )
 
 
 @service_group.command("remove")
@@ -112,12 +135,18 @@ def client_group() -> None:
 @client_group.command("allow")
 @click.argument("subsystem")
 @click.option("--address", default=None, help="Caller IP address, e.g. 127.0.0.1.")
-@click.option("--cert", "cert_file", default=None, type=click.Path(exists=True),
-              help="Caller's TLS client certificate (client interface over HTTPS).")
+@click.option(
+    "--cert",
+    "cert_file",
+    default=None,
+    type=click.Path(exists=True),
+    help="Caller's TLS client certificate (client interface over HTTPS).",
+)
 @click.option("--any", "any_caller", is_flag=True, help="Any caller (test setups only).")
 @node_command
-def client_allow(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
-                 any_caller: bool) -> None:
+def client_allow(
+    node: NodeHome, subsystem: str, address: str | None, cert_file: str | None, any_caller: bool
+) -> None:
     """Allow a local system to use SUBSYSTEM (code) as client."""
     sid, kind, value = services.allow_caller(node, subsystem, address, cert_file, any_caller)
     click.echo(f"allowed {kind} {value} to act as {sid}")
@@ -129,8 +158,9 @@ def client_allow(node: NodeHome, subsystem: str, address: str | None, cert_file:
 @click.option("--cert", "cert_file", default=None, type=click.Path(exists=True))
 @click.option("--any", "any_caller", is_flag=True)
 @node_command
-def client_remove(node: NodeHome, subsystem: str, address: str | None, cert_file: str | None,
-                  any_caller: bool) -> None:
+def client_remove(
+    node: NodeHome, subsystem: str, address: str | None, cert_file: str | None, any_caller: bool
+) -> None:
     """Stop allowing a local system to use SUBSYSTEM."""
     kind, value = services.remove_caller(node, subsystem, address, cert_file, any_caller)
     click.echo(f"removed {kind} {value} from {subsystem}")

@@ -29,20 +29,42 @@ from secnode.home import NodeHome, init_node
 @click.option("--member", required=True, help="Owner member, e.g. JP/GOV/072028.")
 @click.option("--server-code", required=True, help="This node's code, e.g. ss1.")
 @click.option("--central", "central_url", required=True, help="Central registry base URL.")
-@click.option("--anchor", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Configuration anchor (central's anchor.pem), handed over out of band.")
+@click.option(
+    "--anchor",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Configuration anchor (central's anchor.pem), handed over out of band.",
+)
 @click.option("--db", "db_url", default="", help="SQLAlchemy URL (default: sqlite in DIR).")
 @click.option("--client-port", default=8080, show_default=True, type=int)
 @click.option("--server-port", default=5500, show_default=True, type=int)
 @click.option("--admin-port", default=5588, show_default=True, type=int)
 @click.option("--address", default="", help="host:port other nodes use to reach this node.")
-def init_cmd(directory: str, member: str, server_code: str, central_url: str, anchor: str,
-             db_url: str, client_port: int, server_port: int, admin_port: int,
-             address: str) -> None:
+def init_cmd(
+    directory: str,
+    member: str,
+    server_code: str,
+    central_url: str,
+    anchor: str,
+    db_url: str,
+    client_port: int,
+    server_port: int,
+    admin_port: int,
+    address: str,
+) -> None:
     """Create a node directory: secnode.toml, database, anchor copy."""
-    node = init_node(directory, member, server_code, central_url, anchor, db_url,
-                     client_port, server_port, admin_port,
-                     address or f"127.0.0.1:{server_port}")
+    node = init_node(
+        directory,
+        member,
+        server_code,
+        central_url,
+        anchor,
+        db_url,
+        client_port,
+        server_port,
+        admin_port,
+        address or f"127.0.0.1:{server_port}",
+    )
     click.echo(f"initialised node {node.node_id} in {node.path}")
     node.close()
 
@@ -55,16 +77,27 @@ def keys_group() -> None:
 
 @keys_group.command("new")
 @click.option("--usage", required=True, type=click.Choice(["auth", "sign"]))
-@click.option("--type", "key_type", type=click.Choice(["ec", "rsa"]), default="ec",
-              show_default=True)
+@click.option(
+    "--type", "key_type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True
+)
 @click.option("--org", default=None, help="Organisation name for the CSR subject.")
 @click.option("--subject", default=None, help="Override the whole CSR subject.")
-@click.option("--renew", is_flag=True,
-              help="The node has a key of this usage in use: write keys/<usage>-N.* beside it.")
+@click.option(
+    "--renew",
+    is_flag=True,
+    help="The node has a key of this usage in use: write keys/<usage>-N.* beside it.",
+)
 @passphrase_option
 @node_command
-def keys_new(node: NodeHome, usage: str, key_type: str, org: str | None, subject: str | None,
-             renew: bool, passphrase_file: str | None) -> None:
+def keys_new(
+    node: NodeHome,
+    usage: str,
+    key_type: str,
+    org: str | None,
+    subject: str | None,
+    renew: bool,
+    passphrase_file: str | None,
+) -> None:
     """Create a key (encrypted PKCS#8) and write its CSR for the CA."""
     csr = node.new_key(usage, get_passphrase(passphrase_file), key_type, org, subject, renew)
     click.echo(f"wrote {usage} key {csr.with_suffix('.key')} and CSR {csr}")
@@ -87,13 +120,17 @@ def certs_import(node: NodeHome, cert_file: str, as_json: bool) -> None:
     if as_json:
         echo_json(summary)
         return
-    click.echo(f"imported {summary['usage']} certificate {summary['subject']} "
-               f"(sha256 {summary['sha256'][:16]}..., valid until {summary['not_after']}, "
-               f"OCSP {summary['ocsp_status']}) -> {summary['file']}")
+    click.echo(
+        f"imported {summary['usage']} certificate {summary['subject']} "
+        f"(sha256 {summary['sha256'][:16]}..., valid until {summary['not_after']}, "
+        f"OCSP {summary['ocsp_status']}) -> {summary['file']}"
+    )
     if imported.pending:
-        click.echo("pending: the auth certificate in use stays in use; run 'secnode register' "
-                   "now; the node switches once the registry has approved and every peer's "
-                   "global configuration lists the new one (secnode status shows when)")
+        click.echo(
+            "pending: the auth certificate in use stays in use; run 'secnode register' "
+            "now; the node switches once the registry has approved and every peer's "
+            "global configuration lists the new one (secnode status shows when)"
+        )
     if imported.replaced:
         click.echo(f"deactivated {imported.replaced} older {summary['usage']} certificate(s)")
 
@@ -115,10 +152,19 @@ def certs_list(node: NodeHome, as_json: bool) -> None:
     if as_json:
         echo_json(out)
         return
-    echo_table([{**r, "active": "yes" if r["active"] else "pending" if r["pending"] else "no",
-                 "ocsp": r["ocsp_status"] or "none", "ocsp_age": _age(r["ocsp_age_seconds"]),
-                 "sha256": r["sha256"][:16]} for r in out],
-               ["usage", "active", "subject", "not_after", "ocsp", "ocsp_age", "sha256"])
+    echo_table(
+        [
+            {
+                **r,
+                "active": "yes" if r["active"] else "pending" if r["pending"] else "no",
+                "ocsp": r["ocsp_status"] or "none",
+                "ocsp_age": _age(r["ocsp_age_seconds"]),
+                "sha256": r["sha256"][:16],
+            }
+            for r in out
+        ],
+        ["usage", "active", "subject", "not_after", "ocsp", "ocsp_age", "sha256"],
+    )
     for r in out:
         if r["active"] and r["ocsp_error"]:
             click.echo(f"{r['usage']}: OCSP refresh failing: {r['ocsp_error']}")
@@ -147,8 +193,13 @@ def subsystem_list(node: NodeHome, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    echo_table([{**r, "registered": {None: "unknown", True: "yes", False: "no"}[r["registered"]]}
-                for r in rows], ["id", "registered", "registration_sent_at"])
+    echo_table(
+        [
+            {**r, "registered": {None: "unknown", True: "yes", False: "no"}[r["registered"]]}
+            for r in rows
+        ],
+        ["id", "registered", "registration_sent_at"],
+    )
 
 
 # ----- register ---------------------------------------------------------------------------------
@@ -166,11 +217,15 @@ def register_cmd(node: NodeHome, passphrase_file: str | None, as_json: bool) -> 
     if as_json:
         echo_json(record)
         return
-    click.echo(f"registration request {record['id']} sent to {record['url']} ({record['state']}):"
-               f" node {node.node_id} at {node.dir.config.server.address}, subsystems "
-               f"{', '.join(record['subsystems']) or 'none'}")
-    click.echo("the registry operator must approve and publish; then 'secnode sync' and "
-               "'secnode status' show it registered")
+    click.echo(
+        f"registration request {record['id']} sent to {record['url']} ({record['state']}):"
+        f" node {node.node_id} at {node.dir.config.server.address}, subsystems "
+        f"{', '.join(record['subsystems']) or 'none'}"
+    )
+    click.echo(
+        "the registry operator must approve and publish; then 'secnode sync' and "
+        "'secnode status' show it registered"
+    )
 
 
 # ----- sync -------------------------------------------------------------------------------------
@@ -183,28 +238,40 @@ def sync_cmd(node: NodeHome, as_json: bool) -> None:
     conf = report.conf
     data: dict[str, Any] = {
         "ok": report.ok,
-        "conf": {"ok": conf.ok, "version": conf.version, "previous": conf.previous,
-                 "changed": conf.changed, "error": conf.error,
-                 "expires_at": format_time(conf.expires_at) if conf.expires_at else None},
-        "ocsp": [{"usage": o.usage, "sha256": o.cert_sha256, "status": o.status,
-                  "error": o.error} for o in report.ocsp],
+        "conf": {
+            "ok": conf.ok,
+            "version": conf.version,
+            "previous": conf.previous,
+            "changed": conf.changed,
+            "error": conf.error,
+            "expires_at": format_time(conf.expires_at) if conf.expires_at else None,
+        },
+        "ocsp": [
+            {"usage": o.usage, "sha256": o.cert_sha256, "status": o.status, "error": o.error}
+            for o in report.ocsp
+        ],
     }
     if as_json:
         echo_json(data)
     else:
         if conf.ok:
             what = "new" if conf.changed else "unchanged"
-            click.echo(f"global configuration: version {conf.version} ({what}), expires "
-                       f"{data['conf']['expires_at']}")
+            click.echo(
+                f"global configuration: version {conf.version} ({what}), expires "
+                f"{data['conf']['expires_at']}"
+            )
         else:
             held = f"keeping version {conf.version}" if conf.version else "none held"
             click.echo(f"global configuration: refresh failed ({held}): {conf.error}")
         for o in report.ocsp:
-            click.echo(f"{o.usage} certificate: OCSP "
-                       + (o.status if o.status else f"fetch failed: {o.error}"))
+            click.echo(
+                f"{o.usage} certificate: OCSP "
+                + (o.status if o.status else f"fetch failed: {o.error}")
+            )
     if not report.ok:
         problems = ([] if conf.ok else ["global configuration"]) + [
-            f"OCSP for the {o.usage} certificate" for o in report.ocsp if o.status != "good"]
+            f"OCSP for the {o.usage} certificate" for o in report.ocsp if o.status != "good"
+        ]
         raise UserError(f"sync incomplete: {', '.join(problems)}")
 
 
@@ -212,8 +279,9 @@ def sync_cmd(node: NodeHome, as_json: bool) -> None:
 def configure_logging(level: str) -> None:
     """One line per event: ``time level logger message`` (UTC, ISO 8601)."""
     handler = logging.StreamHandler()
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                                  "%Y-%m-%dT%H:%M:%SZ")
+    formatter = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%SZ"
+    )
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -224,8 +292,12 @@ def configure_logging(level: str) -> None:
 
 @click.command("serve")
 @passphrase_option
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
 @node_command
 def serve_cmd(node: NodeHome, passphrase_file: str | None, log_level: str) -> None:
     """Run the node: client and node-to-node interfaces, /health and /metrics, background jobs."""

@@ -28,16 +28,20 @@ def status_cmd(node: NodeHome, as_json: bool) -> None:
     if conf["version"] is None:
         click.echo("configuration:  none")
     else:
-        click.echo(f"configuration:  version {conf['version']}, expires {conf['expires_at']}"
-                   f"{' (EXPIRED)' if conf['expired'] else ''}")
+        click.echo(
+            f"configuration:  version {conf['version']}, expires {conf['expires_at']}"
+            f"{' (EXPIRED)' if conf['expired'] else ''}"
+        )
     for usage, cert in report["certificates"].items():
         if cert is None:
             click.echo(f"{usage} cert:      none")
             continue
         ocsp = cert["ocsp"]
         age = "-" if ocsp["age_seconds"] is None else f"{ocsp['age_seconds']:.0f} s old"
-        click.echo(f"{usage} cert:      {cert['subject']}, until {cert['not_after']}; OCSP "
-                   f"{ocsp['status'] or 'none'} ({age}{'' if ocsp['fresh'] else ', NOT fresh'})")
+        click.echo(
+            f"{usage} cert:      {cert['subject']}, until {cert['not_after']}; OCSP "
+            f"{ocsp['status'] or 'none'} ({age}{'' if ocsp['fresh'] else ', NOT fresh'})"
+        )
     health = report["health"]
     click.echo(f"health:         {health['status']}")
     for reason in health["reasons"]:

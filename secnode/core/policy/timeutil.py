@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
+from certs.errors import SecnodeError
+
 JST = timezone(timedelta(hours=9), "JST")
 """Japan Standard Time; dates without a time, days for quotas and fiscal years use it."""
 
@@ -18,6 +20,10 @@ _DURATION = re.compile(
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
 )
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class TimeFormatError(SecnodeError, ValueError):
+    """A text is not the instant or duration it should be (an operator's or a document's)."""
 
 
 def require_aware(value: datetime, name: str = "time") -> datetime:
@@ -30,12 +36,14 @@ def require_aware(value: datetime, name: str = "time") -> datetime:
 def parse_instant(text: str) -> datetime:
     """Parse an ISO 8601 date-time with an offset (``Z`` accepted)."""
     if not isinstance(text, str) or _DATE_ONLY.match(text):
-        raise ValueError(f"expected an ISO 8601 date-time with offset, got {text!r}")
+        raise TimeFormatError(f"expected an ISO 8601 date-time with offset, got {text!r}")
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"expected an ISO 8601 date-time with offset, got {text!r}") from None
-    return require_aware(value, repr(text))
+        raise TimeFormatError(f"expected an ISO 8601 date-time with offset, got {text!r}") from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TimeFormatError(f"{text!r} must include a UTC offset (got naive {value.isoformat()})")
+    return value
 
 
 def parse_bound(text: str, *, end: bool) -> datetime:
@@ -71,7 +79,8 @@ class IsoDuration:
     def parse(cls, text: str) -> IsoDuration:
         match = _DURATION.match(text) if isinstance(text, str) else None
         if match is None or text in ("P", "PT") or text.endswith("T"):
-            raise ValueError(f"expected an ISO 8601 duration such as P14D or P3Y, got {text!r}")
+            raise TimeFormatError(
+                f"expected an ISO 8601 duration such as P14D or P3Y, got {text!r}")
         parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
         return cls(**parts)
 
