@@ -84,7 +84,10 @@ def add_service(node: NodeHome, new: NewService) -> ServiceId:
         raise ServiceError("--url must be an http:// or https:// URL")
     if new.timeout <= 0:
         raise ServiceError("--timeout must be positive")
-    text = new.openapi.read_text() if new.openapi else None
+    try:
+        text = new.openapi.read_text(encoding="utf-8") if new.openapi else None
+    except UnicodeDecodeError as exc:
+        raise ServiceError(f"{new.openapi}: an OpenAPI description must be UTF-8 text") from exc
     try:
         with node.session() as s:
             s.add(

@@ -21,7 +21,7 @@ from certs.cli import main as certs_main
 from certs.cliutil import ErrorMappingGroup
 from certs.errors import SecnodeError
 from secnode.cli import main as secnode_main
-from tests.conftest import cli_env
+from tests.conftest import TestCA, cli_env
 
 ROOTS = {"secnode": secnode_main, "certs": certs_main, "central": central_main}
 
@@ -143,6 +143,74 @@ def test_a_bad_identifier_is_a_refusal_not_a_crash(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.output
+
+
+def test_an_anchor_that_is_no_certificate_is_a_refusal(tmp_path: Path) -> None:
+    """CAError from the anchor check was not mapped by the node CLI: it crashed with a traceback."""
+    not_a_cert = tmp_path / "anchor.pem"
+    not_a_cert.write_text("not a certificate")
+    result = CliRunner().invoke(
+        secnode_main,
+        [
+            "init",
+            str(tmp_path / "n"),
+            "--member",
+            "JP/GOV/072028",
+            "--server-code",
+            "ss1",
+            "--central",
+            "http://127.0.0.1:1",
+            "--anchor",
+            str(not_a_cert),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {not_a_cert} is not an X.509 certificate")
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_openapi_file_that_is_not_text_is_a_refusal(tmp_path: Path, test_ca: TestCA) -> None:
+    node_dir = tmp_path / "node"
+    runner = CliRunner()
+    made = runner.invoke(
+        secnode_main,
+        [
+            "init",
+            str(node_dir),
+            "--member",
+            "JP/GOV/072028",
+            "--server-code",
+            "ss1",
+            "--central",
+            "http://127.0.0.1:1",
+            "--anchor",
+            str(test_ca.cert_path),
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    binary = tmp_path / "openapi.bin"
+    binary.write_bytes(b"\xff\xfe\x00 not utf-8")
+    result = runner.invoke(
+        secnode_main,
+        [
+            "service",
+            "add",
+            "residents",
+            "residents",
+            "--url",
+            "http://127.0.0.1:1",
+            "--type",
+            "rest",
+            "--openapi",
+            str(binary),
+            "--dir",
+            str(node_dir),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {binary}: an OpenAPI description must be UTF-8 text\n"
+    listed = runner.invoke(secnode_main, ["service", "list", "--json", "--dir", str(node_dir)])
+    assert listed.exit_code == 0 and listed.stdout.strip() == "[]"
 
 
 # ----- the mapper itself ----------------------------------------------------------------------

@@ -57,35 +57,36 @@ def agreement_show(node: NodeHome, uid: str, version: int | None, as_json: bool)
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
 
 
-def _state_command(name: str, state: AgreementState, help_text: str) -> click.Command:
-    """``agreement suspend|terminate|resume``: the same command for three target states."""
-
-    @click.command(name, help=help_text)
-    @click.argument("uid")
-    @by_option
-    @node_command
-    def cmd(node: NodeHome, uid: str, by: str | None) -> None:
-        version, old = admin.set_agreement_state(node, uid, state, by)
-        click.echo(f"agreement {uid} v{version}: {old} -> {state.value}")
-
-    return cmd
+def _set_state(node: NodeHome, uid: str, state: AgreementState, by: str | None) -> None:
+    version, old = admin.set_agreement_state(node, uid, state, by)
+    click.echo(f"agreement {uid} v{version}: {old} -> {state.value}")
 
 
-agreement_suspend = _state_command(
-    "suspend",
-    AgreementState.SUSPENDED,
-    "Suspend an agreement: requests under it are refused from now on.",
-)
-agreement_terminate = _state_command(
-    "terminate",
-    AgreementState.TERMINATED,
-    "Terminate an agreement for good (a new one needs a new uid or version).",
-)
-agreement_resume = _state_command(
-    "resume", AgreementState.ACTIVE, "Make a suspended agreement active again."
-)
-for _command in (agreement_suspend, agreement_terminate, agreement_resume):
-    agreement_group.add_command(_command)
+@agreement_group.command("suspend")
+@click.argument("uid")
+@by_option
+@node_command
+def agreement_suspend(node: NodeHome, uid: str, by: str | None) -> None:
+    """Suspend an agreement: requests under it are refused from now on."""
+    _set_state(node, uid, AgreementState.SUSPENDED, by)
+
+
+@agreement_group.command("terminate")
+@click.argument("uid")
+@by_option
+@node_command
+def agreement_terminate(node: NodeHome, uid: str, by: str | None) -> None:
+    """Terminate an agreement for good (a new one needs a new uid or version)."""
+    _set_state(node, uid, AgreementState.TERMINATED, by)
+
+
+@agreement_group.command("resume")
+@click.argument("uid")
+@by_option
+@node_command
+def agreement_resume(node: NodeHome, uid: str, by: str | None) -> None:
+    """Make a suspended agreement active again."""
+    _set_state(node, uid, AgreementState.ACTIVE, by)
 
 
 # ----- consents ---------------------------------------------------------------------------------
