@@ -14,12 +14,12 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from secnode.app.runtime import NodeRuntime
 from secnode.core import errors, rest, rest_headers, soap, soap_response
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
@@ -33,6 +33,9 @@ from secnode.proxy.hooks import Signed
 from secnode.proxy.io import read_limited, read_response
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
+
+if TYPE_CHECKING:
+    from secnode.app.runtime import NodeRuntime
 
 log = logging.getLogger("secnode.client")
 

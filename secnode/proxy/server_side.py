@@ -15,13 +15,13 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from secnode.app.runtime import NodeRuntime, ServiceEntry
 from secnode.core import errors, rest_headers, rest_path
 from secnode.core.errors import XRoadError
 from secnode.core.message import request_digest, response_digest
@@ -37,6 +37,9 @@ from secnode.proxy.io import read_limited, read_response
 from secnode.trust.own_status import require_own_sign_status
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
+
+if TYPE_CHECKING:
+    from secnode.app.runtime import NodeRuntime, ServiceEntry
 
 log = logging.getLogger("secnode.server")
 
