@@ -70,8 +70,14 @@ class RunResult:
         return data[min(len(data) - 1, int(q * len(data)))]
 
 
-async def load(url: str, headers: dict[str, str], payload: bytes, concurrency: int,
-               duration: float, warmup: float) -> RunResult:
+async def load(
+    url: str,
+    headers: dict[str, str],
+    payload: bytes,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+) -> RunResult:
     """Closed-loop load: ``concurrency`` workers each send POSTs back to back."""
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     latencies: list[float] = []
@@ -109,8 +115,15 @@ def set_policy(fed: Federation, on: bool) -> None:
     """Enforce the policy on both nodes (a decision and a decision-log row per message) or
     not (access rights alone); running nodes pick the switch up within a second."""
     for city in fed.nodes.values():
-        fed.run("secnode", "policy", "enable" if on else "disable", "--reason", "benchmark",
-                "--dir", city.dir)
+        fed.run(
+            "secnode",
+            "policy",
+            "enable" if on else "disable",
+            "--reason",
+            "benchmark",
+            "--dir",
+            city.dir,
+        )
     time.sleep(1.5)
 
 
@@ -120,40 +133,96 @@ def personal_echo(fed: Federation) -> tuple[str, dict[str, str]]:
     statement, receipt record on the client node)."""
     aizu, taka = fed.nodes["aizu"], fed.nodes["takamatsu"]
     service = f"{aizu.member}/residents/echo-personal"
-    fed.run("secnode", "service", "add", "residents", "echo-personal", "--type", "rest",
-            "--url", f"http://127.0.0.1:{fed.ports['rest_service']}/echo", "--dir", aizu.dir)
-    fed.run("secnode", "acl", "grant", "residents/echo-personal", taka.client_id,
-            "--dir", aizu.dir)
+    fed.run(
+        "secnode",
+        "service",
+        "add",
+        "residents",
+        "echo-personal",
+        "--type",
+        "rest",
+        "--url",
+        f"http://127.0.0.1:{fed.ports['rest_service']}/echo",
+        "--dir",
+        aizu.dir,
+    )
+    fed.run("secnode", "acl", "grant", "residents/echo-personal", taka.client_id, "--dir", aizu.dir)
     purpose = "WELFARE-ELIGIBILITY"
     doc = {
-        "format": "secnode-policy", "format_version": 1,
-        "members": [{"id": c.member, "legal_type": "PUBLIC_BODY", "name": c.member_name}
-                    for c in (aizu, taka)],
+        "format": "secnode-policy",
+        "format_version": 1,
+        "members": [
+            {"id": c.member, "legal_type": "PUBLIC_BODY", "name": c.member_name}
+            for c in (aizu, taka)
+        ],
         "purposes": [{"code": purpose, "label_ja": "福祉", "label_en": "Welfare"}],
-        "services": [{"id": service, "fields": [{"name": "data", "class": "PERSONAL"}],
-                      "acquisition_circumstances": "benchmark"}],
-        "agreements": [{
-            "uid": "DSA-BENCH", "version": 1, "state": "ACTIVE", "assigner": aizu.member,
-            "assignee": [taka.client_id], "valid_from": "2025-04-01", "valid_to": "2035-03-31",
-            "permission": [{"target": service, "action": "use", "constraint": [
-                {"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": [purpose]},
-                {"leftOperand": "legalBasis", "operator": "isAnyOf",
-                 "rightOperand": ["CONSENT"]},
-                {"leftOperand": "dataItem", "operator": "isPartOf", "rightOperand": ["data"]}]}],
-        }],
-        "consents": [{"consent_id": "CR-BENCH", "subject_ref": "BENCH-1",
-                      "controller": aizu.member, "recipients": [taka.client_id],
-                      "services": [service], "purposes": [purpose], "status": "ConsentGiven",
-                      "given_at": "2025-04-01T00:00:00+09:00",
-                      "expires_at": "2035-03-31T00:00:00+09:00"}],
+        "services": [
+            {
+                "id": service,
+                "fields": [{"name": "data", "class": "PERSONAL"}],
+                "acquisition_circumstances": "benchmark",
+            }
+        ],
+        "agreements": [
+            {
+                "uid": "DSA-BENCH",
+                "version": 1,
+                "state": "ACTIVE",
+                "assigner": aizu.member,
+                "assignee": [taka.client_id],
+                "valid_from": "2025-04-01",
+                "valid_to": "2035-03-31",
+                "permission": [
+                    {
+                        "target": service,
+                        "action": "use",
+                        "constraint": [
+                            {
+                                "leftOperand": "purpose",
+                                "operator": "isAnyOf",
+                                "rightOperand": [purpose],
+                            },
+                            {
+                                "leftOperand": "legalBasis",
+                                "operator": "isAnyOf",
+                                "rightOperand": ["CONSENT"],
+                            },
+                            {
+                                "leftOperand": "dataItem",
+                                "operator": "isPartOf",
+                                "rightOperand": ["data"],
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
+        "consents": [
+            {
+                "consent_id": "CR-BENCH",
+                "subject_ref": "BENCH-1",
+                "controller": aizu.member,
+                "recipients": [taka.client_id],
+                "services": [service],
+                "purposes": [purpose],
+                "status": "ConsentGiven",
+                "given_at": "2025-04-01T00:00:00+09:00",
+                "expires_at": "2035-03-31T00:00:00+09:00",
+            }
+        ],
     }
     path = fed.base / "bench-policy.json"
     path.write_text(json.dumps(doc, ensure_ascii=False))
     fed.run("secnode", "policy", "import", path, "--dir", aizu.dir)
     time.sleep(2.5)  # services and rights are re-read every 2 s
-    return service, {"X-Road-Purpose": purpose, "X-Road-Legal-Basis": "CONSENT",
-                     "X-Road-Consent-Id": "CR-BENCH", "X-Road-Data-Subject": "BENCH-1",
-                     "X-Road-Data-Items": "data", "X-Road-Issue": "BENCH"}
+    return service, {
+        "X-Road-Purpose": purpose,
+        "X-Road-Legal-Basis": "CONSENT",
+        "X-Road-Consent-Id": "CR-BENCH",
+        "X-Road-Data-Subject": "BENCH-1",
+        "X-Road-Data-Items": "data",
+        "X-Road-Issue": "BENCH",
+    }
 
 
 def node_counter(city: CityNode, name: str) -> float:
@@ -165,9 +234,15 @@ def node_counter(city: CityNode, name: str) -> float:
     return 0.0
 
 
-def policy_cost(fed: Federation, payload_size: int, concurrency: int, duration: float,
-                warmup: float, reps: int, personal: tuple[str, dict[str, str]]
-                ) -> dict[str, object]:
+def policy_cost(
+    fed: Federation,
+    payload_size: int,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    reps: int,
+    personal: tuple[str, dict[str, str]],
+) -> dict[str, object]:
     """The policy's cost, two ways.
 
     Directly: both nodes add up the wall time their policy hooks take on the message
@@ -203,7 +278,7 @@ def policy_cost(fed: Federation, payload_size: int, concurrency: int, duration: 
         spent[kind].append(policy / sent * 1000 if sent else float("nan"))
 
     for rep in range(reps):
-        for on in ((True, False) if rep % 2 == 0 else (False, True)):
+        for on in (True, False) if rep % 2 == 0 else (False, True):
             set_policy(fed, on)
             measure("on" if on else "off", url, {})
             if on:
@@ -211,12 +286,16 @@ def policy_cost(fed: Federation, payload_size: int, concurrency: int, duration: 
     p50 = {k: statistics.median(r.pct(0.5) for r in v) for k, v in runs.items()}
     rps = {k: statistics.median(r.rps for r in v) for k, v in runs.items()}
     ms = {k: statistics.median(v) for k, v in spent.items()}
-    pairs = [on.pct(0.5) / off.pct(0.5) - 1 for on, off in zip(runs["on"], runs["off"],
-                                                                strict=True)]
+    pairs = [
+        on.pct(0.5) / off.pct(0.5) - 1 for on, off in zip(runs["on"], runs["off"], strict=True)
+    ]
     return {
-        "payload": payload_size, "concurrency": concurrency,
-        "off_p50_ms": round(p50["off"], 3), "on_p50_ms": round(p50["on"], 3),
-        "policy_ms": round(ms["on"], 3), "policy_share": round(ms["on"] / p50["off"], 3),
+        "payload": payload_size,
+        "concurrency": concurrency,
+        "off_p50_ms": round(p50["off"], 3),
+        "on_p50_ms": round(p50["on"], 3),
+        "policy_ms": round(ms["on"], 3),
+        "policy_share": round(ms["on"] / p50["off"], 3),
         "ab_p50_added": round(statistics.median(pairs), 3),
         "personal_p50_ms": round(p50["personal"], 3),
         "personal_policy_ms": round(ms["personal"], 3),
@@ -225,14 +304,17 @@ def policy_cost(fed: Federation, payload_size: int, concurrency: int, duration: 
         "off_cpu_us": round(statistics.median(cpu["off"]), 1),
         "on_cpu_us": round(statistics.median(cpu["on"]), 1),
         "personal_cpu_us": round(statistics.median(cpu["personal"]), 1),
-        "off_rps": round(rps["off"], 1), "on_rps": round(rps["on"], 1),
-        "personal_rps": round(rps["personal"], 1), "runs": reps,
+        "off_rps": round(rps["off"], 1),
+        "on_rps": round(rps["on"], 1),
+        "personal_rps": round(rps["personal"], 1),
+        "runs": reps,
         "errors": sum(r.errors for v in runs.values() for r in v),
     }
 
 
-def scenario(fed: Federation, payload_size: int, concurrency: int, duration: float,
-             warmup: float, reps: int) -> dict[str, object]:
+def scenario(
+    fed: Federation, payload_size: int, concurrency: int, duration: float, warmup: float, reps: int
+) -> dict[str, object]:
     takamatsu = fed.nodes["takamatsu"]
     node_pids = [fed.processes["node-aizu"].pid, fed.processes["node-takamatsu"].pid]
     payload = (b'{"data":"' + b"x" * max(0, payload_size - 11) + b'"}')[:payload_size]
@@ -244,8 +326,9 @@ def scenario(fed: Federation, payload_size: int, concurrency: int, duration: flo
     node_runs: list[RunResult] = []
     node_cpu: list[float] = []
     for _ in range(reps):
-        direct_runs.append(run_load(direct_url, json_headers, payload, concurrency, duration,
-                                    warmup))
+        direct_runs.append(
+            run_load(direct_url, json_headers, payload, concurrency, duration, warmup)
+        )
         before = sum(cpu_seconds(p) for p in node_pids)
         started = time.perf_counter()
         result = run_load(node_url, node_headers, payload, concurrency, duration, warmup)
@@ -261,8 +344,11 @@ def scenario(fed: Federation, payload_size: int, concurrency: int, duration: flo
         "concurrency": concurrency,
         "direct_rps": round(statistics.median(r.rps for r in direct_runs), 1),
         "node_rps": round(statistics.median(r.rps for r in node_runs), 1),
-        "ratio": round(statistics.median(r.rps for r in node_runs)
-                       / statistics.median(r.rps for r in direct_runs), 3),
+        "ratio": round(
+            statistics.median(r.rps for r in node_runs)
+            / statistics.median(r.rps for r in direct_runs),
+            3,
+        ),
         "direct_p50_ms": round(direct.pct(0.5), 3),
         "node_p50_ms": round(node.pct(0.5), 3),
         "direct_p99_ms": round(direct.pct(0.99), 3),
@@ -283,15 +369,18 @@ def set_message_log(fed: Federation, on: bool) -> None:
             proc.terminate()
             proc.wait(timeout=30)
         path = city.dir / "secnode.toml"
-        text = re.sub(r"(?m)^enabled = \w+", f"enabled = {'true' if on else 'false'}",
-                      path.read_text())
-        path.write_text(re.sub(r"(?m)^timestamping_interval = \d+",
-                               "timestamping_interval = 1", text))
+        text = re.sub(
+            r"(?m)^enabled = \w+", f"enabled = {'true' if on else 'false'}", path.read_text()
+        )
+        path.write_text(
+            re.sub(r"(?m)^timestamping_interval = \d+", "timestamping_interval = 1", text)
+        )
         fed.start_node(city)
 
 
-def log_cost(fed: Federation, payload_size: int, concurrency: int, duration: float,
-             warmup: float, reps: int) -> dict[str, object]:
+def log_cost(
+    fed: Federation, payload_size: int, concurrency: int, duration: float, warmup: float, reps: int
+) -> dict[str, object]:
     """Node throughput with the log on vs off, alternating (on/off, off/on, ...) against drift."""
     takamatsu = fed.nodes["takamatsu"]
     payload = (b'{"data":"' + b"x" * max(0, payload_size - 11) + b'"}')[:payload_size]
@@ -300,7 +389,7 @@ def log_cost(fed: Federation, payload_size: int, concurrency: int, duration: flo
     runs: dict[bool, list[RunResult]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}
     for rep in range(reps):
-        for on in ((True, False) if rep % 2 == 0 else (False, True)):
+        for on in (True, False) if rep % 2 == 0 else (False, True):
             set_message_log(fed, on)
             pids = [fed.processes["node-aizu"].pid, fed.processes["node-takamatsu"].pid]
             before = sum(cpu_seconds(p) for p in pids)
@@ -314,35 +403,54 @@ def log_cost(fed: Federation, payload_size: int, concurrency: int, duration: flo
     on_rps = statistics.median(r.rps for r in runs[True])
     off_rps = statistics.median(r.rps for r in runs[False])
     return {
-        "payload": payload_size, "concurrency": concurrency,
-        "log_off_rps": round(off_rps, 1), "log_on_rps": round(on_rps, 1),
+        "payload": payload_size,
+        "concurrency": concurrency,
+        "log_off_rps": round(off_rps, 1),
+        "log_on_rps": round(on_rps, 1),
         "loss": round(1 - on_rps / off_rps, 3) if off_rps else None,
         "log_off_p50_ms": round(statistics.median(r.pct(0.5) for r in runs[False]), 3),
         "log_on_p50_ms": round(statistics.median(r.pct(0.5) for r in runs[True]), 3),
         "log_off_cpu_us": round(statistics.median(cpu[False]), 1),
         "log_on_cpu_us": round(statistics.median(cpu[True]), 1),
-        "runs": reps, "errors": sum(r.errors for rs in runs.values() for r in rs),
+        "runs": reps,
+        "errors": sum(r.errors for rs in runs.values() for r in rs),
     }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="short runs (< 2 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--dir", default=None, help="federation directory (default: temp)")
-    parser.add_argument("--policy", choices=["on", "off", "both"], default="on",
-                        help="policy enforcement during the runs; 'both' also measures its cost")
-    parser.add_argument("--policy-reps", type=int, default=None,
-                        help="on/off alternations per point for --policy both (default 4, "
-                             "quick 2)")
+    parser.add_argument(
+        "--policy",
+        choices=["on", "off", "both"],
+        default="on",
+        help="policy enforcement during the runs; 'both' also measures its cost",
+    )
+    parser.add_argument(
+        "--policy-reps",
+        type=int,
+        default=None,
+        help="on/off alternations per point for --policy both (default 4, quick 2)",
+    )
     parser.add_argument("--duration", type=float, default=None)
     parser.add_argument("--payloads", default="1024,65536")
     parser.add_argument("--concurrency", default="1,16,64")
-    parser.add_argument("--log", choices=["on", "off", "both"], default="on",
-                        help="message log during the runs; 'both' also measures its cost")
-    parser.add_argument("--log-reps", type=int, default=None,
-                        help="on/off alternations per point for --log both (default 4, quick 2)")
+    parser.add_argument(
+        "--log",
+        choices=["on", "off", "both"],
+        default="on",
+        help="message log during the runs; 'both' also measures its cost",
+    )
+    parser.add_argument(
+        "--log-reps",
+        type=int,
+        default=None,
+        help="on/off alternations per point for --log both (default 4, quick 2)",
+    )
     args = parser.parse_args()
     duration = args.duration or (2.0 if args.quick else 8.0)
     warmup = 0.5 if args.quick else 1.5
@@ -350,8 +458,9 @@ def main() -> int:
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="secnode-bench-"))
     say = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     fed = build_two_city_federation(base, say=say)
-    points = [(int(p), int(c)) for p in args.payloads.split(",")
-              for c in args.concurrency.split(",")]
+    points = [
+        (int(p), int(c)) for p in args.payloads.split(",") for c in args.concurrency.split(",")
+    ]
     log_rows: list[dict[str, object]] = []
     policy_rows: list[dict[str, object]] = []
     try:
@@ -366,38 +475,77 @@ def main() -> int:
         if args.policy == "both":
             personal = personal_echo(fed)
             policy_reps = args.policy_reps or (2 if args.quick else 4)
-            policy_rows = [policy_cost(fed, p, c, duration, warmup, policy_reps, personal)
-                           for p, c in points]
+            policy_rows = [
+                policy_cost(fed, p, c, duration, warmup, policy_reps, personal) for p, c in points
+            ]
     finally:
         fed.stop()
     if args.json:
-        print(json.dumps({"scenarios": scenarios, "message_log": log_rows,
-                          "policy": policy_rows}))
+        print(json.dumps({"scenarios": scenarios, "message_log": log_rows, "policy": policy_rows}))
     else:
-        cols = ["payload", "concurrency", "direct_rps", "node_rps", "ratio", "direct_p50_ms",
-                "node_p50_ms", "direct_p99_ms", "node_p99_ms", "node_cpu_us_per_msg", "errors"]
+        cols = [
+            "payload",
+            "concurrency",
+            "direct_rps",
+            "node_rps",
+            "ratio",
+            "direct_p50_ms",
+            "node_p50_ms",
+            "direct_p99_ms",
+            "node_p99_ms",
+            "node_cpu_us_per_msg",
+            "errors",
+        ]
         print(" | ".join(cols))
         print(" | ".join("---" for _ in cols))
         for row in scenarios:
             print(" | ".join(str(row[c]) for c in cols))
         for row in scenarios:
             if row["concurrency"] == 1:
-                print(f"added p50 latency at c=1, {row['payload']} B: "
-                      f"{float(row['node_p50_ms']) - float(row['direct_p50_ms']):.2f} ms")
+                print(
+                    f"added p50 latency at c=1, {row['payload']} B: "
+                    f"{float(row['node_p50_ms']) - float(row['direct_p50_ms']):.2f} ms"
+                )
         if log_rows:
-            cols = ["payload", "concurrency", "log_off_rps", "log_on_rps", "loss",
-                    "log_off_p50_ms", "log_on_p50_ms", "log_off_cpu_us", "log_on_cpu_us",
-                    "runs", "errors"]
+            cols = [
+                "payload",
+                "concurrency",
+                "log_off_rps",
+                "log_on_rps",
+                "loss",
+                "log_off_p50_ms",
+                "log_on_p50_ms",
+                "log_off_cpu_us",
+                "log_on_cpu_us",
+                "runs",
+                "errors",
+            ]
             print("\nmessage log cost (log + 1 s time-stamping on vs off):")
             print(" | ".join(cols))
             print(" | ".join("---" for _ in cols))
             for row in log_rows:
                 print(" | ".join(str(row[c]) for c in cols))
         if policy_rows:
-            cols = ["payload", "concurrency", "off_p50_ms", "on_p50_ms", "policy_ms",
-                    "policy_share", "ab_p50_added", "personal_p50_ms", "personal_policy_ms",
-                    "personal_share", "off_cpu_us", "on_cpu_us", "personal_cpu_us", "off_rps",
-                    "on_rps", "personal_rps", "runs", "errors"]
+            cols = [
+                "payload",
+                "concurrency",
+                "off_p50_ms",
+                "on_p50_ms",
+                "policy_ms",
+                "policy_share",
+                "ab_p50_added",
+                "personal_p50_ms",
+                "personal_policy_ms",
+                "personal_share",
+                "off_cpu_us",
+                "on_cpu_us",
+                "personal_cpu_us",
+                "off_rps",
+                "on_rps",
+                "personal_rps",
+                "runs",
+                "errors",
+            ]
             print("\npolicy decision cost (enforced vs not; personal = full policy path):")
             print(" | ".join(cols))
             print(" | ".join("---" for _ in cols))

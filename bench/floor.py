@@ -64,20 +64,31 @@ def wait_port(port: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     duration, warmup = (2.0, 0.5) if args.quick else (6.0, 1.0)
     service, relay_b, relay_a = free_port(), free_port(), free_port()
-    procs = [subprocess.Popen([sys.executable, "-m", "secnode.demo.services", "--port",
-                               str(service)], stdout=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "secnode.demo.services", "--port", str(service)],
+            stdout=subprocess.DEVNULL,
+        )
+    ]
     wait_port(service)
-    procs.append(subprocess.Popen([sys.executable, "-c", RELAY, str(relay_b),
-                                   f"http://127.0.0.1:{service}/echo"]))
-    procs.append(subprocess.Popen([sys.executable, "-c", RELAY, str(relay_a),
-                                   f"http://127.0.0.1:{relay_b}/"]))
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, "-c", RELAY, str(relay_b), f"http://127.0.0.1:{service}/echo"]
+        )
+    )
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, "-c", RELAY, str(relay_a), f"http://127.0.0.1:{relay_b}/"]
+        )
+    )
     wait_port(relay_b)
     wait_port(relay_a)
     payload = b'{"data":"' + b"x" * 1013 + b'"}'
@@ -85,22 +96,30 @@ def main() -> int:
     rows = []
     try:
         for concurrency in (1, 16, 64):
-            direct = run_load(f"http://127.0.0.1:{service}/echo", headers, payload, concurrency,
-                              duration, warmup)
+            direct = run_load(
+                f"http://127.0.0.1:{service}/echo", headers, payload, concurrency, duration, warmup
+            )
             before = sum(cpu_seconds(p.pid) for p in procs[1:])
-            chain = run_load(f"http://127.0.0.1:{relay_a}/", headers, payload, concurrency,
-                             duration, warmup)
+            chain = run_load(
+                f"http://127.0.0.1:{relay_a}/", headers, payload, concurrency, duration, warmup
+            )
             used = sum(cpu_seconds(p.pid) for p in procs[1:]) - before
-            rows.append({
-                "payload": len(payload), "concurrency": concurrency,
-                "direct_rps": round(direct.rps, 1), "relay_rps": round(chain.rps, 1),
-                "ratio": round(chain.rps / direct.rps, 3) if direct.rps else None,
-                "direct_p50_ms": round(direct.pct(0.5), 3),
-                "relay_p50_ms": round(chain.pct(0.5), 3),
-                "relay_cpu_us_per_msg": round(
-                    used / (chain.requests * (duration + warmup) / duration) * 1e6, 1)
-                if chain.requests else None,
-            })
+            rows.append(
+                {
+                    "payload": len(payload),
+                    "concurrency": concurrency,
+                    "direct_rps": round(direct.rps, 1),
+                    "relay_rps": round(chain.rps, 1),
+                    "ratio": round(chain.rps / direct.rps, 3) if direct.rps else None,
+                    "direct_p50_ms": round(direct.pct(0.5), 3),
+                    "relay_p50_ms": round(chain.pct(0.5), 3),
+                    "relay_cpu_us_per_msg": round(
+                        used / (chain.requests * (duration + warmup) / duration) * 1e6, 1
+                    )
+                    if chain.requests
+                    else None,
+                }
+            )
     finally:
         for proc in procs:
             proc.terminate()

@@ -52,7 +52,9 @@ class Registry:
 
 
 operator_option = click.option(
-    "--operator", envvar=OPERATOR_ENV, default=None,
+    "--operator",
+    envvar=OPERATOR_ENV,
+    default=None,
     help=f"Name recorded in the audit trail (else ${OPERATOR_ENV}, else the OS user).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -61,14 +63,20 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 def registry_command(func: F) -> F:
     """Add ``--dir`` / ``--operator``, hand the command a :class:`Registry`, map errors."""
 
-    @click.option("--dir", "directory", envvar=config_mod.DIR_ENV, default=None,
-                  type=click.Path(file_okay=False),
-                  help=f"Registry directory (else ${config_mod.DIR_ENV}, else the current one).")
+    @click.option(
+        "--dir",
+        "directory",
+        envvar=config_mod.DIR_ENV,
+        default=None,
+        type=click.Path(file_okay=False),
+        help=f"Registry directory (else ${config_mod.DIR_ENV}, else the current one).",
+    )
     @operator_option
     @functools.wraps(func)
     def wrapper(*args: Any, directory: str | None, operator: str | None, **kwargs: Any) -> Any:
-        registry = Registry(config_mod.load(config_mod.resolve_dir(directory)),
-                            operator or default_operator())
+        registry = Registry(
+            config_mod.load(config_mod.resolve_dir(directory)), operator or default_operator()
+        )
         try:
             return func(*args, registry=registry, **kwargs)
         finally:
@@ -94,12 +102,18 @@ def output(value: Any, as_json: bool, columns: list[str] | None = None) -> None:
     if as_json:
         echo_json(value)
     elif isinstance(value, list):
-        rows = [{k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()}
-                for r in value]
+        rows = [
+            {k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in r.items()}
+            for r in value
+        ]
         echo_table(rows, columns or (list(rows[0]) if rows else []))
     else:
         for key, item in value.items():
             if isinstance(item, list):
-                item = ", ".join(str(i) if not isinstance(i, dict) else i.get("id", str(i))
-                                 for i in item) or "-"
+                item = (
+                    ", ".join(
+                        str(i) if not isinstance(i, dict) else i.get("id", str(i)) for i in item
+                    )
+                    or "-"
+                )
             click.echo(f"{key}: {item if item is not None else '-'}")

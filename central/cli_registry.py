@@ -27,8 +27,9 @@ def member_group() -> None:
 @registry_command
 def member_add(registry: Registry, identifier: str, name: str) -> None:
     """Add a member, e.g. JP/GOV/072028 --name 'Aizu-Wakamatsu City'."""
-    row = reg.add_member(registry.store, registry.operator, registry.config.instance,
-                         identifier, name)
+    row = reg.add_member(
+        registry.store, registry.operator, registry.config.instance, identifier, name
+    )
     click.echo(f"added member {row['id']} ({row['name']})")
 
 
@@ -51,17 +52,18 @@ def member_show(registry: Registry, identifier: str, as_json: bool) -> None:
 
 @member_group.command("remove")
 @click.argument("identifier")
-@click.option("--cascade", is_flag=True,
-              help="Also remove its nodes, subsystems and group memberships.")
+@click.option(
+    "--cascade", is_flag=True, help="Also remove its nodes, subsystems and group memberships."
+)
 @registry_command
 def member_remove(registry: Registry, identifier: str, cascade: bool) -> None:
     """Remove a member (refused while it owns nodes or subsystems, unless --cascade)."""
-    result = reg.remove_member(registry.store, registry.operator, registry.config.instance,
-                               identifier, cascade)
+    result = reg.remove_member(
+        registry.store, registry.operator, registry.config.instance, identifier, cascade
+    )
     extra = ""
     if result["nodes"] or result["subsystems"]:
-        extra = (f" with {len(result['nodes'])} node(s) and "
-                 f"{len(result['subsystems'])} subsystem(s)")
+        extra = f" with {len(result['nodes'])} node(s) and {len(result['subsystems'])} subsystem(s)"
     click.echo(f"removed member {result['removed']}{extra}")
 
 
@@ -77,8 +79,9 @@ def subsystem_group() -> None:
 @registry_command
 def subsystem_add(registry: Registry, identifier: str, name: str | None) -> None:
     """Add a subsystem to an existing member."""
-    row = reg.add_subsystem(registry.store, registry.operator, registry.config.instance,
-                            identifier, name)
+    row = reg.add_subsystem(
+        registry.store, registry.operator, registry.config.instance, identifier, name
+    )
     click.echo(f"added subsystem {row['id']}")
 
 
@@ -96,8 +99,9 @@ def subsystem_list(registry: Registry, member: str | None, as_json: bool) -> Non
 @registry_command
 def subsystem_remove(registry: Registry, identifier: str) -> None:
     """Remove a subsystem."""
-    result = reg.remove_subsystem(registry.store, registry.operator, registry.config.instance,
-                                  identifier)
+    result = reg.remove_subsystem(
+        registry.store, registry.operator, registry.config.instance, identifier
+    )
     click.echo(f"removed subsystem {result['removed']}")
 
 
@@ -110,16 +114,27 @@ def node_group() -> None:
 @node_group.command("add")
 @click.argument("identifier")
 @click.option("--address", required=True, help="host or host:port other nodes connect to.")
-@click.option("--auth-cert", "auth_cert", required=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="The node's auth certificate (PEM or DER), issued by an approved CA.")
+@click.option(
+    "--auth-cert",
+    "auth_cert",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The node's auth certificate (PEM or DER), issued by an approved CA.",
+)
 @registry_command
 def node_add(registry: Registry, identifier: str, address: str, auth_cert: str) -> None:
     """Register a node directly (the usual way is a registration request)."""
-    row = reg.add_node(registry.store, registry.operator, registry.config.instance, identifier,
-                       address, _read(auth_cert))
-    click.echo(f"added node {row['id']} at {row['address']} "
-               f"(auth cert sha256 {row['auth_cert_sha256']})")
+    row = reg.add_node(
+        registry.store,
+        registry.operator,
+        registry.config.instance,
+        identifier,
+        address,
+        _read(auth_cert),
+    )
+    click.echo(
+        f"added node {row['id']} at {row['address']} (auth cert sha256 {row['auth_cert_sha256']})"
+    )
 
 
 @node_group.command("list")
@@ -127,8 +142,7 @@ def node_add(registry: Registry, identifier: str, address: str, auth_cert: str) 
 @registry_command
 def node_list(registry: Registry, as_json: bool) -> None:
     """List nodes."""
-    output(reg.list_nodes(registry.store), as_json,
-           ["id", "owner", "address", "auth_cert_sha256"])
+    output(reg.list_nodes(registry.store), as_json, ["id", "owner", "address", "auth_cert_sha256"])
 
 
 @node_group.command("drop-previous-auth-cert")
@@ -137,10 +151,13 @@ def node_list(registry: Registry, as_json: bool) -> None:
 def node_drop_previous(registry: Registry, identifier: str) -> None:
     """Stop publishing the auth certificate a renewal replaced (once the node presents the new
     one: its /health shows it); takes effect with the next publish."""
-    row = reg.drop_previous_auth_cert(registry.store, registry.operator,
-                                      registry.config.instance, identifier)
-    click.echo(f"node {row['id']}: previous auth certificate dropped; only "
-               f"{row['auth_cert_sha256'][:16]}... is published after the next publish")
+    row = reg.drop_previous_auth_cert(
+        registry.store, registry.operator, registry.config.instance, identifier
+    )
+    click.echo(
+        f"node {row['id']}: previous auth certificate dropped; only "
+        f"{row['auth_cert_sha256'][:16]}... is published after the next publish"
+    )
 
 
 @node_group.command("remove")
@@ -148,8 +165,9 @@ def node_drop_previous(registry: Registry, identifier: str) -> None:
 @registry_command
 def node_remove(registry: Registry, identifier: str) -> None:
     """Remove a node (its auth certificate is no longer accepted after the next publish)."""
-    result = reg.remove_node(registry.store, registry.operator, registry.config.instance,
-                             identifier)
+    result = reg.remove_node(
+        registry.store, registry.operator, registry.config.instance, identifier
+    )
     click.echo(f"removed node {result['removed']}")
 
 
@@ -161,8 +179,9 @@ def ca_group() -> None:
 
 @ca_group.command("add")
 @click.argument("cert", type=click.Path(exists=True, dir_okay=False))
-@click.option("--ocsp-url", "ocsp_urls", multiple=True,
-              help="OCSP responder URL of this CA (repeatable).")
+@click.option(
+    "--ocsp-url", "ocsp_urls", multiple=True, help="OCSP responder URL of this CA (repeatable)."
+)
 @click.option("--name", default=None, help="Display name (default: the certificate subject).")
 @registry_command
 def ca_add(registry: Registry, cert: str, ocsp_urls: tuple[str, ...], name: str | None) -> None:
@@ -197,8 +216,12 @@ def tsa_group() -> None:
 @tsa_group.command("add")
 @click.argument("name")
 @click.option("--url", required=True, help="The TSA's RFC 3161 HTTP URL.")
-@click.option("--cert", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The TSA's signing certificate (EKU timeStamping).")
+@click.option(
+    "--cert",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The TSA's signing certificate (EKU timeStamping).",
+)
 @registry_command
 def tsa_add(registry: Registry, name: str, url: str, cert: str) -> None:
     """Approve a TSA."""
@@ -244,8 +267,7 @@ def group_add(registry: Registry, code: str, description: str) -> None:
 @registry_command
 def group_add_member(registry: Registry, code: str, client: str) -> None:
     """Add a member or subsystem to a global group."""
-    reg.add_group_member(registry.store, registry.operator, registry.config.instance, code,
-                         client)
+    reg.add_group_member(registry.store, registry.operator, registry.config.instance, code, client)
     click.echo(f"added {client} to global group {code}")
 
 
@@ -255,8 +277,9 @@ def group_add_member(registry: Registry, code: str, client: str) -> None:
 @registry_command
 def group_remove_member(registry: Registry, code: str, client: str) -> None:
     """Remove a member or subsystem from a global group."""
-    reg.remove_group_member(registry.store, registry.operator, registry.config.instance, code,
-                            client)
+    reg.remove_group_member(
+        registry.store, registry.operator, registry.config.instance, code, client
+    )
     click.echo(f"removed {client} from global group {code}")
 
 
@@ -307,9 +330,16 @@ def settings_set(registry: Registry, name: str, value: str) -> None:
 @registry_command
 def audit_cmd(registry: Registry, limit: int, as_json: bool) -> None:
     """Show the newest entries of the audit trail."""
-    rows = [{"id": e.id, "at": e.at, "operator": e.operator, "action": e.action,
-             "details": e.details if as_json else json.dumps(e.details, ensure_ascii=False)}
-            for e in registry.store.audit(limit)]
+    rows = [
+        {
+            "id": e.id,
+            "at": e.at,
+            "operator": e.operator,
+            "action": e.action,
+            "details": e.details if as_json else json.dumps(e.details, ensure_ascii=False),
+        }
+        for e in registry.store.audit(limit)
+    ]
     output(rows, as_json, ["id", "at", "operator", "action", "details"])
 
 
@@ -321,5 +351,14 @@ def status_cmd(registry: Registry, as_json: bool) -> None:
     output(reg.counts(registry.store), as_json)
 
 
-COMMANDS = [member_group, subsystem_group, node_group, ca_group, tsa_group, group_group,
-            settings_group, audit_cmd, status_cmd]
+COMMANDS = [
+    member_group,
+    subsystem_group,
+    node_group,
+    ca_group,
+    tsa_group,
+    group_group,
+    settings_group,
+    audit_cmd,
+    status_cmd,
+]

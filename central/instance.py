@@ -37,20 +37,30 @@ def _remove_on_error(created: list[Path]) -> Iterator[list[Path]]:
         raise
 
 
-def init(directory: Path, instance: str, database_url: str | None, passphrase: bytes,
-         operator: str, key_type: str = "ec") -> dict[str, Any]:
+def init(
+    directory: Path,
+    instance: str,
+    database_url: str | None,
+    passphrase: bytes,
+    operator: str,
+    key_type: str = "ec",
+) -> dict[str, Any]:
     """Make a registry directory: config, database schema, active signing key, anchor."""
     created_dir = not directory.exists()
     config = config_mod.create(directory, instance, database_url)
     store: Store | None = None
     try:
         store = Store(config.db_url)
-        with _remove_on_error([]) as created, \
-                store.change(operator, "instance.init", {"instance": instance}) as (s, det):
+        with (
+            _remove_on_error([]) as created,
+            store.change(operator, "instance.init", {"instance": instance}) as (s, det),
+        ):
             existing = s.scalars(select(Instance)).first()
             if existing is not None:
-                raise Conflict(f"database {_db_label(config)} already holds the registry "
-                               f"of instance {existing.code}; refusing to initialise it again")
+                raise Conflict(
+                    f"database {_db_label(config)} already holds the registry "
+                    f"of instance {existing.code}; refusing to initialise it again"
+                )
             s.add(Instance(code=instance, created_at=now()))
             key = signing.create_key(s, config, passphrase, "active", key_type)
             created.append(config.key_path(key.key_file))
@@ -68,9 +78,13 @@ def init(directory: Path, instance: str, database_url: str | None, passphrase: b
     finally:
         if store is not None:
             store.close()
-    return {"directory": str(directory), "instance": instance,
-            "database": _db_label(config), "anchor": str(config.anchor_path),
-            "anchor_sha256": key.cert_sha256}
+    return {
+        "directory": str(directory),
+        "instance": instance,
+        "database": _db_label(config),
+        "anchor": str(config.anchor_path),
+        "anchor_sha256": key.cert_sha256,
+    }
 
 
 def _db_label(config: CentralConfig) -> str:
@@ -85,23 +99,24 @@ def open_store(config: CentralConfig) -> Store:
         row = s.scalars(select(Instance)).first()
     if row is None:
         store.close()
-        raise RegistryError(f"database {_db_label(config)} holds no registry; "
-                            "run 'central init'")
+        raise RegistryError(f"database {_db_label(config)} holds no registry; run 'central init'")
     if row.code != config.instance:
         store.close()
-        raise RegistryError(f"database holds instance {row.code} but central.toml says "
-                            f"{config.instance}")
+        raise RegistryError(
+            f"database holds instance {row.code} but central.toml says {config.instance}"
+        )
     return store
 
 
-def rotate_key(store: Store, config: CentralConfig, operator: str, passphrase: bytes,
-               key_type: str = "ec") -> dict[str, Any]:
+def rotate_key(
+    store: Store, config: CentralConfig, operator: str, passphrase: bytes, key_type: str = "ec"
+) -> dict[str, Any]:
     """Step 1: create the next key and announce it in a newly signed configuration."""
-    with _remove_on_error([]) as created, \
-            store.change(operator, "conf.rotate-key") as (s, det):
+    with _remove_on_error([]) as created, store.change(operator, "conf.rotate-key") as (s, det):
         if signing.announced_keys(s):
-            raise Conflict("a next signing key is already announced; run "
-                           "'central conf activate-key' first")
+            raise Conflict(
+                "a next signing key is already announced; run 'central conf activate-key' first"
+            )
         # validate the current key and passphrase before creating anything
         signing.load_signer(config, signing.active_key(s), passphrase)
         key = signing.create_key(s, config, passphrase, "announced", key_type)
@@ -111,7 +126,8 @@ def rotate_key(store: Store, config: CentralConfig, operator: str, passphrase: b
     signing.write_anchor(config.next_anchor_path, signing.cert_of(key))
     validity = settings_now(store)["conf_validity_seconds"]
     return {
-        "next_anchor": str(config.next_anchor_path), "next_sha256": key.cert_sha256,
+        "next_anchor": str(config.next_anchor_path),
+        "next_sha256": key.cert_sha256,
         "announced_in_version": row.version if row else None,
         "activate_after": format_time(key.created_at + dt.timedelta(seconds=validity)),
     }
@@ -122,8 +138,9 @@ def settings_now(store: Store) -> dict[str, int]:
         return settings(s)
 
 
-def activate_key(store: Store, config: CentralConfig, operator: str, passphrase: bytes,
-                 force: bool = False) -> dict[str, Any]:
+def activate_key(
+    store: Store, config: CentralConfig, operator: str, passphrase: bytes, force: bool = False
+) -> dict[str, Any]:
     """Step 2: sign with the announced key from now on; the old key is retired."""
     with store.change(operator, "conf.activate-key", {"force": force}) as (s, det):
         announced = signing.announced_keys(s)
@@ -145,11 +162,18 @@ def activate_key(store: Store, config: CentralConfig, operator: str, passphrase:
         new.state, new.activated_at = "active", now()
         s.flush()
         row = publish.resign_in(s, config, passphrase, kind="rotate")
-        det.update(old_sha256=old.cert_sha256, new_sha256=new.cert_sha256,
-                   version=row.version if row else None)
+        det.update(
+            old_sha256=old.cert_sha256,
+            new_sha256=new.cert_sha256,
+            version=row.version if row else None,
+        )
     retired = config.directory / f"anchor-retired-{old.id}.pem"
     signing.write_anchor(retired, signing.cert_of(old))
     signing.write_anchor(config.anchor_path, signing.cert_of(new))
     config.next_anchor_path.unlink(missing_ok=True)
-    return {"anchor": str(config.anchor_path), "anchor_sha256": new.cert_sha256,
-            "retired_sha256": old.cert_sha256, "version": row.version if row else None}
+    return {
+        "anchor": str(config.anchor_path),
+        "anchor_sha256": new.cert_sha256,
+        "retired_sha256": old.cert_sha256,
+        "version": row.version if row else None,
+    }

@@ -57,7 +57,8 @@ def _signed_by(signature: bytes, body: bytes, cert: x509.Certificate, what: str)
     if verified.signer.public_bytes(serialization.Encoding.DER) != der:
         raise RegistryError(
             f"{what} was made by {verified.signer.subject.rfc4514_string()}, not by the "
-            "certificate named in the request", code="InvalidSignature",
+            "certificate named in the request",
+            code="InvalidSignature",
         )
 
 
@@ -72,8 +73,10 @@ def _check_ocsp(session: Session, der: bytes, cert: x509.Certificate) -> None:
     except ocsp.OCSPError as exc:
         raise RegistryError(f"sign_ocsp: {exc}", code="InvalidOcspResponse") from exc
     if status.status != "good":
-        raise RegistryError(f"sign certificate status is {status.status} according to OCSP",
-                            code="CertificateRevoked")
+        raise RegistryError(
+            f"sign certificate status is {status.status} according to OCSP",
+            code="CertificateRevoked",
+        )
 
 
 def validate(
@@ -87,28 +90,37 @@ def validate(
     except RegistrationError as exc:
         raise RegistryError(str(exc), code=exc.code, status=exc.status) from exc
     if body.node.instance != instance:
-        raise RegistryError(f"node {body.node} is not in instance {instance}",
-                            code="InvalidIdentifier")
+        raise RegistryError(
+            f"node {body.node} is not in instance {instance}", code="InvalidIdentifier"
+        )
     if abs(when - body.created_at) > MAX_REQUEST_AGE:
         raise RegistryError(
             f"request was created at {format_time(body.created_at)}, more than "
             f"{int(MAX_REQUEST_AGE.total_seconds() // 60)} minutes from the registry's clock "
-            f"({format_time(when)}); build a fresh one", code="StaleRequest",
+            f"({format_time(when)}); build a fresh one",
+            code="StaleRequest",
         )
     _signed_by(envelope.auth_signature, envelope.body, body.auth_cert, "auth_signature")
     _signed_by(envelope.sign_signature, envelope.body, body.sign_cert, "sign_signature")
     return body, envelope
 
 
-def receive(store: Store, instance: str, data: bytes, source: str | None = None,
-            at: dt.datetime | None = None) -> dict[str, Any]:
+def receive(
+    store: Store,
+    instance: str,
+    data: bytes,
+    source: str | None = None,
+    at: dt.datetime | None = None,
+) -> dict[str, Any]:
     """Validate a POSTed request and store it as ``pending``; returns ``{"id", "state"}``."""
     body, envelope = validate(data, instance, at)
     digest = hashlib.sha256(envelope.body).hexdigest()
     auth_sha = cert_sha256_hex(body.auth_cert)
-    with store.change(f"node:{body.node}", "registration.receive",
-                      {"node": str(body.node), "source": source,
-                       "auth_cert_sha256": auth_sha}) as (s, det):
+    with store.change(
+        f"node:{body.node}",
+        "registration.receive",
+        {"node": str(body.node), "source": source, "auth_cert_sha256": auth_sha},
+    ) as (s, det):
         member_row(s, body.node.member)
         check_member_cert(s, body.auth_cert, "auth", "auth certificate")
         check_member_cert(s, body.sign_cert, "sign", "sign certificate")
@@ -116,30 +128,48 @@ def receive(store: Store, instance: str, data: bytes, source: str | None = None,
         if named != body.node.member:
             raise RegistryError(
                 f"sign certificate names member {named}, but node {body.node} belongs to "
-                f"{body.node.member}", code="MemberMismatch")
+                f"{body.node.member}",
+                code="MemberMismatch",
+            )
         if envelope.sign_ocsp is not None:
             _check_ocsp(s, envelope.sign_ocsp, body.sign_cert)
         other = node_with_auth_cert(s, auth_sha)
         if other is not None:
-            raise Conflict(f"auth certificate is already registered for node {other.identifier}",
-                           code="DuplicateAuthCert")
-        if s.scalars(select(RegistrationRequest).where(
-                RegistrationRequest.body_sha256 == digest)).first():
+            raise Conflict(
+                f"auth certificate is already registered for node {other.identifier}",
+                code="DuplicateAuthCert",
+            )
+        if s.scalars(
+            select(RegistrationRequest).where(RegistrationRequest.body_sha256 == digest)
+        ).first():
             raise Conflict("this exact request was already received", code="DuplicateRequest")
-        pending = s.scalars(select(RegistrationRequest).where(
-            RegistrationRequest.auth_cert_sha256 == auth_sha,
-            RegistrationRequest.state == "pending")).first()
+        pending = s.scalars(
+            select(RegistrationRequest).where(
+                RegistrationRequest.auth_cert_sha256 == auth_sha,
+                RegistrationRequest.state == "pending",
+            )
+        ).first()
         if pending is not None:
-            raise Conflict(f"request {pending.id} for this auth certificate is already pending",
-                           code="DuplicateRequest")
+            raise Conflict(
+                f"request {pending.id} for this auth certificate is already pending",
+                code="DuplicateRequest",
+            )
         row = RegistrationRequest(
-            state="pending", node_identifier=str(body.node),
-            owner_identifier=str(body.node.member), address=body.address,
+            state="pending",
+            node_identifier=str(body.node),
+            owner_identifier=str(body.node.member),
+            address=body.address,
             subsystems=[str(x) for x in body.subsystems],
-            auth_cert_pem=cert_to_pem(body.auth_cert), auth_cert_sha256=auth_sha,
-            sign_cert_pem=cert_to_pem(body.sign_cert), body=envelope.body, body_sha256=digest,
-            auth_signature=envelope.auth_signature, sign_signature=envelope.sign_signature,
-            sign_ocsp=envelope.sign_ocsp, source=source, received_at=now(),
+            auth_cert_pem=cert_to_pem(body.auth_cert),
+            auth_cert_sha256=auth_sha,
+            sign_cert_pem=cert_to_pem(body.sign_cert),
+            body=envelope.body,
+            body_sha256=digest,
+            auth_signature=envelope.auth_signature,
+            sign_signature=envelope.sign_signature,
+            sign_ocsp=envelope.sign_ocsp,
+            source=source,
+            received_at=now(),
         )
         s.add(row)
         s.flush()
@@ -150,11 +180,18 @@ def receive(store: Store, instance: str, data: bytes, source: str | None = None,
 # ----- operator side ----------------------------------------------------------------------
 def request_view(row: RegistrationRequest, full: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "id": row.id, "state": row.state, "node": row.node_identifier,
-        "owner": row.owner_identifier, "address": row.address,
-        "subsystems": list(row.subsystems), "auth_cert_sha256": row.auth_cert_sha256,
-        "received_at": row.received_at, "source": row.source,
-        "decided_at": row.decided_at, "decided_by": row.decided_by, "reason": row.reason,
+        "id": row.id,
+        "state": row.state,
+        "node": row.node_identifier,
+        "owner": row.owner_identifier,
+        "address": row.address,
+        "subsystems": list(row.subsystems),
+        "auth_cert_sha256": row.auth_cert_sha256,
+        "received_at": row.received_at,
+        "source": row.source,
+        "decided_at": row.decided_at,
+        "decided_by": row.decided_by,
+        "reason": row.reason,
     }
     if full:
         sign_cert = x509.load_pem_x509_certificate(row.sign_cert_pem.encode())
@@ -212,8 +249,9 @@ def approve(store: Store, operator: str, request_id: int) -> dict[str, Any]:
             sub = SubsystemId.parse(text)
             if s.scalars(select(Subsystem).where(Subsystem.identifier == str(sub))).first():
                 continue
-            s.add(Subsystem(identifier=str(sub), member=member, code=sub.subsystem,
-                            created_at=now()))
+            s.add(
+                Subsystem(identifier=str(sub), member=member, code=sub.subsystem, created_at=now())
+            )
             added.append(str(sub))
         put_node(s, node, row.address, auth_cert, replace=True)
         row.state, row.decided_at, row.decided_by = "approved", now(), operator
@@ -222,8 +260,10 @@ def approve(store: Store, operator: str, request_id: int) -> dict[str, Any]:
 
 
 def reject(store: Store, operator: str, request_id: int, reason: str) -> dict[str, Any]:
-    with store.change(operator, "request.reject",
-                      {"request": request_id, "reason": reason}) as (s, _):
+    with store.change(operator, "request.reject", {"request": request_id, "reason": reason}) as (
+        s,
+        _,
+    ):
         row = _pending(s, request_id)
         row.state, row.decided_at, row.decided_by = "rejected", now(), operator
         row.reason = reason

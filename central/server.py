@@ -44,7 +44,8 @@ def problem(status: int, code: str, detail: str) -> web.Response:
     """RFC 9457 problem details with our stable ``code``."""
     return web.json_response(
         {"type": "about:blank", "title": code, "status": status, "detail": detail, "code": code},
-        status=status, content_type="application/problem+json",
+        status=status,
+        content_type="application/problem+json",
     )
 
 
@@ -56,8 +57,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.info("refused %s %s: %s", request.method, request.path, exc)
         return problem(exc.status, exc.code, str(exc))
     except web.HTTPRequestEntityTooLarge:
-        return problem(413, "RequestTooLarge",
-                       f"request body exceeds {MAX_REQUEST_BYTES} bytes")
+        return problem(413, "RequestTooLarge", f"request body exceeds {MAX_REQUEST_BYTES} bytes")
 
 
 def _version_param(request: web.Request) -> int | None:
@@ -78,8 +78,9 @@ async def _row(request: web.Request) -> ConfVersion:
     return row
 
 
-def _conf_response(request: web.Request, row: ConfVersion, body: bytes, content_type: str,
-                   etag: str) -> web.StreamResponse:
+def _conf_response(
+    request: web.Request, row: ConfVersion, body: bytes, content_type: str, etag: str
+) -> web.StreamResponse:
     pinned = "version" in request.query
     remaining = max(0, int((row.expires_at - now()).total_seconds()))
     headers = {
@@ -88,8 +89,7 @@ def _conf_response(request: web.Request, row: ConfVersion, body: bytes, content_
         "Last-Modified": row.generated_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         "Expires": row.expires_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         # A pinned version never changes; "latest" must be revalidated on every poll.
-        "Cache-Control": f"public, max-age={remaining}, immutable" if pinned
-        else "no-cache",
+        "Cache-Control": f"public, max-age={remaining}, immutable" if pinned else "no-cache",
     }
     if etag in {t.strip() for t in request.headers.get("If-None-Match", "").split(",")}:
         return web.Response(status=304, headers=headers)
@@ -103,14 +103,16 @@ async def get_conf(request: web.Request) -> web.StreamResponse:
 
 async def get_sig(request: web.Request) -> web.StreamResponse:
     row = await _row(request)
-    return _conf_response(request, row, row.signature, "application/pkcs7-signature",
-                          f'"{row.version}.sig"')
+    return _conf_response(
+        request, row, row.signature, "application/pkcs7-signature", f'"{row.version}.sig"'
+    )
 
 
 async def post_register(request: web.Request) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
-        raise RegistryError(f"request body exceeds {MAX_REQUEST_BYTES} bytes",
-                            code="RequestTooLarge", status=413)
+        raise RegistryError(
+            f"request body exceeds {MAX_REQUEST_BYTES} bytes", code="RequestTooLarge", status=413
+        )
     data = await request.read()
     config = request.app[CONFIG]
     result = await asyncio.to_thread(
@@ -126,8 +128,11 @@ async def health(request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "unpublished"}, status=503)
     expired = row.expires_at < now()
     return web.json_response(
-        {"status": "expired" if expired else "ok", "version": row.version,
-         "expires_at": format_time(row.expires_at)},
+        {
+            "status": "expired" if expired else "ok",
+            "version": row.version,
+            "expires_at": format_time(row.expires_at),
+        },
         status=503 if expired else 200,
     )
 
@@ -161,13 +166,18 @@ def resign_step(app: web.Application) -> float:
     if wait > 0:
         return wait
     result = publish.resign(store, app[CONFIG], app[OPERATOR], app[PASSPHRASE])
-    log.info("re-signed version %d as version %s, expires %s", newest.version,
-             result["version"], format_time(result["expires_at"]))
+    log.info(
+        "re-signed version %d as version %s, expires %s",
+        newest.version,
+        result["version"],
+        format_time(result["expires_at"]),
+    )
     return 0.0
 
 
-def build_app(store: Store, config: CentralConfig, passphrase: bytes, operator: str,
-              resign: bool = True) -> web.Application:
+def build_app(
+    store: Store, config: CentralConfig, passphrase: bytes, operator: str, resign: bool = True
+) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=MAX_REQUEST_BYTES)
     app[STORE], app[CONFIG], app[PASSPHRASE], app[OPERATOR] = store, config, passphrase, operator
     app.router.add_get("/globalconf", get_conf)

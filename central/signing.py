@@ -28,14 +28,18 @@ from secnode.core.jsonfmt import cert_sha256_hex
 DEFAULT_DAYS = 3650
 
 
-def build_anchor_cert(key: keys.PrivateKey, instance: str, serial_label: int,
-                      days: int = DEFAULT_DAYS) -> x509.Certificate:
+def build_anchor_cert(
+    key: keys.PrivateKey, instance: str, serial_label: int, days: int = DEFAULT_DAYS
+) -> x509.Certificate:
     """Self-signed certificate of a signing key: the anchor nodes get out of band."""
-    name = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME,
-                           f"{instance} global configuration signing key {serial_label}"),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"{instance} central registry"),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(
+                NameOID.COMMON_NAME, f"{instance} global configuration signing key {serial_label}"
+            ),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, f"{instance} central registry"),
+        ]
+    )
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
@@ -48,9 +52,15 @@ def build_anchor_cert(key: keys.PrivateKey, instance: str, serial_label: int,
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=True, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -60,8 +70,12 @@ def build_anchor_cert(key: keys.PrivateKey, instance: str, serial_label: int,
 
 
 def create_key(
-    session: Session, config: CentralConfig, passphrase: bytes, state: str,
-    key_type: str = "ec", days: int = DEFAULT_DAYS,
+    session: Session,
+    config: CentralConfig,
+    passphrase: bytes,
+    state: str,
+    key_type: str = "ec",
+    days: int = DEFAULT_DAYS,
 ) -> SigningKey:
     """Record a new key in ``state`` (active or announced) and write its encrypted file.
 
@@ -77,7 +91,9 @@ def create_key(
     key = keys.generate_key(key_type)
     cert = build_anchor_cert(key, config.instance, label, days)
     row = SigningKey(
-        state=state, key_file=filename, cert_pem=cert_to_pem(cert),
+        state=state,
+        key_file=filename,
+        cert_pem=cert_to_pem(cert),
         cert_sha256=cert_sha256_hex(cert),
         created_at=dt.datetime.now(dt.UTC),
         activated_at=dt.datetime.now(dt.UTC) if state == "active" else None,
@@ -100,9 +116,11 @@ def active_key(session: Session) -> SigningKey:
 
 
 def announced_keys(session: Session) -> list[SigningKey]:
-    return list(session.scalars(
-        select(SigningKey).where(SigningKey.state == "announced").order_by(SigningKey.id)
-    ))
+    return list(
+        session.scalars(
+            select(SigningKey).where(SigningKey.state == "announced").order_by(SigningKey.id)
+        )
+    )
 
 
 def load_signer(
@@ -112,9 +130,11 @@ def load_signer(
     signer = keys.SoftwareSigner.from_file(config.key_path(row.key_file), passphrase)
     cert = cert_of(row)
     mine = signer.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     theirs = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     if mine != theirs:
         raise RegistryError(f"{row.key_file} does not hold the key of its recorded certificate")
     return cert, signer

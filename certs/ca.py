@@ -122,9 +122,15 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -205,9 +211,13 @@ class CertificateAuthority:
                 "INSERT INTO certificates (serial, subject, profile, not_before, not_after, pem,"
                 " issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    serial_hex(serial), cert.subject.rfc4514_string(), profile,
-                    cert.not_valid_before_utc.isoformat(), cert.not_valid_after_utc.isoformat(),
-                    pem, now.isoformat(),
+                    serial_hex(serial),
+                    cert.subject.rfc4514_string(),
+                    profile,
+                    cert.not_valid_before_utc.isoformat(),
+                    cert.not_valid_after_utc.isoformat(),
+                    pem,
+                    now.isoformat(),
                 ),
             )
         issued = self.dir / "issued"

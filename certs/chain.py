@@ -54,7 +54,8 @@ def verify_chain(
                 return [*path, ca]
         step = next(
             (
-                c for c in intermediates
+                c
+                for c in intermediates
                 if c.subject == current.issuer and _is_ca(c) and _issued_by(current, c)
             ),
             None,

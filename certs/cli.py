@@ -42,8 +42,14 @@ def key_group() -> None:
 
 @key_group.command("new")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False))
-@click.option("--type", "key_type", type=click.Choice(["ec", "rsa"]), default="ec",
-              show_default=True, help="EC P-256 or RSA 3072.")
+@click.option(
+    "--type",
+    "key_type",
+    type=click.Choice(["ec", "rsa"]),
+    default="ec",
+    show_default=True,
+    help="EC P-256 or RSA 3072.",
+)
 @passphrase_option
 def key_new(out: str, key_type: str, passphrase_file: str | None) -> None:
     """Create a private key as encrypted PKCS#8."""
@@ -56,8 +62,11 @@ def key_new(out: str, key_type: str, passphrase_file: str | None) -> None:
 
 @main.command("csr")
 @click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--subject", required=True,
-              help="e.g. 'serialNumber=JP/GOV/072028, O=Aizu-Wakamatsu City, C=JP'")
+@click.option(
+    "--subject",
+    required=True,
+    help="e.g. 'serialNumber=JP/GOV/072028, O=Aizu-Wakamatsu City, C=JP'",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @passphrase_option
 def csr_cmd(key_path: str, subject: str, out: str, passphrase_file: str | None) -> None:
@@ -78,15 +87,28 @@ def ca_group() -> None:
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--name", required=True, help="CA common name.")
 @click.option("--ocsp-url", default=None, help="OCSP URL put in AIA of sign/auth certificates.")
-@click.option("--type", "key_type", type=click.Choice(["ec", "rsa"]), default="ec",
-              show_default=True)
+@click.option(
+    "--type", "key_type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True
+)
 @click.option("--days", default=3650, show_default=True, type=int)
 @passphrase_option
-def ca_init(directory: str, name: str, ocsp_url: str | None, key_type: str, days: int,
-            passphrase_file: str | None) -> None:
+def ca_init(
+    directory: str,
+    name: str,
+    ocsp_url: str | None,
+    key_type: str,
+    days: int,
+    passphrase_file: str | None,
+) -> None:
     """Create a CA in DIRECTORY (ca.pem, encrypted ca.key, ca.db)."""
-    ca = CertificateAuthority.init(directory, name, get_passphrase(passphrase_file),
-                                   ocsp_url=ocsp_url, key_type=key_type, days=days)
+    ca = CertificateAuthority.init(
+        directory,
+        name,
+        get_passphrase(passphrase_file),
+        ocsp_url=ocsp_url,
+        key_type=key_type,
+        days=days,
+    )
     click.echo(f"created CA {name!r} in {ca.dir} (certificate {ca.dir / 'ca.pem'})")
 
 
@@ -109,21 +131,28 @@ def ca_list(directory: str, as_json: bool) -> None:
 @click.option("--days", default=730, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @passphrase_option
-def issue_cmd(directory: str, csr_path: str, profile: str, days: int, out: str,
-              passphrase_file: str | None) -> None:
+def issue_cmd(
+    directory: str, csr_path: str, profile: str, days: int, out: str, passphrase_file: str | None
+) -> None:
     """Issue a certificate of PROFILE from a CSR made by any tool."""
     ca = CertificateAuthority(directory)
     cert = ca.issue(load_csr(csr_path), profile, get_passphrase(passphrase_file), days=days)
     Path(out).write_bytes(cert_pem(cert))
-    click.echo(f"issued {profile} certificate serial {serial_hex(cert.serial_number)} "
-               f"for {cert.subject.rfc4514_string()} -> {out}")
+    click.echo(
+        f"issued {profile} certificate serial {serial_hex(cert.serial_number)} "
+        f"for {cert.subject.rfc4514_string()} -> {out}"
+    )
 
 
 @main.command("revoke")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.argument("target")
-@click.option("--reason", default="unspecified", show_default=True,
-              type=click.Choice(list(REVOCATION_REASONS)))
+@click.option(
+    "--reason",
+    default="unspecified",
+    show_default=True,
+    type=click.Choice(list(REVOCATION_REASONS)),
+)
 def revoke_cmd(directory: str, target: str, reason: str) -> None:
     """Revoke TARGET (a hex serial or a certificate file); effective at OCSP immediately."""
     ca = CertificateAuthority(directory)

@@ -49,15 +49,24 @@ def sign_detached(
 ) -> bytes:
     """Return DER ``ContentInfo(SignedData)`` over ``data`` without embedding it."""
     algorithm = _HASHES[hash_name][0]
-    builder = pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(
-        cert, signer.issuer_key(), algorithm  # type: ignore[arg-type]
+    builder = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(data)
+        .add_signer(
+            cert,
+            signer.issuer_key(),
+            algorithm,  # type: ignore[arg-type]
+        )
     )
     for extra in extra_certs:
         builder = builder.add_certificate(extra)
     return builder.sign(
         serialization.Encoding.DER,
-        [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary,
-         pkcs7.PKCS7Options.NoCapabilities],
+        [
+            pkcs7.PKCS7Options.DetachedSignature,
+            pkcs7.PKCS7Options.Binary,
+            pkcs7.PKCS7Options.NoCapabilities,
+        ],
     )
 
 

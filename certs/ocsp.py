@@ -98,9 +98,7 @@ def cert_id_hashes(
 
 
 def _same_cert(a: x509.Certificate, b: x509.Certificate) -> bool:
-    return a.public_bytes(serialization.Encoding.DER) == b.public_bytes(
-        serialization.Encoding.DER
-    )
+    return a.public_bytes(serialization.Encoding.DER) == b.public_bytes(serialization.Encoding.DER)
 
 
 def _describe(cert: x509.Certificate) -> str:
@@ -124,9 +122,7 @@ def build_request(
             f"certificate {_describe(cert)} was issued by {cert.issuer.rfc4514_string()}, "
             f"not by {issuer.subject.rfc4514_string()}"
         )
-    builder = ocsp.OCSPRequestBuilder().add_certificate(
-        cert, issuer, algorithm or hashes.SHA256()
-    )
+    builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm or hashes.SHA256())
     value = os.urandom(NONCE_LEN) if nonce else None
     if value is not None:
         builder = builder.add_extension(x509.OCSPNonce(value), critical=False)
@@ -248,7 +244,9 @@ def _single_for(
 
 
 def _check_freshness(
-    this_update: dt.datetime, next_update: dt.datetime | None, now: dt.datetime,
+    this_update: dt.datetime,
+    next_update: dt.datetime | None,
+    now: dt.datetime,
     max_age: float | None,
 ) -> None:
     if this_update > now + CLOCK_SKEW:
@@ -403,8 +401,10 @@ class OCSPResponder:
         except NotImplementedError:
             # cryptography parses one certificate per request only; our client sends
             # one, openssl sends several only when given several -cert options.
-            return Answer(self.error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST),
-                          "malformedRequest (more than one certificate)")
+            return Answer(
+                self.error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST),
+                "malformedRequest (more than one certificate)",
+            )
         if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_LEN:
             return Answer(
                 self.error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), "malformedRequest", serial

@@ -18,11 +18,17 @@ def ocsp_group() -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8888, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--validity", default=3600, show_default=True, type=click.IntRange(min=1),
-              help="Seconds from thisUpdate to nextUpdate in each response.")
+@click.option(
+    "--validity",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seconds from thisUpdate to nextUpdate in each response.",
+)
 @passphrase_option
-def serve_cmd(directory: str, host: str, port: int, validity: int,
-              passphrase_file: str | None) -> None:
+def serve_cmd(
+    directory: str, host: str, port: int, validity: int, passphrase_file: str | None
+) -> None:
     """Answer OCSP requests for the CA in DIRECTORY (GET and POST, any path).
 
     Signs with DIRECTORY/ocsp.pem + ocsp.key, issuing them with the CA's ocsp

@@ -26,7 +26,12 @@ DEFAULT_TIMEOUT = 10.0
 MAX_RESPONSE_BYTES = 1024 * 1024
 
 __all__ = [
-    "OCSPError", "OCSPFetchError", "OCSPStatus", "build_request", "fetch", "fetch_sync",
+    "OCSPError",
+    "OCSPFetchError",
+    "OCSPStatus",
+    "build_request",
+    "fetch",
+    "fetch_sync",
     "validate_response",
 ]
 
@@ -56,7 +61,9 @@ async def fetch(
             request = client.get(url.rstrip("/") + "/" + path, timeout=limit)
         else:
             request = client.post(
-                url, data=der, timeout=limit,
+                url,
+                data=der,
+                timeout=limit,
                 headers={"Content-Type": "application/ocsp-request"},
             )
         async with request as resp:
@@ -79,7 +86,9 @@ async def fetch(
 
 
 def fetch_sync(
-    url: str, der: bytes, timeout: float = DEFAULT_TIMEOUT,
+    url: str,
+    der: bytes,
+    timeout: float = DEFAULT_TIMEOUT,
     method: Literal["POST", "GET"] = "POST",
 ) -> bytes:
     """:func:`fetch` for synchronous callers (CLIs, tests); not for use inside a running loop."""

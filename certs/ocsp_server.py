@@ -60,8 +60,9 @@ def ensure_responder_cert(
     )
     cert = ca.issue(keys.build_csr(key, subject), "ocsp", passphrase, days=RESPONDER_DAYS)
     cert_path.write_bytes(cert_pem(cert))
-    log.info("issued OCSP signing certificate serial %s -> %s", serial_hex(cert.serial_number),
-             cert_path)
+    log.info(
+        "issued OCSP signing certificate serial %s -> %s", serial_hex(cert.serial_number), cert_path
+    )
     return cert, key
 
 
@@ -80,9 +81,7 @@ def _usable(cert: x509.Certificate, key: keys.PrivateKey, issuer: x509.Certifica
     return cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_BEFORE
 
 
-def load_responder(
-    ca_dir: str | Path, passphrase: bytes, validity: int = 3600
-) -> OCSPResponder:
+def load_responder(ca_dir: str | Path, passphrase: bytes, validity: int = 3600) -> OCSPResponder:
     """An :class:`OCSPResponder` for the CA in ``ca_dir``, reading ``ca.db`` on every request."""
     ca = CertificateAuthority(ca_dir)
     cert, key = ensure_responder_cert(ca, passphrase)
@@ -129,8 +128,9 @@ async def _answer(request: web.Request, der: bytes) -> web.Response:
             OCSPResponder.error(ocsp.OCSPResponseStatus.INTERNAL_ERROR), "internalError"
         )
     serial = serial_hex(answer.serial) if answer.serial is not None else "-"
-    log.info("OCSP %s %s serial=%s status=%s", request.method, request.remote, serial,
-             answer.status)
+    log.info(
+        "OCSP %s %s serial=%s status=%s", request.method, request.remote, serial, answer.status
+    )
     return web.Response(body=answer.der, content_type=CONTENT_TYPE)
 
 
@@ -142,9 +142,7 @@ async def _handle_get(request: web.Request) -> web.Response:
     return await _answer(request, decode_get_path(request.rel_url.raw_path) or b"")
 
 
-def build_ocsp_app(
-    ca_dir: str | Path, passphrase: bytes, validity: int = 3600
-) -> web.Application:
+def build_ocsp_app(ca_dir: str | Path, passphrase: bytes, validity: int = 3600) -> web.Application:
     """The responder as an aiohttp application answering at any path (GET and POST).
 
     Creates the delegated signing certificate on first use (needs the CA
@@ -164,7 +162,10 @@ def serve(ca_dir: str | Path, host: str, port: int, passphrase: bytes, validity:
     responder = app[RESPONDER_KEY]
     log.info(
         "OCSP responder for %s on http://%s:%d/ (signer serial %s, validity %d s)",
-        responder.issuer.subject.rfc4514_string(), host, port,
-        serial_hex(responder.responder_cert.serial_number), validity,
+        responder.issuer.subject.rfc4514_string(),
+        host,
+        port,
+        serial_hex(responder.responder_cert.serial_number),
+        validity,
     )
     web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -82,8 +82,15 @@ def build_extensions(
     ]
     usage = dict.fromkeys(
         (
-            "digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-            "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
         ),
         False,
     )
@@ -92,8 +99,12 @@ def build_extensions(
     elif profile == "auth":
         usage.update(digital_signature=True, key_encipherment=True)
         exts.append(
-            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                    ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            (
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                False,
+            )
         )
     elif profile == "ocsp":
         usage.update(digital_signature=True)
@@ -109,8 +120,12 @@ def build_extensions(
         exts.append(
             (
                 x509.AuthorityInformationAccess(
-                    [x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
-                                            x509.UniformResourceIdentifier(ocsp_url))]
+                    [
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier(ocsp_url),
+                        )
+                    ]
                 ),
                 False,
             )

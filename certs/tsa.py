@@ -239,12 +239,14 @@ class TimeStampAuthority:
         # building them from dicts costs ~10 ms per token in asn1crypto (names are
         # re-parsed and SET OFs re-sorted); a structure loaded from DER dumps its bytes.
         self._ess_attribute_der = self._ess_attribute().dump()
-        self._sid_der = asn1_cms.SignerIdentifier({
-            "issuer_and_serial_number": {
-                "issuer": _name(cert.issuer),
-                "serial_number": cert.serial_number,
+        self._sid_der = asn1_cms.SignerIdentifier(
+            {
+                "issuer_and_serial_number": {
+                    "issuer": _name(cert.issuer),
+                    "serial_number": cert.serial_number,
+                }
             }
-        }).dump()
+        ).dump()
         self._cert_choice_der = asn1_cms.CertificateChoices({"certificate": self._asn1_cert}).dump()
 
     @classmethod
@@ -265,7 +267,10 @@ class TimeStampAuthority:
             raise TSAError(f"{base / 'tsa.key'} does not belong to {base / 'tsa.pem'}")
         require_tsa_eku(cert)
         return cls(
-            cert, signer, policy=config.policy, accuracy_seconds=config.accuracy_seconds,
+            cert,
+            signer,
+            policy=config.policy,
+            accuracy_seconds=config.accuracy_seconds,
             serials=SerialStore(base / "tsa.db"),
         )
 
@@ -321,7 +326,8 @@ class TimeStampAuthority:
         gen_time = self.clock().astimezone(dt.UTC)
         gen_time = gen_time.replace(microsecond=gen_time.microsecond // 1000 * 1000)
         serial = self.serials.allocate(
-            gen_time, imprint["hash_algorithm"]["algorithm"].native,
+            gen_time,
+            imprint["hash_algorithm"]["algorithm"].native,
             imprint["hashed_message"].native,
         )
         tst_fields: dict[str, object] = {
@@ -330,9 +336,7 @@ class TimeStampAuthority:
             "message_imprint": imprint.copy(),
             "serial_number": serial,
             "gen_time": gen_time,
-            "tsa": asn1_x509.GeneralName(
-                {"directory_name": _name(self.cert.subject)}
-            ),
+            "tsa": asn1_x509.GeneralName({"directory_name": _name(self.cert.subject)}),
         }
         if self.accuracy_seconds:
             tst_fields["accuracy"] = {"seconds": self.accuracy_seconds}
@@ -353,30 +357,37 @@ class TimeStampAuthority:
                 "serial_number": self.cert.serial_number,
             },
         }
-        return asn1_cms.CMSAttribute({"type": "signing_certificate_v2",
-                                      "values": [{"certs": [ess_cert_id]}]})
+        return asn1_cms.CMSAttribute(
+            {"type": "signing_certificate_v2", "values": [{"certs": [ess_cert_id]}]}
+        )
 
     def _sign(
         self, tst_der: bytes, gen_time: dt.datetime, include_cert: bool
     ) -> asn1_cms.ContentInfo:
         """CMS SignedData over the TSTInfo with the attributes RFC 3161/5816 require."""
-        signed_attrs = asn1_cms.CMSAttributes([
-            {"type": "content_type", "values": ["tst_info"]},
-            {"type": "signing_time",
-             "values": [asn1_cms.Time({"utc_time": gen_time.replace(microsecond=0)})]},
-            {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]},
-            asn1_cms.CMSAttribute.load(self._ess_attribute_der),
-        ])
+        signed_attrs = asn1_cms.CMSAttributes(
+            [
+                {"type": "content_type", "values": ["tst_info"]},
+                {
+                    "type": "signing_time",
+                    "values": [asn1_cms.Time({"utc_time": gen_time.replace(microsecond=0)})],
+                },
+                {"type": "message_digest", "values": [hashlib.sha256(tst_der).digest()]},
+                asn1_cms.CMSAttribute.load(self._ess_attribute_der),
+            ]
+        )
         # The signature covers the attributes encoded as a SET (tag 0x31), RFC 5652 §5.4.
         signature = self.signer.sign(signed_attrs.dump())
-        signer_info = asn1_cms.SignerInfo({
-            "version": "v1",
-            "sid": asn1_cms.SignerIdentifier.load(self._sid_der),
-            "digest_algorithm": asn1_algos.DigestAlgorithm({"algorithm": "sha256"}),
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": self._signature_algorithm,
-            "signature": signature,
-        })
+        signer_info = asn1_cms.SignerInfo(
+            {
+                "version": "v1",
+                "sid": asn1_cms.SignerIdentifier.load(self._sid_der),
+                "digest_algorithm": asn1_algos.DigestAlgorithm({"algorithm": "sha256"}),
+                "signed_attrs": signed_attrs,
+                "signature_algorithm": self._signature_algorithm,
+                "signature": signature,
+            }
+        )
         signed_data: dict[str, object] = {
             "version": "v3",  # eContentType is not id-data (RFC 5652 §5.1)
             "digest_algorithms": [asn1_algos.DigestAlgorithm({"algorithm": "sha256"})],
@@ -407,9 +418,17 @@ def _signature_algorithm(public_key: object) -> asn1_algos.SignedDigestAlgorithm
 
 def rejection(fail_info: str, text: str) -> bytes:
     """DER TimeStampResp with status ``rejection`` and one failInfo bit (asn1crypto name)."""
-    return bytes(TimeStampResp({
-        "status": {"status": "rejection", "status_string": [text], "fail_info": {fail_info}},
-    }).dump())
+    return bytes(
+        TimeStampResp(
+            {
+                "status": {
+                    "status": "rejection",
+                    "status_string": [text],
+                    "fail_info": {fail_info},
+                },
+            }
+        ).dump()
+    )
 
 
 def require_tsa_eku(cert: x509.Certificate) -> None:

@@ -30,28 +30,68 @@ def tsa_group() -> None:
 
 @tsa_group.command("init")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--ca", "ca_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="CA directory that issues the TSA certificate (tsa profile).")
+@click.option(
+    "--ca",
+    "ca_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="CA directory that issues the TSA certificate (tsa profile).",
+)
 @click.option("--name", required=True, help="TSA common name.")
-@click.option("--policy", default=DEFAULT_POLICY, show_default=True,
-              help="TSA policy OID put in every token (use your own arc in production).")
-@click.option("--accuracy", "accuracy", default=DEFAULT_ACCURACY_SECONDS, show_default=True,
-              type=click.IntRange(min=0), help="Accuracy of genTime in seconds (0: omit).")
-@click.option("--type", "key_type", type=click.Choice(["ec", "rsa"]), default="ec",
-              show_default=True)
+@click.option(
+    "--policy",
+    default=DEFAULT_POLICY,
+    show_default=True,
+    help="TSA policy OID put in every token (use your own arc in production).",
+)
+@click.option(
+    "--accuracy",
+    "accuracy",
+    default=DEFAULT_ACCURACY_SECONDS,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Accuracy of genTime in seconds (0: omit).",
+)
+@click.option(
+    "--type", "key_type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True
+)
 @click.option("--days", default=1825, show_default=True, type=click.IntRange(min=1))
 @passphrase_option
-@click.option("--ca-passphrase-file", type=click.Path(dir_okay=False), default=None,
-              help="Passphrase of the CA key, if it differs from the TSA key's.")
-def tsa_init(directory: str, ca_dir: str, name: str, policy: str, accuracy: int, key_type: str,
-             days: int, passphrase_file: str | None, ca_passphrase_file: str | None) -> None:
+@click.option(
+    "--ca-passphrase-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Passphrase of the CA key, if it differs from the TSA key's.",
+)
+def tsa_init(
+    directory: str,
+    ca_dir: str,
+    name: str,
+    policy: str,
+    accuracy: int,
+    key_type: str,
+    days: int,
+    passphrase_file: str | None,
+    ca_passphrase_file: str | None,
+) -> None:
     """Create a TSA in DIRECTORY: key, certificate from the CA, policy and serial store."""
     passphrase = get_passphrase(passphrase_file)
     ca_passphrase = get_passphrase(ca_passphrase_file) if ca_passphrase_file else passphrase
-    cert = init_tsa(directory, ca_dir, name, passphrase, ca_passphrase=ca_passphrase,
-                    policy=policy, accuracy_seconds=accuracy, key_type=key_type, days=days)
-    click.echo(f"created TSA {name!r} in {directory} (certificate serial "
-               f"{serial_hex(cert.serial_number)}, policy {policy})")
+    cert = init_tsa(
+        directory,
+        ca_dir,
+        name,
+        passphrase,
+        ca_passphrase=ca_passphrase,
+        policy=policy,
+        accuracy_seconds=accuracy,
+        key_type=key_type,
+        days=days,
+    )
+    click.echo(
+        f"created TSA {name!r} in {directory} (certificate serial "
+        f"{serial_hex(cert.serial_number)}, policy {policy})"
+    )
 
 
 @tsa_group.command("serve")
@@ -69,7 +109,10 @@ def tsa_serve(directory: str, host: str, port: int, passphrase_file: str | None)
     app = build_tsa_app(directory, get_passphrase(passphrase_file))
     config = TSAConfig.load(directory)
     web.run_app(
-        app, host=host, port=port, access_log=None,
+        app,
+        host=host,
+        port=port,
+        access_log=None,
         print=lambda _: click.echo(
             f"TSA {config.name!r} listening on http://{host}:{port}/ (policy {config.policy})"
         ),
@@ -103,13 +146,27 @@ def tsa_show(directory: str, as_json: bool) -> None:
 @tsa_group.command("stamp")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--url", required=True, help="TSA URL, e.g. http://127.0.0.1:3161/")
-@click.option("--ca", "ca_files", required=True, multiple=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="Trusted CA (or pinned TSA) certificate; repeatable.")
-@click.option("--hash", "hash_name", type=click.Choice(list(DIGEST_SIZES)), default="sha256",
-              show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the token (DER ContentInfo, as the message log stores it).")
+@click.option(
+    "--ca",
+    "ca_files",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trusted CA (or pinned TSA) certificate; repeatable.",
+)
+@click.option(
+    "--hash",
+    "hash_name",
+    type=click.Choice(list(DIGEST_SIZES)),
+    default="sha256",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the token (DER ContentInfo, as the message log stores it).",
+)
 def tsa_stamp(file: str, url: str, ca_files: tuple[str, ...], hash_name: str, out: str) -> None:
     """Time-stamp FILE at the TSA, verify the token and write it to OUT."""
     from certs.tsa_client import request_token_sync
@@ -120,23 +177,44 @@ def tsa_stamp(file: str, url: str, ca_files: tuple[str, ...], hash_name: str, ou
     resp = request_token_sync(url, der)
     info = verify_token(resp, digest, hash_name, [load_certificate(c) for c in ca_files], nonce)
     Path(out).write_bytes(token_from_response(resp))
-    click.echo(f"token serial {info.serial} genTime {info.gen_time.isoformat()} "
-               f"from {info.tsa_cert.subject.rfc4514_string()} -> {out}")
+    click.echo(
+        f"token serial {info.serial} genTime {info.gen_time.isoformat()} "
+        f"from {info.tsa_cert.subject.rfc4514_string()} -> {out}"
+    )
 
 
 @tsa_group.command("verify")
 @click.argument("token", type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", "data_file", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="The file the token is said to stamp.")
-@click.option("--ca", "ca_files", required=True, multiple=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="Trusted CA (or pinned TSA) certificate; repeatable.")
-@click.option("--untrusted", "extra_files", multiple=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="TSA or intermediate certificate not in the token; repeatable.")
+@click.option(
+    "--data",
+    "data_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The file the token is said to stamp.",
+)
+@click.option(
+    "--ca",
+    "ca_files",
+    required=True,
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trusted CA (or pinned TSA) certificate; repeatable.",
+)
+@click.option(
+    "--untrusted",
+    "extra_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TSA or intermediate certificate not in the token; repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def tsa_verify(token: str, data_file: str, ca_files: tuple[str, ...],
-               extra_files: tuple[str, ...], as_json: bool) -> None:
+def tsa_verify(
+    token: str,
+    data_file: str,
+    ca_files: tuple[str, ...],
+    extra_files: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Verify TOKEN (bare token or whole reply) over the file given by --data."""
     from certs.tsa_verify import token_contents, verify_token
 
@@ -146,8 +224,14 @@ def tsa_verify(token: str, data_file: str, ca_files: tuple[str, ...],
         raise TSAError(f"token imprint uses {hash_name}, which is not accepted")
     digest = hashlib.new(hash_name, Path(data_file).read_bytes()).digest()
     extra = [load_certificate(c) for c in extra_files]
-    info = verify_token(der, digest, hash_name, [load_certificate(c) for c in ca_files],
-                        intermediates=extra, tsa_certs=extra)
+    info = verify_token(
+        der,
+        digest,
+        hash_name,
+        [load_certificate(c) for c in ca_files],
+        intermediates=extra,
+        tsa_certs=extra,
+    )
     result = {
         "verified": True,
         "gen_time": info.gen_time.isoformat(),
@@ -160,5 +244,7 @@ def tsa_verify(token: str, data_file: str, ca_files: tuple[str, ...],
     if as_json:
         echo_json(result)
     else:
-        click.echo(f"Verification: OK (serial {info.serial}, genTime {result['gen_time']}, "
-                   f"TSA {result['tsa']})")
+        click.echo(
+            f"Verification: OK (serial {info.serial}, genTime {result['gen_time']}, "
+            f"TSA {result['tsa']})"
+        )

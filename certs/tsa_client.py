@@ -42,7 +42,9 @@ async def request_token(
     client = session or aiohttp.ClientSession()
     try:
         async with client.post(
-            url, data=der, headers={"Content-Type": CONTENT_TYPE_QUERY},
+            url,
+            data=der,
+            headers={"Content-Type": CONTENT_TYPE_QUERY},
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp:
             if resp.status != 200:

@@ -38,9 +38,7 @@ def build_tsa_app(tsa_dir: str | Path, passphrase: bytes) -> web.Application:
 
 async def _stamp(request: web.Request) -> web.Response:
     if request.content_type != CONTENT_TYPE_QUERY:
-        return web.Response(
-            status=415, text=f"send the TimeStampReq as {CONTENT_TYPE_QUERY}\n"
-        )
+        return web.Response(status=415, text=f"send the TimeStampReq as {CONTENT_TYPE_QUERY}\n")
     body = await request.read()
     authority = request.app[AUTHORITY]
     # Signing and the serial-number commit (an fsync) stay off the event loop.
@@ -50,9 +48,11 @@ async def _stamp(request: web.Request) -> web.Response:
 
 async def _health(request: web.Request) -> web.Response:
     authority = request.app[AUTHORITY]
-    return web.json_response({
-        "status": "ok",
-        "tsa": authority.cert.subject.rfc4514_string(),
-        "policy": authority.policy,
-        "certificate_not_after": authority.cert.not_valid_after_utc.isoformat(),
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "tsa": authority.cert.subject.rfc4514_string(),
+            "policy": authority.policy,
+            "certificate_not_after": authority.cert.not_valid_after_utc.isoformat(),
+        }
+    )

@@ -151,7 +151,8 @@ def token_from_response(resp_der: bytes) -> bytes:
         raise TSARejected(
             f"TSA refused the request: status {status}, failInfo {reasons}"
             + (f": {text}" if text else ""),
-            status, fail_info,
+            status,
+            fail_info,
         )
     if isinstance(token, asn1_core.Void) or not token.contents:
         raise TSAError("the TSA granted the request but sent no token")
@@ -206,7 +207,9 @@ def _parse_token(token_der: bytes) -> _Parsed:
         hash_name=str(native["message_imprint"]["hash_algorithm"]["algorithm"]),
         digest=bytes(native["message_imprint"]["hashed_message"]),
         nonce=native["nonce"],
-        accuracy=None if accuracy is None else dt.timedelta(
+        accuracy=None
+        if accuracy is None
+        else dt.timedelta(
             seconds=accuracy["seconds"] or 0,
             milliseconds=accuracy["millis"] or 0,
             microseconds=accuracy["micros"] or 0,
@@ -269,8 +272,7 @@ def verify_token(
         )
     if contents.digest != digest:
         raise TSAError(
-            f"imprint does not match: token stamps {contents.digest.hex()}, "
-            f"expected {digest.hex()}"
+            f"imprint does not match: token stamps {contents.digest.hex()}, expected {digest.hex()}"
         )
     if nonce is not None and contents.nonce != nonce:
         raise TSAError(f"nonce mismatch: sent {nonce}, token has {contents.nonce}")
@@ -369,14 +371,14 @@ def _verify_raw(
     elif kind == "rsassa_pss" and isinstance(public_key, rsa.RSAPublicKey):
         params = sig_alg["parameters"]
         public_key.verify(
-            signature, data,
+            signature,
+            data,
             padding.PSS(mgf=padding.MGF1(algorithm), salt_length=params["salt_length"].native),
             algorithm,
         )
     else:
         raise TSAError(
-            f"token signature algorithm {kind} does not fit the TSA's "
-            f"{type(public_key).__name__}"
+            f"token signature algorithm {kind} does not fit the TSA's {type(public_key).__name__}"
         )
 
 

@@ -120,8 +120,10 @@ def _apply(section: Any, values: dict[str, Any], name: str) -> None:
         default = getattr(section, key)
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"[{name}] {key} must be true or false")
-        if isinstance(default, int) and not isinstance(default, bool) and (
-            not isinstance(value, int) or isinstance(value, bool)
+        if (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and (not isinstance(value, int) or isinstance(value, bool))
         ):
             raise ConfigError(f"[{name}] {key} must be an integer")
         if isinstance(default, str) and not isinstance(value, str):
@@ -159,8 +161,10 @@ class NodeDir:
         base = Path(path or os.environ.get(DIR_ENV) or ".").resolve()
         config_path = base / CONFIG_FILE
         if not config_path.exists():
-            raise ConfigError(f"{base} is not a node directory (no {CONFIG_FILE}); "
-                              "run 'secnode init' or pass --dir")
+            raise ConfigError(
+                f"{base} is not a node directory (no {CONFIG_FILE}); "
+                "run 'secnode init' or pass --dir"
+            )
         return cls(base, parse_config(config_path.read_text()))
 
     @property
@@ -182,9 +186,16 @@ class NodeDir:
         return self.path / "globalconf"
 
 
-def render_config(member: str, server_code: str, central_url: str, db_url: str,
-                  client_port: int = 8080, server_port: int = 5500, admin_port: int = 5588,
-                  address: str = "") -> str:
+def render_config(
+    member: str,
+    server_code: str,
+    central_url: str,
+    db_url: str,
+    client_port: int = 8080,
+    server_port: int = 5500,
+    admin_port: int = 5588,
+    address: str = "",
+) -> str:
     """The documented default ``secnode.toml`` written by ``secnode init``."""
     return f'''# secnode node configuration. Every setting is shown with its default.
 

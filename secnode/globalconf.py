@@ -226,8 +226,9 @@ class ConfStore:
             self._write_anchors([conf.signer])
         return conf
 
-    def refresh(self, url: str, *, at: dt.datetime | None = None,
-                timeout: float = 10.0) -> GlobalConf:
+    def refresh(
+        self, url: str, *, at: dt.datetime | None = None, timeout: float = 10.0
+    ) -> GlobalConf:
         """Fetch, verify and keep the newest configuration; the held copy if unchanged."""
         held = self._held(at)
         fetched = fetch(url, etag=held.etag if held else None, timeout=timeout)

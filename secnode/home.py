@@ -75,9 +75,15 @@ class NodeHome:
                 row.updated_at = models.utcnow()
 
     # ----- keys ------------------------------------------------------------------------
-    def new_key(self, usage: str, passphrase: bytes, key_type: str = "ec",
-                organization: str | None = None, subject: str | None = None,
-                renew: bool = False) -> Path:
+    def new_key(
+        self,
+        usage: str,
+        passphrase: bytes,
+        key_type: str = "ec",
+        organization: str | None = None,
+        subject: str | None = None,
+        renew: bool = False,
+    ) -> Path:
         """Create the node's ``usage`` key and write its CSR; returns the CSR path.
 
         ``renew``: the node already has a key of this usage (still in use until the new
@@ -115,7 +121,8 @@ class NodeHome:
             if csr_path.exists():
                 csr = x509.load_pem_x509_csr(csr_path.read_bytes())
                 spki = csr.public_key().public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
                 out.append((csr_path.with_suffix(".key"), spki))
         return out
 
@@ -158,11 +165,13 @@ class NodeHome:
             return self.dir.key_path(usage)
         return self.path / row.key_file
 
-    def signer(self, usage: str, passphrase: bytes,
-               row: models.NodeCertificate | None = None) -> keys.SoftwareSigner:
+    def signer(
+        self, usage: str, passphrase: bytes, row: models.NodeCertificate | None = None
+    ) -> keys.SoftwareSigner:
         """The key of ``row`` (default: the active ``usage`` certificate's key)."""
         return keys.SoftwareSigner.from_file(
-            self.key_file_of(row or self.active_certificate(usage), usage), passphrase)
+            self.key_file_of(row or self.active_certificate(usage), usage), passphrase
+        )
 
 
 def default_subject(usage: str, node_id: NodeId, organization: str | None) -> str:
@@ -173,9 +182,18 @@ def default_subject(usage: str, node_id: NodeId, organization: str | None) -> st
     return f"CN={node_id}{org}, C={node_id.instance[:2]}"
 
 
-def init_node(directory: str | Path, member: str, server_code: str, central_url: str,
-              anchor: str | Path, db_url: str = "", client_port: int = 8080,
-              server_port: int = 5500, admin_port: int = 5588, address: str = "") -> NodeHome:
+def init_node(
+    directory: str | Path,
+    member: str,
+    server_code: str,
+    central_url: str,
+    anchor: str | Path,
+    db_url: str = "",
+    client_port: int = 8080,
+    server_port: int = 5500,
+    admin_port: int = 5588,
+    address: str = "",
+) -> NodeHome:
     """Create a node directory: configuration, anchor copy, migrated database."""
     target = Path(directory)
     if (target / CONFIG_FILE).exists():
@@ -189,7 +207,15 @@ def init_node(directory: str | Path, member: str, server_code: str, central_url:
     (target / "certs").mkdir(exist_ok=True)
     ConfStore(target / "globalconf").install_anchor(anchor_pem)
     (target / CONFIG_FILE).write_text(
-        render_config(str(member_id), server_code, central_url, db_url, client_port,
-                      server_port, admin_port, address)
+        render_config(
+            str(member_id),
+            server_code,
+            central_url,
+            db_url,
+            client_port,
+            server_port,
+            admin_port,
+            address,
+        )
     )
     return NodeHome.open(target)

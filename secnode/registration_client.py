@@ -37,5 +37,6 @@ def submit(url: str, envelope: bytes, *, timeout: float = 10.0) -> dict[str, Any
             f"registry refused the request: {message}", code=code, status=exc.code
         ) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise RegistrationError(f"cannot reach the registry at {url}: {exc}",
-                                code="NetworkError", status=0) from exc
+        raise RegistrationError(
+            f"cannot reach the registry at {url}: {exc}", code="NetworkError", status=0
+        ) from exc

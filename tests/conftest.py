@@ -19,6 +19,9 @@ from certs import keys
 from certs.ca import CertificateAuthority, cert_pem
 from secnode.demo.ports import free_port  # noqa: F401 - the tests import it from here
 
+# The federation fixtures (federation, federation_factory) for every test module.
+pytest_plugins = ["tests.nodefixtures"]
+
 PASSPHRASE = b"test-passphrase"
 PG_URL_ENV = "SECNODE_TEST_PG_URL"
 
@@ -37,13 +40,21 @@ def cli_env() -> dict[str, str]:
 
 
 def run_cli(
-    tool: str, *args: str, check: bool = True, cwd: str | Path | None = None,
-    env: dict[str, str] | None = None, timeout: float = 120,
+    tool: str,
+    *args: str,
+    check: bool = True,
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``certs``/``central``/``secnode`` as a real subprocess (``python -m``)."""
     proc = subprocess.run(
-        [sys.executable, "-m", tool, *args], capture_output=True, text=True,
-        cwd=cwd, env=env or cli_env(), timeout=timeout,
+        [sys.executable, "-m", tool, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env or cli_env(),
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -74,8 +85,10 @@ def spawn() -> Iterator[object]:
 
     def start(tool: str, *args: str, port: int | None = None) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", tool, *args], env=cli_env(),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", tool, *args],
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         procs.append(proc)
         if port is not None:
@@ -111,8 +124,14 @@ class TestCA:
     def cert_path(self) -> Path:
         return self.dir / "ca.pem"
 
-    def issue(self, profile: str, subject: str, name: str | None = None,
-              days: int = 365, key_type: str = "ec") -> Issued:
+    def issue(
+        self,
+        profile: str,
+        subject: str,
+        name: str | None = None,
+        days: int = 365,
+        key_type: str = "ec",
+    ) -> Issued:
         key = keys.generate_key(key_type)
         csr = keys.build_csr(key, keys.parse_subject(subject))
         cert = self.ca.issue(csr, profile, PASSPHRASE, days=days)

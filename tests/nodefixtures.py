@@ -97,8 +97,9 @@ def invoke(tool: str, *args: str | Path, check: bool = True) -> CliResult:
     env = {"SECNODE_PASSPHRASE": PASSPHRASE.decode(), "SECNODE_DIR": None, "CENTRAL_DIR": None}
     result = CliRunner().invoke(cli_command(tool), argv, env=env, catch_exceptions=True)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise StepFailed(f"{tool} {shlex.join(argv)} crashed: {result.exception!r}\n"
-                         f"{result.output}") from result.exception
+        raise StepFailed(
+            f"{tool} {shlex.join(argv)} crashed: {result.exception!r}\n{result.output}"
+        ) from result.exception
     out = CliResult(result.exit_code, result.stdout, result.stderr)
     if check and out.exit_code != 0:
         raise StepFailed(f"{tool} {shlex.join(argv)} failed ({out.exit_code}):\n{out.output}")
@@ -115,7 +116,7 @@ def set_toml(path: Path, section: str, key: str, value: Any) -> None:
         if header:
             current = header.group(1)
         elif current == section and re.match(rf"^{key}\s*=", line):
-            comment = line[line.index("#"):].rstrip("\n") if "#" in line else ""
+            comment = line[line.index("#") :].rstrip("\n") if "#" in line else ""
             lines[i] = f"{key} = {rendered}" + (f"  {comment}" if comment else "") + "\n"
             path.write_text("".join(lines))
             return
@@ -131,8 +132,9 @@ def http_json(url: str, timeout: float = 5) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read())
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.1) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -257,14 +259,19 @@ class Federation:
         return int(versions[0]["version"])
 
     # ----- processes ----------------------------------------------------------------------
-    def start(self, name: str, tool: str, *args: str | Path, port: int | None = None,
-              timeout: float = 20) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, tool: str, *args: str | Path, port: int | None = None, timeout: float = 20
+    ) -> subprocess.Popen[bytes]:
         """Run a server subprocess with its output in ``logs/NAME.log``; wait for ``port``."""
         log_path = self.log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", tool, *(str(a) for a in args)],
-                                    stdout=log_file, stderr=subprocess.STDOUT, env=cli_env())
+            proc = subprocess.Popen(
+                [sys.executable, "-m", tool, *(str(a) for a in args)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=cli_env(),
+            )
         self.processes[name] = proc
         if port is not None:
             try:
@@ -295,24 +302,50 @@ class Federation:
             self.stop(name)
 
     def start_ocsp(self, validity: int = 3600) -> None:
-        self.start("ocsp", "certs", "ocsp", "serve", self.ca_dir, "--port", str(self.ocsp_port),
-                   "--validity", str(validity), port=self.ocsp_port)
+        self.start(
+            "ocsp",
+            "certs",
+            "ocsp",
+            "serve",
+            self.ca_dir,
+            "--port",
+            str(self.ocsp_port),
+            "--validity",
+            str(validity),
+            port=self.ocsp_port,
+        )
 
     def start_central(self) -> None:
-        self.start("central", "central", "serve", "--port", str(self.central_port), "--dir",
-                   self.central_dir, port=self.central_port)
+        self.start(
+            "central",
+            "central",
+            "serve",
+            "--port",
+            str(self.central_port),
+            "--dir",
+            self.central_dir,
+            port=self.central_port,
+        )
 
     def restart_central(self) -> None:
         """After ``central settings set``: a fresh server re-reads the validity at once."""
         self.stop("central")
         self.start_central()
 
-    def start_node(self, name: str, wait_healthy: bool = True,
-                   timeout: float = 20) -> subprocess.Popen[bytes]:
+    def start_node(
+        self, name: str, wait_healthy: bool = True, timeout: float = 20
+    ) -> subprocess.Popen[bytes]:
         """``secnode serve`` for node ``name``; by default waits until ``/health`` says ok."""
         node = self.nodes[name]
-        proc = self.start(f"node-{name}", "secnode", "serve", "--dir", node.dir,
-                          port=node.admin_port, timeout=timeout)
+        proc = self.start(
+            f"node-{name}",
+            "secnode",
+            "serve",
+            "--dir",
+            node.dir,
+            port=node.admin_port,
+            timeout=timeout,
+        )
         if wait_healthy:
             wait_until(lambda: node.health()[0] == 200, timeout, f"{name} /health ok")
         return proc
@@ -322,19 +355,22 @@ class Federation:
 
     # ----- building -----------------------------------------------------------------------
     @classmethod
-    def create(cls, base: Path, settings: dict[str, int] | None = None,
-               start_servers: bool = True) -> Federation:
+    def create(
+        cls, base: Path, settings: dict[str, int] | None = None, start_servers: bool = True
+    ) -> Federation:
         """CA with OCSP responder and a central registry approving it; both serving."""
         fed = cls(base, free_port(), free_port())
         base.mkdir(parents=True, exist_ok=True)
         try:
-            fed.certs("ca", "init", fed.ca_dir, "--name", "Test Municipal CA",
-                      "--ocsp-url", fed.ocsp_url)
+            fed.certs(
+                "ca", "init", fed.ca_dir, "--name", "Test Municipal CA", "--ocsp-url", fed.ocsp_url
+            )
             if start_servers:
                 fed.start_ocsp()
             invoke("central", "init", fed.central_dir, "--instance", INSTANCE)
-            fed.central("ca", "add", fed.ca_cert, "--name", "Test Municipal CA",
-                        "--ocsp-url", fed.ocsp_url)
+            fed.central(
+                "ca", "add", fed.ca_cert, "--name", "Test Municipal CA", "--ocsp-url", fed.ocsp_url
+            )
             for name, value in (settings or {}).items():
                 fed.central("settings", "set", name, str(value))
             fed.publish()
@@ -347,8 +383,7 @@ class Federation:
 
     def issue(self, csr: Path, profile: str, out: Path, ca_dir: Path | None = None) -> Path:
         """What the CA operator does with a node's CSR."""
-        self.certs("issue", ca_dir or self.ca_dir, "--csr", csr, "--profile", profile,
-                   "--out", out)
+        self.certs("issue", ca_dir or self.ca_dir, "--csr", csr, "--profile", profile, "--out", out)
         return out
 
     def add_node(
@@ -369,16 +404,40 @@ class Federation:
         ``register=False`` stops after ``secnode init`` and ``secnode sync`` (no keys yet).
         ``config`` edits ``secnode.toml`` right after init (``{"ocsp": {"fetch_interval": 1}}``).
         """
-        node = NodeHandle(name, member, member_name or name.title(), server_code,
-                          self.base / name, free_port(), free_port(), free_port(), db_url,
-                          list(subsystems))
+        node = NodeHandle(
+            name,
+            member,
+            member_name or name.title(),
+            server_code,
+            self.base / name,
+            free_port(),
+            free_port(),
+            free_port(),
+            db_url,
+            list(subsystems),
+        )
         if add_member:
             self.central("member", "add", member, "--name", node.member_name)
         init: list[str | Path] = [
-            "init", node.dir, "--member", member, "--server-code", server_code,
-            "--central", self.central_url, "--anchor", self.anchor,
-            "--client-port", str(node.client_port), "--server-port", str(node.server_port),
-            "--admin-port", str(node.admin_port), "--address", node.address]
+            "init",
+            node.dir,
+            "--member",
+            member,
+            "--server-code",
+            server_code,
+            "--central",
+            self.central_url,
+            "--anchor",
+            self.anchor,
+            "--client-port",
+            str(node.client_port),
+            "--server-port",
+            str(node.server_port),
+            "--admin-port",
+            str(node.admin_port),
+            "--address",
+            node.address,
+        ]
         invoke("secnode", *init, *(["--db", db_url] if db_url else []))
         self.nodes[name] = node
         for section, values in (config or {}).items():
@@ -420,8 +479,9 @@ def build_federation(
     fed = Federation.create(base, settings)
     try:
         for name, member, member_name in cities:
-            fed.add_node(name, member, member_name, config=node_config,
-                         db_url=(db_urls or {}).get(name, ""))
+            fed.add_node(
+                name, member, member_name, config=node_config, db_url=(db_urls or {}).get(name, "")
+            )
         fed.approve_all()
         fed.sync_all()
     except BaseException:

@@ -25,8 +25,11 @@ TAX = ServiceId.parse(f"{KAKO}/tax/getTax")
 
 
 def central(directory: Path, *args: str) -> None:
-    result = CliRunner().invoke(central_main, [*args, "--dir", str(directory)],
-                                env={"SECNODE_PASSPHRASE": "test-passphrase"})
+    result = CliRunner().invoke(
+        central_main,
+        [*args, "--dir", str(directory)],
+        env={"SECNODE_PASSPHRASE": "test-passphrase"},
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -35,8 +38,11 @@ def conf(tmp_path_factory: pytest.TempPathFactory) -> gc.GlobalConf:
     """Three cities; Aizu's residents subsystem and Tottori are in 'municipalities'."""
     tmp = tmp_path_factory.mktemp("registry")
     directory = tmp / "reg"
-    result = CliRunner().invoke(central_main, ["init", str(directory), "--instance", "JP"],
-                                env={"SECNODE_PASSPHRASE": "test-passphrase"})
+    result = CliRunner().invoke(
+        central_main,
+        ["init", str(directory), "--instance", "JP"],
+        env={"SECNODE_PASSPHRASE": "test-passphrase"},
+    )
     assert result.exit_code == 0, result.output
     for member, name in ((AIZU, "Aizu"), (KAKO, "Kakogawa"), (TOTTORI, "Tottori")):
         central(directory, "member", "add", member, "--name", name)
@@ -48,13 +54,15 @@ def conf(tmp_path_factory: pytest.TempPathFactory) -> gc.GlobalConf:
     central(directory, "conf", "publish")
     central(directory, "conf", "export", "--out-dir", str(tmp / "v1"))
     anchors = gc.load_pem_certs((directory / "anchor.pem").read_bytes())
-    return gc.verify((tmp / "v1/conf.json").read_bytes(), (tmp / "v1/conf.sig").read_bytes(),
-                     anchors)
+    return gc.verify(
+        (tmp / "v1/conf.json").read_bytes(), (tmp / "v1/conf.sig").read_bytes(), anchors
+    )
 
 
 def entry(*grants: str) -> ServiceEntry:
-    return ServiceEntry(1, TAX, "rest", "http://127.0.0.1:9/tax", 30.0, None, None,
-                        frozenset(grants))
+    return ServiceEntry(
+        1, TAX, "rest", "http://127.0.0.1:9/tax", 30.0, None, None, frozenset(grants)
+    )
 
 
 def test_a_direct_grant_names_the_client_itself(conf: gc.GlobalConf) -> None:
@@ -90,16 +98,20 @@ def test_no_grant_is_no_access(conf: gc.GlobalConf) -> None:
 CERT = "ab" * 32
 
 
-@pytest.mark.parametrize(("rules", "remote", "peer", "allowed"), [
-    ([], "127.0.0.1", None, False),  # no rule: nobody may act as the subsystem
-    ([("any", "*")], "192.0.2.7", None, True),
-    ([("address", "127.0.0.1")], "127.0.0.1", None, True),
-    ([("address", "127.0.0.1")], "127.0.0.2", CERT, False),
-    ([("cert", CERT)], "192.0.2.7", CERT, True),
-    ([("cert", CERT)], "192.0.2.7", None, False),  # plain HTTP: no certificate to match
-    ([("cert", CERT)], "192.0.2.7", "cd" * 32, False),
-    ([("address", "10.0.0.1"), ("cert", CERT)], "192.0.2.7", CERT, True),
-])
-def test_caller_rules(rules: list[tuple[str, str]], remote: str, peer: str | None,
-                      allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("rules", "remote", "peer", "allowed"),
+    [
+        ([], "127.0.0.1", None, False),  # no rule: nobody may act as the subsystem
+        ([("any", "*")], "192.0.2.7", None, True),
+        ([("address", "127.0.0.1")], "127.0.0.1", None, True),
+        ([("address", "127.0.0.1")], "127.0.0.2", CERT, False),
+        ([("cert", CERT)], "192.0.2.7", CERT, True),
+        ([("cert", CERT)], "192.0.2.7", None, False),  # plain HTTP: no certificate to match
+        ([("cert", CERT)], "192.0.2.7", "cd" * 32, False),
+        ([("address", "10.0.0.1"), ("cert", CERT)], "192.0.2.7", CERT, True),
+    ],
+)
+def test_caller_rules(
+    rules: list[tuple[str, str]], remote: str, peer: str | None, allowed: bool
+) -> None:
     assert caller_allowed(rules, remote, peer) is allowed

@@ -39,19 +39,29 @@ RANGES = [(1, 16), (17, 24), (25, 32), (33, 40)]
 
 
 def archive_range(
-    world: World, log: Log, first: int, last: int, sequence: int, previous: bytes | None,
-    *, records: list[LogRecord] | None = None, signer_issued: object | None = None,
+    world: World,
+    log: Log,
+    first: int,
+    last: int,
+    sequence: int,
+    previous: bytes | None,
+    *,
+    records: list[LogRecord] | None = None,
+    signer_issued: object | None = None,
 ) -> bytes:
-    chosen = records if records is not None else [
-        r for r in log.records if first <= r.seq <= last
-    ]
-    evidence = select_evidence(chosen, log.batches, log.proofs, world.certificates(),
-                               world.ocsp.values())
+    chosen = records if records is not None else [r for r in log.records if first <= r.seq <= last]
+    evidence = select_evidence(
+        chosen, log.batches, log.proofs, world.certificates(), world.ocsp.values()
+    )
     who = signer_issued or world.node
     return write_archive(
-        evidence, node_id=NODE_ID, signer_cert=who.cert,  # type: ignore[attr-defined]
+        evidence,
+        node_id=NODE_ID,
+        signer_cert=who.cert,  # type: ignore[attr-defined]
         signer=keys.SoftwareSigner(who.key),  # type: ignore[attr-defined]
-        extra_certs=[world.ca.ca.cert], sequence=sequence, previous_archive_sha256=previous,
+        extra_certs=[world.ca.ca.cert],
+        sequence=sequence,
+        previous_archive_sha256=previous,
         created_at=T0 + dt.timedelta(hours=1, minutes=sequence),
         archive_id=f"mlog-{sequence}",
     )
@@ -82,8 +92,9 @@ def archives(world: World, clean: Log) -> list[bytes]:
     return make_archives(world, clean)
 
 
-def verify(world: World, blobs: list[bytes], live: LogEvidence | None = None,
-           **options: object) -> VerificationReport:
+def verify(
+    world: World, blobs: list[bytes], live: LogEvidence | None = None, **options: object
+) -> VerificationReport:
     opts = VerifyOptions(**{"as_of": AS_OF, **options})  # type: ignore[arg-type]
     return verify_files(blobs, world.anchors, live=live, options=opts)
 
@@ -93,8 +104,9 @@ def entries(blob: bytes) -> list[tuple[str, bytes]]:
         return [(i.filename, zf.read(i)) for i in zf.infolist()]
 
 
-def rezip(blob: bytes, mutate: Callable[[list[tuple[str, bytes]]], list[tuple[str, bytes]]]
-          ) -> bytes:
+def rezip(
+    blob: bytes, mutate: Callable[[list[tuple[str, bytes]]], list[tuple[str, bytes]]]
+) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in mutate(entries(blob)):
@@ -113,15 +125,26 @@ def replace_entry(blob: bytes, name: str, fn: Callable[[bytes], bytes]) -> bytes
 def test_archive_layout_and_manifest(world: World, archives: list[bytes]) -> None:
     loaded = read_archive(archives[1], "a2")
     names = [n for n, _ in entries(archives[1])]
-    assert names[:5] == ["mimetype", "manifest.json", "manifest.sig", "records.jsonl",
-                         "batches.json"]
+    assert names[:5] == [
+        "mimetype",
+        "manifest.json",
+        "manifest.sig",
+        "records.jsonl",
+        "batches.json",
+    ]
     assert all(n.startswith(("certs/", "ocsp/")) for n in names[5:])
     with zipfile.ZipFile(io.BytesIO(archives[1])) as zf:
         assert zf.infolist()[0].compress_type == zipfile.ZIP_STORED
         assert zf.read("mimetype") == MIMETYPE
     m = loaded.manifest
     assert (m.kind, m.sequence, m.chain_id, m.first_seq, m.last_seq, m.record_count) == (
-        ArchiveKind.ARCHIVE, 2, CHAIN, 17, 24, 8)
+        ArchiveKind.ARCHIVE,
+        2,
+        CHAIN,
+        17,
+        24,
+        8,
+    )
     assert m.previous_archive_sha256 == read_archive(archives[0]).sha256
     assert loaded.sha256 == hashlib.sha256(loaded.manifest_bytes).digest()
     for name, content in loaded.files.items():
@@ -135,8 +158,7 @@ def test_archive_layout_and_manifest(world: World, archives: list[bytes]) -> Non
     assert doc["format"] == "secnode-log-archive/1"
 
 
-def test_records_round_trip_with_bodies(world: World, clean: Log,
-                                        archives: list[bytes]) -> None:
+def test_records_round_trip_with_bodies(world: World, clean: Log, archives: list[bytes]) -> None:
     loaded = read_archive(archives[0])
     assert loaded.evidence.records == clean.records[:16]
     assert [r.body for r in loaded.evidence.records] == [r.body for r in clean.records[:16]]
@@ -165,8 +187,9 @@ def test_archives_plus_live_database(world: World, clean: Log, archives: list[by
     assert (report.first_failure.kind, report.first_failure.seq) == (FailureKind.MISSING, 30)
 
 
-def test_database_row_changed_after_archiving(world: World, clean: Log,
-                                             archives: list[bytes]) -> None:
+def test_database_row_changed_after_archiving(
+    world: World, clean: Log, archives: list[bytes]
+) -> None:
     live = clean.copy()
     live.records = list(clean.records[16:])
     live.records[2] = dataclasses.replace(live.records[2], user_id="JP000000000")
@@ -185,24 +208,69 @@ def test_openssl_accepts_manifest_signature_and_token(
     ca = tmp_path / "ca.pem"
     ca.write_bytes(world.ca.ca.cert.public_bytes(serialization.Encoding.PEM))
     cms = subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
-         str(tmp_path / "manifest.sig"), "-content", str(tmp_path / "manifest.json"),
-         "-CAfile", str(ca), "-purpose", "any", "-out", "/dev/null"],
-        capture_output=True, text=True)
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            str(tmp_path / "manifest.sig"),
+            "-content",
+            str(tmp_path / "manifest.json"),
+            "-CAfile",
+            str(ca),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert cms.returncode == 0, cms.stderr
     batch = loaded.evidence.batches[0]
     (tmp_path / "token.tst").write_bytes(batch.token)
     tsa = tmp_path / "tsa.pem"
     tsa.write_bytes(world.tsa_cert.public_bytes(serialization.Encoding.PEM))
     ts = subprocess.run(
-        ["openssl", "ts", "-verify", "-digest", batch.root.hex(), "-in",
-         str(tmp_path / "token.tst"), "-token_in", "-CAfile", str(ca), "-untrusted", str(tsa)],
-        capture_output=True, text=True)
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            batch.root.hex(),
+            "-in",
+            str(tmp_path / "token.tst"),
+            "-token_in",
+            "-CAfile",
+            str(ca),
+            "-untrusted",
+            str(tsa),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ts.returncode == 0 and "Verification: OK" in ts.stdout, ts.stdout + ts.stderr
     other = subprocess.run(
-        ["openssl", "ts", "-verify", "-digest", hashlib.sha256(b"x").hexdigest(), "-in",
-         str(tmp_path / "token.tst"), "-token_in", "-CAfile", str(ca), "-untrusted", str(tsa)],
-        capture_output=True, text=True)
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            hashlib.sha256(b"x").hexdigest(),
+            "-in",
+            str(tmp_path / "token.tst"),
+            "-token_in",
+            "-CAfile",
+            str(ca),
+            "-untrusted",
+            str(tsa),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert other.returncode != 0
 
 
@@ -228,8 +296,9 @@ def test_middle_archive_replaced_by_resigned_forgery(
     """An insider with the sign key rewrites archive 2 (a body changed): the chain breaks."""
     records = [r for r in clean.records if 17 <= r.seq <= 24]
     records[3] = dataclasses.replace(records[3], body=b"rewritten")
-    forged = archive_range(world, clean, 17, 24, 2, read_archive(archives[0]).sha256,
-                           records=records)
+    forged = archive_range(
+        world, clean, 17, 24, 2, read_archive(archives[0]).sha256, records=records
+    )
     report = verify(world, [archives[0], forged, archives[2], archives[3]])
     kinds = report.kinds()
     assert FailureKind.ARCHIVE_CHAIN in kinds
@@ -269,13 +338,13 @@ def test_body_byte_changed_in_archive(world: World, archives: list[bytes]) -> No
     assert report.kinds() == [FailureKind.ALTERED, FailureKind.MANIFEST]
 
 
-def test_records_swapped_in_resigned_archive(world: World, clean: Log,
-                                             archives: list[bytes]) -> None:
+def test_records_swapped_in_resigned_archive(
+    world: World, clean: Log, archives: list[bytes]
+) -> None:
     records = [r for r in clean.records if 17 <= r.seq <= 24]
     records[1], records[2] = records[2], records[1]
     with pytest.raises(ArchiveFormatError, match="contiguous"):
-        archive_range(world, clean, 17, 24, 2, read_archive(archives[0]).sha256,
-                      records=records)
+        archive_range(world, clean, 17, 24, 2, read_archive(archives[0]).sha256, records=records)
     # the writer refuses, so the forger edits the zip and re-signs the manifest by hand
     loaded = read_archive(archives[1])
     swapped = b"".join(r.to_jsonl() + b"\n" for r in records)
@@ -285,9 +354,13 @@ def test_records_swapped_in_resigned_archive(world: World, clean: Log,
     assert (report.first_failure.kind, report.first_failure.seq) == (FailureKind.REORDERED, 19)
 
 
-def _resign(world: World, loaded: LoadedArchive, changes: dict[str, bytes],
-            manifest_edit: Callable[[dict[str, object]], None] | None = None,
-            signer: object | None = None) -> bytes:
+def _resign(
+    world: World,
+    loaded: LoadedArchive,
+    changes: dict[str, bytes],
+    manifest_edit: Callable[[dict[str, object]], None] | None = None,
+    signer: object | None = None,
+) -> bytes:
     from certs.cms import sign_detached
     from secnode.core.jsonfmt import canonical_json
 
@@ -300,11 +373,11 @@ def _resign(world: World, loaded: LoadedArchive, changes: dict[str, bytes],
     manifest_bytes = canonical_json(manifest)
     who = signer or world.node
     files["manifest.json"] = manifest_bytes
-    files["manifest.sig"] = sign_detached(
-        manifest_bytes, who.cert, keys.SoftwareSigner(who.key))  # type: ignore[attr-defined]
+    files["manifest.sig"] = sign_detached(manifest_bytes, who.cert, keys.SoftwareSigner(who.key))  # type: ignore[attr-defined]
     order = ["mimetype", "manifest.json", "manifest.sig"]
-    return _zip_entries([(n, files[n]) for n in order]
-                        + [(n, d) for n, d in files.items() if n not in order])
+    return _zip_entries(
+        [(n, files[n]) for n in order] + [(n, d) for n, d in files.items() if n not in order]
+    )
 
 
 def _zip_entries(items: list[tuple[str, bytes]]) -> bytes:
@@ -332,10 +405,17 @@ def test_manifest_edited_without_signing_key(world: World, archives: list[bytes]
 
 
 def test_manifest_signed_by_another_member(world: World, archives: list[bytes]) -> None:
-    resigned = _resign(world, read_archive(archives[0]), {}, signer=world.peer,
-                       manifest_edit=lambda m: m.update(
-                           signer_cert_sha256=hashlib.sha256(world.peer.cert.public_bytes(
-                               serialization.Encoding.DER)).hexdigest()))
+    resigned = _resign(
+        world,
+        read_archive(archives[0]),
+        {},
+        signer=world.peer,
+        manifest_edit=lambda m: m.update(
+            signer_cert_sha256=hashlib.sha256(
+                world.peer.cert.public_bytes(serialization.Encoding.DER)
+            ).hexdigest()
+        ),
+    )
     report = verify(world, [resigned, *archives[1:]])
     kinds = report.kinds()
     assert kinds[0] is FailureKind.MANIFEST
@@ -372,13 +452,22 @@ def test_unlisted_and_missing_files(world: World, archives: list[bytes]) -> None
         (lambda es: [*es, ("certs\\" + "a" * 64 + ".der", b"x")], "unexpected entry"),
         (lambda es: [*es, ("certs/", b"")], "unexpected entry"),
         (lambda es: [*es, ("notes.txt", b"x")], "unexpected entry"),
-        pytest.param(lambda es: [*es, es[3]], "duplicate entry",
-                     marks=pytest.mark.filterwarnings("ignore:Duplicate name")),
+        pytest.param(
+            lambda es: [*es, es[3]],
+            "duplicate entry",
+            marks=pytest.mark.filterwarnings("ignore:Duplicate name"),
+        ),
         (lambda es: [e for e in es if e[0] != "manifest.sig"], "missing manifest.sig"),
         (lambda es: [es[1], es[0], *es[2:]], "first entry"),
         (lambda es: [("mimetype", b"application/zip"), *es[1:]], "mimetype"),
-        (lambda es: [*es[:3], ("records.jsonl", es[3][1].replace(b'{"body"', b'{ "body"', 1)),
-                     *es[4:]], "not canonical"),
+        (
+            lambda es: [
+                *es[:3],
+                ("records.jsonl", es[3][1].replace(b'{"body"', b'{ "body"', 1)),
+                *es[4:],
+            ],
+            "not canonical",
+        ),
         (lambda es: [*es[:3], ("records.jsonl", es[3][1].rstrip(b"\n")), *es[4:]], "newline"),
         (lambda es: [*es[:4], ("batches.json", b"[]"), *es[5:]], "JSON object"),
         (lambda es: [*es[:1], ("manifest.json", b'{"format":"other"}'), *es[2:]], "manifest"),
@@ -401,8 +490,7 @@ def test_reader_limits(archives: list[bytes], tmp_path: Path) -> None:
     with pytest.raises(ArchiveFormatError, match="total limit"):
         read_archive(archives[0], limits=ReadLimits(max_total_bytes=5000))
     # a zip bomb: a small file that inflates past the limit
-    bomb = rezip(archives[0], lambda es: [*es[:3], ("records.jsonl", b"\n" * 5_000_000),
-                                          *es[4:]])
+    bomb = rezip(archives[0], lambda es: [*es[:3], ("records.jsonl", b"\n" * 5_000_000), *es[4:]])
     assert len(bomb) < 100_000
     with pytest.raises(ArchiveFormatError, match="larger than"):
         read_archive(bomb, limits=ReadLimits(max_entry_bytes=1_000_000))
@@ -432,15 +520,29 @@ def test_writer_refuses_what_verify_would_reject(world: World, clean: Log) -> No
 
 
 # ----- evidence bundles --------------------------------------------------------------------
-def make_bundle(world: World, log: Log, seqs: tuple[int, ...] = (9, 10),
-                records: list[LogRecord] | None = None, with_proofs: bool = True) -> bytes:
+def make_bundle(
+    world: World,
+    log: Log,
+    seqs: tuple[int, ...] = (9, 10),
+    records: list[LogRecord] | None = None,
+    with_proofs: bool = True,
+) -> bytes:
     chosen = records if records is not None else [r for r in log.records if r.seq in seqs]
-    evidence = select_evidence(chosen, log.batches, log.proofs if with_proofs else [],
-                               world.certificates(), world.ocsp.values())
+    evidence = select_evidence(
+        chosen,
+        log.batches,
+        log.proofs if with_proofs else [],
+        world.certificates(),
+        world.ocsp.values(),
+    )
     return write_archive(
-        evidence, node_id=NODE_ID, signer_cert=world.node.cert,
-        signer=keys.SoftwareSigner(world.node.key), extra_certs=[world.ca.ca.cert],
-        kind=ArchiveKind.BUNDLE, created_at=T0 + dt.timedelta(hours=2),
+        evidence,
+        node_id=NODE_ID,
+        signer_cert=world.node.cert,
+        signer=keys.SoftwareSigner(world.node.key),
+        extra_certs=[world.ca.ca.cert],
+        kind=ArchiveKind.BUNDLE,
+        created_at=T0 + dt.timedelta(hours=2),
         description="message msg-5: request and response",
     )
 
@@ -470,13 +572,13 @@ def test_evidence_bundle_tampering(world: World, clean: Log) -> None:
     report = verify(world, [make_bundle(world, clean, records=[records[0], resealed])])
     assert report.first_failure is not None
     assert report.first_failure.kind is FailureKind.ALTERED  # link to seq 9 breaks
-    report = verify(world, [make_bundle(world, clean, with_proofs=False)],
-                    as_of=T0 + dt.timedelta(days=1))
+    report = verify(
+        world, [make_bundle(world, clean, with_proofs=False)], as_of=T0 + dt.timedelta(days=1)
+    )
     assert report.kinds() == [FailureKind.UNSTAMPED, FailureKind.UNSTAMPED]
 
 
-def test_bundle_verifies_beside_archives(world: World, clean: Log,
-                                         archives: list[bytes]) -> None:
+def test_bundle_verifies_beside_archives(world: World, clean: Log, archives: list[bytes]) -> None:
     report = verify(world, [*archives, make_bundle(world, clean)])
     assert report.ok, report.summary()
 

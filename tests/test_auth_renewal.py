@@ -26,11 +26,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import PASSPHRASE, free_port
-from tests.nodefixtures import (  # noqa: F401 (fixture)
+from tests.nodefixtures import (
     Federation,
     NodeHandle,
     StepFailed,
-    federation_factory,
     wait_until,
 )
 
@@ -178,7 +177,7 @@ def renew(fed: Federation, node: NodeHandle, usage: str, new_key: bool) -> Path:
 
 
 @pytest.mark.parametrize("new_key", [True, False], ids=["new-key", "same-key"])
-def test_renewal_keeps_exchange_working_both_ways(federation_factory: Any, new_key: bool) -> None:  # noqa: F811
+def test_renewal_keeps_exchange_working_both_ways(federation_factory: Any, new_key: bool) -> None:
     fed: Federation = federation_factory(settings=SETTINGS, node_config=NODE_CONFIG)
     a, b = fed.nodes["aizu"], fed.nodes["takamatsu"]
     serve_each_other(fed)

@@ -25,18 +25,40 @@ SUBJECTS = {
 
 def openssl_csr(tmp_path: Path, name: str, subject: str) -> Path:
     subprocess.run(
-        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", str(tmp_path / f"{name}.key"), "-subj", subject,
-         "-out", str(tmp_path / f"{name}.csr")],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / f"{name}.key"),
+            "-subj",
+            subject,
+            "-out",
+            str(tmp_path / f"{name}.csr"),
+        ],
+        check=True,
+        capture_output=True,
     )
     return tmp_path / f"{name}.csr"
 
 
 @pytest.fixture
 def ca_dir(tmp_path: Path) -> Path:
-    run_cli("certs", "ca", "init", str(tmp_path / "ca"), "--name", "Test CA",
-            "--ocsp-url", "http://127.0.0.1:9999/ocsp")
+    run_cli(
+        "certs",
+        "ca",
+        "init",
+        str(tmp_path / "ca"),
+        "--name",
+        "Test CA",
+        "--ocsp-url",
+        "http://127.0.0.1:9999/ocsp",
+    )
     return tmp_path / "ca"
 
 
@@ -44,13 +66,19 @@ def ca_dir(tmp_path: Path) -> Path:
 def test_openssl_verify_accepts_every_profile(tmp_path: Path, ca_dir: Path, profile: str) -> None:
     csr = openssl_csr(tmp_path, profile, SUBJECTS[profile])
     out = tmp_path / f"{profile}.pem"
-    run_cli("certs", "issue", str(ca_dir), "--csr", str(csr), "--profile", profile,
-            "--out", str(out))
-    purpose = {"sign": [], "auth": ["-purpose", "sslclient"], "ocsp": [],
-               "tsa": ["-purpose", "timestampsign"]}[profile]
+    run_cli(
+        "certs", "issue", str(ca_dir), "--csr", str(csr), "--profile", profile, "--out", str(out)
+    )
+    purpose = {
+        "sign": [],
+        "auth": ["-purpose", "sslclient"],
+        "ocsp": [],
+        "tsa": ["-purpose", "timestampsign"],
+    }[profile]
     result = subprocess.run(
         ["openssl", "verify", "-CAfile", str(ca_dir / "ca.pem"), *purpose, str(out)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(": OK")
@@ -83,11 +111,22 @@ def test_openssl_verify_accepts_every_profile(tmp_path: Path, ca_dir: Path, prof
         ("/serialNumber=JP\\/GOV\\/07 2028/O=Aizu", "not allowed"),
     ],
 )
-def test_sign_profile_refuses_bad_member_id(tmp_path: Path, ca_dir: Path, subject: str,
-                                             message: str) -> None:
+def test_sign_profile_refuses_bad_member_id(
+    tmp_path: Path, ca_dir: Path, subject: str, message: str
+) -> None:
     csr = openssl_csr(tmp_path, "bad", subject)
-    result = run_cli("certs", "issue", str(ca_dir), "--csr", str(csr), "--profile", "sign",
-                     "--out", str(tmp_path / "bad.pem"), check=False)
+    result = run_cli(
+        "certs",
+        "issue",
+        str(ca_dir),
+        "--csr",
+        str(csr),
+        "--profile",
+        "sign",
+        "--out",
+        str(tmp_path / "bad.pem"),
+        check=False,
+    )
     assert result.returncode == 1
     assert message in result.stderr
     assert not (tmp_path / "bad.pem").exists()
@@ -97,25 +136,50 @@ def test_sign_profile_refuses_bad_member_id(tmp_path: Path, ca_dir: Path, subjec
 def test_keys_are_encrypted_and_need_a_passphrase(tmp_path: Path) -> None:
     env_without = {k: v for k, v in __import__("os").environ.items() if k != "SECNODE_PASSPHRASE"}
     env_without["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    refused = run_cli("certs", "key", "new", "--out", str(tmp_path / "k.pem"), check=False,
-                      env=env_without)
+    refused = run_cli(
+        "certs", "key", "new", "--out", str(tmp_path / "k.pem"), check=False, env=env_without
+    )
     assert refused.returncode == 1 and "no passphrase" in refused.stderr
     assert not (tmp_path / "k.pem").exists()
     pw = tmp_path / "pw"
     pw.write_text("secret\n")
-    run_cli("certs", "key", "new", "--out", str(tmp_path / "k.pem"), "--type", "rsa",
-            "--passphrase-file", str(pw), env=env_without)
+    run_cli(
+        "certs",
+        "key",
+        "new",
+        "--out",
+        str(tmp_path / "k.pem"),
+        "--type",
+        "rsa",
+        "--passphrase-file",
+        str(pw),
+        env=env_without,
+    )
     data = (tmp_path / "k.pem").read_bytes()
     assert b"ENCRYPTED PRIVATE KEY" in data
     key = keys.load_key(tmp_path / "k.pem", b"secret")
     assert key.key_size == 3072
     with pytest.raises(keys.KeyFileError, match="wrong passphrase"):
         keys.load_key(tmp_path / "k.pem", b"other")
-    run_cli("certs", "csr", "--key", str(tmp_path / "k.pem"), "--passphrase-file", str(pw),
-            "--subject", "serialNumber=JP/GOV/072028, O=Aizu-Wakamatsu City, C=JP",
-            "--out", str(tmp_path / "r.csr"), env=env_without)
-    out = subprocess.run(["openssl", "req", "-in", str(tmp_path / "r.csr"), "-noout", "-verify",
-                          "-subject"], capture_output=True, text=True, check=True)
+    run_cli(
+        "certs",
+        "csr",
+        "--key",
+        str(tmp_path / "k.pem"),
+        "--passphrase-file",
+        str(pw),
+        "--subject",
+        "serialNumber=JP/GOV/072028, O=Aizu-Wakamatsu City, C=JP",
+        "--out",
+        str(tmp_path / "r.csr"),
+        env=env_without,
+    )
+    out = subprocess.run(
+        ["openssl", "req", "-in", str(tmp_path / "r.csr"), "-noout", "-verify", "-subject"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "serialNumber = JP/GOV/072028" in out.stdout
 
 

@@ -82,8 +82,9 @@ def subprocess_cli(*args: str, check: bool = True) -> subprocess.CompletedProces
     return run_cli("central", *args, check=check)
 
 
-def central(directory: Path, *args: str, check: bool = True,
-            cli: Runner = in_process) -> subprocess.CompletedProcess[str]:
+def central(
+    directory: Path, *args: str, check: bool = True, cli: Runner = in_process
+) -> subprocess.CompletedProcess[str]:
     return cli(*args, "--dir", str(directory), check=check)
 
 
@@ -109,8 +110,9 @@ def counts(directory: Path) -> dict[str, int]:
 
 
 def post(url: str, data: bytes) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -137,8 +139,13 @@ def node_certs(ca: TestCA, member: str, host: str) -> NodeCerts:
 
 def registration(certs: NodeCerts, node: str, address: str, subsystems: list[str]) -> bytes:
     return rc.build_request(
-        NodeId.parse(node), address, certs.auth.cert, signer(certs.auth),
-        certs.sign.cert, signer(certs.sign), [SubsystemId.parse(s) for s in subsystems],
+        NodeId.parse(node),
+        address,
+        certs.auth.cert,
+        signer(certs.auth),
+        certs.sign.cert,
+        signer(certs.sign),
+        [SubsystemId.parse(s) for s in subsystems],
     )
 
 
@@ -156,8 +163,11 @@ class Federation:
 
 
 def build_federation(
-    tmp_path: Path, spawn: Callable[..., Any], db_url: str | None = None,
-    settings: dict[str, int] | None = None, cli: Runner = in_process,
+    tmp_path: Path,
+    spawn: Callable[..., Any],
+    db_url: str | None = None,
+    settings: dict[str, int] | None = None,
+    cli: Runner = in_process,
 ) -> Federation:
     """init, CA, TSA, two members with subsystems, a group, serve."""
     directory = tmp_path / "central"
@@ -171,8 +181,9 @@ def build_federation(
         ("subsystem", "add", f"{KAKO}/tax"),
     ]
     tsa = ca.issue("tsa", "CN=Test TSA, O=Trust, C=JP")
-    steps.insert(1, ("tsa", "add", "tsa1", "--url", "http://127.0.0.1:9/tsa",
-                     "--cert", str(tsa.cert_path)))
+    steps.insert(
+        1, ("tsa", "add", "tsa1", "--url", "http://127.0.0.1:9/tsa", "--cert", str(tsa.cert_path))
+    )
     for step in steps:
         central(directory, *step, cli=cli)
     # beyond the acceptance scenario: in-process to keep the suite fast
@@ -181,22 +192,35 @@ def build_federation(
     for name, value in (settings or {}).items():
         central(directory, "settings", "set", name, str(value))
     port = free_port()
-    spawn("central", "serve", "--dir", str(directory), "--host", "127.0.0.1",
-          "--port", str(port), port=port)
-    return Federation(directory, ca, tsa, f"http://127.0.0.1:{port}",
-                      node_certs(ca, AIZU, "ss1.aizu.example"))
+    spawn(
+        "central",
+        "serve",
+        "--dir",
+        str(directory),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        port=port,
+    )
+    return Federation(
+        directory, ca, tsa, f"http://127.0.0.1:{port}", node_certs(ca, AIZU, "ss1.aizu.example")
+    )
 
 
-def run_end_to_end(tmp_path: Path, spawn: Callable[..., Any], db_url: str | None,
-                   cli: Runner = subprocess_cli) -> Federation:
+def run_end_to_end(
+    tmp_path: Path, spawn: Callable[..., Any], db_url: str | None, cli: Runner = subprocess_cli
+) -> Federation:
     """The acceptance scenario: its CLI steps through ``cli``, the server and node over HTTP.
 
     Inspection steps (list, show, verify) run in-process to keep the suite fast.
     """
     fed = build_federation(tmp_path, spawn, db_url, cli=cli)
     # 1. a node registers over HTTP with both signatures; it waits for approval
-    status, answer = post(f"{fed.url}/register", registration(
-        fed.node, f"{AIZU}/ss1", "ss1.aizu.example:5500", [f"{AIZU}/records"]))
+    status, answer = post(
+        f"{fed.url}/register",
+        registration(fed.node, f"{AIZU}/ss1", "ss1.aizu.example:5500", [f"{AIZU}/records"]),
+    )
     assert status == 202, answer
     assert answer["state"] == "pending"
     pending = central_json(fed.dir, "request", "list", "--state", "pending")
@@ -229,8 +253,7 @@ def run_end_to_end(tmp_path: Path, spawn: Callable[..., Any], db_url: str | None
     assert conf.is_tsa_approved(fed.tsa.cert)
     assert conf.is_tsa_approved("http://127.0.0.1:9/tsa")
     assert not conf.is_tsa_approved(fed.node.auth.cert)
-    assert set(map(str, conf.subsystems)) == {
-        f"{AIZU}/records", f"{AIZU}/residents", f"{KAKO}/tax"}
+    assert set(map(str, conf.subsystems)) == {f"{AIZU}/records", f"{AIZU}/residents", f"{KAKO}/tax"}
     assert conf.groups_of(MemberId.parse(AIZU)) == ["municipalities"]
     assert conf.settings == gc.SETTINGS_DEFAULTS
     assert dt.timedelta(seconds=599) <= conf.expires_at - conf.generated_at
@@ -242,19 +265,44 @@ def run_end_to_end(tmp_path: Path, spawn: Callable[..., Any], db_url: str | None
     (tmp_path / "conf.json").write_bytes(document)
     (tmp_path / "conf.sig").write_bytes(signature)
     proc = subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-content", str(tmp_path / "conf.json"),
-         "-in", str(tmp_path / "conf.sig"), "-inform", "DER", "-CAfile", str(fed.anchor),
-         "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-content",
+            str(tmp_path / "conf.json"),
+            "-in",
+            str(tmp_path / "conf.sig"),
+            "-inform",
+            "DER",
+            "-CAfile",
+            str(fed.anchor),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Verification successful" in proc.stderr
     # and our own CLI verifier agrees
-    out = json.loads(in_process("conf", "verify", str(tmp_path / "conf.json"),
-                                str(tmp_path / "conf.sig"), "--anchor", str(fed.anchor),
-                                "--json").stdout)
+    out = json.loads(
+        in_process(
+            "conf",
+            "verify",
+            str(tmp_path / "conf.json"),
+            str(tmp_path / "conf.sig"),
+            "--anchor",
+            str(fed.anchor),
+            "--json",
+        ).stdout
+    )
     assert out["version"] == conf.version and out["nodes"] == 1
     # 5. caching: an unchanged version answers 304
-    request = urllib.request.Request(f"{fed.url}/globalconf",
-                                     headers={"If-None-Match": conf.etag})
+    request = urllib.request.Request(f"{fed.url}/globalconf", headers={"If-None-Match": conf.etag})
     with pytest.raises(urllib.error.HTTPError) as not_modified:
         urllib.request.urlopen(request, timeout=10)
     assert not_modified.value.code == 304
@@ -273,11 +321,9 @@ def test_end_to_end_sqlite(tmp_path: Path, spawn: Callable[..., Any]) -> None:
     audit = central_json(fed.dir, "audit")
     actions = [a["action"] for a in audit]
     assert actions[0] == "instance.init"
-    assert {"member.add", "registration.receive", "request.approve", "conf.publish"} <= set(
-        actions)
+    assert {"member.add", "registration.receive", "request.approve", "conf.publish"} <= set(actions)
     approve = next(a for a in audit if a["action"] == "request.approve")
-    assert approve["operator"] and approve["details"]["subsystems_added"] == [
-        f"{AIZU}/records"]
+    assert approve["operator"] and approve["details"]["subsystems_added"] == [f"{AIZU}/records"]
 
 
 # ----- the global configuration refused ---------------------------------------------------
@@ -290,8 +336,9 @@ def published(tmp_path: Path) -> Iterator[tuple[Path, gc.GlobalConf]]:
     central(directory, "conf", "publish")
     central(directory, "conf", "export", "--out-dir", str(tmp_path / "v1"))
     anchors = gc.load_pem_certs((directory / "anchor.pem").read_bytes())
-    conf = gc.verify((tmp_path / "v1/conf.json").read_bytes(),
-                     (tmp_path / "v1/conf.sig").read_bytes(), anchors)
+    conf = gc.verify(
+        (tmp_path / "v1/conf.json").read_bytes(), (tmp_path / "v1/conf.sig").read_bytes(), anchors
+    )
     yield directory, conf
 
 
@@ -333,8 +380,9 @@ def test_expired_document_is_refused(published: tuple[Path, gc.GlobalConf]) -> N
     with pytest.raises(gc.GlobalConfError, match="expired at") as err:
         gc.verify(conf.document, conf.signature, _anchors(directory), at=later)
     assert err.value.code == "OutdatedGlobalConf"
-    again = gc.verify(conf.document, conf.signature, _anchors(directory), at=later,
-                      allow_expired=True)
+    again = gc.verify(
+        conf.document, conf.signature, _anchors(directory), at=later, allow_expired=True
+    )
     assert again.is_expired(later) and not again.is_expired(conf.expires_at)
 
 
@@ -344,8 +392,11 @@ def test_rollback_is_refused(tmp_path: Path, published: tuple[Path, gc.GlobalCon
     central(directory, "conf", "export", "--out-dir", str(tmp_path / "v2"))
     node = gc_io.ConfStore(tmp_path / "node")
     node.install_anchor((directory / "anchor.pem").read_bytes())
-    v2 = node.accept(gc_io.Fetched((tmp_path / "v2/conf.json").read_bytes(),
-                                (tmp_path / "v2/conf.sig").read_bytes(), 2))
+    v2 = node.accept(
+        gc_io.Fetched(
+            (tmp_path / "v2/conf.json").read_bytes(), (tmp_path / "v2/conf.sig").read_bytes(), 2
+        )
+    )
     assert v2.version == v1.version + 1
     with pytest.raises(gc.GlobalConfError, match="rollback refused: version 1 is older") as err:
         node.accept(gc_io.Fetched(v1.document, v1.signature, 1))
@@ -353,8 +404,9 @@ def test_rollback_is_refused(tmp_path: Path, published: tuple[Path, gc.GlobalCon
     assert node.load_last_good().version == v2.version  # the held copy is untouched
 
 
-def test_damaged_copy_on_disk_is_replaced(tmp_path: Path,
-                                          published: tuple[Path, gc.GlobalConf]) -> None:
+def test_damaged_copy_on_disk_is_replaced(
+    tmp_path: Path, published: tuple[Path, gc.GlobalConf]
+) -> None:
     directory, conf = published
     node = gc_io.ConfStore(tmp_path / "node")
     with pytest.raises(gc.GlobalConfError, match="no configuration anchor"):
@@ -377,16 +429,39 @@ def test_unknown_anchor_is_refused(
     for anchors in (_anchors(tmp_path / "other"), [test_ca.ca.cert]):
         with pytest.raises(gc.GlobalConfError, match="not the configuration anchor"):
             gc.verify(conf.document, conf.signature, anchors)
-    proc = run_cli("central", "conf", "verify", str(tmp_path / "v1/conf.json"),
-                   str(tmp_path / "v1/conf.sig"), "--anchor", str(tmp_path / "other/anchor.pem"),
-                   check=False)
+    proc = run_cli(
+        "central",
+        "conf",
+        "verify",
+        str(tmp_path / "v1/conf.json"),
+        str(tmp_path / "v1/conf.sig"),
+        "--anchor",
+        str(tmp_path / "other/anchor.pem"),
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: global configuration is signed by O=JP central")
     openssl = subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-content", str(tmp_path / "v1/conf.json"),
-         "-in", str(tmp_path / "v1/conf.sig"), "-inform", "DER", "-CAfile",
-         str(tmp_path / "other/anchor.pem"), "-purpose", "any", "-out", "/dev/null"],
-        capture_output=True)
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-content",
+            str(tmp_path / "v1/conf.json"),
+            "-in",
+            str(tmp_path / "v1/conf.sig"),
+            "-inform",
+            "DER",
+            "-CAfile",
+            str(tmp_path / "other/anchor.pem"),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+    )
     assert openssl.returncode != 0
 
 
@@ -423,38 +498,67 @@ def test_registration_refusals(tmp_path: Path, spawn: Callable[..., Any]) -> Non
     refused_post(b'{"request": "AAAA"}', 400, "InvalidRequest", "lacks auth_signature")
     refused_post(b"x" * (rc.MAX_REQUEST_BYTES + 10), 413, "RequestTooLarge", "exceeds")
     # a bad identifier, correctly signed
-    body = json.loads(rc.build_body(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
-                                    fed.node.auth.cert, fed.node.sign.cert))
+    body = json.loads(
+        rc.build_body(
+            NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example", fed.node.auth.cert, fed.node.sign.cert
+        )
+    )
     body["node"] = f"{AIZU}/ss:1"
     raw = canonical_json(body)
-    envelope = rc.build_envelope(raw, fed.node.auth.cert, signer(fed.node.auth),
-                                 fed.node.sign.cert, signer(fed.node.sign))
+    envelope = rc.build_envelope(
+        raw, fed.node.auth.cert, signer(fed.node.auth), fed.node.sign.cert, signer(fed.node.sign)
+    )
     refused_post(envelope, 400, "InvalidIdentifier", "forbidden character")
     # certificates from a CA the registry never approved
     rogue = node_certs(make_ca(tmp_path, "Rogue CA"), AIZU, "ss1.aizu.example")
-    refused_post(registration(rogue, f"{AIZU}/ss1", "ss1.aizu.example", []), 400,
-                 "UntrustedCertificate", "does not chain to an approved CA")
+    refused_post(
+        registration(rogue, f"{AIZU}/ss1", "ss1.aizu.example", []),
+        400,
+        "UntrustedCertificate",
+        "does not chain to an approved CA",
+    )
     # a sign certificate of another member
     kako = node_certs(fed.ca, KAKO, "ss1.kako.example")
-    mixed = rc.build_request(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
-                             fed.node.auth.cert, signer(fed.node.auth),
-                             kako.sign.cert, signer(kako.sign))
+    mixed = rc.build_request(
+        NodeId.parse(f"{AIZU}/ss1"),
+        "ss1.aizu.example",
+        fed.node.auth.cert,
+        signer(fed.node.auth),
+        kako.sign.cert,
+        signer(kako.sign),
+    )
     refused_post(mixed, 400, "MemberMismatch", f"names member {KAKO}")
     # the auth signature made with another key than the certificate's
-    body_bytes = rc.build_body(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
-                               fed.node.auth.cert, fed.node.sign.cert)
-    forged = rc.build_envelope(body_bytes, fed.node.auth.cert, signer(fed.node.sign),
-                               fed.node.sign.cert, signer(fed.node.sign))
+    body_bytes = rc.build_body(
+        NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example", fed.node.auth.cert, fed.node.sign.cert
+    )
+    forged = rc.build_envelope(
+        body_bytes,
+        fed.node.auth.cert,
+        signer(fed.node.sign),
+        fed.node.sign.cert,
+        signer(fed.node.sign),
+    )
     refused_post(forged, 400, "InvalidSignature", "auth_signature")
     # a member the registry does not know
     stranger = node_certs(fed.ca, "JP/GOV/999999", "ss.x.example")
-    refused_post(registration(stranger, "JP/GOV/999999/ss", "ss.x.example", []), 404,
-                 "UnknownMember", "does not exist")
+    refused_post(
+        registration(stranger, "JP/GOV/999999/ss", "ss.x.example", []),
+        404,
+        "UnknownMember",
+        "does not exist",
+    )
     # a stale request (replay of an old one)
     an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    old = rc.build_request(NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example",
-                           fed.node.auth.cert, signer(fed.node.auth), fed.node.sign.cert,
-                           signer(fed.node.sign), at=an_hour_ago)
+    old = rc.build_request(
+        NodeId.parse(f"{AIZU}/ss1"),
+        "ss1.aizu.example",
+        fed.node.auth.cert,
+        signer(fed.node.auth),
+        fed.node.sign.cert,
+        signer(fed.node.sign),
+        at=an_hour_ago,
+    )
     refused_post(old, 400, "StaleRequest", "build a fresh one")
     # the submit() helper reports the registry's refusal
     with pytest.raises(rc.RegistrationError, match="does not chain") as err:
@@ -484,21 +588,45 @@ def test_registration_with_stapled_ocsp(tmp_path: Path, spawn: Callable[..., Any
     revoked = node_certs(fed.ca, AIZU, "ss2.aizu.example")
     fed.ca.ca.revoke(revoked.sign.cert.serial_number, "keyCompromise")
     before = counts(fed.dir)
-    status, problem = post(f"{fed.url}/register", rc.build_request(
-        NodeId.parse(f"{AIZU}/ss2"), "ss2.aizu.example", revoked.auth.cert,
-        signer(revoked.auth), revoked.sign.cert, signer(revoked.sign),
-        sign_ocsp=ocsp_for(revoked.sign.cert)))
+    status, problem = post(
+        f"{fed.url}/register",
+        rc.build_request(
+            NodeId.parse(f"{AIZU}/ss2"),
+            "ss2.aizu.example",
+            revoked.auth.cert,
+            signer(revoked.auth),
+            revoked.sign.cert,
+            signer(revoked.sign),
+            sign_ocsp=ocsp_for(revoked.sign.cert),
+        ),
+    )
     assert (status, problem["code"]) == (400, "CertificateRevoked"), problem
     assert counts(fed.dir) == before
-    status, problem = post(f"{fed.url}/register", rc.build_request(
-        NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example", fed.node.auth.cert,
-        signer(fed.node.auth), fed.node.sign.cert, signer(fed.node.sign),
-        sign_ocsp=ocsp_for(fed.node.auth.cert)))  # a response about another certificate
+    status, problem = post(
+        f"{fed.url}/register",
+        rc.build_request(
+            NodeId.parse(f"{AIZU}/ss1"),
+            "ss1.aizu.example",
+            fed.node.auth.cert,
+            signer(fed.node.auth),
+            fed.node.sign.cert,
+            signer(fed.node.sign),
+            sign_ocsp=ocsp_for(fed.node.auth.cert),
+        ),
+    )  # a response about another certificate
     assert (status, problem["code"]) == (400, "InvalidOcspResponse"), problem
-    status, answer = post(f"{fed.url}/register", rc.build_request(
-        NodeId.parse(f"{AIZU}/ss1"), "ss1.aizu.example", fed.node.auth.cert,
-        signer(fed.node.auth), fed.node.sign.cert, signer(fed.node.sign),
-        sign_ocsp=ocsp_for(fed.node.sign.cert)))
+    status, answer = post(
+        f"{fed.url}/register",
+        rc.build_request(
+            NodeId.parse(f"{AIZU}/ss1"),
+            "ss1.aizu.example",
+            fed.node.auth.cert,
+            signer(fed.node.auth),
+            fed.node.sign.cert,
+            signer(fed.node.sign),
+            sign_ocsp=ocsp_for(fed.node.sign.cert),
+        ),
+    )
     assert status == 202, answer
     shown = central_json(fed.dir, "request", "show", str(answer["id"]))
     assert shown["sign_ocsp"] == "included and good at receipt"
@@ -512,36 +640,71 @@ def test_operator_refusals_leave_nothing_written(tmp_path: Path, test_ca: TestCA
     central(directory, "member", "add", AIZU, "--name", "Aizu")
     central(directory, "subsystem", "add", f"{AIZU}/residents")
     auth = test_ca.issue("auth", "CN=ss1.aizu.example")
-    central(directory, "node", "add", f"{AIZU}/ss1", "--address", "ss1.aizu.example:5500",
-            "--auth-cert", str(auth.cert_path))
+    central(
+        directory,
+        "node",
+        "add",
+        f"{AIZU}/ss1",
+        "--address",
+        "ss1.aizu.example:5500",
+        "--auth-cert",
+        str(auth.cert_path),
+    )
     start = counts(directory)
     assert start["members"] == 1 and start["nodes"] == 1
 
     assert refused(directory, "member", "add", AIZU, "--name", "Again", cli=subprocess_cli) == (
-        f"error: member {AIZU} already exists")
+        f"error: member {AIZU} already exists"
+    )
     assert "forbidden" in refused(directory, "member", "add", "JP/GOV/07:2028", "--name", "x")
-    assert "not this registry's JP" in refused(directory, "member", "add", "EE/GOV/1",
-                                               "--name", "x")
+    assert "not this registry's JP" in refused(
+        directory, "member", "add", "EE/GOV/1", "--name", "x"
+    )
     message = refused(directory, "member", "remove", AIZU)
-    assert message == (f"error: member {AIZU} still owns node(s) {AIZU}/ss1 and subsystem(s) "
-                       f"{AIZU}/residents; remove them first or use --cascade")
+    assert message == (
+        f"error: member {AIZU} still owns node(s) {AIZU}/ss1 and subsystem(s) "
+        f"{AIZU}/residents; remove them first or use --cascade"
+    )
     assert "already registered for node" in refused(
-        directory, "node", "add", f"{AIZU}/ss2", "--address", "ss2.example",
-        "--auth-cert", str(auth.cert_path))
+        directory,
+        "node",
+        "add",
+        f"{AIZU}/ss2",
+        "--address",
+        "ss2.example",
+        "--auth-cert",
+        str(auth.cert_path),
+    )
     sign = test_ca.issue("sign", f"serialNumber={AIZU}")
     assert "has profile sign, not auth" in refused(
-        directory, "node", "add", f"{AIZU}/ss2", "--address", "ss2.example",
-        "--auth-cert", str(sign.cert_path))
+        directory,
+        "node",
+        "add",
+        f"{AIZU}/ss2",
+        "--address",
+        "ss2.example",
+        "--auth-cert",
+        str(sign.cert_path),
+    )
     assert "not host or host:port" in refused(
-        directory, "node", "add", f"{AIZU}/ss3", "--address", "http://x/",
-        "--auth-cert", str(test_ca.issue("auth", "CN=ss3").cert_path))
+        directory,
+        "node",
+        "add",
+        f"{AIZU}/ss3",
+        "--address",
+        "http://x/",
+        "--auth-cert",
+        str(test_ca.issue("auth", "CN=ss3").cert_path),
+    )
     assert "issued the auth certificates" in refused(directory, "ca", "remove", "1")
     assert "shorter than conf_validity_seconds" in refused(
-        directory, "settings", "set", "conf_refresh_interval", "600")
+        directory, "settings", "set", "conf_refresh_interval", "600"
+    )
     assert "unknown setting" in refused(directory, "settings", "set", "nope", "1")
     assert "not a CA certificate" in refused(directory, "ca", "add", str(auth.cert_path))
     assert "not a time-stamping certificate" in refused(
-        directory, "tsa", "add", "t", "--url", "http://t/", "--cert", str(auth.cert_path))
+        directory, "tsa", "add", "t", "--url", "http://t/", "--cert", str(auth.cert_path)
+    )
     assert counts(directory) == start  # not one row, audit included
 
     central(directory, "member", "remove", AIZU, "--cascade")
@@ -562,8 +725,9 @@ def test_init_refuses_an_initialised_directory(tmp_path: Path) -> None:
 
 # ----- re-signing and key rotation --------------------------------------------------------
 def test_server_resigns_before_expiry(tmp_path: Path, spawn: Callable[..., Any]) -> None:
-    fed = build_federation(tmp_path, spawn, settings={"conf_refresh_interval": 1,
-                                                      "conf_validity_seconds": 3})
+    fed = build_federation(
+        tmp_path, spawn, settings={"conf_refresh_interval": 1, "conf_validity_seconds": 3}
+    )
     central(fed.dir, "conf", "publish")
     store = gc_io.ConfStore(tmp_path / "node")
     store.install_anchor(fed.anchor.read_bytes())
@@ -590,8 +754,9 @@ def test_server_resigns_before_expiry(tmp_path: Path, spawn: Callable[..., Any])
     assert again.version >= latest.version
 
 
-def test_resigner_follows_a_shorter_validity_at_once(tmp_path: Path,
-                                                    spawn: Callable[..., Any]) -> None:
+def test_resigner_follows_a_shorter_validity_at_once(
+    tmp_path: Path, spawn: Callable[..., Any]
+) -> None:
     """A version published with a shorter validity is re-signed on its own schedule, not
     after a sleep the server computed from the old validity (600 s: it used to sleep 30 s,
     so a 3 s version expired for ~27 s and every node stopped exchanging)."""
@@ -625,8 +790,9 @@ def test_resigner_follows_a_shorter_validity_at_once(tmp_path: Path,
     assert seen[1].generated_at - first.generated_at <= dt.timedelta(seconds=2)
 
 
-def test_key_rotation_nodes_follow_the_announcement(tmp_path: Path,
-                                                    spawn: Callable[..., Any]) -> None:
+def test_key_rotation_nodes_follow_the_announcement(
+    tmp_path: Path, spawn: Callable[..., Any]
+) -> None:
     fed = build_federation(tmp_path, spawn)
     central(fed.dir, "conf", "publish")
     url = f"{fed.url}/globalconf"
@@ -657,9 +823,27 @@ def test_key_rotation_nodes_follow_the_announcement(tmp_path: Path,
     (tmp_path / "c.json").write_bytes(rotated.document)
     (tmp_path / "c.sig").write_bytes(rotated.signature)
     proc = subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-content", str(tmp_path / "c.json"),
-         "-in", str(tmp_path / "c.sig"), "-inform", "DER", "-CAfile", str(fed.anchor),
-         "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-content",
+            str(tmp_path / "c.json"),
+            "-in",
+            str(tmp_path / "c.sig"),
+            "-inform",
+            "DER",
+            "-CAfile",
+            str(fed.anchor),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     old_key = keys.load_key(fed.dir / "conf-signing.key", b"test-passphrase")
     replay = sign_detached(rotated.document, old_anchor, keys.SoftwareSigner(old_key))
@@ -701,12 +885,17 @@ def test_certificate_fingerprints_are_sha256_of_der(test_ca: TestCA) -> None:
 
 def publish_concurrently(directory: Path, processes: int = 4, each: int = 3) -> list[str]:
     """``central conf publish`` from several real processes at once; their error outputs."""
-    script = (f'for i in $(seq {each}); do "{sys.executable}" -m central conf publish '
-              f'--dir "{directory}" >/dev/null || exit 1; done')
-    procs = [subprocess.Popen(["sh", "-c", script], env=cli_env(), stderr=subprocess.PIPE,
-                              text=True) for _ in range(processes)]
-    return [err for proc in procs for err in [proc.communicate(timeout=120)[1]]
-            if proc.returncode != 0]
+    script = (
+        f'for i in $(seq {each}); do "{sys.executable}" -m central conf publish '
+        f'--dir "{directory}" >/dev/null || exit 1; done'
+    )
+    procs = [
+        subprocess.Popen(["sh", "-c", script], env=cli_env(), stderr=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    return [
+        err for proc in procs for err in [proc.communicate(timeout=120)[1]] if proc.returncode != 0
+    ]
 
 
 def published_versions(directory: Path) -> list[int]:

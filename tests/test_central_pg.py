@@ -62,30 +62,39 @@ def test_end_to_end_postgresql(
     # refusals are atomic on PostgreSQL too
     before = counts(fed.dir)
     assert refused(fed.dir, "member", "add", AIZU, "--name", "x", cli=subprocess_cli) == (
-        f"error: member {AIZU} already exists")
+        f"error: member {AIZU} already exists"
+    )
     assert "still owns node(s)" in refused(fed.dir, "member", "remove", AIZU)
     assert counts(fed.dir) == before
 
 
-def test_unique_identifiers_are_enforced_by_postgresql(pg_schema_url: str,
-                                                       tmp_path: Path) -> None:
+def test_unique_identifiers_are_enforced_by_postgresql(pg_schema_url: str, tmp_path: Path) -> None:
     """Two writers racing past the application check still cannot both insert."""
     in_process("init", str(tmp_path / "r"), "--instance", "JP", "--db", pg_schema_url)
     store = Store(pg_schema_url)
     try:
-        with pytest.raises(IntegrityError, match="members_identifier"), \
-                store.engine.begin() as conn:
+        with (
+            pytest.raises(IntegrityError, match="members_identifier"),
+            store.engine.begin() as conn,
+        ):
             for _ in range(2):
-                conn.execute(Member.__table__.insert().values(
-                    identifier=AIZU, member_class="GOV", code="072028", name="x",
-                    created_at=dt.datetime.now(dt.UTC)))
+                conn.execute(
+                    Member.__table__.insert().values(
+                        identifier=AIZU,
+                        member_class="GOV",
+                        code="072028",
+                        name="x",
+                        created_at=dt.datetime.now(dt.UTC),
+                    )
+                )
         assert counts(tmp_path / "r")["members"] == 0
     finally:
         store.close()
 
 
-def test_concurrent_publishers_each_get_a_version_postgresql(pg_schema_url: str,
-                                                             tmp_path: Path) -> None:
+def test_concurrent_publishers_each_get_a_version_postgresql(
+    pg_schema_url: str, tmp_path: Path
+) -> None:
     """READ COMMITTED lets two publishers read the same newest version: one retries."""
     directory = tmp_path / "r"
     in_process("init", str(directory), "--instance", "JP", "--db", pg_schema_url)

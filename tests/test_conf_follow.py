@@ -22,7 +22,6 @@ from tests.conftest import free_port, run_cli
 from tests.nodefixtures import (
     Federation,
     NodeHandle,
-    federation_factory,  # noqa: F401 - pytest fixture
     http_json,
     set_toml,
     wait_until,
@@ -48,8 +47,7 @@ def client_ids(client_url: str) -> set[str]:
     return {item["name"] for item in body["member"]}
 
 
-def test_running_node_applies_what_secnode_sync_fetched(
-        federation_factory: Factory) -> None:  # noqa: F811
+def test_running_node_applies_what_secnode_sync_fetched(federation_factory: Factory) -> None:
     fed = federation_factory(members=1, node_config=SLOW_FETCH)
     node = fed.nodes["aizu"]
     fed.start_node("aizu")
@@ -66,8 +64,11 @@ def test_running_node_applies_what_secnode_sync_fetched(
     assert version > held
     # The operator syncs by hand (a separate process) while the node serves.
     run_cli("secnode", "sync", "--dir", str(node.dir))
-    conf = wait_until(lambda: (c := conf_in_use(node.admin_url))["version"] == version and c,
-                      5, "the running node to apply the version secnode sync kept")
+    conf = wait_until(
+        lambda: (c := conf_in_use(node.admin_url))["version"] == version and c,
+        5,
+        "the running node to apply the version secnode sync kept",
+    )
     assert time.monotonic() - started < 50  # its own next fetch is an hour away
     assert "Newcomer Town" in client_ids(node.client_url)  # new member, on the message path
     assert conf["seconds_to_expiry"] > 600  # the new validity (was 600)
@@ -80,8 +81,11 @@ def test_running_node_applies_what_secnode_sync_fetched(
     fed.central("member", "remove", NEWCOMER)
     removed = fed.publish()
     node.cli("sync")
-    wait_until(lambda: conf_in_use(node.admin_url)["version"] == removed, 5,
-               "the running node to apply the removal")
+    wait_until(
+        lambda: conf_in_use(node.admin_url)["version"] == removed,
+        5,
+        "the running node to apply the removal",
+    )
     assert "Newcomer Town" not in client_ids(node.client_url)
 
 
@@ -105,7 +109,8 @@ def sibling_dir(node: NodeHandle, base: Path) -> tuple[Path, int, int]:
 
 
 def test_second_process_applies_the_version_its_sibling_fetched(
-        federation_factory: Factory) -> None:  # noqa: F811
+    federation_factory: Factory,
+) -> None:
     fed = federation_factory(members=1, node_config={"central": {"refresh_interval": 1}})
     node = fed.nodes["aizu"]
     second, client_port, admin_port = sibling_dir(node, fed.base)
@@ -117,10 +122,16 @@ def test_second_process_applies_the_version_its_sibling_fetched(
 
     fed.central("member", "add", NEWCOMER, "--name", "Newcomer Town")
     version = fed.publish()
-    wait_until(lambda: f"-> {version}" in fed.log("node-aizu"), 5,
-               "the first process to fetch the new version")
-    wait_until(lambda: conf_in_use(admin_2)["version"] == version, 4,
-               "the second process to apply the version its sibling fetched")
+    wait_until(
+        lambda: f"-> {version}" in fed.log("node-aizu"),
+        5,
+        "the first process to fetch the new version",
+    )
+    wait_until(
+        lambda: conf_in_use(admin_2)["version"] == version,
+        4,
+        "the second process to apply the version its sibling fetched",
+    )
     assert "Newcomer Town" in client_ids(client_2)
     log = fed.log("node-aizu-2")
     assert f"now using global configuration version {version} (was {held}" in log

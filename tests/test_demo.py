@@ -18,8 +18,13 @@ def test_demo_once_exits_zero_and_writes_manifest(tmp_path: Path) -> None:
     base = tmp_path / "demo"
     env = cli_env()
     env.pop("SECNODE_PASSPHRASE", None)  # the demo makes its own passphrase file
-    proc = subprocess.run([sys.executable, "-m", "secnode", "demo", "--dir", str(base), "--once"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "secnode", "demo", "--dir", str(base), "--once"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all sample calls succeeded" in proc.stdout
     assert proc.stdout.count("[OK  ]") == 5 and "[FAIL]" not in proc.stdout

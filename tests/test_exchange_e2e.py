@@ -52,7 +52,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
 def ids(fed: Federation) -> dict[str, object]:
     aizu, taka = fed.nodes["aizu"], fed.nodes["takamatsu"]
     return {
-        "aizu": aizu, "taka": taka,
+        "aizu": aizu,
+        "taka": taka,
         "taka_portal": SubsystemId.parse(taka.client_id),
         "aizu_portal": SubsystemId.parse(aizu.client_id),
         "residents": ServiceId.parse(f"{aizu.member}/residents/residents"),
@@ -65,9 +66,17 @@ def ids(fed: Federation) -> dict[str, object]:
 def test_rest_request_round_trip_with_xroad_headers(fed: Federation) -> None:
     i = ids(fed)
     message_id = str(uuid.uuid4())
-    result = call_rest(i["taka"].client_url, i["taka_portal"], i["residents"], "/1001",
-                       extra={"X-Road-Id": message_id, "X-Road-UserId": "JP-clerk-7",
-                              "Accept": "application/json"})
+    result = call_rest(
+        i["taka"].client_url,
+        i["taka_portal"],
+        i["residents"],
+        "/1001",
+        extra={
+            "X-Road-Id": message_id,
+            "X-Road-UserId": "JP-clerk-7",
+            "Accept": "application/json",
+        },
+    )
     assert result.status == 200, result.body
     assert json.loads(result.body)["name"] == "Aizu Taro"
     assert result.headers["X-Road-Id"] == message_id
@@ -80,8 +89,15 @@ def test_rest_request_round_trip_with_xroad_headers(fed: Federation) -> None:
 def test_rest_method_query_body_and_content_type_pass_through(fed: Federation) -> None:
     i = ids(fed)
     body = json.dumps({"query": "x" * 3000, "n": 1}).encode()
-    result = call_rest(i["taka"].client_url, i["taka_portal"], i["echo"], "", "POST", body,
-                       {"Content-Type": "application/json"})
+    result = call_rest(
+        i["taka"].client_url,
+        i["taka_portal"],
+        i["echo"],
+        "",
+        "POST",
+        body,
+        {"Content-Type": "application/json"},
+    )
     assert result.status == 200, result.body
     assert result.body == body
     assert result.headers["Content-Type"].startswith("application/json")
@@ -92,16 +108,41 @@ def test_soap_request_in_the_published_example_shape(fed: Federation) -> None:
     i = ids(fed)
     taka = i["taka"]
     taka_dir = taka.dir
-    fed.run("secnode", "service", "add", "welfare", "getRandom", "--version", "v1", "--type",
-            "soap", "--url", f"http://127.0.0.1:{fed.ports['soap_service']}/soap",
-            "--dir", taka_dir)
-    fed.run("secnode", "acl", "grant", "welfare/getRandom/v1", str(i["aizu_portal"]),
-            "--dir", taka_dir)
-    fed.run("secnode", "service", "classify", "welfare/getRandom/v1", "--non-personal",
-            "--dir", taka_dir)  # policy: unclassified services are refused
+    fed.run(
+        "secnode",
+        "service",
+        "add",
+        "welfare",
+        "getRandom",
+        "--version",
+        "v1",
+        "--type",
+        "soap",
+        "--url",
+        f"http://127.0.0.1:{fed.ports['soap_service']}/soap",
+        "--dir",
+        taka_dir,
+    )
+    fed.run(
+        "secnode", "acl", "grant", "welfare/getRandom/v1", str(i["aizu_portal"]), "--dir", taka_dir
+    )
+    fed.run(
+        "secnode",
+        "service",
+        "classify",
+        "welfare/getRandom/v1",
+        "--non-personal",
+        "--dir",
+        taka_dir,
+    )  # policy: unclassified services are refused
     template = (DATA / "getRandom-request.xml").read_text()
-    for old, new in (("EE", "JP"), ("MEMBER1", "072028"), ("SUBSYSTEM1", "portal"),
-                     ("MEMBER2", "372013"), ("SUBSYSTEM2", "welfare")):
+    for old, new in (
+        ("EE", "JP"),
+        ("MEMBER1", "072028"),
+        ("SUBSYSTEM1", "portal"),
+        ("MEMBER2", "372013"),
+        ("SUBSYSTEM2", "welfare"),
+    ):
         template = template.replace(f">{old}<", f">{new}<")
     assert "<xrd:userId>EE12345678901</xrd:userId>" in template  # the example's userId, as is
     sent: dict[str, str] = {}
@@ -109,8 +150,12 @@ def test_soap_request_in_the_published_example_shape(fed: Federation) -> None:
     def call() -> object:  # a fresh message id per attempt: ids must not be reused
         sent["id"] = str(uuid.uuid4())
         sent["text"] = template.replace("4894e35d-bf0f-44a6-867a-8e51f1daa7e0", sent["id"])
-        return http("POST", i["aizu"].client_url + "/", sent["text"].encode(),
-                    {"Content-Type": "text/xml; charset=utf-8"})
+        return http(
+            "POST",
+            i["aizu"].client_url + "/",
+            sent["text"].encode(),
+            {"Content-Type": "text/xml; charset=utf-8"},
+        )
 
     result = _wait_for(call, lambda r: r.status == 200 and b"getRandomResponse" in r.body)
     message_id, text = sent["id"], sent["text"]
@@ -123,8 +168,9 @@ def test_soap_request_in_the_published_example_shape(fed: Federation) -> None:
 
 def test_soap_sample_service(fed: Federation) -> None:
     i = ids(fed)
-    result = call_soap(i["aizu"].client_url, i["aizu_portal"], i["welfare"],
-                       "<ns1:id>2002</ns1:id>")
+    result = call_soap(
+        i["aizu"].client_url, i["aizu_portal"], i["welfare"], "<ns1:id>2002</ns1:id>"
+    )
     assert result.status == 200 and b"Sanuki Hanako" in result.body
     assert b"Fault" not in result.body
 
@@ -134,8 +180,11 @@ def test_metaservices(fed: Federation) -> None:
     clients = json.loads(http("GET", i["aizu"].client_url + "/listClients").body)
     codes = {m["id"]["member_code"] for m in clients["member"]}
     assert codes == {"072028", "372013"}
-    listing = call_rest(i["taka"].client_url, i["taka_portal"],
-                        ServiceId.parse(f"{i['aizu'].member}/residents/allowedMethods"))
+    listing = call_rest(
+        i["taka"].client_url,
+        i["taka_portal"],
+        ServiceId.parse(f"{i['aizu'].member}/residents/allowedMethods"),
+    )
     assert listing.status == 200
     names = {s["service_code"] for s in json.loads(listing.body)["service"]}
     assert {"residents", "echo"} <= names
@@ -163,10 +212,12 @@ def test_unknown_service(fed: Federation) -> None:
 def test_replayed_message_id(fed: Federation) -> None:
     i = ids(fed)
     headers = {"X-Road-Id": "replay-" + uuid.uuid4().hex}
-    first = call_rest(i["taka"].client_url, i["taka_portal"], i["residents"], "/1001",
-                      extra=headers)
-    second = call_rest(i["taka"].client_url, i["taka_portal"], i["residents"], "/1001",
-                       extra=headers)
+    first = call_rest(
+        i["taka"].client_url, i["taka_portal"], i["residents"], "/1001", extra=headers
+    )
+    second = call_rest(
+        i["taka"].client_url, i["taka_portal"], i["residents"], "/1001", extra=headers
+    )
     assert first.status == 200
     assert error_of(second) == "Client.DuplicateMessageId", (second.status, second.body)
 
@@ -174,8 +225,15 @@ def test_replayed_message_id(fed: Federation) -> None:
 def test_body_over_the_limit(fed: Federation) -> None:
     i = ids(fed)
     big = b"x" * (10 * 1024 * 1024 + 1)
-    result = call_rest(i["taka"].client_url, i["taka_portal"], i["echo"], "", "POST", big,
-                       {"Content-Type": "application/octet-stream"})
+    result = call_rest(
+        i["taka"].client_url,
+        i["taka_portal"],
+        i["echo"],
+        "",
+        "POST",
+        big,
+        {"Content-Type": "application/octet-stream"},
+    )
     assert result.status == 413 and error_of(result) == "Client.MessageTooLarge"
     ok = call_rest(i["taka"].client_url, i["taka_portal"], i["residents"], "/1001")
     assert ok.status == 200  # other requests are unaffected
@@ -187,15 +245,18 @@ def test_malformed_xml_and_entity_expansion_refused(fed: Federation, tmp_path: P
     secret.write_text("TOP-SECRET-CONTENT")
     url = i["aizu"].client_url + "/"
     ctype = {"Content-Type": "text/xml; charset=utf-8"}
-    laughs = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-              b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
-              b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
-              b'<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">'
-              b'<SOAP-ENV:Body>&lol3;</SOAP-ENV:Body></SOAP-ENV:Envelope>')
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+        b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+        b'<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/">'
+        b"<SOAP-ENV:Body>&lol3;</SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    )
     xxe = soap_request(i["aizu_portal"], i["welfare"], "<ns1:id>&xxe;</ns1:id>").replace(
         b'<?xml version="1.0" encoding="UTF-8"?>',
         f'<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE e [<!ENTITY xxe SYSTEM '
-        f'"file://{secret}">]>'.encode())
+        f'"file://{secret}">]>'.encode(),
+    )
     for payload in (laughs, xxe, b"<SOAP-ENV:Envelope><unclosed>", b"not xml at all"):
         result = http("POST", url, payload, ctype)
         assert result.status == 200 and b"Fault" in result.body  # SOAP faults use HTTP 200
@@ -203,15 +264,17 @@ def test_malformed_xml_and_entity_expansion_refused(fed: Federation, tmp_path: P
         assert b"TOP-SECRET" not in result.body and b"lollollol" not in result.body
     mtom = http("POST", url, b"--b\r\n", {"Content-Type": "multipart/related; boundary=b"})
     assert b"attachments are not supported yet" in mtom.body
-    assert call_soap(url[:-1], i["aizu_portal"], i["welfare"],
-                     "<ns1:id>2002</ns1:id>").status == 200
+    assert (
+        call_soap(url[:-1], i["aizu_portal"], i["welfare"], "<ns1:id>2002</ns1:id>").status == 200
+    )
 
 
 def test_client_must_be_allowed_and_ours(fed: Federation) -> None:
     i = ids(fed)
     foreign = call_rest(i["aizu"].client_url, i["taka_portal"], i["welfare"])
-    assert foreign.status == 403 and b"not a member or subsystem served by this node" in \
-        foreign.body
+    assert (
+        foreign.status == 403 and b"not a member or subsystem served by this node" in foreign.body
+    )
 
 
 # ----- refusals at the provider node, from a hand-built peer --------------------------------
@@ -223,20 +286,35 @@ class Peer:
     auth_cert: Path
     auth_key: Path
 
-    def send(self, headers: MessageHeaders, body: bytes, signature: bytes, ocsp_der: bytes,
-             peer: str = "aizu") -> tuple[int, dict[str, str], bytes]:
+    def send(
+        self,
+        headers: MessageHeaders,
+        body: bytes,
+        signature: bytes,
+        ocsp_der: bytes,
+        peer: str = "aizu",
+    ) -> tuple[int, dict[str, str], bytes]:
         node = self.fed.nodes[peer]
         target = x509.load_pem_x509_certificate((node.dir / "certs" / "auth.pem").read_bytes())
-        ctx = pinned_client_context(self.auth_cert, self.auth_key,
-                                    self.fed.passphrase.encode(), target)
+        ctx = pinned_client_context(
+            self.auth_cert, self.auth_key, self.fed.passphrase.encode(), target
+        )
 
         async def go() -> tuple[int, dict[str, str], bytes]:
-            async with aiohttp.ClientSession() as session, session.post(
-                f"https://127.0.0.1:{node.server_port}{wire.EXCHANGE_PATH}", data=body, ssl=ctx,
-                headers={wire.H_MESSAGE: wire.encode_headers(headers),
-                         wire.H_SIGNATURE: wire.b64(signature), wire.H_OCSP: wire.b64(ocsp_der),
-                         "Content-Type": headers.content_type or "application/json"},
-            ) as resp:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"https://127.0.0.1:{node.server_port}{wire.EXCHANGE_PATH}",
+                    data=body,
+                    ssl=ctx,
+                    headers={
+                        wire.H_MESSAGE: wire.encode_headers(headers),
+                        wire.H_SIGNATURE: wire.b64(signature),
+                        wire.H_OCSP: wire.b64(ocsp_der),
+                        "Content-Type": headers.content_type or "application/json",
+                    },
+                ) as resp,
+            ):
                 return resp.status, dict(resp.headers), await resp.read()
 
         return asyncio.run(go())
@@ -249,9 +327,15 @@ def taka_peer(fed: Federation) -> Peer:
 
 def rest_headers(fed: Federation) -> MessageHeaders:
     i = ids(fed)
-    return MessageHeaders(protocol="rest", client=i["taka_portal"], service=i["residents"],
-                          message_id=str(uuid.uuid4()), rest_method="GET", rest_path="/1001",
-                          content_type=None)
+    return MessageHeaders(
+        protocol="rest",
+        client=i["taka_portal"],
+        service=i["residents"],
+        message_id=str(uuid.uuid4()),
+        rest_method="GET",
+        rest_path="/1001",
+        content_type=None,
+    )
 
 
 def sign_as(fed: Federation, city: str) -> tuple[MessageSigner, bytes]:
@@ -262,8 +346,7 @@ def sign_as(fed: Federation, city: str) -> tuple[MessageSigner, bytes]:
     return MessageSigner(cert, key), ocsp_for(fed, cert)
 
 
-def ocsp_for(fed: Federation, cert: x509.Certificate,
-             now: dt.datetime | None = None) -> bytes:
+def ocsp_for(fed: Federation, cert: x509.Certificate, now: dt.datetime | None = None) -> bytes:
     """An OCSP response from the federation CA's own responder (optionally back-dated)."""
     responder = load_responder(fed.base / "ca", fed.passphrase.encode())
     der, _ = build_request(cert, responder.issuer, nonce=False)
@@ -284,8 +367,7 @@ def test_tampered_body_in_transit(fed: Federation) -> None:
     headers = rest_headers(fed)
     signer, staple = sign_as(fed, "takamatsu")
     digest = request_digest(headers, hashlib.sha256(b"original").digest())
-    _, resp_headers, body = taka_peer(fed).send(headers, b"tampered", signer.sign(digest),
-                                                     staple)
+    _, resp_headers, body = taka_peer(fed).send(headers, b"tampered", signer.sign(digest), staple)
     assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature", body
     assert b"does not verify" in body
 
@@ -303,8 +385,9 @@ def test_peer_with_unregistered_auth_certificate(fed: Federation, tmp_path: Path
     """A certificate from the approved CA, but not registered for any node of the client."""
     ca = CertificateAuthority(fed.base / "ca")
     key = keys.generate_key()
-    cert = ca.issue(keys.build_csr(key, keys.parse_subject("CN=rogue")), "auth",
-                    fed.passphrase.encode())
+    cert = ca.issue(
+        keys.build_csr(key, keys.parse_subject("CN=rogue")), "auth", fed.passphrase.encode()
+    )
     (tmp_path / "rogue.pem").write_bytes(cert_pem(cert))
     keys.write_key(tmp_path / "rogue.key", key, fed.passphrase.encode())
     rogue = Peer(fed, tmp_path / "rogue.pem", tmp_path / "rogue.key")
@@ -320,22 +403,25 @@ def test_revoked_sign_certificate(fed: Federation) -> None:
     """A second sign certificate of Takamatsu, revoked at the CA: its staple says revoked."""
     ca = CertificateAuthority(fed.base / "ca")
     key = keys.generate_key()
-    cert = ca.issue(keys.build_csr(key, keys.parse_subject(
-        "serialNumber=JP/GOV/372013, CN=Takamatsu spare")), "sign", fed.passphrase.encode())
+    cert = ca.issue(
+        keys.build_csr(key, keys.parse_subject("serialNumber=JP/GOV/372013, CN=Takamatsu spare")),
+        "sign",
+        fed.passphrase.encode(),
+    )
     ca.revoke(cert.serial_number, "keyCompromise")
     signer = MessageSigner(cert, keys.SoftwareSigner(key))
     headers = rest_headers(fed)
     digest = request_digest(headers, hashlib.sha256(b"").digest())
-    _, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest),
-                                                ocsp_for(fed, cert))
+    _, resp_headers, body = taka_peer(fed).send(
+        headers, b"", signer.sign(digest), ocsp_for(fed, cert)
+    )
     assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature"
     assert b"status is revoked" in body and b"keyCompromise" in body
 
 
 def test_stale_ocsp_response(fed: Federation) -> None:
     signer, _ = sign_as(fed, "takamatsu")
-    stale = ocsp_for(fed, signer.codec.cert,
-                     now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
+    stale = ocsp_for(fed, signer.codec.cert, now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=3))
     headers = rest_headers(fed)
     digest = request_digest(headers, hashlib.sha256(b"").digest())
     _, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest), stale)
@@ -377,13 +463,13 @@ def test_demo_sample_calls_fail_when_a_call_fails(fed: Federation) -> None:
     try:
         assert _wait_for(lambda: sample_calls(fed), lambda ok: not ok) is False
     finally:
-        fed.run("secnode", "acl", "grant", "residents/residents", taka.client_id,
-                "--dir", aizu.dir)
+        fed.run("secnode", "acl", "grant", "residents/residents", taka.client_id, "--dir", aizu.dir)
     assert _wait_for(lambda: sample_calls(fed), lambda ok: ok) is True
 
 
-def test_client_interface_over_tls_with_client_certificates(fed: Federation,
-                                                            tmp_path: Path) -> None:
+def test_client_interface_over_tls_with_client_certificates(
+    fed: Federation, tmp_path: Path
+) -> None:
     """curl with a client certificate: only a whitelisted internal system may use the subsystem.
 
     Runs last in this module: it restarts the Takamatsu node with HTTPS on its
@@ -393,41 +479,71 @@ def test_client_interface_over_tls_with_client_certificates(fed: Federation,
     import subprocess
 
     taka = fed.nodes["takamatsu"]
-    is_ca = CertificateAuthority.init(tmp_path / "is-ca", "Takamatsu internal CA",
-                                      fed.passphrase.encode())
+    is_ca = CertificateAuthority.init(
+        tmp_path / "is-ca", "Takamatsu internal CA", fed.passphrase.encode()
+    )
     made: dict[str, Path] = {}
     for name, profile in (("server", "auth"), ("portal", "auth"), ("other", "auth")):
         key = keys.generate_key()
-        cert = is_ca.issue(keys.build_csr(key, keys.parse_subject(f"CN={name}")), profile,
-                           fed.passphrase.encode())
+        cert = is_ca.issue(
+            keys.build_csr(key, keys.parse_subject(f"CN={name}")), profile, fed.passphrase.encode()
+        )
         (tmp_path / f"{name}.pem").write_bytes(cert_pem(cert))
         keys.write_key(tmp_path / f"{name}.key", key, fed.passphrase.encode())
         made[name] = tmp_path / f"{name}.pem"
     for name in ("portal", "other"):  # curl needs a key it can read without a prompt
-        subprocess.run(["openssl", "pkey", "-in", str(tmp_path / f"{name}.key"), "-passin",
-                        f"pass:{fed.passphrase}", "-out", str(tmp_path / f"{name}.plain.key")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "pkey",
+                "-in",
+                str(tmp_path / f"{name}.key"),
+                "-passin",
+                f"pass:{fed.passphrase}",
+                "-out",
+                str(tmp_path / f"{name}.plain.key"),
+            ],
+            check=True,
+            capture_output=True,
+        )
     shutil.copy(made["server"], taka.dir / "client-tls.pem")
     shutil.copy(tmp_path / "server.key", taka.dir / "client-tls.key")
     shutil.copy(is_ca.dir / "ca.pem", taka.dir / "client-ca.pem")
     config = taka.dir / "secnode.toml"
     original = config.read_text()
-    config.write_text(original.replace('tls_cert = ""', 'tls_cert = "client-tls.pem"')
-                      .replace('tls_key = ""', 'tls_key = "client-tls.key"')
-                      .replace('tls_client_ca = ""', 'tls_client_ca = "client-ca.pem"'))
+    config.write_text(
+        original.replace('tls_cert = ""', 'tls_cert = "client-tls.pem"')
+        .replace('tls_key = ""', 'tls_key = "client-tls.key"')
+        .replace('tls_client_ca = ""', 'tls_client_ca = "client-ca.pem"')
+    )
     fed.run("secnode", "client", "allow", "portal", "--cert", made["portal"], "--dir", taka.dir)
     fed.run("secnode", "client", "remove", "portal", "--address", "127.0.0.1", "--dir", taka.dir)
     proc = fed.processes.pop(f"node-{taka.name}")
     proc.terminate()
     proc.wait(timeout=10)
-    url = (f"https://127.0.0.1:{taka.client_port}/r1/{fed.nodes['aizu'].member}"
-           "/residents/residents/1001")
+    url = (
+        f"https://127.0.0.1:{taka.client_port}/r1/{fed.nodes['aizu'].member}"
+        "/residents/residents/1001"
+    )
 
     def curl(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["curl", "-sk", "-o", "-", "-w", "\n%{http_code}", "-H",
-             f"X-Road-Client: {taka.client_id}", *extra, url],
-            capture_output=True, text=True, timeout=30)
+            [
+                "curl",
+                "-sk",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                f"X-Road-Client: {taka.client_id}",
+                *extra,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     try:
         fed.start_node(taka)
@@ -440,8 +556,7 @@ def test_client_interface_over_tls_with_client_certificates(fed: Federation,
         assert anonymous.returncode != 0 or not anonymous.stdout.endswith("\n200")
     finally:
         config.write_text(original)
-        fed.run("secnode", "client", "allow", "portal", "--address", "127.0.0.1",
-                "--dir", taka.dir)
+        fed.run("secnode", "client", "allow", "portal", "--address", "127.0.0.1", "--dir", taka.dir)
         proc = fed.processes.pop(f"node-{taka.name}", None)
         if proc is not None:
             proc.terminate()
@@ -457,16 +572,21 @@ def test_soap_header_must_match_the_signed_metadata(fed: Federation) -> None:
     signer, staple = sign_as(fed, "aizu")
     for forged in (True, False):
         message_id = str(uuid.uuid4())  # ids are single-use, even for refused messages
-        shown = SubsystemId.parse(f"{i['aizu'].member}/residents") if forged \
-            else i["aizu_portal"]
+        shown = SubsystemId.parse(f"{i['aizu'].member}/residents") if forged else i["aizu_portal"]
         body = soap_request(shown, i["welfare"], "<ns1:id>2002</ns1:id>", message_id)
-        headers = MessageHeaders(protocol="soap", client=i["aizu_portal"], service=i["welfare"],
-                                 message_id=message_id, user_id="JP-demo-operator",
-                                 issue=f"demo-{message_id[:8]}",
-                                 content_type="text/xml; charset=utf-8")
+        headers = MessageHeaders(
+            protocol="soap",
+            client=i["aizu_portal"],
+            service=i["welfare"],
+            message_id=message_id,
+            user_id="JP-demo-operator",
+            issue=f"demo-{message_id[:8]}",
+            content_type="text/xml; charset=utf-8",
+        )
         digest = request_digest(headers, hashlib.sha256(body).digest())
-        _, resp_headers, out = aizu_peer.send(headers, body, signer.sign(digest), staple,
-                                              peer="takamatsu")
+        _, resp_headers, out = aizu_peer.send(
+            headers, body, signer.sign(digest), staple, peer="takamatsu"
+        )
         if not forged:
             assert b"Sanuki Hanako" in out, out
         else:
@@ -478,25 +598,46 @@ def test_get_openapi_and_get_wsdl(fed: Federation, tmp_path: Path) -> None:
     i = ids(fed)
     aizu = i["aizu"]
     spec = tmp_path / "openapi.json"
-    spec.write_text(json.dumps({"openapi": "3.0.3", "info": {"title": "residents lookup",
-                                                              "version": "1"}, "paths": {}}))
-    fed.run("secnode", "service", "add", "residents", "lookup", "--type", "rest", "--url",
-            f"http://127.0.0.1:{fed.ports['rest_service']}/residents", "--openapi", spec,
-            "--dir", aizu.dir)
-    fed.run("secnode", "acl", "grant", "residents/lookup", str(i["taka_portal"]),
-            "--dir", aizu.dir)
+    spec.write_text(
+        json.dumps(
+            {"openapi": "3.0.3", "info": {"title": "residents lookup", "version": "1"}, "paths": {}}
+        )
+    )
+    fed.run(
+        "secnode",
+        "service",
+        "add",
+        "residents",
+        "lookup",
+        "--type",
+        "rest",
+        "--url",
+        f"http://127.0.0.1:{fed.ports['rest_service']}/residents",
+        "--openapi",
+        spec,
+        "--dir",
+        aizu.dir,
+    )
+    fed.run("secnode", "acl", "grant", "residents/lookup", str(i["taka_portal"]), "--dir", aizu.dir)
     get_openapi = ServiceId.parse(f"{aizu.member}/residents/getOpenAPI")
     result = _wait_for(
-        lambda: call_rest(i["taka"].client_url, i["taka_portal"], get_openapi,
-                          "?serviceCode=lookup"),
-        lambda r: r.status == 200)
+        lambda: call_rest(
+            i["taka"].client_url, i["taka_portal"], get_openapi, "?serviceCode=lookup"
+        ),
+        lambda r: r.status == 200,
+    )
     assert json.loads(result.body)["info"]["title"] == "residents lookup"
-    missing = call_rest(i["taka"].client_url, i["taka_portal"], get_openapi,
-                        "?serviceCode=residents")
+    missing = call_rest(
+        i["taka"].client_url, i["taka_portal"], get_openapi, "?serviceCode=residents"
+    )
     assert error_of(missing) == "Server.ServerProxy.UnknownService"
     assert b"no OpenAPI description" in missing.body
-    wsdl = call_soap(i["aizu"].client_url, i["aizu_portal"],
-                     ServiceId.parse(f"{i['taka'].member}/welfare/getWsdl"), "")
+    wsdl = call_soap(
+        i["aizu"].client_url,
+        i["aizu_portal"],
+        ServiceId.parse(f"{i['taka'].member}/welfare/getWsdl"),
+        "",
+    )
     assert b"getWsdl is not supported" in wsdl.body
 
 
@@ -509,26 +650,60 @@ def test_provider_errors_and_timeouts_come_back_as_errors(fed: Federation) -> No
     closed.bind(("127.0.0.1", 0))
     dead_port = closed.getsockname()[1]
     closed.close()
-    fed.run("secnode", "service", "add", "residents", "slow", "--type", "rest", "--url",
-            f"http://127.0.0.1:{fed.ports['rest_service']}/slow", "--timeout", "1",
-            "--dir", aizu.dir)
-    fed.run("secnode", "service", "add", "residents", "down", "--type", "rest", "--url",
-            f"http://127.0.0.1:{dead_port}/", "--dir", aizu.dir)
+    fed.run(
+        "secnode",
+        "service",
+        "add",
+        "residents",
+        "slow",
+        "--type",
+        "rest",
+        "--url",
+        f"http://127.0.0.1:{fed.ports['rest_service']}/slow",
+        "--timeout",
+        "1",
+        "--dir",
+        aizu.dir,
+    )
+    fed.run(
+        "secnode",
+        "service",
+        "add",
+        "residents",
+        "down",
+        "--type",
+        "rest",
+        "--url",
+        f"http://127.0.0.1:{dead_port}/",
+        "--dir",
+        aizu.dir,
+    )
     for code in ("slow", "down"):
-        fed.run("secnode", "acl", "grant", f"residents/{code}", str(i["taka_portal"]),
-                "--dir", aizu.dir)
-        fed.run("secnode", "service", "classify", f"residents/{code}", "--non-personal",
-                "--dir", aizu.dir)
+        fed.run(
+            "secnode", "acl", "grant", f"residents/{code}", str(i["taka_portal"]), "--dir", aizu.dir
+        )
+        fed.run(
+            "secnode",
+            "service",
+            "classify",
+            f"residents/{code}",
+            "--non-personal",
+            "--dir",
+            aizu.dir,
+        )
     slow = ServiceId.parse(f"{aizu.member}/residents/slow")
     ready = ("Server.ServerProxy.UnknownService", "Server.ServerProxy.AccessDenied")
-    _wait_for(lambda: call_rest(i["taka"].client_url, i["taka_portal"], slow, "?seconds=0"),
-              lambda r: error_of(r) not in ready)  # the node has picked up service and right
+    _wait_for(
+        lambda: call_rest(i["taka"].client_url, i["taka_portal"], slow, "?seconds=0"),
+        lambda r: error_of(r) not in ready,
+    )  # the node has picked up service and right
     started = time.monotonic()
     result = call_rest(i["taka"].client_url, i["taka_portal"], slow, "?seconds=10")
     assert time.monotonic() - started < 5  # answered by the timeout, not by the service
     assert error_of(result) == "Server.ServerProxy.ServiceFailed"
     assert b"did not answer within 1 s" in result.body
-    down = call_rest(i["taka"].client_url, i["taka_portal"],
-                     ServiceId.parse(f"{aizu.member}/residents/down"))
+    down = call_rest(
+        i["taka"].client_url, i["taka_portal"], ServiceId.parse(f"{aizu.member}/residents/down")
+    )
     assert error_of(down) == "Server.ServerProxy.ServiceFailed"
     assert b"service call failed" in down.body

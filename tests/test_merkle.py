@@ -99,7 +99,7 @@ def test_tampering_is_rejected(n: int, data: st.DataObject) -> None:
         bit = data.draw(st.integers(0, 255), label="bit")
         bad = bytearray(path[step])
         bad[bit // 8] ^= 1 << (bit % 8)
-        forged = [*path[:step], bytes(bad), *path[step + 1:]]
+        forged = [*path[:step], bytes(bad), *path[step + 1 :]]
         assert not verify_inclusion(leaves[index], index, n, forged, root)
         # a truncated or extended path
         assert not verify_inclusion(leaves[index], index, n, path[:-1], root)

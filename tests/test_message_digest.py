@@ -67,6 +67,7 @@ SOAP_RESPONSE_DIGEST = "3aa8c4ee036c7e1203cd4ca9fbfcd5aa424115559c1ca5b52fedc11d
 # An independent encoder written from docs/protocol.md, not from message.py
 # --------------------------------------------------------------------------
 
+
 def ref_field(name: str, value: str | bytes | None) -> bytes:
     out = bytes([len(name)]) + name.encode("ascii")
     if value is None:
@@ -108,7 +109,11 @@ def ref_request(h: MessageHeaders, body: bytes) -> bytes:
 
 
 def ref_response(
-    h: MessageHeaders, req: bytes, status: int, ctype: str | None, body: bytes,
+    h: MessageHeaders,
+    req: bytes,
+    status: int,
+    ctype: str | None,
+    body: bytes,
     policy: str | None = None,
 ) -> bytes:
     domain = b"secnode/response-digest/v2"
@@ -128,6 +133,7 @@ def ref_response(
 # Vectors
 # --------------------------------------------------------------------------
 
+
 def test_rest_vectors() -> None:
     req = request_digest(REST_HEADERS, REST_BODY_SHA256)
     assert req.hex() == REST_REQUEST_DIGEST
@@ -135,11 +141,13 @@ def test_rest_vectors() -> None:
     resp = response_digest(REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256)
     assert resp.hex() == REST_RESPONSE_DIGEST
     assert resp == ref_response(REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256)
-    with_policy = response_digest(REST_HEADERS, req, 200, "application/json",
-                                  RESPONSE_BODY_SHA256, RESPONSE_POLICY)
+    with_policy = response_digest(
+        REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256, RESPONSE_POLICY
+    )
     assert with_policy.hex() == REST_RESPONSE_POLICY_DIGEST
-    assert with_policy == ref_response(REST_HEADERS, req, 200, "application/json",
-                                       RESPONSE_BODY_SHA256, RESPONSE_POLICY)
+    assert with_policy == ref_response(
+        REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256, RESPONSE_POLICY
+    )
 
 
 def test_soap_vectors() -> None:
@@ -168,12 +176,17 @@ def test_request_and_response_domains_differ() -> None:
 # Every bound field changes the digest
 # --------------------------------------------------------------------------
 
-part = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._",
-               min_size=1, max_size=12)
+part = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._",
+    min_size=1,
+    max_size=12,
+)
 text = st.text(
-    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x2FFF, codec="utf-8",
-                           exclude_characters="\x7f"),
-    min_size=1, max_size=40,
+    alphabet=st.characters(
+        min_codepoint=0x20, max_codepoint=0x2FFF, codec="utf-8", exclude_characters="\x7f"
+    ),
+    min_size=1,
+    max_size=40,
 )
 optional_text = st.none() | text
 clients = st.builds(SubsystemId, part, part, part, part) | st.builds(MemberId, part, part, part)
@@ -263,7 +276,11 @@ def test_changing_any_request_field_changes_the_digest(h: MessageHeaders, body: 
     policy=optional_text,
 )
 def test_changing_any_response_input_changes_the_digest(
-    h: MessageHeaders, req: bytes, status: int, ctype: str | None, body: bytes,
+    h: MessageHeaders,
+    req: bytes,
+    status: int,
+    ctype: str | None,
+    body: bytes,
     policy: str | None,
 ) -> None:
     base = response_digest(h, req, status, ctype, body, policy)
@@ -301,6 +318,7 @@ def test_soap_and_rest_same_ids_differ() -> None:
 # --------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "changes",

@@ -97,7 +97,9 @@ def _sha(cert: x509.Certificate) -> bytes:
 def _ocsp_for(ca: conftest.TestCA, cert: x509.Certificate, revoked: bool = False) -> bytes:
     signer = ca.ca.signer(PASSPHRASE)
     responder = OCSPResponder(
-        ca.ca.cert, ca.ca.cert, signer.issuer_key(),
+        ca.ca.cert,
+        ca.ca.cert,
+        signer.issuer_key(),
         lambda serial: Revocation(T0 - dt.timedelta(minutes=1) if revoked else None),
     )
     request, _ = build_request(cert, ca.ca.cert, nonce=False)
@@ -136,19 +138,20 @@ class Log:
 
     def evidence(self, world: World) -> LogEvidence:
         return LogEvidence(
-            list(self.records), list(self.batches), list(self.proofs), world.certificates(),
+            list(self.records),
+            list(self.batches),
+            list(self.proofs),
+            world.certificates(),
             [*world.ocsp.values(), *self.extra_ocsp],
         )
 
     def copy(self) -> Log:
-        return Log(list(self.records), list(self.batches), list(self.proofs),
-                   list(self.extra_ocsp))
+        return Log(list(self.records), list(self.batches), list(self.proofs), list(self.extra_ocsp))
 
 
 def seal_after(record: LogRecord, prev_hash: bytes, seq: int | None = None) -> LogRecord:
     """Re-seal ``record`` at ``seq`` after ``prev_hash``: what a forger with DB access does."""
-    draft = dataclasses.replace(record, seq=record.seq if seq is None else seq,
-                                prev_hash=prev_hash)
+    draft = dataclasses.replace(record, seq=record.seq if seq is None else seq, prev_hash=prev_hash)
     return dataclasses.replace(draft, record_hash=draft.computed_hash())
 
 
@@ -170,13 +173,20 @@ def message_fields(world: World, i: int, signer: Issued | None = None) -> dict[s
         "signature": sig,
         "signer_cert_sha256": _sha(who.cert),
         "ocsp_sha256": hashlib.sha256(world.ocsp[_sha(who.cert)]).digest()
-        if _sha(who.cert) in world.ocsp else None,
+        if _sha(who.cert) in world.ocsp
+        else None,
     }
 
 
 def make_record(
-    world: World, seq: int, prev_hash: bytes, i: int | None = None, *,
-    signer: Issued | None = None, chain: str = CHAIN, time: dt.datetime | None = None,
+    world: World,
+    seq: int,
+    prev_hash: bytes,
+    i: int | None = None,
+    *,
+    signer: Issued | None = None,
+    chain: str = CHAIN,
+    time: dt.datetime | None = None,
 ) -> LogRecord:
     i = seq if i is None else i
     directions = [Direction.REQUEST_OUT, Direction.RESPONSE_IN]
@@ -184,21 +194,30 @@ def make_record(
     body = f"<body n='{i}'>payload {i} \u4f1a\u6d25</body>".encode()
     extra = {} if refusal else message_fields(world, i, signer)
     return LogRecord.create(
-        chain_id=chain, seq=seq, prev_hash=prev_hash,
+        chain_id=chain,
+        seq=seq,
+        prev_hash=prev_hash,
         time=time or T0 + dt.timedelta(seconds=i),
         direction=Direction.REFUSAL if refusal else directions[i % 2],
-        node_id=NODE_ID, client_id=CLIENT, service_id=PEER_SERVICE,
-        message_id=f"msg-{(i + 1) // 2}", user_id="JP123456789",
-        purpose="welfare-eligibility", legal_basis="consent", data_subject="subject-42",
+        node_id=NODE_ID,
+        client_id=CLIENT,
+        service_id=PEER_SERVICE,
+        message_id=f"msg-{(i + 1) // 2}",
+        user_id="JP123456789",
+        purpose="welfare-eligibility",
+        legal_basis="consent",
+        data_subject="subject-42",
         decision="deny" if refusal else "allow",
         reason="no agreement covers this purpose" if refusal else "agreement A-7",
-        headers_sha256=hashlib.sha256(f"headers {i}".encode()).digest(), body=body,
+        headers_sha256=hashlib.sha256(f"headers {i}".encode()).digest(),
+        body=body,
         **extra,  # type: ignore[arg-type]
     )
 
 
-def build_log(world: World, n: int = 40, batch_size: int = 8, stamped: int | None = None,
-              chain: str = CHAIN) -> Log:
+def build_log(
+    world: World, n: int = 40, batch_size: int = 8, stamped: int | None = None, chain: str = CHAIN
+) -> Log:
     records: list[LogRecord] = []
     for seq in range(1, n + 1):
         prev = records[-1].record_hash if records else genesis_hash(chain)
@@ -206,10 +225,11 @@ def build_log(world: World, n: int = 40, batch_size: int = 8, stamped: int | Non
     log = Log(records)
     upto = n if stamped is None else stamped
     for start in range(0, upto, batch_size):
-        chunk = records[start:min(start + batch_size, upto)]
+        chunk = records[start : min(start + batch_size, upto)]
         prepared = prepare_batch(chunk)
-        log.batches.append(prepared.stamped(world.stamp(prepared.root), "Test TSA",
-                                            "http://tsa.test/"))
+        log.batches.append(
+            prepared.stamped(world.stamp(prepared.root), "Test TSA", "http://tsa.test/")
+        )
         log.proofs.extend(prepared.proofs())
     return log
 
@@ -234,10 +254,17 @@ def clean(world: World) -> Log:
 def test_canonical_bytes_are_pinned() -> None:
     """The byte-level definition in docs/audit.md, as a vector other implementations can use."""
     record = LogRecord.create(
-        chain_id="JP/GOV/072028/ss1#a", seq=1, prev_hash=genesis_hash("JP/GOV/072028/ss1#a"),
-        time=dt.datetime(2026, 4, 1, 9, 30, tzinfo=dt.UTC), direction="request_in",
-        node_id="JP/GOV/072028/ss1", headers_sha256=bytes(32), body=b"hello",
-        client_id="JP/GOV/132187/app", data_subject="\u4f1a\u6d25 \"x\"\n", record_id="r1",
+        chain_id="JP/GOV/072028/ss1#a",
+        seq=1,
+        prev_hash=genesis_hash("JP/GOV/072028/ss1#a"),
+        time=dt.datetime(2026, 4, 1, 9, 30, tzinfo=dt.UTC),
+        direction="request_in",
+        node_id="JP/GOV/072028/ss1",
+        headers_sha256=bytes(32),
+        body=b"hello",
+        client_id="JP/GOV/132187/app",
+        data_subject='\u4f1a\u6d25 "x"\n',
+        record_id="r1",
     )
     expected = (
         '{"body_sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",'
@@ -293,8 +320,15 @@ def test_stored_form_round_trips_and_parser_is_strict(world: World) -> None:
 
 
 def test_create_validates(world: World) -> None:
-    good = {"chain_id": CHAIN, "seq": 1, "prev_hash": bytes(32), "time": T0,
-            "direction": "refusal", "node_id": NODE_ID, "headers_sha256": bytes(32)}
+    good = {
+        "chain_id": CHAIN,
+        "seq": 1,
+        "prev_hash": bytes(32),
+        "time": T0,
+        "direction": "refusal",
+        "node_id": NODE_ID,
+        "headers_sha256": bytes(32),
+    }
     with pytest.raises(RecordError, match="give the body"):
         LogRecord.create(**good)  # type: ignore[arg-type]
     with pytest.raises(RecordError, match="seq must be"):
@@ -315,7 +349,7 @@ def test_create_validates(world: World) -> None:
 # ----- batches -----------------------------------------------------------------------------
 def test_batch_proofs_and_leaves(world: World, clean: Log) -> None:
     batch = clean.batches[1]
-    records = clean.records[batch.first_seq - 1:batch.last_seq]
+    records = clean.records[batch.first_seq - 1 : batch.last_seq]
     again = proofs_from_leaves(batch, [r.record_hash for r in records])
     assert again == [p for p in clean.proofs if p.batch_id == batch.batch_id]
     proof = again[3]
@@ -374,8 +408,11 @@ def test_one_record_deleted(world: World, clean: Log) -> None:
 
 def test_one_record_deleted_and_rest_renumbered(world: World, clean: Log) -> None:
     log = clean.copy()
-    log.records = [dataclasses.replace(r, seq=r.seq - 1) if r.seq > 21 else r
-                   for r in log.records if r.seq != 21]
+    log.records = [
+        dataclasses.replace(r, seq=r.seq - 1) if r.seq > 21 else r
+        for r in log.records
+        if r.seq != 21
+    ]
     report = check(world, log)
     assert first(report)[:2] == (FailureKind.MISSING, 21)
 
@@ -404,8 +441,10 @@ def test_two_records_swapped_by_seq(world: World, clean: Log) -> None:
     """The rows keep their hashes but exchange seq numbers (UPDATE ... SET seq = ...)."""
     log = clean.copy()
     a, b = log.records[9], log.records[10]
-    log.records[9], log.records[10] = (dataclasses.replace(b, seq=10),
-                                       dataclasses.replace(a, seq=11))
+    log.records[9], log.records[10] = (
+        dataclasses.replace(b, seq=10),
+        dataclasses.replace(a, seq=11),
+    )
     report = check(world, log)
     assert first(report)[:2] == (FailureKind.REORDERED, 10)
     assert report.kinds() == [FailureKind.REORDERED]
@@ -471,8 +510,9 @@ def test_content_changed_and_chain_recomputed(world: World, clean: Log) -> None:
 
 def test_content_changed_hash_recomputed_only_for_that_record(world: World, clean: Log) -> None:
     log = clean.copy()
-    changed = seal_after(dataclasses.replace(log.records[25], purpose="marketing"),
-                         log.records[24].record_hash)
+    changed = seal_after(
+        dataclasses.replace(log.records[25], purpose="marketing"), log.records[24].record_hash
+    )
     log.records[25] = changed
     report = check(world, log)
     assert first(report) == (FailureKind.ALTERED, 26, changed.id)
@@ -494,8 +534,10 @@ def test_token_replaced_with_one_for_another_root(world: World, clean: Log) -> N
 def test_token_swapped_between_batches(world: World, clean: Log) -> None:
     log = clean.copy()
     a, b = log.batches[0], log.batches[1]
-    log.batches[0], log.batches[1] = (dataclasses.replace(a, token=b.token),
-                                      dataclasses.replace(b, token=a.token))
+    log.batches[0], log.batches[1] = (
+        dataclasses.replace(a, token=b.token),
+        dataclasses.replace(b, token=a.token),
+    )
     report = check(world, log)
     assert first(report)[:2] == (FailureKind.BAD_TOKEN, 1)
     assert report.kinds() == [FailureKind.BAD_TOKEN, FailureKind.BAD_TOKEN]
@@ -589,15 +631,21 @@ def _log_with(world: World, mutate: Callable[[int, dict[str, object]], None]) ->
             fields = message_fields(world, seq)
             mutate(seq, fields)
             record = LogRecord.create(
-                chain_id=CHAIN, seq=seq, prev_hash=prev, time=record.time,
-                direction=record.direction, node_id=NODE_ID,
-                headers_sha256=record.headers_sha256, body=record.body,
+                chain_id=CHAIN,
+                seq=seq,
+                prev_hash=prev,
+                time=record.time,
+                direction=record.direction,
+                node_id=NODE_ID,
+                headers_sha256=record.headers_sha256,
+                body=record.body,
                 **fields,  # type: ignore[arg-type]
             )
         records.append(record)
     prepared = prepare_batch(records)
-    return Log(records, [prepared.stamped(world.stamp(prepared.root), "Test TSA")],
-               prepared.proofs())
+    return Log(
+        records, [prepared.stamped(world.stamp(prepared.root), "Test TSA")], prepared.proofs()
+    )
 
 
 def test_signature_over_other_digest(world: World) -> None:
@@ -620,8 +668,9 @@ def test_signature_by_untrusted_certificate(world: World) -> None:
 
 def test_signer_certificate_hash_mismatch(world: World) -> None:
     def wrong_hash(seq: int, fields: dict[str, object]) -> None:
-        fields["signer_cert_sha256"] = _sha(world.peer.cert) if seq % 2 == 0 else _sha(
-            world.node.cert)
+        fields["signer_cert_sha256"] = (
+            _sha(world.peer.cert) if seq % 2 == 0 else _sha(world.node.cert)
+        )
 
     report = check(world, _log_with(world, wrong_hash))
     assert first(report)[:2] == (FailureKind.BAD_SIGNATURE, 5)
@@ -644,8 +693,9 @@ def test_ocsp_evidence(world: World) -> None:
     assert check(world, log, check_ocsp=False).ok
 
 
-def _timed_log(world: World, times: list[dt.datetime], signer: Issued,
-               chain: str = f"{NODE_ID}#timed") -> Log:
+def _timed_log(
+    world: World, times: list[dt.datetime], signer: Issued, chain: str = f"{NODE_ID}#timed"
+) -> Log:
     """Signed records at ``times`` (one per time, in order), sealed and stamped in one batch."""
     records: list[LogRecord] = []
     for seq, when in enumerate(times, start=1):
@@ -654,8 +704,9 @@ def _timed_log(world: World, times: list[dt.datetime], signer: Issued,
         i = next(n for n in itertools.count(2 * seq + 1, 2) if n % 11)
         records.append(make_record(world, seq, prev, i, signer=signer, chain=chain, time=when))
     prepared = prepare_batch(records)
-    return Log(records, [prepared.stamped(world.stamp(prepared.root), "Test TSA")],
-               prepared.proofs())
+    return Log(
+        records, [prepared.stamped(world.stamp(prepared.root), "Test TSA")], prepared.proofs()
+    )
 
 
 def test_ocsp_staleness_is_judged_per_record_not_per_minute(world: World) -> None:
@@ -690,7 +741,8 @@ def test_signer_expiry_is_judged_per_record_not_per_hour(world: World) -> None:
     opts = VerifyOptions(as_of=after + dt.timedelta(minutes=1), check_ocsp=False)
     report = verify_log(world.anchors, live=evidence, options=opts)
     assert [(f.kind, f.seq) for f in report.failures] == [(FailureKind.BAD_SIGNATURE, 2)], (
-        report.summary())
+        report.summary()
+    )
     assert "not trusted" in report.failures[0].message
 
 
@@ -705,9 +757,15 @@ def test_report_json_names_first_failure(world: World, clean: Log) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(when=st.datetimes(min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(9999, 12, 30),
-                         timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=9)),
-                                                    dt.timezone(dt.timedelta(hours=-5))])))
+@given(
+    when=st.datetimes(
+        min_value=dt.datetime(1900, 1, 2),
+        max_value=dt.datetime(9999, 12, 30),
+        timezones=st.sampled_from(
+            [dt.UTC, dt.timezone(dt.timedelta(hours=9)), dt.timezone(dt.timedelta(hours=-5))]
+        ),
+    )
+)
 def test_record_time_text_is_utc_with_microseconds(when: dt.datetime) -> None:
     """The fast path for the node's UTC clock gives the text the general path gives."""
     utc = when.astimezone(dt.UTC)

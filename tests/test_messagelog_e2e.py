@@ -58,7 +58,8 @@ class Run:
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     base = tmp_path_factory.mktemp("mlog")
     lf = build_log_federation(
-        base / "fed", settings={"timestamping_interval": 1},
+        base / "fed",
+        settings={"timestamping_interval": 1},
         node_config={"messagelog": {"archive_interval": 0, "timestamp_batch_size": BATCH_SIZE}},
     )
     try:
@@ -101,8 +102,10 @@ def chain_records(node_dir: Path) -> list[LogRecord]:
 # ----- the untouched log ------------------------------------------------------------------------
 def test_every_exchange_succeeded_and_is_logged_on_both_nodes(run: Run) -> None:
     assert [r.status for r in run.replies] == [200] * len(run.replies)
-    for node, directions in ((run.lf.takamatsu, {"request_out", "response_in"}),
-                             (run.lf.aizu, {"request_in", "response_out"})):
+    for node, directions in (
+        (run.lf.takamatsu, {"request_out", "response_in"}),
+        (run.lf.aizu, {"request_in", "response_out"}),
+    ):
         logged = records_by_message(node.dir)
         for reply in run.replies:
             assert logged.get(reply.message_id) == directions, reply.message_id
@@ -134,14 +137,23 @@ def test_health_and_metrics_report_the_log(run: Run) -> None:
 
 def test_search_show_and_export(run: Run) -> None:
     node, reply = run.lf.takamatsu, run.replies[5]
-    found = json.loads(log_cli(node, "search", "--message-id", reply.message_id,
-                               "--json").stdout)
+    found = json.loads(log_cli(node, "search", "--message-id", reply.message_id, "--json").stdout)
     assert [r["direction"] for r in found] == ["request_out", "response_in"]
     assert {r["client_id"] for r in found} == {f"{node.member}/portal"}
     assert found[0]["user_id"] == "JP-auditor-test"
-    by_client = json.loads(log_cli(node, "search", "--client", node.member, "--service",
-                                   f"{run.lf.aizu.member}/residents", "--direction",
-                                   "request_out", "--json").stdout)
+    by_client = json.loads(
+        log_cli(
+            node,
+            "search",
+            "--client",
+            node.member,
+            "--service",
+            f"{run.lf.aizu.member}/residents",
+            "--direction",
+            "request_out",
+            "--json",
+        ).stdout
+    )
     assert len(by_client) == len(run.replies)
     shown = json.loads(log_cli(node, "show", found[1]["id"], "--body", "--json").stdout)
     assert shown["batch"]["first_seq"] <= shown["seq"] <= shown["batch"]["last_seq"]
@@ -165,16 +177,46 @@ def test_openssl_accepts_a_token_from_the_log(run: Run, tmp_path: Path) -> None:
         token, root = conn.execute("SELECT token, root FROM mlog_batches LIMIT 1").fetchone()
     (tmp_path / "token.tst").write_bytes(token)
     result = subprocess.run(
-        ["openssl", "ts", "-verify", "-digest", bytes(root).hex(), "-in", "token.tst",
-         "-token_in", "-CAfile", str(run.lf.fed.ca_cert), "-untrusted",
-         str(run.lf.tsa_dir / "tsa.pem")],
-        cwd=tmp_path, capture_output=True, text=True, check=False)
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            bytes(root).hex(),
+            "-in",
+            "token.tst",
+            "-token_in",
+            "-CAfile",
+            str(run.lf.fed.ca_cert),
+            "-untrusted",
+            str(run.lf.tsa_dir / "tsa.pem"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0 and "Verification: OK" in result.stdout, result.stderr
     wrong = subprocess.run(
-        ["openssl", "ts", "-verify", "-digest", hashlib.sha256(b"x").hexdigest(), "-in",
-         "token.tst", "-token_in", "-CAfile", str(run.lf.fed.ca_cert), "-untrusted",
-         str(run.lf.tsa_dir / "tsa.pem")],
-        cwd=tmp_path, capture_output=True, text=True, check=False)
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-digest",
+            hashlib.sha256(b"x").hexdigest(),
+            "-in",
+            "token.tst",
+            "-token_in",
+            "-CAfile",
+            str(run.lf.fed.ca_cert),
+            "-untrusted",
+            str(run.lf.tsa_dir / "tsa.pem"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert wrong.returncode != 0
 
 
@@ -187,7 +229,8 @@ def test_body_byte_changed(run: Run) -> None:
     node_dir = _tampered(run, "body")
     with sqlite_db(node_dir) as conn:
         rid, body = conn.execute(
-            "SELECT record_id, body FROM mlog_records WHERE seq = 7").fetchone()
+            "SELECT record_id, body FROM mlog_records WHERE seq = 7"
+        ).fetchone()
         changed = bytes([body[0] ^ 0x01]) + body[1:]
         conn.execute("UPDATE mlog_records SET body = ? WHERE record_id = ?", (changed, rid))
     bad = first_bad(node_dir)
@@ -198,8 +241,10 @@ def test_body_byte_changed(run: Run) -> None:
 def test_record_deleted(run: Run) -> None:
     node_dir = _tampered(run, "deleted")
     with sqlite_db(node_dir) as conn:
-        before, after = (conn.execute("SELECT record_id FROM mlog_records WHERE seq = ?",
-                                      (s,)).fetchone()[0] for s in (10, 12))
+        before, after = (
+            conn.execute("SELECT record_id FROM mlog_records WHERE seq = ?", (s,)).fetchone()[0]
+            for s in (10, 12)
+        )
         conn.execute("DELETE FROM mlog_records WHERE seq = 11")
     bad = first_bad(node_dir)
     assert (bad["kind"], bad["seq"]) == ("missing", 11)
@@ -214,8 +259,9 @@ def test_two_records_swapped(run: Run) -> None:
     try:
         with engine.begin() as conn:
             conn.execute(tables.records.delete().where(tables.records.c.seq.in_([15, 16])))
-            conn.execute(tables.records.insert(), [
-                {**row_of(b), "seq": 15}, {**row_of(a), "seq": 16}])
+            conn.execute(
+                tables.records.insert(), [{**row_of(b), "seq": 15}, {**row_of(a), "seq": 16}]
+            )
     finally:
         engine.dispose()
     bad = first_bad(node_dir)
@@ -229,22 +275,46 @@ def test_forged_record_inserted_with_recomputed_chain(run: Run) -> None:
     records = chain_records(node_dir)
     at = 19  # index of seq 20
     forged = LogRecord.create(
-        chain_id=records[at].chain_id, seq=20, prev_hash=records[at - 1].record_hash,
-        time=records[at].time, direction="request_in", node_id=records[at].node_id,
-        headers_sha256=bytes(32), body=b'{"forged":true}', client_id=records[at].client_id,
-        service_id=records[at].service_id, message_id="forged-message")
+        chain_id=records[at].chain_id,
+        seq=20,
+        prev_hash=records[at - 1].record_hash,
+        time=records[at].time,
+        direction="request_in",
+        node_id=records[at].node_id,
+        headers_sha256=bytes(32),
+        body=b'{"forged":true}',
+        client_id=records[at].client_id,
+        service_id=records[at].service_id,
+        message_id="forged-message",
+    )
     rewritten = [*records[:at], forged]
     for old in records[at:]:
-        rewritten.append(LogRecord.create(
-            chain_id=old.chain_id, seq=rewritten[-1].seq + 1,
-            prev_hash=rewritten[-1].record_hash, time=old.time, direction=old.direction,
-            node_id=old.node_id, headers_sha256=old.headers_sha256, body=old.body,
-            client_id=old.client_id, service_id=old.service_id, message_id=old.message_id,
-            user_id=old.user_id, purpose=old.purpose, legal_basis=old.legal_basis,
-            data_subject=old.data_subject, decision=old.decision, reason=old.reason,
-            signed_digest=old.signed_digest, signature=old.signature,
-            signer_cert_sha256=old.signer_cert_sha256, ocsp_sha256=old.ocsp_sha256,
-            record_id=old.id))
+        rewritten.append(
+            LogRecord.create(
+                chain_id=old.chain_id,
+                seq=rewritten[-1].seq + 1,
+                prev_hash=rewritten[-1].record_hash,
+                time=old.time,
+                direction=old.direction,
+                node_id=old.node_id,
+                headers_sha256=old.headers_sha256,
+                body=old.body,
+                client_id=old.client_id,
+                service_id=old.service_id,
+                message_id=old.message_id,
+                user_id=old.user_id,
+                purpose=old.purpose,
+                legal_basis=old.legal_basis,
+                data_subject=old.data_subject,
+                decision=old.decision,
+                reason=old.reason,
+                signed_digest=old.signed_digest,
+                signature=old.signature,
+                signer_cert_sha256=old.signer_cert_sha256,
+                ocsp_sha256=old.ocsp_sha256,
+                record_id=old.id,
+            )
+        )
     engine = db.make_engine(f"sqlite:///{node_dir / 'messagelog.db'}")
     try:
         with engine.begin() as conn:
@@ -262,13 +332,14 @@ def test_token_replaced_with_one_for_another_root(run: Run) -> None:
     with sqlite_db(node_dir) as conn:
         (first_token,), (victim, first_seq) = (
             conn.execute("SELECT token FROM mlog_batches ORDER BY first_seq LIMIT 1").fetchone(),
-            conn.execute("SELECT batch_id, first_seq FROM mlog_batches ORDER BY first_seq "
-                         "LIMIT 1 OFFSET 2").fetchone(),
+            conn.execute(
+                "SELECT batch_id, first_seq FROM mlog_batches ORDER BY first_seq LIMIT 1 OFFSET 2"
+            ).fetchone(),
         )
-        conn.execute("UPDATE mlog_batches SET token = ? WHERE batch_id = ?",
-                     (first_token, victim))
-        rid = conn.execute("SELECT record_id FROM mlog_records WHERE seq = ?",
-                           (first_seq,)).fetchone()[0]
+        conn.execute("UPDATE mlog_batches SET token = ? WHERE batch_id = ?", (first_token, victim))
+        rid = conn.execute(
+            "SELECT record_id FROM mlog_records WHERE seq = ?", (first_seq,)
+        ).fetchone()[0]
     bad = first_bad(node_dir)
     assert (bad["kind"], bad["seq"], bad["batch_id"]) == ("bad_token", first_seq, victim)
     assert bad["record_id"] == rid
@@ -289,8 +360,9 @@ def archived(run: Run) -> Path:
     for cut in (times[len(times) // 3], times[2 * len(times) // 3]):
         out = log_cli_dir(node_dir, "archive", "--until", cut.isoformat(), "--json")
         assert out.exit_code == 0, out.output
-    text = (node_dir / "secnode.toml").read_text().replace("retention_days = 30",
-                                                           "retention_days = 0")
+    text = (
+        (node_dir / "secnode.toml").read_text().replace("retention_days = 30", "retention_days = 0")
+    )
     (node_dir / "secnode.toml").write_text(text)
     out = log_cli_dir(node_dir, "archive", "--json")
     assert out.exit_code == 0, out.output
@@ -299,14 +371,15 @@ def archived(run: Run) -> Path:
     return node_dir
 
 
-def test_archives_chain_and_verify_with_and_without_the_database(run: Run,
-                                                                 archived: Path) -> None:
+def test_archives_chain_and_verify_with_and_without_the_database(run: Run, archived: Path) -> None:
     files = sorted((archived / "archive").glob("mlog-*.zip"))
     assert len(files) == 3
     with sqlite_db(archived) as conn:
         assert conn.execute("SELECT COUNT(*) FROM mlog_records").fetchone()[0] == 0
-        rows = conn.execute("SELECT sequence, sha256, previous_sha256, first_seq, last_seq "
-                            "FROM mlog_archives ORDER BY sequence").fetchall()
+        rows = conn.execute(
+            "SELECT sequence, sha256, previous_sha256, first_seq, last_seq "
+            "FROM mlog_archives ORDER BY sequence"
+        ).fetchall()
     assert [r[0] for r in rows] == [1, 2, 3]
     assert rows[0][2] is None and rows[1][2] == rows[0][1] and rows[2][2] == rows[1][1]
     assert rows[0][3] == 1 and rows[1][3] == rows[0][4] + 1 and rows[2][4] == 80
@@ -317,8 +390,9 @@ def test_archives_chain_and_verify_with_and_without_the_database(run: Run,
     alone = auditor_cli("verify", *files, "--anchor", anchors)
     assert alone.exit_code == 0, alone.output
     # an auditor holding only the configuration anchor and a copy of the global configuration
-    via_conf = auditor_cli("verify", *files, "--anchor", run.lf.fed.anchor, "--globalconf",
-                           archived / "globalconf")
+    via_conf = auditor_cli(
+        "verify", *files, "--anchor", run.lf.fed.anchor, "--globalconf", archived / "globalconf"
+    )
     assert via_conf.exit_code == 0, via_conf.output
     # an anchor that trusts neither the CA nor the TSA
     stranger = auditor_cli("verify", *files, "--anchor", run.lf.fed.anchor)
@@ -331,7 +405,8 @@ def test_archive_removed_from_the_middle(run: Run, archived: Path) -> None:
     with sqlite_db(node_dir) as conn:
         middle, third_first = conn.execute(
             "SELECT a.file_name, b.first_seq FROM mlog_archives a, mlog_archives b "
-            "WHERE a.sequence = 2 AND b.sequence = 3").fetchone()
+            "WHERE a.sequence = 2 AND b.sequence = 3"
+        ).fetchone()
     (node_dir / "archive" / middle).unlink()
     assert len(files) == 3
     bad = first_bad(node_dir)
@@ -341,8 +416,11 @@ def test_archive_removed_from_the_middle(run: Run, archived: Path) -> None:
 
 def test_archived_records_are_still_searchable_and_exportable(run: Run, archived: Path) -> None:
     reply = run.replies[0]
-    found = json.loads(log_cli_dir(archived, "search", "--message-id", reply.message_id,
-                                   "--archives", "--json").stdout)
+    found = json.loads(
+        log_cli_dir(
+            archived, "search", "--message-id", reply.message_id, "--archives", "--json"
+        ).stdout
+    )
     assert [r["direction"] for r in found] == ["request_in", "response_out"]
     shown = json.loads(log_cli_dir(archived, "show", found[0]["id"], "--json").stdout)
     assert shown["stored_in"] == "archive"

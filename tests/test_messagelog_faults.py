@@ -41,8 +41,10 @@ FAILURE_PERIOD = 4
 def lf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogFederation]:
     fed = build_log_federation(
         tmp_path_factory.mktemp("mlog-faults"),
-        settings={"timestamping_interval": 1,
-                  "acceptable_timestamp_failure_period": FAILURE_PERIOD},
+        settings={
+            "timestamping_interval": 1,
+            "acceptable_timestamp_failure_period": FAILURE_PERIOD,
+        },
         node_config={"messagelog": {"archive_interval": 0}},
         dead_tsa_first=True,
     )
@@ -98,8 +100,9 @@ def test_tsa_down_longer_than_the_failure_period(lf: LogFederation) -> None:
     lf.stop_tsa()
     try:
         assert lf.call().status == 200  # exchange goes on at first ...
-        refused = wait_until(lambda: (r := lf.call()).status != 200 and r,
-                             FAILURE_PERIOD + 10, "exchange to stop")
+        refused = wait_until(
+            lambda: (r := lf.call()).status != 200 and r, FAILURE_PERIOD + 10, "exchange to stop"
+        )
         assert isinstance(refused, Reply)
         assert refused.error.endswith(".TimestampingFailed"), refused.body
         message = json.loads(refused.body)["message"]
@@ -165,8 +168,9 @@ def test_sigkill_during_a_burst_loses_no_answered_message(lf: LogFederation) -> 
     assert report["checked"]["proofs"] == report["checked"]["records"]
 
 
-def test_verify_counts_records_older_than_the_period_without_stamps(lf: LogFederation,
-                                                                    tmp_path: Path) -> None:
+def test_verify_counts_records_older_than_the_period_without_stamps(
+    lf: LogFederation, tmp_path: Path
+) -> None:
     """An auditor later: a record that was never stamped is a finding once it is old."""
     lf.stop_tsa()
     try:
@@ -208,7 +212,9 @@ def test_restarts_do_not_reset_the_failure_period(lf: LogFederation) -> None:
             wait_for_port(node.server_port, 10)
         refused = lf.call()
         assert refused.status != 200 and refused.error.endswith(".TimestampingFailed"), (
-            refused.status, refused.body)
+            refused.status,
+            refused.body,
+        )
         assert "acceptable failure period" in json.loads(refused.body)["message"]
         for node in (lf.takamatsu, lf.aizu):
             code, health = node.health()
@@ -220,8 +226,11 @@ def test_restarts_do_not_reset_the_failure_period(lf: LogFederation) -> None:
     wait_until(lambda: lf.call().status == 200, 15, "exchange to resume")
     wait_stamped(lf.takamatsu.dir)
     wait_stamped(lf.aizu.dir)
-    wait_until(lambda: lf.takamatsu.health()[0] == 200 and lf.aizu.health()[0] == 200, 10,
-               "both nodes healthy again")
+    wait_until(
+        lambda: lf.takamatsu.health()[0] == 200 and lf.aizu.health()[0] == 200,
+        10,
+        "both nodes healthy again",
+    )
     for node in (lf.takamatsu, lf.aizu):
         code, report = verify_json(node)
         assert code == 0, report["failures"]

@@ -61,8 +61,16 @@ class LogFederation:
 
     # ----- processes ----------------------------------------------------------------------
     def start_tsa(self) -> None:
-        self.fed.start("tsa", "certs", "tsa", "serve", self.tsa_dir, "--port",
-                       str(self.tsa_port), port=self.tsa_port)
+        self.fed.start(
+            "tsa",
+            "certs",
+            "tsa",
+            "serve",
+            self.tsa_dir,
+            "--port",
+            str(self.tsa_port),
+            port=self.tsa_port,
+        )
 
     def stop_tsa(self) -> None:
         self.fed.stop("tsa")
@@ -79,16 +87,28 @@ class LogFederation:
         self.fed.close()
 
     # ----- traffic ------------------------------------------------------------------------
-    def call(self, body: bytes = b'{"hello":"aizu"}', message_id: str | None = None,
-             timeout: float = 15, client_url: str | None = None) -> Reply:
+    def call(
+        self,
+        body: bytes = b'{"hello":"aizu"}',
+        message_id: str | None = None,
+        timeout: float = 15,
+        client_url: str | None = None,
+    ) -> Reply:
         """One REST exchange Takamatsu portal -> Aizu residents/echo."""
         mid = message_id or str(uuid.uuid4())
         base = client_url or self.takamatsu.client_url
         url = f"{base}/r1/{self.aizu.member}/residents/echo"
-        req = urllib.request.Request(url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "X-Road-Client": f"{self.takamatsu.member}/portal",
-            "X-Road-Id": mid, "X-Road-UserId": "JP-auditor-test",
-        })
+        req = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Road-Client": f"{self.takamatsu.member}/portal",
+                "X-Road-Id": mid,
+                "X-Road-UserId": "JP-auditor-test",
+            },
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return Reply(resp.status, mid, resp.read(), dict(resp.headers))
@@ -121,10 +141,13 @@ def sqlite_db(node_dir: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def build_log_federation(base: Path, settings: dict[str, int] | None = None,
-                         node_config: dict[str, dict[str, Any]] | None = None,
-                         db_urls: dict[str, str] | None = None,
-                         dead_tsa_first: bool = False) -> LogFederation:
+def build_log_federation(
+    base: Path,
+    settings: dict[str, int] | None = None,
+    node_config: dict[str, dict[str, Any]] | None = None,
+    db_urls: dict[str, str] | None = None,
+    dead_tsa_first: bool = False,
+) -> LogFederation:
     """CA+OCSP, TSA, central, Aizu and Takamatsu registered and synced; nodes not started.
 
     ``dead_tsa_first``: the configuration also approves a TSA that never answers, listed
@@ -137,20 +160,49 @@ def build_log_federation(base: Path, settings: dict[str, int] | None = None,
         lf.start_tsa()
         if dead_tsa_first:
             fed.certs("tsa", "init", base / "tsa-down", "--ca", fed.ca_dir, "--name", "Down TSA")
-            fed.central("tsa", "add", "a-down-tsa", "--url", f"http://127.0.0.1:{free_port()}",
-                        "--cert", base / "tsa-down" / "tsa.pem")
-        fed.central("tsa", "add", "test-tsa", "--url", f"http://127.0.0.1:{lf.tsa_port}",
-                    "--cert", lf.tsa_dir / "tsa.pem")
+            fed.central(
+                "tsa",
+                "add",
+                "a-down-tsa",
+                "--url",
+                f"http://127.0.0.1:{free_port()}",
+                "--cert",
+                base / "tsa-down" / "tsa.pem",
+            )
+        fed.central(
+            "tsa",
+            "add",
+            "test-tsa",
+            "--url",
+            f"http://127.0.0.1:{lf.tsa_port}",
+            "--cert",
+            lf.tsa_dir / "tsa.pem",
+        )
         fed.publish()
-        fed.start("service", "secnode.demo.services", "--port", str(lf.service_port),
-                  port=lf.service_port)
+        fed.start(
+            "service", "secnode.demo.services", "--port", str(lf.service_port), port=lf.service_port
+        )
         for name, member, member_name in CITIES[:2]:
-            fed.add_node(name, member, member_name, subsystems=("portal", "residents"),
-                         config=node_config, db_url=(db_urls or {}).get(name, ""))
+            fed.add_node(
+                name,
+                member,
+                member_name,
+                subsystems=("portal", "residents"),
+                config=node_config,
+                db_url=(db_urls or {}).get(name, ""),
+            )
         fed.approve_all()
         fed.sync_all()
-        lf.aizu.cli("service", "add", "residents", "echo", "--url",
-                    f"http://127.0.0.1:{lf.service_port}/echo", "--type", "rest")
+        lf.aizu.cli(
+            "service",
+            "add",
+            "residents",
+            "echo",
+            "--url",
+            f"http://127.0.0.1:{lf.service_port}/echo",
+            "--type",
+            "rest",
+        )
         lf.aizu.cli("acl", "grant", "residents/echo", f"{lf.takamatsu.member}/portal")
         lf.takamatsu.cli("client", "allow", "portal", "--address", "127.0.0.1")
     except BaseException:
@@ -164,7 +216,8 @@ def unstamped(node_dir: Path) -> int:
     with sqlite_db(node_dir) as conn:
         rows = conn.execute(
             "SELECT c.stamped_seq, (SELECT MAX(seq) FROM mlog_records r"
-            " WHERE r.chain_id = c.chain_id) FROM mlog_chains c").fetchall()
+            " WHERE r.chain_id = c.chain_id) FROM mlog_chains c"
+        ).fetchall()
     return sum(max(0, (last or 0) - stamped) for stamped, last in rows)
 
 

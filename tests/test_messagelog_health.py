@@ -29,8 +29,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs under ``tmp_path`` (unmounted at teardown)."""
     mount_point = tmp_path / "logdisk"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -73,11 +76,11 @@ class DiskFiller:
 
 @pytest.fixture
 def lf(tmp_path: Path, small_disk: Path) -> Iterator[LogFederation]:
-    fed = build_log_federation(tmp_path / "fed",
-                               node_config={"messagelog": {"archive_interval": 0}})
+    fed = build_log_federation(
+        tmp_path / "fed", node_config={"messagelog": {"archive_interval": 0}}
+    )
     try:
-        fed.takamatsu.set_config("messagelog", "database",
-                                 f"sqlite:///{small_disk}/messagelog.db")
+        fed.takamatsu.set_config("messagelog", "database", f"sqlite:///{small_disk}/messagelog.db")
         fed.start_nodes()
         yield fed
     finally:
@@ -95,8 +98,9 @@ def write_reasons(health: dict[str, object]) -> list[str]:
     return [r for r in reasons if "message log: cannot store records" in r]
 
 
-def test_health_reports_a_log_that_cannot_write_and_recovers(lf: LogFederation,
-                                                             small_disk: Path) -> None:
+def test_health_reports_a_log_that_cannot_write_and_recovers(
+    lf: LogFederation, small_disk: Path
+) -> None:
     assert lf.call().status == 200
     assert lf.takamatsu.health()[0] == 200
     with DiskFiller(small_disk / "filler"):

@@ -41,11 +41,13 @@ def pg_schema_url(pg_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def test_two_processes_share_one_postgresql_log(tmp_path_factory: pytest.TempPathFactory,
-                                                pg_schema_url: str) -> None:
+def test_two_processes_share_one_postgresql_log(
+    tmp_path_factory: pytest.TempPathFactory, pg_schema_url: str
+) -> None:
     base = tmp_path_factory.mktemp("mlog-pg")
     lf = build_log_federation(
-        base / "fed", settings={"timestamping_interval": 1},
+        base / "fed",
+        settings={"timestamping_interval": 1},
         node_config={"messagelog": {"archive_interval": 0, "timestamp_batch_size": 5}},
         db_urls={TAKAMATSU: pg_schema_url},
     )
@@ -53,21 +55,27 @@ def test_two_processes_share_one_postgresql_log(tmp_path_factory: pytest.TempPat
         lf.start_nodes()
         second = shutil.copytree(lf.takamatsu.dir, base / "takamatsu-2")
         client_port = free_port()
-        for section, port in (("client", client_port), ("server", free_port()),
-                              ("admin", free_port())):
+        for section, port in (
+            ("client", client_port),
+            ("server", free_port()),
+            ("admin", free_port()),
+        ):
             set_toml(second / "secnode.toml", section, "port", port)
-        lf.fed.start("node-takamatsu-2", "secnode", "serve", "--dir", second,
-                     port=client_port)
+        lf.fed.start("node-takamatsu-2", "secnode", "serve", "--dir", second, port=client_port)
         first_url, second_url = lf.takamatsu.client_url, f"http://127.0.0.1:{client_port}"
         replies = [lf.call(client_url=url) for _ in range(12) for url in (first_url, second_url)]
         assert {r.status for r in replies} == {200}, replies[0].body
         engine = create_engine(pg_schema_url)
         try:
+
             def unstamped() -> int:
                 with engine.connect() as conn:
                     c, r = tables.chains, tables.records
-                    last = (select(func.max(r.c.seq)).where(r.c.chain_id == c.c.chain_id)
-                            .scalar_subquery())
+                    last = (
+                        select(func.max(r.c.seq))
+                        .where(r.c.chain_id == c.c.chain_id)
+                        .scalar_subquery()
+                    )
                     rows = conn.execute(select(c.c.stamped_seq, last)).all()
                 return sum(int(last or 0) - int(stamped) for stamped, last in rows)
 

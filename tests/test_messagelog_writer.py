@@ -61,8 +61,16 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def event(message_id: str, body: bytes = b'{"x":1}') -> ExchangeEvent:
-    headers = MessageHeaders("rest", CLIENT, SERVICE, message_id, rest_method="POST",
-                             rest_path="", purpose="welfare", data_subject="resident-1001")
+    headers = MessageHeaders(
+        "rest",
+        CLIENT,
+        SERVICE,
+        message_id,
+        rest_method="POST",
+        rest_path="",
+        purpose="welfare",
+        data_subject="resident-1001",
+    )
     return ExchangeEvent("request_in", headers, hashlib.sha256(body).digest(), body=body)
 
 
@@ -88,8 +96,9 @@ def test_concurrent_appends_share_commits_and_form_one_chain(engine: Engine) -> 
     async def main() -> tuple[list[LogRecord], LogWriter]:
         writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
         writer.start()
-        records = await asyncio.gather(*(writer.append(draft_from_event(event(f"m-{i}")))
-                                         for i in range(300)))
+        records = await asyncio.gather(
+            *(writer.append(draft_from_event(event(f"m-{i}"))) for i in range(300))
+        )
         await writer.close()
         return list(records), writer
 
@@ -102,9 +111,12 @@ def test_concurrent_appends_share_commits_and_form_one_chain(engine: Engine) -> 
 
 def test_a_failed_commit_refuses_its_messages_and_starts_a_new_chain(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text(
-            "CREATE TRIGGER refuse_boom BEFORE INSERT ON mlog_records "
-            "WHEN NEW.message_id = 'boom' BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_boom BEFORE INSERT ON mlog_records "
+                "WHEN NEW.message_id = 'boom' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        )
 
     async def main() -> tuple[LogRecord, LogRecord, LogWriter]:
         writer = LogWriter(engine, NODE)
@@ -121,13 +133,13 @@ def test_a_failed_commit_refuses_its_messages_and_starts_a_new_chain(engine: Eng
     assert writer.stats.failures == 1 and len(writer.chain_ids) == 2
     store = LogStore(engine, NODE)
     assert sorted(store.chain_ids()) == sorted([first.chain_id, after.chain_id])
-    assert {r.message_id for c in store.chain_ids() for r in store.records(c)} == {
-        "ok-1", "ok-2"}
+    assert {r.message_id for c in store.chain_ids() for r in store.records(c)} == {"ok-1", "ok-2"}
     assert verify_db(engine) == []
 
 
-def test_writer_never_checkpoints_and_the_checkpointer_truncates(engine: Engine,
-                                                                 tmp_path: Path) -> None:
+def test_writer_never_checkpoints_and_the_checkpointer_truncates(
+    engine: Engine, tmp_path: Path
+) -> None:
     wal = tmp_path / "log.db-wal"
 
     async def main() -> None:
@@ -135,12 +147,14 @@ def test_writer_never_checkpoints_and_the_checkpointer_truncates(engine: Engine,
         writer.start()
         body = os.urandom(2048)
         for chunk in range(6):  # ~6 MB of WAL: past the 1000-page autocheckpoint threshold
-            await asyncio.gather(*(writer.append(draft_from_event(event(f"{chunk}-{i}", body)))
-                                   for i in range(500)))
+            await asyncio.gather(
+                *(writer.append(draft_from_event(event(f"{chunk}-{i}", body))) for i in range(500))
+            )
         assert wal.stat().st_size > 4096 * 1000  # nobody checkpointed inside a commit
         checkpointer = Checkpointer(engine)
         busy, frames, done = await asyncio.get_running_loop().run_in_executor(
-            None, checkpointer.checkpoint, "TRUNCATE")
+            None, checkpointer.checkpoint, "TRUNCATE"
+        )
         assert busy == 0 and frames == done == 0  # TRUNCATE leaves an empty WAL behind
         assert wal.stat().st_size == 0
         await writer.close()
@@ -150,9 +164,9 @@ def test_writer_never_checkpoints_and_the_checkpointer_truncates(engine: Engine,
     assert len(LogStore(engine, NODE).records(LogStore(engine, NODE).chain_ids()[0])) == 3000
 
 
-async def _log_with_checkpointer(engine: Engine, count: int, pause: float,
-                                 busy_interval: float) -> tuple[LogWriter, Checkpointer,
-                                                                asyncio.Task[None]]:
+async def _log_with_checkpointer(
+    engine: Engine, count: int, pause: float, busy_interval: float
+) -> tuple[LogWriter, Checkpointer, asyncio.Task[None]]:
     """A writer and a running checkpointer (50 ms ticks) after ``count`` appends, ``pause``
     seconds apart (so the checkpointer sees the log busy)."""
     writer = LogWriter(engine, NODE, on_connect=disable_autocheckpoint)
@@ -173,13 +187,15 @@ async def _until_wal_empty(wal: Path, seconds: float = 5) -> int:
     return wal.stat().st_size
 
 
-def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(engine: Engine,
-                                                                     tmp_path: Path) -> None:
+def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(
+    engine: Engine, tmp_path: Path
+) -> None:
     wal = tmp_path / "log.db-wal"
 
     async def main() -> tuple[int, int]:
-        writer, checkpointer, task = await _log_with_checkpointer(engine, 40, 0.005,
-                                                                  busy_interval=0.1)
+        writer, checkpointer, task = await _log_with_checkpointer(
+            engine, 40, 0.005, busy_interval=0.1
+        )
         size = await _until_wal_empty(wal)  # before close(), which truncates anyway
         task.cancel()
         await writer.close()
@@ -190,16 +206,18 @@ def test_checkpointer_runs_passive_while_busy_and_truncates_when_idle(engine: En
     assert checkpoints >= 2 and size == 0
 
 
-def test_an_idle_truncate_kept_from_finishing_by_a_reader_is_retried(engine: Engine,
-                                                                   tmp_path: Path) -> None:
+def test_an_idle_truncate_kept_from_finishing_by_a_reader_is_retried(
+    engine: Engine, tmp_path: Path
+) -> None:
     """The checkpointer waits at most 50 ms for readers (it blocks writers meanwhile); a
     reader that holds a snapshot longer (an auditor's long search) only delays the TRUNCATE."""
     wal = tmp_path / "log.db-wal"
 
     async def main() -> tuple[int, int]:
         # busy_interval=60: no RESTART while writing, so the TRUNCATE at idle is the test
-        writer, checkpointer, task = await _log_with_checkpointer(engine, 20, 0.01,
-                                                                  busy_interval=60)
+        writer, checkpointer, task = await _log_with_checkpointer(
+            engine, 20, 0.01, busy_interval=60
+        )
         reader = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM mlog_records").fetchone()  # holds a snapshot
@@ -231,8 +249,9 @@ def test_the_wal_is_reused_under_continuous_writes(engine: Engine, tmp_path: Pat
         task = asyncio.create_task(checkpointer.run(lambda: writer.stats.commits))
         largest = 0
         for chunk in range(500):  # ~8 MB of bodies, no pause between commits
-            await asyncio.gather(*(writer.append(draft_from_event(event(f"{chunk}-{i}", body)))
-                                   for i in range(4)))
+            await asyncio.gather(
+                *(writer.append(draft_from_event(event(f"{chunk}-{i}", body))) for i in range(4))
+            )
             largest = max(largest, wal.stat().st_size)
         task.cancel()
         await writer.close()
@@ -250,23 +269,50 @@ _text = st.one_of(st.none(), st.text(max_size=40))
 
 
 @settings(max_examples=300, deadline=None)
-@given(client=_text, reason=_text, subject=_text, user=_text, body_size=st.integers(0, 2**53 - 1),
-       seq=st.integers(1, 2**53 - 1), signed=st.booleans(), when=st.datetimes(
-           min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 31),
-           timezones=st.just(dt.UTC)))
-def test_canonical_bytes_equal_the_json_definition(client: str | None, reason: str | None,
-                                                   subject: str | None, user: str | None,
-                                                   body_size: int, seq: int, signed: bool,
-                                                   when: dt.datetime) -> None:
+@given(
+    client=_text,
+    reason=_text,
+    subject=_text,
+    user=_text,
+    body_size=st.integers(0, 2**53 - 1),
+    seq=st.integers(1, 2**53 - 1),
+    signed=st.booleans(),
+    when=st.datetimes(
+        min_value=dt.datetime(1000, 1, 1),
+        max_value=dt.datetime(9999, 12, 31),
+        timezones=st.just(dt.UTC),
+    ),
+)
+def test_canonical_bytes_equal_the_json_definition(
+    client: str | None,
+    reason: str | None,
+    subject: str | None,
+    user: str | None,
+    body_size: int,
+    seq: int,
+    signed: bool,
+    when: dt.datetime,
+) -> None:
     """``canonical_bytes`` writes JSON by hand for speed; it must stay byte-identical to
     ``canonical_json(canonical_fields())`` (RFC 8785 subset, docs/audit.md §6.2)."""
     record = LogRecord.create(
-        chain_id=f"{NODE}#w", seq=seq, prev_hash=bytes(32), time=when, direction="refusal",
-        node_id=NODE, headers_sha256=hashlib.sha256(b"h").digest(), body_sha256=bytes(32),
-        body_size=body_size, client_id=client, reason=reason, data_subject=subject,
-        user_id=user, signed_digest=b"\x00d" if signed else None,
+        chain_id=f"{NODE}#w",
+        seq=seq,
+        prev_hash=bytes(32),
+        time=when,
+        direction="refusal",
+        node_id=NODE,
+        headers_sha256=hashlib.sha256(b"h").digest(),
+        body_sha256=bytes(32),
+        body_size=body_size,
+        client_id=client,
+        reason=reason,
+        data_subject=subject,
+        user_id=user,
+        signed_digest=b"\x00d" if signed else None,
         signature=b"\xffsig" if signed else None,
-        signer_cert_sha256=bytes(range(32)) if signed else None)
+        signer_cert_sha256=bytes(range(32)) if signed else None,
+    )
     assert canonical_bytes(record) == canonical_json(record.canonical_fields())
     assert record.hash_ok()
 
@@ -282,20 +328,31 @@ def test_headers_digest_covers_every_header_field() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(user=_text, issue=_text, purpose=_text, subject=_text, query=_text)
-def test_the_fast_header_json_is_json_dumps(user: str | None, issue: str | None,
-                                            purpose: str | None, subject: str | None,
-                                            query: str | None) -> None:
+def test_the_fast_header_json_is_json_dumps(
+    user: str | None, issue: str | None, purpose: str | None, subject: str | None, query: str | None
+) -> None:
     try:
-        h = MessageHeaders("rest", CLIENT, SERVICE, "m-1", user_id=user, issue=issue,
-                           purpose=purpose, data_subject=subject, rest_method="GET",
-                           rest_path="/a", rest_query=query)
+        h = MessageHeaders(
+            "rest",
+            CLIENT,
+            SERVICE,
+            "m-1",
+            user_id=user,
+            issue=issue,
+            purpose=purpose,
+            data_subject=subject,
+            rest_method="GET",
+            rest_path="/a",
+            rest_query=query,
+        )
     except MessageError:
         assume(False)
         return
     data = {f.name: getattr(h, f.name) for f in dataclasses.fields(h)}
     data.update(client=str(h.client), service=str(h.service))
-    assert headers_json(h) == json.dumps(data, sort_keys=True, separators=(",", ":"),
-                                         ensure_ascii=False)
+    assert headers_json(h) == json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
 
 
 # ----- where the commit runs ---------------------------------------------------------------------
@@ -303,8 +360,7 @@ def test_sqlite_batches_commit_on_the_event_loop(engine: Engine) -> None:
     async def main() -> LogWriter:
         writer = LogWriter(engine, NODE)
         writer.start()
-        await asyncio.gather(*(writer.append(draft_from_event(event(f"m-{i}")))
-                               for i in range(50)))
+        await asyncio.gather(*(writer.append(draft_from_event(event(f"m-{i}"))) for i in range(50)))
         await writer.close()
         return writer
 
@@ -318,6 +374,7 @@ def test_a_message_resumes_one_loop_pass_after_its_batch_commits(engine: Engine)
     """Each message waits for four commits in a row (two per node), so every loop pass a
     wait costs shows in the latency: the appender resumes in the pass that commits its batch,
     not in the pass after (when a future's wake-up would run)."""
+
     async def main() -> tuple[int, int]:
         writer = LogWriter(engine, NODE)
         writer.start()
@@ -352,12 +409,15 @@ def test_a_cancelled_message_still_has_its_record_in_the_chain(engine: Engine) -
     writer = asyncio.run(main())
     assert writer.stats.records == 2
     assert [r.message_id for r in LogStore(engine, NODE).records(writer.chain_id)] == [
-        "gone", "next"]
+        "gone",
+        "next",
+    ]
     assert verify_db(engine) == []
 
 
-def test_a_held_write_lock_moves_the_batch_to_the_worker_thread(engine: Engine,
-                                                                tmp_path: Path) -> None:
+def test_a_held_write_lock_moves_the_batch_to_the_worker_thread(
+    engine: Engine, tmp_path: Path
+) -> None:
     """Another connection holds SQLite's write lock: the writer must not wait for it on the
     event loop (the loop keeps running), the message waits until the lock is released, and
     the chain stays one valid chain."""
@@ -391,27 +451,60 @@ def test_a_held_write_lock_moves_the_batch_to_the_worker_thread(engine: Engine,
     assert verify_db(engine) == []
 
 
-_header = st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cc", "Cs")),
-                                      min_size=1, max_size=40))
+_header = st.one_of(
+    st.none(), st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40)
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(user=_header, purpose=_header, subject=_header, reason=_header, body=st.binary(max_size=64),
-       keep=st.booleans(), seq=st.integers(1, 2**53 - 1))
-def test_the_sealed_row_is_the_record(user: str | None, purpose: str | None,
-                                      subject: str | None, reason: str | None, body: bytes,
-                                      keep: bool, seq: int) -> None:
+@given(
+    user=_header,
+    purpose=_header,
+    subject=_header,
+    reason=_header,
+    body=st.binary(max_size=64),
+    keep=st.booleans(),
+    seq=st.integers(1, 2**53 - 1),
+)
+def test_the_sealed_row_is_the_record(
+    user: str | None,
+    purpose: str | None,
+    subject: str | None,
+    reason: str | None,
+    body: bytes,
+    keep: bool,
+    seq: int,
+) -> None:
     """The writer's fast path (template + join + hash) stores exactly the record that
     ``LogRecord.create`` would seal, and the row reads back as a record whose hash holds."""
-    headers = MessageHeaders("rest", CLIENT, SERVICE, "m-1", rest_method="POST", rest_path="",
-                             user_id=user, purpose=purpose, data_subject=subject)
-    ev = ExchangeEvent("response_in", headers, hashlib.sha256(body).digest(), b"\x01" * 32,
-                       b"sig", "ab" * 32, "cd" * 32, reason=reason or "", body=body,
-                       log_body=keep)
+    headers = MessageHeaders(
+        "rest",
+        CLIENT,
+        SERVICE,
+        "m-1",
+        rest_method="POST",
+        rest_path="",
+        user_id=user,
+        purpose=purpose,
+        data_subject=subject,
+    )
+    ev = ExchangeEvent(
+        "response_in",
+        headers,
+        hashlib.sha256(body).digest(),
+        b"\x01" * 32,
+        b"sig",
+        "ab" * 32,
+        "cd" * 32,
+        reason=reason or "",
+        body=body,
+        log_body=keep,
+    )
     draft = draft_from_event(ev)
     chain = f"{NODE}#w"
-    row, digest = draft.seal_row(chain, json_string(chain), seq, bytes(32), NODE,
-                                 json_string(NODE), "0123abcd")
+    row, digest = draft.seal_row(
+        chain, json_string(chain), seq, bytes(32), NODE, json_string(NODE), "0123abcd"
+    )
     expected = draft.seal(chain, seq, bytes(32), NODE, "0123abcd")
     assert digest == expected.record_hash
     stored = record_of(SimpleNamespace(_mapping=dict(zip(RECORD_COLUMNS, row, strict=True))))
@@ -421,6 +514,7 @@ def test_the_sealed_row_is_the_record(user: str | None, purpose: str | None,
 def test_stamper_counts_the_backlog_of_every_chain_of_the_node(engine: Engine) -> None:
     """Issue 12 item 6: the failure clock starts at the oldest unstamped record of any
     writer of the node (another process's, or an earlier one's), not only its own."""
+
     async def main() -> tuple[LogWriter, Stamper]:
         earlier, mine = LogWriter(engine, NODE), LogWriter(engine, NODE)
         other_node = LogWriter(engine, "JP/GOV/000000/other")
@@ -438,7 +532,9 @@ def test_stamper_counts_the_backlog_of_every_chain_of_the_node(engine: Engine) -
 
     earlier, stamper = asyncio.run(main())
     with engine.connect() as conn:
-        first = conn.execute(text("SELECT time FROM mlog_records WHERE chain_id = :c AND seq = 1"),
-                             {"c": earlier.chain_id}).scalar_one()
+        first = conn.execute(
+            text("SELECT time FROM mlog_records WHERE chain_id = :c AND seq = 1"),
+            {"c": earlier.chain_id},
+        ).scalar_one()
     assert stamper.state.backlog == 3  # the other node's record is not this node's
     assert stamper.state.oldest_unstamped == parse_time(first, "time")

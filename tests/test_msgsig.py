@@ -25,16 +25,52 @@ def test_signature_verifies_with_openssl(tmp_path: Path, test_ca: TestCA) -> Non
     (tmp_path / "d.bin").write_bytes(content)
     (tmp_path / "d.sig").write_bytes(sig)
     result = subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-content", str(tmp_path / "d.bin"),
-         "-in", str(tmp_path / "d.sig"), "-inform", "DER", "-CAfile", str(test_ca.cert_path),
-         "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-content",
+            str(tmp_path / "d.bin"),
+            "-in",
+            str(tmp_path / "d.sig"),
+            "-inform",
+            "DER",
+            "-CAfile",
+            str(test_ca.cert_path),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert "Verification successful" in result.stderr
     (tmp_path / "d.bin").write_bytes(hashlib.sha256(b"other").digest())
     tampered = subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-content", str(tmp_path / "d.bin"),
-         "-in", str(tmp_path / "d.sig"), "-inform", "DER", "-CAfile", str(test_ca.cert_path),
-         "-purpose", "any", "-out", "/dev/null"], capture_output=True, text=True)
+        [
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-content",
+            str(tmp_path / "d.bin"),
+            "-in",
+            str(tmp_path / "d.sig"),
+            "-inform",
+            "DER",
+            "-CAfile",
+            str(test_ca.cert_path),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert tampered.returncode != 0
 
 
@@ -64,11 +100,15 @@ def test_non_canonical_cms_goes_through_full_parse(test_ca: TestCA) -> None:
     """A CMS with signed attributes (openssl's default form) is refused with a clear reason."""
     alice = test_ca.issue("sign", SUBJECT)
     content = hashlib.sha256(b"m").digest()
-    other = pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(
-        alice.cert, alice.key, hashes.SHA256()
-    ).sign(Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary])
+    other = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(content)
+        .add_signer(alice.cert, alice.key, hashes.SHA256())
+        .sign(Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary])
+    )
     with pytest.raises(SignatureError, match="signed attributes"):
         SignatureVerifier().verify(other, content)
-    cert, raw = parse_signature(MessageSigner(alice.cert, keys.SoftwareSigner(alice.key))
-                                .sign(content))
+    cert, raw = parse_signature(
+        MessageSigner(alice.cert, keys.SoftwareSigner(alice.key)).sign(content)
+    )
     assert cert == alice.cert and len(raw) >= 64

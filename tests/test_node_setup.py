@@ -30,7 +30,6 @@ from tests.nodefixtures import (
     CITIES,
     Federation,
     NodeHandle,
-    federation_factory,  # noqa: F401 - pytest fixture
     http_json,
     invoke,
     wait_until,
@@ -92,10 +91,8 @@ def test_certificate_of_the_wrong_profile_is_refused(bare: Federation) -> None:
 def test_certificate_from_an_unapproved_ca_is_refused(bare: Federation) -> None:
     node = bare.nodes["aizu"]
     other = bare.base / "other-ca"
-    invoke("certs", "ca", "init", other, "--name", "Unapproved CA",
-           "--ocsp-url", bare.ocsp_url)
-    cert = bare.issue(node.dir / "keys" / "auth.csr", "auth", bare.base / "other.pem",
-                      ca_dir=other)
+    invoke("certs", "ca", "init", other, "--name", "Unapproved CA", "--ocsp-url", bare.ocsp_url)
+    cert = bare.issue(node.dir / "keys" / "auth.csr", "auth", bare.base / "other.pem", ca_dir=other)
     message = refused(node, cert)
     assert "does not chain to an approved CA" in message
     assert "approves Test Municipal CA" in message
@@ -122,11 +119,23 @@ def test_unreachable_responder_refuses_rather_than_guessing(bare: Federation) ->
     assert f"cannot reach OCSP responder {bare.ocsp_url}" in message
 
 
-def test_import_before_any_global_configuration_is_refused(bare: Federation,
-                                                           tmp_path: Path) -> None:
+def test_import_before_any_global_configuration_is_refused(
+    bare: Federation, tmp_path: Path
+) -> None:
     d = tmp_path / "fresh"
-    invoke("secnode", "init", d, "--member", AIZU[1], "--server-code", "ss9",
-           "--central", "http://127.0.0.1:9", "--anchor", bare.anchor)
+    invoke(
+        "secnode",
+        "init",
+        d,
+        "--member",
+        AIZU[1],
+        "--server-code",
+        "ss9",
+        "--central",
+        "http://127.0.0.1:9",
+        "--anchor",
+        bare.anchor,
+    )
     node = NodeHandle("fresh", AIZU[1], AIZU[2], "ss9", d, 0, 0, 0)
     node.cli("keys", "new", "--usage", "auth")
     cert = bare.issue(d / "keys" / "auth.csr", "auth", d / "auth.pem")
@@ -134,13 +143,21 @@ def test_import_before_any_global_configuration_is_refused(bare: Federation,
     assert "no global configuration yet" in message and "secnode sync" in message
 
 
-def test_sign_certificate_naming_another_member_is_refused(bare: Federation,
-                                                          tmp_path: Path) -> None:
+def test_sign_certificate_naming_another_member_is_refused(
+    bare: Federation, tmp_path: Path
+) -> None:
     other_member = CITIES[1][1]
-    node = bare.add_node("impostor", AIZU[1], server_code="ss2", subsystems=(),
-                         add_member=False, register=False)
-    node.cli("keys", "new", "--usage", "sign", "--subject",
-             f"serialNumber={other_member}, CN={other_member}, C=JP")
+    node = bare.add_node(
+        "impostor", AIZU[1], server_code="ss2", subsystems=(), add_member=False, register=False
+    )
+    node.cli(
+        "keys",
+        "new",
+        "--usage",
+        "sign",
+        "--subject",
+        f"serialNumber={other_member}, CN={other_member}, C=JP",
+    )
     cert = bare.issue(node.dir / "keys" / "sign.csr", "sign", tmp_path / "sign.pem")
     message = refused(node, cert)
     assert f"names member {other_member}" in message and f"belongs to {AIZU[1]}" in message
@@ -150,23 +167,31 @@ def test_good_certificates_import_and_replace(bare: Federation) -> None:
     """After all the refusals the node still takes valid certificates (and a renewal)."""
     node = bare.nodes["aizu"]
     for usage in ("auth", "sign"):
-        out = node.cli("certs", "import",
-                       bare.issue(node.dir / "keys" / f"{usage}.csr", usage,
-                                  node.cert_path(usage)), "--json").json()
+        out = node.cli(
+            "certs",
+            "import",
+            bare.issue(node.dir / "keys" / f"{usage}.csr", usage, node.cert_path(usage)),
+            "--json",
+        ).json()
         assert out["usage"] == usage and out["ocsp_status"] == "good"
     renewal = bare.issue(node.dir / "keys" / "auth.csr", "auth", bare.base / "renewal.pem")
     assert node.cli("certs", "import", renewal, "--json").json()["replaced"] == 1
     rows = imported(node)
     assert sorted((r["usage"], r["active"]) for r in rows) == [
-        ("auth", False), ("auth", True), ("sign", True)]
+        ("auth", False),
+        ("auth", True),
+        ("sign", True),
+    ]
     assert (node.dir / "certs" / "auth.pem").read_bytes() == renewal.read_bytes()
 
 
 # ----- OCSP job in secnode serve ------------------------------------------------------------
 def test_responder_down_is_reported_then_revocation_makes_node_unhealthy(
-        federation_factory: Factory) -> None:  # noqa: F811
+    federation_factory: Factory,
+) -> None:
     fed = federation_factory(
-        members=1, node_config={"ocsp": {"fetch_interval": 1, "retry_min": 1, "retry_max": 2}})
+        members=1, node_config={"ocsp": {"fetch_interval": 1, "retry_min": 1, "retry_max": 2}}
+    )
     node = fed.nodes["aizu"]
     fed.start_node("aizu")
     assert 'secnode_ocsp_good{usage="sign"} 1.0' in node.metrics()
@@ -174,19 +199,31 @@ def test_responder_down_is_reported_then_revocation_makes_node_unhealthy(
     fed.stop("ocsp")  # a responder that is down: still healthy on the fresh staple, but said
     # Both certificates' refreshes fail in turn; wait until the sign one has (order varies).
     body = wait_until(
-        lambda: (b := node.health()[1])["warnings"]
-        and b["certificates"]["sign"]["ocsp"]["failures"] >= 1 and b, 8,
-        "a warning about the OCSP responder for the sign certificate")
+        lambda: (
+            (b := node.health()[1])["warnings"]
+            and b["certificates"]["sign"]["ocsp"]["failures"] >= 1
+            and b
+        ),
+        8,
+        "a warning about the OCSP responder for the sign certificate",
+    )
     assert node.health()[0] == 200
-    assert any("OCSP refresh for the" in w and "cannot reach OCSP responder" in w
-               and "next attempt in" in w for w in body["warnings"]), body
+    assert any(
+        "OCSP refresh for the" in w
+        and "cannot reach OCSP responder" in w
+        and "next attempt in" in w
+        for w in body["warnings"]
+    ), body
     assert body["certificates"]["sign"]["ocsp"]["failures"] >= 1
     fed.start_ocsp()
 
     fed.certs("revoke", fed.ca_dir, node.cert_path("sign"), "--reason", "keyCompromise")
     # One refresh interval (1 s) plus the back-off still pending (at most retry_max, 2 s).
-    _, body = wait_until(lambda: (r := node.health())[0] == 503 and r, 6,
-                            "/health to turn unhealthy after revocation")
+    _, body = wait_until(
+        lambda: (r := node.health())[0] == 503 and r,
+        6,
+        "/health to turn unhealthy after revocation",
+    )
     assert body["status"] == "unhealthy"
     assert body["reasons"] == ["sign certificate is revoked according to OCSP"]
     assert body["certificates"]["sign"]["ocsp"]["status"] == "revoked"
@@ -205,46 +242,61 @@ def presented_cert(node: NodeHandle) -> bytes:
     """The certificate the node-to-node port presents (we log in with the node's own key)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    ctx.load_cert_chain(node.dir / "certs" / "auth.pem", node.dir / "keys" / "auth.key",
-                        password=PASSPHRASE)
-    with socket.create_connection(("127.0.0.1", node.server_port), timeout=5) as raw, \
-            ctx.wrap_socket(raw) as tls:
+    ctx.load_cert_chain(
+        node.dir / "certs" / "auth.pem", node.dir / "keys" / "auth.key", password=PASSPHRASE
+    )
+    with (
+        socket.create_connection(("127.0.0.1", node.server_port), timeout=5) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return der
 
 
 def test_running_node_follows_new_cas_and_a_renewed_auth_certificate(
-        federation_factory: Factory) -> None:  # noqa: F811
-    fed = federation_factory(members=1, node_config={"central": {"refresh_interval": 1},
-                                                     "ocsp": {"fetch_interval": 1}},
-                             settings={"conf_refresh_interval": 1, "conf_validity_seconds": 6})
+    federation_factory: Factory,
+) -> None:
+    fed = federation_factory(
+        members=1,
+        node_config={"central": {"refresh_interval": 1}, "ocsp": {"fetch_interval": 1}},
+        settings={"conf_refresh_interval": 1, "conf_validity_seconds": 6},
+    )
     node = fed.nodes["aizu"]
     fed.start_node("aizu")
     before = presented_cert(node)
     assert before == x509.load_pem_x509_certificate(
-        node.cert_path("auth").read_bytes()).public_bytes(serialization.Encoding.DER)
+        node.cert_path("auth").read_bytes()
+    ).public_bytes(serialization.Encoding.DER)
 
     other = fed.base / "second-ca"
     fed.certs("ca", "init", other, "--name", "Second CA", "--ocsp-url", fed.ocsp_url)
     fed.central("ca", "add", other / "ca.pem", "--ocsp-url", fed.ocsp_url)
     version = fed.publish()
-    wait_until(lambda: "approved CAs changed (1 added, 0 removed)" in fed.log("node-aizu"), 5,
-               "the node to take up the new CA")
+    wait_until(
+        lambda: "approved CAs changed (1 added, 0 removed)" in fed.log("node-aizu"),
+        5,
+        "the node to take up the new CA",
+    )
     assert f"-> {version}" in fed.log("node-aizu")  # the version change is logged
 
     # A renewal (same key here) waits: the registered certificate stays in use meanwhile.
     renewal = fed.issue(node.dir / "keys" / "auth.csr", "auth", fed.base / "auth-renewal.pem")
     assert node.cli("certs", "import", renewal, "--json").json()["pending"] is True
     assert node.status()["registration"]["state"] == (
-        "registered (new auth certificate imported: run 'secnode register')")
+        "registered (new auth certificate imported: run 'secnode register')"
+    )
     node.cli("register")
     assert node.status()["registration"]["state"] == (
-        "registered (new auth certificate pending approval)")
+        "registered (new auth certificate pending approval)"
+    )
     assert presented_cert(node) == before
     fed.approve_all()
-    wait_until(lambda: "now presenting auth certificate" in fed.log("node-aizu"), 20,
-               "the node to put the renewed auth certificate in use")
+    wait_until(
+        lambda: "now presenting auth certificate" in fed.log("node-aizu"),
+        20,
+        "the node to put the renewed auth certificate in use",
+    )
     renewed = x509.load_pem_x509_certificate(renewal.read_bytes())
     assert presented_cert(node) == renewed.public_bytes(serialization.Encoding.DER)
     assert node.status()["registration"]["state"] == "registered"
@@ -256,8 +308,7 @@ def list_clients(node: NodeHandle) -> tuple[int, dict[str, Any]]:
     return http_json(f"{node.client_url}/listClients")
 
 
-def test_central_down_keeps_last_good_conf_until_it_expires(
-        federation_factory: Factory) -> None:  # noqa: F811
+def test_central_down_keeps_last_good_conf_until_it_expires(federation_factory: Factory) -> None:
     fed = federation_factory(members=1)
     fed.central("settings", "set", "conf_refresh_interval", "1")
     fed.central("settings", "set", "conf_validity_seconds", "6")
@@ -265,24 +316,34 @@ def test_central_down_keeps_last_good_conf_until_it_expires(
     fed.restart_central()
     node = fed.nodes["aizu"]
     fed.start_node("aizu")
-    wait_until(lambda: node.health()[1]["conf"]["seconds_to_expiry"] <= 6, 5,
-               "the node to hold a short-lived version")
+    wait_until(
+        lambda: node.health()[1]["conf"]["seconds_to_expiry"] <= 6,
+        5,
+        "the node to hold a short-lived version",
+    )
 
     assert list_clients(node)[0] == 200
     fed.stop("central")
     held = node.health()[1]["conf"]["version"]
+
     def conf_warnings(body: dict[str, Any]) -> list[str]:
         return [w for w in body["warnings"] if "global configuration" in w]
 
-    body = wait_until(lambda: conf_warnings(b := node.health()[1]) and b, 4,
-                      "a warning that central cannot be reached")
+    body = wait_until(
+        lambda: conf_warnings(b := node.health()[1]) and b,
+        4,
+        "a warning that central cannot be reached",
+    )
     assert body["status"] == "ok" and body["conf"]["version"] == held
     assert "global configuration refresh failing since" in conf_warnings(body)[0]
     sync = node.cli("sync", check=False)
     assert sync.exit_code == 1 and f"keeping version {held}" in sync.stdout
 
-    _, body = wait_until(lambda: (r := node.health())[0] == 503 and r, 10,
-                            "/health to report the expired configuration")
+    _, body = wait_until(
+        lambda: (r := node.health())[0] == 503 and r,
+        10,
+        "/health to report the expired configuration",
+    )
     assert body["conf"]["version"] == held and body["conf"]["expired"] is True
     [reason] = body["reasons"]
     assert f"global configuration version {held} expired at" in reason
@@ -315,7 +376,8 @@ def pg_node_db(pg_url: str) -> Iterator[str]:
 
 @pytest.mark.postgres
 def test_node_on_postgresql_registers_and_serves(
-        federation_factory: Factory, pg_node_db: str) -> None:  # noqa: F811
+    federation_factory: Factory, pg_node_db: str
+) -> None:
     fed = federation_factory(members=1, db_urls={"aizu": pg_node_db})
     node = fed.nodes["aizu"]
     assert "postgresql" in (node.dir / "secnode.toml").read_text()
@@ -345,17 +407,31 @@ def test_ocsp_interval_prefers_node_setting_but_stays_below_freshness() -> None:
 NOW = dt.datetime(2026, 4, 1, 9, 0, tzinfo=dt.UTC)
 
 
-def cert(usage: str, status: str | None = "good", age: float = 10,
-         error: str | None = None) -> health.CertView:
+def cert(
+    usage: str, status: str | None = "good", age: float = 10, error: str | None = None
+) -> health.CertView:
     return health.CertView(
-        usage, f"CN={usage}", "ab" * 32, NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=365),
-        status, NOW - dt.timedelta(seconds=age) if status else None, None, NOW, error,
-        1 if error else 0)
+        usage,
+        f"CN={usage}",
+        "ab" * 32,
+        NOW - dt.timedelta(days=1),
+        NOW + dt.timedelta(days=365),
+        status,
+        NOW - dt.timedelta(seconds=age) if status else None,
+        None,
+        NOW,
+        error,
+        1 if error else 0,
+    )
 
 
 def conf(expires_in: float = 300) -> health.ConfView:
-    return health.ConfView(7, NOW - dt.timedelta(seconds=10),
-                           NOW + dt.timedelta(seconds=expires_in), {"ocsp_freshness_seconds": 600})
+    return health.ConfView(
+        7,
+        NOW - dt.timedelta(seconds=10),
+        NOW + dt.timedelta(seconds=expires_in),
+        {"ocsp_freshness_seconds": 600},
+    )
 
 
 def test_health_ok_and_each_reason() -> None:
@@ -369,7 +445,9 @@ def test_health_ok_and_each_reason() -> None:
         "is stale": (conf(), {**good, "sign": cert("sign", age=601)}),
         "no OCSP response for the auth": (conf(), {**good, "auth": cert("auth", None)}),
         "status of the sign certificate is unknown": (
-            conf(), {**good, "sign": cert("sign", "unknown")}),
+            conf(),
+            {**good, "sign": cert("sign", "unknown")},
+        ),
     }
     for expected, (c, certs) in cases.items():
         result = health.assess("n", c, certs, NOW)

@@ -107,7 +107,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PKI]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "certs", "ocsp", "serve", str(ours.dir), "--port", str(port)],
-        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     embedded: ThreadedServer | None = None
     try:
@@ -141,8 +143,9 @@ def test_first_start_creates_encrypted_delegated_signer(test_ca: TestCA, spawn) 
     proc = spawn("certs", "ocsp", "serve", str(test_ca.dir), "--port", str(port), port=port)
     leaf = test_ca.issue("sign", "serialNumber=JP/GOV/072028, O=Aizu-Wakamatsu City, C=JP")
     der, _ = build_request(leaf.cert, test_ca.ca.cert)
-    status = validate_response(fetch_sync(f"http://127.0.0.1:{port}", der), leaf.cert,
-                               test_ca.ca.cert)
+    status = validate_response(
+        fetch_sync(f"http://127.0.0.1:{port}", der), leaf.cert, test_ca.ca.cert
+    )
     assert status.status == "good"
 
     signer = x509.load_pem_x509_certificate((test_ca.dir / "ocsp.pem").read_bytes())
@@ -168,8 +171,18 @@ def test_first_start_creates_encrypted_delegated_signer(test_ca: TestCA, spawn) 
 def test_serve_refuses_wrong_passphrase(test_ca: TestCA, tmp_path: Path) -> None:
     wrong = tmp_path / "pass"
     wrong.write_text("not-the-passphrase\n")
-    proc = run_cli("certs", "ocsp", "serve", str(test_ca.dir), "--port", str(free_port()),
-                   "--passphrase-file", str(wrong), check=False, timeout=30)
+    proc = run_cli(
+        "certs",
+        "ocsp",
+        "serve",
+        str(test_ca.dir),
+        "--port",
+        str(free_port()),
+        "--passphrase-file",
+        str(wrong),
+        check=False,
+        timeout=30,
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot decrypt key"), proc.stderr
     assert not (test_ca.dir / "ocsp.pem").exists()
@@ -180,8 +193,18 @@ def test_serve_refuses_wrong_passphrase(test_ca: TestCA, tmp_path: Path) -> None
 def test_openssl_good_then_revoked_without_restart(pki: PKI, digest: list[str]) -> None:
     leaf = pki.issue()
     # openssl quirk: the CertID digest option must come before -cert.
-    base = [*digest, "-issuer", pki.ours.cert_path, "-cert", leaf.cert_path, "-url", pki.url,
-            "-CAfile", pki.ours.cert_path, "-resp_text"]
+    base = [
+        *digest,
+        "-issuer",
+        pki.ours.cert_path,
+        "-cert",
+        leaf.cert_path,
+        "-url",
+        pki.url,
+        "-CAfile",
+        pki.ours.cert_path,
+        "-resp_text",
+    ]
     name = leaf.cert_path.name
 
     with_nonce = openssl_ocsp(*base)
@@ -209,8 +232,16 @@ def test_openssl_unknown_for_certificate_of_another_ca(pki: PKI) -> None:
     # signature when the responder certificate is trusted directly: -VAfile does that
     # (it implies -trust_other); without it openssl reports "root ca not trusted".
     out = openssl_ocsp(
-        "-issuer", pki.other.cert_path, "-cert", foreign.cert_path, "-url", pki.url,
-        "-CAfile", pki.ours.cert_path, "-VAfile", pki.ours.dir / "ocsp.pem",
+        "-issuer",
+        pki.other.cert_path,
+        "-cert",
+        foreign.cert_path,
+        "-url",
+        pki.url,
+        "-CAfile",
+        pki.ours.cert_path,
+        "-VAfile",
+        pki.ours.dir / "ocsp.pem",
     )
     assert "Response verify OK" in out
     assert f"{foreign.cert_path.name}: unknown" in out
@@ -227,9 +258,11 @@ def test_unknown_when_issuer_hash_does_not_match_even_for_a_known_serial(
         name_hash = cert_id_hashes(pki.other.ca.cert, hashes.SHA1())[0]
     else:
         key_hash = cert_id_hashes(twin.ca.cert, hashes.SHA1())[1]
-    req = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-        name_hash, key_hash, leaf.cert.serial_number, hashes.SHA1()
-    ).build()
+    req = (
+        ocsp.OCSPRequestBuilder()
+        .add_certificate_by_hash(name_hash, key_hash, leaf.cert.serial_number, hashes.SHA1())
+        .build()
+    )
     resp = ocsp.load_der_ocsp_response(fetch_sync(pki.url, req.public_bytes(Encoding.DER)))
     assert resp.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     assert resp.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
@@ -239,14 +272,24 @@ def test_unknown_when_issuer_hash_does_not_match_even_for_a_known_serial(
 def test_get_request_made_by_openssl(pki: PKI, tmp_path: Path) -> None:
     leaf = pki.issue()
     req = tmp_path / "req.der"
-    openssl_ocsp("-issuer", pki.ours.cert_path, "-cert", leaf.cert_path, "-no_nonce",
-                 "-reqout", req)
+    openssl_ocsp(
+        "-issuer", pki.ours.cert_path, "-cert", leaf.cert_path, "-no_nonce", "-reqout", req
+    )
     path = quote(base64.b64encode(req.read_bytes()).decode(), safe="")
     with urllib.request.urlopen(f"{pki.url}/some/prefix/{path}", timeout=10) as http:
         assert http.headers["Content-Type"] == "application/ocsp-response"
         (tmp_path / "resp.der").write_bytes(http.read())
-    out = openssl_ocsp("-respin", tmp_path / "resp.der", "-issuer", pki.ours.cert_path,
-                       "-cert", leaf.cert_path, "-CAfile", pki.ours.cert_path, "-no_nonce")
+    out = openssl_ocsp(
+        "-respin",
+        tmp_path / "resp.der",
+        "-issuer",
+        pki.ours.cert_path,
+        "-cert",
+        leaf.cert_path,
+        "-CAfile",
+        pki.ours.cert_path,
+        "-no_nonce",
+    )
     assert "Response verify OK" in out
     assert f"{leaf.cert_path.name}: good" in out
 
@@ -278,8 +321,14 @@ def test_client_good_revoked_unknown(pki: PKI) -> None:
     assert abs(dt.datetime.now(dt.UTC) - good.this_update) < dt.timedelta(minutes=1)
 
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    run_cli("certs", "revoke", str(pki.ours.dir), f"{leaf.cert.serial_number:X}",
-            "--reason", "cessationOfOperation")
+    run_cli(
+        "certs",
+        "revoke",
+        str(pki.ours.dir),
+        f"{leaf.cert.serial_number:X}",
+        "--reason",
+        "cessationOfOperation",
+    )
     der, sent = build_request(leaf.cert, pki.ours.ca.cert, algorithm=hashes.SHA1())
     raw = fetch_sync(pki.url, der, method="GET")
     revoked = validate_response(raw, leaf.cert, pki.ours.ca.cert, nonce=sent)
@@ -295,8 +344,9 @@ def test_client_good_revoked_unknown(pki: PKI) -> None:
     with pytest.raises(UnauthorisedResponderError, match="issued by CN=Test CA, not by"):
         validate_response(raw, foreign.cert, pki.other.ca.cert, nonce=sent)
     # Locally configured trust in our responder (RFC 6960 §4.2.2.2 case 1) accepts it.
-    unknown = validate_response(raw, foreign.cert, pki.other.ca.cert, nonce=sent,
-                                trusted_responders=[pki.responder_cert])
+    unknown = validate_response(
+        raw, foreign.cert, pki.other.ca.cert, nonce=sent, trusted_responders=[pki.responder_cert]
+    )
     assert unknown.status == "unknown"
 
 
@@ -327,11 +377,13 @@ def test_rejects_response_from_another_cas_responder(pki: PKI) -> None:
         validate_response(raw, leaf.cert, pki.ours.ca.cert, nonce=sent)
 
 
-def _sign_with(pki: PKI, signer_cert: x509.Certificate, signer_key: keys.PrivateKey,
-               leaf: Issued) -> bytes:
+def _sign_with(
+    pki: PKI, signer_cert: x509.Certificate, signer_key: keys.PrivateKey, leaf: Issued
+) -> bytes:
     """A response for ``leaf`` signed by an arbitrary key, with our real responder logic."""
-    responder = OCSPResponder(pki.ours.ca.cert, signer_cert, signer_key,
-                              lambda serial: Revocation(None))
+    responder = OCSPResponder(
+        pki.ours.ca.cert, signer_cert, signer_key, lambda serial: Revocation(None)
+    )
     der, _ = build_request(leaf.cert, pki.ours.ca.cert, nonce=False)
     return responder.respond(der).der
 
@@ -340,8 +392,10 @@ def test_rejects_response_signed_by_another_ca(pki: PKI) -> None:
     leaf = pki.issue()
     other_key = keys.load_key(pki.other.dir / "ca.key", PASSPHRASE)
     raw = _sign_with(pki, pki.other.ca.cert, other_key, leaf)
-    with pytest.raises(UnauthorisedResponderError,
-                       match=r"unauthorised responder CN=Other CA .*issued by CN=Other CA"):
+    with pytest.raises(
+        UnauthorisedResponderError,
+        match=r"unauthorised responder CN=Other CA .*issued by CN=Other CA",
+    ):
         validate_response(raw, leaf.cert, pki.ours.ca.cert)
 
 
@@ -362,8 +416,9 @@ def test_accepts_response_signed_by_the_ca_itself(pki: PKI) -> None:
 def test_rejects_expired_delegate(pki: PKI) -> None:
     leaf = pki.issue()
     short = pki.ours.issue("ocsp", "CN=Short-lived OCSP", days=1)
-    responder = OCSPResponder(pki.ours.ca.cert, short.cert, short.key,
-                              lambda serial: Revocation(None), validity=5 * 86400)
+    responder = OCSPResponder(
+        pki.ours.ca.cert, short.cert, short.key, lambda serial: Revocation(None), validity=5 * 86400
+    )
     der, _ = build_request(leaf.cert, pki.ours.ca.cert, nonce=False)
     raw = responder.respond(der).der
     assert validate_response(raw, leaf.cert, pki.ours.ca.cert).status == "good"
@@ -379,7 +434,7 @@ def test_rejects_tampered_response(pki: PKI) -> None:
     serial = leaf.cert.serial_number.to_bytes(16, "big")
     tbs_at = raw.index(resp.tbs_response_bytes)
     at = raw.index(serial, tbs_at, tbs_at + len(resp.tbs_response_bytes)) + len(serial) - 1
-    tampered = raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1:]
+    tampered = raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1 :]
     assert ocsp.load_der_ocsp_response(tampered).serial_number != leaf.cert.serial_number
     with pytest.raises(OCSPSignatureError, match="signature does not verify"):
         validate_response(tampered, leaf.cert, pki.ours.ca.cert, nonce=sent)
@@ -391,18 +446,27 @@ def test_rejects_stale_and_future_responses(pki: PKI) -> None:
     this_update = ocsp.load_der_ocsp_response(raw).this_update_utc
     ca = pki.ours.ca.cert
     with pytest.raises(StaleResponseError, match=r"stale: thisUpdate .* older than 3600 s"):
-        validate_response(raw, leaf.cert, ca, nonce=sent,
-                          now=this_update + dt.timedelta(hours=2), max_age=3600)
+        validate_response(
+            raw, leaf.cert, ca, nonce=sent, now=this_update + dt.timedelta(hours=2), max_age=3600
+        )
     # Young enough for max_age, but the responder's nextUpdate (1 h) has passed.
     with pytest.raises(StaleResponseError, match=r"stale: nextUpdate .* has passed"):
-        validate_response(raw, leaf.cert, ca, nonce=sent,
-                          now=this_update + dt.timedelta(seconds=3601), max_age=7200)
+        validate_response(
+            raw,
+            leaf.cert,
+            ca,
+            nonce=sent,
+            now=this_update + dt.timedelta(seconds=3601),
+            max_age=7200,
+        )
     with pytest.raises(StaleResponseError, match="is in the future"):
-        validate_response(raw, leaf.cert, ca, nonce=sent,
-                          now=this_update - dt.timedelta(minutes=10))
+        validate_response(
+            raw, leaf.cert, ca, nonce=sent, now=this_update - dt.timedelta(minutes=10)
+        )
     # Within the allowed clock skew and max_age it is accepted.
-    ok = validate_response(raw, leaf.cert, ca, nonce=sent,
-                           now=this_update - dt.timedelta(minutes=4))
+    ok = validate_response(
+        raw, leaf.cert, ca, nonce=sent, now=this_update - dt.timedelta(minutes=4)
+    )
     assert ok.status == "good"
 
 
@@ -432,21 +496,20 @@ def test_build_request_refuses_wrong_issuer(pki: PKI) -> None:
 
 
 # ----- malformed requests ----------------------------------------------------------------
-@pytest.mark.parametrize("body", [b"garbage", b"", b"\x30\x03\x02\x01\x01"],
-                         ids=["garbage", "empty", "not-ocsp-der"])
-def test_malformed_post_gets_malformed_request_and_server_stays_up(
-    pki: PKI, body: bytes
-) -> None:
-    http = urllib.request.Request(pki.url, data=body, method="POST",
-                                  headers={"Content-Type": "application/ocsp-request"})
+@pytest.mark.parametrize(
+    "body", [b"garbage", b"", b"\x30\x03\x02\x01\x01"], ids=["garbage", "empty", "not-ocsp-der"]
+)
+def test_malformed_post_gets_malformed_request_and_server_stays_up(pki: PKI, body: bytes) -> None:
+    http = urllib.request.Request(
+        pki.url, data=body, method="POST", headers={"Content-Type": "application/ocsp-request"}
+    )
     with urllib.request.urlopen(http, timeout=10) as reply:
         assert reply.status == 200
         assert reply.headers["Content-Type"] == "application/ocsp-response"
         resp = ocsp.load_der_ocsp_response(reply.read())
     assert resp.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
     with pytest.raises(OCSPResponseStatusError, match="MALFORMED_REQUEST"):
-        validate_response(resp.public_bytes(Encoding.DER), pki.issue().cert,
-                          pki.ours.ca.cert)
+        validate_response(resp.public_bytes(Encoding.DER), pki.issue().cert, pki.ours.ca.cert)
     leaf = pki.issue()
     raw, sent = live(pki, leaf)
     assert validate_response(raw, leaf.cert, pki.ours.ca.cert, nonce=sent).status == "good"
@@ -454,10 +517,23 @@ def test_malformed_post_gets_malformed_request_and_server_stays_up(
 
 def test_request_for_several_certificates_is_refused_not_crashed(pki: PKI, tmp_path: Path) -> None:
     first, second = pki.issue(), pki.issue()
-    args = ["-issuer", pki.ours.cert_path, "-cert", first.cert_path, "-cert", second.cert_path,
-            "-CAfile", pki.ours.cert_path, "-no_nonce"]
-    post = subprocess.run(["openssl", "ocsp", *map(str, args), "-url", pki.url],
-                          capture_output=True, text=True, timeout=30)
+    args = [
+        "-issuer",
+        pki.ours.cert_path,
+        "-cert",
+        first.cert_path,
+        "-cert",
+        second.cert_path,
+        "-CAfile",
+        pki.ours.cert_path,
+        "-no_nonce",
+    ]
+    post = subprocess.run(
+        ["openssl", "ocsp", *map(str, args), "-url", pki.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "Responder Error: malformedrequest" in post.stdout + post.stderr
     openssl_ocsp(*args, "-reqout", tmp_path / "req.der")
     path = quote(base64.b64encode((tmp_path / "req.der").read_bytes()).decode(), safe="")

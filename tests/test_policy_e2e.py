@@ -37,8 +37,13 @@ pytestmark = pytest.mark.slow
 AIZU = "JP/GOV/072028"
 TAKAMATSU = "JP/GOV/372013"
 SERVICE = f"{AIZU}/residents/person"
-PERSON = {"id": "1001", "name": "会津 花子", "address": "福島県会津若松市追手町1-1",
-          "birth_year": 1990, "income": 4_200_000}
+PERSON = {
+    "id": "1001",
+    "name": "会津 花子",
+    "address": "福島県会津若松市追手町1-1",
+    "birth_year": 1990,
+    "income": 4_200_000,
+}
 
 
 class PersonService:
@@ -53,8 +58,9 @@ class PersonService:
     async def _person(self, request: web.Request) -> web.StreamResponse:
         """The record in two writes with a pause: the nodes must read bodies to the end."""
         self.calls += 1
-        body = json.dumps({**PERSON, "id": request.match_info["rid"],
-                           "notes": "x" * 200_000}).encode()
+        body = json.dumps(
+            {**PERSON, "id": request.match_info["rid"], "notes": "x" * 200_000}
+        ).encode()
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         await response.write(body[:1000])
@@ -82,44 +88,91 @@ class PersonService:
 def policy_document() -> dict[str, Any]:
     law = ["WELFARE-ELIGIBILITY"]
     return {
-        "format": "secnode-policy", "format_version": 1, "policy_version": "e2e-1",
+        "format": "secnode-policy",
+        "format_version": 1,
+        "policy_version": "e2e-1",
         "members": [
-            {"id": AIZU, "legal_type": "PUBLIC_BODY", "name": "会津若松市",
-             "address": "福島県会津若松市東栄町3-46", "representative": "会津若松市長"},
-            {"id": TAKAMATSU, "legal_type": "PUBLIC_BODY", "name": "高松市",
-             "address": "香川県高松市番町1-8-15", "representative": "高松市長"},
+            {
+                "id": AIZU,
+                "legal_type": "PUBLIC_BODY",
+                "name": "会津若松市",
+                "address": "福島県会津若松市東栄町3-46",
+                "representative": "会津若松市長",
+            },
+            {
+                "id": TAKAMATSU,
+                "legal_type": "PUBLIC_BODY",
+                "name": "高松市",
+                "address": "香川県高松市番町1-8-15",
+                "representative": "高松市長",
+            },
         ],
-        "purposes": [{"code": "WELFARE-ELIGIBILITY", "label_ja": "福祉の受給資格確認",
-                      "label_en": "Welfare eligibility"}],
-        "services": [{
-            "id": SERVICE, "title": "住民情報",
-            "fields": [{"name": n, "class": "PERSONAL"}
-                       for n in ("id", "name", "address", "birth_year", "income", "notes")],
-            "registered_purposes": law, "subject_required": True,
-            "acquisition_circumstances": "住民基本台帳法に基づき取得",
-        }],
-        "agreements": [{
-            "uid": "DSA-E2E", "version": 1, "title": "福祉照会", "type": "PROVISION",
-            "state": "ACTIVE", "assigner": AIZU,
-            "assignee": [f"{TAKAMATSU}/portal", f"{AIZU}/portal"],
-            "valid_from": "2025-04-01", "valid_to": "2031-03-31",
-            "permission": [{
-                "target": SERVICE, "action": "use", "statute_ref": "生活保護法29条",
-                "constraint": [
-                    {"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": law},
-                    {"leftOperand": "legalBasis", "operator": "isAnyOf",
-                     "rightOperand": ["CONSENT", "APPI69-1-LAW"]},
-                    {"leftOperand": "dataItem", "operator": "isPartOf",
-                     "rightOperand": ["name", "address"]},
+        "purposes": [
+            {
+                "code": "WELFARE-ELIGIBILITY",
+                "label_ja": "福祉の受給資格確認",
+                "label_en": "Welfare eligibility",
+            }
+        ],
+        "services": [
+            {
+                "id": SERVICE,
+                "title": "住民情報",
+                "fields": [
+                    {"name": n, "class": "PERSONAL"}
+                    for n in ("id", "name", "address", "birth_year", "income", "notes")
                 ],
-            }],
-        }],
-        "consents": [{
-            "consent_id": "CR-E2E", "subject_ref": "S-E2E", "controller": AIZU,
-            "recipients": [f"{TAKAMATSU}/portal"], "services": [SERVICE], "purposes": law,
-            "status": "ConsentGiven", "given_at": "2025-04-01T00:00:00+09:00",
-            "expires_at": "2031-03-31T00:00:00+09:00",
-        }],
+                "registered_purposes": law,
+                "subject_required": True,
+                "acquisition_circumstances": "住民基本台帳法に基づき取得",
+            }
+        ],
+        "agreements": [
+            {
+                "uid": "DSA-E2E",
+                "version": 1,
+                "title": "福祉照会",
+                "type": "PROVISION",
+                "state": "ACTIVE",
+                "assigner": AIZU,
+                "assignee": [f"{TAKAMATSU}/portal", f"{AIZU}/portal"],
+                "valid_from": "2025-04-01",
+                "valid_to": "2031-03-31",
+                "permission": [
+                    {
+                        "target": SERVICE,
+                        "action": "use",
+                        "statute_ref": "生活保護法29条",
+                        "constraint": [
+                            {"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": law},
+                            {
+                                "leftOperand": "legalBasis",
+                                "operator": "isAnyOf",
+                                "rightOperand": ["CONSENT", "APPI69-1-LAW"],
+                            },
+                            {
+                                "leftOperand": "dataItem",
+                                "operator": "isPartOf",
+                                "rightOperand": ["name", "address"],
+                            },
+                        ],
+                    }
+                ],
+            }
+        ],
+        "consents": [
+            {
+                "consent_id": "CR-E2E",
+                "subject_ref": "S-E2E",
+                "controller": AIZU,
+                "recipients": [f"{TAKAMATSU}/portal"],
+                "services": [SERVICE],
+                "purposes": law,
+                "status": "ConsentGiven",
+                "given_at": "2025-04-01T00:00:00+09:00",
+                "expires_at": "2031-03-31T00:00:00+09:00",
+            }
+        ],
     }
 
 
@@ -144,13 +197,27 @@ class World:
     def cli_json(self, node: CityNode, *args: str | Path) -> Any:
         return json.loads(self.cli(node, *args, "--json"))
 
-    def call(self, via: CityNode, basis: str, subject: str, *, items: str = "name,address",
-             consent: str | None = None, purpose: str | None = "WELFARE-ELIGIBILITY",
-             message_id: str | None = None) -> tuple[str, CallResult]:
+    def call(
+        self,
+        via: CityNode,
+        basis: str,
+        subject: str,
+        *,
+        items: str = "name,address",
+        consent: str | None = None,
+        purpose: str | None = "WELFARE-ELIGIBILITY",
+        message_id: str | None = None,
+    ) -> tuple[str, CallResult]:
         mid = message_id or str(uuid.uuid4())
-        headers = {"X-Road-Client": via.client_id, "X-Road-Id": mid, "X-Road-UserId": "clerk-7",
-                   "X-Road-Issue": "WEL-2026-0042", "X-Road-Legal-Basis": basis,
-                   "X-Road-Data-Subject": subject, "X-Road-Data-Items": items}
+        headers = {
+            "X-Road-Client": via.client_id,
+            "X-Road-Id": mid,
+            "X-Road-UserId": "clerk-7",
+            "X-Road-Issue": "WEL-2026-0042",
+            "X-Road-Legal-Basis": basis,
+            "X-Road-Data-Subject": subject,
+            "X-Road-Data-Items": items,
+        }
         if purpose:
             headers["X-Road-Purpose"] = purpose
         if consent:
@@ -177,12 +244,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("policy-e2e")
     service = PersonService()
     service.start()
-    fed = build_two_city_federation(base / "fed", say=lambda _m: None,
-                                    settings={"timestamping_interval": 1})
+    fed = build_two_city_federation(
+        base / "fed", say=lambda _m: None, settings={"timestamping_interval": 1}
+    )
     w = World(fed, service, base)
     try:
-        w.cli(w.aizu, "service", "add", "residents", "person", "--url",
-              f"http://127.0.0.1:{service.port}/person", "--type", "rest")
+        w.cli(
+            w.aizu,
+            "service",
+            "add",
+            "residents",
+            "person",
+            "--url",
+            f"http://127.0.0.1:{service.port}/person",
+            "--type",
+            "rest",
+        )
         for client in (w.taka, w.aizu):
             w.cli(w.aizu, "acl", "grant", "residents/person", client.client_id)
         policy = base / "aizu-policy.json"
@@ -215,18 +292,29 @@ def test_allowed_provision_then_refusal_after_consent_withdrawal(world: World) -
     assert json.loads(result.body) == {"name": PERSON["name"], "address": PERSON["address"]}
     assert w.service.calls == calls + 1
     provided = w.cli_json(w.aizu, "records", "--subject", "S-E2E")["provisions"]
-    assert [(p["message_id"], p["recipient"], p["data_items"], p["consent_id"])
-            for p in provided] == [(mid, f"{TAKAMATSU}/portal", ["name", "address"], "CR-E2E")]
+    assert [
+        (p["message_id"], p["recipient"], p["data_items"], p["consent_id"]) for p in provided
+    ] == [(mid, f"{TAKAMATSU}/portal", ["name", "address"], "CR-E2E")]
     received = w.cli_json(w.taka, "records", "--subject", "S-E2E")["receipts"]
-    assert [(r["message_id"], r["provider_name"], r["provider_representative"],
-             r["acquisition_circumstances"], r["consent_fact"]) for r in received] == [
-        (mid, "会津若松市", "会津若松市長", "住民基本台帳法に基づき取得", True)]
+    assert [
+        (
+            r["message_id"],
+            r["provider_name"],
+            r["provider_representative"],
+            r["acquisition_circumstances"],
+            r["consent_fact"],
+        )
+        for r in received
+    ] == [(mid, "会津若松市", "会津若松市長", "住民基本台帳法に基づき取得", True)]
 
     w.cli(w.aizu, "consent", "withdraw", "CR-E2E", "--by", "窓口担当")
     refused_mid, refused = w.call(w.taka, "CONSENT", "S-E2E", consent="CR-E2E")
     error = error_of(refused)
     assert (refused.status, error["type"], error["detail"]) == (
-        500, "Server.ServerProxy.AccessDenied", "CONSENT_NOT_VALID")
+        500,
+        "Server.ServerProxy.AccessDenied",
+        "CONSENT_NOT_VALID",
+    )
     assert "policy: CONSENT_NOT_VALID" in error["message"]
     assert w.service.calls == calls + 1  # never called
     assert len(w.cli_json(w.aizu, "records", "--subject", "S-E2E")["provisions"]) == 1
@@ -246,10 +334,13 @@ def test_allowed_provision_then_refusal_after_consent_withdrawal(world: World) -
     [refusal] = w.cli_json(w.aizu, "log", "search", "--message-id", refused_mid)
     assert refusal["direction"] == "refusal" and "CONSENT_NOT_VALID" in refusal["reason"]
     assert deny[0]["entry_sha256"] in refusal["reason"]
-    client_side = {r["direction"]: r for r in w.cli_json(w.taka, "log", "search",
-                                                          "--message-id", mid)}
-    assert client_side["response_in"]["reason"] == \
-        f"policy statement sha256:{received[0]['statement_sha256']}"
+    client_side = {
+        r["direction"]: r for r in w.cli_json(w.taka, "log", "search", "--message-id", mid)
+    }
+    assert (
+        client_side["response_in"]["reason"]
+        == f"policy statement sha256:{received[0]['statement_sha256']}"
+    )
 
 
 def verify(w: World, node: CityNode) -> dict[str, Any] | None:
@@ -273,11 +364,14 @@ def test_client_node_refuses_what_it_already_knows_is_missing(world: World) -> N
     before = len(w.cli_json(w.aizu, "policy", "log"))
     _, result = w.call(w.taka, "APPI69-1-LAW", "L-9", purpose=None)
     error = error_of(result)
-    assert (error["type"], error["detail"]) == ("Server.ClientProxy.AccessDenied",
-                                                "MISSING_PURPOSE")
+    assert (error["type"], error["detail"]) == (
+        "Server.ClientProxy.AccessDenied",
+        "MISSING_PURPOSE",
+    )
     assert w.service.calls == calls and len(w.cli_json(w.aizu, "policy", "log")) == before
-    assert w.cli_json(w.taka, "policy", "log", "--side", "client")[-1]["reason"] == \
-        "MISSING_PURPOSE"
+    assert (
+        w.cli_json(w.taka, "policy", "log", "--side", "client")[-1]["reason"] == "MISSING_PURPOSE"
+    )
     w.sent.clear()  # not a provider decision: not in the provider's report
 
 
@@ -285,23 +379,27 @@ def test_transparency_report_matches_a_scripted_run(world: World) -> None:
     w = world
     before = {(r["basis"], r["recipient"]): r for r in report(w, 1)["rows"]}
     w.sent.clear()
-    script = [(w.taka, "APPI69-1-LAW", "L-1", "name,address"),
-              (w.taka, "APPI69-1-LAW", "L-2", "name"),
-              (w.taka, "APPI69-1-LAW", "L-2", "name,income"),  # field not agreed: refused
-              (w.aizu, "APPI69-1-LAW", "L-3", "address"),
-              (w.aizu, "APPI69-1-LAW", "L-4", "name,address"),
-              (w.taka, "CONSENT", "S-E2E", "name")]  # consent withdrawn: refused
+    script = [
+        (w.taka, "APPI69-1-LAW", "L-1", "name,address"),
+        (w.taka, "APPI69-1-LAW", "L-2", "name"),
+        (w.taka, "APPI69-1-LAW", "L-2", "name,income"),  # field not agreed: refused
+        (w.aizu, "APPI69-1-LAW", "L-3", "address"),
+        (w.aizu, "APPI69-1-LAW", "L-4", "name,address"),
+        (w.taka, "CONSENT", "S-E2E", "name"),
+    ]  # consent withdrawn: refused
     for via, basis, subject, items in script:
-        w.call(via, basis, subject, items=items,
-               consent="CR-E2E" if basis == "CONSENT" else None)
-    assert w.sent == Counter({("APPI69-1-LAW", TAKAMATSU, "provisions"): 2,
-                              ("APPI69-1-LAW", TAKAMATSU, "refused"): 1,
-                              ("APPI69-1-LAW", AIZU, "provisions"): 2,
-                              ("CONSENT", TAKAMATSU, "refused"): 1})
+        w.call(via, basis, subject, items=items, consent="CR-E2E" if basis == "CONSENT" else None)
+    assert w.sent == Counter(
+        {
+            ("APPI69-1-LAW", TAKAMATSU, "provisions"): 2,
+            ("APPI69-1-LAW", TAKAMATSU, "refused"): 1,
+            ("APPI69-1-LAW", AIZU, "provisions"): 2,
+            ("CONSENT", TAKAMATSU, "refused"): 1,
+        }
+    )
     after = report(w, 1)
     for (basis, recipient, column), count in w.sent.items():
-        row = next(r for r in after["rows"] if (r["basis"], r["recipient"]) == (basis,
-                                                                                 recipient))
+        row = next(r for r in after["rows"] if (r["basis"], r["recipient"]) == (basis, recipient))
         old = before.get((basis, recipient), {}).get(column, 0)
         assert row[column] - old == count, (basis, recipient, column)
     names = {r["recipient"]: r["recipient_name"] for r in after["rows"]}
@@ -313,8 +411,14 @@ def test_transparency_report_matches_a_scripted_run(world: World) -> None:
 
 def report(w: World, suppress_below: int | None) -> dict[str, Any]:
     year = fiscal_year_of(dt.datetime.now(dt.UTC))
-    args: list[str | Path] = ["report", "transparency", "--fiscal-year", str(year),
-                              "--format", "json"]
+    args: list[str | Path] = [
+        "report",
+        "transparency",
+        "--fiscal-year",
+        str(year),
+        "--format",
+        "json",
+    ]
     if suppress_below is not None:
         args += ["--suppress-below", str(suppress_below)]
     return dict(json.loads(w.cli(w.aizu, *args)))

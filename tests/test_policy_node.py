@@ -74,9 +74,21 @@ class NodeCli:
 def make_node(base: Path, member: str = "JP/GOV/CITY-A") -> NodeCli:
     ca = make_ca(base)
     target = base / "node"
-    result = CliRunner().invoke(main, [
-        "init", str(target), "--member", member, "--server-code", "ss1",
-        "--central", "http://127.0.0.1:9", "--anchor", str(ca.cert_path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "init",
+            str(target),
+            "--member",
+            member,
+            "--server-code",
+            "ss1",
+            "--central",
+            "http://127.0.0.1:9",
+            "--anchor",
+            str(ca.cert_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return NodeCli(target)
 
@@ -99,6 +111,7 @@ def write(path: Path, data: object) -> Path:
 
 def by_id(doc: dict[str, Any]) -> dict[str, Any]:
     """A document with every section in id order (the store exports in id order)."""
+
     def key(item: dict[str, Any]) -> str:
         return str(item.get("id") or item.get("uid") or item.get("code") or item["consent_id"])
 
@@ -133,7 +146,8 @@ def test_import_then_export_gives_the_same_policy(loaded: NodeCli, tmp_path: Pat
 
 def _spatial(doc: dict[str, Any]) -> None:
     doc["agreements"][0]["permission"][0]["constraint"].append(
-        {"leftOperand": "spatial", "operator": "eq", "rightOperand": "x"})
+        {"leftOperand": "spatial", "operator": "eq", "rightOperand": "x"}
+    )
 
 
 def _status(doc: dict[str, Any]) -> None:
@@ -141,19 +155,23 @@ def _status(doc: dict[str, Any]) -> None:
 
 
 def _legitimate_interest(doc: dict[str, Any]) -> None:
-    doc["agreements"][1]["permission"][0]["constraint"][1]["rightOperand"] = [
-        "LEGITIMATE_INTEREST"]
+    doc["agreements"][1]["permission"][0]["constraint"][1]["rightOperand"] = ["LEGITIMATE_INTEREST"]
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [
-    (_spatial, "agreements[0].permission[0].constraint[3].leftOperand: unknown constraint "
-               "'spatial'"),
-    (_status, "consents[0].status: unknown consent status (DPV) 'given'"),
-    (_legitimate_interest, "is not a basis under APPI"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            _spatial,
+            "agreements[0].permission[0].constraint[3].leftOperand: unknown constraint 'spatial'",
+        ),
+        (_status, "consents[0].status: unknown consent status (DPV) 'given'"),
+        (_legitimate_interest, "is not a basis under APPI"),
+    ],
+)
 def test_import_refuses_unknown_vocabulary_and_stores_nothing(
-        node: NodeCli, tmp_path: Path, mutate: Callable[[dict[str, Any]], None],
-        expected: str) -> None:
+    node: NodeCli, tmp_path: Path, mutate: Callable[[dict[str, Any]], None], expected: str
+) -> None:
     doc = example()
     mutate(doc)
     bad = write(tmp_path / "bad.json", doc)
@@ -162,8 +180,7 @@ def test_import_refuses_unknown_vocabulary_and_stores_nothing(
     assert node.json("policy", "show")["generation"] == 0  # all or nothing
 
 
-def test_changed_agreement_without_new_version_is_refused(loaded: NodeCli,
-                                                          tmp_path: Path) -> None:
+def test_changed_agreement_without_new_version_is_refused(loaded: NodeCli, tmp_path: Path) -> None:
     doc = example()
     doc["agreements"][0]["permission"][0]["constraint"][2]["rightOperand"] = ["name"]
     result = loaded("policy", "import", write(tmp_path / "edited.json", doc), ok=False)
@@ -172,8 +189,9 @@ def test_changed_agreement_without_new_version_is_refused(loaded: NodeCli,
 
 
 # ----- agreements --------------------------------------------------------------------------------
-def test_agreement_versions_and_states_decide_the_next_request(loaded: NodeCli,
-                                                                tmp_path: Path) -> None:
+def test_agreement_versions_and_states_decide_the_next_request(
+    loaded: NodeCli, tmp_path: Path
+) -> None:
     welfare = json.loads((REQUESTS / "welfare-law.json").read_text())
     assert loaded.explain(welfare, tmp_path)["reason"] == "OK_STATUTE"
     v4 = copy.deepcopy(example()["agreements"][0])
@@ -183,15 +201,19 @@ def test_agreement_versions_and_states_decide_the_next_request(loaded: NodeCli,
     loaded("agreement", "add", write(tmp_path / "dsa1-v4.json", v4), ok=False)
     listed = {a["uid"]: a for a in loaded.json("agreement", "list")}
     assert listed["DSA-1"]["version"] == 4
-    assert len([a for a in loaded.json("agreement", "list", "--all-versions")
-                if a["uid"] == "DSA-1"]) == 2
+    assert (
+        len([a for a in loaded.json("agreement", "list", "--all-versions") if a["uid"] == "DSA-1"])
+        == 2
+    )
     assert loaded.json("agreement", "show", "DSA-1", "--version", "3")["version"] == 3
     # the request pinned v3: refused now; unpinned and narrower: allowed under v4
     assert loaded.explain(welfare, tmp_path)["reason"] == "AGREEMENT_VERSION_MISMATCH"
     narrow = {**welfare, "agreement": "DSA-1;v=4", "fields": ["name", "address"]}
     assert loaded.explain(narrow, tmp_path)["reason"] == "OK_STATUTE"
-    assert loaded.explain({**narrow, "fields": ["name", "birth_date"]},
-                          tmp_path)["reason"] == "FIELD_NOT_PERMITTED"
+    assert (
+        loaded.explain({**narrow, "fields": ["name", "birth_date"]}, tmp_path)["reason"]
+        == "FIELD_NOT_PERMITTED"
+    )
     loaded("agreement", "suspend", "DSA-1")
     assert loaded.explain(narrow, tmp_path)["reason"] == "AGREEMENT_NOT_ACTIVE"
     loaded("agreement", "resume", "DSA-1")
@@ -213,16 +235,30 @@ def test_agreement_file_errors_name_the_file_and_path(loaded: NodeCli, tmp_path:
 
 # ----- consents and stop requests ----------------------------------------------------------------
 def consent(cid: str, subject: str) -> dict[str, Any]:
-    return {"consent_id": cid, "subject_ref": subject, "controller": "JP/GOV/CITY-A",
-            "recipients": ["JP/COM/BIZ-X/app"], "services": ["JP/GOV/CITY-A/child/location"],
-            "purposes": ["CHILD-WATCH"], "status": "ConsentGiven",
-            "given_at": "2026-05-01T09:00:00+09:00", "expires_at": "2027-05-01T00:00:00+09:00"}
+    return {
+        "consent_id": cid,
+        "subject_ref": subject,
+        "controller": "JP/GOV/CITY-A",
+        "recipients": ["JP/COM/BIZ-X/app"],
+        "services": ["JP/GOV/CITY-A/child/location"],
+        "purposes": ["CHILD-WATCH"],
+        "status": "ConsentGiven",
+        "given_at": "2026-05-01T09:00:00+09:00",
+        "expires_at": "2027-05-01T00:00:00+09:00",
+    }
 
 
 def child_watch(cid: str, subject: str) -> dict[str, Any]:
-    return {"client": "JP/COM/BIZ-X/app", "service": "JP/GOV/CITY-A/child/location",
-            "purpose": "CHILD-WATCH", "legal_basis": "CONSENT", "consent_id": cid,
-            "subject": subject, "fields": ["location_history"], "issue": "CW-1"}
+    return {
+        "client": "JP/COM/BIZ-X/app",
+        "service": "JP/GOV/CITY-A/child/location",
+        "purpose": "CHILD-WATCH",
+        "legal_basis": "CONSENT",
+        "consent_id": cid,
+        "subject": subject,
+        "fields": ["location_history"],
+        "issue": "CW-1",
+    }
 
 
 def test_consent_recorded_then_withdrawn_with_events(loaded: NodeCli, tmp_path: Path) -> None:
@@ -238,12 +274,15 @@ def test_consent_recorded_then_withdrawn_with_events(loaded: NodeCli, tmp_path: 
     assert shown["consent"]["status"] == "ConsentWithdrawn"
     assert shown["consent"]["withdrawn_at"] == "2026-05-20T12:00:00+09:00"
     assert [(e["event"], e["actor"]) for e in shown["events"]] == [
-        ("GIVEN", "officer-test"), ("WITHDRAWN", "窓口")]
+        ("GIVEN", "officer-test"),
+        ("WITHDRAWN", "窓口"),
+    ]
     assert "already withdrawn" in loaded("consent", "withdraw", "CR-T1", ok=False).stderr
 
 
-def test_consent_with_unknown_status_is_refused_with_its_path(loaded: NodeCli,
-                                                             tmp_path: Path) -> None:
+def test_consent_with_unknown_status_is_refused_with_its_path(
+    loaded: NodeCli, tmp_path: Path
+) -> None:
     bad = {**consent("CR-T2", "S-T2"), "status": "Given"}
     result = loaded("consent", "add", write(tmp_path / "c2.json", bad), ok=False)
     assert "c2.json: status: unknown consent status (DPV) 'Given'" in result.stderr
@@ -252,8 +291,13 @@ def test_consent_with_unknown_status_is_refused_with_its_path(loaded: NodeCli,
 
 def test_stop_request_refuses_consent_based_provision(loaded: NodeCli, tmp_path: Path) -> None:
     assert loaded.explain(child_watch("CR-1", "S1"), tmp_path)["reason"] == "OK_CONSENT"
-    stop = {"id": "STOP-T", "subject_ref": "S1", "provider": "JP/GOV/CITY-A", "scope": "ALL",
-            "since": "2026-05-01T00:00:00+09:00"}
+    stop = {
+        "id": "STOP-T",
+        "subject_ref": "S1",
+        "provider": "JP/GOV/CITY-A",
+        "scope": "ALL",
+        "since": "2026-05-01T00:00:00+09:00",
+    }
     loaded("stop-request", "add", write(tmp_path / "stop.json", stop))
     assert loaded.explain(child_watch("CR-1", "S1"), tmp_path)["reason"] == "STOP_REQUESTED"
     assert [s["id"] for s in loaded.json("stop-request", "list", "--subject", "S1")] == ["STOP-T"]
@@ -265,56 +309,112 @@ def test_classification_decides_personal_or_not(loaded: NodeCli, tmp_path: Path)
     assert loaded.explain(request, tmp_path)["reason"] == "SERVICE_UNKNOWN"  # deny by default
     loaded("service", "classify", "open/weather", "--non-personal")
     assert loaded.explain(request, tmp_path)["reason"] == "NOT_PERSONAL_DATA"
-    loaded("service", "classify", "open/weather", "--field", "forecast=NON_PERSONAL",
-           "--field", "reporter=PERSONAL", "--no-subject-required")
+    loaded(
+        "service",
+        "classify",
+        "open/weather",
+        "--field",
+        "forecast=NON_PERSONAL",
+        "--field",
+        "reporter=PERSONAL",
+        "--no-subject-required",
+    )
     decision = loaded.explain({**request, "fields": ["reporter"]}, tmp_path)
     assert decision["reason"] == "MISSING_PURPOSE"
-    assert loaded.explain({**request, "fields": ["forecast"]},
-                          tmp_path)["reason"] == "NOT_PERSONAL_DATA"
+    assert (
+        loaded.explain({**request, "fields": ["forecast"]}, tmp_path)["reason"]
+        == "NOT_PERSONAL_DATA"
+    )
 
 
 def test_classification_that_breaks_an_agreement_is_refused(loaded: NodeCli) -> None:
-    result = loaded("service", "classify", "resident/basic", "--field", "name=PERSONAL",
-                    "--field", "address=PERSONAL", ok=False)
+    result = loaded(
+        "service",
+        "classify",
+        "resident/basic",
+        "--field",
+        "name=PERSONAL",
+        "--field",
+        "address=PERSONAL",
+        ok=False,
+    )
     assert "birth_date" in result.stderr and "agreements[" in result.stderr
-    assert "--field" in loaded("service", "classify", "resident/basic", "--field", "name",
-                               ok=False).stderr
+    assert (
+        "--field"
+        in loaded("service", "classify", "resident/basic", "--field", "name", ok=False).stderr
+    )
 
 
 # ----- explain is the node's decision --------------------------------------------------------
 @pytest.mark.parametrize("request_file", sorted(REQUESTS.glob("*.json")), ids=lambda p: p.stem)
-def test_explain_is_the_core_decision_on_the_stored_policy(loaded: NodeCli,
-                                                           request_file: Path) -> None:
+def test_explain_is_the_core_decision_on_the_stored_policy(
+    loaded: NodeCli, request_file: Path
+) -> None:
     got = loaded.json("policy", "explain", request_file, "--at", AT)
     snapshot = load_policy(EXAMPLE)
     request = parse_request(json.loads(request_file.read_text()))
     want = explain(decide(request, snapshot, parse_instant(AT), UsageCounters()), snapshot)
-    for key in ("decision", "reason", "article", "message", "permitted_fields", "obligations",
-                "checks_passed", "agreement", "consent_id", "record_type"):
+    for key in (
+        "decision",
+        "reason",
+        "article",
+        "message",
+        "permitted_fields",
+        "obligations",
+        "checks_passed",
+        "agreement",
+        "consent_id",
+        "record_type",
+    ):
         assert got[key] == want[key], key
 
 
 def test_explain_refuses_a_malformed_request_file(loaded: NodeCli, tmp_path: Path) -> None:
-    bad = write(tmp_path / "r.json", {"client": "JP/GOV/CITY-B/welfare",
-                                      "service": "JP/GOV/CITY-A/resident/basic",
-                                      "evidence": {"colour": "red"}})
+    bad = write(
+        tmp_path / "r.json",
+        {
+            "client": "JP/GOV/CITY-B/welfare",
+            "service": "JP/GOV/CITY-A/resident/basic",
+            "evidence": {"colour": "red"},
+        },
+    )
     assert "unknown evidence key 'colour'" in loaded("policy", "explain", bad, ok=False).stderr
 
 
 # ----- signed policy headers reach the engine ---------------------------------------------------
 def test_rest_policy_extension_headers_are_signed_and_reissued() -> None:
-    sent = [("X-Road-Client", "JP/COM/BIZ-X/app"), ("X-Road-Purpose", "CHILD-WATCH"),
-            ("X-Road-Legal-Basis", "CONSENT"), ("X-Road-Consent-Id", "CR-1"),
-            ("X-Road-Data-Subject", "S1"), ("X-Road-Data-Items", "location_history"),
-            ("X-Road-Agreement", "DSA-2;v=1"), ("X-Road-Evidence", '{"ref":"a"}'),
-            ("X-Road-Recipient-Country", "JP"), ("X-Road-Recurring", "false"),
-            ("X-Road-Data-From", "2026-05-01T00:00:00+09:00")]
+    sent = [
+        ("X-Road-Client", "JP/COM/BIZ-X/app"),
+        ("X-Road-Purpose", "CHILD-WATCH"),
+        ("X-Road-Legal-Basis", "CONSENT"),
+        ("X-Road-Consent-Id", "CR-1"),
+        ("X-Road-Data-Subject", "S1"),
+        ("X-Road-Data-Items", "location_history"),
+        ("X-Road-Agreement", "DSA-2;v=1"),
+        ("X-Road-Evidence", '{"ref":"a"}'),
+        ("X-Road-Recipient-Country", "JP"),
+        ("X-Road-Recurring", "false"),
+        ("X-Road-Data-From", "2026-05-01T00:00:00+09:00"),
+    ]
     parsed = rest.parse_rest_request("GET", "/r1/JP/GOV/CITY-A/child/location", None, sent)
     headers = parsed.message_headers()
-    assert (headers.consent_id, headers.data_items, headers.agreement, headers.evidence,
-            headers.recipient_country, headers.recurring, headers.data_from) == (
-        "CR-1", "location_history", "DSA-2;v=1", '{"ref":"a"}', "JP", "false",
-        "2026-05-01T00:00:00+09:00")
+    assert (
+        headers.consent_id,
+        headers.data_items,
+        headers.agreement,
+        headers.evidence,
+        headers.recipient_country,
+        headers.recurring,
+        headers.data_from,
+    ) == (
+        "CR-1",
+        "location_history",
+        "DSA-2;v=1",
+        '{"ref":"a"}',
+        "JP",
+        "false",
+        "2026-05-01T00:00:00+09:00",
+    )
     assert parsed.passthrough_headers() == []  # never forwarded unsigned
     reissued = dict(rest_headers.provider_headers(headers, [("X-Road-Consent-Id", "forged")], "r"))
     assert reissued["X-Road-Consent-Id"] == "CR-1"
@@ -342,11 +442,12 @@ def test_records_are_kept_at_least_three_years_and_purged_after(loaded: NodeCli)
 def test_a_corrupted_store_is_reported_not_used(loaded: NodeCli) -> None:
     engine = create_engine(loaded.db_url)
     with engine.begin() as conn:
-        conn.execute(update(t.registry).where(t.registry.c.kind == "purpose",
-                                              t.registry.c.key == "CHILD-WATCH")
-                     .values(doc='{"code": "CHILD-WATCH"}'))
+        conn.execute(
+            update(t.registry)
+            .where(t.registry.c.kind == "purpose", t.registry.c.key == "CHILD-WATCH")
+            .values(doc='{"code": "CHILD-WATCH"}')
+        )
     shown = loaded.json("policy", "show")
     assert shown["registry_digest"] is None and "label_ja" in shown["load_error"]
-    decision = loaded.json("policy", "explain", REQUESTS / "child-watch-consent.json",
-                           "--at", AT)
+    decision = loaded.json("policy", "explain", REQUESTS / "child-watch-consent.json", "--at", AT)
     assert (decision["decision"], decision["reason"]) == ("DENY", "SYSTEM_ERROR")

@@ -46,14 +46,21 @@ def request(name: str, **changes: Any) -> dict[str, Any]:
 def headers_for(r: dict[str, Any], message_id: str | None = None) -> MessageHeaders:
     """The MessageHeaders a client node signs for request file ``r``."""
     return MessageHeaders(
-        protocol="rest", client=parse_client(r["client"]), service=ServiceId.parse(r["service"]),
-        message_id=message_id or str(uuid.uuid4()), user_id=r.get("user_id"),
-        issue=r.get("issue"), purpose=r.get("purpose"), legal_basis=r.get("legal_basis"),
-        data_subject=r.get("subject"), agreement=r.get("agreement"),
+        protocol="rest",
+        client=parse_client(r["client"]),
+        service=ServiceId.parse(r["service"]),
+        message_id=message_id or str(uuid.uuid4()),
+        user_id=r.get("user_id"),
+        issue=r.get("issue"),
+        purpose=r.get("purpose"),
+        legal_basis=r.get("legal_basis"),
+        data_subject=r.get("subject"),
+        agreement=r.get("agreement"),
         consent_id=r.get("consent_id"),
         data_items=",".join(r["fields"]) if "fields" in r else None,
         evidence=json.dumps(r["evidence"]) if "evidence" in r else r.get("raw_evidence"),
-        rest_method="GET", rest_path="/1001",
+        rest_method="GET",
+        rest_path="/1001",
     )
 
 
@@ -82,7 +89,8 @@ def run(coro: Any) -> Any:
 
 # ----- decisions and the log ---------------------------------------------------------------------
 def test_allowed_request_is_logged_and_the_log_record_names_the_decision(
-        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    provider: tuple[NodeCli, PolicyPoint],
+) -> None:
     _, point = provider
     headers = headers_for(request("welfare-law"))
     verdict = run(point.decide(headers, "provider"))
@@ -95,12 +103,17 @@ def test_allowed_request_is_logged_and_the_log_record_names_the_decision(
     assert row["entry_sha256"] == digest == sha256_hex(canonical(entry))
     assert entry["headers_sha256"] == headers_sha256(headers).hex()  # same as the log record's
     assert (entry["side"], entry["reason"], entry["agreement"], entry["message_id"]) == (
-        "provider", "OK_STATUTE", "DSA-1@3", headers.message_id)
+        "provider",
+        "OK_STATUTE",
+        "DSA-1@3",
+        headers.message_id,
+    )
     assert row["retain_until"].startswith("2029-06-01")
 
 
 def test_refusal_is_logged_with_reason_article_and_digest(
-        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    provider: tuple[NodeCli, PolicyPoint],
+) -> None:
     _, point = provider
     verdict = run(point.decide(headers_for(request("child-watch-withdrawn")), "provider"))
     assert not verdict.allow and verdict.reason == "CONSENT_NOT_VALID"
@@ -111,12 +124,14 @@ def test_refusal_is_logged_with_reason_article_and_digest(
 
 
 def test_response_is_cut_to_permitted_fields_and_both_records_are_written(
-        provider: tuple[NodeCli, PolicyPoint], tmp_path: Path) -> None:
+    provider: tuple[NodeCli, PolicyPoint], tmp_path: Path
+) -> None:
     _, point = provider
     headers = headers_for(request("welfare-law"))
     verdict = run(point.decide(headers, "provider"))
-    body = json.dumps({"name": "山田", "address": "A市", "birth_date": "1980-01-01",
-                       "income": 3_000_000}).encode()
+    body = json.dumps(
+        {"name": "山田", "address": "A市", "birth_date": "1980-01-01", "income": 3_000_000}
+    ).encode()
     out = run(point.after_response(headers, verdict, body, "application/json"))
     assert json.loads(out) == {"name": "山田", "address": "A市", "birth_date": "1980-01-01"}
     assert verdict.statement is not None
@@ -130,14 +145,18 @@ def test_response_is_cut_to_permitted_fields_and_both_records_are_written(
     # the client node (another database) records the receipt from the signed statement
     client_node = make_node(tmp_path / "client", member="JP/GOV/CITY-B")
     client = point_on(client_node.db_url, member="JP/GOV/CITY-B")
-    run(client.on_response(headers, Verdict(True, PROVIDER_DECIDES), 200, out,
-                           verdict.statement))
+    run(client.on_response(headers, Verdict(True, PROVIDER_DECIDES), 200, out, verdict.statement))
     received = client_node.json("records", "--subject", "9f2c1e7a-pairwise-ref")
     [receipt] = received["receipts"]
     assert (receipt["provider_name"], receipt["provider_address"], receipt["data_items"]) == (
-        "A市", "兵庫県A市中央1-1", ["name", "address", "birth_date"])
-    assert receipt["consent_fact"] is False and receipt["decision_sha256"] == \
-        verdict.details["decision_sha256"]
+        "A市",
+        "兵庫県A市中央1-1",
+        ["name", "address", "birth_date"],
+    )
+    assert (
+        receipt["consent_fact"] is False
+        and receipt["decision_sha256"] == verdict.details["decision_sha256"]
+    )
     other = headers_for(request("welfare-law"))  # a statement must be about this message
     with pytest.raises(XRoadError, match="another message"):
         run(client.on_response(other, Verdict(True), 200, out, verdict.statement))
@@ -149,15 +168,18 @@ def test_unfilterable_response_is_not_released(provider: tuple[NodeCli, PolicyPo
     headers = headers_for(request("welfare-law"))
     verdict = run(point.decide(headers, "provider"))
     with pytest.raises(XRoadError) as info:
-        run(point.after_response(headers, verdict, b"<person><income>1</income></person>",
-                                 "text/xml"))
+        run(
+            point.after_response(
+                headers, verdict, b"<person><income>1</income></person>", "text/xml"
+            )
+        )
     assert info.value.code == NOT_FILTERABLE and verdict.statement is None
-    assert records.subject_records(point.worker.engine,
-                                   "9f2c1e7a-pairwise-ref")["provisions"] == []
+    assert records.subject_records(point.worker.engine, "9f2c1e7a-pairwise-ref")["provisions"] == []
 
 
 def test_malformed_policy_headers_are_refused_and_logged(
-        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    provider: tuple[NodeCli, PolicyPoint],
+) -> None:
     _, point = provider
     headers = headers_for(request("welfare-law", raw_evidence="not json"))
     verdict = run(point.decide(headers, "provider"))
@@ -166,21 +188,31 @@ def test_malformed_policy_headers_are_refused_and_logged(
 
 
 def test_non_personal_requests_are_decided_fast_and_still_logged(
-        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    provider: tuple[NodeCli, PolicyPoint],
+) -> None:
     node, point = provider
-    node("service", "classify", "open/weather", "--field", "forecast=NON_PERSONAL",
-         "--field", "reporter=PERSONAL", "--no-subject-required")
+    node(
+        "service",
+        "classify",
+        "open/weather",
+        "--field",
+        "forecast=NON_PERSONAL",
+        "--field",
+        "reporter=PERSONAL",
+        "--no-subject-required",
+    )
     weather = {"client": "JP/GOV/CITY-B/welfare", "service": f"{MEMBER}/open/weather"}
 
     async def script() -> list[Verdict]:
         await point.refresh()  # the registry as of now: the fast path may use it
-        out = [await point.decide(headers_for({**weather, "fields": ["forecast"]}), "provider")
-               for _ in range(3)]
+        out = [
+            await point.decide(headers_for({**weather, "fields": ["forecast"]}), "provider")
+            for _ in range(3)
+        ]
         batches = point.worker.stats.batches
         assert all(v.reason == "NOT_PERSONAL_DATA" for v in out)
         assert point.worker.stats.batches == batches  # nothing awaited the database
-        out.append(await point.decide(headers_for({**weather, "fields": ["reporter"]}),
-                                      "provider"))
+        out.append(await point.decide(headers_for({**weather, "fields": ["reporter"]}), "provider"))
         await asyncio.sleep(0.2)  # rows written behind are committed within DEFER_SECONDS
         return out
 
@@ -189,10 +221,19 @@ def test_non_personal_requests_are_decided_fast_and_still_logged(
     rows = decisions(point.worker.engine)
     assert [r["reason"] for r in rows] == ["NOT_PERSONAL_DATA"] * 3 + ["MISSING_PURPOSE"]
     assert [r["entry_sha256"] for r in rows[:3]] == [
-        v.details["decision_sha256"] for v in verdicts[:3]]
+        v.details["decision_sha256"] for v in verdicts[:3]
+    ]
     # a reclassification reaches the fast path within REFRESH_SECONDS
-    node("service", "classify", "open/weather", "--field", "forecast=PERSONAL",
-         "--field", "reporter=PERSONAL", "--no-subject-required")
+    node(
+        "service",
+        "classify",
+        "open/weather",
+        "--field",
+        "forecast=PERSONAL",
+        "--field",
+        "reporter=PERSONAL",
+        "--no-subject-required",
+    )
     time.sleep(1.1)
     again = run(point.decide(headers_for({**weather, "fields": ["forecast"]}), "provider"))
     assert again.reason == "MISSING_PURPOSE"
@@ -200,7 +241,8 @@ def test_non_personal_requests_are_decided_fast_and_still_logged(
 
 # ----- changes by another process --------------------------------------------------------------
 def test_withdrawal_and_suspension_by_the_cli_decide_the_very_next_request(
-        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    provider: tuple[NodeCli, PolicyPoint],
+) -> None:
     node, point = provider
     child = request("child-watch-consent")
     assert run(point.decide(headers_for(child), "provider")).reason == "OK_CONSENT"
@@ -213,16 +255,23 @@ def test_withdrawal_and_suspension_by_the_cli_decide_the_very_next_request(
 
 
 def test_quota_holds_exactly_across_two_node_processes(
-        provider: tuple[NodeCli, PolicyPoint], tmp_path: Path) -> None:
+    provider: tuple[NodeCli, PolicyPoint], tmp_path: Path
+) -> None:
     node, point = provider
     dsa = json.loads(EXAMPLE.read_text())["agreements"][0]
-    node("agreement", "add", write(tmp_path / "v4.json",
-                                   {**dsa, "version": 4, "quotas": {"max_per_day": 3}}))
+    node(
+        "agreement",
+        "add",
+        write(tmp_path / "v4.json", {**dsa, "version": 4, "quotas": {"max_per_day": 3}}),
+    )
     other = point_on(node.db_url)  # a second process sharing the database
 
     async def burst() -> list[Verdict]:
-        calls = [p.decide(headers_for(request("welfare-law", agreement=None)), "provider")
-                 for p in (point, other) for _ in range(6)]
+        calls = [
+            p.decide(headers_for(request("welfare-law", agreement=None)), "provider")
+            for p in (point, other)
+            for _ in range(6)
+        ]
         return list(await asyncio.gather(*calls))
 
     verdicts = run(burst())
@@ -247,12 +296,15 @@ def test_node_without_policy_lets_access_rights_decide(tmp_path: Path) -> None:
 
 
 def test_store_that_does_not_load_refuses_everything_and_node_is_unhealthy(
-        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    provider: tuple[NodeCli, PolicyPoint],
+) -> None:
     _, point = provider
     with point.worker.engine.begin() as conn:
-        conn.execute(update(t.registry).where(t.registry.c.kind == "member",
-                                              t.registry.c.key == "JP/GOV/CITY-B")
-                     .values(doc='{"id": "JP/GOV/CITY-B", "legal_type": "CITY"}'))
+        conn.execute(
+            update(t.registry)
+            .where(t.registry.c.kind == "member", t.registry.c.key == "JP/GOV/CITY-B")
+            .values(doc='{"id": "JP/GOV/CITY-B", "legal_type": "CITY"}')
+        )
         store.begin_change(conn)
     verdict = run(point.decide(headers_for(request("welfare-law")), "provider"))
     assert not verdict.allow and verdict.reason == "SYSTEM_ERROR"
@@ -261,7 +313,8 @@ def test_store_that_does_not_load_refuses_everything_and_node_is_unhealthy(
 
 
 def test_client_node_refuses_early_with_the_same_reason_codes(
-        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    provider: tuple[NodeCli, PolicyPoint],
+) -> None:
     _, point = provider  # this store also holds the provider's classification
     no_purpose = headers_for(request("child-watch-consent", purpose=None))
     verdict = run(point.decide(no_purpose, "client"))
@@ -271,17 +324,22 @@ def test_client_node_refuses_early_with_the_same_reason_codes(
     complete = run(point.decide(headers_for(request("child-watch-consent")), "client"))
     assert complete.allow and complete.reason == PROVIDER_DECIDES
     assert [(r["side"], r["reason"]) for r in decisions(point.worker.engine)] == [
-        ("client", "MISSING_PURPOSE"), ("client", "CONSENT_MISSING")]
+        ("client", "MISSING_PURPOSE"),
+        ("client", "CONSENT_MISSING"),
+    ]
 
 
 # ----- records and the report from the log -----------------------------------------------------
 def test_report_and_disclosure_come_from_what_was_decided(
-        provider: tuple[NodeCli, PolicyPoint]) -> None:
+    provider: tuple[NodeCli, PolicyPoint],
+) -> None:
     node, point = provider
     sent: list[tuple[str, dict[str, Any]]] = [
-        ("welfare-law", {"subject": "W-1"}), ("welfare-law", {"subject": "W-2"}),
+        ("welfare-law", {"subject": "W-1"}),
+        ("welfare-law", {"subject": "W-2"}),
         ("welfare-law", {"subject": "W-2", "fields": ["name", "income"]}),  # refused
-        ("child-watch-consent", {}), ("child-watch-withdrawn", {}),  # allowed, refused
+        ("child-watch-consent", {}),
+        ("child-watch-withdrawn", {}),  # allowed, refused
     ]
 
     async def script() -> None:
@@ -292,24 +350,38 @@ def test_report_and_disclosure_come_from_what_was_decided(
                 await point.after_response(headers, verdict, b"{}", "application/json")
 
     run(script())
-    report = json.loads(node("report", "transparency", "--fiscal-year", "2026", "--format",
-                             "json", "--suppress-below", "1").stdout)
-    rows = {(r["basis"], r["recipient"]): (r["provisions"], r["subjects"], r["refused"])
-            for r in report["rows"]}
-    assert rows == {("APPI69-1-LAW", "JP/GOV/CITY-B"): (2, 2, 1),
-                    ("CONSENT", "JP/COM/BIZ-X"): (1, 1, 1)}
+    report = json.loads(
+        node(
+            "report",
+            "transparency",
+            "--fiscal-year",
+            "2026",
+            "--format",
+            "json",
+            "--suppress-below",
+            "1",
+        ).stdout
+    )
+    rows = {
+        (r["basis"], r["recipient"]): (r["provisions"], r["subjects"], r["refused"])
+        for r in report["rows"]
+    }
+    assert rows == {
+        ("APPI69-1-LAW", "JP/GOV/CITY-B"): (2, 2, 1),
+        ("CONSENT", "JP/COM/BIZ-X"): (1, 1, 1),
+    }
     assert report["total"]["provisions"] == 3 and report["total"]["refused"] == 2
     names = {r["recipient_name"] for r in report["rows"]}
     assert names == {"B市", "株式会社X (見守りサービス)"}
     assert "B市" in node("report", "transparency", "--fiscal-year", "2026").stdout
     html = node("report", "transparency", "--fiscal-year", "2026", "--format", "html").stdout
     assert html.lstrip().startswith("<!DOCTYPE html>") and "<script" not in html
-    empty = json.loads(node("report", "transparency", "--fiscal-year", "2025", "--format",
-                            "json").stdout)
+    empty = json.loads(
+        node("report", "transparency", "--fiscal-year", "2025", "--format", "json").stdout
+    )
     assert empty["rows"] == [] and empty["total"]["provisions"] == 0
     disclosed = node.json("records", "--subject", "W-2")
-    assert [p["data_items"] for p in disclosed["provisions"]] == [["name", "address",
-                                                                   "birth_date"]]
+    assert [p["data_items"] for p in disclosed["provisions"]] == [["name", "address", "birth_date"]]
     assert node.json("records", "--subject", "S2")["provisions"] == []  # refused: none
 
 
@@ -342,9 +414,15 @@ def test_store_decisions_and_quota_on_postgresql(pg_schema: str) -> None:
     points = [point_on(pg_schema), point_on(pg_schema)]
 
     async def burst() -> list[Verdict]:
-        return list(await asyncio.gather(*(
-            p.decide(headers_for(request("welfare-law", agreement=None)), "provider")
-            for p in points for _ in range(4))))
+        return list(
+            await asyncio.gather(
+                *(
+                    p.decide(headers_for(request("welfare-law", agreement=None)), "provider")
+                    for p in points
+                    for _ in range(4)
+                )
+            )
+        )
 
     verdicts = run(burst())
     assert sorted(v.reason for v in verdicts) == ["OK_STATUTE"] * 2 + ["QUOTA_EXCEEDED"] * 6

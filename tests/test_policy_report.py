@@ -35,11 +35,18 @@ CITY_B = "JP/GOV/CITY-B"
 POLICE = "JP/GOV/POLICE-HYOGO"
 
 
-def entry(when: datetime, *, allow: bool = True, basis: str | None = "APPI69-1-LAW",
-          recipient: str = CITY_B, subject: str | None = "S1",
-          reason: str = "OK_STATUTE") -> LogEntry:
-    return LogEntry(when, allow, basis, reason if allow else "PURPOSE_NOT_IN_AGREEMENT",
-                    recipient, subject)
+def entry(
+    when: datetime,
+    *,
+    allow: bool = True,
+    basis: str | None = "APPI69-1-LAW",
+    recipient: str = CITY_B,
+    subject: str | None = "S1",
+    reason: str = "OK_STATUTE",
+) -> LogEntry:
+    return LogEntry(
+        when, allow, basis, reason if allow else "PURPOSE_NOT_IN_AGREEMENT", recipient, subject
+    )
 
 
 def test_fiscal_year_boundary_march_31_vs_april_1() -> None:
@@ -63,10 +70,17 @@ def test_fiscal_year_is_judged_in_japan_time() -> None:
 def test_rows_per_basis_and_recipient_with_refusals() -> None:
     t = datetime(2026, 6, 1, tzinfo=JST)
     log = [
-        entry(t, subject="S1"), entry(t, subject="S1"), entry(t, subject="S2"),
+        entry(t, subject="S1"),
+        entry(t, subject="S1"),
+        entry(t, subject="S2"),
         entry(t, allow=False),
-        entry(t, basis="ORD-CRIMINAL-INVESTIGATION", recipient=POLICE, subject=None,
-              reason="OK_EXCEPTION"),
+        entry(
+            t,
+            basis="ORD-CRIMINAL-INVESTIGATION",
+            recipient=POLICE,
+            subject=None,
+            reason="OK_EXCEPTION",
+        ),
         entry(t, allow=False, basis="ORD-CRIMINAL-INVESTIGATION", recipient=POLICE),
         entry(t, allow=True, basis=None, reason="NOT_PERSONAL_DATA"),  # not a provision
     ]
@@ -107,7 +121,8 @@ def test_no_subject_refs_shows_a_dash_not_zero() -> None:
 def test_invalid_client_basis_is_grouped_not_echoed() -> None:
     t = datetime(2026, 6, 1, tzinfo=JST)
     report = build_transparency_report(
-        [entry(t, allow=False, basis="=HYPERLINK(\"http://evil\")")], 2026)
+        [entry(t, allow=False, basis='=HYPERLINK("http://evil")')], 2026
+    )
     assert report.rows[0].basis == UNSPECIFIED
     assert "HYPERLINK" not in render_csv(report)
 
@@ -128,8 +143,9 @@ def test_html_escapes_everything_and_is_self_contained() -> None:
     names = {CITY_B: "<script>alert('x')</script> & \"B市\""}
     labels = {"ORD-X": ("<b>条例</b>", "Ordinance & co")}
     log = [entry(t), entry(t, basis="ORD-X", recipient=CITY_B)]
-    page = render_html(build_transparency_report(log, 2026, recipient_names=names,
-                                                 basis_labels=labels))
+    page = render_html(
+        build_transparency_report(log, 2026, recipient_names=names, basis_labels=labels)
+    )
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<b>条例</b>" not in page and "&lt;b&gt;条例&lt;/b&gt;" in page
     assert "&amp; &quot;B市&quot;" in page
@@ -140,8 +156,7 @@ def test_html_escapes_everything_and_is_self_contained() -> None:
 
 def test_table_neutralises_control_characters() -> None:
     t = datetime(2026, 6, 1, tzinfo=JST)
-    report = build_transparency_report([entry(t)], 2026,
-                                       recipient_names={CITY_B: "B市\x1b[2J"})
+    report = build_transparency_report([entry(t)], 2026, recipient_names={CITY_B: "B市\x1b[2J"})
     assert "\x1b" not in render_table(report)
 
 
@@ -165,14 +180,22 @@ def test_report_from_real_decisions_matches_the_requests_sent() -> None:
     """The scripted-run acceptance in miniature: decide, log, report."""
     policy = load_policy(EXAMPLE)
     at = datetime(2026, 6, 1, 10, 0, tzinfo=JST)
-    welfare = {"client": "JP/GOV/CITY-B/welfare", "service": "JP/GOV/CITY-A/resident/basic",
-               "purpose": "WELFARE-ELIGIBILITY", "legal_basis": "APPI69-1-LAW",
-               "fields": ["name"], "issue": "I"}
-    child = {"client": "JP/COM/BIZ-X/app", "service": "JP/GOV/CITY-A/child/location",
-             "purpose": "CHILD-WATCH", "legal_basis": "CONSENT", "issue": "I"}
-    requests = [
-        {**welfare, "subject": f"R{i}"} for i in range(6)
-    ] + [
+    welfare = {
+        "client": "JP/GOV/CITY-B/welfare",
+        "service": "JP/GOV/CITY-A/resident/basic",
+        "purpose": "WELFARE-ELIGIBILITY",
+        "legal_basis": "APPI69-1-LAW",
+        "fields": ["name"],
+        "issue": "I",
+    }
+    child = {
+        "client": "JP/COM/BIZ-X/app",
+        "service": "JP/GOV/CITY-A/child/location",
+        "purpose": "CHILD-WATCH",
+        "legal_basis": "CONSENT",
+        "issue": "I",
+    }
+    requests = [{**welfare, "subject": f"R{i}"} for i in range(6)] + [
         {**welfare, "subject": "R0", "purpose": "MARKETING"},  # refused
         {**child, "subject": "S1", "consent_id": "CR-1"},
         {**child, "subject": "S2", "consent_id": "CR-2"},  # withdrawn: refused
@@ -180,8 +203,11 @@ def test_report_from_real_decisions_matches_the_requests_sent() -> None:
     log = [decision_log_entry(decide(parse_request(r), policy, at)) for r in requests]
     report = build_transparency_report(log, 2026, suppress_below=5)
     rows = {(r.basis, r.recipient): r for r in report.rows}
-    assert (rows[("APPI69-1-LAW", CITY_B)].provisions, rows[("APPI69-1-LAW", CITY_B)].refused,
-            rows[("APPI69-1-LAW", CITY_B)].subjects) == (6, 1, 6)
+    assert (
+        rows[("APPI69-1-LAW", CITY_B)].provisions,
+        rows[("APPI69-1-LAW", CITY_B)].refused,
+        rows[("APPI69-1-LAW", CITY_B)].subjects,
+    ) == (6, 1, 6)
     consent = rows[("CONSENT", "JP/COM/BIZ-X")]
     assert (consent.provisions, consent.refused) == (1, 1)
     assert report.subjects_cell(consent.subjects) == "<5"
@@ -189,8 +215,10 @@ def test_report_from_real_decisions_matches_the_requests_sent() -> None:
 
 def test_naive_times_in_the_log_are_refused() -> None:
     with pytest.raises(ValueError, match="UTC offset"):
-        build_transparency_report([{"ts": "2026-06-01T10:00:00", "allow": True,
-                                    "basis": "CONSENT", "recipient": CITY_B}], 2026)
+        build_transparency_report(
+            [{"ts": "2026-06-01T10:00:00", "allow": True, "basis": "CONSENT", "recipient": CITY_B}],
+            2026,
+        )
 
 
 def test_total_subjects_hidden_when_a_row_is_suppressed() -> None:

@@ -29,7 +29,10 @@ def parse(
     query: str | None = None,
 ) -> rest.RestRequest:
     return rest.parse_rest_request(
-        method, path, query, [CLIENT] if headers is None else headers,
+        method,
+        path,
+        query,
+        [CLIENT] if headers is None else headers,
         new_id=ids("generated-message-id", "generated-request-id"),
     )
 
@@ -46,10 +49,14 @@ def refused(code: str, *args: object, **kwargs: object) -> XRoadError:
 # Path
 # --------------------------------------------------------------------------
 
+
 def test_path_shape_from_pr_rest() -> None:
     # pr-rest §4.1: GET /r1/INSTANCE/CLASS2/MEMBER2/SUBSYSTEM2/BARSERVICE/v1/bar/zyggy?quu=1
-    req = parse("/r1/INSTANCE/CLASS2/MEMBER2/SUBSYSTEM2/BARSERVICE/v1/bar/zyggy", query="quu=1",
-                headers=[("X-Road-Client", "INSTANCE/CLASS1/MEMBER1/SUBSYSTEM1")])
+    req = parse(
+        "/r1/INSTANCE/CLASS2/MEMBER2/SUBSYSTEM2/BARSERVICE/v1/bar/zyggy",
+        query="quu=1",
+        headers=[("X-Road-Client", "INSTANCE/CLASS1/MEMBER1/SUBSYSTEM1")],
+    )
     assert req.service == ServiceId("INSTANCE", "CLASS2", "MEMBER2", "SUBSYSTEM2", "BARSERVICE")
     assert req.client == SubsystemId("INSTANCE", "CLASS1", "MEMBER1", "SUBSYSTEM1")
     assert req.service_path == "/v1/bar/zyggy"
@@ -198,6 +205,7 @@ def test_peer_paths_that_change_the_target_refused(service_path: str, query: str
 # Headers
 # --------------------------------------------------------------------------
 
+
 def test_missing_client_header() -> None:
     err = refused(errors.BAD_REQUEST, "/r1/JP/GOV/072028/tax/income", headers=[])
     assert "X-Road-Client" in err.message
@@ -205,15 +213,20 @@ def test_missing_client_header() -> None:
 
 
 def test_client_header_last_wins_case_insensitive_and_member_allowed() -> None:
-    req = parse("/r1/JP/GOV/072028/tax/income",
-                headers=[("X-Road-Client", "JP/GOV/1/a"), ("x-road-client", "JP/GOV/372013")])
+    req = parse(
+        "/r1/JP/GOV/072028/tax/income",
+        headers=[("X-Road-Client", "JP/GOV/1/a"), ("x-road-client", "JP/GOV/372013")],
+    )
     assert req.client == MemberId("JP", "GOV", "372013")
 
 
 @pytest.mark.parametrize("value", ["JP/GOV", "JP/GOV/1/a/b", "JP/GOV/1/a b", "JP/GOV/%2F/x"])
 def test_bad_client_header(value: str) -> None:
-    refused(errors.INVALID_CLIENT_IDENTIFIER, "/r1/JP/GOV/072028/tax/income",
-            headers=[("X-Road-Client", value)])
+    refused(
+        errors.INVALID_CLIENT_IDENTIFIER,
+        "/r1/JP/GOV/072028/tax/income",
+        headers=[("X-Road-Client", value)],
+    )
 
 
 def test_client_header_percent_decoded() -> None:
@@ -239,7 +252,9 @@ def test_x_road_headers_read() -> None:
     assert req.message_id == "msg-1" and not req.message_id_generated
     assert (req.user_id, req.issue) == ("JP1234567890", "ticket-7")
     assert (req.purpose, req.legal_basis, req.data_subject) == (
-        "child-allowance", "consent", "JP-123",
+        "child-allowance",
+        "consent",
+        "JP-123",
     )
     assert req.security_server == NodeId("JP", "GOV", "072028", "ss1")
     assert req.request_id == "generated-message-id"  # first id made: the request id only
@@ -268,8 +283,12 @@ def test_bad_header_values(name: str, value: str) -> None:
 
 
 def test_message_headers_for_digest() -> None:
-    req = parse("/r1/JP/GOV/072028/tax/income/v1/x", method="POST", query="a=1",
-                headers=[CLIENT, ("Content-Type", "application/json"), ("X-Road-Id", "m")])
+    req = parse(
+        "/r1/JP/GOV/072028/tax/income/v1/x",
+        method="POST",
+        query="a=1",
+        headers=[CLIENT, ("Content-Type", "application/json"), ("X-Road-Id", "m")],
+    )
     mh = req.message_headers()
     assert mh.protocol == "rest"
     assert (mh.rest_method, mh.rest_path, mh.rest_query) == ("POST", "/v1/x", "a=1")
@@ -309,8 +328,14 @@ def test_filter_headers_strips_hop_by_hop_and_node_headers() -> None:
 def test_headers_with_underscores_never_reach_the_provider() -> None:
     """CGI/WSGI/PHP read ``X_Road_Client`` as ``X-Road-Client``: every ``_`` name is dropped,
     from the client's passthrough and again from what a peer node hands the provider side."""
-    sent = [CLIENT, ("X_Road_Client", "JP/GOV/9/forged"), ("x_road_id", "forged"),
-            ("Transfer_Encoding", "chunked"), ("My_Header", "1"), ("My-Header", "2")]
+    sent = [
+        CLIENT,
+        ("X_Road_Client", "JP/GOV/9/forged"),
+        ("x_road_id", "forged"),
+        ("Transfer_Encoding", "chunked"),
+        ("My_Header", "1"),
+        ("My-Header", "2"),
+    ]
     req = parse("/r1/JP/GOV/072028/tax/income", headers=sent)
     assert req.passthrough_headers() == [("My-Header", "2")]
     to_provider = rest_headers.provider_headers(req.message_headers(), sent, req.request_id)
@@ -320,10 +345,16 @@ def test_headers_with_underscores_never_reach_the_provider() -> None:
 
 
 def test_provider_and_client_response_headers() -> None:
-    req = parse("/r1/JP/GOV/072028/tax/income", headers=[
-        CLIENT, ("X-Road-UserId", "u"), ("X-Road-Purpose", "p"), ("Accept", "*/*"),
-        ("X-Road-Service", "JP/GOV/9/forged/x"),
-    ])
+    req = parse(
+        "/r1/JP/GOV/072028/tax/income",
+        headers=[
+            CLIENT,
+            ("X-Road-UserId", "u"),
+            ("X-Road-Purpose", "p"),
+            ("Accept", "*/*"),
+            ("X-Road-Service", "JP/GOV/9/forged/x"),
+        ],
+    )
     mh = req.message_headers()
     to_provider = rest_headers.provider_headers(mh, req.passthrough_headers(), req.request_id)
     assert ("Accept", "*/*") in to_provider
@@ -335,9 +366,15 @@ def test_provider_and_client_response_headers() -> None:
     assert not any(n == "X-Road-Issue" for n, _ in to_provider)
 
     back = rest_headers.client_response_headers(
-        [("Content-Type", "application/json"), ("X-Road-Request-Hash", "forged"),
-         ("Transfer-Encoding", "chunked"), ("X-Road-Error", "forged")],
-        mh, req.request_id, "HASH",
+        [
+            ("Content-Type", "application/json"),
+            ("X-Road-Request-Hash", "forged"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Road-Error", "forged"),
+        ],
+        mh,
+        req.request_id,
+        "HASH",
     )
     assert back == [
         ("Content-Type", "application/json"),
@@ -386,7 +423,9 @@ VECTOR_HASH_NO_BODY = (
 
 def vector_request() -> rest.RestRequest:
     return rest.parse_rest_request(
-        "POST", "/r1/JP/GOV/072028/tax/income/v1/people%20list", "year=2024&x=%2F",
+        "POST",
+        "/r1/JP/GOV/072028/tax/income/v1/people%20list",
+        "year=2024&x=%2F",
         VECTOR_HEADERS,
         new_id=ids("0b6f6d39-3b6c-4c2e-9d59-2f1b1c7c0a11", "6f1c2f8e-7a4e-4d8e-b1a4-3c2b7e9d5f22"),
     )
@@ -407,14 +446,20 @@ def test_request_hash_vector() -> None:
 
 def test_header_part_keeps_client_x_road_id_and_drops_client_request_id_and_hash() -> None:
     part = rest_headers.rest_header_part(
-        "GET", "/r1/a/b/c/d/e", None,
-        [("X-Road-Id", "m1"), ("x-road-request-id", "client-made"), ("X-Road-Request-Hash", "h"),
-         ("accept", "a"), ("accept", "b")],
+        "GET",
+        "/r1/a/b/c/d/e",
+        None,
+        [
+            ("X-Road-Id", "m1"),
+            ("x-road-request-id", "client-made"),
+            ("X-Road-Request-Hash", "h"),
+            ("accept", "a"),
+            ("accept", "b"),
+        ],
         "rid",
     )
     assert part == (
-        b"GET\r\n/r1/a/b/c/d/e\r\nX-Road-Id:m1\r\naccept:a\r\naccept:b\r\n"
-        b"X-Road-Request-Id:rid\r\n"
+        b"GET\r\n/r1/a/b/c/d/e\r\nX-Road-Id:m1\r\naccept:a\r\naccept:b\r\nX-Road-Request-Id:rid\r\n"
     )
 
 
@@ -427,8 +472,9 @@ def test_request_hash_changes_with_every_input() -> None:
     req = vector_request()
     base = req.request_hash(hashlib.sha512(VECTOR_BODY).digest())
     assert req.request_hash(hashlib.sha512(VECTOR_BODY + b" ").digest()) != base
-    other = rest_headers.rest_header_part("POST", req.path, "year=2025&x=%2F", req.headers,
-                                  req.request_id, req.message_id)
+    other = rest_headers.rest_header_part(
+        "POST", req.path, "year=2025&x=%2F", req.headers, req.request_id, req.message_id
+    )
     assert rest_headers.rest_request_hash(other, hashlib.sha512(VECTOR_BODY).digest()) != base
     with pytest.raises(ValueError):
         rest_headers.rest_request_hash(b"x", b"short")
@@ -438,6 +484,7 @@ def test_request_hash_changes_with_every_input() -> None:
 # Metaservices (pr-mrest Annex B, pr-meta Annex C)
 # --------------------------------------------------------------------------
 
+
 def test_metaservice_detection() -> None:
     path = "/r1/INSTANCE/CLASS2/MEMBER2/SUBSYSTEM2/listMethods"
     meta = rest.detect_metaservice("GET", path, None)
@@ -446,8 +493,9 @@ def test_metaservice_detection() -> None:
     )
     meta = rest.detect_metaservice("GET", "/r1/JP/GOV/072028/tax/allowedMethods", None)
     assert meta is not None and meta.kind == "allowedMethods"
-    meta = rest.detect_metaservice("GET", "/r1/JP/GOV/072028/tax/getOpenAPI",
-                                   "serviceCode=listFirms")
+    meta = rest.detect_metaservice(
+        "GET", "/r1/JP/GOV/072028/tax/getOpenAPI", "serviceCode=listFirms"
+    )
     assert meta is not None and (meta.kind, meta.service_code) == ("getOpenAPI", "listFirms")
     assert rest.detect_metaservice("GET", "/listClients", None) == rest.MetaRequest("listClients")
     meta = rest.detect_metaservice("GET", "/listClients", "xRoadInstance=JP")
@@ -475,6 +523,7 @@ def test_metaservice_errors() -> None:
 # --------------------------------------------------------------------------
 # Error rendering (REST side)
 # --------------------------------------------------------------------------
+
 
 def test_rest_error_rendering() -> None:
     err = XRoadError(errors.BAD_REQUEST, "X-Road-Client header is missing", detail="d-1")

@@ -56,6 +56,7 @@ def expect(code: str, data: bytes, content_type: str | None = CT, check_body: bo
 # The published example shape parses
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("size", ["small", "large"])
 @both_modes
 def test_published_example_request_parses(check_body: bool, size: str) -> None:
@@ -97,7 +98,9 @@ def test_member_client_and_policy_headers_and_security_server() -> None:
     req = soap.parse_soap_request(data, CT)
     assert req.client == MemberId("EE", "GOV", "MEMBER1")
     assert (req.purpose, req.legal_basis, req.data_subject) == (
-        "child-allowance", "consent", "JP-123",
+        "child-allowance",
+        "consent",
+        "JP-123",
     )
     assert req.security_server == NodeId("EE", "GOV", "MEMBER2", "ss1")
     mh = req.message_headers(CT)
@@ -136,6 +139,7 @@ def test_comments_cdata_and_declared_charset_accepted() -> None:
 # --------------------------------------------------------------------------
 # Malformed requests are refused with X-Road's codes
 # --------------------------------------------------------------------------
+
 
 def _drop(data: bytes, pattern: bytes) -> bytes:
     out, n = re.subn(pattern, b"", data, count=1, flags=re.S)
@@ -194,29 +198,57 @@ def test_missing_object_type(check_body: bool) -> None:
         (b"<id:memberCode>MEMBER1</id:memberCode>", b"", errors.INVALID_CLIENT_IDENTIFIER),
         (b">MEMBER1<", b">MEM/BER1<", errors.INVALID_CLIENT_IDENTIFIER),
         (b">MEMBER2<", b">MEMBER 2<", errors.INVALID_SERVICE_IDENTIFIER),
-        (b"<id:subsystemCode>SUBSYSTEM2</id:subsystemCode>", b"",
-         errors.INVALID_SERVICE_IDENTIFIER),
-        (b"<id:memberCode>MEMBER1</id:memberCode>",
-         b"<id:memberCode>MEMBER1</id:memberCode><id:memberCode>M</id:memberCode>",
-         errors.INVALID_CLIENT_IDENTIFIER),
-        (b"<id:memberCode>MEMBER1</id:memberCode>",
-         b"<id:memberCode>MEMBER1</id:memberCode><id:serviceCode>x</id:serviceCode>",
-         errors.INVALID_CLIENT_IDENTIFIER),
+        (
+            b"<id:subsystemCode>SUBSYSTEM2</id:subsystemCode>",
+            b"",
+            errors.INVALID_SERVICE_IDENTIFIER,
+        ),
+        (
+            b"<id:memberCode>MEMBER1</id:memberCode>",
+            b"<id:memberCode>MEMBER1</id:memberCode><id:memberCode>M</id:memberCode>",
+            errors.INVALID_CLIENT_IDENTIFIER,
+        ),
+        (
+            b"<id:memberCode>MEMBER1</id:memberCode>",
+            b"<id:memberCode>MEMBER1</id:memberCode><id:serviceCode>x</id:serviceCode>",
+            errors.INVALID_CLIENT_IDENTIFIER,
+        ),
         (b"<xrd:id>", b"<xrd:id>a</xrd:id><xrd:id>", errors.DUPLICATE_HEADER_FIELD),
-        (b"<xrd:id>4894e35d-bf0f-44a6-867a-8e51f1daa7e0</xrd:id>", b"<xrd:id> </xrd:id>",
-         errors.INVALID_HEADER_FIELD),
-        (b"<xrd:userId>EE12345678901</xrd:userId>",
-         b"<xrd:userId>" + b"x" * 2000 + b"</xrd:userId>", errors.INVALID_HEADER_FIELD),
-        (b"<xrd:issue>12345</xrd:issue>", b"<xrd:issue>a&#10;b</xrd:issue>",
-         errors.INVALID_HEADER_FIELD),
-        (b"<xrd:protocolVersion>", b"<xrd:requestHash>x</xrd:requestHash><xrd:protocolVersion>",
-         errors.INVALID_HEADER_FIELD),
+        (
+            b"<xrd:id>4894e35d-bf0f-44a6-867a-8e51f1daa7e0</xrd:id>",
+            b"<xrd:id> </xrd:id>",
+            errors.INVALID_HEADER_FIELD,
+        ),
+        (
+            b"<xrd:userId>EE12345678901</xrd:userId>",
+            b"<xrd:userId>" + b"x" * 2000 + b"</xrd:userId>",
+            errors.INVALID_HEADER_FIELD,
+        ),
+        (
+            b"<xrd:issue>12345</xrd:issue>",
+            b"<xrd:issue>a&#10;b</xrd:issue>",
+            errors.INVALID_HEADER_FIELD,
+        ),
+        (
+            b"<xrd:protocolVersion>",
+            b"<xrd:requestHash>x</xrd:requestHash><xrd:protocolVersion>",
+            errors.INVALID_HEADER_FIELD,
+        ),
     ],
     ids=[
-        "client-as-service", "service-as-subsystem", "client-missing-code",
-        "client-bad-char", "service-bad-char", "service-without-subsystem",
-        "duplicate-id-part", "extra-id-part", "duplicate-field", "blank-id",
-        "oversized-userId", "control-char", "request-carries-requestHash",
+        "client-as-service",
+        "service-as-subsystem",
+        "client-missing-code",
+        "client-bad-char",
+        "service-bad-char",
+        "service-without-subsystem",
+        "duplicate-id-part",
+        "extra-id-part",
+        "duplicate-field",
+        "blank-id",
+        "oversized-userId",
+        "control-char",
+        "request-carries-requestHash",
     ],
 )
 def test_malformed_header_fields(old: bytes, new: bytes, code: str) -> None:
@@ -236,18 +268,23 @@ def test_policy_extension_elements_are_read_and_signed() -> None:
     """agreement, consentId, dataItems, ... decide the provider's policy outcome: they are
     read into the signed MessageHeaders (a repeat is refused like any header field)."""
     p = f'xmlns:p="{POLICY_NS}"'
-    ext = (f'<p:consentId {p}>CR-1</p:consentId><p:dataItems {p}>name,address</p:dataItems>'
-           f'<p:agreement {p}>DSA-1;v=3</p:agreement>'
-           f'<p:evidence {p}>{{"ref":"x"}}</p:evidence><p:recurring {p}>false</p:recurring>'
-           ).encode()
+    ext = (
+        f"<p:consentId {p}>CR-1</p:consentId><p:dataItems {p}>name,address</p:dataItems>"
+        f"<p:agreement {p}>DSA-1;v=3</p:agreement>"
+        f'<p:evidence {p}>{{"ref":"x"}}</p:evidence><p:recurring {p}>false</p:recurring>'
+    ).encode()
     parsed = soap.parse_soap_request(REQUEST.replace(b"<xrd:id>", ext + b"<xrd:id>"), CT)
     headers = parsed.message_headers(CT)
-    assert (headers.consent_id, headers.data_items, headers.agreement, headers.evidence,
-            headers.recurring) == ("CR-1", "name,address", "DSA-1;v=3", '{"ref":"x"}', "false")
+    assert (
+        headers.consent_id,
+        headers.data_items,
+        headers.agreement,
+        headers.evidence,
+        headers.recurring,
+    ) == ("CR-1", "name,address", "DSA-1;v=3", '{"ref":"x"}', "false")
     assert headers.recipient_country is None and headers.data_from is None
-    twice = f'<p:consentId {p}>CR-2</p:consentId>'.encode()
-    expect(errors.DUPLICATE_HEADER_FIELD,
-           REQUEST.replace(b"<xrd:id>", ext + twice + b"<xrd:id>"))
+    twice = f"<p:consentId {p}>CR-2</p:consentId>".encode()
+    expect(errors.DUPLICATE_HEADER_FIELD, REQUEST.replace(b"<xrd:id>", ext + twice + b"<xrd:id>"))
 
 
 @both_modes
@@ -283,8 +320,12 @@ def test_two_bodies_in_a_large_message_found_by_full_check() -> None:
     ids=["empty-body", "two-children"],
 )
 def test_body_must_have_exactly_one_child(body: bytes, code: str) -> None:
-    data = re.sub(rb"<SOAP-ENV:Body>.*</SOAP-ENV:Body>",
-                  b"<SOAP-ENV:Body>" + body + b"</SOAP-ENV:Body>", REQUEST, flags=re.S)
+    data = re.sub(
+        rb"<SOAP-ENV:Body>.*</SOAP-ENV:Body>",
+        b"<SOAP-ENV:Body>" + body + b"</SOAP-ENV:Body>",
+        REQUEST,
+        flags=re.S,
+    )
     expect(code, data)
 
 
@@ -314,8 +355,12 @@ def test_not_an_envelope() -> None:
 
 
 def test_request_that_is_a_fault_is_refused() -> None:
-    data = re.sub(rb"<ns1:getRandom>.*</ns1:getRandom>",
-                  b"<SOAP-ENV:Fault><faultcode>x</faultcode></SOAP-ENV:Fault>", REQUEST, flags=re.S)
+    data = re.sub(
+        rb"<ns1:getRandom>.*</ns1:getRandom>",
+        b"<SOAP-ENV:Fault><faultcode>x</faultcode></SOAP-ENV:Fault>",
+        REQUEST,
+        flags=re.S,
+    )
     with pytest.raises(XRoadError):
         soap.parse_soap_request(data, CT)
 
@@ -323,6 +368,7 @@ def test_request_that_is_a_fault_is_refused() -> None:
 # --------------------------------------------------------------------------
 # Content types: MTOM / SwA refused clearly
 # --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "content_type",
@@ -432,7 +478,7 @@ def test_hardened_parser_never_loads_external_entities(secret_file: Path, kind: 
         b"\xef\xbb\xbf<!-- c --><?pi x?>\n<!doctype r><r/>",
         b'<?xml version="1.0"?><!ENTITY x "y"><r/>',
         '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r><r/>'.encode("utf-16"),
-        '<!DOCTYPE r><r/>'.encode("utf-16-be"),
+        "<!DOCTYPE r><r/>".encode("utf-16-be"),
     ],
     ids=["plain", "after-bom-comment-pi", "bare-entity", "utf16-bom", "utf16-no-bom"],
 )
@@ -462,6 +508,7 @@ def test_deep_nesting_refused_without_huge_tree() -> None:
 # --------------------------------------------------------------------------
 # Responses: echo check, requestHash inserted and verified
 # --------------------------------------------------------------------------
+
 
 def _hash_of(data: bytes) -> str:
     return base64.b64encode(hashlib.sha512(data).digest()).decode()
@@ -574,12 +621,17 @@ def test_response_without_userid_when_request_had_one_is_inconsistent() -> None:
     [
         (b"not xml", errors.SERVICE_INVALID_SOAP),
         (b"<html><body>502</body></html>", errors.SERVICE_INVALID_SOAP),
-        (_drop(RESPONSE, rb"<SOAP-ENV:Header>.*</SOAP-ENV:Header>"),
-         errors.SERVICE_INCONSISTENT_HEADERS),
+        (
+            _drop(RESPONSE, rb"<SOAP-ENV:Header>.*</SOAP-ENV:Header>"),
+            errors.SERVICE_INCONSISTENT_HEADERS,
+        ),
         (RESPONSE.replace(b"getRandomResponse>", b"otherResponse>"), errors.SERVICE_INVALID_SOAP),
-        (_with_doctype(BILLION_LAUGHS, b"&lol9;").replace(b"ns1:getRandom>",
-                                                          b"ns1:getRandomResponse>"),
-         errors.SERVICE_INVALID_SOAP),
+        (
+            _with_doctype(BILLION_LAUGHS, b"&lol9;").replace(
+                b"ns1:getRandom>", b"ns1:getRandomResponse>"
+            ),
+            errors.SERVICE_INVALID_SOAP,
+        ),
     ],
     ids=["not-xml", "html", "no-header", "wrong-wrapper", "doctype"],
 )
@@ -620,8 +672,9 @@ def test_provider_fault_passes_unchanged() -> None:
 # Faults and the error renderer
 # --------------------------------------------------------------------------
 
+
 def test_build_fault_layout() -> None:
-    xml = faults.build_fault("Client.BadRequest", "a <b> & \"c\" \x01", "f31e7451")
+    xml = faults.build_fault("Client.BadRequest", 'a <b> & "c" \x01', "f31e7451")
     root = etree.fromstring(xml)
     fault = root.find("s:Body/s:Fault", NS)
     assert fault.findtext("faultcode") == "Client.BadRequest"

@@ -72,7 +72,9 @@ def _serve(tsa_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "certs", "tsa", "serve", str(tsa_dir), "--port", str(port)],
-        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     wait_for_port(port, proc=proc)
     return proc, f"http://127.0.0.1:{port}/"
@@ -96,7 +98,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTSA]:
     proc, url = _serve(tsa_dir)
     try:
         yield LiveTSA(
-            ca, tsa_dir, url, proc,
+            ca,
+            tsa_dir,
+            url,
+            proc,
             x509.load_pem_x509_certificate((ca.dir / "ca.pem").read_bytes()),
             x509.load_pem_x509_certificate((tsa_dir / "tsa.pem").read_bytes()),
         )
@@ -105,8 +110,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTSA]:
 
 
 def post(url: str, body: bytes, content_type: str = QUERY) -> tuple[int, str, bytes]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": content_type})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers.get_content_type(), resp.read()
@@ -136,19 +142,49 @@ def test_init_makes_encrypted_key_profiled_cert_and_config(live: LiveTSA) -> Non
     live.tsa_cert.verify_directly_issued_by(live.ca_cert)
     assert (live.dir / "ca.pem").read_bytes() == (live.ca.dir / "ca.pem").read_bytes()
     assert TSAConfig.load(live.dir) == TSAConfig("Aizu TSA", DEFAULT_POLICY, 1)
-    again = run_cli("certs", "tsa", "init", str(live.dir), "--ca", str(live.ca.dir),
-                    "--name", "Other", check=False)
+    again = run_cli(
+        "certs",
+        "tsa",
+        "init",
+        str(live.dir),
+        "--ca",
+        str(live.ca.dir),
+        "--name",
+        "Other",
+        check=False,
+    )
     assert again.returncode == 1 and "refusing to overwrite" in again.stderr
 
 
 def test_init_refuses_bad_policy_and_missing_passphrase(tmp_path: Path, test_ca: TestCA) -> None:
-    bad = run_cli("certs", "tsa", "init", str(tmp_path / "t"), "--ca", str(test_ca.dir),
-                  "--name", "T", "--policy", "not-an-oid", check=False)
+    bad = run_cli(
+        "certs",
+        "tsa",
+        "init",
+        str(tmp_path / "t"),
+        "--ca",
+        str(test_ca.dir),
+        "--name",
+        "T",
+        "--policy",
+        "not-an-oid",
+        check=False,
+    )
     assert bad.returncode == 1 and "not a dotted object identifier" in bad.stderr
     env = cli_env()
     del env["SECNODE_PASSPHRASE"]
-    nopass = run_cli("certs", "tsa", "init", str(tmp_path / "t"), "--ca", str(test_ca.dir),
-                     "--name", "T", check=False, env=env)
+    nopass = run_cli(
+        "certs",
+        "tsa",
+        "init",
+        str(tmp_path / "t"),
+        "--ca",
+        str(test_ca.dir),
+        "--name",
+        "T",
+        check=False,
+        env=env,
+    )
     assert nopass.returncode == 1 and "no passphrase" in nopass.stderr
     assert not (tmp_path / "t" / "tsa.key").exists()
 
@@ -170,36 +206,66 @@ def test_from_dir_refuses_a_certificate_without_timestamping_eku(
 @needs_openssl
 @pytest.mark.parametrize(
     "query_args",
-    [["-sha512", "-cert"], ["-sha256", "-cert"], ["-sha256", "-cert", "-no_nonce"],
-     ["-sha384"]],
+    [["-sha512", "-cert"], ["-sha256", "-cert"], ["-sha256", "-cert", "-no_nonce"], ["-sha384"]],
     ids=["sha512", "sha256", "sha256-no-nonce", "sha384-no-cert"],
 )
 def test_openssl_query_and_verify(live: LiveTSA, tmp_path: Path, query_args: list[str]) -> None:
     data = tmp_path / "data.bin"
     data.write_bytes(os.urandom(1000))
     tsq, tsr = tmp_path / "q.tsq", tmp_path / "r.tsr"
-    subprocess.run(["openssl", "ts", "-query", "-data", str(data), *query_args,
-                    "-out", str(tsq)], check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "ts", "-query", "-data", str(data), *query_args, "-out", str(tsq)],
+        check=True,
+        capture_output=True,
+    )
     status, ctype, body = post(live.url, tsq.read_bytes())
     assert (status, ctype) == (200, REPLY)
     tsr.write_bytes(body)
     verify = subprocess.run(
-        ["openssl", "ts", "-verify", "-in", str(tsr), "-queryfile", str(tsq),
-         "-CAfile", str(live.dir / "ca.pem"), "-untrusted", str(live.dir / "tsa.pem")],
-        capture_output=True, text=True,
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-in",
+            str(tsr),
+            "-queryfile",
+            str(tsq),
+            "-CAfile",
+            str(live.dir / "ca.pem"),
+            "-untrusted",
+            str(live.dir / "tsa.pem"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert "Verification: OK" in verify.stdout, verify.stderr
     # openssl must also catch a reply that does not belong to the data.
     other = tmp_path / "other.bin"
     other.write_bytes(b"something else")
     wrong = subprocess.run(
-        ["openssl", "ts", "-verify", "-in", str(tsr), "-data", str(other),
-         "-CAfile", str(live.dir / "ca.pem"), "-untrusted", str(live.dir / "tsa.pem")],
-        capture_output=True, text=True,
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-in",
+            str(tsr),
+            "-data",
+            str(other),
+            "-CAfile",
+            str(live.dir / "ca.pem"),
+            "-untrusted",
+            str(live.dir / "tsa.pem"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert "Verification: FAILED" in wrong.stdout
-    text = subprocess.run(["openssl", "ts", "-reply", "-in", str(tsr), "-text"],
-                          capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["openssl", "ts", "-reply", "-in", str(tsr), "-text"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"Policy OID: {DEFAULT_POLICY}" in text
     assert ("Nonce: unspecified" in text) == ("-no_nonce" in query_args)
     cert_included = "-cert" in query_args
@@ -210,27 +276,29 @@ def test_openssl_query_and_verify(live: LiveTSA, tmp_path: Path, query_args: lis
 # ----- interop: openssl as the TSA, our client verifies --------------------------------
 @needs_openssl
 @pytest.mark.parametrize("ess_alg", ["sha256", "sha1"], ids=["ess-v2", "ess-v1"])
-def test_client_verifies_token_made_by_openssl(
-    live: LiveTSA, tmp_path: Path, ess_alg: str
-) -> None:
+def test_client_verifies_token_made_by_openssl(live: LiveTSA, tmp_path: Path, ess_alg: str) -> None:
     # openssl cannot read our encrypted key without a prompt, so for this test
     # only a plaintext copy goes to a private temp file.
     key = keys.load_key(live.dir / "tsa.key", PASSPHRASE)
     plain = tmp_path / "openssl-only.key"
     fd = os.open(plain, os.O_WRONLY | os.O_CREAT, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM,
-                                   serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     (tmp_path / "serial").write_text("29\n")  # the last serial used; openssl adds one
     cfg = tmp_path / "tsa.cnf"
     cfg.write_text(f"""
 [ tsa ]
 default_tsa = tsa_config1
 [ tsa_config1 ]
-serial = {tmp_path / 'serial'}
+serial = {tmp_path / "serial"}
 crypto_device = builtin
-signer_cert = {live.dir / 'tsa.pem'}
+signer_cert = {live.dir / "tsa.pem"}
 signer_key = {plain}
 signer_digest = sha256
 default_policy = 1.3.6.1.4.1.32473.1.2
@@ -244,10 +312,26 @@ ess_cert_id_alg = {ess_alg}
     data = os.urandom(64)
     (tmp_path / "data").write_bytes(data)
     tsq, tsr = tmp_path / "q.tsq", tmp_path / "r.tsr"
-    subprocess.run(["openssl", "ts", "-query", "-data", str(tmp_path / "data"), "-sha384",
-                    "-cert", "-out", str(tsq)], check=True, capture_output=True)
-    subprocess.run(["openssl", "ts", "-reply", "-config", str(cfg), "-queryfile", str(tsq),
-                    "-out", str(tsr)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "ts",
+            "-query",
+            "-data",
+            str(tmp_path / "data"),
+            "-sha384",
+            "-cert",
+            "-out",
+            str(tsq),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["openssl", "ts", "-reply", "-config", str(cfg), "-queryfile", str(tsq), "-out", str(tsr)],
+        check=True,
+        capture_output=True,
+    )
     nonce = asn1_tsp.TimeStampReq.load(tsq.read_bytes())["nonce"].native
     digest = hashlib.sha384(data).digest()
     info = verify_token(tsr.read_bytes(), digest, "sha384", [live.ca_cert], nonce=nonce)
@@ -279,8 +363,9 @@ def test_client_gets_and_verifies_a_token(live: LiveTSA) -> None:
 def test_sync_client_and_sha512(live: LiveTSA) -> None:
     digest = hashlib.sha512(b"x").digest()
     der, nonce = build_request(digest, "sha512")
-    info = verify_token(request_token_sync(live.url, der), digest, "sha512",
-                        [live.ca_cert], nonce=nonce)
+    info = verify_token(
+        request_token_sync(live.url, der), digest, "sha512", [live.ca_cert], nonce=nonce
+    )
     assert info.hash_name == "sha512" and info.nonce == nonce
 
 
@@ -290,8 +375,9 @@ def test_third_party_verifier_accepts_our_token(live: LiveTSA) -> None:
     body, nonce = stamp(live, digest)
     response = rfc3161_client.decode_timestamp_response(body)
     assert nonce is not None
-    verifier = (rfc3161_client.VerifierBuilder()
-                .add_root_certificate(live.ca_cert).nonce(nonce).build())
+    verifier = (
+        rfc3161_client.VerifierBuilder().add_root_certificate(live.ca_cert).nonce(nonce).build()
+    )
     assert verifier.verify(response, digest)
 
 
@@ -326,7 +412,7 @@ def test_tampered_token_is_refused(live: LiveTSA) -> None:
     token = token_from_response(stamp(live, digest)[0])
     # A byte of the imprint inside the signed TSTInfo: parses fine, digest no longer matches.
     at = token.index(digest)
-    altered = token[:at] + bytes([token[at] ^ 0x01]) + token[at + 1:]
+    altered = token[:at] + bytes([token[at] ^ 0x01]) + token[at + 1 :]
     with pytest.raises(TSAError, match="token signature does not verify: message digest"):
         verify_token(altered, token_contents(altered).digest, "sha256", [live.ca_cert])
     # The last byte belongs to the signature value itself.
@@ -361,17 +447,20 @@ def test_tsa_certificate_without_timestamping_eku_is_refused(live: LiveTSA) -> N
 def test_signing_certificate_attribute_must_name_the_signer(live: LiveTSA) -> None:
     """Swap in a second valid TSA certificate for the same key: only the ESS binding notices."""
     key = keys.load_key(live.dir / "tsa.key", PASSPHRASE)
-    twin = live.ca.ca.issue(keys.build_csr(key, keys.parse_subject("CN=Aizu TSA twin")),
-                            "tsa", PASSPHRASE)
+    twin = live.ca.ca.issue(
+        keys.build_csr(key, keys.parse_subject("CN=Aizu TSA twin")), "tsa", PASSPHRASE
+    )
     digest = sha256(b"a")
     token = asn1_cms.ContentInfo.load(token_from_response(stamp(live, digest)[0]))
     signed = token["content"]
-    signed["signer_infos"][0]["sid"] = asn1_cms.SignerIdentifier({
-        "issuer_and_serial_number": {
-            "issuer": asn1_x509.Name.load(twin.issuer.public_bytes()),
-            "serial_number": twin.serial_number,
+    signed["signer_infos"][0]["sid"] = asn1_cms.SignerIdentifier(
+        {
+            "issuer_and_serial_number": {
+                "issuer": asn1_x509.Name.load(twin.issuer.public_bytes()),
+                "serial_number": twin.serial_number,
+            }
         }
-    })
+    )
     signed["certificates"] = [asn1_x509.Certificate.load(twin.public_bytes(Encoding.DER))]
     swapped = token.dump(force=True)
     with pytest.raises(TSAError, match="signing-certificate attribute names another certificate"):
@@ -403,8 +492,10 @@ def test_client_errors_are_tsa_errors(live: LiveTSA) -> None:
 def _req(**fields: object) -> bytes:
     base: dict[str, object] = {
         "version": "v1",
-        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"},
-                            "hashed_message": sha256(b"a")},
+        "message_imprint": {
+            "hash_algorithm": {"algorithm": "sha256"},
+            "hashed_message": sha256(b"a"),
+        },
     }
     base.update(fields)
     return bytes(asn1_tsp.TimeStampReq(base).dump())
@@ -413,8 +504,11 @@ def _req(**fields: object) -> bytes:
 def _openssl_sha1_query(tmp_path: Path) -> bytes:
     (tmp_path / "d").write_bytes(b"data")
     out = tmp_path / "sha1.tsq"
-    subprocess.run(["openssl", "ts", "-query", "-data", str(tmp_path / "d"), "-sha1",
-                    "-out", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "ts", "-query", "-data", str(tmp_path / "d"), "-sha1", "-out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     return out.read_bytes()
 
 
@@ -425,15 +519,30 @@ def test_bad_requests_get_rejections_with_fail_info(live: LiveTSA, tmp_path: Pat
         "empty": (b"", "badDataFormat"),
         "truncated": (build_request(sha256(b"a"))[0][:-3], "badDataFormat"),
         "sha1 imprint": (_openssl_sha1_query(tmp_path), "badAlg"),
-        "md5 imprint": (_req(message_imprint={"hash_algorithm": {"algorithm": "md5"},
-                                              "hashed_message": b"\0" * 16}), "badAlg"),
-        "wrong-length imprint": (_req(message_imprint={
-            "hash_algorithm": {"algorithm": "sha256"}, "hashed_message": b"\0" * 20}),
-            "badDataFormat"),
+        "md5 imprint": (
+            _req(
+                message_imprint={
+                    "hash_algorithm": {"algorithm": "md5"},
+                    "hashed_message": b"\0" * 16,
+                }
+            ),
+            "badAlg",
+        ),
+        "wrong-length imprint": (
+            _req(
+                message_imprint={
+                    "hash_algorithm": {"algorithm": "sha256"},
+                    "hashed_message": b"\0" * 20,
+                }
+            ),
+            "badDataFormat",
+        ),
         "unknown policy": (build_request(sha256(b"a"), policy="1.2.3.4")[0], "unacceptedPolicy"),
         "version 2": (_req(version=2), "badRequest"),
-        "extensions": (_req(extensions=[{"extn_id": "1.2.3.4", "extn_value": b"x"}]),
-                       "unacceptedExtension"),
+        "extensions": (
+            _req(extensions=[{"extn_id": "1.2.3.4", "extn_value": b"x"}]),
+            "unacceptedExtension",
+        ),
     }
     for name, (body, fail) in cases.items():
         status, ctype, reply = post(live.url, body)
@@ -445,8 +554,12 @@ def test_bad_requests_get_rejections_with_fail_info(live: LiveTSA, tmp_path: Pat
     # openssl reads our rejection the same way.
     reply_file = tmp_path / "rej.tsr"
     reply_file.write_bytes(post(live.url, _openssl_sha1_query(tmp_path))[2])
-    text = subprocess.run(["openssl", "ts", "-reply", "-in", str(reply_file), "-text"],
-                          capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["openssl", "ts", "-reply", "-in", str(reply_file), "-text"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "Status: Rejected." in text and "unrecognized or unsupported algorithm" in text
     # ...and the server still grants afterwards.
     body, nonce = stamp(live, sha256(b"after"))
@@ -465,11 +578,12 @@ def test_http_level_refusals(live: LiveTSA) -> None:
 
 def test_respond_never_raises_on_hostile_input(live: LiveTSA) -> None:
     """Every prefix and every single-byte corruption of a valid request gets a reply."""
-    tsa = TimeStampAuthority(live.tsa_cert, keys.SoftwareSigner(
-        keys.load_key(live.dir / "tsa.key", PASSPHRASE)))
+    tsa = TimeStampAuthority(
+        live.tsa_cert, keys.SoftwareSigner(keys.load_key(live.dir / "tsa.key", PASSPHRASE))
+    )
     good = build_request(sha256(b"a"))[0]
     inputs = [good[:n] for n in range(len(good))]
-    inputs += [good[:i] + bytes([good[i] ^ 0xFF]) + good[i + 1:] for i in range(len(good))]
+    inputs += [good[:i] + bytes([good[i] ^ 0xFF]) + good[i + 1 :] for i in range(len(good))]
     for body in inputs:
         reply = tsa.respond(body)
         try:
@@ -485,11 +599,14 @@ def test_serials_unique_across_processes_and_restart(tmp_path: Path, test_ca: Te
 
     async def burst(urls: list[str], n: int) -> list[int]:
         async with aiohttp.ClientSession() as session:
-            replies = await asyncio.gather(*(
-                request_token(urls[i % len(urls)], build_request(sha256(b"%d" % i))[0],
-                              session=session)
-                for i in range(n)
-            ))
+            replies = await asyncio.gather(
+                *(
+                    request_token(
+                        urls[i % len(urls)], build_request(sha256(b"%d" % i))[0], session=session
+                    )
+                    for i in range(n)
+                )
+            )
         return [token_contents(r).serial for r in replies]
 
     # Two servers sharing one directory (as two node hosts might share a TSA volume).
@@ -515,13 +632,19 @@ def test_memory_serials_and_clock_are_injectable(live: LiveTSA) -> None:
 
     fixed = dt.datetime(2030, 4, 1, 9, 0, 0, 123456, tzinfo=dt.UTC)
     tsa = TimeStampAuthority(
-        live.tsa_cert, keys.SoftwareSigner(keys.load_key(live.dir / "tsa.key", PASSPHRASE)),
-        serials=MemorySerials(start=1000), clock=lambda: fixed, accuracy_seconds=0,
+        live.tsa_cert,
+        keys.SoftwareSigner(keys.load_key(live.dir / "tsa.key", PASSPHRASE)),
+        serials=MemorySerials(start=1000),
+        clock=lambda: fixed,
+        accuracy_seconds=0,
     )
     body = tsa.respond(build_request(sha256(b"a"))[0])
     info = verify_token(body, sha256(b"a"), "sha256", [live.ca_cert])
-    assert (info.serial, info.gen_time, info.accuracy) == (1000, fixed.replace(microsecond=123000),
-                                                          None)
+    assert (info.serial, info.gen_time, info.accuracy) == (
+        1000,
+        fixed.replace(microsecond=123000),
+        None,
+    )
 
 
 # ----- in-process factory and CLI client commands --------------------------------------
@@ -533,8 +656,9 @@ def test_build_tsa_app_in_process(live: LiveTSA) -> None:
         await site.start()
         port = runner.addresses[0][1]
         try:
-            _token, info = await fetch_token(f"http://127.0.0.1:{port}/tsa", sha256(b"a"),
-                                             "sha256", [live.ca_cert])
+            _token, info = await fetch_token(
+                f"http://127.0.0.1:{port}/tsa", sha256(b"a"), "sha256", [live.ca_cert]
+            )
             return info.serial
         finally:
             await runner.cleanup()
@@ -545,33 +669,69 @@ def test_build_tsa_app_in_process(live: LiveTSA) -> None:
 def test_cli_stamp_and_verify(live: LiveTSA, tmp_path: Path) -> None:
     data, token = tmp_path / "evidence.txt", tmp_path / "evidence.tst"
     data.write_bytes(b"provision record 2024-04-01")
-    run_cli("certs", "tsa", "stamp", str(data), "--url", live.url,
-            "--ca", str(live.ca.cert_path), "--hash", "sha384", "--out", str(token))
-    ok = run_cli("certs", "tsa", "verify", str(token), "--data", str(data),
-                 "--ca", str(live.ca.cert_path))
+    run_cli(
+        "certs",
+        "tsa",
+        "stamp",
+        str(data),
+        "--url",
+        live.url,
+        "--ca",
+        str(live.ca.cert_path),
+        "--hash",
+        "sha384",
+        "--out",
+        str(token),
+    )
+    ok = run_cli(
+        "certs", "tsa", "verify", str(token), "--data", str(data), "--ca", str(live.ca.cert_path)
+    )
     assert "Verification: OK" in ok.stdout
     data.write_bytes(b"provision record 2024-04-02")
-    bad = run_cli("certs", "tsa", "verify", str(token), "--data", str(data),
-                  "--ca", str(live.ca.cert_path), check=False)
+    bad = run_cli(
+        "certs",
+        "tsa",
+        "verify",
+        str(token),
+        "--data",
+        str(data),
+        "--ca",
+        str(live.ca.cert_path),
+        check=False,
+    )
     assert bad.returncode == 1 and "imprint does not match" in bad.stderr
     shown = run_cli("certs", "tsa", "show", str(live.dir), "--json")
     assert '"tokens_issued"' in shown.stdout
 
 
 @needs_openssl
-def test_rsa_tsa_token_verifies_with_openssl_and_client(
-    live: LiveTSA, tmp_path: Path
-) -> None:
+def test_rsa_tsa_token_verifies_with_openssl_and_client(live: LiveTSA, tmp_path: Path) -> None:
     init_tsa(tmp_path / "rsa-tsa", live.ca.dir, "RSA TSA", PASSPHRASE, key_type="rsa")
     tsa = TimeStampAuthority.from_dir(tmp_path / "rsa-tsa", PASSPHRASE)
     data = tmp_path / "data"
     data.write_bytes(b"rsa please")
     tsq, tsr = tmp_path / "q.tsq", tmp_path / "r.tsr"
-    subprocess.run(["openssl", "ts", "-query", "-data", str(data), "-sha256", "-cert",
-                    "-out", str(tsq)], check=True, capture_output=True)
+    subprocess.run(
+        ["openssl", "ts", "-query", "-data", str(data), "-sha256", "-cert", "-out", str(tsq)],
+        check=True,
+        capture_output=True,
+    )
     tsr.write_bytes(tsa.respond(tsq.read_bytes()))
-    verify = subprocess.run(["openssl", "ts", "-verify", "-in", str(tsr), "-queryfile", str(tsq),
-                             "-CAfile", str(live.ca.cert_path)], capture_output=True, text=True)
+    verify = subprocess.run(
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-in",
+            str(tsr),
+            "-queryfile",
+            str(tsq),
+            "-CAfile",
+            str(live.ca.cert_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert "Verification: OK" in verify.stdout, verify.stderr
     info = verify_token(tsr.read_bytes(), sha256(b"rsa please"), "sha256", [live.ca_cert])
     assert info.tsa_cert == tsa.cert

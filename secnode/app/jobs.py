@@ -154,14 +154,19 @@ def refresh_conf(node: NodeHome, timeout: float = 10.0) -> ConfOutcome:
     try:
         conf = store.refresh(conf_url(node.dir.config), timeout=timeout)
     except (GlobalConfError, OSError) as exc:
-        outcome = ConfOutcome(False, previous, previous, held.expires_at if held else None,
-                              str(exc))
+        outcome = ConfOutcome(
+            False, previous, previous, held.expires_at if held else None, str(exc)
+        )
     else:
         outcome = ConfOutcome(True, conf.version, previous, conf.expires_at)
         if outcome.changed:
-            log.info("global configuration version %s -> %s (generated %s, expires %s)",
-                     previous if previous is not None else "none", conf.version,
-                     format_time(conf.generated_at), format_time(conf.expires_at))
+            log.info(
+                "global configuration version %s -> %s (generated %s, expires %s)",
+                previous if previous is not None else "none",
+                conf.version,
+                format_time(conf.generated_at),
+                format_time(conf.expires_at),
+            )
     _record_conf(node, outcome, at)
     return outcome
 
@@ -196,8 +201,9 @@ def _ca_ders(conf: GlobalConf | None) -> set[bytes]:
     return {c.public_bytes(serialization.Encoding.DER) for c in conf.ca_certs}
 
 
-async def apply_conf_change(rt: NodeRuntime, running: RunningNode | None,
-                            old: GlobalConf | None) -> None:
+async def apply_conf_change(
+    rt: NodeRuntime, running: RunningNode | None, old: GlobalConf | None
+) -> None:
     """After a new version: forget trust verdicts, trust newly approved CAs at once and
     rebuild peer sessions.
 
@@ -212,12 +218,18 @@ async def apply_conf_change(rt: NodeRuntime, running: RunningNode | None,
     new_ders, old_ders = _ca_ders(rt.conf), _ca_ders(old)
     if new_ders == old_ders:
         return
-    added = [c for c in (rt.conf.ca_certs if rt.conf else [])
-             if c.public_bytes(serialization.Encoding.DER) not in old_ders]
+    added = [
+        c
+        for c in (rt.conf.ca_certs if rt.conf else [])
+        if c.public_bytes(serialization.Encoding.DER) not in old_ders
+    ]
     if added and running is not None and running.server_ssl is not None:
         tls.add_cas(running.server_ssl, added)
-    log.info("approved CAs changed (%d added, %d removed); rebuilding node-to-node sessions",
-             len(added), len(old_ders - new_ders))
+    log.info(
+        "approved CAs changed (%d added, %d removed); rebuilding node-to-node sessions",
+        len(added),
+        len(old_ders - new_ders),
+    )
     await rt.reopen_peer_session()
 
 
@@ -260,8 +272,12 @@ class ConfFollower:
             # Pruned or switched while reading: the next look sees the new state. Logged
             # once per version so a copy that stays unusable does not flood the log.
             if held != self._refused:
-                log.warning("held global configuration version %d is unusable, keeping "
-                            "version %s: %s", held, old.version if old else "none", exc)
+                log.warning(
+                    "held global configuration version %d is unusable, keeping version %s: %s",
+                    held,
+                    old.version if old else "none",
+                    exc,
+                )
             self._refused = held
             if old is None:
                 self.rt.conf_error = str(exc)
@@ -269,9 +285,13 @@ class ConfFollower:
         if conf is None or (old is not None and conf.version <= old.version):
             return False
         self.rt.conf, self.rt.conf_error = conf, None
-        log.info("now using global configuration version %d (was %s; generated %s, expires %s)",
-                 conf.version, old.version if old else "none", format_time(conf.generated_at),
-                 format_time(conf.expires_at))
+        log.info(
+            "now using global configuration version %d (was %s; generated %s, expires %s)",
+            conf.version,
+            old.version if old else "none",
+            format_time(conf.generated_at),
+            format_time(conf.expires_at),
+        )
         await apply_conf_change(self.rt, self.running, old)
         return True
 
@@ -284,8 +304,12 @@ def _report_fetch(outcome: ConfOutcome, failures: int) -> int:
         return 0
     failures += 1
     if failures == 1 or failures % 10 == 0:
-        log.warning("global configuration refresh failed (%d in a row), keeping "
-                    "version %s: %s", failures, outcome.version, outcome.error)
+        log.warning(
+            "global configuration refresh failed (%d in a row), keeping version %s: %s",
+            failures,
+            outcome.version,
+            outcome.error,
+        )
     return failures
 
 
@@ -302,8 +326,11 @@ async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
     reported_expiry: int | None = None
     fetched_at = -float("inf")
     if rt.conf is not None:
-        log.info("holding global configuration version %d (expires %s)", rt.conf.version,
-                 format_time(rt.conf.expires_at))
+        log.info(
+            "holding global configuration version %d (expires %s)",
+            rt.conf.version,
+            format_time(rt.conf.expires_at),
+        )
     while True:
         try:
             if time.monotonic() - fetched_at >= conf_interval(rt.config, rt.conf):
@@ -314,9 +341,13 @@ async def conf_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
             await follower.adopt()
             conf = rt.conf
             if conf is not None and conf.is_expired() and reported_expiry != conf.version:
-                log.error("global configuration version %d expired at %s and cannot be "
-                          "refreshed (%s): message exchange stopped", conf.version,
-                          format_time(conf.expires_at), last_error or "no newer one")
+                log.error(
+                    "global configuration version %d expired at %s and cannot be "
+                    "refreshed (%s): message exchange stopped",
+                    conf.version,
+                    format_time(conf.expires_at),
+                    last_error or "no newer one",
+                )
                 reported_expiry = conf.version
         except asyncio.CancelledError:
             raise
@@ -331,11 +362,14 @@ async def apply_cert_change(rt: NodeRuntime, running: RunningNode | None) -> Non
     if rt.auth_cert is None:
         return
     if running is not None and running.server_ssl is not None:
-        running.server_ssl.load_cert_chain(str(rt.auth_cert_file()), str(rt.auth_key_file()),
-                                           password=rt.passphrase)
+        running.server_ssl.load_cert_chain(
+            str(rt.auth_cert_file()), str(rt.auth_key_file()), password=rt.passphrase
+        )
     await rt.reopen_peer_session()
-    log.info("now presenting auth certificate %s... on node-to-node TLS",
-             cert_sha256_hex(rt.auth_cert.cert)[:16])
+    log.info(
+        "now presenting auth certificate %s... on node-to-node TLS",
+        cert_sha256_hex(rt.auth_cert.cert)[:16],
+    )
 
 
 RowState = tuple[str, dt.datetime | None, int]
@@ -353,8 +387,14 @@ def held_rows_state(rows: list[models.NodeCertificate]) -> dict[str, RowState]:
         held = newest.get(row.usage)
         if held is None or as_utc(row.imported_at) > as_utc(held.imported_at):
             newest[row.usage] = row
-    return {usage: (row.cert_sha256, as_utc(row.ocsp_fetched_at) if row.ocsp_fetched_at else None,
-                    row.ocsp_failures or 0) for usage, row in newest.items()}
+    return {
+        usage: (
+            row.cert_sha256,
+            as_utc(row.ocsp_fetched_at) if row.ocsp_fetched_at else None,
+            row.ocsp_failures or 0,
+        )
+        for usage, row in newest.items()
+    }
 
 
 def loaded_state(rt: NodeRuntime) -> dict[str, RowState]:
@@ -403,8 +443,12 @@ async def ocsp_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
         await asyncio.sleep(max(0.2, min(sleep, OCSP_MAX_SLEEP)))
 
 
-async def _ocsp_round(rt: NodeRuntime, rows: list[models.NodeCertificate], conf: GlobalConf,
-                      retry_at: dict[str, dt.datetime]) -> float:
+async def _ocsp_round(
+    rt: NodeRuntime,
+    rows: list[models.NodeCertificate],
+    conf: GlobalConf,
+    retry_at: dict[str, dt.datetime],
+) -> float:
     """Refresh what is due; return seconds until the next certificate is due."""
     interval = ocsp_interval(rt.config, conf)
     freshness = setting(conf, "ocsp_freshness_seconds")

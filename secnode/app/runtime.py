@@ -80,10 +80,17 @@ def load_service_table(node: NodeHome) -> ServiceTable:
         for right in s.scalars(select(models.AccessRight)):
             grants.setdefault(right.service_id, set()).add(right.client)
         for svc in s.scalars(select(models.Service)):
-            sid = ServiceId.of(SubsystemId.of(member, svc.subsystem), svc.service_code,
-                               svc.version or None)
+            sid = ServiceId.of(
+                SubsystemId.of(member, svc.subsystem), svc.service_code, svc.version or None
+            )
             table.by_id[sid] = ServiceEntry(
-                svc.id, sid, svc.type, svc.url, svc.timeout, svc.openapi, svc.log_bodies,
+                svc.id,
+                sid,
+                svc.type,
+                svc.url,
+                svc.timeout,
+                svc.openapi,
+                svc.log_bodies,
                 frozenset(grants.get(svc.id, ())),
             )
         for w in s.scalars(select(models.ClientWhitelist)):
@@ -169,14 +176,23 @@ class NodeRuntime:
             cert = x509.load_pem_x509_certificate(row.cert_pem.encode())
             from cryptography.hazmat.primitives import serialization
 
-            own = OwnCertificate(cert, cert.public_bytes(serialization.Encoding.DER),
-                                 row.ocsp_der, row.ocsp_status, row.ocsp_this_update,
-                                 row.ocsp_next_update, cert_view(row),
-                                 own_cert_file(self.node, row),
-                                 self.node.key_file_of(row, usage))
+            own = OwnCertificate(
+                cert,
+                cert.public_bytes(serialization.Encoding.DER),
+                row.ocsp_der,
+                row.ocsp_status,
+                row.ocsp_this_update,
+                row.ocsp_next_update,
+                cert_view(row),
+                own_cert_file(self.node, row),
+                self.node.key_file_of(row, usage),
+            )
             setattr(self, f"{usage}_cert", own)
-        renewed = self.signer is not None and self.sign_cert is not None and (
-            self.signer.codec.cert != self.sign_cert.cert)  # a new sign cert was imported
+        renewed = (
+            self.signer is not None
+            and self.sign_cert is not None
+            and (self.signer.codec.cert != self.sign_cert.cert)
+        )  # a new sign cert was imported
         if self.sign_cert is not None and (self.signer is None or renewed):
             key = keys.SoftwareSigner.from_file(self.sign_key_file(), self.passphrase)
             self.signer = MessageSigner(self.sign_cert.cert, key)
@@ -209,12 +225,18 @@ class NodeRuntime:
         self._peer_contexts.clear()  # they hold our auth certificate as it was when built
         if self.auth_cert is None or self.conf is None:
             return
-        ctx = client_context(self.auth_cert_file(), self.auth_key_file(),
-                             self.passphrase, self.conf.ca_certs)
+        ctx = client_context(
+            self.auth_cert_file(), self.auth_key_file(), self.passphrase, self.conf.ca_certs
+        )
         old = self.peer_session
         self.peer_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ctx, limit=256, limit_per_host=128,
-                                           keepalive_timeout=60, enable_cleanup_closed=True),
+            connector=aiohttp.TCPConnector(
+                ssl=ctx,
+                limit=256,
+                limit_per_host=128,
+                keepalive_timeout=60,
+                enable_cleanup_closed=True,
+            ),
             auto_decompress=False,
         )
         if old is not None:
@@ -228,8 +250,9 @@ class NodeRuntime:
         if ctx is None:
             if len(self._peer_contexts) > 256:
                 self._peer_contexts.clear()
-            ctx = pinned_client_context(self.auth_cert_file(), self.auth_key_file(),
-                                        self.passphrase, node.auth_certs)
+            ctx = pinned_client_context(
+                self.auth_cert_file(), self.auth_key_file(), self.passphrase, node.auth_certs
+            )
             self._peer_contexts[pins] = ctx
         return ctx
 

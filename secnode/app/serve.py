@@ -42,11 +42,11 @@ class RunningNode:
             await ext.close()
 
 
-async def _site(app: web.Application, host: str, port: int,
-                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+async def _site(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
     # Malformed HTTP (aiohttp's parser refuses it before any handler): one warning line.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           logger=http_error_logger())
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=http_error_logger())
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024).start()
     return runner
@@ -61,10 +61,12 @@ async def _start_node_listener(running: RunningNode) -> bool:
     from secnode.proxy.server_side import build_server_app
 
     cfg = rt.config.server
-    running.server_ssl = server_context(rt.auth_cert_file(), rt.auth_key_file(),
-                                        rt.passphrase, rt.conf.ca_certs)
-    running.runners.append(await _site(build_server_app(rt), cfg.host, cfg.port,
-                                       running.server_ssl))
+    running.server_ssl = server_context(
+        rt.auth_cert_file(), rt.auth_key_file(), rt.passphrase, rt.conf.ca_certs
+    )
+    running.runners.append(
+        await _site(build_server_app(rt), cfg.host, cfg.port, running.server_ssl)
+    )
     log.info("node-to-node interface listening on %s:%d", cfg.host, cfg.port)
     return True
 
@@ -88,8 +90,9 @@ def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
     if not cfg.tls_cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(rt.node.path / cfg.tls_cert), str(rt.node.path / cfg.tls_key),
-                        password=rt.passphrase)
+    ctx.load_cert_chain(
+        str(rt.node.path / cfg.tls_cert), str(rt.node.path / cfg.tls_key), password=rt.passphrase
+    )
     if cfg.tls_client_ca:
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(str(rt.node.path / cfg.tls_client_ca))
@@ -111,17 +114,28 @@ async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
     running = RunningNode(rt)
     cfg = rt.config
     running.runners.append(await _site(admin.build_admin_app(rt), cfg.admin.host, cfg.admin.port))
-    running.runners.append(await _site(build_client_app(rt), cfg.client.host, cfg.client.port,
-                                       client_ssl_context(rt)))
+    running.runners.append(
+        await _site(build_client_app(rt), cfg.client.host, cfg.client.port, client_ssl_context(rt))
+    )
     if not await _start_node_listener(running):
-        log.warning("node-to-node interface waits: %s",
-                    "no auth certificate imported" if rt.auth_cert is None
-                    else "no global configuration yet")
+        log.warning(
+            "node-to-node interface waits: %s",
+            "no auth certificate imported"
+            if rt.auth_cert is None
+            else "no global configuration yet",
+        )
         running.tasks.append(asyncio.create_task(_wait_for_node_listener(running)))
     running.tasks.extend(jobs.start_jobs(rt, running))
-    log.info("node %s serving: client %s:%d, node-to-node %s:%d, admin %s:%d", node.node_id,
-             cfg.client.host, cfg.client.port, cfg.server.host, cfg.server.port,
-             cfg.admin.host, cfg.admin.port)
+    log.info(
+        "node %s serving: client %s:%d, node-to-node %s:%d, admin %s:%d",
+        node.node_id,
+        cfg.client.host,
+        cfg.client.port,
+        cfg.server.host,
+        cfg.server.port,
+        cfg.admin.host,
+        cfg.admin.port,
+    )
     return running
 
 

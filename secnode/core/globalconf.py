@@ -56,8 +56,18 @@ SETTINGS_DEFAULTS: dict[str, int] = {
 }
 
 _TOP_KEYS = {
-    "format", "instance", "version", "generated_at", "expires_at", "members", "nodes",
-    "approved_cas", "approved_tsas", "groups", "settings", "next_anchors",
+    "format",
+    "instance",
+    "version",
+    "generated_at",
+    "expires_at",
+    "members",
+    "nodes",
+    "approved_cas",
+    "approved_tsas",
+    "groups",
+    "settings",
+    "next_anchors",
 }
 
 
@@ -335,25 +345,39 @@ def _parse_document(data: Any) -> dict[str, Any]:
         owner = _ident(MemberId.parse, raw.get("owner"), f"node {nid} owner")
         if owner != nid.member:
             raise GlobalConfError("malformed", f"node {nid} has owner {owner}")
-        nodes.append(ConfNode(nid, owner, _str(raw, "address", f"node {nid}"),
-                          _str(raw, "auth_cert_sha256", f"node {nid}").lower(),
-                          _str(raw, "auth_cert", f"node {nid}"),
-                          _previous_auth_certs(raw, nid)))
+        nodes.append(
+            ConfNode(
+                nid,
+                owner,
+                _str(raw, "address", f"node {nid}"),
+                _str(raw, "auth_cert_sha256", f"node {nid}").lower(),
+                _str(raw, "auth_cert", f"node {nid}"),
+                _previous_auth_certs(raw, nid),
+            )
+        )
     cas = tuple(
-        ApprovedCA(_str(raw, "name", "approved CA"), _pem_cert(raw.get("cert"), "approved CA"),
-                   tuple(str(u) for u in _list(raw, "ocsp_urls", "approved CA")))
+        ApprovedCA(
+            _str(raw, "name", "approved CA"),
+            _pem_cert(raw.get("cert"), "approved CA"),
+            tuple(str(u) for u in _list(raw, "ocsp_urls", "approved CA")),
+        )
         for raw in _list(data, "approved_cas", "global configuration")
     )
     tsas = tuple(
-        ApprovedTSA(_str(raw, "name", "approved TSA"), _str(raw, "url", "approved TSA"),
-                    _pem_cert(raw.get("cert"), "approved TSA"))
+        ApprovedTSA(
+            _str(raw, "name", "approved TSA"),
+            _str(raw, "url", "approved TSA"),
+            _pem_cert(raw.get("cert"), "approved TSA"),
+        )
         for raw in _list(data, "approved_tsas", "global configuration")
     )
     groups = {}
     for raw in _list(data, "groups", "global configuration"):
         code = _str(raw, "code", "global group")
-        clients = tuple(_ident(parse_client, c, f"group {code} member")
-                        for c in _list(raw, "members", f"group {code}"))
+        clients = tuple(
+            _ident(parse_client, c, f"group {code} member")
+            for c in _list(raw, "members", f"group {code}")
+        )
         groups[code] = GlobalGroup(code, _str(raw, "description", f"group {code}"), clients)
     settings = data["settings"]
     if not isinstance(settings, dict) or not all(

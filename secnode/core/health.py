@@ -92,8 +92,12 @@ class Health:
         return 200 if self.healthy else 503
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "reasons": self.reasons, "warnings": self.warnings,
-                **self.report}
+        return {
+            "status": self.status,
+            "reasons": self.reasons,
+            "warnings": self.warnings,
+            **self.report,
+        }
 
 
 def _seconds(delta: dt.timedelta) -> int:
@@ -117,44 +121,76 @@ def ocsp_fresh(cert: CertView, freshness: float, now: dt.datetime) -> bool:
 
 def cert_usable(cert: CertView, freshness: float, now: dt.datetime) -> bool:
     """Within validity with a fresh ``good`` response: the test every peer applies to it."""
-    return (cert.ocsp_status == "good" and cert.not_before <= now <= cert.not_after
-            and ocsp_fresh(cert, freshness, now))
+    return (
+        cert.ocsp_status == "good"
+        and cert.not_before <= now <= cert.not_after
+        and ocsp_fresh(cert, freshness, now)
+    )
 
 
-def cert_reasons(usage: str, cert: CertView, freshness: float,
-                 now: dt.datetime) -> list[str]:
+def cert_reasons(usage: str, cert: CertView, freshness: float, now: dt.datetime) -> list[str]:
     """Why ``cert`` is unusable now, in the words of ``/health`` (empty: usable)."""
     reasons: list[str] = []
     _cert_part(usage, cert, freshness, now, reasons, [])
     return reasons
 
 
-def _conf_part(conf: ConfView | None, conf_error: str | None, job: ConfJob,
-               now: dt.datetime, reasons: list[str], warnings: list[str]) -> dict[str, Any]:
-    unreachable = (f"; the central registry cannot be reached since {job.failing_since}: "
-                   f"{job.error}") if job.error else ""
+def _conf_part(
+    conf: ConfView | None,
+    conf_error: str | None,
+    job: ConfJob,
+    now: dt.datetime,
+    reasons: list[str],
+    warnings: list[str],
+) -> dict[str, Any]:
+    unreachable = (
+        (f"; the central registry cannot be reached since {job.failing_since}: {job.error}")
+        if job.error
+        else ""
+    )
     if conf is None:
-        reasons.append(f"no global configuration{': ' + conf_error if conf_error else ' yet'}"
-                       f"{unreachable}")
-        return {"version": None, "expires_at": None, "expired": None,
-                "seconds_to_expiry": None, "last_refresh_at": job.ok_at,
-                "refresh_error": job.error}
+        reasons.append(
+            f"no global configuration{': ' + conf_error if conf_error else ' yet'}{unreachable}"
+        )
+        return {
+            "version": None,
+            "expires_at": None,
+            "expired": None,
+            "seconds_to_expiry": None,
+            "last_refresh_at": job.ok_at,
+            "refresh_error": job.error,
+        }
     expired = now > conf.expires_at
     if expired:
-        reasons.append(f"global configuration version {conf.version} expired at "
-                       f"{format_time(conf.expires_at)}: message exchange stopped{unreachable}")
+        reasons.append(
+            f"global configuration version {conf.version} expired at "
+            f"{format_time(conf.expires_at)}: message exchange stopped{unreachable}"
+        )
     elif job.error:
-        warnings.append(f"global configuration refresh failing since {job.failing_since}: "
-                        f"{job.error}; version {conf.version} is used until it expires at "
-                        f"{format_time(conf.expires_at)}")
-    return {"version": conf.version, "generated_at": format_time(conf.generated_at),
-            "expires_at": format_time(conf.expires_at), "expired": expired,
-            "seconds_to_expiry": _seconds(conf.expires_at - now),
-            "last_refresh_at": job.ok_at, "refresh_error": job.error}
+        warnings.append(
+            f"global configuration refresh failing since {job.failing_since}: "
+            f"{job.error}; version {conf.version} is used until it expires at "
+            f"{format_time(conf.expires_at)}"
+        )
+    return {
+        "version": conf.version,
+        "generated_at": format_time(conf.generated_at),
+        "expires_at": format_time(conf.expires_at),
+        "expired": expired,
+        "seconds_to_expiry": _seconds(conf.expires_at - now),
+        "last_refresh_at": job.ok_at,
+        "refresh_error": job.error,
+    }
 
 
-def _cert_part(usage: str, cert: CertView | None, freshness: float, now: dt.datetime,
-               reasons: list[str], warnings: list[str]) -> dict[str, Any] | None:
+def _cert_part(
+    usage: str,
+    cert: CertView | None,
+    freshness: float,
+    now: dt.datetime,
+    reasons: list[str],
+    warnings: list[str],
+) -> dict[str, Any] | None:
     if cert is None:
         reasons.append(f"no {usage} certificate imported (secnode certs import)")
         return None
@@ -175,21 +211,27 @@ def _cert_part(usage: str, cert: CertView | None, freshness: float, now: dt.date
         reasons.append(f"OCSP status of the {usage} certificate is {cert.ocsp_status}")
     elif not fresh:
         assert cert.ocsp_this_update is not None
-        reasons.append(f"OCSP response for the {usage} certificate is stale (thisUpdate "
-                       f"{format_time(cert.ocsp_this_update)}, {age:.0f} s old, freshness "
-                       f"{freshness:g} s){responder}")
+        reasons.append(
+            f"OCSP response for the {usage} certificate is stale (thisUpdate "
+            f"{format_time(cert.ocsp_this_update)}, {age:.0f} s old, freshness "
+            f"{freshness:g} s){responder}"
+        )
     elif cert.ocsp_error:
         warnings.append(f"OCSP refresh for the {usage} certificate failing: {cert.ocsp_error}")
     return {
-        "subject": cert.subject, "sha256": cert.sha256,
-        "not_before": format_time(cert.not_before), "not_after": format_time(cert.not_after),
+        "subject": cert.subject,
+        "sha256": cert.sha256,
+        "not_before": format_time(cert.not_before),
+        "not_after": format_time(cert.not_after),
         "ocsp": {
-            "status": cert.ocsp_status, "fresh": fresh,
+            "status": cert.ocsp_status,
+            "fresh": fresh,
             "age_seconds": None if age is None else round(age, 1),
             "this_update": format_time(cert.ocsp_this_update) if cert.ocsp_this_update else None,
             "next_update": format_time(cert.ocsp_next_update) if cert.ocsp_next_update else None,
             "fetched_at": format_time(cert.ocsp_fetched_at) if cert.ocsp_fetched_at else None,
-            "error": cert.ocsp_error, "failures": cert.ocsp_failures,
+            "error": cert.ocsp_error,
+            "failures": cert.ocsp_failures,
         },
     }
 
@@ -214,20 +256,28 @@ def assess(
     reasons: list[str] = []
     warnings: list[str] = []
     settings = conf.settings if conf is not None else {}
-    freshness = float(settings.get("ocsp_freshness_seconds",
-                                   SETTINGS_DEFAULTS["ocsp_freshness_seconds"]))
+    freshness = float(
+        settings.get("ocsp_freshness_seconds", SETTINGS_DEFAULTS["ocsp_freshness_seconds"])
+    )
     conf_part = _conf_part(conf, conf_error, conf_job or ConfJob(), now, reasons, warnings)
-    cert_parts = {u: _cert_part(u, certs.get(u), freshness, now, reasons, warnings)
-                  for u in USAGES}
+    cert_parts = {u: _cert_part(u, certs.get(u), freshness, now, reasons, warnings) for u in USAGES}
     if registered is False:
-        warnings.append("this node's auth certificate is not registered in the global "
-                        "configuration yet (secnode register, then the operator approves): "
-                        "peers refuse its connections")
+        warnings.append(
+            "this node's auth certificate is not registered in the global "
+            "configuration yet (secnode register, then the operator approves): "
+            "peers refuse its connections"
+        )
     if pending_auth is not None:
         warnings.append(_pending_warning(pending_auth))
-    report = {"node": node_id, "registered": registered, "checked_at": format_time(now),
-              "conf": conf_part, "certificates": cert_parts,
-              "pending_auth_certificate": pending_auth, "ocsp_freshness_seconds": freshness}
+    report = {
+        "node": node_id,
+        "registered": registered,
+        "checked_at": format_time(now),
+        "conf": conf_part,
+        "certificates": cert_parts,
+        "pending_auth_certificate": pending_auth,
+        "ocsp_freshness_seconds": freshness,
+    }
     return Health(not reasons, reasons, warnings, report, degraded=registered is False)
 
 
@@ -235,7 +285,11 @@ def _pending_warning(pending: dict[str, Any]) -> str:
     """A renewal in progress: the old certificate is in use, the new one waits (no outage)."""
     sha = str(pending.get("sha256", ""))[:16]
     if pending.get("listed"):
-        return (f"auth certificate renewal: new certificate {sha}... is registered; it is put "
-                f"in use at {pending.get('switch_at')}, when every peer's configuration lists it")
-    return (f"auth certificate renewal: new certificate {sha}... awaits registration (secnode "
-            "register, then the operator approves); the current one stays in use")
+        return (
+            f"auth certificate renewal: new certificate {sha}... is registered; it is put "
+            f"in use at {pending.get('switch_at')}, when every peer's configuration lists it"
+        )
+    return (
+        f"auth certificate renewal: new certificate {sha}... awaits registration (secnode "
+        "register, then the operator approves); the current one stays in use"
+    )

@@ -141,7 +141,12 @@ class ServiceId:
     version: str | None = None
 
     NAMES: ClassVar[tuple[str, ...]] = (
-        "INSTANCE", "CLASS", "CODE", "SUBSYSTEM", "SERVICE", "VERSION",
+        "INSTANCE",
+        "CLASS",
+        "CODE",
+        "SUBSYSTEM",
+        "SERVICE",
+        "VERSION",
     )
 
     def __post_init__(self) -> None:
@@ -155,8 +160,14 @@ class ServiceId:
 
     @classmethod
     def of(cls, subsystem: SubsystemId, service: str, version: str | None = None) -> ServiceId:
-        return cls(subsystem.instance, subsystem.member_class, subsystem.code,
-                   subsystem.subsystem, service, version)
+        return cls(
+            subsystem.instance,
+            subsystem.member_class,
+            subsystem.code,
+            subsystem.subsystem,
+            service,
+            version,
+        )
 
     def parts(self) -> tuple[str, ...]:
         base = (self.instance, self.member_class, self.code, self.subsystem, self.service)

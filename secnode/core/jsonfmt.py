@@ -96,7 +96,9 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
 
     try:
         value = json.loads(
-            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_float=no_floats,
+            data.decode("utf-8"),
+            object_pairs_hook=no_duplicates,
+            parse_float=no_floats,
             parse_constant=no_floats,
         )
     except FormatError:

@@ -211,10 +211,12 @@ def _check_digest(name: str, value: bytes) -> bytes:
 
 def request_digest_input(headers: MessageHeaders, body_sha256: bytes) -> bytes:
     """The exact bytes :func:`request_digest` hashes (exposed for test vectors and logs)."""
-    tail = _encode_fields([
-        (b"content_type", headers.content_type),
-        (b"body_sha256", _check_digest("body_sha256", body_sha256)),
-    ])
+    tail = _encode_fields(
+        [
+            (b"content_type", headers.content_type),
+            (b"body_sha256", _check_digest("body_sha256", body_sha256)),
+        ]
+    )
     return _domain(REQUEST_DOMAIN) + _header_part(headers) + tail
 
 
@@ -251,13 +253,15 @@ def response_digest_input(
         raise MessageError(f"status must be an HTTP status code, not {status!r}")
     if content_type is not None:
         check_text("content type", content_type)
-    tail = _encode_fields([
-        (b"request_digest", _check_digest("request_digest", request_digest)),
-        (b"status", str(status)),
-        (b"content_type", content_type),
-        (b"policy", check_policy_statement(policy)),
-        (b"body_sha256", _check_digest("body_sha256", body_sha256)),
-    ])
+    tail = _encode_fields(
+        [
+            (b"request_digest", _check_digest("request_digest", request_digest)),
+            (b"status", str(status)),
+            (b"content_type", content_type),
+            (b"policy", check_policy_statement(policy)),
+            (b"body_sha256", _check_digest("body_sha256", body_sha256)),
+        ]
+    )
     return _domain(RESPONSE_DOMAIN) + _header_part(headers) + tail
 
 
@@ -281,6 +285,5 @@ def response_digest(
     client node writes into its receipt record. The provider node signs the
     digest; the client node checks it.
     """
-    data = response_digest_input(headers, request_digest, status, content_type, body_sha256,
-                                 policy)
+    data = response_digest_input(headers, request_digest, status, content_type, body_sha256, policy)
     return hashlib.sha256(data).digest()

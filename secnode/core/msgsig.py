@@ -73,28 +73,36 @@ class SignerCodec:
         self._asn1_cert = asn1_x509.Certificate.load(self.cert_der)
 
     def _build(self, signature: bytes) -> bytes:
-        signer_info = asn1_cms.SignerInfo({
-            "version": "v1",
-            "sid": asn1_cms.SignerIdentifier({
-                "issuer_and_serial_number": asn1_cms.IssuerAndSerialNumber({
-                    "issuer": self._asn1_cert.issuer,
-                    "serial_number": self._asn1_cert.serial_number,
-                })
-            }),
-            "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
-            "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": self._algorithm}),
-            "signature": signature,
-        })
-        signed_data = asn1_cms.SignedData({
-            "version": "v1",
-            "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
-            "encap_content_info": {"content_type": "data"},
-            "certificates": [self._asn1_cert],
-            "signer_infos": [signer_info],
-        })
-        return bytes(asn1_cms.ContentInfo(
-            {"content_type": "signed_data", "content": signed_data}
-        ).dump())
+        signer_info = asn1_cms.SignerInfo(
+            {
+                "version": "v1",
+                "sid": asn1_cms.SignerIdentifier(
+                    {
+                        "issuer_and_serial_number": asn1_cms.IssuerAndSerialNumber(
+                            {
+                                "issuer": self._asn1_cert.issuer,
+                                "serial_number": self._asn1_cert.serial_number,
+                            }
+                        )
+                    }
+                ),
+                "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
+                "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": self._algorithm}),
+                "signature": signature,
+            }
+        )
+        signed_data = asn1_cms.SignedData(
+            {
+                "version": "v1",
+                "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
+                "encap_content_info": {"content_type": "data"},
+                "certificates": [self._asn1_cert],
+                "signer_infos": [signer_info],
+            }
+        )
+        return bytes(
+            asn1_cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+        )
 
     def _template(self, length: int) -> tuple[bytes, bytes]:
         template = self._templates.get(length)
@@ -102,7 +110,7 @@ class SignerCodec:
             placeholder = bytes([_PLACEHOLDER_BYTE]) * length
             encoded = self._build(placeholder)
             at = encoded.rindex(placeholder)
-            template = (encoded[:at], encoded[at + length:])
+            template = (encoded[:at], encoded[at + length :])
             self._templates[length] = template
         return template
 
@@ -119,7 +127,7 @@ class SignerCodec:
                 and cms_der.startswith(prefix)
                 and cms_der.endswith(suffix)
             ):
-                return cms_der[len(prefix):len(prefix) + length]
+                return cms_der[len(prefix) : len(prefix) + length]
         return None
 
     def verify(self, cms_der: bytes, content: bytes) -> None:
@@ -159,8 +167,14 @@ def parse_signature(cms_der: bytes) -> tuple[x509.Certificate, bytes]:
             raise SignatureError("signer must be identified by issuer and serial number")
         serial = sid.chosen["serial_number"].native
         certs = [c.chosen for c in (signed["certificates"] or []) if c.name == "certificate"]
-        match = next((c for c in certs if c.serial_number == serial
-                      and c.issuer.dump() == sid.chosen["issuer"].dump()), None)
+        match = next(
+            (
+                c
+                for c in certs
+                if c.serial_number == serial and c.issuer.dump() == sid.chosen["issuer"].dump()
+            ),
+            None,
+        )
         if match is None:
             raise SignatureError("the signer's certificate is not embedded in the signature")
         cert = x509.load_der_x509_certificate(match.dump())

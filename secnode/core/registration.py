@@ -115,16 +115,18 @@ def build_body(
     for sub in subsystems:
         if sub.member != node.member:
             raise RegistrationError(f"subsystem {sub} does not belong to node owner {node.member}")
-    return canonical_json({
-        "type": REQUEST_TYPE,
-        "node": str(node),
-        "address": check_address(address),
-        "auth_cert": _pem(auth_cert),
-        "sign_cert": _pem(sign_cert),
-        "subsystems": sorted(str(s) for s in subsystems),
-        "created_at": format_time(at or dt.datetime.now(dt.UTC)),
-        "nonce": nonce or os.urandom(16).hex(),
-    })
+    return canonical_json(
+        {
+            "type": REQUEST_TYPE,
+            "node": str(node),
+            "address": check_address(address),
+            "auth_cert": _pem(auth_cert),
+            "sign_cert": _pem(sign_cert),
+            "subsystems": sorted(str(s) for s in subsystems),
+            "created_at": format_time(at or dt.datetime.now(dt.UTC)),
+            "nonce": nonce or os.urandom(16).hex(),
+        }
+    )
 
 
 def build_envelope(

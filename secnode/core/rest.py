@@ -225,9 +225,7 @@ def parse_rest_request(
     method = method.upper()
     if method not in REST_METHODS:
         raise XRoadError(errors.INVALID_HTTP_METHOD, f"unsupported HTTP method {method}")
-    if _PATH_FORBIDDEN.search(path) or (
-        query is not None and _QUERY_FORBIDDEN.search(query)
-    ):
+    if _PATH_FORBIDDEN.search(path) or (query is not None and _QUERY_FORBIDDEN.search(query)):
         raise bad_request("request URI contains control characters or spaces")
     service, service_path = parse_service_path(path)
     check_service_path(service_path, query)
@@ -259,7 +257,8 @@ def parse_rest_request(
         security_server=None if server is None else _decode_node(server),
         headers=tuple((str(n), str(v)) for n, v in headers),
         policy_extensions=tuple(
-            (attr, text) for attr, header in POLICY_EXTENSION_HEADERS
+            (attr, text)
+            for attr, header in POLICY_EXTENSION_HEADERS
             if (text := _text_header(header, values.get(header.lower()))) is not None
         ),
     )
@@ -328,7 +327,10 @@ def detect_metaservice(method: str, path: str, query: str | None) -> MetaRequest
             raise bad_request("getOpenAPI needs the query parameter serviceCode")
         try:
             ServiceId(
-                service.instance, service.member_class, service.code, service.subsystem,
+                service.instance,
+                service.member_class,
+                service.code,
+                service.subsystem,
                 service_code,
             )
         except IdentifierError as exc:

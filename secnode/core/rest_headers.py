@@ -97,6 +97,7 @@ Header = tuple[str, str]
 # Header filtering
 # --------------------------------------------------------------------------
 
+
 def filter_headers(headers: Iterable[Header]) -> list[Header]:
     """Drop hop-by-hop and X-Road-skipped headers, headers the ``Connection``
     header names (RFC 9110 §7.6.1), and the X-Road headers a node owns.
@@ -182,6 +183,7 @@ def client_response_headers(
 # --------------------------------------------------------------------------
 # Request hash
 # --------------------------------------------------------------------------
+
 
 def rest_header_part(
     method: str,

@@ -39,6 +39,7 @@ from secnode.core.xmlsafe import XmlError
 # Content type
 # --------------------------------------------------------------------------
 
+
 def _split_content_type(value: str) -> tuple[str, dict[str, str]]:
     mime, _, rest = value.partition(";")
     params: dict[str, str] = {}
@@ -83,6 +84,7 @@ def check_content_type(content_type: str | None) -> str | None:
 # --------------------------------------------------------------------------
 # Request model
 # --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class SoapRequest:
@@ -172,6 +174,7 @@ def _request_from_header(h: HeaderFields, wrapper: str, wrapper_ns: str | None) 
 # --------------------------------------------------------------------------
 # Requests
 # --------------------------------------------------------------------------
+
 
 def parse_soap_request(
     data: bytes, content_type: str | None = None, *, check_body: bool = True

@@ -185,8 +185,10 @@ def read_header(header: Element) -> HeaderFields:
         out.element_count += 1
         text_field = _TEXT_TAGS.get(tag)
         extension = _EXTENSION_TAGS.get(tag)
-        if text_field is None and extension is None and tag not in (
-            _CLIENT_TAG, _SERVICE_TAG, _SECURITY_SERVER_TAG, REQUEST_HASH_TAG
+        if (
+            text_field is None
+            and extension is None
+            and tag not in (_CLIENT_TAG, _SERVICE_TAG, _SECURITY_SERVER_TAG, REQUEST_HASH_TAG)
         ):
             if tag.startswith(_P):
                 raise XRoadError(

@@ -68,8 +68,10 @@ def _check_echo(h: HeaderFields, request: SoapRequest, code: str) -> None:
         ("purpose", h.purpose, request.purpose, False),
         ("legalBasis", h.legal_basis, request.legal_basis, False),
         ("dataSubject", h.data_subject, request.data_subject, False),
-        *((element, h.extensions.get(attr), dict(request.policy_extensions).get(attr), False)
-          for attr, _, element in POLICY_EXTENSIONS),
+        *(
+            (element, h.extensions.get(attr), dict(request.policy_extensions).get(attr), False)
+            for attr, _, element in POLICY_EXTENSIONS
+        ),
     ]
     for name, got, expected, mandatory in pairs:
         if got is None and not mandatory:
@@ -90,10 +92,14 @@ def _inspect_response(
     except XmlError as exc:
         raise XRoadError(invalid_code, str(exc)) from None
     if scan.fault is not None:
-        return scan, None, SoapResponse(
-            is_fault=True,
-            fault_code=_fault_field(scan.fault, "faultcode"),
-            fault_string=_fault_field(scan.fault, "faultstring"),
+        return (
+            scan,
+            None,
+            SoapResponse(
+                is_fault=True,
+                fault_code=_fault_field(scan.fault, "faultcode"),
+                fault_string=_fault_field(scan.fault, "faultstring"),
+            ),
         )
     if scan.header is None:
         raise XRoadError(inconsistent_code, "Malformed SOAP message: response header missing")
@@ -104,8 +110,10 @@ def _inspect_response(
     _check_echo(h, request, inconsistent_code)
     assert scan.wrapper is not None
     check_wrapper(scan.wrapper, request.service, invalid_code)
-    return scan, h, SoapResponse(
-        is_fault=False, body_wrapper=scan.wrapper, request_hash=h.request_hash
+    return (
+        scan,
+        h,
+        SoapResponse(is_fault=False, body_wrapper=scan.wrapper, request_hash=h.request_hash),
     )
 
 

@@ -100,8 +100,8 @@ def _ascii_view(data: bytes) -> bytes:
     for bom, codec in _BOMS:
         if data.startswith(bom):
             if codec == "utf-8":
-                return data[len(bom):]
-            return data[len(bom):].decode(codec, errors="replace").encode("utf-8")
+                return data[len(bom) :]
+            return data[len(bom) :].decode(codec, errors="replace").encode("utf-8")
     # Wide encodings without a BOM: '<' followed or preceded by NUL bytes.
     if data[:4] in (b"\x00\x00\x00<", b"<\x00\x00\x00"):
         codec = "utf-32-be" if data[0] == 0 else "utf-32-le"

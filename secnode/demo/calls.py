@@ -47,19 +47,34 @@ class CallResult:
     body: bytes
 
 
-def soap_request(client: SubsystemId, service: ServiceId, payload: str,
-                 message_id: str | None = None) -> bytes:
+def soap_request(
+    client: SubsystemId, service: ServiceId, payload: str, message_id: str | None = None
+) -> bytes:
     """An X-Road v4.0 SOAP request in the published example's shape."""
     mid = message_id or str(uuid.uuid4())
     return SOAP_TEMPLATE.format(
-        ci=client.instance, cc=client.member_class, cm=client.code, cs=client.subsystem,
-        si=service.instance, sc=service.member_class, sm=service.code, ss=service.subsystem,
-        svc=service.service, mid=escape(mid), mid8=mid[:8], payload=payload,
+        ci=client.instance,
+        cc=client.member_class,
+        cm=client.code,
+        cs=client.subsystem,
+        si=service.instance,
+        sc=service.member_class,
+        sm=service.code,
+        ss=service.subsystem,
+        svc=service.service,
+        mid=escape(mid),
+        mid8=mid[:8],
+        payload=payload,
     ).encode("utf-8")
 
 
-def http(method: str, url: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 30) -> CallResult:
+def http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> CallResult:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -68,15 +83,24 @@ def http(method: str, url: str, body: bytes | None = None,
         return CallResult(exc.code, dict(exc.headers), exc.read())
 
 
-def call_soap(client_url: str, client: SubsystemId, service: ServiceId,
-              payload: str) -> CallResult:
-    return http("POST", client_url + "/", soap_request(client, service, payload),
-                {"Content-Type": "text/xml; charset=utf-8"})
+def call_soap(client_url: str, client: SubsystemId, service: ServiceId, payload: str) -> CallResult:
+    return http(
+        "POST",
+        client_url + "/",
+        soap_request(client, service, payload),
+        {"Content-Type": "text/xml; charset=utf-8"},
+    )
 
 
-def call_rest(client_url: str, client: SubsystemId, service: ServiceId, path: str = "",
-              method: str = "GET", body: bytes | None = None,
-              extra: dict[str, str] | None = None) -> CallResult:
+def call_rest(
+    client_url: str,
+    client: SubsystemId,
+    service: ServiceId,
+    path: str = "",
+    method: str = "GET",
+    body: bytes | None = None,
+    extra: dict[str, str] | None = None,
+) -> CallResult:
     url = f"{client_url}/r1/{service}{path}"
     headers = {"X-Road-Client": str(client), **(extra or {})}
     return http(method, url, body, headers)

@@ -15,8 +15,13 @@ def _show(title: str, result: CallResult, expect: bytes) -> bool:
     ok = result.status == 200 and expect in result.body
     mark = "OK  " if ok else "FAIL"
     click.echo(f"  [{mark}] {title}: HTTP {result.status}")
-    for name in ("X-Road-Id", "X-Road-Client", "X-Road-Service", "X-Road-Request-Hash",
-                 "X-Road-Error"):
+    for name in (
+        "X-Road-Id",
+        "X-Road-Client",
+        "X-Road-Service",
+        "X-Road-Request-Hash",
+        "X-Road-Error",
+    ):
         if name in result.headers:
             value = result.headers[name]
             click.echo(f"         {name}: {value[:60]}{'...' if len(value) > 60 else ''}")
@@ -31,25 +36,42 @@ def sample_calls(fed: Federation) -> bool:
     welfare = ServiceId.parse(f"{takamatsu.member}/welfare/getResident")
     click.echo("\nSample exchanges:")
     results = [
-        _show(f"REST  {takamatsu.client_id} -> {residents}/1001 (via Takamatsu and Aizu nodes)",
-              call_rest(takamatsu.client_url, SubsystemId.parse(takamatsu.client_id),
-                        residents, "/1001"), b"Aizu Taro"),
-        _show(f"SOAP  {aizu.client_id} -> {welfare} (via Aizu and Takamatsu nodes)",
-              call_soap(aizu.client_url, SubsystemId.parse(aizu.client_id), welfare,
-                        "<ns1:id>2002</ns1:id>"), b"Sanuki Hanako"),
-        _show("REST  listClients at the Aizu node",
-              http("GET", aizu.client_url + "/listClients", None,
-                   {"Accept": "application/json"}), b"372013"),
-        _show(f"REST  listMethods of {aizu.member}/residents (from Takamatsu)",
-              call_rest(takamatsu.client_url, SubsystemId.parse(takamatsu.client_id),
-                        ServiceId.parse(f"{aizu.member}/residents/listMethods")),
-              b"residents"),
+        _show(
+            f"REST  {takamatsu.client_id} -> {residents}/1001 (via Takamatsu and Aizu nodes)",
+            call_rest(
+                takamatsu.client_url, SubsystemId.parse(takamatsu.client_id), residents, "/1001"
+            ),
+            b"Aizu Taro",
+        ),
+        _show(
+            f"SOAP  {aizu.client_id} -> {welfare} (via Aizu and Takamatsu nodes)",
+            call_soap(
+                aizu.client_url, SubsystemId.parse(aizu.client_id), welfare, "<ns1:id>2002</ns1:id>"
+            ),
+            b"Sanuki Hanako",
+        ),
+        _show(
+            "REST  listClients at the Aizu node",
+            http("GET", aizu.client_url + "/listClients", None, {"Accept": "application/json"}),
+            b"372013",
+        ),
+        _show(
+            f"REST  listMethods of {aizu.member}/residents (from Takamatsu)",
+            call_rest(
+                takamatsu.client_url,
+                SubsystemId.parse(takamatsu.client_id),
+                ServiceId.parse(f"{aizu.member}/residents/listMethods"),
+            ),
+            b"residents",
+        ),
     ]
     denied = call_rest(aizu.client_url, SubsystemId.parse(aizu.client_id), residents, "/1001")
     denied_ok = denied.status >= 400 and b"AccessDenied" in denied.body
-    click.echo(f"  [{'OK  ' if denied_ok else 'FAIL'}] refusal without an access right "
-               f"(Aizu portal -> Aizu residents): HTTP {denied.status} "
-               f"{denied.headers.get('X-Road-Error', '')}")
+    click.echo(
+        f"  [{'OK  ' if denied_ok else 'FAIL'}] refusal without an access right "
+        f"(Aizu portal -> Aizu residents): HTTP {denied.status} "
+        f"{denied.headers.get('X-Road-Error', '')}"
+    )
     results.append(denied_ok)
     return all(results)
 
@@ -59,7 +81,7 @@ def print_usage(fed: Federation) -> None:
     click.echo(f"""
 The federation is running (Ctrl-C stops it). Directories under {fed.base}:
   ca/ tsa/ central/ aizu/ takamatsu/  (use certs / central / secnode --dir on them)
-  passphrase file: {fed.base / 'passphrase'} (export SECNODE_PASSPHRASE=$(cat ...))
+  passphrase file: {fed.base / "passphrase"} (export SECNODE_PASSPHRASE=$(cat ...))
 
 Try:
   curl -s -H 'X-Road-Client: {takamatsu.client_id}' \\
@@ -67,5 +89,5 @@ Try:
   curl -s {aizu.client_url}/listClients
   curl -s {aizu.admin_url}/health
   curl -s {takamatsu.admin_url}/metrics
-  SECNODE_PASSPHRASE=$(cat {fed.base / 'passphrase'}) secnode status --dir {aizu.dir}
+  SECNODE_PASSPHRASE=$(cat {fed.base / "passphrase"}) secnode status --dir {aizu.dir}
 """)

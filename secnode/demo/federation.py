@@ -81,11 +81,17 @@ class Federation:
     def run(self, tool: str, *args: str | Path) -> str:
         """Run an operator command as the shell would; returns its standard output."""
         argv = [str(a) for a in args]
-        result = subprocess.run([sys.executable, "-m", tool, *argv], env=self.env(),
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", tool, *argv],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
-            raise DemoError(f"'{tool} {' '.join(argv)}' failed: "
-                            f"{(result.stderr or result.stdout).strip()}")
+            raise DemoError(
+                f"'{tool} {' '.join(argv)}' failed: {(result.stderr or result.stdout).strip()}"
+            )
         return result.stdout
 
     def start(self, name: str, tool: str, *args: str | Path, port: int | None = None) -> None:
@@ -93,8 +99,13 @@ class Federation:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", tool, *(str(a) for a in args)]
         with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                    env=self.env(), start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                start_new_session=True,
+            )
         self.processes[name] = proc
         if port is not None:
             self.wait_port(name, port)
@@ -127,8 +138,9 @@ class Federation:
     def prepare_dir(self) -> None:
         if self.base.exists() and any(self.base.iterdir()):
             if not (self.base / "demo.json").exists() and not (self.base / "ca").exists():
-                raise DemoError(f"{self.base} is not empty and not a demo directory; "
-                                "choose another --dir")
+                raise DemoError(
+                    f"{self.base} is not empty and not a demo directory; choose another --dir"
+                )
             shutil.rmtree(self.base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.passphrase = self.passphrase or secrets.token_urlsafe(24)
@@ -141,49 +153,133 @@ class Federation:
     def build_trust_services(self) -> None:
         ca = self.base / "ca"
         self.say("* certificate authority with OCSP responder")
-        self.run("certs", "ca", "init", ca, "--name", "Demo Municipal CA",
-                 "--ocsp-url", f"http://127.0.0.1:{self.ports['ocsp']}")
-        self.start("ocsp", "certs", "ocsp", "serve", ca, "--port", str(self.ports["ocsp"]),
-                   port=self.ports["ocsp"])
+        self.run(
+            "certs",
+            "ca",
+            "init",
+            ca,
+            "--name",
+            "Demo Municipal CA",
+            "--ocsp-url",
+            f"http://127.0.0.1:{self.ports['ocsp']}",
+        )
+        self.start(
+            "ocsp",
+            "certs",
+            "ocsp",
+            "serve",
+            ca,
+            "--port",
+            str(self.ports["ocsp"]),
+            port=self.ports["ocsp"],
+        )
         self.say("* time-stamping authority (RFC 3161)")
         self.run("certs", "tsa", "init", self.base / "tsa", "--ca", ca, "--name", "Demo TSA")
-        self.start("tsa", "certs", "tsa", "serve", self.base / "tsa", "--port",
-                   str(self.ports["tsa"]), port=self.ports["tsa"])
+        self.start(
+            "tsa",
+            "certs",
+            "tsa",
+            "serve",
+            self.base / "tsa",
+            "--port",
+            str(self.ports["tsa"]),
+            port=self.ports["tsa"],
+        )
 
     def build_central(self, cities: list[CityNode], settings: dict[str, int] | None = None) -> None:
         central = self.base / "central"
         self.say("* central registry")
         self.run("central", "init", central, "--instance", INSTANCE)
-        self.run("central", "ca", "add", self.base / "ca" / "ca.pem", "--name", "Demo CA",
-                 "--ocsp-url", f"http://127.0.0.1:{self.ports['ocsp']}", "--dir", central)
-        self.run("central", "tsa", "add", "demo-tsa", "--url",
-                 f"http://127.0.0.1:{self.ports['tsa']}", "--cert",
-                 self.base / "tsa" / "tsa.pem", "--dir", central)
+        self.run(
+            "central",
+            "ca",
+            "add",
+            self.base / "ca" / "ca.pem",
+            "--name",
+            "Demo CA",
+            "--ocsp-url",
+            f"http://127.0.0.1:{self.ports['ocsp']}",
+            "--dir",
+            central,
+        )
+        self.run(
+            "central",
+            "tsa",
+            "add",
+            "demo-tsa",
+            "--url",
+            f"http://127.0.0.1:{self.ports['tsa']}",
+            "--cert",
+            self.base / "tsa" / "tsa.pem",
+            "--dir",
+            central,
+        )
         for name, value in (settings or {}).items():
             self.run("central", "settings", "set", name, str(value), "--dir", central)
         for city in cities:
-            self.run("central", "member", "add", city.member, "--name", city.member_name,
-                     "--dir", central)
+            self.run(
+                "central",
+                "member",
+                "add",
+                city.member,
+                "--name",
+                city.member_name,
+                "--dir",
+                central,
+            )
         self.run("central", "conf", "publish", "--dir", central)
-        self.start("central", "central", "serve", "--port", str(self.ports["central"]),
-                   "--dir", central, port=self.ports["central"])
+        self.start(
+            "central",
+            "central",
+            "serve",
+            "--port",
+            str(self.ports["central"]),
+            "--dir",
+            central,
+            port=self.ports["central"],
+        )
 
     def build_node(self, city: CityNode) -> None:
         d = city.dir
         self.say(f"* node {city.member}/{city.server_code} ({city.member_name})")
-        self.run("secnode", "init", d, "--member", city.member, "--server-code",
-                 city.server_code, "--central", f"http://127.0.0.1:{self.ports['central']}",
-                 "--anchor", self.base / "central" / "anchor.pem",
-                 "--client-port", str(city.client_port), "--server-port", str(city.server_port),
-                 "--admin-port", str(city.admin_port),
-                 "--address", f"127.0.0.1:{city.server_port}")
+        self.run(
+            "secnode",
+            "init",
+            d,
+            "--member",
+            city.member,
+            "--server-code",
+            city.server_code,
+            "--central",
+            f"http://127.0.0.1:{self.ports['central']}",
+            "--anchor",
+            self.base / "central" / "anchor.pem",
+            "--client-port",
+            str(city.client_port),
+            "--server-port",
+            str(city.server_port),
+            "--admin-port",
+            str(city.admin_port),
+            "--address",
+            f"127.0.0.1:{city.server_port}",
+        )
         self.run("secnode", "sync", "--dir", d)
         for usage in ("auth", "sign"):
-            self.run("secnode", "keys", "new", "--usage", usage, "--org", city.member_name,
-                     "--dir", d)
+            self.run(
+                "secnode", "keys", "new", "--usage", usage, "--org", city.member_name, "--dir", d
+            )
             cert = d / "keys" / f"{usage}.pem"
-            self.run("certs", "issue", self.base / "ca", "--csr", d / "keys" / f"{usage}.csr",
-                     "--profile", usage, "--out", cert)
+            self.run(
+                "certs",
+                "issue",
+                self.base / "ca",
+                "--csr",
+                d / "keys" / f"{usage}.csr",
+                "--profile",
+                usage,
+                "--out",
+                cert,
+            )
             self.run("secnode", "certs", "import", cert, "--dir", d)
         for sub in (city.client_subsystem, city.provider_subsystem):
             self.run("secnode", "subsystem", "add", sub, "--dir", d)
@@ -197,26 +293,66 @@ class Federation:
                 self.run("central", "request", "approve", str(req["id"]), "--dir", central)
         self.run("central", "conf", "publish", "--dir", central)
 
-    def add_service(self, provider: CityNode, service: str, kind: str, url: str,
-                    client: CityNode, path: str = "") -> None:
+    def add_service(
+        self,
+        provider: CityNode,
+        service: str,
+        kind: str,
+        url: str,
+        client: CityNode,
+        path: str = "",
+    ) -> None:
         d = provider.dir
-        self.run("secnode", "service", "add", provider.provider_subsystem, service,
-                 "--url", url, "--type", kind, "--dir", d)
-        self.run("secnode", "acl", "grant", f"{provider.provider_subsystem}/{service}",
-                 client.client_id, "--dir", d)
+        self.run(
+            "secnode",
+            "service",
+            "add",
+            provider.provider_subsystem,
+            service,
+            "--url",
+            url,
+            "--type",
+            kind,
+            "--dir",
+            d,
+        )
+        self.run(
+            "secnode",
+            "acl",
+            "grant",
+            f"{provider.provider_subsystem}/{service}",
+            client.client_id,
+            "--dir",
+            d,
+        )
         # Policy (issue 7): the sample services are classified as carrying no personal data
         # (their residents are fictitious), so the policy engine decides NOT_PERSONAL_DATA
         # and access rights alone grant them. Personal-data services need an agreement.
-        self.run("secnode", "service", "classify", f"{provider.provider_subsystem}/{service}",
-                 "--non-personal", "--by", "demo", "--dir", d)
-        self.services.append({
-            "id": f"{provider.member}/{provider.provider_subsystem}/{service}", "type": kind,
-            "client": client.client_id, "via": client.name, "path": path,
-        })
+        self.run(
+            "secnode",
+            "service",
+            "classify",
+            f"{provider.provider_subsystem}/{service}",
+            "--non-personal",
+            "--by",
+            "demo",
+            "--dir",
+            d,
+        )
+        self.services.append(
+            {
+                "id": f"{provider.member}/{provider.provider_subsystem}/{service}",
+                "type": kind,
+                "client": client.client_id,
+                "via": client.name,
+                "path": path,
+            }
+        )
 
     def start_node(self, city: CityNode) -> None:
-        self.start(f"node-{city.name}", "secnode", "serve", "--dir", city.dir,
-                   port=city.client_port)
+        self.start(
+            f"node-{city.name}", "secnode", "serve", "--dir", city.dir, port=city.client_port
+        )
         self.wait_port(f"node-{city.name}", city.server_port)
         self.wait_healthy(city)
 
@@ -236,9 +372,16 @@ class Federation:
 
     def write_manifest(self) -> Path:
         manifest = {
-            "nodes": {n.name: {"member": n.member, "dir": str(n.dir), "client_url": n.client_url,
-                               "admin_url": n.admin_url, "client": n.client_id}
-                      for n in self.nodes.values()},
+            "nodes": {
+                n.name: {
+                    "member": n.member,
+                    "dir": str(n.dir),
+                    "client_url": n.client_url,
+                    "admin_url": n.admin_url,
+                    "client": n.client_id,
+                }
+                for n in self.nodes.values()
+            },
             "services": self.services,
             "central_url": f"http://127.0.0.1:{self.ports['central']}",
             "ports": self.ports,
@@ -251,16 +394,34 @@ class Federation:
 
 def two_cities(base: Path) -> list[CityNode]:
     return [
-        CityNode("aizu", f"{INSTANCE}/GOV/072028", "Aizu-Wakamatsu City", "ss1", base / "aizu",
-                 free_port(), free_port(), free_port(), provider_subsystem="residents"),
-        CityNode("takamatsu", f"{INSTANCE}/GOV/372013", "Takamatsu City", "ss1",
-                 base / "takamatsu", free_port(), free_port(), free_port(),
-                 provider_subsystem="welfare"),
+        CityNode(
+            "aizu",
+            f"{INSTANCE}/GOV/072028",
+            "Aizu-Wakamatsu City",
+            "ss1",
+            base / "aizu",
+            free_port(),
+            free_port(),
+            free_port(),
+            provider_subsystem="residents",
+        ),
+        CityNode(
+            "takamatsu",
+            f"{INSTANCE}/GOV/372013",
+            "Takamatsu City",
+            "ss1",
+            base / "takamatsu",
+            free_port(),
+            free_port(),
+            free_port(),
+            provider_subsystem="welfare",
+        ),
     ]
 
 
-def build_two_city_federation(base: Path, say: Callable[[str], None] = print,
-                              settings: dict[str, int] | None = None) -> Federation:
+def build_two_city_federation(
+    base: Path, say: Callable[[str], None] = print, settings: dict[str, int] | None = None
+) -> Federation:
     """Everything up to serving nodes: CA+OCSP, TSA, central, two registered nodes, services."""
     fed = Federation(base, say)
     fed.prepare_dir()
@@ -270,10 +431,20 @@ def build_two_city_federation(base: Path, say: Callable[[str], None] = print,
         fed.build_trust_services()
         fed.build_central(cities, settings)
         svc = fed.ports
-        fed.start("rest_service", "secnode.demo.services", "--port", str(svc["rest_service"]),
-                  port=svc["rest_service"])
-        fed.start("soap_service", "secnode.demo.services", "--port", str(svc["soap_service"]),
-                  port=svc["soap_service"])
+        fed.start(
+            "rest_service",
+            "secnode.demo.services",
+            "--port",
+            str(svc["rest_service"]),
+            port=svc["rest_service"],
+        )
+        fed.start(
+            "soap_service",
+            "secnode.demo.services",
+            "--port",
+            str(svc["soap_service"]),
+            port=svc["soap_service"],
+        )
         for city in cities:
             fed.build_node(city)
         fed.say("* operator approves the registration requests and publishes")
@@ -281,15 +452,30 @@ def build_two_city_federation(base: Path, say: Callable[[str], None] = print,
         aizu, takamatsu = cities
         for city in cities:
             fed.run("secnode", "sync", "--dir", city.dir)
-            fed.run("secnode", "client", "allow", city.client_subsystem, "--address",
-                    "127.0.0.1", "--dir", city.dir)
-        fed.add_service(aizu, "residents", "rest",
-                        f"http://127.0.0.1:{svc['rest_service']}/residents", takamatsu,
-                        path="/1001")
-        fed.add_service(aizu, "echo", "rest", f"http://127.0.0.1:{svc['rest_service']}/echo",
-                        takamatsu)
-        fed.add_service(takamatsu, "getResident", "soap",
-                        f"http://127.0.0.1:{svc['soap_service']}/soap", aizu)
+            fed.run(
+                "secnode",
+                "client",
+                "allow",
+                city.client_subsystem,
+                "--address",
+                "127.0.0.1",
+                "--dir",
+                city.dir,
+            )
+        fed.add_service(
+            aizu,
+            "residents",
+            "rest",
+            f"http://127.0.0.1:{svc['rest_service']}/residents",
+            takamatsu,
+            path="/1001",
+        )
+        fed.add_service(
+            aizu, "echo", "rest", f"http://127.0.0.1:{svc['rest_service']}/echo", takamatsu
+        )
+        fed.add_service(
+            takamatsu, "getResident", "soap", f"http://127.0.0.1:{svc['soap_service']}/soap", aizu
+        )
         fed.say("* starting both nodes")
         for city in cities:
             fed.start_node(city)

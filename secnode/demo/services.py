@@ -20,10 +20,20 @@ from secnode.core.xmlsafe import parse_xml
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 
 RESIDENTS = {
-    "1001": {"id": "1001", "name": "Aizu Taro", "address": "Aizu-Wakamatsu, Fukushima",
-             "birth_year": 1980, "household": 3},
-    "2002": {"id": "2002", "name": "Sanuki Hanako", "address": "Takamatsu, Kagawa",
-             "birth_year": 1991, "household": 2},
+    "1001": {
+        "id": "1001",
+        "name": "Aizu Taro",
+        "address": "Aizu-Wakamatsu, Fukushima",
+        "birth_year": 1980,
+        "household": 3,
+    },
+    "2002": {
+        "id": "2002",
+        "name": "Sanuki Hanako",
+        "address": "Takamatsu, Kagawa",
+        "birth_year": 1991,
+        "household": 2,
+    },
 }
 
 
@@ -65,16 +75,23 @@ async def soap_endpoint(request: web.Request) -> web.Response:
     out_body = etree.SubElement(env, f"{{{SOAP_ENV}}}Body")
     if request_elem is not None:
         qname = etree.QName(request_elem)
-        resp = etree.SubElement(out_body, f"{{{qname.namespace}}}{qname.localname}Response"
-                                if qname.namespace else f"{qname.localname}Response")
+        resp = etree.SubElement(
+            out_body,
+            f"{{{qname.namespace}}}{qname.localname}Response"
+            if qname.namespace
+            else f"{qname.localname}Response",
+        )
         if qname.localname == "getResident":
             rid = (request_elem.findtext(".//{*}id") or request_elem.findtext("id") or "").strip()
             for key, value in (RESIDENTS.get(rid) or {"error": "no such resident"}).items():
                 etree.SubElement(resp, key).text = str(value)
         else:
             resp.extend(list(request_elem))
-    return web.Response(body=etree.tostring(env, xml_declaration=True, encoding="UTF-8"),
-                        content_type="text/xml", charset="utf-8")
+    return web.Response(
+        body=etree.tostring(env, xml_declaration=True, encoding="UTF-8"),
+        content_type="text/xml",
+        charset="utf-8",
+    )
 
 
 async def health(_request: web.Request) -> web.Response:

@@ -131,9 +131,11 @@ def load_trust(anchor_file: Path, globalconf_dir: Path | None = None) -> Auditor
         elif _is_tsa(cert):
             add(trust.tsa_certs, cert)
         else:
-            trust.notes.append(f"ignored {cert.subject.rfc4514_string()} in {anchor_file}: "
-                               "neither a CA nor a TSA certificate, nor the signer of a held "
-                               "global configuration")
+            trust.notes.append(
+                f"ignored {cert.subject.rfc4514_string()} in {anchor_file}: "
+                "neither a CA nor a TSA certificate, nor the signer of a held "
+                "global configuration"
+            )
     if not trust.ca_certs:
         where = f" or in the global configurations in {globalconf_dir}" if globalconf_dir else ""
         raise AnchorError(f"no CA certificate to trust: none in {anchor_file}{where}")

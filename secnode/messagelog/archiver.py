@@ -72,10 +72,16 @@ class Plan:
 class Archiver:
     """Writes this node's archives into ``directory`` (see module docstring)."""
 
-    def __init__(self, engine: Engine, node_id: str, directory: Path,
-                 signer_cert: x509.Certificate, signer: Signer,
-                 extra_certs: Sequence[x509.Certificate] = (),
-                 max_records: int = MAX_RECORDS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        node_id: str,
+        directory: Path,
+        signer_cert: x509.Certificate,
+        signer: Signer,
+        extra_certs: Sequence[x509.Certificate] = (),
+        max_records: int = MAX_RECORDS,
+    ) -> None:
         self.engine = engine
         self.store = LogStore(engine, node_id)
         self.node_id = node_id
@@ -97,8 +103,9 @@ class Archiver:
                 plans.append(Plan(row.chain_id, first, last))
         return plans
 
-    def run(self, until: dt.datetime | None = None,
-            progress: Progress | None = None) -> list[ArchiveResult]:
+    def run(
+        self, until: dt.datetime | None = None, progress: Progress | None = None
+    ) -> list[ArchiveResult]:
         """Archive every planned range; ``progress(n)`` is told of each n records written."""
         results = []
         for plan in self.plan(until):
@@ -113,8 +120,11 @@ class Archiver:
 
     def _write_one(self, chain_id: str, first: int, last: int) -> ArchiveResult:
         records = self.store.records(chain_id, first, last)
-        if not records or records[0].seq != first or records[-1].seq != last or (
-            len(records) != last - first + 1
+        if (
+            not records
+            or records[0].seq != first
+            or records[-1].seq != last
+            or (len(records) != last - first + 1)
         ):
             raise ArchiveFormatError(
                 f"chain {chain_id}: seqs {first}..{last} are not all in the database; "
@@ -125,8 +135,12 @@ class Archiver:
         sequence = (previous[-1].sequence + 1) if previous else 1
         previous_hash = bytes(previous[-1].sha256) if previous else None
         blob = write_archive(
-            evidence, node_id=self.node_id, signer_cert=self.signer_cert, signer=self.signer,
-            extra_certs=self.extra_certs, sequence=sequence,
+            evidence,
+            node_id=self.node_id,
+            signer_cert=self.signer_cert,
+            signer=self.signer,
+            extra_certs=self.extra_certs,
+            sequence=sequence,
             previous_archive_sha256=previous_hash,
             archive_id=f"mlog-{sequence:06d}-{os.urandom(4).hex()}",
             description=f"chain {chain_id} seqs {first}..{last}",
@@ -139,21 +153,33 @@ class Archiver:
         _write_durably(path, blob)
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(tables.archives), [{
-                    "node_id": self.node_id, "sequence": sequence,
-                    "archive_id": manifest.archive_id, "file_name": name,
-                    "sha256": loaded.sha256, "previous_sha256": previous_hash,
-                    "chain_id": chain_id, "first_seq": first, "last_seq": last,
-                    "record_count": len(records),
-                    "first_time": utc_text(manifest.first_time),
-                    "last_time": utc_text(manifest.last_time),
-                    "created_at": utc_text(manifest.created_at), "purged_at": None,
-                }])
+                conn.execute(
+                    insert(tables.archives),
+                    [
+                        {
+                            "node_id": self.node_id,
+                            "sequence": sequence,
+                            "archive_id": manifest.archive_id,
+                            "file_name": name,
+                            "sha256": loaded.sha256,
+                            "previous_sha256": previous_hash,
+                            "chain_id": chain_id,
+                            "first_seq": first,
+                            "last_seq": last,
+                            "record_count": len(records),
+                            "first_time": utc_text(manifest.first_time),
+                            "last_time": utc_text(manifest.last_time),
+                            "created_at": utc_text(manifest.created_at),
+                            "purged_at": None,
+                        }
+                    ],
+                )
         except Exception:
             path.unlink(missing_ok=True)  # another archiver took this sequence number
             raise
-        log.info("archived %s seqs %d..%d as %s (sequence %d)", chain_id, first, last, name,
-                 sequence)
+        log.info(
+            "archived %s seqs %d..%d as %s (sequence %d)", chain_id, first, last, name, sequence
+        )
         return ArchiveResult(sequence, path, chain_id, first, last, len(records))
 
     # ----- retention ---------------------------------------------------------------------------
@@ -176,20 +202,36 @@ class Archiver:
             except ArchiveFormatError as exc:
                 intact, problem = False, f"it is unreadable: {exc}"
             if not intact:
-                log.error("not purging %s seqs %d..%d: archive %s: %s", row.chain_id,
-                          row.first_seq, row.last_seq, path, problem)
+                log.error(
+                    "not purging %s seqs %d..%d: archive %s: %s",
+                    row.chain_id,
+                    row.first_seq,
+                    row.last_seq,
+                    path,
+                    problem,
+                )
                 blocked.add(row.chain_id)
                 continue
             with self.engine.begin() as conn:
-                deleted += conn.execute(delete(r).where(
-                    r.c.chain_id == row.chain_id, r.c.seq >= row.first_seq,
-                    r.c.seq <= row.last_seq)).rowcount or 0
+                deleted += (
+                    conn.execute(
+                        delete(r).where(
+                            r.c.chain_id == row.chain_id,
+                            r.c.seq >= row.first_seq,
+                            r.c.seq <= row.last_seq,
+                        )
+                    ).rowcount
+                    or 0
+                )
                 # every seq up to last_seq is purged now (earlier archives went first)
-                conn.execute(delete(b).where(b.c.chain_id == row.chain_id,
-                                             b.c.last_seq <= row.last_seq))
-                conn.execute(update(a).where(and_(a.c.node_id == self.node_id,
-                                                  a.c.sequence == row.sequence))
-                             .values(purged_at=utc_text()))
+                conn.execute(
+                    delete(b).where(b.c.chain_id == row.chain_id, b.c.last_seq <= row.last_seq)
+                )
+                conn.execute(
+                    update(a)
+                    .where(and_(a.c.node_id == self.node_id, a.c.sequence == row.sequence))
+                    .values(purged_at=utc_text())
+                )
         return deleted
 
 

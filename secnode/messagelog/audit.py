@@ -58,9 +58,15 @@ class AuditResult:
         if record_id is None:
             found = self.record_at(first)
             record_id = found.id if found is not None else None
-        return {"kind": first.kind.value, "chain_id": first.chain_id, "seq": first.seq,
-                "record_id": record_id, "batch_id": first.batch_id, "archive": first.archive,
-                "message": first.message}
+        return {
+            "kind": first.kind.value,
+            "chain_id": first.chain_id,
+            "seq": first.seq,
+            "record_id": record_id,
+            "batch_id": first.batch_id,
+            "archive": first.archive,
+            "message": first.message,
+        }
 
     def to_json(self) -> dict[str, Any]:
         out = self.report.to_json()
@@ -88,13 +94,19 @@ def _load(paths: Sequence[Path]) -> tuple[list[LoadedArchive], list[tuple[str, s
 def _options(trust: AuditorTrust, complete: bool, as_of: dt.datetime | None) -> VerifyOptions:
     freshness = trust.setting("ocsp_freshness_seconds")
     return VerifyOptions(
-        as_of=as_of, unstamped_grace=grace_period(trust, DEFAULT_UNSTAMPED_GRACE),
-        complete=complete, ocsp_max_age=float(freshness) if freshness else 3600.0,
+        as_of=as_of,
+        unstamped_grace=grace_period(trust, DEFAULT_UNSTAMPED_GRACE),
+        complete=complete,
+        ocsp_max_age=float(freshness) if freshness else 3600.0,
     )
 
 
-def audit_node(node_dir: Path, anchor: Path | None = None, extra: Sequence[Path] = (),
-               as_of: dt.datetime | None = None) -> AuditResult:
+def audit_node(
+    node_dir: Path,
+    anchor: Path | None = None,
+    extra: Sequence[Path] = (),
+    as_of: dt.datetime | None = None,
+) -> AuditResult:
     """Verify a node directory: live database + its archive directory (+ ``extra`` files)."""
     nd = NodeDir.open(node_dir)
     trust = load_trust(anchor or nd.anchor_path, nd.globalconf_dir)
@@ -107,24 +119,39 @@ def audit_node(node_dir: Path, anchor: Path | None = None, extra: Sequence[Path]
             engine.dispose()
     paths = [*archive_files(nd.path / nd.config.messagelog.archive_dir), *extra]
     archives, unreadable = _load(paths)
-    sources = ([f"message log database of {nd.path}"] if live is not None else [])
-    return _run(trust, archives, unreadable, live, True, as_of,
-                sources + [str(p) for p in paths])
+    sources = [f"message log database of {nd.path}"] if live is not None else []
+    return _run(trust, archives, unreadable, live, True, as_of, sources + [str(p) for p in paths])
 
 
-def audit_files(paths: Sequence[Path], anchor: Path, globalconf_dir: Path | None = None,
-                complete: bool = True, as_of: dt.datetime | None = None) -> AuditResult:
+def audit_files(
+    paths: Sequence[Path],
+    anchor: Path,
+    globalconf_dir: Path | None = None,
+    complete: bool = True,
+    as_of: dt.datetime | None = None,
+) -> AuditResult:
     """Verify archive files / evidence bundles on their own."""
     trust = load_trust(anchor, globalconf_dir)
     archives, unreadable = _load(paths)
     return _run(trust, archives, unreadable, None, complete, as_of, [str(p) for p in paths])
 
 
-def _run(trust: AuditorTrust, archives: list[LoadedArchive], unreadable: list[tuple[str, str]],
-         live: LogEvidence | None, complete: bool, as_of: dt.datetime | None,
-         sources: list[str]) -> AuditResult:
-    report = verify_log(trust.anchors, archives=archives, live=live,
-                        options=_options(trust, complete, as_of), unreadable=unreadable)
+def _run(
+    trust: AuditorTrust,
+    archives: list[LoadedArchive],
+    unreadable: list[tuple[str, str]],
+    live: LogEvidence | None,
+    complete: bool,
+    as_of: dt.datetime | None,
+    sources: list[str],
+) -> AuditResult:
+    report = verify_log(
+        trust.anchors,
+        archives=archives,
+        live=live,
+        options=_options(trust, complete, as_of),
+        unreadable=unreadable,
+    )
     records: dict[tuple[str, int], LogRecord] = {}
     for evidence in [*(a.evidence for a in archives), *([live] if live else [])]:
         for record in evidence.records:

@@ -40,8 +40,13 @@ class Checkpointer:
     #: How long ``RESTART`` may wait for readers while it blocks the writers.
     RESTART_WAIT_MS = 50
 
-    def __init__(self, engine: Engine, interval: float = 1.0, busy_interval: float = 2.0,
-                 max_wal_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        interval: float = 1.0,
+        busy_interval: float = 2.0,
+        max_wal_bytes: int = 64 << 20,
+    ) -> None:
         self.engine = engine
         self.interval = interval
         self.busy_interval = busy_interval

@@ -82,16 +82,30 @@ class MessagePart:
     headers_sha256: bytes
 
 
-_TEXT_NAMES = ("client_id", "service_id", "message_id", "user_id", "purpose", "legal_basis",
-               "data_subject")
+_TEXT_NAMES = (
+    "client_id",
+    "service_id",
+    "message_id",
+    "user_id",
+    "purpose",
+    "legal_basis",
+    "data_subject",
+)
 
 
 @functools.lru_cache(maxsize=4096)
 def message_part(h: MessageHeaders) -> MessagePart:
     """Cached: a request and its response share one headers object, and this runs on the
     message path. Raises :class:`RecordError` for a value no record may hold."""
-    texts = (str(h.client), str(h.service), h.message_id, h.user_id, h.purpose, h.legal_basis,
-             h.data_subject)
+    texts = (
+        str(h.client),
+        str(h.service),
+        h.message_id,
+        h.user_id,
+        h.purpose,
+        h.legal_basis,
+        h.data_subject,
+    )
     for name, value in zip(_TEXT_NAMES, texts, strict=True):
         check_text(name, value)
     rendered = HeaderTexts.of(**dict(zip(_TEXT_NAMES, texts, strict=True)))
@@ -120,8 +134,16 @@ class Draft:
     signer_cert_der: bytes | None
     ocsp_der: bytes | None
 
-    def seal_row(self, chain_id: str, chain_json: str, seq: int, prev_hash: bytes,
-                 node_id: str, node_json: str, record_id: str) -> tuple[tuple[Any, ...], bytes]:
+    def seal_row(
+        self,
+        chain_id: str,
+        chain_json: str,
+        seq: int,
+        prev_hash: bytes,
+        node_id: str,
+        node_json: str,
+        record_id: str,
+    ) -> tuple[tuple[Any, ...], bytes]:
         """The ``mlog_records`` row (:data:`RECORD_COLUMNS` order) and the record hash.
 
         ``chain_json``/``node_json`` are the ids JSON-quoted (:func:`json_string`),
@@ -129,25 +151,67 @@ class Draft:
         """
         canonical = self.template.render(chain_json, json_string(record_id), node_json, seq)
         digest = record_hash(prev_hash, canonical)
-        row = (chain_id, seq, record_id, RECORD_VERSION, self.time_text, self.direction.value,
-               node_id, *self.fields, prev_hash, digest, self.body)
+        row = (
+            chain_id,
+            seq,
+            record_id,
+            RECORD_VERSION,
+            self.time_text,
+            self.direction.value,
+            node_id,
+            *self.fields,
+            prev_hash,
+            digest,
+            self.body,
+        )
         return row, digest
 
-    def seal(self, chain_id: str, seq: int, prev_hash: bytes, node_id: str,
-             record_id: str | None = None) -> LogRecord:
+    def seal(
+        self, chain_id: str, seq: int, prev_hash: bytes, node_id: str, record_id: str | None = None
+    ) -> LogRecord:
         """The same record as a :class:`LogRecord` (validated; for tools and tests)."""
-        (client_id, service_id, message_id, user_id, purpose, legal_basis, data_subject,
-         decision, reason, body_sha256, body_size, headers_sha256, signed_digest, signature,
-         signer_cert_sha256, ocsp_sha256) = self.fields
+        (
+            client_id,
+            service_id,
+            message_id,
+            user_id,
+            purpose,
+            legal_basis,
+            data_subject,
+            decision,
+            reason,
+            body_sha256,
+            body_size,
+            headers_sha256,
+            signed_digest,
+            signature,
+            signer_cert_sha256,
+            ocsp_sha256,
+        ) = self.fields
         return LogRecord.create(
-            chain_id=chain_id, seq=seq, prev_hash=prev_hash, time=self.time,
-            direction=self.direction, node_id=node_id, headers_sha256=headers_sha256,
-            body=self.body, body_sha256=body_sha256, body_size=body_size,
-            client_id=client_id, service_id=service_id, message_id=message_id,
-            user_id=user_id, purpose=purpose, legal_basis=legal_basis,
-            data_subject=data_subject, decision=decision, reason=reason,
-            signed_digest=signed_digest, signature=signature,
-            signer_cert_sha256=signer_cert_sha256, ocsp_sha256=ocsp_sha256,
+            chain_id=chain_id,
+            seq=seq,
+            prev_hash=prev_hash,
+            time=self.time,
+            direction=self.direction,
+            node_id=node_id,
+            headers_sha256=headers_sha256,
+            body=self.body,
+            body_sha256=body_sha256,
+            body_size=body_size,
+            client_id=client_id,
+            service_id=service_id,
+            message_id=message_id,
+            user_id=user_id,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            data_subject=data_subject,
+            decision=decision,
+            reason=reason,
+            signed_digest=signed_digest,
+            signature=signature,
+            signer_cert_sha256=signer_cert_sha256,
+            ocsp_sha256=ocsp_sha256,
             record_id=record_id,
         )
 
@@ -197,14 +261,33 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
         time_text=time_text,
         direction=direction,
         message_id=h.message_id,
-        fields=(*part.texts, decision, reason, body_sha, body_size, part.headers_sha256,
-                signed_digest, signature, signer_sha, ocsp_sha),
+        fields=(
+            *part.texts,
+            decision,
+            reason,
+            body_sha,
+            body_size,
+            part.headers_sha256,
+            signed_digest,
+            signature,
+            signer_sha,
+            ocsp_sha,
+        ),
         body=body if event.log_body else None,
         template=CanonicalTemplate.of(
-            part.rendered, time_text=time_text, direction=direction.value, decision=decision,
-            reason=reason, body_sha256=body_sha, body_size=body_size,
-            headers_sha256=part.headers_sha256, signed_digest=signed_digest,
-            signature=signature, signer_cert_sha256=signer_sha, ocsp_sha256=ocsp_sha),
+            part.rendered,
+            time_text=time_text,
+            direction=direction.value,
+            decision=decision,
+            reason=reason,
+            body_sha256=body_sha,
+            body_size=body_size,
+            headers_sha256=part.headers_sha256,
+            signed_digest=signed_digest,
+            signature=signature,
+            signer_cert_sha256=signer_sha,
+            ocsp_sha256=ocsp_sha,
+        ),
         signer_cert_sha256=signer_sha,
         ocsp_sha256=ocsp_sha,
         signer_cert_der=event.signer_cert_der if signed else None,
@@ -215,22 +298,63 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
 # ----- rows ---------------------------------------------------------------------------------
 #: ``mlog_records`` columns in the order of :func:`row_tuple` (the writer's INSERT).
 RECORD_COLUMNS = (
-    "chain_id", "seq", "record_id", "version", "time", "direction", "node_id", "client_id",
-    "service_id", "message_id", "user_id", "purpose", "legal_basis", "data_subject",
-    "decision", "reason", "body_sha256", "body_size", "headers_sha256", "signed_digest",
-    "signature", "signer_cert_sha256", "ocsp_sha256", "prev_hash", "record_hash", "body",
+    "chain_id",
+    "seq",
+    "record_id",
+    "version",
+    "time",
+    "direction",
+    "node_id",
+    "client_id",
+    "service_id",
+    "message_id",
+    "user_id",
+    "purpose",
+    "legal_basis",
+    "data_subject",
+    "decision",
+    "reason",
+    "body_sha256",
+    "body_size",
+    "headers_sha256",
+    "signed_digest",
+    "signature",
+    "signer_cert_sha256",
+    "ocsp_sha256",
+    "prev_hash",
+    "record_hash",
+    "body",
 )
 
 
 def row_tuple(record: LogRecord) -> tuple[Any, ...]:
     """The ``mlog_records`` row of a sealed record, in :data:`RECORD_COLUMNS` order."""
     return (
-        record.chain_id, record.seq, record.id, 1, format_time(record.time),
-        record.direction.value, record.node_id, record.client_id, record.service_id,
-        record.message_id, record.user_id, record.purpose, record.legal_basis,
-        record.data_subject, record.decision, record.reason, record.body_sha256,
-        record.body_size, record.headers_sha256, record.signed_digest, record.signature,
-        record.signer_cert_sha256, record.ocsp_sha256, record.prev_hash, record.record_hash,
+        record.chain_id,
+        record.seq,
+        record.id,
+        1,
+        format_time(record.time),
+        record.direction.value,
+        record.node_id,
+        record.client_id,
+        record.service_id,
+        record.message_id,
+        record.user_id,
+        record.purpose,
+        record.legal_basis,
+        record.data_subject,
+        record.decision,
+        record.reason,
+        record.body_sha256,
+        record.body_size,
+        record.headers_sha256,
+        record.signed_digest,
+        record.signature,
+        record.signer_cert_sha256,
+        record.ocsp_sha256,
+        record.prev_hash,
+        record.record_hash,
         record.body,
     )
 
@@ -252,17 +376,31 @@ def record_of(row: Row[Any] | Any) -> LogRecord:
     """
     m = row._mapping
     return LogRecord(
-        id=m["record_id"], chain_id=m["chain_id"], seq=int(m["seq"]),
+        id=m["record_id"],
+        chain_id=m["chain_id"],
+        seq=int(m["seq"]),
         time=parse_time(m["time"], f"record {m['chain_id']}#{m['seq']}"),
-        direction=Direction(m["direction"]), node_id=m["node_id"],
-        client_id=m["client_id"], service_id=m["service_id"], message_id=m["message_id"],
-        user_id=m["user_id"], purpose=m["purpose"], legal_basis=m["legal_basis"],
-        data_subject=m["data_subject"], decision=m["decision"], reason=m["reason"],
-        body_sha256=bytes(m["body_sha256"]), body_size=int(m["body_size"]),
-        headers_sha256=bytes(m["headers_sha256"]), signed_digest=_b(m["signed_digest"]),
-        signature=_b(m["signature"]), signer_cert_sha256=_b(m["signer_cert_sha256"]),
-        ocsp_sha256=_b(m["ocsp_sha256"]), prev_hash=bytes(m["prev_hash"]),
-        record_hash=bytes(m["record_hash"]), body=_b(m["body"]),
+        direction=Direction(m["direction"]),
+        node_id=m["node_id"],
+        client_id=m["client_id"],
+        service_id=m["service_id"],
+        message_id=m["message_id"],
+        user_id=m["user_id"],
+        purpose=m["purpose"],
+        legal_basis=m["legal_basis"],
+        data_subject=m["data_subject"],
+        decision=m["decision"],
+        reason=m["reason"],
+        body_sha256=bytes(m["body_sha256"]),
+        body_size=int(m["body_size"]),
+        headers_sha256=bytes(m["headers_sha256"]),
+        signed_digest=_b(m["signed_digest"]),
+        signature=_b(m["signature"]),
+        signer_cert_sha256=_b(m["signer_cert_sha256"]),
+        ocsp_sha256=_b(m["ocsp_sha256"]),
+        prev_hash=bytes(m["prev_hash"]),
+        record_hash=bytes(m["record_hash"]),
+        body=_b(m["body"]),
     )
 
 

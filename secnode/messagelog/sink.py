@@ -62,11 +62,17 @@ class MessageLog:
         cfg = rt.config.messagelog
         node_id = str(rt.node.node_id)
         sqlite = engine.dialect.name == "sqlite"
-        self.writer = LogWriter(engine, node_id,
-                                on_connect=disable_autocheckpoint if sqlite else None)
-        self.stamper = Stamper(engine, node_id, lambda: self.writer.chain_ids,
-                               lambda: rt.conf, cfg.timestamp_batch_size,
-                               cfg.timestamping_interval)
+        self.writer = LogWriter(
+            engine, node_id, on_connect=disable_autocheckpoint if sqlite else None
+        )
+        self.stamper = Stamper(
+            engine,
+            node_id,
+            lambda: self.writer.chain_ids,
+            lambda: rt.conf,
+            cfg.timestamp_batch_size,
+            cfg.timestamping_interval,
+        )
         self.checkpointer = Checkpointer(engine) if sqlite else None
         self.last_archive: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -84,8 +90,10 @@ class MessageLog:
             await self.writer.append(draft_from_event(event))
         except (LogWriteError, RecordError) as exc:
             self.rt.count("messagelog_write_errors_total")
-            raise XRoadError(CLIENT_LOG_FAILED if client_side else SERVER_LOG_FAILED,
-                             f"message log: {exc}; the message was not processed") from exc
+            raise XRoadError(
+                CLIENT_LOG_FAILED if client_side else SERVER_LOG_FAILED,
+                f"message log: {exc}; the message was not processed",
+            ) from exc
         self.rt.count("messagelog_records_total")
 
     # ----- lifecycle ---------------------------------------------------------------------------
@@ -95,8 +103,7 @@ class MessageLog:
         self._spawn(self.stamper.watch(), "mlog-backlog")
         self._spawn(self._probe_loop(), "mlog-probe")
         if self.checkpointer is not None:
-            self._spawn(self.checkpointer.run(lambda: self.writer.stats.commits),
-                        "mlog-checkpoint")
+            self._spawn(self.checkpointer.run(lambda: self.writer.stats.commits), "mlog-checkpoint")
         if self.rt.config.messagelog.archive_interval > 0:
             self._spawn(self._archive_loop(), "mlog-archiver")
 
@@ -129,9 +136,11 @@ class MessageLog:
         stats = self.writer.stats
         if stats.failing_since is None:
             return None
-        return (f"cannot store records since {_iso_time(stats.failing_since)}: every message "
-                f"is refused "
-                f"({stats.failures} failed writes): {stats.last_error}")
+        return (
+            f"cannot store records since {_iso_time(stats.failing_since)}: every message "
+            f"is refused "
+            f"({stats.failures} failed writes): {stats.last_error}"
+        )
 
     # ----- archiving ---------------------------------------------------------------------------
     def archiver(self) -> Archiver | None:
@@ -139,9 +148,14 @@ class MessageLog:
         if rt.sign_cert is None:
             return None
         signer = keys.SoftwareSigner.from_file(rt.sign_key_file(), rt.passphrase)
-        return Archiver(self.engine, str(rt.node.node_id),
-                        rt.node.path / rt.config.messagelog.archive_dir, rt.sign_cert.cert,
-                        signer, rt.conf.ca_certs if rt.conf else ())
+        return Archiver(
+            self.engine,
+            str(rt.node.node_id),
+            rt.node.path / rt.config.messagelog.archive_dir,
+            rt.sign_cert.cert,
+            signer,
+            rt.conf.ca_certs if rt.conf else (),
+        )
 
     def archive_now(self) -> dict[str, Any]:
         """One archive run plus retention purge (blocking; run it in a thread)."""
@@ -150,8 +164,12 @@ class MessageLog:
             return {"error": "no sign certificate to sign archives with"}
         written = archiver.run()
         purged = archiver.purge(self.rt.config.messagelog.retention_days)
-        return {"at": dt.datetime.now(dt.UTC).isoformat(), "archives": len(written),
-                "records": sum(a.records for a in written), "purged": purged}
+        return {
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+            "archives": len(written),
+            "records": sum(a.records for a in written),
+            "purged": purged,
+        }
 
     async def _archive_loop(self) -> None:
         while True:
@@ -160,8 +178,7 @@ class MessageLog:
                 self.last_archive = await asyncio.to_thread(self.archive_now)
             except Exception as exc:
                 log.exception("archive run failed")
-                self.last_archive = {"at": dt.datetime.now(dt.UTC).isoformat(),
-                                     "error": str(exc)}
+                self.last_archive = {"at": dt.datetime.now(dt.UTC).isoformat(), "error": str(exc)}
 
     # ----- /health and /metrics ----------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -190,10 +207,12 @@ class MessageLog:
                 "last_error": stats.last_error,
                 "probes": stats.probes,
             },
-            "commit_ms_avg": round(1000 * self.writer.stats.commit_seconds
-                                   / max(1, self.writer.stats.commits), 3),
-            "queue_ms_avg": round(1000 * self.writer.stats.wait_seconds
-                                    / max(1, self.writer.stats.commits), 3),
+            "commit_ms_avg": round(
+                1000 * self.writer.stats.commit_seconds / max(1, self.writer.stats.commits), 3
+            ),
+            "queue_ms_avg": round(
+                1000 * self.writer.stats.wait_seconds / max(1, self.writer.stats.commits), 3
+            ),
             "stamping": {
                 "backlog": s.backlog,
                 "last_success": iso(s.last_success),
@@ -215,23 +234,38 @@ class MessageLog:
         s = self.stamper.state
         now = dt.datetime.now(dt.UTC)
         gauges = [
-            ("secnode_messagelog_stamp_backlog", "Records waiting for a time-stamp.",
-             float(s.backlog)),
-            ("secnode_messagelog_last_stamp_age_seconds",
-             "Seconds since the last successful time-stamping (-1: none yet).",
-             (now - s.last_success).total_seconds() if s.last_success else -1.0),
-            ("secnode_messagelog_stamp_failing_seconds",
-             "Seconds the oldest unstamped record has waited while stamping fails (0: not "
-             "failing).",
-             (now - s.failing_since).total_seconds() if s.failing_since else 0.0),
-            ("secnode_messagelog_refusing", "1 while new messages are refused (stamping "
-             "failed for longer than the acceptable period).",
-             1.0 if self.stamper.refusal() else 0.0),
-            ("secnode_messagelog_write_failing", "1 while the message log cannot store records "
-             "(every message is refused).",
-             0.0 if self.writer.stats.failing_since is None else 1.0),
-            ("secnode_messagelog_batches", "Time-stamp batches stored by this process.",
-             float(s.batches)),
+            (
+                "secnode_messagelog_stamp_backlog",
+                "Records waiting for a time-stamp.",
+                float(s.backlog),
+            ),
+            (
+                "secnode_messagelog_last_stamp_age_seconds",
+                "Seconds since the last successful time-stamping (-1: none yet).",
+                (now - s.last_success).total_seconds() if s.last_success else -1.0,
+            ),
+            (
+                "secnode_messagelog_stamp_failing_seconds",
+                "Seconds the oldest unstamped record has waited while stamping fails (0: not "
+                "failing).",
+                (now - s.failing_since).total_seconds() if s.failing_since else 0.0,
+            ),
+            (
+                "secnode_messagelog_refusing",
+                "1 while new messages are refused (stamping "
+                "failed for longer than the acceptable period).",
+                1.0 if self.stamper.refusal() else 0.0,
+            ),
+            (
+                "secnode_messagelog_write_failing",
+                "1 while the message log cannot store records (every message is refused).",
+                0.0 if self.writer.stats.failing_since is None else 1.0,
+            ),
+            (
+                "secnode_messagelog_batches",
+                "Time-stamp batches stored by this process.",
+                float(s.batches),
+            ),
         ]
         lines = []
         for name, help_text, value in gauges:

@@ -105,9 +105,15 @@ def _alive_here(host: str, pid: int) -> bool:
 class Stamper:
     """Time-stamps one node's chains (see module docstring)."""
 
-    def __init__(self, engine: Engine, node_id: str, own_chains: Callable[[], Sequence[str]],
-                 conf: Callable[[], GlobalConf | None], batch_size: int,
-                 interval_override: int = 0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        node_id: str,
+        own_chains: Callable[[], Sequence[str]],
+        conf: Callable[[], GlobalConf | None],
+        batch_size: int,
+        interval_override: int = 0,
+    ) -> None:
         self.engine = engine
         self.node_id = node_id
         self.own_chains = own_chains
@@ -200,8 +206,7 @@ class Stamper:
             state.last_error = None
         else:
             if state.last_error != error:
-                log.warning("time-stamping failed (%d records waiting): %s", state.backlog,
-                            error)
+                log.warning("time-stamping failed (%d records waiting): %s", state.backlog, error)
             state.last_error = error
         return stamped
 
@@ -216,8 +221,17 @@ class Stamper:
             root = await asyncio.to_thread(merkle_root, leaves)
             token, tsa_name, tsa_url, gen_time, tsa_der = await self._token(root)
             stored = await asyncio.to_thread(
-                self._store, chain.chain_id, first, last, root, token, tsa_name, tsa_url,
-                gen_time, b"".join(leaves), tsa_der,
+                self._store,
+                chain.chain_id,
+                first,
+                last,
+                root,
+                token,
+                tsa_name,
+                tsa_url,
+                gen_time,
+                b"".join(leaves),
+                tsa_der,
             )
             if not stored:  # another process stamped this range first
                 return done
@@ -242,15 +256,21 @@ class Stamper:
         for tsa in conf.tsas:
             try:
                 token, info = await tsa_client.fetch_token(
-                    tsa.url, root, "sha256", trusted, session=self._session,
+                    tsa.url,
+                    root,
+                    "sha256",
+                    trusted,
+                    session=self._session,
                     timeout=TSA_TIMEOUT,
                 )
             except TSAError as exc:
                 problems.append(f"{tsa.name}: {exc}")
                 continue
             if not conf.is_tsa_approved(info.tsa_cert):
-                problems.append(f"{tsa.name}: token signed by a TSA certificate that is not "
-                                "approved in the global configuration")
+                problems.append(
+                    f"{tsa.name}: token signed by a TSA certificate that is not "
+                    "approved in the global configuration"
+                )
                 continue
             der = info.tsa_cert.public_bytes(serialization.Encoding.DER)
             return token, tsa.name, tsa.url, info.gen_time, der
@@ -271,12 +291,14 @@ class Stamper:
         beat = time.monotonic() - self._heartbeat_sent >= stale_seconds / 3
         with self.engine.begin() as conn:
             if own and beat:
-                conn.execute(update(c).where(c.c.chain_id.in_(own))
-                             .values(heartbeat_at=utc_text(now)))
+                conn.execute(
+                    update(c).where(c.c.chain_id.in_(own)).values(heartbeat_at=utc_text(now))
+                )
                 self._heartbeat_sent = time.monotonic()
             rows = conn.execute(
                 select(c.c.chain_id, c.c.stamped_seq, c.c.heartbeat_at, c.c.host, c.c.pid)
-                .where(c.c.node_id == self.node_id).order_by(c.c.started_at)
+                .where(c.c.node_id == self.node_id)
+                .order_by(c.c.started_at)
             ).all()
             chosen = []
             for row in rows:
@@ -297,42 +319,73 @@ class Stamper:
         """Record hashes after ``stamped_seq``, contiguous from ``stamped_seq + 1``."""
         r = tables.records
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(r.c.seq, r.c.record_hash)
-                .where(r.c.chain_id == chain_id, r.c.seq > stamped_seq)
-                .order_by(r.c.seq).limit(self.batch_size)
-            ).tuples().all()  # plain tuples: a round reads up to batch_size rows
+            rows = (
+                conn.execute(
+                    select(r.c.seq, r.c.record_hash)
+                    .where(r.c.chain_id == chain_id, r.c.seq > stamped_seq)
+                    .order_by(r.c.seq)
+                    .limit(self.batch_size)
+                )
+                .tuples()
+                .all()
+            )  # plain tuples: a round reads up to batch_size rows
         leaves = []
         expected = stamped_seq + 1
         for seq, record_hash in rows:
             if int(seq) != expected:
-                log.error("chain %s: seq %d missing from the database; stamping stops there",
-                          chain_id, expected)
+                log.error(
+                    "chain %s: seq %d missing from the database; stamping stops there",
+                    chain_id,
+                    expected,
+                )
                 break
             leaves.append(bytes(record_hash))
             expected += 1
         return leaves
 
-    def _store(self, chain_id: str, first: int, last: int, root: bytes, token: bytes,
-               tsa_name: str, tsa_url: str, gen_time: dt.datetime, leaves: bytes,
-               tsa_der: bytes) -> bool:
+    def _store(
+        self,
+        chain_id: str,
+        first: int,
+        last: int,
+        root: bytes,
+        token: bytes,
+        tsa_name: str,
+        tsa_url: str,
+        gen_time: dt.datetime,
+        leaves: bytes,
+        tsa_der: bytes,
+    ) -> bool:
         c = tables.chains
         with self.engine.begin() as conn:
             moved = conn.execute(
-                update(c).where(and_(c.c.chain_id == chain_id, c.c.stamped_seq == first - 1))
+                update(c)
+                .where(and_(c.c.chain_id == chain_id, c.c.stamped_seq == first - 1))
                 .values(stamped_seq=last)
             ).rowcount
             if moved != 1:
                 conn.rollback()
                 return False
-            conn.execute(tables.batches.insert(), [{
-                "batch_id": batch_id_for(chain_id, first, last), "chain_id": chain_id,
-                "first_seq": first, "last_seq": last, "root": root, "token": token,
-                "tsa_name": tsa_name, "tsa_url": tsa_url, "gen_time": utc_text(gen_time),
-                "leaves": leaves,
-            }])
-            conn.execute(self._insert_cert,
-                         [{"sha256": hashlib.sha256(tsa_der).digest(), "der": tsa_der}])
+            conn.execute(
+                tables.batches.insert(),
+                [
+                    {
+                        "batch_id": batch_id_for(chain_id, first, last),
+                        "chain_id": chain_id,
+                        "first_seq": first,
+                        "last_seq": last,
+                        "root": root,
+                        "token": token,
+                        "tsa_name": tsa_name,
+                        "tsa_url": tsa_url,
+                        "gen_time": utc_text(gen_time),
+                        "leaves": leaves,
+                    }
+                ],
+            )
+            conn.execute(
+                self._insert_cert, [{"sha256": hashlib.sha256(tsa_der).digest(), "der": tsa_der}]
+            )
         return True
 
     def _backlog(self) -> tuple[dt.datetime | None, int]:
@@ -352,8 +405,9 @@ class Stamper:
         count = 0
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(c.c.chain_id, c.c.stamped_seq, first_unstamped.label("first_time"))
-                .where(c.c.node_id == self.node_id)
+                select(c.c.chain_id, c.c.stamped_seq, first_unstamped.label("first_time")).where(
+                    c.c.node_id == self.node_id
+                )
             ).all()
             for row in rows:
                 if row.first_time is None:

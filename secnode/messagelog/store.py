@@ -47,8 +47,7 @@ class StoredBatch:
         if len(self.leaves) != b.size:
             return []
         _, paths = inclusion_proofs(list(self.leaves))
-        return [RecordProof(b.batch_id, b.first_seq + i, i, tuple(p))
-                for i, p in enumerate(paths)]
+        return [RecordProof(b.batch_id, b.first_seq + i, i, tuple(p)) for i, p in enumerate(paths)]
 
 
 def _batch_of(row: Any) -> StoredBatch:
@@ -56,11 +55,16 @@ def _batch_of(row: Any) -> StoredBatch:
     leaves = bytes(m["leaves"])
     return StoredBatch(
         StampedBatch(
-            batch_id=m["batch_id"], chain_id=m["chain_id"], first_seq=int(m["first_seq"]),
-            last_seq=int(m["last_seq"]), root=bytes(m["root"]), token=bytes(m["token"]),
-            tsa_name=m["tsa_name"], tsa_url=m["tsa_url"],
+            batch_id=m["batch_id"],
+            chain_id=m["chain_id"],
+            first_seq=int(m["first_seq"]),
+            last_seq=int(m["last_seq"]),
+            root=bytes(m["root"]),
+            token=bytes(m["token"]),
+            tsa_name=m["tsa_name"],
+            tsa_url=m["tsa_url"],
         ),
-        tuple(leaves[i:i + 32] for i in range(0, len(leaves), 32)),
+        tuple(leaves[i : i + 32] for i in range(0, len(leaves), 32)),
         m["gen_time"],
     )
 
@@ -84,34 +88,46 @@ class SearchFilter:
             query = query.where(r.c.time >= format_time(self.since))
         if self.until is not None:
             query = query.where(r.c.time <= format_time(self.until))
-        for column, value in ((r.c.message_id, self.message_id), (r.c.user_id, self.user_id),
-                              (r.c.data_subject, self.data_subject),
-                              (r.c.direction, self.direction)):
+        for column, value in (
+            (r.c.message_id, self.message_id),
+            (r.c.user_id, self.user_id),
+            (r.c.data_subject, self.data_subject),
+            (r.c.direction, self.direction),
+        ):
             if value is not None:
                 query = query.where(column == value)
         if self.client is not None:  # a member matches its subsystems too
-            query = query.where(or_(r.c.client_id == self.client,
-                                    r.c.client_id.startswith(self.client + "/")))
+            query = query.where(
+                or_(r.c.client_id == self.client, r.c.client_id.startswith(self.client + "/"))
+            )
         if self.service is not None:  # a subsystem or member matches its services
-            query = query.where(or_(r.c.service_id == self.service,
-                                    r.c.service_id.startswith(self.service + "/")))
+            query = query.where(
+                or_(r.c.service_id == self.service, r.c.service_id.startswith(self.service + "/"))
+            )
         return query
 
     def matches(self, record: LogRecord) -> bool:
         """The same test on a record read from an archive."""
+
         def under(value: str | None, prefix: str | None) -> bool:
-            return prefix is None or (value is not None and (
-                value == prefix or value.startswith(prefix + "/")))
+            return prefix is None or (
+                value is not None and (value == prefix or value.startswith(prefix + "/"))
+            )
 
         return (
             (self.since is None or record.time >= self.since)
             and (self.until is None or record.time <= self.until)
             and under(record.client_id, self.client)
             and under(record.service_id, self.service)
-            and all(want is None or have == want for have, want in (
-                (record.message_id, self.message_id), (record.user_id, self.user_id),
-                (record.data_subject, self.data_subject),
-                (record.direction.value, self.direction)))
+            and all(
+                want is None or have == want
+                for have, want in (
+                    (record.message_id, self.message_id),
+                    (record.user_id, self.user_id),
+                    (record.data_subject, self.data_subject),
+                    (record.direction.value, self.direction),
+                )
+            )
         )
 
 
@@ -126,8 +142,11 @@ class LogStore:
     def chain_rows(self) -> list[Any]:
         c = tables.chains
         with self.engine.connect() as conn:
-            return list(conn.execute(
-                select(c).where(c.c.node_id == self.node_id).order_by(c.c.started_at)).all())
+            return list(
+                conn.execute(
+                    select(c).where(c.c.node_id == self.node_id).order_by(c.c.started_at)
+                ).all()
+            )
 
     def chain_ids(self) -> list[str]:
         return [row.chain_id for row in self.chain_rows()]
@@ -164,19 +183,22 @@ class LogStore:
         """The last seq of ``chain_id`` whose record time is at or before ``until``."""
         r = tables.records
         with self.engine.connect() as conn:
-            value = conn.execute(select(func.max(r.c.seq)).where(
-                r.c.chain_id == chain_id, r.c.time <= format_time(until)))
+            value = conn.execute(
+                select(func.max(r.c.seq)).where(
+                    r.c.chain_id == chain_id, r.c.time <= format_time(until)
+                )
+            )
             return int(value.scalar() or 0)
 
     # ----- batches -----------------------------------------------------------------------------
-    def batches(self, chain_id: str | None = None, first: int | None = None,
-                last: int | None = None) -> list[StoredBatch]:
+    def batches(
+        self, chain_id: str | None = None, first: int | None = None, last: int | None = None
+    ) -> list[StoredBatch]:
         """Batches (of this node's chains), optionally those overlapping ``first..last``."""
         b = tables.batches
         query = select(b)
         if chain_id is None:
-            chains = select(tables.chains.c.chain_id).where(
-                tables.chains.c.node_id == self.node_id)
+            chains = select(tables.chains.c.chain_id).where(tables.chains.c.node_id == self.node_id)
             query = query.where(b.c.chain_id.in_(chains))
         else:
             query = query.where(b.c.chain_id == chain_id)
@@ -185,8 +207,9 @@ class LogStore:
         if last is not None:
             query = query.where(b.c.first_seq <= last)
         with self.engine.connect() as conn:
-            return [_batch_of(row) for row in
-                    conn.execute(query.order_by(b.c.chain_id, b.c.first_seq))]
+            return [
+                _batch_of(row) for row in conn.execute(query.order_by(b.c.chain_id, b.c.first_seq))
+            ]
 
     def batch_for(self, chain_id: str, seq: int) -> StoredBatch | None:
         found = self.batches(chain_id, seq, seq)
@@ -210,8 +233,9 @@ class LogStore:
             return [bytes(row.der) for row in conn.execute(query)]
 
     # ----- evidence ----------------------------------------------------------------------------
-    def evidence(self, records: Sequence[LogRecord],
-                 extra_certs: Sequence[x509.Certificate] = ()) -> LogEvidence:
+    def evidence(
+        self, records: Sequence[LogRecord], extra_certs: Sequence[x509.Certificate] = ()
+    ) -> LogEvidence:
         """``records`` with the batches, proofs, certificates and OCSP responses they need."""
         batches: dict[str, StoredBatch] = {}
         by_chain: dict[str, list[int]] = {}
@@ -222,13 +246,16 @@ class LogStore:
                 batches[stored.batch.batch_id] = stored
         wanted = {(r.chain_id, r.seq) for r in records}
         proofs = [
-            p for stored in batches.values() for p in stored.proofs()
+            p
+            for stored in batches.values()
+            for p in stored.proofs()
             if (stored.batch.chain_id, p.seq) in wanted
         ]
         certs = _dedupe([*self.certificates(), *extra_certs])
         ocsp = self.ocsp_responses(r.ocsp_sha256 for r in records if r.ocsp_sha256)
         kept_batches = [
-            s.batch for s in batches.values()
+            s.batch
+            for s in batches.values()
             if any(s.batch.covers(chain, seq) for chain, seq in wanted)
         ]
         return LogEvidence(list(records), kept_batches, proofs, certs, ocsp)
@@ -238,8 +265,12 @@ class LogStore:
         r = tables.records
         chains = select(tables.chains.c.chain_id).where(tables.chains.c.node_id == self.node_id)
         with self.engine.connect() as conn:
-            records = [record_of(row) for row in conn.execute(
-                select(r).where(r.c.chain_id.in_(chains)).order_by(r.c.chain_id, r.c.seq))]
+            records = [
+                record_of(row)
+                for row in conn.execute(
+                    select(r).where(r.c.chain_id.in_(chains)).order_by(r.c.chain_id, r.c.seq)
+                )
+            ]
         stored = self.batches()
         return LogEvidence(
             records,
@@ -253,21 +284,28 @@ class LogStore:
     def archive_rows(self) -> list[Any]:
         a = tables.archives
         with self.engine.connect() as conn:
-            return list(conn.execute(
-                select(a).where(a.c.node_id == self.node_id).order_by(a.c.sequence)).all())
+            return list(
+                conn.execute(
+                    select(a).where(a.c.node_id == self.node_id).order_by(a.c.sequence)
+                ).all()
+            )
 
     def archived_to(self, chain_id: str) -> int:
         """The last seq of ``chain_id`` already in an archive (0: none)."""
         a = tables.archives
         with self.engine.connect() as conn:
-            value = conn.execute(select(func.max(a.c.last_seq)).where(
-                and_(a.c.node_id == self.node_id, a.c.chain_id == chain_id)))
+            value = conn.execute(
+                select(func.max(a.c.last_seq)).where(
+                    and_(a.c.node_id == self.node_id, a.c.chain_id == chain_id)
+                )
+            )
             return int(value.scalar() or 0)
 
 
 def _dedupe(certs: Iterable[x509.Certificate]) -> list[x509.Certificate]:
     seen: dict[bytes, x509.Certificate] = {}
     for cert in certs:
-        seen.setdefault(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest(),
-                        cert)
+        seen.setdefault(
+            hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest(), cert
+        )
     return list(seen.values())

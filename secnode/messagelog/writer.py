@@ -117,7 +117,7 @@ class RecordInsert:
     def run(self, executor: Any, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows`` through ``executor`` (a DB-API cursor, or a sqlite3 connection)."""
         for start in range(0, len(rows), self.MAX_ROWS):
-            chunk = rows[start:start + self.MAX_ROWS]
+            chunk = rows[start : start + self.MAX_ROWS]
             sql = self._sql.get(len(chunk))
             if sql is None:
                 sql = self._sql[len(chunk)] = self._head + ", ".join([self._row] * len(chunk))
@@ -134,7 +134,7 @@ def ordered_record_ids(count: int) -> list[str]:
     """
     stamp = f"{time.time_ns() // 1000 & 0xFFFFFFFFFFFFFF:014x}"
     noise = os.urandom(9 * count).hex()
-    return [stamp + noise[18 * i:18 * i + 18] for i in range(count)]
+    return [stamp + noise[18 * i : 18 * i + 18] for i in range(count)]
 
 
 @dataclass
@@ -158,8 +158,10 @@ class WriterStats:
 
     def succeeded(self) -> None:
         if self.failing_since is not None:
-            log.warning("message log writes succeed again (failing since %s)",
-                        utc_text(dt.datetime.fromtimestamp(self.failing_since, dt.UTC)))
+            log.warning(
+                "message log writes succeed again (failing since %s)",
+                utc_text(dt.datetime.fromtimestamp(self.failing_since, dt.UTC)),
+            )
         self.failing_since = None
         self.last_error = None
 
@@ -195,12 +197,16 @@ class SqliteAppender:
     """
 
     def __init__(self, path: str) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                    timeout=0)
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
         # cache_size: 64 MiB of pages instead of SQLite's 2 MiB, so the index leaves the
         # inserts touch (message ids are random) are not read back from the file each time.
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0",
-                       "busy_timeout=0", "cache_size=-65536"):
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "wal_autocheckpoint=0",
+            "busy_timeout=0",
+            "cache_size=-65536",
+        ):
             self.conn.execute(f"PRAGMA {pragma}")
         self._records = RecordInsert("qmark")
         names = ", ".join(c.name for c in tables.chains.columns)
@@ -216,8 +222,11 @@ class SqliteAppender:
         (a new chain's row, new certificates) takes ``BEGIN IMMEDIATE``.
         """
         conn = self.conn
-        if chain_row is None and not sealed.certs and not sealed.ocsp and (
-            len(sealed.rows) <= RecordInsert.MAX_ROWS
+        if (
+            chain_row is None
+            and not sealed.certs
+            and not sealed.ocsp
+            and (len(sealed.rows) <= RecordInsert.MAX_ROWS)
         ):
             try:
                 self._records.run(conn, sealed.rows)
@@ -236,12 +245,15 @@ class SqliteAppender:
             if chain_row is not None:
                 conn.execute(self._chain_sql, [chain_row[c.name] for c in tables.chains.columns])
             self._records.run(conn, sealed.rows)
-            for table, items in ((tables.certificates, sealed.certs),
-                                 (tables.ocsp_responses, sealed.ocsp)):
+            for table, items in (
+                (tables.certificates, sealed.certs),
+                (tables.ocsp_responses, sealed.ocsp),
+            ):
                 if items:
                     conn.executemany(
                         f"INSERT OR IGNORE INTO {table.name} (sha256, der) VALUES (?, ?)",
-                        list(items.items()))
+                        list(items.items()),
+                    )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -278,9 +290,13 @@ class LogWriter:
     At most one batch is in flight; the next flush waits for it.
     """
 
-    def __init__(self, engine: Engine, node_id: str,
-                 on_connect: Callable[[Connection], None] | None = None,
-                 inline: bool | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        node_id: str,
+        on_connect: Callable[[Connection], None] | None = None,
+        inline: bool | None = None,
+    ) -> None:
         self.engine = engine
         self.node_id = node_id
         self.stats = WriterStats()
@@ -384,7 +400,11 @@ class LogWriter:
     def _seal(self, batch: list[_Pending]) -> _Sealed:
         """Chain ``batch`` after the head (event loop). The head moves only on commit."""
         chain_id, chain_json, node_id, node_json = (
-            self.chain_id, self._chain_json, self.node_id, self._node_json)
+            self.chain_id,
+            self._chain_json,
+            self.node_id,
+            self._node_json,
+        )
         seq, prev = self._seq, self._prev
         results: list[WrittenRecord] = []
         rows: list[tuple[Any, ...]] = []
@@ -393,8 +413,9 @@ class LogWriter:
         for item, record_id in zip(batch, ordered_record_ids(len(batch)), strict=True):
             draft = item.draft
             seq += 1
-            row, prev = draft.seal_row(chain_id, chain_json, seq, prev, node_id, node_json,
-                                       record_id)
+            row, prev = draft.seal_row(
+                chain_id, chain_json, seq, prev, node_id, node_json, record_id
+            )
             rows.append(row)
             results.append(WrittenRecord(chain_id, seq, record_id, prev, draft.message_id))
             sha = draft.signer_cert_sha256
@@ -409,9 +430,15 @@ class LogWriter:
         if not sealed.first_batch_of_chain:
             return None
         now = utc_text()
-        return {"chain_id": sealed.chain_id, "node_id": self.node_id, "started_at": now,
-                "host": socket.gethostname()[:255], "pid": os.getpid(), "heartbeat_at": now,
-                "stamped_seq": 0}
+        return {
+            "chain_id": sealed.chain_id,
+            "node_id": self.node_id,
+            "started_at": now,
+            "host": socket.gethostname()[:255],
+            "pid": os.getpid(),
+            "heartbeat_at": now,
+            "stamped_seq": 0,
+        }
 
     def _finish(self, batch: list[_Pending], sealed: _Sealed, error: Exception | None) -> None:
         """Event loop: move the head (or start a new chain), resolve the futures."""
@@ -458,8 +485,14 @@ class LogWriter:
         so the next one must not conflict with it. Messages queued meanwhile wait
         for the probe, as they would for a batch.
         """
-        if (self.stats.failing_since is None or self._chain_stored or self._in_flight
-                or self._queue or self._closing or self._loop is None):
+        if (
+            self.stats.failing_since is None
+            or self._chain_stored
+            or self._in_flight
+            or self._queue
+            or self._closing
+            or self._loop is None
+        ):
             return False
         assert self._idle is not None
         row = self._chain_row(self._seal([]))
@@ -512,8 +545,9 @@ class LogWriter:
             except Exception:  # _run_batch reports its own errors; this is a bug guard
                 log.exception("message log worker job failed")
 
-    def _run_batch(self, batch: list[_Pending], sealed: _Sealed,
-                   chain_row: dict[str, Any] | None) -> None:
+    def _run_batch(
+        self, batch: list[_Pending], sealed: _Sealed, chain_row: dict[str, Any] | None
+    ) -> None:
         """Worker thread: commit (waiting for the lock as long as it takes), report back."""
         assert self._loop is not None
         started = time.perf_counter()
@@ -551,12 +585,14 @@ class LogWriter:
                 finally:
                     cursor.close()
                 if sealed.certs:
-                    conn.execute(self._insert_certs,
-                                 [{"sha256": k, "der": v} for k, v in sealed.certs.items()])
+                    conn.execute(
+                        self._insert_certs,
+                        [{"sha256": k, "der": v} for k, v in sealed.certs.items()],
+                    )
                 if sealed.ocsp:
-                    conn.execute(self._insert_ocsp,
-                                 [{"sha256": k, "der": v} for k, v in sealed.ocsp.items()])
+                    conn.execute(
+                        self._insert_ocsp, [{"sha256": k, "der": v} for k, v in sealed.ocsp.items()]
+                    )
         except Exception:
             self._close_conn()
             raise
-

@@ -41,10 +41,18 @@ from secnode.policy import records, store
 from secnode.policy import tables as t
 
 _HEADER_OF = (
-    ("user_id", H_USER), ("issue", H_ISSUE), ("purpose", H_PURPOSE), ("legal_basis", H_BASIS),
-    ("data_subject", H_SUBJECT), ("agreement", H_AGREEMENT), ("consent_id", H_CONSENT),
-    ("data_items", H_ITEMS), ("evidence", H_EVIDENCE), ("recipient_country", H_COUNTRY),
-    ("recurring", H_RECURRING), ("data_from", H_DATA_FROM),
+    ("user_id", H_USER),
+    ("issue", H_ISSUE),
+    ("purpose", H_PURPOSE),
+    ("legal_basis", H_BASIS),
+    ("data_subject", H_SUBJECT),
+    ("agreement", H_AGREEMENT),
+    ("consent_id", H_CONSENT),
+    ("data_items", H_ITEMS),
+    ("evidence", H_EVIDENCE),
+    ("recipient_country", H_COUNTRY),
+    ("recurring", H_RECURRING),
+    ("data_from", H_DATA_FROM),
 )
 
 
@@ -54,20 +62,31 @@ def request_of(headers: MessageHeaders) -> PolicyRequest:
     Client and service come from the verified message, never from a header the
     client could set separately.
     """
-    values = {name: value for attr, name in _HEADER_OF
-              if (value := getattr(headers, attr)) is not None}
-    return request_from_headers(headers.client, headers.service, values,
-                                message_id=headers.message_id)
+    values = {
+        name: value for attr, name in _HEADER_OF if (value := getattr(headers, attr)) is not None
+    }
+    return request_from_headers(
+        headers.client, headers.service, values, message_id=headers.message_id
+    )
 
 
 def quota_agreements(registry: PolicySnapshot, request: PolicyRequest) -> list[str]:
     """Agreements with quotas that could decide this request (their counters are needed)."""
-    return [a.uid for a in registry.agreements.values()
-            if a.quotas.any and a.permissions_for(request.service)]
+    return [
+        a.uid
+        for a in registry.agreements.values()
+        if a.quotas.any and a.permissions_for(request.service)
+    ]
 
 
-def evaluate(conn: Connection, registry: PolicySnapshot | None, request: PolicyRequest,
-             at: dt.datetime, *, lock: bool) -> Decision:
+def evaluate(
+    conn: Connection,
+    registry: PolicySnapshot | None,
+    request: PolicyRequest,
+    at: dt.datetime,
+    *,
+    lock: bool,
+) -> Decision:
     """Decide ``request`` at ``at`` against the registry plus this subject's stored state.
 
     Only the consent the request names and the subject's stop requests are read (the
@@ -104,26 +123,54 @@ def _read_usage(conn: Connection, uids: list[str], at: dt.datetime) -> UsageCoun
     per_day: dict[str, int] = {}
     total: dict[str, int] = {}
     for uid in uids:
-        per_day[uid] = int(conn.execute(select(func.coalesce(func.sum(t.usage.c.count), 0)).where(
-            t.usage.c.agreement_uid == uid, t.usage.c.day == day)).scalar_one())
-        total[uid] = int(conn.execute(select(func.coalesce(func.sum(t.usage.c.count), 0))
-                                      .where(t.usage.c.agreement_uid == uid)).scalar_one())
+        per_day[uid] = int(
+            conn.execute(
+                select(func.coalesce(func.sum(t.usage.c.count), 0)).where(
+                    t.usage.c.agreement_uid == uid, t.usage.c.day == day
+                )
+            ).scalar_one()
+        )
+        total[uid] = int(
+            conn.execute(
+                select(func.coalesce(func.sum(t.usage.c.count), 0)).where(
+                    t.usage.c.agreement_uid == uid
+                )
+            ).scalar_one()
+        )
     return UsageCounters(per_day=per_day, total=total)
 
 
-def malformed_entry(client: ClientId, service: ServiceId, message_id: str | None,
-                    message: str, at: dt.datetime) -> dict[str, Any]:
+def malformed_entry(
+    client: ClientId, service: ServiceId, message_id: str | None, message: str, at: dt.datetime
+) -> dict[str, Any]:
     """Decision-log entry for a request whose policy headers cannot be read (never evaluated).
 
     Same keys as the core's ``decision_log_entry``; the reason is ``MALFORMED_REQUEST``.
     """
     return {
-        "ts": format_instant(at), "message_id": message_id, "client": str(client),
-        "recipient": str(client.member), "service": str(service), "user_id": None,
-        "issue": None, "purpose": None, "basis": None, "basis_category": None,
-        "agreement": None, "consent_id": None, "subject_ref": None,
-        "fields_requested": None, "fields_released": None, "allow": False,
-        "decision": "DENY", "reason": "MALFORMED_REQUEST", "article": None, "step": "S2",
-        "record_type": None, "policy_digest": None, "evaluator_version": None,
-        "obligations": [], "message": message,
+        "ts": format_instant(at),
+        "message_id": message_id,
+        "client": str(client),
+        "recipient": str(client.member),
+        "service": str(service),
+        "user_id": None,
+        "issue": None,
+        "purpose": None,
+        "basis": None,
+        "basis_category": None,
+        "agreement": None,
+        "consent_id": None,
+        "subject_ref": None,
+        "fields_requested": None,
+        "fields_released": None,
+        "allow": False,
+        "decision": "DENY",
+        "reason": "MALFORMED_REQUEST",
+        "article": None,
+        "step": "S2",
+        "record_type": None,
+        "policy_digest": None,
+        "evaluator_version": None,
+        "obligations": [],
+        "message": message,
     }

@@ -71,9 +71,15 @@ BAD_STATEMENT = "Server.ClientProxy.InconsistentResponse"
 class PolicyPoint:
     """:class:`~secnode.proxy.hooks.DecisionPoint` backed by the node's policy store."""
 
-    def __init__(self, engine: Engine, node_id: str, member: str, retention_years: int,
-                 count: Callable[..., None] = lambda _name, _value=1: None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        node_id: str,
+        member: str,
+        retention_years: int,
+        count: Callable[..., None] = lambda _name, _value=1: None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self.node_id = node_id
         self.clock = clock
         self.member = member
@@ -100,8 +106,9 @@ class PolicyPoint:
             self.registry, self.load_error = registry, error
             self.generation = gen
             if error is None:
-                log.info("policy generation %d loaded (%s)", gen,
-                         registry.digest if registry else "-")
+                log.info(
+                    "policy generation %d loaded (%s)", gen, registry.digest if registry else "-"
+                )
         self.enforcing = enforcing
         self.checked = time.monotonic()
 
@@ -133,16 +140,23 @@ class PolicyPoint:
         finally:
             self.count("policy_seconds_total", time.perf_counter() - started)
 
-    async def after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
-                             content_type: str) -> bytes:
+    async def after_response(
+        self, headers: MessageHeaders, verdict: Verdict, body: bytes, content_type: str
+    ) -> bytes:
         started = time.perf_counter()
         try:
             return await self._after_response(headers, verdict, body, content_type)
         finally:
             self.count("policy_seconds_total", time.perf_counter() - started)
 
-    async def on_response(self, headers: MessageHeaders, verdict: Verdict, status: int,
-                          body: bytes, statement: str | None) -> None:
+    async def on_response(
+        self,
+        headers: MessageHeaders,
+        verdict: Verdict,
+        status: int,
+        body: bytes,
+        statement: str | None,
+    ) -> None:
         started = time.perf_counter()
         try:
             await self._on_response(headers, verdict, status, body, statement)
@@ -177,15 +191,22 @@ class PolicyPoint:
             at = self.clock()
             decision = None
             if request is None:
-                entry = malformed_entry(headers.client, headers.service, headers.message_id,
-                                        malformed, at)
-                entry.update({"side": "provider", "node": self.node_id,
-                              "headers_sha256": _headers_sha256(headers)})
+                entry = malformed_entry(
+                    headers.client, headers.service, headers.message_id, malformed, at
+                )
+                entry.update(
+                    {
+                        "side": "provider",
+                        "node": self.node_id,
+                        "headers_sha256": _headers_sha256(headers),
+                    }
+                )
                 digest = sha256_hex(canonical(entry))
             else:
                 decision = evaluate(conn, self.registry, request, at, lock=True)
-                entry, digest = records.decision_entry(decision, "provider", self.node_id,
-                                                       _headers_sha256(headers))
+                entry, digest = records.decision_entry(
+                    decision, "provider", self.node_id, _headers_sha256(headers)
+                )
                 if decision.allow and decision.agreement_id:
                     records.count_use(conn, decision.agreement_id, at)
             records.insert_decision(conn, entry, digest, at, self.years)
@@ -195,8 +216,11 @@ class PolicyPoint:
             outcome = await self.worker.run(job)
         except Exception as exc:  # the decision could not be recorded: refuse (fail closed)
             self.count("policy_errors_total")
-            return Verdict(False, "SYSTEM_ERROR", "the policy decision could not be made or "
-                           f"recorded ({type(exc).__name__})")
+            return Verdict(
+                False,
+                "SYSTEM_ERROR",
+                f"the policy decision could not be made or recorded ({type(exc).__name__})",
+            )
         if outcome is None:
             return Verdict(True, NO_POLICY, "no policy is enforced on this node")
         entry, digest, decision = outcome
@@ -227,10 +251,12 @@ class PolicyPoint:
         decision = decide(request, registry, at)
         if not decision.allow or decision.reason is not Reason.NOT_PERSONAL_DATA:
             return None
-        entry, digest = records.decision_entry(decision, "provider", self.node_id,
-                                               _headers_sha256(headers))
-        self.worker.defer_insert(records.INSERT_DECISION,
-                                 records.decision_params(entry, digest, at, self.years))
+        entry, digest = records.decision_entry(
+            decision, "provider", self.node_id, _headers_sha256(headers)
+        )
+        self.worker.defer_insert(
+            records.INSERT_DECISION, records.decision_params(entry, digest, at, self.years)
+        )
         self.count("policy_decisions_total")
         return _verdict(entry, digest, decision)
 
@@ -243,32 +269,38 @@ class PolicyPoint:
         try:
             request = request_of(headers)
         except PolicyRequestError as exc:
-            entry = malformed_entry(headers.client, headers.service, headers.message_id,
-                                    str(exc), at)
-            entry.update({"side": "client", "node": self.node_id,
-                          "headers_sha256": _headers_sha256(headers)})
+            entry = malformed_entry(
+                headers.client, headers.service, headers.message_id, str(exc), at
+            )
+            entry.update(
+                {"side": "client", "node": self.node_id, "headers_sha256": _headers_sha256(headers)}
+            )
             return await self._client_refusal(entry, None, at)
         decision = precheck(request, registry, at)
         if decision is None:
             return Verdict(True, PROVIDER_DECIDES)
-        entry, _ = records.decision_entry(decision, "client", self.node_id,
-                                          _headers_sha256(headers))
+        entry, _ = records.decision_entry(
+            decision, "client", self.node_id, _headers_sha256(headers)
+        )
         return await self._client_refusal(entry, decision, at)
 
-    async def _client_refusal(self, entry: dict[str, Any], decision: Decision | None,
-                              at: dt.datetime) -> Verdict:
+    async def _client_refusal(
+        self, entry: dict[str, Any], decision: Decision | None, at: dt.datetime
+    ) -> Verdict:
         digest = sha256_hex(canonical(entry))
         try:
             await self.worker.run(
                 lambda conn: records.insert_decision(conn, entry, digest, at, self.years),
-                fresh=False)
+                fresh=False,
+            )
         except Exception:
             log.exception("could not write the client-side decision row")
         self.count("policy_client_refusals_total")
         return _verdict(entry, digest, decision)
 
-    async def _after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
-                              content_type: str) -> bytes:
+    async def _after_response(
+        self, headers: MessageHeaders, verdict: Verdict, body: bytes, content_type: str
+    ) -> bytes:
         details = verdict.details
         if not verdict.allow or "decision_sha256" not in details:
             return body
@@ -281,27 +313,47 @@ class PolicyPoint:
         statement = _statement(headers, details, self.member)
         text = canonical(statement)
         if len(text.encode("utf-8")) > MAX_POLICY_STATEMENT_BYTES:
-            raise XRoadError(SERVER_RECORD_FAILED, "policy: the policy statement exceeds "
-                             f"{MAX_POLICY_STATEMENT_BYTES} bytes; nothing was released")
-        record = {**provision, "provider": self.member, "service": str(headers.service),
-                  "provided_at": utc_text(at), "message_id": headers.message_id,
-                  "decision_sha256": details["decision_sha256"],
-                  "data_items": statement["data_items"],
-                  "statement_sha256": sha256_hex(text)}
+            raise XRoadError(
+                SERVER_RECORD_FAILED,
+                "policy: the policy statement exceeds "
+                f"{MAX_POLICY_STATEMENT_BYTES} bytes; nothing was released",
+            )
+        record = {
+            **provision,
+            "provider": self.member,
+            "service": str(headers.service),
+            "provided_at": utc_text(at),
+            "message_id": headers.message_id,
+            "decision_sha256": details["decision_sha256"],
+            "data_items": statement["data_items"],
+            "statement_sha256": sha256_hex(text),
+        }
         try:
-            await self.worker.run(lambda conn: records.insert_provision(
-                conn, at, headers.message_id, details["decision_sha256"], record, self.years),
-                fresh=False)
+            await self.worker.run(
+                lambda conn: records.insert_provision(
+                    conn, at, headers.message_id, details["decision_sha256"], record, self.years
+                ),
+                fresh=False,
+            )
         except Exception as exc:
-            raise XRoadError(SERVER_RECORD_FAILED, "policy: the provider record (APPI Art. 29) "
-                             f"could not be written ({type(exc).__name__}); nothing was "
-                             "released") from exc
+            raise XRoadError(
+                SERVER_RECORD_FAILED,
+                "policy: the provider record (APPI Art. 29) "
+                f"could not be written ({type(exc).__name__}); nothing was "
+                "released",
+            ) from exc
         verdict.statement = text
         self.count("policy_provisions_total")
         return body
 
-    async def _on_response(self, headers: MessageHeaders, verdict: Verdict, status: int,
-                           body: bytes, statement: str | None) -> None:
+    async def _on_response(
+        self,
+        headers: MessageHeaders,
+        verdict: Verdict,
+        status: int,
+        body: bytes,
+        statement: str | None,
+    ) -> None:
         if statement is None:
             return
         try:
@@ -309,33 +361,57 @@ class PolicyPoint:
             if not isinstance(said, dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
-            raise XRoadError(BAD_STATEMENT, f"the provider's policy statement is not readable: "
-                             f"{exc}", http_status=502) from exc
+            raise XRoadError(
+                BAD_STATEMENT,
+                f"the provider's policy statement is not readable: {exc}",
+                http_status=502,
+            ) from exc
         receipt = said.get("receipt")
         if not isinstance(receipt, dict):
             return
-        if said.get("service") != str(headers.service) or \
-                said.get("message_id") != headers.message_id:
-            raise XRoadError(BAD_STATEMENT, "the provider's policy statement names another "
-                             "message or service", http_status=502)
+        if (
+            said.get("service") != str(headers.service)
+            or said.get("message_id") != headers.message_id
+        ):
+            raise XRoadError(
+                BAD_STATEMENT,
+                "the provider's policy statement names another message or service",
+                http_status=502,
+            )
         at = self.clock()
         record = {
-            **receipt, "received_at": utc_text(at), "service": said["service"],
-            "client": str(headers.client), "message_id": headers.message_id,
-            "subject_ref": said.get("subject_ref"), "data_items": said.get("data_items"),
-            "basis": said.get("basis"), "record_type": said.get("record_type"),
-            "consent_id": said.get("consent_id"), "agreement": said.get("agreement"),
-            "decision_sha256": said.get("decision_sha256"), "http_status": status,
-            "duties": said.get("duties", []), "statement_sha256": sha256_hex(statement),
+            **receipt,
+            "received_at": utc_text(at),
+            "service": said["service"],
+            "client": str(headers.client),
+            "message_id": headers.message_id,
+            "subject_ref": said.get("subject_ref"),
+            "data_items": said.get("data_items"),
+            "basis": said.get("basis"),
+            "record_type": said.get("record_type"),
+            "consent_id": said.get("consent_id"),
+            "agreement": said.get("agreement"),
+            "decision_sha256": said.get("decision_sha256"),
+            "http_status": status,
+            "duties": said.get("duties", []),
+            "statement_sha256": sha256_hex(statement),
         }
         digest = record["statement_sha256"]
         try:
-            await self.worker.run(lambda conn: records.insert_receipt(
-                conn, at, headers.message_id, record, digest, self.years), fresh=False)
+            await self.worker.run(
+                lambda conn: records.insert_receipt(
+                    conn, at, headers.message_id, record, digest, self.years
+                ),
+                fresh=False,
+            )
         except Exception as exc:
-            raise XRoadError(CLIENT_RECORD_FAILED, "policy: the receipt record (APPI Art. 30) "
-                             f"could not be written ({type(exc).__name__}); the response was "
-                             "not handed over", http_status=500) from exc
+            raise XRoadError(
+                CLIENT_RECORD_FAILED,
+                "policy: the receipt record (APPI Art. 30) "
+                f"could not be written ({type(exc).__name__}); the response was "
+                "not handed over",
+                http_status=500,
+            ) from exc
         self.count("policy_receipts_total")
 
     # ----- extension: /health, /metrics, stop -------------------------------------------------
@@ -354,25 +430,34 @@ class PolicyPoint:
     def health(self) -> dict[str, Any]:
         registry = self.registry
         out: dict[str, Any] = {
-            "enforcing": self.enforcing, "generation": self.generation,
+            "enforcing": self.enforcing,
+            "generation": self.generation,
             "policy_version": registry.policy_version if registry else None,
             "digest": registry.digest if registry else None,
             "load_error": self.load_error,
-            "batches": self.worker.stats.batches, "jobs": self.worker.stats.jobs,
+            "batches": self.worker.stats.batches,
+            "jobs": self.worker.stats.jobs,
             "store_failures": self.worker.stats.failures,
             "rows_written_behind": self.worker.stats.rows,
             "rows_lost": self.worker.stats.rows_lost,
-            "reasons": [], "warnings": [],
+            "reasons": [],
+            "warnings": [],
         }
         if self.worker.stats.rows_lost:
-            out["warnings"].append(f"policy: {self.worker.stats.rows_lost} decision-log "
-                                   "row(s) written behind were lost (see the node log)")
+            out["warnings"].append(
+                f"policy: {self.worker.stats.rows_lost} decision-log "
+                "row(s) written behind were lost (see the node log)"
+            )
         if self.enforcing and self.load_error:
-            out["reasons"].append(f"policy: the stored policy does not load, every request is "
-                                  f"refused: {self.load_error}")
+            out["reasons"].append(
+                f"policy: the stored policy does not load, every request is "
+                f"refused: {self.load_error}"
+            )
         elif not self.enforcing:
-            out["warnings"].append("policy: not enforced (no policy imported or classified); "
-                                   "access rights alone decide")
+            out["warnings"].append(
+                "policy: not enforced (no policy imported or classified); "
+                "access rights alone decide"
+            )
         return out
 
 
@@ -387,36 +472,63 @@ def _verdict(entry: dict[str, Any], digest: str, decision: Decision | None) -> V
     article = entry.get("article")
     anchor = f"{article}; " if article else ""
     details: dict[str, Any] = {
-        "decision": entry["decision"], "reason": reason, "article": article,
-        "decision_sha256": digest, "basis": entry.get("basis"),
-        "agreement": entry.get("agreement"), "consent_id": entry.get("consent_id"),
-        "subject_ref": entry.get("subject_ref"), "record_type": entry.get("record_type"),
+        "decision": entry["decision"],
+        "reason": reason,
+        "article": article,
+        "decision_sha256": digest,
+        "basis": entry.get("basis"),
+        "agreement": entry.get("agreement"),
+        "consent_id": entry.get("consent_id"),
+        "subject_ref": entry.get("subject_ref"),
+        "record_type": entry.get("record_type"),
     }
     if decision is None:
-        return Verdict(False, reason, f"{entry.get('message', 'malformed policy headers')} "
-                       f"[decision sha256:{digest}]", details=details,
-                       record=f"policy {reason} decision sha256:{digest}")
+        return Verdict(
+            False,
+            reason,
+            f"{entry.get('message', 'malformed policy headers')} [decision sha256:{digest}]",
+            details=details,
+            record=f"policy {reason} decision sha256:{digest}",
+        )
     if not decision.allow:
-        return Verdict(False, reason, f"{decision.message} [{anchor}decision sha256:{digest}]",
-                       details=details, record=f"policy {reason} decision sha256:{digest}")
+        return Verdict(
+            False,
+            reason,
+            f"{decision.message} [{anchor}decision sha256:{digest}]",
+            details=details,
+            record=f"policy {reason} decision sha256:{digest}",
+        )
     provision = decision.obligation(ObligationKind.PROVISION_RECORD)
     receipt = decision.obligation(ObligationKind.RECEIPT_RECORD)
-    details.update({
-        "filter": decision.obligation(ObligationKind.FILTER_FIELDS) is not None,
-        "provision": dict(provision.params) if provision else None,
-        "receipt": dict(receipt.params) if receipt else None,
-        "duties": [o.to_json() for o in decision.obligations if o.kind in _DUTIES],
-    })
+    details.update(
+        {
+            "filter": decision.obligation(ObligationKind.FILTER_FIELDS) is not None,
+            "provision": dict(provision.params) if provision else None,
+            "receipt": dict(receipt.params) if receipt else None,
+            "duties": [o.to_json() for o in decision.obligations if o.kind in _DUTIES],
+        }
+    )
     fields = list(decision.permitted_fields) if decision.permitted_fields is not None else None
-    return Verdict(True, reason, decision.message, permitted_fields=fields, details=details,
-                   record=f"policy {reason} ({article or '-'}) decision sha256:{digest}")
+    return Verdict(
+        True,
+        reason,
+        decision.message,
+        permitted_fields=fields,
+        details=details,
+        record=f"policy {reason} ({article or '-'}) decision sha256:{digest}",
+    )
 
 
-_DUTIES = frozenset({
-    ObligationKind.DELETE_AFTER, ObligationKind.NO_ONWARD_TRANSFER,
-    ObligationKind.INFORM_PROVIDER, ObligationKind.USE_LIMITATION,
-    ObligationKind.MARK_ANONYMIZED, ObligationKind.NO_REIDENTIFICATION,
-})
+_DUTIES = frozenset(
+    {
+        ObligationKind.DELETE_AFTER,
+        ObligationKind.NO_ONWARD_TRANSFER,
+        ObligationKind.INFORM_PROVIDER,
+        ObligationKind.USE_LIMITATION,
+        ObligationKind.MARK_ANONYMIZED,
+        ObligationKind.NO_REIDENTIFICATION,
+    }
+)
 
 
 def _filtered(body: bytes, permitted: list[str]) -> bytes:
@@ -427,8 +539,11 @@ def _filtered(body: bytes, permitted: list[str]) -> bytes:
         data = json.loads(body)
         kept = filter_fields(data, permitted)
     except (ValueError, FieldFilterError) as exc:
-        raise XRoadError(NOT_FILTERABLE, "policy: the service's response cannot be cut to the "
-                         f"permitted fields ({exc}); nothing was released") from None
+        raise XRoadError(
+            NOT_FILTERABLE,
+            "policy: the service's response cannot be cut to the "
+            f"permitted fields ({exc}); nothing was released",
+        ) from None
     return json.dumps(kept, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -436,13 +551,22 @@ def _statement(headers: MessageHeaders, details: dict[str, Any], member: str) ->
     """What the provider signs for the client node: the decision and the Art. 30 items."""
     provision = details["provision"]
     return {
-        "v": 1, "decision": "ALLOW", "reason": details["reason"],
-        "article": details["article"], "decision_sha256": details["decision_sha256"],
-        "message_id": headers.message_id, "service": str(headers.service), "provider": member,
-        "basis": details["basis"], "record_type": details["record_type"],
-        "agreement": details["agreement"], "consent_id": details["consent_id"],
-        "subject_ref": details["subject_ref"], "data_items": provision.get("data_items"),
-        "receipt": details["receipt"], "duties": details["duties"],
+        "v": 1,
+        "decision": "ALLOW",
+        "reason": details["reason"],
+        "article": details["article"],
+        "decision_sha256": details["decision_sha256"],
+        "message_id": headers.message_id,
+        "service": str(headers.service),
+        "provider": member,
+        "basis": details["basis"],
+        "record_type": details["record_type"],
+        "agreement": details["agreement"],
+        "consent_id": details["consent_id"],
+        "subject_ref": details["subject_ref"],
+        "data_items": provision.get("data_items"),
+        "receipt": details["receipt"],
+        "duties": details["duties"],
     }
 
 
@@ -451,14 +575,20 @@ async def attach(rt: NodeRuntime) -> PolicyPoint:
     from secnode.store import db
 
     engine = db.make_engine(rt.node.dir.db_url)
-    point = PolicyPoint(engine, str(rt.node.node_id), str(rt.member),
-                        rt.config.policy.records_retention_years, rt.count)
+    point = PolicyPoint(
+        engine,
+        str(rt.node.node_id),
+        str(rt.member),
+        rt.config.policy.records_retention_years,
+        rt.count,
+    )
     await point.refresh()
-    point.task = asyncio.get_running_loop().create_task(point.keep_fresh(),
-                                                        name="policy-refresh")
+    point.task = asyncio.get_running_loop().create_task(point.keep_fresh(), name="policy-refresh")
     rt.decision = point
     rt.extensions.append(point)
-    log.info("policy: %s (generation %d)",
-             "enforcing" if point.enforcing else "not enforcing (no policy yet)",
-             point.generation)
+    log.info(
+        "policy: %s (generation %d)",
+        "enforcing" if point.enforcing else "not enforcing (no policy yet)",
+        point.generation,
+    )
     return point

@@ -31,8 +31,9 @@ def retain_until(at: dt.datetime, years: int) -> str:
 
 
 # ----- decision log ----------------------------------------------------------------------------
-def decision_entry(decision: Decision, side: str, node_id: str,
-                   headers_sha256: str | None) -> tuple[dict[str, Any], str]:
+def decision_entry(
+    decision: Decision, side: str, node_id: str, headers_sha256: str | None
+) -> tuple[dict[str, Any], str]:
     """The logged entry (core fields + where and for which message) and its SHA-256.
 
     ``headers_sha256`` is the message log's digest of the same MessageHeaders, so the
@@ -47,33 +48,51 @@ INSERT_DECISION = insert(t.decisions)
 """Built once: executed with parameters, SQLAlchemy reuses the compiled form (hot path)."""
 
 
-def insert_decision(conn: Connection, entry: dict[str, Any], digest: str, at: dt.datetime,
-                    years: int) -> None:
+def insert_decision(
+    conn: Connection, entry: dict[str, Any], digest: str, at: dt.datetime, years: int
+) -> None:
     conn.execute(INSERT_DECISION, decision_params(entry, digest, at, years))
 
 
-def decision_params(entry: dict[str, Any], digest: str, at: dt.datetime,
-                    years: int) -> dict[str, Any]:
+def decision_params(
+    entry: dict[str, Any], digest: str, at: dt.datetime, years: int
+) -> dict[str, Any]:
     """The ``pol_decisions`` row of an entry (prepared by the caller for write-behind)."""
     return {
-        "at": utc_text(at), "side": entry["side"], "message_id": entry.get("message_id"),
-        "client": entry.get("client"), "recipient": entry.get("recipient"),
-        "service": entry.get("service"), "purpose": entry.get("purpose"),
-        "basis": _short(entry.get("basis"), 64), "agreement": entry.get("agreement"),
-        "consent_id": entry.get("consent_id"), "subject_ref": entry.get("subject_ref"),
-        "allow": bool(entry["allow"]), "reason": str(entry["reason"]),
-        "article": entry.get("article"), "entry": canonical(entry), "entry_sha256": digest,
-        "retain_until": retain_until(at, years)}
+        "at": utc_text(at),
+        "side": entry["side"],
+        "message_id": entry.get("message_id"),
+        "client": entry.get("client"),
+        "recipient": entry.get("recipient"),
+        "service": entry.get("service"),
+        "purpose": entry.get("purpose"),
+        "basis": _short(entry.get("basis"), 64),
+        "agreement": entry.get("agreement"),
+        "consent_id": entry.get("consent_id"),
+        "subject_ref": entry.get("subject_ref"),
+        "allow": bool(entry["allow"]),
+        "reason": str(entry["reason"]),
+        "article": entry.get("article"),
+        "entry": canonical(entry),
+        "entry_sha256": digest,
+        "retain_until": retain_until(at, years),
+    }
 
 
 def _short(value: Any, length: int) -> Any:
     return value[:length] if isinstance(value, str) else value
 
 
-def decision_rows(conn: Connection, *, since: str | None = None, until: str | None = None,
-                  side: str | None = None, subject_ref: str | None = None,
-                  message_id: str | None = None, limit: int | None = None
-                  ) -> list[dict[str, Any]]:
+def decision_rows(
+    conn: Connection,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    side: str | None = None,
+    subject_ref: str | None = None,
+    message_id: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     query = select(t.decisions).order_by(t.decisions.c.id)
     if since is not None:
         query = query.where(t.decisions.c.at >= since)
@@ -94,14 +113,32 @@ def report_entries(conn: Connection, fiscal_year: int) -> list[LogEntry]:
     """Provider-side decisions of a Japanese fiscal year, as the report builder reads them."""
     start, end = fiscal_year_bounds(fiscal_year)
     rows = conn.execute(
-        select(t.decisions.c.at, t.decisions.c.allow, t.decisions.c.basis,
-               t.decisions.c.reason, t.decisions.c.recipient, t.decisions.c.subject_ref)
-        .where(t.decisions.c.side == "provider", t.decisions.c.at >= utc_text(start),
-               t.decisions.c.at < utc_text(end))
-        .order_by(t.decisions.c.id))
-    return [LogEntry(time=parse_utc(at), allow=bool(allow), basis=basis, reason=reason,
-                     recipient=recipient, subject_ref=subject)
-            for at, allow, basis, reason, recipient, subject in rows]
+        select(
+            t.decisions.c.at,
+            t.decisions.c.allow,
+            t.decisions.c.basis,
+            t.decisions.c.reason,
+            t.decisions.c.recipient,
+            t.decisions.c.subject_ref,
+        )
+        .where(
+            t.decisions.c.side == "provider",
+            t.decisions.c.at >= utc_text(start),
+            t.decisions.c.at < utc_text(end),
+        )
+        .order_by(t.decisions.c.id)
+    )
+    return [
+        LogEntry(
+            time=parse_utc(at),
+            allow=bool(allow),
+            basis=basis,
+            reason=reason,
+            recipient=recipient,
+            subject_ref=subject,
+        )
+        for at, allow, basis, reason, recipient, subject in rows
+    ]
 
 
 # ----- usage counters (quotas) -----------------------------------------------------------------
@@ -116,22 +153,30 @@ def _upsert(engine_name: str, table: Any) -> Any:
 _KEY = ["agreement_uid", "day"]
 _USAGE_ROW: dict[str, Any] = {}
 _USAGE_BUMP: dict[str, Any] = {}
-_USAGE_TODAY = (select(t.usage.c.count).where(t.usage.c.agreement_uid == bindparam("uid"),
-                                              t.usage.c.day == bindparam("day"))
-                .with_for_update())
+_USAGE_TODAY = (
+    select(t.usage.c.count)
+    .where(t.usage.c.agreement_uid == bindparam("uid"), t.usage.c.day == bindparam("day"))
+    .with_for_update()
+)
 _USAGE_TOTAL = select(func.coalesce(func.sum(t.usage.c.count), 0)).where(
-    t.usage.c.agreement_uid == bindparam("uid"))
+    t.usage.c.agreement_uid == bindparam("uid")
+)
 
 
 def _usage_statements(dialect: str) -> tuple[Any, Any]:
     """(ensure the row, count one use) for ``dialect``, built once (hot path)."""
     if dialect not in _USAGE_ROW:
         values: dict[str, Any] = {"agreement_uid": bindparam("uid"), "day": bindparam("day")}
-        _USAGE_ROW[dialect] = _upsert(dialect, t.usage).values(
-            **values, count=0).on_conflict_do_nothing(index_elements=_KEY)
-        _USAGE_BUMP[dialect] = _upsert(dialect, t.usage).values(
-            **values, count=1).on_conflict_do_update(
-            index_elements=_KEY, set_={"count": t.usage.c.count + 1})
+        _USAGE_ROW[dialect] = (
+            _upsert(dialect, t.usage)
+            .values(**values, count=0)
+            .on_conflict_do_nothing(index_elements=_KEY)
+        )
+        _USAGE_BUMP[dialect] = (
+            _upsert(dialect, t.usage)
+            .values(**values, count=1)
+            .on_conflict_do_update(index_elements=_KEY, set_={"count": t.usage.c.count + 1})
+        )
     return _USAGE_ROW[dialect], _USAGE_BUMP[dialect]
 
 
@@ -165,29 +210,62 @@ _INSERT_PROVISION = insert(t.provisions)
 _INSERT_RECEIPT = insert(t.receipts)
 
 
-def insert_provision(conn: Connection, at: dt.datetime, message_id: str | None,
-                     decision_sha256: str, record: dict[str, Any], years: int) -> None:
-    conn.execute(_INSERT_PROVISION, {
-        "at": utc_text(at), "message_id": message_id, "decision_sha256": decision_sha256,
-        "recipient": str(record["recipient"]), "service": str(record["service"]),
-        "subject_ref": record.get("subject_ref"), "basis": str(record["basis"]),
-        "record_type": str(record["record_type"]), "record": canonical(record),
-        "retain_until": retain_until(at, years)})
+def insert_provision(
+    conn: Connection,
+    at: dt.datetime,
+    message_id: str | None,
+    decision_sha256: str,
+    record: dict[str, Any],
+    years: int,
+) -> None:
+    conn.execute(
+        _INSERT_PROVISION,
+        {
+            "at": utc_text(at),
+            "message_id": message_id,
+            "decision_sha256": decision_sha256,
+            "recipient": str(record["recipient"]),
+            "service": str(record["service"]),
+            "subject_ref": record.get("subject_ref"),
+            "basis": str(record["basis"]),
+            "record_type": str(record["record_type"]),
+            "record": canonical(record),
+            "retain_until": retain_until(at, years),
+        },
+    )
 
 
-def insert_receipt(conn: Connection, at: dt.datetime, message_id: str | None,
-                   record: dict[str, Any], statement_sha256: str, years: int) -> None:
-    conn.execute(_INSERT_RECEIPT, {
-        "at": utc_text(at), "message_id": message_id, "provider": str(record["provider"]),
-        "service": str(record["service"]), "client": str(record["client"]),
-        "subject_ref": record.get("subject_ref"), "basis": record.get("basis"),
-        "statement_sha256": statement_sha256, "record": canonical(record),
-        "retain_until": retain_until(at, years)})
+def insert_receipt(
+    conn: Connection,
+    at: dt.datetime,
+    message_id: str | None,
+    record: dict[str, Any],
+    statement_sha256: str,
+    years: int,
+) -> None:
+    conn.execute(
+        _INSERT_RECEIPT,
+        {
+            "at": utc_text(at),
+            "message_id": message_id,
+            "provider": str(record["provider"]),
+            "service": str(record["service"]),
+            "client": str(record["client"]),
+            "subject_ref": record.get("subject_ref"),
+            "basis": record.get("basis"),
+            "statement_sha256": statement_sha256,
+            "record": canonical(record),
+            "retain_until": retain_until(at, years),
+        },
+    )
 
 
 def _records(conn: Connection, table: Any, subject_ref: str) -> list[dict[str, Any]]:
-    rows = conn.execute(select(table.c.at, table.c.record).where(
-        table.c.subject_ref == subject_ref).order_by(table.c.id))
+    rows = conn.execute(
+        select(table.c.at, table.c.record)
+        .where(table.c.subject_ref == subject_ref)
+        .order_by(table.c.id)
+    )
     return [{"at": at, **json.loads(record)} for at, record in rows]
 
 

@@ -13,8 +13,9 @@ from secnode.core.policy import TransparencyReport, build_transparency_report
 from secnode.policy import records, store
 
 
-def transparency_report(engine: Engine, fiscal_year: int,
-                        suppress_below: int) -> TransparencyReport:
+def transparency_report(
+    engine: Engine, fiscal_year: int, suppress_below: int
+) -> TransparencyReport:
     with engine.connect() as conn:
         entries = records.report_entries(conn, fiscal_year)
         try:
@@ -26,5 +27,10 @@ def transparency_report(engine: Engine, fiscal_year: int,
     if registry is not None:
         names = {str(m.id): m.name for m in registry.members.values()}
         labels = {o.code: (o.label_ja, o.label_en) for o in registry.ordinance_bases.values()}
-    return build_transparency_report(entries, fiscal_year, suppress_below=suppress_below,
-                                     recipient_names=names, basis_labels=labels)
+    return build_transparency_report(
+        entries,
+        fiscal_year,
+        suppress_below=suppress_below,
+        recipient_names=names,
+        basis_labels=labels,
+    )

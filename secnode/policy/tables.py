@@ -32,7 +32,8 @@ ID = String(1024)
 #: One row (id = 1): the generation every registry change bumps (processes sharing the
 #: database reload their snapshot when it moves), whether the policy is enforced, settings.
 state = Table(
-    "pol_state", metadata,
+    "pol_state",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("generation", BigInteger, nullable=False),
     Column("enforcing", Boolean, nullable=False),
@@ -43,7 +44,8 @@ state = Table(
 
 #: Members, purposes, ordinance bases, exception profiles, service classifications.
 registry = Table(
-    "pol_registry", metadata,
+    "pol_registry",
+    metadata,
     Column("kind", String(32), nullable=False),
     Column("key", ID, nullable=False),
     Column("doc", Text, nullable=False),
@@ -53,7 +55,8 @@ registry = Table(
 
 #: Every version of every agreement; the highest version of a uid is the current one.
 agreements = Table(
-    "pol_agreements", metadata,
+    "pol_agreements",
+    metadata,
     Column("uid", String(255), nullable=False),
     Column("version", Integer, nullable=False),
     Column("state", String(16), nullable=False),
@@ -63,7 +66,8 @@ agreements = Table(
 )
 
 consents = Table(
-    "pol_consents", metadata,
+    "pol_consents",
+    metadata,
     Column("consent_id", String(255), primary_key=True),
     Column("subject_ref", String(255), nullable=False),
     Column("controller", ID, nullable=False),
@@ -74,7 +78,8 @@ consents = Table(
 )
 
 stop_requests = Table(
-    "pol_stop_requests", metadata,
+    "pol_stop_requests",
+    metadata,
     Column("id", String(255), primary_key=True),
     Column("subject_ref", String(255), nullable=False),
     Column("doc", Text, nullable=False),
@@ -84,7 +89,8 @@ stop_requests = Table(
 
 #: Imported policy documents, verbatim in canonical form (what was loaded, when, by whom).
 documents = Table(
-    "pol_documents", metadata,
+    "pol_documents",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("imported_at", TIME, nullable=False),
     Column("actor", String(255), nullable=False),
@@ -96,7 +102,8 @@ documents = Table(
 
 #: Registry changes: who changed what, when (agreements, classifications, profiles, ...).
 changes = Table(
-    "pol_changes", metadata,
+    "pol_changes",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", TIME, nullable=False),
     Column("actor", String(255), nullable=False),
@@ -108,7 +115,8 @@ changes = Table(
 )
 
 consent_events = Table(
-    "pol_consent_events", metadata,
+    "pol_consent_events",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", TIME, nullable=False),
     Column("consent_id", String(255), nullable=False),
@@ -122,9 +130,11 @@ consent_events = Table(
 
 #: The decision log: every decision, allow and deny, on both sides.
 decisions = Table(
-    "pol_decisions", metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    "pol_decisions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("at", TIME, nullable=False),
     Column("side", String(8), nullable=False),
     Column("message_id", String(255)),
@@ -149,9 +159,11 @@ decisions = Table(
 
 #: Provider records (APPI Art. 29 items), one per provision, on the provider node.
 provisions = Table(
-    "pol_provisions", metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    "pol_provisions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("at", TIME, nullable=False),
     Column("message_id", String(255)),
     Column("decision_sha256", String(64), nullable=False),
@@ -168,9 +180,11 @@ provisions = Table(
 
 #: Receipt records (APPI Art. 30 items), one per received provision, on the client node.
 receipts = Table(
-    "pol_receipts", metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    "pol_receipts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("at", TIME, nullable=False),
     Column("message_id", String(255)),
     Column("provider", ID, nullable=False),
@@ -186,7 +200,8 @@ receipts = Table(
 
 #: Allowed provisions per agreement and JST day (quotas; the decision log is the source).
 usage = Table(
-    "pol_usage", metadata,
+    "pol_usage",
+    metadata,
     Column("agreement_uid", String(255), nullable=False),
     Column("day", String(10), nullable=False),
     Column("count", BigInteger, nullable=False),

@@ -51,8 +51,12 @@ class WorkerStats:
 class Worker:
     """Runs jobs ``(Connection) -> T`` in batched transactions on one thread."""
 
-    def __init__(self, engine: Engine, prepare: Callable[[Connection], None] | None = None,
-                 name: str = "policy-db") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        prepare: Callable[[Connection], None] | None = None,
+        name: str = "policy-db",
+    ) -> None:
         self.engine = engine
         self.prepare = prepare
         self.stats = WorkerStats()
@@ -92,13 +96,17 @@ class Worker:
         rows, self._rows = self._rows, []
         self._busy = True
         fresh = any(f for _, _, f in batch)
-        done = loop.run_in_executor(self._executor, self._run_batch,
-                                    [j for j, _, _ in batch], rows, fresh)
+        done = loop.run_in_executor(
+            self._executor, self._run_batch, [j for j, _, _ in batch], rows, fresh
+        )
         done.add_done_callback(lambda f: self._finish(loop, batch, f))
 
-    def _finish(self, loop: asyncio.AbstractEventLoop,
-                batch: list[tuple[Job, asyncio.Future[Any], bool]],
-                done: asyncio.Future[list[tuple[bool, Any]]]) -> None:
+    def _finish(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[tuple[Job, asyncio.Future[Any], bool]],
+        done: asyncio.Future[list[tuple[bool, Any]]],
+    ) -> None:
         try:
             results = done.result()
         except BaseException as exc:  # the executor itself failed
@@ -116,8 +124,9 @@ class Worker:
         elif self._rows and self._timer is None:
             self._timer = loop.call_later(DEFER_SECONDS, self._deferred_due, loop)
 
-    def _run_batch(self, jobs: list[Job], rows: list[Row],
-                   fresh: bool = True) -> list[tuple[bool, Any]]:
+    def _run_batch(
+        self, jobs: list[Job], rows: list[Row], fresh: bool = True
+    ) -> list[tuple[bool, Any]]:
         self.stats.batches += 1
         self.stats.jobs += len(jobs)
         try:

@@ -24,21 +24,25 @@ if TYPE_CHECKING:
     from secnode.core.globalconf import GlobalConf
 
 
-def caller_allowed(rules: Iterable[tuple[str, str]], remote: str,
-                   peer_cert_sha256: str | None) -> bool:
+def caller_allowed(
+    rules: Iterable[tuple[str, str]], remote: str, peer_cert_sha256: str | None
+) -> bool:
     """Whether a caller at ``remote`` (with this TLS client certificate, if any) matches
     one of a subsystem's whitelist rules (``kind``, ``value``): ``any``, ``address`` or
     ``cert`` (SHA-256 hex of the certificate). No rule: nobody may act as it."""
     for kind, value in rules:
-        if kind == "any" or (kind == "address" and value == remote) or (
-            kind == "cert" and peer_cert_sha256 is not None and value == peer_cert_sha256
+        if (
+            kind == "any"
+            or (kind == "address" and value == remote)
+            or (kind == "cert" and peer_cert_sha256 is not None and value == peer_cert_sha256)
         ):
             return True
     return False
 
 
-def client_granted(entry: ServiceEntry, client: MemberId | SubsystemId,
-                   conf: GlobalConf | None) -> bool:
+def client_granted(
+    entry: ServiceEntry, client: MemberId | SubsystemId, conf: GlobalConf | None
+) -> bool:
     """Whether ``client`` holds an access right to the service of ``entry``: directly, or
     through a global group of ``conf`` it is a member of (none without a configuration)."""
     if str(client) in entry.grants:

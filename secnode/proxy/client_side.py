@@ -82,8 +82,9 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
 async def handle_rest(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     path, sep, query = request.raw_path.partition("?")
-    parsed = rest.parse_rest_request(request.method, path, query if sep else None,
-                                     list(request.headers.items()))
+    parsed = rest.parse_rest_request(
+        request.method, path, query if sep else None, list(request.headers.items())
+    )
     body = await read_limited(request, rt.config.client.max_body_bytes)
     return await _run(rt, request, parsed.message_headers(), body, rest_request=parsed)
 
@@ -96,12 +97,25 @@ async def handle_list_clients(request: web.Request) -> web.Response:
 
 
 # ----- the exchange ---------------------------------------------------------------------
-async def _run(rt: NodeRuntime, request: web.Request, headers: MessageHeaders, body: bytes, *,
-               soap_request: soap.SoapRequest | None = None,
-               rest_request: rest.RestRequest | None = None) -> web.StreamResponse:
+async def _run(
+    rt: NodeRuntime,
+    request: web.Request,
+    headers: MessageHeaders,
+    body: bytes,
+    *,
+    soap_request: soap.SoapRequest | None = None,
+    rest_request: rest.RestRequest | None = None,
+) -> web.StreamResponse:
     """Refusals raise: the error boundary (secnode.proxy.boundary) answers and records them."""
-    ex = ClientExchange(rt, request, headers, body, log_body=rt.config.messagelog.bodies,
-                        soap_request=soap_request, rest_request=rest_request)
+    ex = ClientExchange(
+        rt,
+        request,
+        headers,
+        body,
+        log_body=rt.config.messagelog.bodies,
+        soap_request=soap_request,
+        rest_request=rest_request,
+    )
     note_message(request, headers, body, ex.log_body)
     response = await _exchange(ex)
     rt.count("client_requests_total")
@@ -127,10 +141,12 @@ def _check_configuration(ex: ClientExchange) -> None:
     """No exchange without a current global configuration (it says whom to trust)."""
     conf = ex.rt.conf
     if conf is None or conf.is_expired():
-        raise XRoadError(errors.OUTDATED_GLOBALCONF,
-                         "global configuration is missing or expired "
-                         f"({ex.rt.conf_error or 'stale'}); exchange is stopped until it is "
-                         "refreshed")
+        raise XRoadError(
+            errors.OUTDATED_GLOBALCONF,
+            "global configuration is missing or expired "
+            f"({ex.rt.conf_error or 'stale'}); exchange is stopped until it is "
+            "refreshed",
+        )
     ex.global_conf = conf
 
 
@@ -138,20 +154,27 @@ def _check_caller(ex: ClientExchange) -> None:
     """The client must be one of our member's subsystems, and this caller allowed to use it."""
     rt, client, request = ex.rt, ex.client, ex.http
     if client.member != rt.member:
-        raise XRoadError(errors.INVALID_CLIENT_IDENTIFIER,
-                         f"client {client} is not a member or subsystem served by this node "
-                         f"({rt.member})", http_status=403)
+        raise XRoadError(
+            errors.INVALID_CLIENT_IDENTIFIER,
+            f"client {client} is not a member or subsystem served by this node ({rt.member})",
+            http_status=403,
+        )
     if not ex.conf.has_client(client):
-        raise XRoadError(errors.UNKNOWN_MEMBER, f"client {client} is not registered in the "
-                         "global configuration")
+        raise XRoadError(
+            errors.UNKNOWN_MEMBER, f"client {client} is not registered in the global configuration"
+        )
     rules = rt.services.whitelist.get(getattr(client, "subsystem", ""), [])
     remote = request.remote or ""
-    peer = peer_cert_sha256(request.transport.get_extra_info("ssl_object")
-                            if request.transport else None)
+    peer = peer_cert_sha256(
+        request.transport.get_extra_info("ssl_object") if request.transport else None
+    )
     if not caller_allowed(rules, remote, peer):
-        raise XRoadError(errors.ACCESS_DENIED,
-                         f"this information system ({remote}) may not act as {client}; "
-                         "see 'secnode client allow'", http_status=403)
+        raise XRoadError(
+            errors.ACCESS_DENIED,
+            f"this information system ({remote}) may not act as {client}; "
+            "see 'secnode client allow'",
+            http_status=403,
+        )
 
 
 def _resolve_provider(ex: ClientExchange) -> None:
@@ -161,25 +184,31 @@ def _resolve_provider(ex: ClientExchange) -> None:
     if not nodes:
         raise XRoadError(errors.UNKNOWN_MEMBER, f"no node serves member {service.member}")
     if not ex.conf.has_client(service.subsystem_id):
-        raise XRoadError(errors.UNKNOWN_MEMBER,
-                         f"subsystem {service.subsystem_id} is not registered")
+        raise XRoadError(
+            errors.UNKNOWN_MEMBER, f"subsystem {service.subsystem_id} is not registered"
+        )
     ex.nodes = nodes
 
 
 async def _sign_and_log(ex: ClientExchange) -> None:
     """Sign the request digest (headers and body) and log it before it leaves the node."""
     ex.body_sha256 = hashlib.sha256(ex.body).digest()
-    ex.request = sign(ex, request_digest(ex.headers, ex.body_sha256),
-                      errors.CLIENT_PROXY_INTERNAL_ERROR)
-    await ex.log("request_out", ex.body, ex.request, body_sha256=ex.body_sha256,
-                 reason=ex.decision.reason)
+    ex.request = sign(
+        ex, request_digest(ex.headers, ex.body_sha256), errors.CLIENT_PROXY_INTERNAL_ERROR
+    )
+    await ex.log(
+        "request_out", ex.body, ex.request, body_sha256=ex.body_sha256, reason=ex.decision.reason
+    )
 
 
 async def _pass_refusal(ex: ClientExchange, reply: ProviderRefusal) -> web.Response:
     """Log the provider node's refusal, and hand its X-Road error to the client as it came."""
-    await ex.log("refusal", reply.body,
-                 reason=f"provider node: {reply.body[:300].decode('utf-8', 'replace')}",
-                 status=reply.status)
+    await ex.log(
+        "refusal",
+        reply.body,
+        reason=f"provider node: {reply.body[:300].decode('utf-8', 'replace')}",
+        status=reply.status,
+    )
     return _passthrough_error(reply.status, reply.body, ex.headers)
 
 
@@ -189,32 +218,47 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
     meta, out = reply.meta, reply.body
     out_sha = hashlib.sha256(out).digest()
     request = ex.signed_request
-    digest = response_digest(ex.headers, request.digest, meta.status, meta.content_type,
-                             out_sha, meta.policy)
+    digest = response_digest(
+        ex.headers, request.digest, meta.status, meta.content_type, out_sha, meta.policy
+    )
     codec = _verify_provider_signature(ex, reply, digest)
-    ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256,
-                         reply.ocsp_der)
+    ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256, reply.ocsp_der)
     if ex.soap_request is not None:
         soap_response.check_soap_response(out, ex.soap_request, ex.body)
-    await ex.log("response_in", out, ex.response, body_sha256=out_sha,
-                 reason=_statement_ref(meta.policy), status=meta.status,
-                 extra={"request_digest": request.digest.hex()})
+    await ex.log(
+        "response_in",
+        out,
+        ex.response,
+        body_sha256=out_sha,
+        reason=_statement_ref(meta.policy),
+        status=meta.status,
+        extra={"request_digest": request.digest.hex()},
+    )
     await ex.rt.decision.on_response(ex.headers, ex.decision, meta.status, out, meta.policy)
 
 
-def _verify_provider_signature(ex: ClientExchange, reply: ProviderReply,
-                               digest: bytes) -> SignerCodec:
+def _verify_provider_signature(
+    ex: ClientExchange, reply: ProviderReply, digest: bytes
+) -> SignerCodec:
     """The signature verifies, and its signer is trusted for the provider member."""
     rt, conf = ex.rt, ex.conf
     try:
         codec = rt.verifier.verify_signer(reply.signature, digest)
         rt.trust.reset_if_changed(conf)
-        rt.trust.check(codec.cert, codec.cert_der, reply.ocsp_der, ex.service.member,
-                       conf.ca_certs, conf.settings.get("ocsp_freshness_seconds", 3600))
+        rt.trust.check(
+            codec.cert,
+            codec.cert_der,
+            reply.ocsp_der,
+            ex.service.member,
+            conf.ca_certs,
+            conf.settings.get("ocsp_freshness_seconds", 3600),
+        )
     except (SignatureError, TrustError) as exc:
-        raise XRoadError(errors.INVALID_SIGNATURE,
-                         f"response signature from the provider node: {exc}", http_status=502
-                         ) from exc
+        raise XRoadError(
+            errors.INVALID_SIGNATURE,
+            f"response signature from the provider node: {exc}",
+            http_status=502,
+        ) from exc
     return codec
 
 
@@ -226,8 +270,9 @@ def _answer(ex: ClientExchange, reply: ProviderReply) -> web.Response:
     req = ex.rest_request
     if req is not None:
         request_hash = req.request_hash(hashlib.sha512(ex.body).digest() if ex.body else None)
-        for name, value in rest_headers.client_response_headers(reply.extra.headers, ex.headers,
-                                                        req.request_id, request_hash):
+        for name, value in rest_headers.client_response_headers(
+            reply.extra.headers, ex.headers, req.request_id, request_hash
+        ):
             resp_headers.add(name, value)
     return web.Response(status=reply.meta.status, body=reply.body, headers=resp_headers)
 
@@ -241,16 +286,18 @@ def _statement_ref(statement: str | None) -> str:
 
 def _passthrough_error(status: int, out: bytes, headers: MessageHeaders) -> web.Response:
     """The provider node refused: hand its X-Road error to the client as it came."""
-    ctype = "text/xml; charset=utf-8" if headers.protocol == "soap" else \
-        "application/json; charset=utf-8"
+    ctype = (
+        "text/xml; charset=utf-8"
+        if headers.protocol == "soap"
+        else "application/json; charset=utf-8"
+    )
     code = ""
     if headers.protocol == "rest":
         try:
             code = str(json.loads(out).get("type", ""))
         except (ValueError, AttributeError):
             code = errors.SERVICE_FAILED
-    resp = web.Response(status=status, body=out, content_type=None,
-                        headers={"Content-Type": ctype})
+    resp = web.Response(status=status, body=out, content_type=None, headers={"Content-Type": ctype})
     if code:
         resp.headers[errors.ERROR_HEADER] = code
     return resp
@@ -262,35 +309,47 @@ async def _send(ex: ClientExchange) -> ProviderReply | ProviderRefusal:
     rt = ex.rt
     session = rt.peer_session
     if session is None:
-        raise XRoadError(errors.CLIENT_PROXY_INTERNAL_ERROR,
-                         "node-to-node TLS is not configured (no auth certificate)")
+        raise XRoadError(
+            errors.CLIENT_PROXY_INTERNAL_ERROR,
+            "node-to-node TLS is not configured (no auth certificate)",
+        )
     out_headers = _wire_headers(ex)
     last_error = "no provider node"
     for node in ex.nodes:
         url = f"https://{node.address}{wire.EXCHANGE_PATH}"
         try:
-            async with session.post(url, data=ex.body, headers=out_headers,
-                                    ssl=rt.peer_ssl(node),
-                                    timeout=aiohttp.ClientTimeout(total=120, connect=10)) as resp:
+            async with session.post(
+                url,
+                data=ex.body,
+                headers=out_headers,
+                ssl=rt.peer_ssl(node),
+                timeout=aiohttp.ClientTimeout(total=120, connect=10),
+            ) as resp:
                 return await _read_reply(resp, rt.config.client.max_body_bytes)
         except XRoadError:
             raise
         except wire.WireError as exc:
-            raise XRoadError(errors.INVALID_SIGNATURE,
-                             f"malformed response from {node.address}: {exc}",
-                             http_status=502) from exc
+            raise XRoadError(
+                errors.INVALID_SIGNATURE,
+                f"malformed response from {node.address}: {exc}",
+                http_status=502,
+            ) from exc
         except aiohttp.ClientSSLError as exc:
-            last_error = (f"{node.address}: TLS handshake failed; the node did not present "
-                          f"the auth certificate registered for {node.id} ({exc})")
+            last_error = (
+                f"{node.address}: TLS handshake failed; the node did not present "
+                f"the auth certificate registered for {node.id} ({exc})"
+            )
             log.warning("provider node %s: %s", node.id, last_error)
             continue
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             last_error = f"{node.address}: {exc.__class__.__name__}: {exc}"
             log.warning("provider node %s unreachable: %s", node.id, last_error)
             continue
-    raise XRoadError(errors.CLIENT_PROXY_NETWORK_ERROR,
-                     f"could not reach a node of {ex.service.member} ({last_error})",
-                     http_status=502)
+    raise XRoadError(
+        errors.CLIENT_PROXY_NETWORK_ERROR,
+        f"could not reach a node of {ex.service.member} ({last_error})",
+        http_status=502,
+    )
 
 
 def _wire_headers(ex: ClientExchange) -> dict[str, str]:
@@ -310,8 +369,9 @@ async def _read_reply(resp: aiohttp.ClientResponse, limit: int) -> ProviderReply
     """The provider node's answer; malformed metadata is a :class:`wire.WireError`."""
     out = await read_response(resp.content, limit)
     if len(out) > limit:
-        raise XRoadError(errors.MESSAGE_TOO_LARGE,
-                         "provider response exceeds the size limit", http_status=502)
+        raise XRoadError(
+            errors.MESSAGE_TOO_LARGE, "provider response exceeds the size limit", http_status=502
+        )
     if errors.ERROR_HEADER in resp.headers and wire.H_SIGNATURE not in resp.headers:
         return ProviderRefusal(resp.status, out)
     return ProviderReply(
@@ -330,8 +390,10 @@ def _protocol_by_path(request: web.Request) -> str:
 
 def build_client_app(rt: NodeRuntime) -> web.Application:
     surface = Surface(errors.SERVER_CLIENT_PROXY, log, _protocol_by_path, rt)
-    app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024,
-                          middlewares=[error_boundary(surface)])
+    app = web.Application(
+        client_max_size=rt.config.client.max_body_bytes + 1024,
+        middlewares=[error_boundary(surface)],
+    )
     app[RUNTIME] = rt
     app.router.add_get("/listClients", handle_list_clients)
     app.router.add_route("*", "/r1/{tail:.*}", handle_rest)

@@ -95,10 +95,19 @@ class Exchange:
     ) -> None:
         """Record one step in the message log; raising refuses the message (it is not
         answered unlogged)."""
-        await self.rt.sink.record(ExchangeEvent.of(
-            direction, self.headers, body, log_body=self.log_body, signed=signed,
-            body_sha256=body_sha256, reason=reason, status=status, extra=extra,
-        ))
+        await self.rt.sink.record(
+            ExchangeEvent.of(
+                direction,
+                self.headers,
+                body,
+                log_body=self.log_body,
+                signed=signed,
+                body_sha256=body_sha256,
+                reason=reason,
+                status=status,
+                extra=extra,
+            )
+        )
 
 
 # ----- steps both sides take ---------------------------------------------------------------
@@ -107,8 +116,12 @@ async def decide(ex: Exchange, side: str, http_status: int | None = None) -> Non
     authoritative decision)."""
     verdict = await ex.rt.decision.decide(ex.headers, side)
     if not verdict.allow:
-        raise XRoadError(errors.ACCESS_DENIED, f"policy: {verdict.reason}: {verdict.message}",
-                         http_status=http_status, detail=verdict.reason)
+        raise XRoadError(
+            errors.ACCESS_DENIED,
+            f"policy: {verdict.reason}: {verdict.message}",
+            http_status=http_status,
+            detail=verdict.reason,
+        )
     ex.verdict = verdict
 
 
@@ -119,5 +132,6 @@ def sign(ex: Exchange, digest: bytes, code: str) -> Signed:
     require_own_sign_status(rt, code)
     assert rt.signer is not None and rt.sign_cert is not None and rt.sign_cert.ocsp_der
     codec = rt.signer.codec
-    return Signed(digest, rt.signer.sign(digest), codec.cert_der, codec.cert_sha256,
-                  rt.sign_cert.ocsp_der)
+    return Signed(
+        digest, rt.signer.sign(digest), codec.cert_der, codec.cert_sha256, rt.sign_cert.ocsp_der
+    )

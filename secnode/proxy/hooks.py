@@ -117,12 +117,19 @@ class DecisionPoint(Protocol):
     async def decide(self, headers: MessageHeaders, side: str) -> Verdict:
         """``side`` is 'client' (early refusal) or 'provider' (authoritative decision)."""
 
-    async def after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
-                             content_type: str) -> bytes:
+    async def after_response(
+        self, headers: MessageHeaders, verdict: Verdict, body: bytes, content_type: str
+    ) -> bytes:
         """Filter the response body to the permitted fields; record provisions."""
 
-    async def on_response(self, headers: MessageHeaders, verdict: Verdict, status: int,
-                          body: bytes, statement: str | None) -> None:
+    async def on_response(
+        self,
+        headers: MessageHeaders,
+        verdict: Verdict,
+        status: int,
+        body: bytes,
+        statement: str | None,
+    ) -> None:
         """Client node, after the provider's signed response was verified: record the
         receipt (APPI Art. 30). Raising refuses to hand the response to the client."""
 
@@ -140,10 +147,17 @@ class AllowAll:
     async def decide(self, headers: MessageHeaders, side: str) -> Verdict:
         return Verdict(True, "NOT_PERSONAL_DATA")
 
-    async def after_response(self, headers: MessageHeaders, verdict: Verdict, body: bytes,
-                             content_type: str) -> bytes:
+    async def after_response(
+        self, headers: MessageHeaders, verdict: Verdict, body: bytes, content_type: str
+    ) -> bytes:
         return body
 
-    async def on_response(self, headers: MessageHeaders, verdict: Verdict, status: int,
-                          body: bytes, statement: str | None) -> None:
+    async def on_response(
+        self,
+        headers: MessageHeaders,
+        verdict: Verdict,
+        status: int,
+        body: bytes,
+        statement: str | None,
+    ) -> None:
         return None

@@ -12,16 +12,21 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     """Read the body, refusing (without reading further) once it exceeds ``limit`` bytes."""
     length = request.content_length
     if length is not None and length > limit:
-        raise XRoadError(errors.MESSAGE_TOO_LARGE,
-                         f"request body of {length} bytes exceeds the limit of {limit} bytes",
-                         http_status=413)
+        raise XRoadError(
+            errors.MESSAGE_TOO_LARGE,
+            f"request body of {length} bytes exceeds the limit of {limit} bytes",
+            http_status=413,
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit:
-            raise XRoadError(errors.MESSAGE_TOO_LARGE,
-                             f"request body exceeds the limit of {limit} bytes", http_status=413)
+            raise XRoadError(
+                errors.MESSAGE_TOO_LARGE,
+                f"request body exceeds the limit of {limit} bytes",
+                http_status=413,
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

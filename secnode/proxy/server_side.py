@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("secnode.server")
 
+
 @dataclass(frozen=True)
 class ServiceAnswer:
     """What the provider system (or this node, for a metaservice) answered."""
@@ -105,8 +106,10 @@ def _check_configuration(ex: ProviderExchange) -> None:
     """No exchange without a current global configuration (it says whom to trust)."""
     conf = ex.rt.conf
     if conf is None or conf.is_expired():
-        raise XRoadError(errors.SERVER_PROXY_OUTDATED_GLOBALCONF,
-                         "the provider node's global configuration is missing or expired")
+        raise XRoadError(
+            errors.SERVER_PROXY_OUTDATED_GLOBALCONF,
+            "the provider node's global configuration is missing or expired",
+        )
     ex.global_conf = conf
 
 
@@ -115,10 +118,13 @@ def _check_caller(ex: ProviderExchange) -> None:
     of the client's member."""
     headers, request = ex.headers, ex.http
     if headers.service.member != ex.rt.member:
-        raise XRoadError(errors.UNKNOWN_SERVICE,
-                         f"service {headers.service} is not provided by member {ex.rt.member}")
-    peer_hash = peer_cert_sha256(request.transport.get_extra_info("ssl_object")
-                                 if request.transport else None)
+        raise XRoadError(
+            errors.UNKNOWN_SERVICE,
+            f"service {headers.service} is not provided by member {ex.rt.member}",
+        )
+    peer_hash = peer_cert_sha256(
+        request.transport.get_extra_info("ssl_object") if request.transport else None
+    )
     if peer_hash is None or not ex.conf.is_auth_cert_registered(peer_hash, headers.client):
         raise XRoadError(
             errors.SERVER_PROXY_SSL_AUTH_FAILED,
@@ -161,8 +167,14 @@ def _verify_signature(ex: ProviderExchange) -> None:
     except SignatureError as exc:
         raise XRoadError(errors.INVALID_SIGNATURE, f"request signature: {exc}") from exc
     try:
-        trusted = rt.trust.check(codec.cert, codec.cert_der, ocsp_der, ex.client.member,
-                                 conf.ca_certs, conf.settings.get("ocsp_freshness_seconds", 3600))
+        trusted = rt.trust.check(
+            codec.cert,
+            codec.cert_der,
+            ocsp_der,
+            ex.client.member,
+            conf.ca_certs,
+            conf.settings.get("ocsp_freshness_seconds", 3600),
+        )
     except TrustError as exc:
         raise XRoadError(errors.INVALID_SIGNATURE, f"request signer: {exc}") from exc
     ex.request = Signed(digest, signature, codec.cert_der, trusted.cert_sha256, ocsp_der)
@@ -177,15 +189,19 @@ async def _check_message(ex: ProviderExchange) -> None:
     # Only authentic messages consume their id, so nobody can burn another member's ids.
     await ex.rt.replay.remember(headers.client, headers.message_id, ex.conf)  # protocol.md §6.7
     if not ex.conf.has_client(headers.client):
-        raise XRoadError("Server.ServerProxy.UnknownMember",
-                         f"client {headers.client} is not registered in the global configuration")
+        raise XRoadError(
+            "Server.ServerProxy.UnknownMember",
+            f"client {headers.client} is not registered in the global configuration",
+        )
     if headers.protocol == "soap":
         # The provider system reads the SOAP header, not our metadata: they must agree, or a
         # client node could sign one client identity and show the service another.
         ex.soap_request = parse_soap_request(ex.body, None, check_body=False)
         if ex.soap_request.message_headers(headers.content_type) != headers:
-            raise XRoadError(errors.INCONSISTENT_HEADERS,
-                             "the SOAP header does not match the signed message metadata")
+            raise XRoadError(
+                errors.INCONSISTENT_HEADERS,
+                "the SOAP header does not match the signed message metadata",
+            )
 
 
 def _resolve_service(ex: ProviderExchange) -> None:
@@ -195,8 +211,7 @@ def _resolve_service(ex: ProviderExchange) -> None:
     if ex.entry is None and ex.metaservice is None:
         raise XRoadError(errors.UNKNOWN_SERVICE, f"unknown service {ex.service}")
     if ex.entry is not None and not client_granted(ex.entry, ex.client, ex.conf):
-        raise XRoadError(errors.ACCESS_DENIED,
-                         f"{ex.client} has no access right to {ex.service}")
+        raise XRoadError(errors.ACCESS_DENIED, f"{ex.client} has no access right to {ex.service}")
     if ex.entry is not None and ex.entry.log_bodies is not None:
         ex.log_body = ex.entry.log_bodies
     else:
@@ -206,15 +221,22 @@ def _resolve_service(ex: ProviderExchange) -> None:
 async def _log_request(ex: ProviderExchange) -> None:
     """The verified request and the decision, logged before the service is called."""
     verdict = ex.decision
-    await ex.log("request_in", ex.body, ex.signed_request, body_sha256=ex.body_sha256,
-                 reason=verdict.record or verdict.reason, extra={"policy": verdict.details})
+    await ex.log(
+        "request_in",
+        ex.body,
+        ex.signed_request,
+        body_sha256=ex.body_sha256,
+        reason=verdict.record or verdict.reason,
+        extra={"policy": verdict.details},
+    )
 
 
 async def _call_service(ex: ProviderExchange) -> None:
     """Call the provider system, or answer the metaservice here."""
     if ex.metaservice is not None:
-        status, content_type, out = metaservices.answer_provider(ex.rt, ex.headers,
-                                                                 ex.metaservice, ex.body)
+        status, content_type, out = metaservices.answer_provider(
+            ex.rt, ex.headers, ex.metaservice, ex.body
+        )
         ex.answer = ServiceAnswer(status, content_type, out)
     else:
         assert ex.entry is not None
@@ -229,17 +251,27 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
     out = answer.body
     if ex.soap_request is not None and ex.metaservice is None:
         out = prepare_soap_response(out, ex.soap_request, ex.body)
-    out = await ex.rt.decision.after_response(ex.headers, verdict, out,
-                                              answer.content_type or "")
-    ex.answer = answer = ServiceAnswer(answer.status, answer.content_type, out,
-                                       answer.passthrough)
+    out = await ex.rt.decision.after_response(ex.headers, verdict, out, answer.content_type or "")
+    ex.answer = answer = ServiceAnswer(answer.status, answer.content_type, out, answer.passthrough)
     out_sha = hashlib.sha256(out).digest()
-    digest = response_digest(ex.headers, ex.signed_request.digest, answer.status,
-                             answer.content_type, out_sha, verdict.statement)
+    digest = response_digest(
+        ex.headers,
+        ex.signed_request.digest,
+        answer.status,
+        answer.content_type,
+        out_sha,
+        verdict.statement,
+    )
     # Our own status may have lapsed since the request was checked.
     ex.response = sign(ex, digest, errors.SERVER_PROXY_INTERNAL_ERROR)
-    await ex.log("response_out", out, ex.response, body_sha256=out_sha, status=answer.status,
-                 extra={"request_digest": ex.signed_request.digest.hex()})
+    await ex.log(
+        "response_out",
+        out,
+        ex.response,
+        body_sha256=out_sha,
+        status=answer.status,
+        extra={"request_digest": ex.signed_request.digest.hex()},
+    )
 
 
 def _answer(ex: ProviderExchange) -> web.Response:
@@ -247,8 +279,9 @@ def _answer(ex: ProviderExchange) -> web.Response:
     answer, signed = ex.answer, ex.response
     assert answer is not None and signed is not None
     resp_headers: dict[str, str] = {
-        wire.H_RESPONSE: wire.ResponseMeta(answer.status, answer.content_type,
-                                           ex.decision.statement).encode(),
+        wire.H_RESPONSE: wire.ResponseMeta(
+            answer.status, answer.content_type, ex.decision.statement
+        ).encode(),
         wire.H_SIGNATURE: wire.b64(signed.signature),
         wire.H_OCSP: wire.b64(signed.ocsp_der),
     }
@@ -265,39 +298,52 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
     session = rt.service_session
     assert session is not None
     if entry.type == "rest":
-        url: str | URL = URL(rest_path.service_target(entry.url, headers.rest_path,
-                                                 headers.rest_query), encoded=True)
+        url: str | URL = URL(
+            rest_path.service_target(entry.url, headers.rest_path, headers.rest_query), encoded=True
+        )
         method = headers.rest_method or "GET"
     else:
         url, method = entry.url, "POST"
-    out_headers = CIMultiDict(rest_headers.provider_headers(headers, extra.headers,
-                                                     extra.request_id or headers.message_id))
+    out_headers = CIMultiDict(
+        rest_headers.provider_headers(
+            headers, extra.headers, extra.request_id or headers.message_id
+        )
+    )
     if headers.content_type and "Content-Type" not in out_headers:
         out_headers["Content-Type"] = headers.content_type
     body = ex.body
     try:
         async with session.request(
-            method, url, data=body if body or method not in ("GET", "HEAD") else None,
-            headers=out_headers, allow_redirects=False,
+            method,
+            url,
+            data=body if body or method not in ("GET", "HEAD") else None,
+            headers=out_headers,
+            allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
             out = await read_response(resp.content, rt.config.client.max_body_bytes)
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
-            passthrough = tuple((k, v) for k, v in rest_headers.filter_headers(resp.headers.items())
-                                if k.lower() not in ("content-type", "content-length"))
+            passthrough = tuple(
+                (k, v)
+                for k, v in rest_headers.filter_headers(resp.headers.items())
+                if k.lower() not in ("content-type", "content-length")
+            )
             return ServiceAnswer(resp.status, resp.headers.get("Content-Type"), out, passthrough)
     except TimeoutError as exc:
-        raise XRoadError(errors.SERVICE_FAILED,
-                         f"service did not answer within {entry.timeout:g} s") from exc
+        raise XRoadError(
+            errors.SERVICE_FAILED, f"service did not answer within {entry.timeout:g} s"
+        ) from exc
     except aiohttp.ClientError as exc:
         raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}") from exc
 
 
 def build_server_app(rt: NodeRuntime) -> web.Application:
     surface = Surface(errors.SERVER_SERVER_PROXY, log, lambda _request: "rest", rt)
-    app = web.Application(client_max_size=rt.config.client.max_body_bytes + 1024,
-                          middlewares=[error_boundary(surface)])
+    app = web.Application(
+        client_max_size=rt.config.client.max_body_bytes + 1024,
+        middlewares=[error_boundary(surface)],
+    )
     app[RUNTIME] = rt
     app.router.add_post(wire.EXCHANGE_PATH, handle_exchange)
     return app

@@ -128,8 +128,11 @@ class Extra:
         return cls(rest_request.request_id, tuple(rest_request.passthrough_headers()))
 
     def encode(self) -> str:
-        raw = json.dumps({"request_id": self.request_id, "headers": list(self.headers)},
-                         separators=(",", ":"), ensure_ascii=False)
+        raw = json.dumps(
+            {"request_id": self.request_id, "headers": list(self.headers)},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
         return b64(raw.encode("utf-8"))
 
     @classmethod
@@ -180,5 +183,6 @@ def check_version(text: str | None) -> None:
     """Refuse a request in a wire version this node does not speak. A request without the
     header is version 1 (the header was added after the first release)."""
     if text is not None and text.strip() != WIRE_VERSION:
-        raise WireError(f"unsupported {H_VERSION} {text[:32]!r}; this node speaks "
-                        f"version {WIRE_VERSION}")
+        raise WireError(
+            f"unsupported {H_VERSION} {text[:32]!r}; this node speaks version {WIRE_VERSION}"
+        )

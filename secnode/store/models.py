@@ -52,11 +52,14 @@ class NodeCertificate(Base):
     ocsp_der: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     ocsp_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     ocsp_this_update: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True)
+        DateTime(timezone=True), nullable=True
+    )
     ocsp_next_update: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True)
+        DateTime(timezone=True), nullable=True
+    )
     ocsp_fetched_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True)
+        DateTime(timezone=True), nullable=True
+    )
     ocsp_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     ocsp_failures: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -68,7 +71,8 @@ class Subsystem(Base):
     code: Mapped[str] = mapped_column(String(255), unique=True)
     added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     registration_sent_at: Mapped[dt.datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True)
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class NodeState(Base):
@@ -131,8 +135,10 @@ class SeenMessageId(Base):
     """
 
     __tablename__ = "seen_message_ids"
-    __table_args__ = (UniqueConstraint("client", "message_id"),
-                      Index("ix_seen_message_ids_seen_at", "seen_at"))
+    __table_args__ = (
+        UniqueConstraint("client", "message_id"),
+        Index("ix_seen_message_ids_seen_at", "seen_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client: Mapped[str] = mapped_column(String(1024))

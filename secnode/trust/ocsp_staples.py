@@ -50,17 +50,26 @@ def _cert_of(row: models.NodeCertificate) -> x509.Certificate:
 
 def active_rows(node: NodeHome) -> list[models.NodeCertificate]:
     with node.sessions() as s:
-        return list(s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.active).order_by(models.NodeCertificate.usage)))
+        return list(
+            s.scalars(
+                select(models.NodeCertificate)
+                .where(models.NodeCertificate.active)
+                .order_by(models.NodeCertificate.usage)
+            )
+        )
 
 
 def ocsp_rows(node: NodeHome) -> list[models.NodeCertificate]:
     """Certificates whose OCSP response is kept fresh: those in use and a pending renewal
     (so it can be put in use the moment its time comes, see :mod:`secnode.trust.renewal`)."""
     with node.sessions() as s:
-        return list(s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.active | models.NodeCertificate.pending)
-            .order_by(models.NodeCertificate.usage)))
+        return list(
+            s.scalars(
+                select(models.NodeCertificate)
+                .where(models.NodeCertificate.active | models.NodeCertificate.pending)
+                .order_by(models.NodeCertificate.usage)
+            )
+        )
 
 
 def stale_at(row: models.NodeCertificate, freshness: float) -> dt.datetime | None:
@@ -91,8 +100,12 @@ def as_utc(value: dt.datetime) -> dt.datetime:
 
 
 async def refresh_ocsp_one(
-    node: NodeHome, row: models.NodeCertificate, conf: GlobalConf, config: NodeConfig,
-    session: aiohttp.ClientSession | None = None, timeout: float = own_certs.OCSP_TIMEOUT,
+    node: NodeHome,
+    row: models.NodeCertificate,
+    conf: GlobalConf,
+    config: NodeConfig,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = own_certs.OCSP_TIMEOUT,
 ) -> OcspOutcome:
     """Fetch and validate a response for one certificate and record it (or the failure)."""
     cert = _cert_of(row)
@@ -121,11 +134,20 @@ def _record_success(node: NodeHome, row_id: int, status: Any) -> OcspOutcome:
         usage, digest = row.usage, row.cert_sha256
     if status.status != "good":
         reason = f" ({status.revocation_reason})" if status.revocation_reason else ""
-        log.error("%s certificate %s... is %s%s according to OCSP: exchange needing it stops",
-                  usage, digest[:16], status.status, reason)
+        log.error(
+            "%s certificate %s... is %s%s according to OCSP: exchange needing it stops",
+            usage,
+            digest[:16],
+            status.status,
+            reason,
+        )
     elif before != "good" or had_failures:
-        log.info("%s certificate %s...: OCSP good (thisUpdate %s)", usage, digest[:16],
-                 format_time(status.this_update))
+        log.info(
+            "%s certificate %s...: OCSP good (thisUpdate %s)",
+            usage,
+            digest[:16],
+            format_time(status.this_update),
+        )
     return OcspOutcome(usage, digest, status.status, None, 0)
 
 
@@ -135,22 +157,36 @@ def _record_failure(node: NodeHome, row_id: int, error: str, config: NodeConfig)
         assert row is not None
         row.ocsp_failures = (row.ocsp_failures or 0) + 1
         wait = backoff(config, row.ocsp_failures)
-        row.ocsp_error = (f"{error} (failed {row.ocsp_failures} time(s) in a row; "
-                          f"next attempt in {wait:g} s)")
+        row.ocsp_error = (
+            f"{error} (failed {row.ocsp_failures} time(s) in a row; next attempt in {wait:g} s)"
+        )
         usage, digest, failures = row.usage, row.cert_sha256, row.ocsp_failures
     level = logging.WARNING if failures == 1 or failures % 10 == 0 else logging.DEBUG
-    log.log(level, "OCSP for %s certificate %s... failed (%d in a row, retry in %g s): %s",
-            usage, digest[:16], failures, wait, error)
+    log.log(
+        level,
+        "OCSP for %s certificate %s... failed (%d in a row, retry in %g s): %s",
+        usage,
+        digest[:16],
+        failures,
+        wait,
+        error,
+    )
     return OcspOutcome(usage, digest, None, error, failures)
 
 
-async def refresh_ocsp(node: NodeHome, conf: GlobalConf | None, config: NodeConfig,
-                       session: aiohttp.ClientSession | None = None) -> list[OcspOutcome]:
+async def refresh_ocsp(
+    node: NodeHome,
+    conf: GlobalConf | None,
+    config: NodeConfig,
+    session: aiohttp.ClientSession | None = None,
+) -> list[OcspOutcome]:
     """Fetch responses for every active (and pending) certificate now (``secnode sync``)."""
     rows = await asyncio.to_thread(ocsp_rows, node)
     if conf is None:
-        return [OcspOutcome(r.usage, r.cert_sha256, None, "no global configuration yet", 0)
-                for r in rows]
+        return [
+            OcspOutcome(r.usage, r.cert_sha256, None, "no global configuration yet", 0)
+            for r in rows
+        ]
     return [await refresh_ocsp_one(node, r, conf, config, session) for r in rows]
 
 

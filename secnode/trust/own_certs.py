@@ -94,8 +94,9 @@ def describe(cert: x509.Certificate) -> str:
 
 
 # ----- the checks (pure given the node's public keys and a configuration) ------------------
-def match_key(cert: x509.Certificate,
-              candidates: dict[str, list[tuple[Path, bytes]]]) -> tuple[str, Path]:
+def match_key(
+    cert: x509.Certificate, candidates: dict[str, list[tuple[Path, bytes]]]
+) -> tuple[str, Path]:
     """Which of the node's keys (any usage, any generation) ``cert`` was issued for."""
     mine = spki(cert)
     for usage, keys_of_usage in candidates.items():
@@ -159,8 +160,9 @@ def require_conf(store: ConfStore, at: dt.datetime | None = None) -> GlobalConf:
     return conf
 
 
-def check_chain(cert: x509.Certificate, conf: GlobalConf,
-                at: dt.datetime | None = None) -> x509.Certificate:
+def check_chain(
+    cert: x509.Certificate, conf: GlobalConf, at: dt.datetime | None = None
+) -> x509.Certificate:
     """Return the certificate's direct issuer (an approved CA), or refuse."""
     try:
         path = chain.verify_chain(cert, conf.ca_certs, at=at)
@@ -205,16 +207,18 @@ async def fetch_status(
         try:
             request, nonce = ocsp_client.build_request(cert, issuer)
             der = await ocsp_client.fetch(url, request, session=session, timeout=timeout)
-            return ocsp_client.validate_response(der, cert, issuer, nonce=nonce,
-                                                 max_age=freshness_seconds)
+            return ocsp_client.validate_response(
+                der, cert, issuer, nonce=nonce, max_age=freshness_seconds
+            )
         except OCSPError as exc:
             failures.append(f"{url}: {exc}" if url not in str(exc) else str(exc))
     raise OCSPError("; ".join(failures))
 
 
 # ----- storing -----------------------------------------------------------------------------
-def record_status(row: models.NodeCertificate, status: OCSPStatus,
-                  at: dt.datetime | None = None) -> None:
+def record_status(
+    row: models.NodeCertificate, status: OCSPStatus, at: dt.datetime | None = None
+) -> None:
     """Copy a validated OCSP answer into the certificate's cache columns."""
     row.ocsp_der = status.raw
     row.ocsp_status = status.status
@@ -225,8 +229,14 @@ def record_status(row: models.NodeCertificate, status: OCSPStatus,
     row.ocsp_failures = 0
 
 
-def store_certificate(node: NodeHome, usage: str, cert: x509.Certificate, status: OCSPStatus,
-                      key_file: Path | None = None, pending: bool = False) -> tuple[int, Path]:
+def store_certificate(
+    node: NodeHome,
+    usage: str,
+    cert: x509.Certificate,
+    status: OCSPStatus,
+    key_file: Path | None = None,
+    pending: bool = False,
+) -> tuple[int, Path]:
     """Store ``cert``: in use (older ones deactivated) or ``pending`` (the one in use stays).
 
     Returns (deactivated count, PEM path); a pending certificate replaces an older pending
@@ -236,20 +246,27 @@ def store_certificate(node: NodeHome, usage: str, cert: x509.Certificate, status
     digest = cert_sha256_hex(cert)
     key = key_file or node.dir.key_path(usage)
     with node.session() as s:
-        others = s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.usage == usage,
-            models.NodeCertificate.active | models.NodeCertificate.pending,
-            models.NodeCertificate.cert_sha256 != digest)).all()
+        others = s.scalars(
+            select(models.NodeCertificate).where(
+                models.NodeCertificate.usage == usage,
+                models.NodeCertificate.active | models.NodeCertificate.pending,
+                models.NodeCertificate.cert_sha256 != digest,
+            )
+        ).all()
         replaced = [o for o in others if o.active]
         for old in others:  # a newer pending one supersedes an older; the one in use stays
             old.pending = False
             old.active = old.active and pending
-        row = s.scalars(select(models.NodeCertificate).where(
-            models.NodeCertificate.cert_sha256 == digest)).first()
+        row = s.scalars(
+            select(models.NodeCertificate).where(models.NodeCertificate.cert_sha256 == digest)
+        ).first()
         if row is None:
             row = models.NodeCertificate(
-                usage=usage, cert_pem=pem.decode("ascii"), cert_sha256=digest,
-                subject=cert.subject.rfc4514_string(), serial=f"{cert.serial_number:X}",
+                usage=usage,
+                cert_pem=pem.decode("ascii"),
+                cert_sha256=digest,
+                subject=cert.subject.rfc4514_string(),
+                serial=f"{cert.serial_number:X}",
                 not_after=cert.not_valid_after_utc,
                 key_file=str(key.relative_to(node.path)),
             )
@@ -265,8 +282,9 @@ def store_certificate(node: NodeHome, usage: str, cert: x509.Certificate, status
     return len(replaced), node.write_cert_file(usage, cert)
 
 
-def import_certificate(node: NodeHome, data: bytes, at: dt.datetime | None = None,
-                       timeout: float = OCSP_TIMEOUT) -> ImportResult:
+def import_certificate(
+    node: NodeHome, data: bytes, at: dt.datetime | None = None, timeout: float = OCSP_TIMEOUT
+) -> ImportResult:
     """Run every check, then store; raises :class:`CertImportError` with the first refusal."""
     cert = load_cert_bytes(data)
     usage, key_file = match_key(cert, {u: node.key_candidates(u) for u in USAGES})
@@ -277,8 +295,9 @@ def import_certificate(node: NodeHome, data: bytes, at: dt.datetime | None = Non
     issuer = check_chain(cert, conf, at)
     freshness = conf.settings.get("ocsp_freshness_seconds", 3600)
     try:
-        status = asyncio.run(fetch_status(cert, issuer, responder_urls(cert, conf), freshness,
-                                          timeout=timeout))
+        status = asyncio.run(
+            fetch_status(cert, issuer, responder_urls(cert, conf), freshness, timeout=timeout)
+        )
     except OCSPError as exc:
         raise CertImportError(
             f"cannot confirm that {describe(cert)} is not revoked: {exc}"

@@ -65,16 +65,17 @@ def check_signer(
     if not ocsp_der:
         raise TrustError("no OCSP response was stapled to the signature", "InvalidSignature")
     try:
-        status = ocsp.validate_response(ocsp_der, cert, issuer, now=when,
-                                        max_age=freshness_seconds)
+        status = ocsp.validate_response(ocsp_der, cert, issuer, now=when, max_age=freshness_seconds)
     except ocsp.StaleResponseError as exc:
         raise TrustError(f"stale OCSP response for the signer certificate: {exc}") from exc
     except ocsp.OCSPError as exc:
         raise TrustError(f"invalid OCSP response for the signer certificate: {exc}") from exc
     if status.status != "good":
         reason = f" ({status.revocation_reason})" if status.revocation_reason else ""
-        raise TrustError(f"signer certificate status is {status.status}{reason}",
-                         "CertificateRevoked" if status.status == "revoked" else "InvalidSignature")
+        raise TrustError(
+            f"signer certificate status is {status.status}{reason}",
+            "CertificateRevoked" if status.status == "revoked" else "InvalidSignature",
+        )
     fresh_until = status.this_update + dt.timedelta(seconds=freshness_seconds)
     if status.next_update is not None:
         fresh_until = min(fresh_until, status.next_update)

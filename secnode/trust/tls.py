@@ -23,8 +23,13 @@ def _pem_bundle(certs: Iterable[x509.Certificate]) -> str:
     return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
 
 
-def _base_context(purpose: ssl.Purpose, cert_file: Path, key_file: Path, passphrase: bytes,
-                  cas: list[x509.Certificate]) -> ssl.SSLContext:
+def _base_context(
+    purpose: ssl.Purpose,
+    cert_file: Path,
+    key_file: Path,
+    passphrase: bytes,
+    cas: list[x509.Certificate],
+) -> ssl.SSLContext:
     ctx = ssl.create_default_context(purpose)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(TLS_CIPHERS)
@@ -36,21 +41,26 @@ def _base_context(purpose: ssl.Purpose, cert_file: Path, key_file: Path, passphr
     return ctx
 
 
-def server_context(cert_file: Path, key_file: Path, passphrase: bytes,
-                   approved_cas: list[x509.Certificate]) -> ssl.SSLContext:
+def server_context(
+    cert_file: Path, key_file: Path, passphrase: bytes, approved_cas: list[x509.Certificate]
+) -> ssl.SSLContext:
     """Serve node-to-node HTTPS, requiring a client certificate from an approved CA."""
     return _base_context(ssl.Purpose.CLIENT_AUTH, cert_file, key_file, passphrase, approved_cas)
 
 
-def client_context(cert_file: Path, key_file: Path, passphrase: bytes,
-                   approved_cas: list[x509.Certificate]) -> ssl.SSLContext:
+def client_context(
+    cert_file: Path, key_file: Path, passphrase: bytes, approved_cas: list[x509.Certificate]
+) -> ssl.SSLContext:
     """Call other nodes, presenting our auth certificate and checking theirs chains."""
     return _base_context(ssl.Purpose.SERVER_AUTH, cert_file, key_file, passphrase, approved_cas)
 
 
-def pinned_client_context(cert_file: Path, key_file: Path, passphrase: bytes,
-                          peer_certs: x509.Certificate | Iterable[x509.Certificate],
-                          ) -> ssl.SSLContext:
+def pinned_client_context(
+    cert_file: Path,
+    key_file: Path,
+    passphrase: bytes,
+    peer_certs: x509.Certificate | Iterable[x509.Certificate],
+) -> ssl.SSLContext:
     """Call one specific node: the only trust anchors are its registered auth certificates.
 
     With partial-chain verification OpenSSL accepts the handshake only if the

@@ -71,9 +71,7 @@ SIGNATURE_NAME = "manifest.sig"
 RECORDS_NAME = "records.jsonl"
 BATCHES_NAME = "batches.json"
 _HASHED_NAME = re.compile(r"^(certs|ocsp)/([0-9a-f]{64})\.der$")
-_FIXED_NAMES = frozenset(
-    {MIMETYPE_NAME, MANIFEST_NAME, SIGNATURE_NAME, RECORDS_NAME, BATCHES_NAME}
-)
+_FIXED_NAMES = frozenset({MIMETYPE_NAME, MANIFEST_NAME, SIGNATURE_NAME, RECORDS_NAME, BATCHES_NAME})
 _ARCHIVE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _ZIP_EPOCH = dt.datetime(1980, 1, 1, tzinfo=dt.UTC)
 
@@ -132,7 +130,8 @@ class Manifest:
             "last_time": None if self.last_time is None else format_time(self.last_time),
             "created_at": format_time(self.created_at),
             "previous_archive_sha256": (
-                None if self.previous_archive_sha256 is None
+                None
+                if self.previous_archive_sha256 is None
                 else hex32(self.previous_archive_sha256)
             ),
             "signer_cert_sha256": hex32(self.signer_cert_sha256),
@@ -226,20 +225,14 @@ def select_evidence(
     that no record names directly).
     """
     wanted = {(r.chain_id, r.seq): r for r in records}
-    kept_batches = [
-        b for b in batches
-        if any(b.covers(chain, seq) for chain, seq in wanted)
-    ]
+    kept_batches = [b for b in batches if any(b.covers(chain, seq) for chain, seq in wanted)]
     by_id = {b.batch_id: b for b in kept_batches}
     kept_proofs = [
-        p for p in proofs
-        if p.batch_id in by_id and (by_id[p.batch_id].chain_id, p.seq) in wanted
+        p for p in proofs if p.batch_id in by_id and (by_id[p.batch_id].chain_id, p.seq) in wanted
     ]
     ocsp_wanted = {r.ocsp_sha256 for r in records if r.ocsp_sha256 is not None}
     kept_ocsp = [o for o in ocsp_responses if hashlib.sha256(o).digest() in ocsp_wanted]
-    return LogEvidence(
-        list(records), kept_batches, kept_proofs, list(certificates), kept_ocsp
-    )
+    return LogEvidence(list(records), kept_batches, kept_proofs, list(certificates), kept_ocsp)
 
 
 def batches_json(batches: Sequence[StampedBatch], proofs: Sequence[RecordProof]) -> bytes:
@@ -467,8 +460,11 @@ def _parse_loaded(name: str, files: dict[str, bytes]) -> LoadedArchive:
     except FormatError as exc:
         raise ArchiveFormatError(f"{name}: {exc}") from exc
     return LoadedArchive(
-        label=name, manifest=manifest, manifest_bytes=files[MANIFEST_NAME],
-        signature=files[SIGNATURE_NAME], files=files,
+        label=name,
+        manifest=manifest,
+        manifest_bytes=files[MANIFEST_NAME],
+        signature=files[SIGNATURE_NAME],
+        files=files,
         evidence=LogEvidence(records, batches, proofs, certificates, ocsp),
     )
 
@@ -500,8 +496,21 @@ def _parse_batches(data: bytes) -> tuple[list[StampedBatch], list[RecordProof]]:
 
 _MANIFEST_KEYS = frozenset(
     {
-        "format", "kind", "archive_id", "node_id", "sequence", "chain_id", "first_seq",
-        "last_seq", "record_count", "first_time", "last_time", "created_at",
-        "previous_archive_sha256", "signer_cert_sha256", "files", "description",
+        "format",
+        "kind",
+        "archive_id",
+        "node_id",
+        "sequence",
+        "chain_id",
+        "first_seq",
+        "last_seq",
+        "record_count",
+        "first_time",
+        "last_time",
+        "created_at",
+        "previous_archive_sha256",
+        "signer_cert_sha256",
+        "files",
+        "description",
     }
 )

@@ -71,13 +71,15 @@ class ArchiveCheck:
                     if m.sequence == 1:
                         self._fail_archive_chain(
                             f"{where} is the first archive but names a previous archive",
-                            archive, rank,
+                            archive,
+                            rank,
                         )
                     elif self.options.complete:
                         holes.add(rank)
                         self._fail_archive_chain(
                             f"archives 1..{(m.sequence or 1) - 1} before {where} are missing",
-                            archive, rank,
+                            archive,
+                            rank,
                         )
                     else:
                         holes.add(rank)
@@ -87,7 +89,8 @@ class ArchiveCheck:
                 if m.sequence == pm.sequence:
                     self._fail_archive_chain(
                         f"{where} and archive {pm.archive_id} claim the same sequence number",
-                        archive, rank,
+                        archive,
+                        rank,
                     )
                 elif m.previous_archive_sha256 != previous.sha256:
                     holes.add(rank)
@@ -101,20 +104,30 @@ class ArchiveCheck:
                         f"{where} names previous archive "
                         f"{named.hex() if named else 'none'}, but the archive before it is "
                         f"{pm.archive_id} with hash {previous.sha256.hex()}: {gap}",
-                        archive, rank,
+                        archive,
+                        rank,
                     )
                 elif m.sequence != (pm.sequence or 0) + 1:
                     self._fail_archive_chain(
                         f"{where} follows sequence {pm.sequence} (sequence numbers skip)",
-                        archive, rank,
+                        archive,
+                        rank,
                     )
             previous = archive
         return holes
 
     def _fail_archive_chain(self, message: str, archive: LoadedArchive, rank: int) -> None:
         m = archive.manifest
-        self.fail(FailureKind.ARCHIVE_CHAIN, message, rank=rank, layer=-1,
-                  chain_id=m.chain_id, seq=m.first_seq, order_seq=-1, archive=archive.label)
+        self.fail(
+            FailureKind.ARCHIVE_CHAIN,
+            message,
+            rank=rank,
+            layer=-1,
+            chain_id=m.chain_id,
+            seq=m.first_seq,
+            order_seq=-1,
+            archive=archive.label,
+        )
 
     def check_manifest(self, archive: LoadedArchive, rank: int) -> None:
         """The manifest's signature, the files it lists and the ranges it declares."""
@@ -122,9 +135,16 @@ class ArchiveCheck:
         self.checked["manifests"] += 1
 
         def problem(message: str, order_seq: int = -1) -> None:
-            self.fail(FailureKind.MANIFEST, f"{archive.label}: {message}", rank=rank, layer=0,
-                      chain_id=m.chain_id, seq=m.first_seq, order_seq=order_seq,
-                      archive=archive.label)
+            self.fail(
+                FailureKind.MANIFEST,
+                f"{archive.label}: {message}",
+                rank=rank,
+                layer=0,
+                chain_id=m.chain_id,
+                seq=m.first_seq,
+                order_seq=order_seq,
+                archive=archive.label,
+            )
 
         self._check_signer(archive, problem)
         self._check_files(archive, problem)
@@ -164,8 +184,10 @@ class ArchiveCheck:
             elif hashlib.sha256(content).digest() != expected:
                 # Placed after the archive's records: a record found altered inside is
                 # the more precise report and comes first.
-                problem(f"SHA-256 of {name} differs from the manifest",
-                        order_seq=INF if name == RECORDS_NAME else -1)
+                problem(
+                    f"SHA-256 of {name} differs from the manifest",
+                    order_seq=INF if name == RECORDS_NAME else -1,
+                )
         for name in m.files:
             if name not in archive.files:
                 problem(f"{name} is listed in the manifest but absent")
@@ -175,8 +197,10 @@ class ArchiveCheck:
         m = archive.manifest
         records = archive.evidence.records
         if len(records) != m.record_count:
-            problem(f"manifest declares {m.record_count} records, archive holds {len(records)}",
-                    order_seq=INF)
+            problem(
+                f"manifest declares {m.record_count} records, archive holds {len(records)}",
+                order_seq=INF,
+            )
         if records and m.kind is ArchiveKind.ARCHIVE:
             if {r.chain_id for r in records} != {m.chain_id}:
                 problem(f"records are not all of chain {m.chain_id}")
@@ -184,17 +208,33 @@ class ArchiveCheck:
                 problem(f"records are not all of node {m.node_id}")
             first, last = records[0].seq, records[-1].seq
             if m.first_seq is not None and first > m.first_seq:
-                self.fail(FailureKind.MISSING,
-                          f"archive {archive.label} declares seqs from {m.first_seq} but its "
-                          f"records start at {first}", rank=rank, layer=0, chain_id=m.chain_id,
-                          seq=m.first_seq, archive=archive.label)
+                self.fail(
+                    FailureKind.MISSING,
+                    f"archive {archive.label} declares seqs from {m.first_seq} but its "
+                    f"records start at {first}",
+                    rank=rank,
+                    layer=0,
+                    chain_id=m.chain_id,
+                    seq=m.first_seq,
+                    archive=archive.label,
+                )
             if m.last_seq is not None and last < m.last_seq:
-                self.fail(FailureKind.MISSING,
-                          f"archive {archive.label} declares seqs up to {m.last_seq} but its "
-                          f"records end at {last}", rank=rank, layer=0, chain_id=m.chain_id,
-                          seq=last + 1, archive=archive.label)
-        if records and m.kind is ArchiveKind.ARCHIVE and (
-            m.first_time != min(r.time for r in records)
-            or m.last_time != max(r.time for r in records)
+                self.fail(
+                    FailureKind.MISSING,
+                    f"archive {archive.label} declares seqs up to {m.last_seq} but its "
+                    f"records end at {last}",
+                    rank=rank,
+                    layer=0,
+                    chain_id=m.chain_id,
+                    seq=last + 1,
+                    archive=archive.label,
+                )
+        if (
+            records
+            and m.kind is ArchiveKind.ARCHIVE
+            and (
+                m.first_time != min(r.time for r in records)
+                or m.last_time != max(r.time for r in records)
+            )
         ):
             problem("declared time range differs from the records'", order_seq=INF)

@@ -174,8 +174,13 @@ class PreparedBatch:
 
     def stamped(self, token: bytes, tsa_name: str, tsa_url: str | None = None) -> StampedBatch:
         return StampedBatch(
-            batch_id=self.batch_id, chain_id=self.chain_id, first_seq=self.first_seq,
-            last_seq=self.last_seq, root=self.root, token=token, tsa_name=tsa_name,
+            batch_id=self.batch_id,
+            chain_id=self.chain_id,
+            first_seq=self.first_seq,
+            last_seq=self.last_seq,
+            root=self.root,
+            token=token,
+            tsa_name=tsa_name,
             tsa_url=tsa_url,
         )
 
@@ -201,9 +206,7 @@ def prepare_batch(records: Sequence[LogRecord]) -> PreparedBatch:
                 f"got {record.seq}"
             )
     root, paths = inclusion_proofs([r.record_hash for r in records])
-    return PreparedBatch(
-        chain_id, first, records[-1].seq, root, tuple(tuple(p) for p in paths)
-    )
+    return PreparedBatch(chain_id, first, records[-1].seq, root, tuple(tuple(p) for p in paths))
 
 
 def proofs_from_leaves(batch: StampedBatch, leaves: Sequence[bytes]) -> list[RecordProof]:
@@ -214,13 +217,21 @@ def proofs_from_leaves(batch: StampedBatch, leaves: Sequence[bytes]) -> list[Rec
         raise BatchError(f"batch {batch.batch_id}: leaves do not hash to the batch root")
     _, paths = inclusion_proofs(leaves)
     return [
-        RecordProof(batch.batch_id, batch.first_seq + i, i, tuple(p))
-        for i, p in enumerate(paths)
+        RecordProof(batch.batch_id, batch.first_seq + i, i, tuple(p)) for i, p in enumerate(paths)
     ]
 
 
 _BATCH_KEYS = frozenset(
-    {"batch_id", "chain_id", "first_seq", "last_seq", "hash", "root", "token", "tsa_name",
-     "tsa_url"}
+    {
+        "batch_id",
+        "chain_id",
+        "first_seq",
+        "last_seq",
+        "hash",
+        "root",
+        "token",
+        "tsa_name",
+        "tsa_url",
+    }
 )
 _PROOF_KEYS = frozenset({"batch_id", "seq", "index", "path"})

@@ -137,8 +137,10 @@ class LogRecord:
             raise RecordError(f"{where}: id must match {_RECORD_ID.pattern}")
         if not isinstance(self.chain_id, str) or not _CHAIN_ID.match(self.chain_id):
             raise RecordError(f"{where}: chain_id must match {_CHAIN_ID.pattern}")
-        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or not (
-            1 <= self.seq <= 2**53 - 1
+        if (
+            isinstance(self.seq, bool)
+            or not isinstance(self.seq, int)
+            or not (1 <= self.seq <= 2**53 - 1)
         ):
             raise RecordError(f"{where}: seq must be a positive integer")
         if not isinstance(self.time, dt.datetime) or self.time.tzinfo is None:
@@ -150,14 +152,33 @@ class LogRecord:
             if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
                 raise RecordError(f"{where}: {name} must be a non-empty string")
         for name in (
-            "client_id", "service_id", "message_id", "user_id", "purpose", "legal_basis",
-            "data_subject", "decision", "reason",
+            "client_id",
+            "service_id",
+            "message_id",
+            "user_id",
+            "purpose",
+            "legal_basis",
+            "data_subject",
+            "decision",
+            "reason",
         ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
                 raise RecordError(f"{where}: {name} must be a string of at most {MAX_TEXT}")
-        for name in ("id", "chain_id", "node_id", "client_id", "service_id", "message_id",
-                     "user_id", "purpose", "legal_basis", "data_subject", "decision", "reason"):
+        for name in (
+            "id",
+            "chain_id",
+            "node_id",
+            "client_id",
+            "service_id",
+            "message_id",
+            "user_id",
+            "purpose",
+            "legal_basis",
+            "data_subject",
+            "decision",
+            "reason",
+        ):
             value = getattr(self, name)
             if value is not None and not value.isascii():
                 try:
@@ -178,8 +199,10 @@ class LogRecord:
                 raise RecordError(f"{where}: {name} must be bytes or None")
         if (self.signature is None) != (self.signed_digest is None):
             raise RecordError(f"{where}: signature and signed_digest come together or not at all")
-        if isinstance(self.body_size, bool) or not isinstance(self.body_size, int) or not (
-            0 <= self.body_size <= 2**53 - 1
+        if (
+            isinstance(self.body_size, bool)
+            or not isinstance(self.body_size, int)
+            or not (0 <= self.body_size <= 2**53 - 1)
         ):
             raise RecordError(f"{where}: body_size must be a non-negative integer")
 
@@ -232,15 +255,30 @@ class LogRecord:
         if not isinstance(time, dt.datetime) or time.tzinfo is None:
             raise RecordError("record time must be timezone-aware")
         draft = cls(
-            id=record_id or new_record_id(), chain_id=chain_id, seq=seq,
-            time=time.astimezone(dt.UTC), direction=Direction(direction),
-            node_id=node_id, client_id=client_id, service_id=service_id,
-            message_id=message_id, user_id=user_id, purpose=purpose,
-            legal_basis=legal_basis, data_subject=data_subject, decision=decision,
-            reason=reason, body_sha256=body_sha256, body_size=body_size,
-            headers_sha256=headers_sha256, signed_digest=signed_digest, signature=signature,
-            signer_cert_sha256=signer_cert_sha256, ocsp_sha256=ocsp_sha256,
-            prev_hash=prev_hash, record_hash=bytes(32),
+            id=record_id or new_record_id(),
+            chain_id=chain_id,
+            seq=seq,
+            time=time.astimezone(dt.UTC),
+            direction=Direction(direction),
+            node_id=node_id,
+            client_id=client_id,
+            service_id=service_id,
+            message_id=message_id,
+            user_id=user_id,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            data_subject=data_subject,
+            decision=decision,
+            reason=reason,
+            body_sha256=body_sha256,
+            body_size=body_size,
+            headers_sha256=headers_sha256,
+            signed_digest=signed_digest,
+            signature=signature,
+            signer_cert_sha256=signer_cert_sha256,
+            ocsp_sha256=ocsp_sha256,
+            prev_hash=prev_hash,
+            record_hash=bytes(32),
             body=body if keep_body else None,
         )
         # Set in place rather than dataclasses.replace(): this runs once per message on
@@ -381,15 +419,28 @@ def canonical_bytes(record: LogRecord) -> bytes:
     Unicode; ``tests/test_messagelog_writer.py`` checks the equivalence.
     """
     r = record
-    texts = HeaderTexts.of(client_id=r.client_id, service_id=r.service_id,
-                           message_id=r.message_id, user_id=r.user_id, purpose=r.purpose,
-                           legal_basis=r.legal_basis, data_subject=r.data_subject)
+    texts = HeaderTexts.of(
+        client_id=r.client_id,
+        service_id=r.service_id,
+        message_id=r.message_id,
+        user_id=r.user_id,
+        purpose=r.purpose,
+        legal_basis=r.legal_basis,
+        data_subject=r.data_subject,
+    )
     template = CanonicalTemplate.of(
-        texts, time_text=format_time(r.time), direction=r.direction.value,
-        decision=r.decision, reason=r.reason, body_sha256=r.body_sha256,
-        body_size=r.body_size, headers_sha256=r.headers_sha256,
-        signed_digest=r.signed_digest, signature=r.signature,
-        signer_cert_sha256=r.signer_cert_sha256, ocsp_sha256=r.ocsp_sha256,
+        texts,
+        time_text=format_time(r.time),
+        direction=r.direction.value,
+        decision=r.decision,
+        reason=r.reason,
+        body_sha256=r.body_sha256,
+        body_size=r.body_size,
+        headers_sha256=r.headers_sha256,
+        signed_digest=r.signed_digest,
+        signature=r.signature,
+        signer_cert_sha256=r.signer_cert_sha256,
+        ocsp_sha256=r.ocsp_sha256,
     )
     return template.render(_quote(r.chain_id), _quote(r.id), _quote(r.node_id), r.seq)
 
@@ -410,15 +461,33 @@ class HeaderTexts:
     user_id: str
 
     @classmethod
-    def of(cls, *, client_id: str | None, service_id: str | None, message_id: str | None,
-           user_id: str | None, purpose: str | None, legal_basis: str | None,
-           data_subject: str | None) -> HeaderTexts:
+    def of(
+        cls,
+        *,
+        client_id: str | None,
+        service_id: str | None,
+        message_id: str | None,
+        user_id: str | None,
+        purpose: str | None,
+        legal_basis: str | None,
+        data_subject: str | None,
+    ) -> HeaderTexts:
         text = _text
         return cls(
-            client_id=text(client_id), data_subject=text(data_subject),
-            legal_basis_to_node="".join((',"legal_basis":', text(legal_basis),
-                                         ',"message_id":', text(message_id), ',"node_id":')),
-            purpose=text(purpose), service_id=text(service_id), user_id=text(user_id),
+            client_id=text(client_id),
+            data_subject=text(data_subject),
+            legal_basis_to_node="".join(
+                (
+                    ',"legal_basis":',
+                    text(legal_basis),
+                    ',"message_id":',
+                    text(message_id),
+                    ',"node_id":',
+                )
+            ),
+            purpose=text(purpose),
+            service_id=text(service_id),
+            user_id=text(user_id),
         )
 
 
@@ -443,42 +512,89 @@ class CanonicalTemplate:
     tail: str  # service_id .. version
 
     @classmethod
-    def of(cls, texts: HeaderTexts, *, time_text: str, direction: str, decision: str | None,
-           reason: str | None, body_sha256: bytes, body_size: int, headers_sha256: bytes,
-           signed_digest: bytes | None, signature: bytes | None,
-           signer_cert_sha256: bytes | None, ocsp_sha256: bytes | None) -> CanonicalTemplate:
+    def of(
+        cls,
+        texts: HeaderTexts,
+        *,
+        time_text: str,
+        direction: str,
+        decision: str | None,
+        reason: str | None,
+        body_sha256: bytes,
+        body_size: int,
+        headers_sha256: bytes,
+        signed_digest: bytes | None,
+        signature: bytes | None,
+        signer_cert_sha256: bytes | None,
+        ocsp_sha256: bytes | None,
+    ) -> CanonicalTemplate:
         text, blob, digest = _text, _blob, _digest
         return cls(
             head=f'{{"body_sha256":"{body_sha256.hex()}","body_size":'
-                 f'{int.__repr__(body_size)},"chain_id":',
-            after_chain="".join((
-                ',"client_id":', texts.client_id,
-                ',"data_subject":', texts.data_subject,
-                ',"decision":', text(decision),
-                ',"direction":', _quote(direction),
-                ',"headers_sha256":"', headers_sha256.hex(), '","id":',
-            )),
+            f'{int.__repr__(body_size)},"chain_id":',
+            after_chain="".join(
+                (
+                    ',"client_id":',
+                    texts.client_id,
+                    ',"data_subject":',
+                    texts.data_subject,
+                    ',"decision":',
+                    text(decision),
+                    ',"direction":',
+                    _quote(direction),
+                    ',"headers_sha256":"',
+                    headers_sha256.hex(),
+                    '","id":',
+                )
+            ),
             after_id=texts.legal_basis_to_node,
-            after_node="".join((
-                ',"ocsp_sha256":', digest(ocsp_sha256),
-                ',"purpose":', texts.purpose,
-                ',"reason":', text(reason), ',"seq":',
-            )),
-            tail="".join((
-                ',"service_id":', texts.service_id,
-                ',"signature":', blob(signature),
-                ',"signed_digest":', blob(signed_digest),
-                ',"signer_cert_sha256":', digest(signer_cert_sha256),
-                ',"time":"', time_text,
-                '","user_id":', texts.user_id,
-                ',"version":', int.__repr__(RECORD_VERSION), "}",
-            )),
+            after_node="".join(
+                (
+                    ',"ocsp_sha256":',
+                    digest(ocsp_sha256),
+                    ',"purpose":',
+                    texts.purpose,
+                    ',"reason":',
+                    text(reason),
+                    ',"seq":',
+                )
+            ),
+            tail="".join(
+                (
+                    ',"service_id":',
+                    texts.service_id,
+                    ',"signature":',
+                    blob(signature),
+                    ',"signed_digest":',
+                    blob(signed_digest),
+                    ',"signer_cert_sha256":',
+                    digest(signer_cert_sha256),
+                    ',"time":"',
+                    time_text,
+                    '","user_id":',
+                    texts.user_id,
+                    ',"version":',
+                    int.__repr__(RECORD_VERSION),
+                    "}",
+                )
+            ),
         )
 
     def render(self, chain_json: str, id_json: str, node_json: str, seq: int) -> bytes:
         """The canonical bytes; the three strings already JSON-quoted (:func:`json_string`)."""
-        return "".join((self.head, chain_json, self.after_chain, id_json, self.after_id,
-                        node_json, self.after_node, int.__repr__(seq), self.tail)).encode()
+        return "".join(
+            (
+                self.head,
+                chain_json,
+                self.after_chain,
+                id_json,
+                self.after_id,
+                node_json,
+                self.after_node,
+                int.__repr__(seq),
+                self.tail,
+            )
+        ).encode()
 
 
 def check_text(name: str, value: str | None) -> None:
@@ -521,9 +637,31 @@ def record_hash(prev_hash: bytes, canonical: bytes) -> bytes:
 
 _STORED_KEYS = frozenset(
     {
-        "version", "id", "chain_id", "seq", "time", "direction", "node_id", "client_id",
-        "service_id", "message_id", "user_id", "purpose", "legal_basis", "data_subject",
-        "decision", "reason", "body_sha256", "body_size", "headers_sha256", "signed_digest",
-        "signature", "signer_cert_sha256", "ocsp_sha256", "prev_hash", "record_hash", "body",
+        "version",
+        "id",
+        "chain_id",
+        "seq",
+        "time",
+        "direction",
+        "node_id",
+        "client_id",
+        "service_id",
+        "message_id",
+        "user_id",
+        "purpose",
+        "legal_basis",
+        "data_subject",
+        "decision",
+        "reason",
+        "body_sha256",
+        "body_size",
+        "headers_sha256",
+        "signed_digest",
+        "signature",
+        "signer_cert_sha256",
+        "ocsp_sha256",
+        "prev_hash",
+        "record_hash",
+        "body",
     }
 )

@@ -106,8 +106,14 @@ class SignerCheck:
         self.checked["signatures"] += 1
         problem = self._signature_problem(r)
         if problem is not None:
-            self.fail(FailureKind.BAD_SIGNATURE, problem, rank=entry.rank, layer=2, record=r,
-                      archive=entry.origin)
+            self.fail(
+                FailureKind.BAD_SIGNATURE,
+                problem,
+                rank=entry.rank,
+                layer=2,
+                record=r,
+                archive=entry.origin,
+            )
 
     def _signature_problem(self, r: LogRecord) -> str | None:
         assert r.signature is not None and r.signed_digest is not None
@@ -177,6 +183,8 @@ class SignerCheck:
             )
         except OCSPError as exc:
             return f"OCSP response does not prove the signer's status at {r.time}: {exc}"
-        self._staples[key] = (staple_window(der, status, issuer, self.options.ocsp_max_age),
-                              status.status)
+        self._staples[key] = (
+            staple_window(der, status, issuer, self.options.ocsp_max_age),
+            status.status,
+        )
         return status_problem(status.status, r.time)

@@ -49,6 +49,7 @@ def tsa_token_check(anchors: TrustAnchors) -> TokenCheck:
 
     return check
 
+
 class Stamps:
     """The batches and proofs of all the evidence, and the checks made against them."""
 
@@ -85,8 +86,12 @@ class Stamps:
                     self.fail(
                         FailureKind.BAD_TOKEN,
                         f"two different batches carry the id {batch.batch_id} ({origin})",
-                        rank=rank, layer=1, chain_id=batch.chain_id, seq=batch.first_seq,
-                        batch_id=batch.batch_id, archive=origin,
+                        rank=rank,
+                        layer=1,
+                        chain_id=batch.chain_id,
+                        seq=batch.first_seq,
+                        batch_id=batch.batch_id,
+                        archive=origin,
                     )
                 continue
             self.batches[batch.batch_id] = batch
@@ -113,8 +118,12 @@ class Stamps:
                         self.fail(
                             FailureKind.BAD_TOKEN,
                             f"batch {batch.batch_id} overlaps batch {reach.batch_id}",
-                            rank=rank, layer=1, chain_id=chain_id, seq=batch.first_seq,
-                            batch_id=batch.batch_id, archive=origin,
+                            rank=rank,
+                            layer=1,
+                            chain_id=chain_id,
+                            seq=batch.first_seq,
+                            batch_id=batch.batch_id,
+                            archive=origin,
                         )
                 if reach is None or batch.last_seq > reach.last_seq:
                     reach = batch
@@ -130,8 +139,12 @@ class Stamps:
                 FailureKind.BAD_TOKEN,
                 f"time-stamp token of batch {batch.batch_id} (seqs {batch.first_seq}.."
                 f"{batch.last_seq}) does not verify over its root: {exc}",
-                rank=rank, layer=1, chain_id=batch.chain_id, seq=batch.first_seq,
-                batch_id=batch.batch_id, archive=origin,
+                rank=rank,
+                layer=1,
+                chain_id=batch.chain_id,
+                seq=batch.first_seq,
+                batch_id=batch.batch_id,
+                archive=origin,
             )
         else:
             self.batch_ok[batch.batch_id] = True
@@ -186,11 +199,16 @@ class Stamps:
             }
             if implied == {actual}:
                 self.batch_root_bad.add(batch.batch_id)
-                self.fail(FailureKind.BAD_TOKEN,
-                          f"batch {batch.batch_id} root {batch.root.hex()} is not the root of "
-                          f"its records ({actual.hex()}): root and token were replaced",
-                          rank=by_seq[batch.first_seq].rank, layer=1, chain_id=chain_id,
-                          seq=batch.first_seq, batch_id=batch.batch_id)
+                self.fail(
+                    FailureKind.BAD_TOKEN,
+                    f"batch {batch.batch_id} root {batch.root.hex()} is not the root of "
+                    f"its records ({actual.hex()}): root and token were replaced",
+                    rank=by_seq[batch.first_seq].rank,
+                    layer=1,
+                    chain_id=chain_id,
+                    seq=batch.first_seq,
+                    batch_id=batch.batch_id,
+                )
 
     def check(
         self,
@@ -210,11 +228,17 @@ class Stamps:
                 return stamp_run, None
             if self.extend_run(unstamped_run, r):
                 return stamp_run, unstamped_run
-            run = self.fail(FailureKind.UNSTAMPED,
-                            "not covered by any time-stamped batch"
-                            + ("" if entry.strict else
-                               f" (older than the {self.options.unstamped_grace} grace period)"),
-                            record=r, **common)
+            run = self.fail(
+                FailureKind.UNSTAMPED,
+                "not covered by any time-stamped batch"
+                + (
+                    ""
+                    if entry.strict
+                    else f" (older than the {self.options.unstamped_grace} grace period)"
+                ),
+                record=r,
+                **common,
+            )
             return stamp_run, run
         if batch.batch_id in self.batch_root_bad or not self.batch_ok.get(batch.batch_id):
             return stamp_run, None  # reported once, as bad_token, for the whole batch
@@ -229,15 +253,24 @@ class Stamps:
         if not proofs:
             if self.extend_run(unstamped_run, r):
                 return stamp_run, unstamped_run
-            run = self.fail(FailureKind.UNSTAMPED,
-                            f"no Merkle proof links it to batch {batch.batch_id}",
-                            record=r, batch_id=batch.batch_id, **common)
+            run = self.fail(
+                FailureKind.UNSTAMPED,
+                f"no Merkle proof links it to batch {batch.batch_id}",
+                record=r,
+                batch_id=batch.batch_id,
+                **common,
+            )
             return stamp_run, run
         if self.extend_run(stamp_run, r):
             return stamp_run, None
         kind, message = self.diagnose(r, nxt)
-        run = self.fail(kind, message + f" (Merkle proof fails against batch {batch.batch_id})",
-                        record=r, batch_id=batch.batch_id, **common)
+        run = self.fail(
+            kind,
+            message + f" (Merkle proof fails against batch {batch.batch_id})",
+            record=r,
+            batch_id=batch.batch_id,
+            **common,
+        )
         return run, None
 
     def diagnose(self, r: LogRecord, nxt: LogRecord | None) -> tuple[FailureKind, str]:
@@ -257,8 +290,7 @@ class Stamps:
             if self.stamped_at(original_here, chain, r.seq):
                 if self.stamped_at(as_seq(r, r.seq + 1, original_here), chain, r.seq + 1):
                     return FailureKind.REORDERED, (
-                        f"records seq {r.seq} and {r.seq + 1} were swapped and the chain "
-                        "recomputed"
+                        f"records seq {r.seq} and {r.seq + 1} were swapped and the chain recomputed"
                     )
                 return FailureKind.INSERTED, (
                     "record was inserted and the chain recomputed after it: the stamped "

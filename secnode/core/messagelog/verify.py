@@ -135,8 +135,13 @@ class _Verifier:
         unreadable: Sequence[tuple[str, str]],
     ) -> VerificationReport:
         for label, reason in unreadable:
-            self.fail(FailureKind.MANIFEST, f"cannot read archive: {reason}", rank=-1, layer=0,
-                      archive=label)
+            self.fail(
+                FailureKind.MANIFEST,
+                f"cannot read archive: {reason}",
+                rank=-1,
+                layer=0,
+                archive=label,
+            )
         sources: list[LogEvidence] = [a.evidence for a in archives]
         if live is not None:
             sources.append(live)
@@ -188,7 +193,8 @@ class _Verifier:
         self._check_stored_order(unique)
         ordered = sorted(unique, key=lambda e: (e.record.seq, e.rank))
         self.report.chains[chain_id] = {
-            "first_seq": ordered[0].record.seq, "last_seq": ordered[-1].record.seq,
+            "first_seq": ordered[0].record.seq,
+            "last_seq": ordered[-1].record.seq,
             "records": len(ordered),
         }
         hash_ok_of = {id(e.record): e.record.hash_ok() for e in ordered}
@@ -213,10 +219,15 @@ class _Verifier:
                 continue
             earlier = first_copy.get(r.seq)
             if earlier is not None and earlier.rank != entry.rank:
-                self.fail(FailureKind.ALTERED,
-                          f"differs from the copy of seq {r.seq} in {earlier.origin} "
-                          f"(record {earlier.record.id})", rank=entry.rank, layer=0, record=r,
-                          archive=entry.origin)
+                self.fail(
+                    FailureKind.ALTERED,
+                    f"differs from the copy of seq {r.seq} in {earlier.origin} "
+                    f"(record {earlier.record.id})",
+                    rank=entry.rank,
+                    layer=0,
+                    record=r,
+                    archive=entry.origin,
+                )
                 continue
             first_copy.setdefault(r.seq, entry)
             seen.add(r)
@@ -230,7 +241,10 @@ class _Verifier:
                 self.fail(
                     FailureKind.REORDERED,
                     f"record seq {before.record.seq} is stored before seq {after.record.seq}",
-                    rank=before.rank, layer=0, record=before.record, archive=before.origin,
+                    rank=before.rank,
+                    layer=0,
+                    record=before.record,
+                    archive=before.origin,
                 )
 
     def _check_record(self, walk: _ChainWalk, entry: Entry, nxt: LogRecord | None) -> None:
@@ -244,12 +258,15 @@ class _Verifier:
         # -- the record's own hash
         self.checked["hashes"] += 1
         hash_ok = walk.hash_ok_of[id(r)]
-        if not hash_ok and r.seq not in walk.explained_hash and not (
-            walk.shift and as_seq(r, r.seq + walk.shift, r.prev_hash) == r.record_hash
+        if (
+            not hash_ok
+            and r.seq not in walk.explained_hash
+            and not (walk.shift and as_seq(r, r.seq + walk.shift, r.prev_hash) == r.record_hash)
         ):
-            walk.shift = self._diagnose_hash(
-                entry, prev, nxt, walk.explained_hash, walk.explained_link
-            ) or walk.shift
+            walk.shift = (
+                self._diagnose_hash(entry, prev, nxt, walk.explained_hash, walk.explained_link)
+                or walk.shift
+            )
         self._check_body(entry)
         # -- continuity with the previous record
         if prev is None:
@@ -268,10 +285,14 @@ class _Verifier:
         assert walk.prev is not None
         linked = nxt is not None and nxt.prev_hash == r.record_hash
         extra = walk.prev if linked else entry
-        self.fail(FailureKind.INSERTED,
-                  f"a second record with seq {r.seq}; the chain continues from the "
-                  "other one", rank=extra.rank, layer=0, record=extra.record,
-                  archive=extra.origin)
+        self.fail(
+            FailureKind.INSERTED,
+            f"a second record with seq {r.seq}; the chain continues from the other one",
+            rank=extra.rank,
+            layer=0,
+            record=extra.record,
+            archive=extra.origin,
+        )
         if linked:
             walk.prev = entry
 
@@ -281,22 +302,28 @@ class _Verifier:
         if r.body is not None:
             self.checked["bodies"] += 1
             if not r.body_ok():
-                self.fail(FailureKind.ALTERED,
-                          "body does not match body_sha256/body_size (body changed)",
-                          rank=entry.rank, layer=0, record=r, archive=entry.origin)
+                self.fail(
+                    FailureKind.ALTERED,
+                    "body does not match body_sha256/body_size (body changed)",
+                    rank=entry.rank,
+                    layer=0,
+                    record=r,
+                    archive=entry.origin,
+                )
 
     def _check_continuity(self, walk: _ChainWalk, entry: Entry, prev: Entry) -> None:
         """A gap in the seqs is ``missing``; otherwise the record must link to ``prev``."""
         r, p = entry.record, prev.record
         if r.seq > p.seq + 1:
             if not any(prev.rank < hole <= entry.rank for hole in walk.holes):
-                missing = f"seq {p.seq + 1}" + (
-                    f"..{r.seq - 1}" if r.seq - 1 > p.seq + 1 else ""
-                )
+                missing = f"seq {p.seq + 1}" + (f"..{r.seq - 1}" if r.seq - 1 > p.seq + 1 else "")
                 self.fail(
                     FailureKind.MISSING,
                     f"{missing} absent between records {p.id} and {r.id}",
-                    rank=entry.rank, layer=0, chain_id=r.chain_id, seq=p.seq + 1,
+                    rank=entry.rank,
+                    layer=0,
+                    chain_id=r.chain_id,
+                    seq=p.seq + 1,
                     archive=entry.origin,
                 )
         else:
@@ -309,16 +336,27 @@ class _Verifier:
         if r.seq == 1:
             self.checked["links"] += 1
             if r.prev_hash != genesis_hash(r.chain_id):
-                self.fail(FailureKind.ALTERED,
-                          "first record of the chain does not link to the chain's genesis value",
-                          rank=entry.rank, layer=0, record=r, archive=entry.origin)
+                self.fail(
+                    FailureKind.ALTERED,
+                    "first record of the chain does not link to the chain's genesis value",
+                    rank=entry.rank,
+                    layer=0,
+                    record=r,
+                    archive=entry.origin,
+                )
             return
         if any(hole <= entry.rank for hole in holes):
             return  # explained by the archive_chain failure already reported
         if self.options.complete:
-            self.fail(FailureKind.MISSING,
-                      f"chain starts at seq {r.seq}: seqs 1..{r.seq - 1} are absent",
-                      rank=entry.rank, layer=0, chain_id=r.chain_id, seq=1, archive=entry.origin)
+            self.fail(
+                FailureKind.MISSING,
+                f"chain starts at seq {r.seq}: seqs 1..{r.seq - 1} are absent",
+                rank=entry.rank,
+                layer=0,
+                chain_id=r.chain_id,
+                seq=1,
+                archive=entry.origin,
+            )
         else:
             self.note(f"chain {r.chain_id} starts at seq {r.seq} in the evidence given")
 
@@ -335,31 +373,51 @@ class _Verifier:
         common: dict[str, Any] = {"rank": entry.rank, "layer": 0, "archive": entry.origin}
         if as_seq(r, r.seq + 1, r.prev_hash) == r.record_hash:
             if nxt is not None and nxt.seq == r.seq + 1 and nxt.record_hash == r.prev_hash:
-                self.fail(FailureKind.REORDERED,
-                          f"records seq {r.seq} and {r.seq + 1} were swapped "
-                          f"({r.id} was sealed at seq {r.seq + 1})", record=r, **common)
+                self.fail(
+                    FailureKind.REORDERED,
+                    f"records seq {r.seq} and {r.seq + 1} were swapped "
+                    f"({r.id} was sealed at seq {r.seq + 1})",
+                    record=r,
+                    **common,
+                )
                 explained_hash.add(r.seq + 1)
                 explained_link.update({r.seq, r.seq + 1, r.seq + 2})
                 return 0
-            self.fail(FailureKind.MISSING,
-                      f"the record at seq {r.seq} was removed and the later records renumbered "
-                      f"({r.id} was sealed at seq {r.seq + 1})", record=r, **common)
+            self.fail(
+                FailureKind.MISSING,
+                f"the record at seq {r.seq} was removed and the later records renumbered "
+                f"({r.id} was sealed at seq {r.seq + 1})",
+                record=r,
+                **common,
+            )
             explained_link.add(r.seq)
             return 1
         if as_seq(r, r.seq - 1, r.prev_hash) == r.record_hash:
             if prev is not None and prev.record.prev_hash == r.prev_hash:
-                self.fail(FailureKind.INSERTED,
-                          f"record {prev.record.id} was inserted: the next record was sealed at "
-                          f"seq {prev.record.seq} directly after seq {prev.record.seq - 1}",
-                          rank=prev.rank, layer=0, record=prev.record, archive=prev.origin)
+                self.fail(
+                    FailureKind.INSERTED,
+                    f"record {prev.record.id} was inserted: the next record was sealed at "
+                    f"seq {prev.record.seq} directly after seq {prev.record.seq - 1}",
+                    rank=prev.rank,
+                    layer=0,
+                    record=prev.record,
+                    archive=prev.origin,
+                )
                 explained_link.add(r.seq)
                 return -1
-            self.fail(FailureKind.REORDERED,
-                      f"{r.id} was sealed at seq {r.seq - 1}, not {r.seq}", record=r, **common)
+            self.fail(
+                FailureKind.REORDERED,
+                f"{r.id} was sealed at seq {r.seq - 1}, not {r.seq}",
+                record=r,
+                **common,
+            )
             return 0
-        self.fail(FailureKind.ALTERED,
-                  "record hash does not match its content (record changed after sealing)",
-                  record=r, **common)
+        self.fail(
+            FailureKind.ALTERED,
+            "record hash does not match its content (record changed after sealing)",
+            record=r,
+            **common,
+        )
         return 0
 
     def _diagnose_link(
@@ -371,20 +429,36 @@ class _Verifier:
     ) -> None:
         r, p = entry.record, prev.record
         if prev_prev is not None and r.prev_hash == prev_prev.record.record_hash:
-            self.fail(FailureKind.INSERTED,
-                      f"record {p.id} was inserted: the next record (seq {r.seq}) links past "
-                      f"it to seq {prev_prev.record.seq}",
-                      rank=prev.rank, layer=0, record=p, archive=prev.origin)
+            self.fail(
+                FailureKind.INSERTED,
+                f"record {p.id} was inserted: the next record (seq {r.seq}) links past "
+                f"it to seq {prev_prev.record.seq}",
+                rank=prev.rank,
+                layer=0,
+                record=p,
+                archive=prev.origin,
+            )
         elif r.prev_hash in hashes:
             other = hashes[r.prev_hash].record
-            self.fail(FailureKind.REORDERED,
-                      f"record links to seq {other.seq}, not to seq {p.seq}",
-                      rank=entry.rank, layer=0, record=r, archive=entry.origin)
+            self.fail(
+                FailureKind.REORDERED,
+                f"record links to seq {other.seq}, not to seq {p.seq}",
+                rank=entry.rank,
+                layer=0,
+                record=r,
+                archive=entry.origin,
+            )
         elif p.hash_ok():
-            self.fail(FailureKind.ALTERED,
-                      f"seq {r.seq} does not link to this record: it was replaced by a record "
-                      "with a recomputed hash, or a record after it was removed and the rest "
-                      "renumbered", rank=prev.rank, layer=0, record=p, archive=prev.origin)
+            self.fail(
+                FailureKind.ALTERED,
+                f"seq {r.seq} does not link to this record: it was replaced by a record "
+                "with a recomputed hash, or a record after it was removed and the rest "
+                "renumbered",
+                rank=prev.rank,
+                layer=0,
+                record=p,
+                archive=prev.origin,
+            )
 
     # ----- bundles -----------------------------------------------------------------------
     def _check_bundle(self, bundle: LoadedArchive, rank: int) -> None:
@@ -397,20 +471,36 @@ class _Verifier:
             self.checked["hashes"] += 1
             hash_ok = r.hash_ok()
             if not hash_ok:
-                self.fail(FailureKind.ALTERED,
-                          "record hash does not match its content (record changed after sealing)",
-                          rank=rank, layer=0, record=r, archive=bundle.label)
+                self.fail(
+                    FailureKind.ALTERED,
+                    "record hash does not match its content (record changed after sealing)",
+                    rank=rank,
+                    layer=0,
+                    record=r,
+                    archive=bundle.label,
+                )
             self._check_body(entry)
             if previous is not None and previous.chain_id == r.chain_id:
                 if previous.seq == r.seq:
-                    self.fail(FailureKind.INSERTED, f"a second record with seq {r.seq}",
-                              rank=rank, layer=0, record=r, archive=bundle.label)
+                    self.fail(
+                        FailureKind.INSERTED,
+                        f"a second record with seq {r.seq}",
+                        rank=rank,
+                        layer=0,
+                        record=r,
+                        archive=bundle.label,
+                    )
                 elif previous.seq + 1 == r.seq:
                     self.checked["links"] += 1
                     if r.prev_hash != previous.record_hash:
-                        self.fail(FailureKind.ALTERED,
-                                  f"does not link to seq {previous.seq} in the bundle",
-                                  rank=rank, layer=0, record=r, archive=bundle.label)
+                        self.fail(
+                            FailureKind.ALTERED,
+                            f"does not link to seq {previous.seq} in the bundle",
+                            rank=rank,
+                            layer=0,
+                            record=r,
+                            archive=bundle.label,
+                        )
             self.stamps.check(entry, None, hash_ok, None, None)
             self.signers.check(entry)
             previous = r

@@ -36,9 +36,16 @@ from .vocabulary import (
 
 # -- settings, members, purposes, ordinance bases -------------------------------------------
 
+
 def parse_settings(v: Value) -> PolicySettings:
-    f = v.obj(optional=("require_issue", "max_clock_skew_seconds",
-                        "consent_max_status_age_seconds", "record_retention"))
+    f = v.obj(
+        optional=(
+            "require_issue",
+            "max_clock_skew_seconds",
+            "consent_max_status_age_seconds",
+            "record_retention",
+        )
+    )
     default = PolicySettings()
     retention = default.record_retention
     if (r := f.opt("record_retention")) is not None:
@@ -68,8 +75,10 @@ def settings_to_json(s: PolicySettings) -> JsonObj:
 
 
 def parse_member(v: Value) -> Member:
-    f = v.obj(("id", "legal_type", "name"),
-              ("country", "status", "address", "representative", "ppc_optout_filing_id"))
+    f = v.obj(
+        ("id", "legal_type", "name"),
+        ("country", "status", "address", "representative", "ppc_optout_filing_id"),
+    )
     return Member(
         id=f.req("id").member_id(),
         legal_type=f.req("legal_type").enum(LegalType, "legal type"),
@@ -83,8 +92,13 @@ def parse_member(v: Value) -> Member:
 
 
 def member_to_json(m: Member) -> JsonObj:
-    d: JsonObj = {"id": str(m.id), "legal_type": m.legal_type.value, "name": m.name,
-                  "country": m.country, "status": m.status.value}
+    d: JsonObj = {
+        "id": str(m.id),
+        "legal_type": m.legal_type.value,
+        "name": m.name,
+        "country": m.country,
+        "status": m.status.value,
+    }
     rd.put_opt(d, "address", m.address)
     rd.put_opt(d, "representative", m.representative)
     rd.put_opt(d, "ppc_optout_filing_id", m.ppc_optout_filing_id)
@@ -104,13 +118,21 @@ def parse_ordinance_basis(v: Value) -> OrdinanceBasis:
 
 
 def ordinance_basis_to_json(o: OrdinanceBasis) -> JsonObj:
-    return {"code": o.code, "kind": o.kind.value, "ordinance": o.ordinance,
-            "article": o.article, "label_ja": o.label_ja, "label_en": o.label_en}
+    return {
+        "code": o.code,
+        "kind": o.kind.value,
+        "ordinance": o.ordinance,
+        "article": o.article,
+        "label_ja": o.label_ja,
+        "label_en": o.label_en,
+    }
 
 
 def parse_purpose(v: Value, ctx: PolicySnapshot) -> PurposeCode:
-    f = v.obj(("code", "label_ja", "label_en"),
-              ("dpv_purpose", "default_retention", "allowed_bases", "compatible_with"))
+    f = v.obj(
+        ("code", "label_ja", "label_en"),
+        ("dpv_purpose", "default_retention", "allowed_bases", "compatible_with"),
+    )
     dpv = f.opt("dpv_purpose")
     if dpv is not None and dpv.text() not in DPV_PURPOSES:
         dpv.fail(f"unknown DPV purpose {dpv.raw!r} (allowed: {', '.join(sorted(DPV_PURPOSES))})")
@@ -125,7 +147,8 @@ def parse_purpose(v: Value, ctx: PolicySnapshot) -> PurposeCode:
         default_retention=retention.duration() if retention else None,
         allowed_bases=rd.basis_codes(bases, ctx, any_route=True) if bases else (),
         compatible_with=compatible.strs(pattern=PURPOSE_CODE, what="purpose code")
-        if compatible else (),
+        if compatible
+        else (),
     )
 
 
@@ -140,9 +163,12 @@ def purpose_to_json(p: PurposeCode) -> JsonObj:
 
 # -- services and exception profiles --------------------------------------------------------
 
+
 def parse_exception_profile(v: Value, ctx: PolicySnapshot) -> ExceptionProfile:
-    f = v.obj(("id", "reasons"), ("title", "fields", "max_lookback", "allowed_countries",
-                                  "post_review", "notify"))
+    f = v.obj(
+        ("id", "reasons"),
+        ("title", "fields", "max_lookback", "allowed_countries", "post_review", "notify"),
+    )
     reasons = tuple(_exception_reason(r, ctx) for r in f.req("reasons").items(nonempty=True))
     codes = [r.basis for r in reasons]
     if len(set(codes)) != len(codes):
@@ -159,7 +185,8 @@ def parse_exception_profile(v: Value, ctx: PolicySnapshot) -> ExceptionProfile:
         id=f.req("id").text(),
         reasons=reasons,
         fields=fields.strs(pattern=FIELD_NAME, what="field name", nonempty=True)
-        if fields else None,
+        if fields
+        else None,
         max_lookback=duration,
         allowed_countries=rd.countries(countries) if countries else ("JP",),
         post_review=post.flag() if post else True,
@@ -174,8 +201,10 @@ def _exception_reason(v: Value, ctx: PolicySnapshot) -> ExceptionReason:
     code = rd.basis_code(basis_v, ctx, any_route=True)
     basis = ctx.basis(code)
     if basis is None or basis.route is not Route.EXCEPTION:
-        basis_v.fail(f"basis {code!r} is not an exception basis; exception profiles take "
-                     "APPI27-1-2/3/4, APPI69-2-4 or declared ORD-* codes")
+        basis_v.fail(
+            f"basis {code!r} is not an exception basis; exception profiles take "
+            "APPI27-1-2/3/4, APPI69-2-4 or declared ORD-* codes"
+        )
     evidence = f.opt("required_evidence")
     keys = evidence.strs(what="evidence key") if evidence else ()
     for i, key in enumerate(keys):
@@ -201,8 +230,10 @@ def exception_profile_to_json(p: ExceptionProfile) -> JsonObj:
     rd.put_opt(d, "title", p.title)
     reasons = []
     for r in p.reasons:
-        item: JsonObj = {"basis": r.basis,
-                         "eligible_recipient_types": [t.value for t in r.eligible_recipient_types]}
+        item: JsonObj = {
+            "basis": r.basis,
+            "eligible_recipient_types": [t.value for t in r.eligible_recipient_types],
+        }
         rd.put_opt(item, "required_evidence", list(r.required_evidence) or None)
         rd.put_opt(item, "accepted_doc_types", list(r.accepted_doc_types) or None)
         reasons.append(item)
@@ -216,14 +247,28 @@ def exception_profile_to_json(p: ExceptionProfile) -> JsonObj:
 
 
 def parse_service(v: Value, ctx: PolicySnapshot) -> Service:
-    f = v.obj(("id",), ("title", "status", "fields", "data_classes", "registered_purposes",
-                        "subject_required", "exception_profiles", "acquisition_circumstances",
-                        "acquired_via_opt_out", "personal_info_file_ref"))
+    f = v.obj(
+        ("id",),
+        (
+            "title",
+            "status",
+            "fields",
+            "data_classes",
+            "registered_purposes",
+            "subject_required",
+            "exception_profiles",
+            "acquisition_circumstances",
+            "acquired_via_opt_out",
+            "personal_info_file_ref",
+        ),
+    )
     fields_v = f.opt("fields")
     classes_v = f.opt("data_classes")
     if (fields_v is None) == (classes_v is None):
-        v.fail("a service declares either 'fields' (preferred) or 'data_classes', not both "
-               "and not neither")
+        v.fail(
+            "a service declares either 'fields' (preferred) or 'data_classes', not both "
+            "and not neither"
+        )
     fields: tuple[ServiceField, ...] = ()
     classes: frozenset[DataClass] = frozenset()
     if fields_v is not None:
@@ -244,8 +289,11 @@ def parse_service(v: Value, ctx: PolicySnapshot) -> Service:
         if profile.fields is not None and fields:
             extra = sorted(set(profile.fields) - {x.name for x in fields})
             if extra:
-                raise PolicyFormatError(path, f"profile {pid!r} names fields the service does "
-                                        f"not declare: {', '.join(extra)}")
+                raise PolicyFormatError(
+                    path,
+                    f"profile {pid!r} names fields the service does "
+                    f"not declare: {', '.join(extra)}",
+                )
     subject = f.opt("subject_required")
     via_optout = f.opt("acquired_via_opt_out")
     return Service(

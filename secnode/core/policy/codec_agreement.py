@@ -25,17 +25,29 @@ CONSTRAINT_PROFILE: dict[str, frozenset[str]] = {
 }
 
 
-
-_AGREEMENT_KEYS = ("title", "type", "state", "valid_to", "allowed_countries", "recurring",
-                   "quotas", "duties", "publication_ref", "joint_use_notice_ref",
-                   "min_notice_version", "recipient_conforming_system",
-                   "recipient_links_personal_data", "contract_substitutes_record")
+_AGREEMENT_KEYS = (
+    "title",
+    "type",
+    "state",
+    "valid_to",
+    "allowed_countries",
+    "recurring",
+    "quotas",
+    "duties",
+    "publication_ref",
+    "joint_use_notice_ref",
+    "min_notice_version",
+    "recipient_conforming_system",
+    "recipient_links_personal_data",
+    "contract_substitutes_record",
+)
 
 
 def parse_agreement(v: Value, ctx: PolicySnapshot) -> Agreement:
     """Parse an ODRL-shaped agreement; every reference must exist in ``ctx``."""
-    f = v.obj(("uid", "version", "assigner", "assignee", "valid_from", "permission"),
-              _AGREEMENT_KEYS)
+    f = v.obj(
+        ("uid", "version", "assigner", "assignee", "valid_from", "permission"), _AGREEMENT_KEYS
+    )
     provider_v = f.req("assigner")
     provider = provider_v.member_id()
     if provider not in ctx.members:
@@ -96,11 +108,14 @@ def _permission(v: Value, ctx: PolicySnapshot, provider: MemberId) -> Permission
         left_v, op_v = cf.req("leftOperand"), cf.req("operator")
         left, op = left_v.text(), op_v.text()
         if left not in CONSTRAINT_PROFILE:
-            left_v.fail(f"unknown constraint {left!r} (allowed: "
-                        f"{', '.join(sorted(CONSTRAINT_PROFILE))})")
+            left_v.fail(
+                f"unknown constraint {left!r} (allowed: {', '.join(sorted(CONSTRAINT_PROFILE))})"
+            )
         if op not in CONSTRAINT_PROFILE[left]:
-            op_v.fail(f"operator {op!r} is not allowed for {left!r} (allowed: "
-                      f"{', '.join(sorted(CONSTRAINT_PROFILE[left]))})")
+            op_v.fail(
+                f"operator {op!r} is not allowed for {left!r} (allowed: "
+                f"{', '.join(sorted(CONSTRAINT_PROFILE[left]))})"
+            )
         if (left, op) in seen:
             c.fail(f"constraint {left} {op} given twice")
         seen[(left, op)] = cf.req("rightOperand")
@@ -114,8 +129,9 @@ def _permission(v: Value, ctx: PolicySnapshot, provider: MemberId) -> Permission
         fields = item_v.strs(pattern=FIELD_NAME, what="field name", nonempty=True)
         for i, name in enumerate(fields):
             if service.field(name) is None:
-                raise PolicyFormatError(f"{item_v.path}[{i}]",
-                                        f"service {str(target)!r} has no field {name!r}")
+                raise PolicyFormatError(
+                    f"{item_v.path}[{i}]", f"service {str(target)!r} has no field {name!r}"
+                )
     bases = rd.basis_codes(seen[("legalBasis", "isAnyOf")], ctx, any_route=False)
     statute = rd.text_opt(f.opt("statute_ref"))
     nb, na = seen.get(("dateTime", "gteq")), seen.get(("dateTime", "lt"))
@@ -131,7 +147,8 @@ def _permission(v: Value, ctx: PolicySnapshot, provider: MemberId) -> Permission
         not_after=na.instant() if na else None,
         recipient_countries=rd.countries(countries) if countries else None,
         recipient_types=tuple(t.enum(LegalType, "legal type") for t in types.items(nonempty=True))
-        if types else None,
+        if types
+        else None,
     )
 
 
@@ -141,20 +158,41 @@ def permission_to_json(p: Permission) -> JsonObj:
         {"leftOperand": "legalBasis", "operator": "isAnyOf", "rightOperand": list(p.bases)},
     ]
     if p.fields is not None:
-        cons.append({"leftOperand": "dataItem", "operator": "isPartOf",
-                     "rightOperand": list(p.fields)})
+        cons.append(
+            {"leftOperand": "dataItem", "operator": "isPartOf", "rightOperand": list(p.fields)}
+        )
     if p.not_before is not None:
-        cons.append({"leftOperand": "dateTime", "operator": "gteq",
-                     "rightOperand": format_instant(p.not_before)})
+        cons.append(
+            {
+                "leftOperand": "dateTime",
+                "operator": "gteq",
+                "rightOperand": format_instant(p.not_before),
+            }
+        )
     if p.not_after is not None:
-        cons.append({"leftOperand": "dateTime", "operator": "lt",
-                     "rightOperand": format_instant(p.not_after)})
+        cons.append(
+            {
+                "leftOperand": "dateTime",
+                "operator": "lt",
+                "rightOperand": format_instant(p.not_after),
+            }
+        )
     if p.recipient_countries is not None:
-        cons.append({"leftOperand": "recipientCountry", "operator": "isAnyOf",
-                     "rightOperand": list(p.recipient_countries)})
+        cons.append(
+            {
+                "leftOperand": "recipientCountry",
+                "operator": "isAnyOf",
+                "rightOperand": list(p.recipient_countries),
+            }
+        )
     if p.recipient_types is not None:
-        cons.append({"leftOperand": "recipientType", "operator": "isAnyOf",
-                     "rightOperand": [t.value for t in p.recipient_types]})
+        cons.append(
+            {
+                "leftOperand": "recipientType",
+                "operator": "isAnyOf",
+                "rightOperand": [t.value for t in p.recipient_types],
+            }
+        )
     d: JsonObj = {"target": str(p.target), "action": "use", "constraint": cons}
     rd.put_opt(d, "statute_ref", p.statute_ref)
     return d
@@ -163,10 +201,15 @@ def permission_to_json(p: Permission) -> JsonObj:
 def agreement_to_json(a: Agreement) -> JsonObj:
     d: JsonObj = {"uid": a.uid, "version": a.version}
     rd.put_opt(d, "title", a.title)
-    d.update({
-        "type": a.type.value, "state": a.state.value, "assigner": str(a.provider),
-        "assignee": [str(c) for c in a.consumers], "valid_from": format_instant(a.valid_from),
-    })
+    d.update(
+        {
+            "type": a.type.value,
+            "state": a.state.value,
+            "assigner": str(a.provider),
+            "assignee": [str(c) for c in a.consumers],
+            "valid_from": format_instant(a.valid_from),
+        }
+    )
     rd.put_opt(d, "valid_to", format_instant(a.valid_to) if a.valid_to else None)
     d["allowed_countries"] = list(a.allowed_countries)
     d["recurring"] = a.recurring
@@ -183,9 +226,14 @@ def agreement_to_json(a: Agreement) -> JsonObj:
         rd.put_opt(du, "inform_provider", a.duties.inform_provider)
         rd.put_opt(du, "use_limitation", a.duties.use_limitation)
         d["duties"] = du
-    for key in ("publication_ref", "joint_use_notice_ref", "min_notice_version",
-                "recipient_conforming_system", "recipient_links_personal_data",
-                "contract_substitutes_record"):
+    for key in (
+        "publication_ref",
+        "joint_use_notice_ref",
+        "min_notice_version",
+        "recipient_conforming_system",
+        "recipient_links_personal_data",
+        "contract_substitutes_record",
+    ):
         rd.put_opt(d, key, getattr(a, key))
     d["permission"] = [permission_to_json(p) for p in a.permissions]
     return d
@@ -196,15 +244,15 @@ def _quotas(v: Value | None) -> Quotas:
         return Quotas()
     f = v.obj(optional=("max_per_day", "max_total"))
     day, total = f.opt("max_per_day"), f.opt("max_total")
-    return Quotas(day.integer(minimum=0) if day else None,
-                  total.integer(minimum=0) if total else None)
+    return Quotas(
+        day.integer(minimum=0) if day else None, total.integer(minimum=0) if total else None
+    )
 
 
 def _duties(v: Value | None) -> Duties:
     if v is None:
         return Duties()
-    f = v.obj(optional=("delete_after", "no_onward_transfer", "inform_provider",
-                        "use_limitation"))
+    f = v.obj(optional=("delete_after", "no_onward_transfer", "inform_provider", "use_limitation"))
     delete = f.opt("delete_after")
     return Duties(
         delete_after=delete.duration() if delete else None,

@@ -13,10 +13,25 @@ from .vocabulary import FIELD_NAME, PURPOSE_CODE, CollectionMethod, ConsentStatu
 
 def parse_consent(v: Value, ctx: PolicySnapshot) -> ConsentRecord:
     """Parse a consent record; recipients, purposes and services must be declared."""
-    f = v.obj(("consent_id", "subject_ref", "controller", "recipients", "purposes", "status"),
-              ("services", "fields", "explicit_special_care", "foreign_transfer", "given_at",
-               "expires_at", "withdrawn_at", "collection_method", "notice_version",
-               "policy_url", "evidence_hash", "status_checked_at", "jurisdiction", "language"))
+    f = v.obj(
+        ("consent_id", "subject_ref", "controller", "recipients", "purposes", "status"),
+        (
+            "services",
+            "fields",
+            "explicit_special_care",
+            "foreign_transfer",
+            "given_at",
+            "expires_at",
+            "withdrawn_at",
+            "collection_method",
+            "notice_version",
+            "policy_url",
+            "evidence_hash",
+            "status_checked_at",
+            "jurisdiction",
+            "language",
+        ),
+    )
     controller_v = f.req("controller")
     controller = controller_v.member_id()
     if controller not in ctx.members:
@@ -43,8 +58,9 @@ def parse_consent(v: Value, ctx: PolicySnapshot) -> ConsentRecord:
         given_at=rd.instant_opt(f.opt("given_at")),
         expires_at=rd.instant_opt(f.opt("expires_at")),
         withdrawn_at=rd.instant_opt(f.opt("withdrawn_at")),
-        collection_method=rd.enum_opt(f.opt("collection_method"), CollectionMethod,
-                                "collection method"),
+        collection_method=rd.enum_opt(
+            f.opt("collection_method"), CollectionMethod, "collection method"
+        ),
         notice_version=notice.integer(minimum=1) if notice else None,
         policy_url=rd.text_opt(f.opt("policy_url")),
         evidence_hash=rd.text_opt(f.opt("evidence_hash")),
@@ -61,16 +77,21 @@ def _foreign(v: Value) -> ForeignTransfer:
 
 def consent_to_json(c: ConsentRecord) -> JsonObj:
     d: JsonObj = {
-        "consent_id": c.consent_id, "subject_ref": c.subject_ref,
-        "controller": str(c.controller), "recipients": [str(r) for r in c.recipients],
-        "purposes": list(c.purposes), "status": c.status.value,
+        "consent_id": c.consent_id,
+        "subject_ref": c.subject_ref,
+        "controller": str(c.controller),
+        "recipients": [str(r) for r in c.recipients],
+        "purposes": list(c.purposes),
+        "status": c.status.value,
     }
     rd.put_opt(d, "services", [str(s) for s in c.services] or None)
     rd.put_opt(d, "fields", list(c.fields) if c.fields is not None else None)
     rd.put_opt(d, "explicit_special_care", c.explicit_special_care)
     if c.foreign_transfer is not None:
-        d["foreign_transfer"] = {"countries": list(c.foreign_transfer.countries),
-                                 "info_provided": c.foreign_transfer.info_provided}
+        d["foreign_transfer"] = {
+            "countries": list(c.foreign_transfer.countries),
+            "info_provided": c.foreign_transfer.info_provided,
+        }
     for key in ("given_at", "expires_at", "withdrawn_at", "status_checked_at"):
         value = getattr(c, key)
         rd.put_opt(d, key, format_instant(value) if value is not None else None)
@@ -84,8 +105,9 @@ def consent_to_json(c: ConsentRecord) -> JsonObj:
 
 
 def parse_stop_request(v: Value, ctx: PolicySnapshot) -> StopRequest:
-    f = v.obj(("id", "subject_ref", "provider", "scope", "since"),
-              ("recipient", "purpose", "lifted_at"))
+    f = v.obj(
+        ("id", "subject_ref", "provider", "scope", "since"), ("recipient", "purpose", "lifted_at")
+    )
     provider_v = f.req("provider")
     provider = provider_v.member_id()
     if provider not in ctx.members:
@@ -114,8 +136,13 @@ def parse_stop_request(v: Value, ctx: PolicySnapshot) -> StopRequest:
 
 
 def stop_request_to_json(s: StopRequest) -> JsonObj:
-    d: JsonObj = {"id": s.id, "subject_ref": s.subject_ref, "provider": str(s.provider),
-                  "scope": s.scope.value, "since": format_instant(s.since)}
+    d: JsonObj = {
+        "id": s.id,
+        "subject_ref": s.subject_ref,
+        "provider": str(s.provider),
+        "scope": s.scope.value,
+        "since": format_instant(s.since),
+    }
     rd.put_opt(d, "recipient", str(s.recipient) if s.recipient else None)
     rd.put_opt(d, "purpose", s.purpose)
     rd.put_opt(d, "lifted_at", format_instant(s.lifted_at) if s.lifted_at else None)

@@ -19,13 +19,20 @@ from .timeutil import format_instant
 from .vocabulary import Route
 
 __all__ = [
-    "EVALUATOR_VERSION", "Decision", "Obligation", "ObligationKind", "decide",
-    "decision_log_entry", "precheck",
+    "EVALUATOR_VERSION",
+    "Decision",
+    "Obligation",
+    "ObligationKind",
+    "decide",
+    "decision_log_entry",
+    "precheck",
 ]
 
 
 def decide(
-    request: PolicyRequest, policy: PolicySnapshot | None, at: datetime,
+    request: PolicyRequest,
+    policy: PolicySnapshot | None,
+    at: datetime,
     usage: UsageCounters | None = None,
 ) -> Decision:
     """Decide whether the provider node may forward ``request`` at time ``at``.
@@ -84,13 +91,15 @@ def _agreement_route(ev: Evaluation, candidates: list[Any]) -> Decision:
         sub.alternatives = [(e.agreement.uid, d.reason.value) for e, d in refused if e.agreement]
         return outcome.allow(sub)
     best, worst_case = max(refused, key=lambda pair: pair[0].rank())
-    best.alternatives = [(e.agreement.uid, d.reason.value) for e, d in refused
-                         if e is not best and e.agreement]
+    best.alternatives = [
+        (e.agreement.uid, d.reason.value) for e, d in refused if e is not best and e.agreement
+    ]
     return outcome.deny(best, worst_case)
 
 
-def precheck(request: PolicyRequest, policy: PolicySnapshot | None,
-             at: datetime) -> Decision | None:
+def precheck(
+    request: PolicyRequest, policy: PolicySnapshot | None, at: datetime
+) -> Decision | None:
     """Client-node early refusal: what can be known missing before sending.
 
     Uses the client node's copy of the provider's service classification. Returns a
@@ -120,11 +129,16 @@ def precheck(request: PolicyRequest, policy: PolicySnapshot | None,
     return None
 
 
-def _system_error(request: PolicyRequest, policy: PolicySnapshot | None, at: datetime,
-                  message: str) -> Decision:
+def _system_error(
+    request: PolicyRequest, policy: PolicySnapshot | None, at: datetime, message: str
+) -> Decision:
     return Decision(
-        allow=False, reason=Reason.SYSTEM_ERROR, article=None, message=message,
-        step=REASONS[Reason.SYSTEM_ERROR].step, permitted_fields=(),
+        allow=False,
+        reason=Reason.SYSTEM_ERROR,
+        article=None,
+        message=message,
+        step=REASONS[Reason.SYSTEM_ERROR].step,
+        permitted_fields=(),
         basis=request.basis if isinstance(request, PolicyRequest) else None,
         evaluated_at=at if isinstance(at, datetime) else None,
         policy_digest=policy.digest if policy is not None else None,
@@ -152,7 +166,8 @@ def decision_log_entry(decision: Decision) -> dict[str, Any]:
         "basis": decision.basis,
         "basis_category": decision.basis_category.value if decision.basis_category else None,
         "agreement": f"{decision.agreement_id}@{decision.agreement_version}"
-        if decision.agreement_id else None,
+        if decision.agreement_id
+        else None,
         "consent_id": decision.consent_id,
         "subject_ref": r.subject_ref if r else None,
         "fields_requested": list(r.fields) if r and r.fields is not None else None,
@@ -167,4 +182,3 @@ def decision_log_entry(decision: Decision) -> dict[str, Any]:
         "evaluator_version": EVALUATOR_VERSION,
         "obligations": [o.kind.value for o in decision.obligations],
     }
-

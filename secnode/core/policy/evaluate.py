@@ -84,9 +84,19 @@ class Evaluation:
         self.checks.append(name)
 
     def fork(self) -> Evaluation:
-        return Evaluation(self.request, self.policy, self.at, self.usage, list(self.checks),
-                          self.service, self.provider, self.client, self.basis, self.classes,
-                          stage=self.stage)
+        return Evaluation(
+            self.request,
+            self.policy,
+            self.at,
+            self.usage,
+            list(self.checks),
+            self.service,
+            self.provider,
+            self.client,
+            self.basis,
+            self.classes,
+            stage=self.stage,
+        )
 
     @property
     def regime(self) -> Regime | None:
@@ -131,16 +141,21 @@ class Evaluation:
             skew = abs((require_aware(t, "request time") - self.at).total_seconds())
             limit = self.policy.settings.max_clock_skew_seconds
             if skew > limit:
-                raise Deny(Reason.CLOCK_SKEW, f"request time is {skew:.0f} s from the node's "
-                           f"clock (limit {limit} s)")
+                raise Deny(
+                    Reason.CLOCK_SKEW,
+                    f"request time is {skew:.0f} s from the node's clock (limit {limit} s)",
+                )
         self.passed("policy loaded, clock within skew")
 
     def resolve_service(self) -> Service:
         self.stage = Step.S1_PARTIES
         svc = self.policy.service(self.request.service)
         if svc is None:
-            raise Deny(Reason.SERVICE_UNKNOWN, f"service {self.request.service} is not classified "
-                       "in the policy registry (secnode service classify)")
+            raise Deny(
+                Reason.SERVICE_UNKNOWN,
+                f"service {self.request.service} is not classified "
+                "in the policy registry (secnode service classify)",
+            )
         if svc.status is not Status.ACTIVE:
             raise Deny(Reason.SERVICE_INACTIVE, f"service {svc.id} is {svc.status.value}")
         self.service = svc
@@ -152,12 +167,15 @@ class Evaluation:
         svc = self.need_service()
         wanted = self.request.fields
         if wanted is not None and not svc.declares_fields and wanted:
-            raise Deny(Reason.FIELD_UNKNOWN, f"service {svc.id} declares no fields, so no data "
-                       "items can be requested")
+            raise Deny(
+                Reason.FIELD_UNKNOWN,
+                f"service {svc.id} declares no fields, so no data items can be requested",
+            )
         unknown = [n for n in wanted or () if svc.field(n) is None] if svc.declares_fields else []
         if unknown:
-            raise Deny(Reason.FIELD_UNKNOWN, f"service {svc.id} has no field(s) "
-                       f"{', '.join(unknown)}")
+            raise Deny(
+                Reason.FIELD_UNKNOWN, f"service {svc.id} has no field(s) {', '.join(unknown)}"
+            )
         self.classes = svc.classes_of(self.requested)
         self.passed("requested fields declared")
 
@@ -171,18 +189,22 @@ class Evaluation:
         self.client = self._member(self.request.client.member, "client")
         claimed = self.request.client_legal_type
         if claimed is not None and claimed is not self.client.legal_type:
-            raise Deny(Reason.PARTY_LEGAL_TYPE_MISMATCH, f"client declared {claimed.value} but "
-                       f"the registry says {self.client.legal_type.value}")
+            raise Deny(
+                Reason.PARTY_LEGAL_TYPE_MISMATCH,
+                f"client declared {claimed.value} but "
+                f"the registry says {self.client.legal_type.value}",
+            )
         self.passed("client and provider members registered and active")
 
     def _member(self, member_id: MemberId, role: str) -> Member:
         member = self.policy.members.get(member_id)
         if member is None:
-            raise Deny(Reason.PARTY_UNKNOWN_MEMBER, f"{role} member {member_id} is not in the "
-                       "policy registry")
+            raise Deny(
+                Reason.PARTY_UNKNOWN_MEMBER,
+                f"{role} member {member_id} is not in the policy registry",
+            )
         if member.status is not Status.ACTIVE:
-            raise Deny(Reason.PARTY_INACTIVE, f"{role} member {member_id} is "
-                       f"{member.status.value}")
+            raise Deny(Reason.PARTY_INACTIVE, f"{role} member {member_id} is {member.status.value}")
         return member
 
     # -- S2 envelope -----------------------------------------------------------------------
@@ -191,35 +213,53 @@ class Evaluation:
         self.stage = Step.S2_ENVELOPE
         r, svc = self.request, self.need_service()
         if r.purpose is None:
-            raise Deny(Reason.MISSING_PURPOSE, f"service {svc.id} carries personal data: "
-                       "X-Road-Purpose is required")
+            raise Deny(
+                Reason.MISSING_PURPOSE,
+                f"service {svc.id} carries personal data: X-Road-Purpose is required",
+            )
         purpose = self.policy.purposes.get(r.purpose)
         if purpose is None and know_purposes:
-            raise Deny(Reason.UNKNOWN_PURPOSE, f"purpose code {r.purpose!r} is not in the "
-                       "closed list")
+            raise Deny(
+                Reason.UNKNOWN_PURPOSE, f"purpose code {r.purpose!r} is not in the closed list"
+            )
         if r.basis is None:
-            raise Deny(Reason.MISSING_LEGAL_BASIS, f"service {svc.id} carries personal data: "
-                       "X-Road-Legal-Basis is required")
+            raise Deny(
+                Reason.MISSING_LEGAL_BASIS,
+                f"service {svc.id} carries personal data: X-Road-Legal-Basis is required",
+            )
         if r.basis in FORBIDDEN_BASES:
-            raise Deny(Reason.UNKNOWN_LEGAL_BASIS, f"{r.basis!r} is not a basis under APPI "
-                       "(there is no legitimate-interest basis)")
+            raise Deny(
+                Reason.UNKNOWN_LEGAL_BASIS,
+                f"{r.basis!r} is not a basis under APPI (there is no legitimate-interest basis)",
+            )
         basis = self.policy.basis(r.basis)
         if basis is None:
-            raise Deny(Reason.UNKNOWN_LEGAL_BASIS, f"legal basis code {r.basis!r} is not in the "
-                       "closed list")
+            raise Deny(
+                Reason.UNKNOWN_LEGAL_BASIS,
+                f"legal basis code {r.basis!r} is not in the closed list",
+            )
         self.basis = basis
         allowed = purpose.allowed_bases if purpose is not None else ()
         if purpose is not None and allowed and basis.code not in allowed:
-            raise Deny(Reason.BASIS_NOT_ALLOWED_FOR_PURPOSE, f"purpose {purpose.code} admits "
-                       f"only {', '.join(purpose.allowed_bases)}")
+            raise Deny(
+                Reason.BASIS_NOT_ALLOWED_FOR_PURPOSE,
+                f"purpose {purpose.code} admits only {', '.join(purpose.allowed_bases)}",
+            )
         if self.policy.settings.require_issue and r.issue is None:
-            raise Deny(Reason.MISSING_ISSUE, "personal data requires a case reference "
-                       "(X-Road-Issue)")
-        needs_subject = (svc.subject_required or basis.route is Route.CONSENT
-                         or basis.category is Category.OPT_OUT)
+            raise Deny(
+                Reason.MISSING_ISSUE, "personal data requires a case reference (X-Road-Issue)"
+            )
+        needs_subject = (
+            svc.subject_required
+            or basis.route is Route.CONSENT
+            or basis.category is Category.OPT_OUT
+        )
         if needs_subject and r.subject_ref is None:
-            raise Deny(Reason.MISSING_SUBJECT, "X-Road-Data-Subject is required for this "
-                       f"{'basis' if not svc.subject_required else 'service'}")
+            raise Deny(
+                Reason.MISSING_SUBJECT,
+                "X-Road-Data-Subject is required for this "
+                f"{'basis' if not svc.subject_required else 'service'}",
+            )
         self.passed("purpose, basis, issue and subject declared from the closed lists")
 
     # -- S3 data class ---------------------------------------------------------------------
@@ -228,27 +268,40 @@ class Evaluation:
         self.stage = Step.S3_DATA_CLASS
         basis, classes = self.need_basis(), self.classes
         if DataClass.MYNUMBER in classes and basis.category is not Category.MY_NUMBER_ACT:
-            raise Deny(Reason.MYNUMBER_BASIS, "My Number data may be provided only in the cases "
-                       "of My Number Act Art. 19 (basis MYNUMBER19-<item>); consent does not "
-                       "suffice")
+            raise Deny(
+                Reason.MYNUMBER_BASIS,
+                "My Number data may be provided only in the cases "
+                "of My Number Act Art. 19 (basis MYNUMBER19-<item>); consent does not "
+                "suffice",
+            )
         if DataClass.PSEUDONYMIZED in classes and basis.code not in PSEUDONYMIZED_BASES:
             allowed = ", ".join(sorted(PSEUDONYMIZED_BASES))
-            raise Deny(Reason.PSEUDONYMIZED_PROVISION, "pseudonymized data may leave only based "
-                       f"on laws, by entrustment or joint use ({allowed})")
+            raise Deny(
+                Reason.PSEUDONYMIZED_PROVISION,
+                "pseudonymized data may leave only based "
+                f"on laws, by entrustment or joint use ({allowed})",
+            )
         if DataClass.SPECIAL_CARE in classes and basis.category is Category.OPT_OUT:
-            raise Deny(Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN, "special-care data cannot be "
-                       "provided by opt-out (APPI Art. 27(2) proviso)")
+            raise Deny(
+                Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN,
+                "special-care data cannot be provided by opt-out (APPI Art. 27(2) proviso)",
+            )
         if DataClass.ANONYMIZED in classes:
             svc = self.need_service()
             keys = [n for n in self.requested or () if (f := svc.field(n)) and f.linkage_key]
             if keys:
-                raise Deny(Reason.REIDENTIFICATION_RISK, "linkage key(s) "
-                           f"{', '.join(keys)} requested together with anonymized data")
+                raise Deny(
+                    Reason.REIDENTIFICATION_RISK,
+                    f"linkage key(s) {', '.join(keys)} requested together with anonymized data",
+                )
         if basis.category is Category.ANONYMIZED_PROVISION:
             other = classes - {DataClass.ANONYMIZED, DataClass.NON_PERSONAL}
             if other:
-                raise Deny(Reason.BASIS_NOT_APPLICABLE, f"{basis.code} covers only anonymized "
-                           f"data; request includes {', '.join(sorted(c.value for c in other))}")
+                raise Deny(
+                    Reason.BASIS_NOT_APPLICABLE,
+                    f"{basis.code} covers only anonymized "
+                    f"data; request includes {', '.join(sorted(c.value for c in other))}",
+                )
         self.passed("data classes compatible with the basis")
 
     # -- S4 route --------------------------------------------------------------------------
@@ -260,20 +313,34 @@ class Evaluation:
             raise AssertionError("provider not resolved")
         regime = regime_of(provider.legal_type)
         if regime not in basis.regimes:
-            chapter = "public bodies (APPI Ch. 5)" if regime is Regime.PRIVATE else \
-                "businesses (APPI Ch. 4)"
-            raise Deny(Reason.BASIS_NOT_APPLICABLE, f"{basis.code} exists only for {chapter}; "
-                       f"provider {provider.id} is {provider.legal_type.value}")
+            chapter = (
+                "public bodies (APPI Ch. 5)"
+                if regime is Regime.PRIVATE
+                else "businesses (APPI Ch. 4)"
+            )
+            raise Deny(
+                Reason.BASIS_NOT_APPLICABLE,
+                f"{basis.code} exists only for {chapter}; "
+                f"provider {provider.id} is {provider.legal_type.value}",
+            )
         if basis.provider_types and provider.legal_type not in basis.provider_types:
-            raise Deny(Reason.BASIS_NOT_APPLICABLE, f"{basis.code} needs a provider of type "
-                       f"{'/'.join(sorted(t.value for t in basis.provider_types))}")
+            raise Deny(
+                Reason.BASIS_NOT_APPLICABLE,
+                f"{basis.code} needs a provider of type "
+                f"{'/'.join(sorted(t.value for t in basis.provider_types))}",
+            )
         if basis.recipient_types and client.legal_type not in basis.recipient_types:
-            raise Deny(Reason.RECIPIENT_NOT_ELIGIBLE, f"{basis.code} needs a recipient of type "
-                       f"{'/'.join(sorted(t.value for t in basis.recipient_types))}; "
-                       f"{client.id} is {client.legal_type.value}")
+            raise Deny(
+                Reason.RECIPIENT_NOT_ELIGIBLE,
+                f"{basis.code} needs a recipient of type "
+                f"{'/'.join(sorted(t.value for t in basis.recipient_types))}; "
+                f"{client.id} is {client.legal_type.value}",
+            )
         if basis.code == "APPI69-2-2" and client.id != provider.id:
-            raise Deny(Reason.RECIPIENT_NOT_ELIGIBLE, "internal use (Art. 69(2)(ii)) is only "
-                       "within the provider's own organisation")
+            raise Deny(
+                Reason.RECIPIENT_NOT_ELIGIBLE,
+                "internal use (Art. 69(2)(ii)) is only within the provider's own organisation",
+            )
         self.passed(f"basis {basis.code} applies to a {regime.value.lower()} provider")
 
     def exception_route(self) -> ExceptionReason:
@@ -287,18 +354,26 @@ class Evaluation:
                 found = (profile, reason)
                 break
         if found is None:
-            raise Deny(Reason.NO_EXCEPTION_PROFILE, f"service {svc.id} has no exception profile "
-                       f"accepting {basis.code}")
+            raise Deny(
+                Reason.NO_EXCEPTION_PROFILE,
+                f"service {svc.id} has no exception profile accepting {basis.code}",
+            )
         profile, reason = found
         self.profile = profile
         self.passed(f"exception profile {profile.id} accepts {basis.code}")
         if r.recurring:
-            raise Deny(Reason.AD_HOC_ONLY, f"{basis.code} is an exception for ad hoc requests; "
-                       "recurring provision needs an agreement")
+            raise Deny(
+                Reason.AD_HOC_ONLY,
+                f"{basis.code} is an exception for ad hoc requests; "
+                "recurring provision needs an agreement",
+            )
         if client.legal_type not in reason.eligible_recipient_types:
-            raise Deny(Reason.RECIPIENT_NOT_ELIGIBLE, f"profile {profile.id} gives {basis.code} "
-                       f"data only to {'/'.join(t.value for t in reason.eligible_recipient_types)}"
-                       f"; {client.id} is {client.legal_type.value}")
+            raise Deny(
+                Reason.RECIPIENT_NOT_ELIGIBLE,
+                f"profile {profile.id} gives {basis.code} "
+                f"data only to {'/'.join(t.value for t in reason.eligible_recipient_types)}"
+                f"; {client.id} is {client.legal_type.value}",
+            )
         required = list(reason.required_evidence)
         if basis.attestation and "consent_difficulty" not in required:
             required.append("consent_difficulty")
@@ -307,19 +382,28 @@ class Evaluation:
             raise Deny(Reason.EVIDENCE_REQUIRED, f"evidence missing: {', '.join(missing)}")
         doc = r.evidence.get("doc_type")
         if reason.accepted_doc_types and doc not in reason.accepted_doc_types:
-            raise Deny(Reason.EVIDENCE_REQUIRED, f"evidence doc_type {doc!r} not accepted "
-                       f"(accepted: {', '.join(reason.accepted_doc_types)})")
+            raise Deny(
+                Reason.EVIDENCE_REQUIRED,
+                f"evidence doc_type {doc!r} not accepted "
+                f"(accepted: {', '.join(reason.accepted_doc_types)})",
+            )
         self.passed("recipient eligible and evidence complete")
         if profile.fields is not None:
             self._fields_within(profile.fields, f"exception profile {profile.id}")
         if profile.max_lookback is not None:
             if r.data_from is None:
-                raise Deny(Reason.MISSING_DATA_PERIOD, f"profile {profile.id} limits look-back "
-                           f"to {profile.max_lookback}: X-Road-Data-From is required")
+                raise Deny(
+                    Reason.MISSING_DATA_PERIOD,
+                    f"profile {profile.id} limits look-back "
+                    f"to {profile.max_lookback}: X-Road-Data-From is required",
+                )
             age = self.at - require_aware(r.data_from, "data_from")
             if age > profile.max_lookback.to_timedelta():
-                raise Deny(Reason.LOOKBACK_EXCEEDED, f"data from {r.data_from.isoformat()} is "
-                           f"older than the {profile.max_lookback} look-back")
+                raise Deny(
+                    Reason.LOOKBACK_EXCEEDED,
+                    f"data from {r.data_from.isoformat()} is "
+                    f"older than the {profile.max_lookback} look-back",
+                )
         self._countries_within(profile.allowed_countries, f"exception profile {profile.id}")
         self.passed("fields, look-back and country within the profile")
         return reason
@@ -327,14 +411,17 @@ class Evaluation:
     def _fields_within(self, allowed: tuple[str, ...], what: str) -> None:
         extra = [n for n in self.requested or () if n not in allowed]
         if extra:
-            raise Deny(Reason.FIELD_NOT_PERMITTED, f"field(s) {', '.join(extra)} not permitted "
-                       f"by {what}")
+            raise Deny(
+                Reason.FIELD_NOT_PERMITTED, f"field(s) {', '.join(extra)} not permitted by {what}"
+            )
 
     def _countries_within(self, allowed: tuple[str, ...], what: str) -> None:
         bad = [c for c in self.countries() if c not in allowed]
         if bad:
-            raise Deny(Reason.CROSS_BORDER_NOT_PERMITTED, f"recipient country "
-                       f"{', '.join(bad)} not permitted by {what}")
+            raise Deny(
+                Reason.CROSS_BORDER_NOT_PERMITTED,
+                f"recipient country {', '.join(bad)} not permitted by {what}",
+            )
 
     def candidates(self) -> list[Agreement]:
         self.stage = Step.S4_ROUTE
@@ -345,8 +432,11 @@ class Evaluation:
                 raise Deny(Reason.NO_ACTIVE_AGREEMENT, f"agreement {r.agreement.uid} is unknown")
             return [pinned]
         found = sorted(
-            (a for a in self.policy.agreements.values()
-             if a.provider == svc.provider and a.permissions_for(r.service)),
+            (
+                a
+                for a in self.policy.agreements.values()
+                if a.provider == svc.provider and a.permissions_for(r.service)
+            ),
             key=lambda a: a.uid,
         )
         if not found:
@@ -372,14 +462,20 @@ class Evaluation:
         if a.state is not AgreementState.ACTIVE:
             raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"{name} is {a.state.value}")
         if self.at < a.valid_from:
-            raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"{name} is valid only from "
-                       f"{a.valid_from.isoformat()}")
+            raise Deny(
+                Reason.AGREEMENT_NOT_ACTIVE, f"{name} is valid only from {a.valid_from.isoformat()}"
+            )
         if a.valid_to is not None and self.at >= a.valid_to:
             raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"{name} expired at {a.valid_to.isoformat()}")
-        if r.agreement is not None and r.agreement.version is not None \
-                and r.agreement.version != a.version:
-            raise Deny(Reason.AGREEMENT_VERSION_MISMATCH, f"request pins v{r.agreement.version} "
-                       f"but {a.uid} is at v{a.version}")
+        if (
+            r.agreement is not None
+            and r.agreement.version is not None
+            and r.agreement.version != a.version
+        ):
+            raise Deny(
+                Reason.AGREEMENT_VERSION_MISMATCH,
+                f"request pins v{r.agreement.version} but {a.uid} is at v{a.version}",
+            )
         self.passed(f"{name} active at {self.at.isoformat()}")
         self.permission = self._permission(a)
         self._countries_within(a.allowed_countries, name)
@@ -391,19 +487,25 @@ class Evaluation:
         perms = a.permissions_for(r.service)
         by_purpose = [p for p in perms if r.purpose in p.purposes]
         if not by_purpose:
-            raise Deny(Reason.PURPOSE_NOT_IN_AGREEMENT, f"purpose {r.purpose} is not permitted "
-                       f"by agreement {a.uid} for {r.service}")
+            raise Deny(
+                Reason.PURPOSE_NOT_IN_AGREEMENT,
+                f"purpose {r.purpose} is not permitted by agreement {a.uid} for {r.service}",
+            )
         by_basis = [p for p in by_purpose if basis.code in p.bases]
         if not by_basis:
-            raise Deny(Reason.BASIS_NOT_IN_AGREEMENT, f"agreement {a.uid} does not allow basis "
-                       f"{basis.code} for purpose {r.purpose}")
+            raise Deny(
+                Reason.BASIS_NOT_IN_AGREEMENT,
+                f"agreement {a.uid} does not allow basis {basis.code} for purpose {r.purpose}",
+            )
         requested = self.requested or ()
         by_fields = [p for p in by_basis if p.fields is None or set(requested) <= set(p.fields)]
         if not by_fields:
             allowed = by_basis[0].fields or ()
             extra = [n for n in requested if n not in allowed]
-            raise Deny(Reason.FIELD_NOT_PERMITTED, f"field(s) {', '.join(extra)} are outside "
-                       f"the data items of agreement {a.uid}")
+            raise Deny(
+                Reason.FIELD_NOT_PERMITTED,
+                f"field(s) {', '.join(extra)} are outside the data items of agreement {a.uid}",
+            )
         self.passed("purpose, basis and fields within a permission")
         first: Deny | None = None
         for p in by_fields:
@@ -420,48 +522,80 @@ class Evaluation:
         """Everything that depends on the chosen permission, so choosing is monotone."""
         client, basis = self.need_client(), self.need_basis()
         if basis.code in _LAW_BASES and not p.statute_ref:
-            raise Deny(Reason.STATUTE_REF_MISSING, f"{basis.code} needs the statute in the "
-                       f"permission of {a.uid} (statute_ref)")
+            raise Deny(
+                Reason.STATUTE_REF_MISSING,
+                f"{basis.code} needs the statute in the permission of {a.uid} (statute_ref)",
+            )
         if p.not_before is not None and self.at < p.not_before:
-            raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"permission of {a.uid} starts "
-                       f"{p.not_before.isoformat()}")
+            raise Deny(
+                Reason.AGREEMENT_NOT_ACTIVE,
+                f"permission of {a.uid} starts {p.not_before.isoformat()}",
+            )
         if p.not_after is not None and self.at >= p.not_after:
-            raise Deny(Reason.AGREEMENT_NOT_ACTIVE, f"permission of {a.uid} ended "
-                       f"{p.not_after.isoformat()}")
+            raise Deny(
+                Reason.AGREEMENT_NOT_ACTIVE,
+                f"permission of {a.uid} ended {p.not_after.isoformat()}",
+            )
         if p.recipient_types is not None and client.legal_type not in p.recipient_types:
-            raise Deny(Reason.RECIPIENT_NOT_ELIGIBLE, f"permission of {a.uid} is only for "
-                       f"{'/'.join(t.value for t in p.recipient_types)}")
+            raise Deny(
+                Reason.RECIPIENT_NOT_ELIGIBLE,
+                f"permission of {a.uid} is only for {'/'.join(t.value for t in p.recipient_types)}",
+            )
         if p.recipient_countries is not None:
             self._countries_within(p.recipient_countries, f"a permission of {a.uid}")
 
     def _agreement_basis_rules(self, a: Agreement) -> None:
         r, svc, basis = self.request, self.need_service(), self.need_basis()
-        if (a.type is AgreementType.ENTRUSTMENT) != (basis.code == "APPI27-5-1") or \
-                (a.type is AgreementType.JOINT_USE) != (basis.code == "APPI27-5-3"):
-            raise Deny(Reason.BASIS_NOT_APPLICABLE, f"basis {basis.code} does not fit a "
-                       f"{a.type.value} agreement ({a.uid})")
+        if (a.type is AgreementType.ENTRUSTMENT) != (basis.code == "APPI27-5-1") or (
+            a.type is AgreementType.JOINT_USE
+        ) != (basis.code == "APPI27-5-3"):
+            raise Deny(
+                Reason.BASIS_NOT_APPLICABLE,
+                f"basis {basis.code} does not fit a {a.type.value} agreement ({a.uid})",
+            )
         if a.type is AgreementType.JOINT_USE and not a.joint_use_notice_ref:
-            raise Deny(Reason.JOINT_USE_NOT_ANNOUNCED, f"joint-use agreement {a.uid} has no "
-                       "announced notice (joint_use_notice_ref)")
+            raise Deny(
+                Reason.JOINT_USE_NOT_ANNOUNCED,
+                f"joint-use agreement {a.uid} has no announced notice (joint_use_notice_ref)",
+            )
         within = r.purpose in svc.registered_purposes
         if basis.code == "APPI69-1-PURPOSE" and not within:
-            raise Deny(Reason.PURPOSE_NOT_REGISTERED, f"purpose {r.purpose} is not registered "
-                       f"for {svc.id} (Art. 61)")
+            raise Deny(
+                Reason.PURPOSE_NOT_REGISTERED,
+                f"purpose {r.purpose} is not registered for {svc.id} (Art. 61)",
+            )
         recurring = a.recurring or r.recurring
         if recurring and basis.ad_hoc_only:
-            raise Deny(Reason.AD_HOC_ONLY, f"{basis.code} allows only ad hoc provision; recurring "
-                       "flows must be within the specified purpose (PPC)")
-        if recurring and basis.route is Route.CONSENT and self.regime is Regime.PUBLIC \
-                and not within:
-            raise Deny(Reason.AD_HOC_ONLY, "recurring consent-based provision by a public body "
-                       f"needs purpose {r.purpose} registered for {svc.id} (Art. 61/69)")
+            raise Deny(
+                Reason.AD_HOC_ONLY,
+                f"{basis.code} allows only ad hoc provision; recurring "
+                "flows must be within the specified purpose (PPC)",
+            )
+        if (
+            recurring
+            and basis.route is Route.CONSENT
+            and self.regime is Regime.PUBLIC
+            and not within
+        ):
+            raise Deny(
+                Reason.AD_HOC_ONLY,
+                "recurring consent-based provision by a public body "
+                f"needs purpose {r.purpose} registered for {svc.id} (Art. 61/69)",
+            )
         if DataClass.ANONYMIZED in self.classes and not a.publication_ref:
-            raise Deny(Reason.ANONYMIZED_NOT_PUBLISHED, f"agreement {a.uid} has no published "
-                       "items/method notice (publication_ref)")
-        if DataClass.PERSONALLY_REFERABLE in self.classes and a.recipient_links_personal_data \
-                and not (basis.route is Route.CONSENT or basis.art28_exempt):
-            raise Deny(Reason.PERSONALLY_REFERABLE_CONSENT_REQUIRED, "the recipient links "
-                       "personally referable data to individuals: consent is required")
+            raise Deny(
+                Reason.ANONYMIZED_NOT_PUBLISHED,
+                f"agreement {a.uid} has no published items/method notice (publication_ref)",
+            )
+        if (
+            DataClass.PERSONALLY_REFERABLE in self.classes
+            and a.recipient_links_personal_data
+            and not (basis.route is Route.CONSENT or basis.art28_exempt)
+        ):
+            raise Deny(
+                Reason.PERSONALLY_REFERABLE_CONSENT_REQUIRED,
+                "the recipient links personally referable data to individuals: consent is required",
+            )
         self.passed(f"agreement rules for {basis.code} satisfied")
 
     # -- S6 basis --------------------------------------------------------------------------
@@ -485,22 +619,36 @@ class Evaluation:
             raise Deny(Reason.CONSENT_MISSING, f"no consent record {r.consent_id}")
         self.consent = c
         if c.status not in VALID_CONSENT_STATUSES:
-            raise Deny(Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} status is "
-                       f"{c.status.value}")
+            raise Deny(
+                Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} status is {c.status.value}"
+            )
         if c.withdrawn_at is not None and c.withdrawn_at <= self.at:
-            raise Deny(Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} was withdrawn at "
-                       f"{c.withdrawn_at.isoformat()} (ConsentWithdrawn)")
+            raise Deny(
+                Reason.CONSENT_NOT_VALID,
+                f"consent {c.consent_id} was withdrawn at "
+                f"{c.withdrawn_at.isoformat()} (ConsentWithdrawn)",
+            )
         if c.given_at is not None and self.at < c.given_at:
-            raise Deny(Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} is given only from "
-                       f"{c.given_at.isoformat()}")
+            raise Deny(
+                Reason.CONSENT_NOT_VALID,
+                f"consent {c.consent_id} is given only from {c.given_at.isoformat()}",
+            )
         if c.expires_at is not None and self.at >= c.expires_at:
-            raise Deny(Reason.CONSENT_NOT_VALID, f"consent {c.consent_id} expired at "
-                       f"{c.expires_at.isoformat()} (ConsentExpired)")
+            raise Deny(
+                Reason.CONSENT_NOT_VALID,
+                f"consent {c.consent_id} expired at {c.expires_at.isoformat()} (ConsentExpired)",
+            )
         max_age = self.policy.settings.consent_max_status_age_seconds
-        if max_age is not None and c.status_checked_at is not None and \
-                self.at - c.status_checked_at > timedelta(seconds=max_age):
-            raise Deny(Reason.CONSENT_STATUS_STALE, f"consent {c.consent_id} status last checked "
-                       f"{c.status_checked_at.isoformat()}; re-check it")
+        if (
+            max_age is not None
+            and c.status_checked_at is not None
+            and self.at - c.status_checked_at > timedelta(seconds=max_age)
+        ):
+            raise Deny(
+                Reason.CONSENT_STATUS_STALE,
+                f"consent {c.consent_id} status last checked "
+                f"{c.status_checked_at.isoformat()}; re-check it",
+            )
         self.passed(f"consent {c.consent_id} valid at {self.at.isoformat()}")
         scope: list[str] = []
         if c.subject_ref != r.subject_ref:
@@ -516,25 +664,36 @@ class Evaluation:
         if c.fields is not None and not set(self.requested or ()) <= set(c.fields):
             scope.append("data items")
         if scope:
-            raise Deny(Reason.CONSENT_SCOPE_MISMATCH, f"consent {c.consent_id} does not cover "
-                       f"this {', '.join(scope)}")
+            raise Deny(
+                Reason.CONSENT_SCOPE_MISMATCH,
+                f"consent {c.consent_id} does not cover this {', '.join(scope)}",
+            )
         if DataClass.SPECIAL_CARE in self.classes and not c.explicit_special_care:
-            raise Deny(Reason.CONSENT_SPECIAL_CARE_NOT_EXPLICIT, f"consent {c.consent_id} is not "
-                       "an explicit consent for special-care data")
+            raise Deny(
+                Reason.CONSENT_SPECIAL_CARE_NOT_EXPLICIT,
+                f"consent {c.consent_id} is not an explicit consent for special-care data",
+            )
         if a.min_notice_version is not None and (c.notice_version or 0) < a.min_notice_version:
-            raise Deny(Reason.CONSENT_NOTICE_OUTDATED, f"consent {c.consent_id} was given under "
-                       f"notice v{c.notice_version or 0}; agreement {a.uid} requires "
-                       f"v{a.min_notice_version}")
+            raise Deny(
+                Reason.CONSENT_NOTICE_OUTDATED,
+                f"consent {c.consent_id} was given under "
+                f"notice v{c.notice_version or 0}; agreement {a.uid} requires "
+                f"v{a.min_notice_version}",
+            )
         self.passed("consent covers subject, recipient, purpose and data")
 
     def _opt_out(self) -> None:
         provider, svc = self.provider, self.need_service()
         if provider is None or not provider.ppc_optout_filing_id:
-            raise Deny(Reason.OPTOUT_NOT_FILED, "opt-out provision needs the provider's PPC "
-                       "filing (ppc_optout_filing_id)")
+            raise Deny(
+                Reason.OPTOUT_NOT_FILED,
+                "opt-out provision needs the provider's PPC filing (ppc_optout_filing_id)",
+            )
         if svc.acquired_via_opt_out:
-            raise Deny(Reason.OPTOUT_SOURCE_OPTOUT, f"{svc.id} holds data received by opt-out; "
-                       "it cannot be passed on by opt-out")
+            raise Deny(
+                Reason.OPTOUT_SOURCE_OPTOUT,
+                f"{svc.id} holds data received by opt-out; it cannot be passed on by opt-out",
+            )
         self.passed("opt-out filed with the PPC")
 
     def _foreign_transfer(self, a: Agreement) -> None:
@@ -545,13 +704,19 @@ class Evaluation:
             if basis.art28_exempt:
                 continue
             if basis.route is not Route.CONSENT:
-                raise Deny(Reason.CROSS_BORDER_NOT_PERMITTED, f"provision to {country} under "
-                           f"{basis.code} needs the individual's consent to foreign transfer "
-                           "or a conforming recipient system (Art. 28)")
+                raise Deny(
+                    Reason.CROSS_BORDER_NOT_PERMITTED,
+                    f"provision to {country} under "
+                    f"{basis.code} needs the individual's consent to foreign transfer "
+                    "or a conforming recipient system (Art. 28)",
+                )
             ft = self.consent.foreign_transfer if self.consent else None
             if ft is None or not ft.info_provided or country not in ft.countries:
-                raise Deny(Reason.CONSENT_FOREIGN_TRANSFER_MISSING, "consent does not include an "
-                           f"informed consent to transfer to {country} (Art. 28(2))")
+                raise Deny(
+                    Reason.CONSENT_FOREIGN_TRANSFER_MISSING,
+                    "consent does not include an "
+                    f"informed consent to transfer to {country} (Art. 28(2))",
+                )
 
     # -- S7 / S8 ---------------------------------------------------------------------------
 
@@ -567,13 +732,19 @@ class Evaluation:
                 continue
             hit = (
                 stop.scope is StopScope.ALL
-                or (stop.scope is StopScope.RECIPIENT and stop.recipient is not None
-                    and client_matches(stop.recipient, r.client))
+                or (
+                    stop.scope is StopScope.RECIPIENT
+                    and stop.recipient is not None
+                    and client_matches(stop.recipient, r.client)
+                )
                 or (stop.scope is StopScope.PURPOSE and stop.purpose == r.purpose)
             )
             if hit:
-                raise Deny(Reason.STOP_REQUESTED, f"the individual asked to stop this provision "
-                           f"(stop request {stop.id}, {stop.scope.value})")
+                raise Deny(
+                    Reason.STOP_REQUESTED,
+                    f"the individual asked to stop this provision "
+                    f"(stop request {stop.id}, {stop.scope.value})",
+                )
         self.passed("no stop request applies")
 
     def quotas(self, a: Agreement) -> None:
@@ -581,16 +752,23 @@ class Evaluation:
         if not a.quotas.any:
             return
         if self.usage is None:
-            raise Deny(Reason.USAGE_UNAVAILABLE, f"agreement {a.uid} has quotas but no usage "
-                       "counters were supplied")
+            raise Deny(
+                Reason.USAGE_UNAVAILABLE,
+                f"agreement {a.uid} has quotas but no usage counters were supplied",
+            )
         day = self.usage.per_day.get(a.uid, 0)
         total = self.usage.total.get(a.uid, 0)
         if a.quotas.max_per_day is not None and day + 1 > a.quotas.max_per_day:
-            raise Deny(Reason.QUOTA_EXCEEDED, f"agreement {a.uid}: {day} of "
-                       f"{a.quotas.max_per_day} provisions today already used")
+            raise Deny(
+                Reason.QUOTA_EXCEEDED,
+                f"agreement {a.uid}: {day} of {a.quotas.max_per_day} provisions today already used",
+            )
         if a.quotas.max_total is not None and total + 1 > a.quotas.max_total:
-            raise Deny(Reason.QUOTA_EXCEEDED, f"agreement {a.uid}: {total} of "
-                       f"{a.quotas.max_total} provisions in total already used")
+            raise Deny(
+                Reason.QUOTA_EXCEEDED,
+                f"agreement {a.uid}: {total} of "
+                f"{a.quotas.max_total} provisions in total already used",
+            )
         self.passed("within quotas")
 
     def rank(self) -> int:

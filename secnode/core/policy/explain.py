@@ -24,9 +24,17 @@ def _basis_info(decision: Decision, policy: PolicySnapshot | None) -> dict[str, 
     if basis is None:
         return {"code": code, "known": False}
     ja, en = CATEGORY_LABELS[basis.category]
-    return {"code": code, "known": True, "category": basis.category.value,
-            "label_ja": basis.label_ja, "label_en": basis.label_en,
-            "category_ja": ja, "category_en": en, "route": basis.route.value, "dpv": basis.dpv}
+    return {
+        "code": code,
+        "known": True,
+        "category": basis.category.value,
+        "label_ja": basis.label_ja,
+        "label_en": basis.label_en,
+        "category_ja": ja,
+        "category_en": en,
+        "route": basis.route.value,
+        "dpv": basis.dpv,
+    }
 
 
 def explain(decision: Decision, policy: PolicySnapshot | None = None) -> dict[str, Any]:
@@ -43,16 +51,19 @@ def explain(decision: Decision, policy: PolicySnapshot | None = None) -> dict[st
         "request": request_to_json(decision.request) if decision.request else None,
         "basis": _basis_info(decision, policy),
         "agreement": {"id": decision.agreement_id, "version": decision.agreement_version}
-        if decision.agreement_id else None,
+        if decision.agreement_id
+        else None,
         "consent_id": decision.consent_id,
         "exception_profile_id": decision.exception_profile_id,
         "record_type": decision.record_type,
         "permitted_fields": list(decision.permitted_fields)
-        if decision.permitted_fields is not None else None,
+        if decision.permitted_fields is not None
+        else None,
         "obligations": [o.to_json() for o in decision.obligations],
         "checks_passed": list(decision.checks),
-        "other_agreements": [{"agreement": uid, "reason": reason}
-                             for uid, reason in decision.alternatives],
+        "other_agreements": [
+            {"agreement": uid, "reason": reason} for uid, reason in decision.alternatives
+        ],
         "evaluated_at": format_instant(decision.evaluated_at) if decision.evaluated_at else None,
         "policy_digest": decision.policy_digest,
         "evaluator_version": EVALUATOR_VERSION,
@@ -62,8 +73,10 @@ def explain(decision: Decision, policy: PolicySnapshot | None = None) -> dict[st
 def render_explanation(decision: Decision, policy: PolicySnapshot | None = None) -> str:
     """Plain text for a terminal: outcome first, then why, then what the node must do."""
     data = explain(decision, policy)
-    lines = [f"{data['decision']}  {data['reason']}"
-             + (f"  ({data['article']})" if data["article"] else "")]
+    lines = [
+        f"{data['decision']}  {data['reason']}"
+        + (f"  ({data['article']})" if data["article"] else "")
+    ]
     lines.append(f"  {data['message']}")
     req = data["request"] or {}
     if req:
@@ -71,8 +84,11 @@ def render_explanation(decision: Decision, policy: PolicySnapshot | None = None)
         lines.append(f"  purpose:     {req.get('purpose', '(none)')}")
     basis = data["basis"]
     if basis:
-        label = f" - {basis['label_en']} / {basis['label_ja']}" if basis.get("known") else \
-            " (not in the closed list)"
+        label = (
+            f" - {basis['label_en']} / {basis['label_ja']}"
+            if basis.get("known")
+            else " (not in the closed list)"
+        )
         lines.append(f"  basis:       {basis['code']}{label}")
     if data["agreement"]:
         lines.append(f"  agreement:   {data['agreement']['id']} v{data['agreement']['version']}")
@@ -82,8 +98,14 @@ def render_explanation(decision: Decision, policy: PolicySnapshot | None = None)
         lines.append(f"  exception:   {data['exception_profile_id']}")
     if data["allow"]:
         fields = data["permitted_fields"]
-        lines.append("  release:     " + (", ".join(fields) if fields is not None
-                                         else "(service declares no fields; no filtering)"))
+        lines.append(
+            "  release:     "
+            + (
+                ", ".join(fields)
+                if fields is not None
+                else "(service declares no fields; no filtering)"
+            )
+        )
     lines.append(f"  step:        {data['step']} - {data['reason_summary']}")
     if data["checks_passed"]:
         lines.append("  checks passed:")
@@ -96,6 +118,8 @@ def render_explanation(decision: Decision, policy: PolicySnapshot | None = None)
         for ob in data["obligations"]:
             params = ", ".join(f"{k}={v}" for k, v in ob.items() if k != "kind" and v is not None)
             lines.append(f"    - {ob['kind']}" + (f" ({params})" if params else ""))
-    lines.append(f"  evaluated at {data['evaluated_at']}; policy {data['policy_digest']}; "
-                 f"{data['evaluator_version']}")
+    lines.append(
+        f"  evaluated at {data['evaluated_at']}; policy {data['policy_digest']}; "
+        f"{data['evaluator_version']}"
+    )
     return "\n".join(lines) + "\n"

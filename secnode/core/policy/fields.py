@@ -41,8 +41,9 @@ def _apply(value: Any, tree: dict[str, Any], where: str) -> Any:
         return out
     if value is None:
         return None
-    raise FieldFilterError(f"cannot filter {type(value).__name__} at {where or '$'} to named "
-                           "fields")
+    raise FieldFilterError(
+        f"cannot filter {type(value).__name__} at {where or '$'} to named fields"
+    )
 
 
 def filter_fields(response: Any, permitted: Iterable[str] | None) -> Any:

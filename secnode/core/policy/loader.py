@@ -32,8 +32,16 @@ FORMAT = "secnode-policy"
 FORMAT_VERSION = 1
 """Bump on any incompatible change; loaders refuse versions they do not know."""
 
-_SECTIONS = ("members", "ordinance_bases", "purposes", "exception_profiles", "services",
-             "agreements", "consents", "stop_requests")
+_SECTIONS = (
+    "members",
+    "ordinance_bases",
+    "purposes",
+    "exception_profiles",
+    "services",
+    "agreements",
+    "consents",
+    "stop_requests",
+)
 T = TypeVar("T")
 
 
@@ -75,19 +83,29 @@ def parse_policy(data: object) -> PolicySnapshot:
     purposes = section("purposes", lambda v: codec.parse_purpose(v, snap), lambda p: p.code)
     snap = replace(snap, purposes=PolicySnapshot.build(purposes=purposes).purposes)
     _check_compatible(f, snap)
-    profiles = section("exception_profiles", lambda v: codec.parse_exception_profile(v, snap),
-                       lambda p: p.id)
-    snap = replace(snap, exception_profiles=PolicySnapshot.build(
-        exception_profiles=profiles).exception_profiles)
+    profiles = section(
+        "exception_profiles", lambda v: codec.parse_exception_profile(v, snap), lambda p: p.id
+    )
+    snap = replace(
+        snap,
+        exception_profiles=PolicySnapshot.build(exception_profiles=profiles).exception_profiles,
+    )
     services = section("services", lambda v: codec.parse_service(v, snap), lambda s: s.id)
     snap = replace(snap, services=PolicySnapshot.build(services=services).services)
     agreements = section("agreements", lambda v: parse_agreement(v, snap), lambda a: a.uid)
     consents = section("consents", lambda v: parse_consent(v, snap), lambda c: c.consent_id)
     stops = section("stop_requests", lambda v: parse_stop_request(v, snap), lambda s: s.id)
     built = PolicySnapshot.build(
-        members=members, ordinance_bases=ords, purposes=purposes, exception_profiles=profiles,
-        services=services, agreements=agreements, consents=consents, stop_requests=stops,
-        settings=snap.settings, policy_version=snap.policy_version,
+        members=members,
+        ordinance_bases=ords,
+        purposes=purposes,
+        exception_profiles=profiles,
+        services=services,
+        agreements=agreements,
+        consents=consents,
+        stop_requests=stops,
+        settings=snap.settings,
+        policy_version=snap.policy_version,
     )
     return replace(built, digest=policy_digest(built))
 
@@ -97,8 +115,9 @@ def _check_compatible(f: Any, snap: PolicySnapshot) -> None:
     for i, p in enumerate(snap.purposes.values()):
         for j, other in enumerate(p.compatible_with):
             if other not in snap.purposes:
-                raise PolicyFormatError(f"{v.path}[{i}].compatible_with[{j}]",
-                                        f"unknown purpose code {other!r}")
+                raise PolicyFormatError(
+                    f"{v.path}[{i}].compatible_with[{j}]", f"unknown purpose code {other!r}"
+                )
 
 
 def loads_policy(text: str | bytes, *, source: str | None = None) -> PolicySnapshot:
@@ -122,11 +141,13 @@ def dump_policy(snapshot: PolicySnapshot) -> dict[str, Any]:
         doc["policy_version"] = snapshot.policy_version
     doc["settings"] = codec.settings_to_json(snapshot.settings)
     doc["members"] = [codec.member_to_json(m) for m in snapshot.members.values()]
-    doc["ordinance_bases"] = [codec.ordinance_basis_to_json(o)
-                              for o in snapshot.ordinance_bases.values()]
+    doc["ordinance_bases"] = [
+        codec.ordinance_basis_to_json(o) for o in snapshot.ordinance_bases.values()
+    ]
     doc["purposes"] = [codec.purpose_to_json(p) for p in snapshot.purposes.values()]
-    doc["exception_profiles"] = [codec.exception_profile_to_json(p)
-                                 for p in snapshot.exception_profiles.values()]
+    doc["exception_profiles"] = [
+        codec.exception_profile_to_json(p) for p in snapshot.exception_profiles.values()
+    ]
     doc["services"] = [codec.service_to_json(s) for s in snapshot.services.values()]
     doc["agreements"] = [agreement_to_json(a) for a in snapshot.agreements.values()]
     doc["consents"] = [consent_to_json(c) for c in snapshot.consents.values()]
@@ -154,8 +175,9 @@ def save_policy(snapshot: PolicySnapshot, path: str | os.PathLike[str]) -> None:
 
 def policy_digest(snapshot: PolicySnapshot) -> str:
     """SHA-256 over the canonical export (sorted keys, no whitespace): the bundle hash."""
-    canonical = json.dumps(dump_policy(snapshot), ensure_ascii=False, sort_keys=True,
-                           separators=(",", ":"))
+    canonical = json.dumps(
+        dump_policy(snapshot), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+    )
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

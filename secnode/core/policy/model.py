@@ -137,8 +137,15 @@ class OrdinanceBasis:
     def as_basis(self) -> LegalBasis:
         """Ordinance reasons are exceptions: used only through an exception profile."""
         return LegalBasis(
-            self.code, ORDINANCE_CATEGORY[self.kind], Route.EXCEPTION, frozenset(Regime),
-            self.article, self.article, self.label_ja, self.label_en, "dpv:LegalObligation",
+            self.code,
+            ORDINANCE_CATEGORY[self.kind],
+            Route.EXCEPTION,
+            frozenset(Regime),
+            self.article,
+            self.article,
+            self.label_ja,
+            self.label_en,
+            "dpv:LegalObligation",
             art28_exempt=self.kind is OrdinanceKind.LAW,
         )
 
@@ -354,11 +361,18 @@ class PolicySnapshot:
 
     @classmethod
     def build(
-        cls, *, members: Iterable[Member] = (), services: Iterable[Service] = (),
-        purposes: Iterable[PurposeCode] = (), ordinance_bases: Iterable[OrdinanceBasis] = (),
-        exception_profiles: Iterable[ExceptionProfile] = (), agreements: Iterable[Agreement] = (),
-        consents: Iterable[ConsentRecord] = (), stop_requests: Iterable[StopRequest] = (),
-        settings: PolicySettings | None = None, policy_version: str | None = None,
+        cls,
+        *,
+        members: Iterable[Member] = (),
+        services: Iterable[Service] = (),
+        purposes: Iterable[PurposeCode] = (),
+        ordinance_bases: Iterable[OrdinanceBasis] = (),
+        exception_profiles: Iterable[ExceptionProfile] = (),
+        agreements: Iterable[Agreement] = (),
+        consents: Iterable[ConsentRecord] = (),
+        stop_requests: Iterable[StopRequest] = (),
+        settings: PolicySettings | None = None,
+        policy_version: str | None = None,
     ) -> PolicySnapshot:
         """Index entities by id; duplicate ids raise ``ValueError`` (never last-one-wins)."""
         stops: dict[str, list[StopRequest]] = {}

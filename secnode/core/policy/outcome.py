@@ -36,19 +36,28 @@ def article_for(ev: Evaluation, reason: Reason) -> str | None:
         return ev.basis.article(ev.regime or Regime.PRIVATE)
     return info.article(ev.regime)
 
+
 def deny(ev: Evaluation, refusal: Deny) -> Decision:
     return Decision(
-        allow=False, reason=refusal.reason, article=article_for(ev, refusal.reason),
-        message=refusal.message, step=ev.stage, permitted_fields=(),
+        allow=False,
+        reason=refusal.reason,
+        article=article_for(ev, refusal.reason),
+        message=refusal.message,
+        step=ev.stage,
+        permitted_fields=(),
         agreement_id=ev.agreement.uid if ev.agreement else None,
         agreement_version=ev.agreement.version if ev.agreement else None,
         basis=ev.request.basis,
         basis_category=ev.basis.category if ev.basis else None,
         consent_id=ev.request.consent_id,
         exception_profile_id=ev.profile.id if ev.profile else None,
-        checks=tuple(ev.checks), alternatives=tuple(ev.alternatives),
-        evaluated_at=ev.at, policy_digest=ev.policy.digest, request=ev.request,
+        checks=tuple(ev.checks),
+        alternatives=tuple(ev.alternatives),
+        evaluated_at=ev.at,
+        policy_digest=ev.policy.digest,
+        request=ev.request,
     )
+
 
 def allow_non_personal(ev: Evaluation) -> Decision:
     svc = ev.need_service()
@@ -57,12 +66,19 @@ def allow_non_personal(ev: Evaluation) -> Decision:
     if fields is not None:
         obligations.append(Obligation(ObligationKind.FILTER_FIELDS, {"fields": list(fields)}))
     return Decision(
-        allow=True, reason=Reason.NOT_PERSONAL_DATA, article=None,
+        allow=True,
+        reason=Reason.NOT_PERSONAL_DATA,
+        article=None,
         message=f"no personal data requested from {svc.id}; access rights decide",
-        step=Step.S3_DATA_CLASS, obligations=tuple(obligations), permitted_fields=fields,
-        checks=tuple(ev.checks), evaluated_at=ev.at, policy_digest=ev.policy.digest,
+        step=Step.S3_DATA_CLASS,
+        obligations=tuple(obligations),
+        permitted_fields=fields,
+        checks=tuple(ev.checks),
+        evaluated_at=ev.at,
+        policy_digest=ev.policy.digest,
         request=ev.request,
     )
+
 
 def allow(ev: Evaluation, *, exception: ExceptionReason | None = None) -> Decision:
     basis, svc = ev.need_basis(), ev.need_service()
@@ -75,17 +91,24 @@ def allow(ev: Evaluation, *, exception: ExceptionReason | None = None) -> Decisi
     if fields is not None:
         obligations.append(Obligation(ObligationKind.FILTER_FIELDS, {"fields": list(fields)}))
     obligations += _record_obligations(ev, record_type, basis, regime)
-    obligations.append(Obligation(ObligationKind.TRANSPARENCY_COUNT, {
-        "fiscal_year": fiscal_year_of(ev.at), "basis": basis.code,
-        "category": basis.category.value, "recipient": str(ev.request.client.member),
-    }))
+    obligations.append(
+        Obligation(
+            ObligationKind.TRANSPARENCY_COUNT,
+            {
+                "fiscal_year": fiscal_year_of(ev.at),
+                "basis": basis.code,
+                "category": basis.category.value,
+                "recipient": str(ev.request.client.member),
+            },
+        )
+    )
     obligations += _duties(ev)
     if exception is not None and ev.profile is not None:
-        obligations.append(Obligation(ObligationKind.NOTIFY_PRIVACY_OFFICER,
-                                      {"notify": list(ev.profile.notify)}))
+        obligations.append(
+            Obligation(ObligationKind.NOTIFY_PRIVACY_OFFICER, {"notify": list(ev.profile.notify)})
+        )
         if ev.profile.post_review:
-            obligations.append(Obligation(ObligationKind.POST_REVIEW,
-                                          {"profile": ev.profile.id}))
+            obligations.append(Obligation(ObligationKind.POST_REVIEW, {"profile": ev.profile.id}))
     parts = [f"{basis.code} ({basis.label_en})"]
     if a is not None:
         parts.append(f"agreement {a.uid} v{a.version}")
@@ -94,17 +117,27 @@ def allow(ev: Evaluation, *, exception: ExceptionReason | None = None) -> Decisi
     if ev.profile is not None:
         parts.append(f"exception profile {ev.profile.id}")
     return Decision(
-        allow=True, reason=reason, article=basis.article(regime),
+        allow=True,
+        reason=reason,
+        article=basis.article(regime),
         message=f"{ev.request.client} may receive data from {svc.id}: " + ", ".join(parts),
-        step=Step.S9_PERMIT, obligations=tuple(obligations), permitted_fields=fields,
-        agreement_id=a.uid if a else None, agreement_version=a.version if a else None,
-        basis=basis.code, basis_category=basis.category,
+        step=Step.S9_PERMIT,
+        obligations=tuple(obligations),
+        permitted_fields=fields,
+        agreement_id=a.uid if a else None,
+        agreement_version=a.version if a else None,
+        basis=basis.code,
+        basis_category=basis.category,
         consent_id=ev.consent.consent_id if ev.consent else None,
         exception_profile_id=ev.profile.id if ev.profile else None,
-        record_type=record_type, checks=tuple(ev.checks),
-        alternatives=tuple(ev.alternatives), evaluated_at=ev.at,
-        policy_digest=ev.policy.digest, request=ev.request,
+        record_type=record_type,
+        checks=tuple(ev.checks),
+        alternatives=tuple(ev.alternatives),
+        evaluated_at=ev.at,
+        policy_digest=ev.policy.digest,
+        request=ev.request,
     )
+
 
 def _record_type(ev: Evaluation, exception: bool) -> str:
     basis = ev.need_basis()
@@ -122,8 +155,10 @@ def _record_type(ev: Evaluation, exception: bool) -> str:
         return "PUBLIC_BODY"
     return "EXCEPTION"
 
-def _record_obligations(ev: Evaluation, record_type: str, basis: LegalBasis,
-                        regime: Regime) -> list[Obligation]:
+
+def _record_obligations(
+    ev: Evaluation, record_type: str, basis: LegalBasis, regime: Regime
+) -> list[Obligation]:
     r, svc, a = ev.request, ev.need_service(), ev.agreement
     required = basis.art29_record and regime is Regime.PRIVATE
     retention = ev.policy.settings.record_retention
@@ -133,14 +168,19 @@ def _record_obligations(ev: Evaluation, record_type: str, basis: LegalBasis,
         retention_text = str(retention)
     provider = ev.provider
     provision: dict[str, Any] = {
-        "record_type": record_type, "legally_required": required,
+        "record_type": record_type,
+        "legally_required": required,
         "article": "APPI Art. 29" if required else "kept for audit (Art. 29 not required)",
-        "retention": retention_text, "retention_from": "last provision",
-        "recipient": str(r.client), "subject_ref": r.subject_ref,
+        "retention": retention_text,
+        "retention_from": "last provision",
+        "recipient": str(r.client),
+        "subject_ref": r.subject_ref,
         "data_items": list(ev.requested) if ev.requested is not None else None,
-        "basis": basis.code, "consent_id": ev.consent.consent_id if ev.consent else None,
+        "basis": basis.code,
+        "consent_id": ev.consent.consent_id if ev.consent else None,
         "agreement": f"{a.uid}@{a.version}" if a else None,
-        "evidence": dict(r.evidence) or None, "issue": r.issue,
+        "evidence": dict(r.evidence) or None,
+        "issue": r.issue,
     }
     receipt: dict[str, Any] = {
         "article": "APPI Art. 30",
@@ -151,17 +191,24 @@ def _record_obligations(ev: Evaluation, record_type: str, basis: LegalBasis,
         "acquisition_circumstances": svc.acquisition_circumstances,
         "consent_fact": ev.consent is not None,
         "optout_filing_id": provider.ppc_optout_filing_id
-        if provider and basis.category is Category.OPT_OUT else None,
+        if provider and basis.category is Category.OPT_OUT
+        else None,
     }
-    return [Obligation(ObligationKind.PROVISION_RECORD, provision),
-            Obligation(ObligationKind.RECEIPT_RECORD, receipt)]
+    return [
+        Obligation(ObligationKind.PROVISION_RECORD, provision),
+        Obligation(ObligationKind.RECEIPT_RECORD, receipt),
+    ]
+
 
 def _duties(ev: Evaluation) -> list[Obligation]:
     out: list[Obligation] = []
     a = ev.agreement
     purpose = ev.policy.purposes.get(ev.request.purpose or "")
-    delete = a.duties.delete_after if a and a.duties.delete_after else (
-        purpose.default_retention if purpose else None)
+    delete = (
+        a.duties.delete_after
+        if a and a.duties.delete_after
+        else (purpose.default_retention if purpose else None)
+    )
     if delete is not None:
         out.append(Obligation(ObligationKind.DELETE_AFTER, {"duration": str(delete)}))
     if a is not None:
@@ -170,11 +217,14 @@ def _duties(ev: Evaluation) -> list[Obligation]:
         if a.duties.inform_provider:
             out.append(Obligation(ObligationKind.INFORM_PROVIDER))
         if a.duties.use_limitation:
-            out.append(Obligation(ObligationKind.USE_LIMITATION,
-                                  {"text": a.duties.use_limitation}))
+            out.append(Obligation(ObligationKind.USE_LIMITATION, {"text": a.duties.use_limitation}))
     if DataClass.ANONYMIZED in ev.classes:
-        out.append(Obligation(ObligationKind.MARK_ANONYMIZED, {
-            "publication_ref": a.publication_ref if a else None}))
+        out.append(
+            Obligation(
+                ObligationKind.MARK_ANONYMIZED,
+                {"publication_ref": a.publication_ref if a else None},
+            )
+        )
     if ev.classes & {DataClass.ANONYMIZED, DataClass.PSEUDONYMIZED}:
         out.append(Obligation(ObligationKind.NO_REIDENTIFICATION))
     return out

@@ -54,8 +54,9 @@ def purposes(v: Value, ctx: PolicySnapshot, *, nonempty: bool = False) -> tuple[
     codes = v.strs(pattern=PURPOSE_CODE, what="purpose code", nonempty=nonempty)
     for i, code in enumerate(codes):
         if code not in ctx.purposes:
-            raise PolicyFormatError(f"{v.path}[{i}]",
-                                    f"unknown purpose code {code!r} (declare it under 'purposes')")
+            raise PolicyFormatError(
+                f"{v.path}[{i}]", f"unknown purpose code {code!r} (declare it under 'purposes')"
+            )
     return codes
 
 
@@ -65,11 +66,15 @@ def basis_code(v: Value, ctx: PolicySnapshot, *, any_route: bool) -> str:
         v.fail(f"{code!r} is not a basis under APPI (there is no legitimate-interest basis)")
     basis = ctx.basis(code)
     if basis is None:
-        v.fail(f"unknown legal basis code {code!r} (see docs/policy.md for the closed list; "
-               "ordinance reasons must be declared under 'ordinance_bases')")
+        v.fail(
+            f"unknown legal basis code {code!r} (see docs/policy.md for the closed list; "
+            "ordinance reasons must be declared under 'ordinance_bases')"
+        )
     if not any_route and basis.route is Route.EXCEPTION:
-        v.fail(f"{code!r} is an exception basis: configure it in an exception profile, "
-               "not in an agreement")
+        v.fail(
+            f"{code!r} is an exception basis: configure it in an exception profile, "
+            "not in an agreement"
+        )
     return code
 
 

@@ -61,8 +61,11 @@ def entry_from(record: LogEntry | Mapping[str, Any]) -> LogEntry:
     if recipient is None and record.get("client"):
         recipient = "/".join(str(record["client"]).split("/")[:3])
     return LogEntry(
-        time=require_aware(when), allow=bool(allow), basis=record.get("basis"),
-        reason=str(record.get("reason", "")), recipient=recipient,
+        time=require_aware(when),
+        allow=bool(allow),
+        basis=record.get("basis"),
+        reason=str(record.get("reason", "")),
+        recipient=recipient,
         subject_ref=record.get("subject_ref", record.get("subject")),
     )
 
@@ -113,11 +116,15 @@ class TransparencyReport:
     def total_hidden(self) -> bool:
         """Hide the total if any row is hidden: total minus the others would reveal it."""
         return self.is_suppressed(self.total_subjects) or any(
-            self.is_suppressed(r.subjects) for r in self.rows)
+            self.is_suppressed(r.subjects) for r in self.rows
+        )
 
     def total_subjects_cell(self) -> str:
-        return f"<{self.suppress_below}" if self.is_suppressed(self.total_subjects) else (
-            "*" if self.total_hidden else self.subjects_cell(self.total_subjects))
+        return (
+            f"<{self.suppress_below}"
+            if self.is_suppressed(self.total_subjects)
+            else ("*" if self.total_hidden else self.subjects_cell(self.total_subjects))
+        )
 
 
 def _row_basis(code: str | None, labels: Mapping[str, tuple[str, str]]) -> str:
@@ -142,7 +149,9 @@ def _labels(code: str, labels: Mapping[str, tuple[str, str]]) -> tuple[str | Non
 
 
 def build_transparency_report(
-    entries: Iterable[LogEntry | Mapping[str, Any]], fiscal_year: int, *,
+    entries: Iterable[LogEntry | Mapping[str, Any]],
+    fiscal_year: int,
+    *,
     suppress_below: int = DEFAULT_SUPPRESS_BELOW,
     recipient_names: Mapping[str, str] | None = None,
     basis_labels: Mapping[str, tuple[str, str]] | None = None,
@@ -181,23 +190,33 @@ def build_transparency_report(
         code, recipient = key
         category, ja, en = _labels(code, labels)
         has_subjects = key in subjects
-        rows.append(ReportRow(
-            basis=code, category=category, label_ja=ja, label_en=en, recipient=recipient,
-            recipient_name=names.get(recipient, recipient),
-            provisions=provisions.get(key, 0),
-            subjects=len(subjects[key]) if has_subjects else None,
-            refused=refused.get(key, 0),
-        ))
+        rows.append(
+            ReportRow(
+                basis=code,
+                category=category,
+                label_ja=ja,
+                label_en=en,
+                recipient=recipient,
+                recipient_name=names.get(recipient, recipient),
+                provisions=provisions.get(key, 0),
+                subjects=len(subjects[key]) if has_subjects else None,
+                refused=refused.get(key, 0),
+            )
+        )
     rows.sort(key=lambda r: (order.get(r.category or "", len(order)), r.basis, r.recipient_name))
     return TransparencyReport(
-        fiscal_year=fiscal_year, period_start=start, period_end=end, rows=tuple(rows),
-        total_provisions=sum(provisions.values()), total_refused=sum(refused.values()),
+        fiscal_year=fiscal_year,
+        period_start=start,
+        period_end=end,
+        rows=tuple(rows),
+        total_provisions=sum(provisions.values()),
+        total_refused=sum(refused.values()),
         total_subjects=len(all_subjects) if all_subjects else None,
         suppress_below=suppress_below,
         notes=(
             f"対象者数が{suppress_below}未満の場合は「<{suppress_below}」と表示します。 "
-            f"Subject counts below {suppress_below} are shown as \"<{suppress_below}\"; "
-            "the total is then shown as \"*\" (対象者数の合計は非表示).",
+            f'Subject counts below {suppress_below} are shown as "<{suppress_below}"; '
+            'the total is then shown as "*" (対象者数の合計は非表示).',
             "集計はノードの判定ログのみに基づきます。 Counted from the node's decision log only.",
         ),
     )
@@ -214,16 +233,38 @@ def wareki_fiscal_year(fiscal_year: int) -> str:
 
 # -- renderers -------------------------------------------------------------------------------
 
-HEADERS = ("年度 FY", "提供理由 Reason", "提供先 Recipient", "提供件数 Provisions",
-           "対象者数 Subjects", "拒否件数 Refused")
+HEADERS = (
+    "年度 FY",
+    "提供理由 Reason",
+    "提供先 Recipient",
+    "提供件数 Provisions",
+    "対象者数 Subjects",
+    "拒否件数 Refused",
+)
 
 
 def _cells(report: TransparencyReport) -> list[list[str]]:
-    out = [[str(report.fiscal_year), f"{r.label_ja} / {r.label_en} ({r.basis})", r.recipient_name,
-            str(r.provisions), report.subjects_cell(r.subjects), str(r.refused)]
-           for r in report.rows]
-    out.append([str(report.fiscal_year), "合計 Total", "", str(report.total_provisions),
-                report.total_subjects_cell(), str(report.total_refused)])
+    out = [
+        [
+            str(report.fiscal_year),
+            f"{r.label_ja} / {r.label_en} ({r.basis})",
+            r.recipient_name,
+            str(r.provisions),
+            report.subjects_cell(r.subjects),
+            str(r.refused),
+        ]
+        for r in report.rows
+    ]
+    out.append(
+        [
+            str(report.fiscal_year),
+            "合計 Total",
+            "",
+            str(report.total_provisions),
+            report.total_subjects_cell(),
+            str(report.total_refused),
+        ]
+    )
     return out
 
 
@@ -253,8 +294,10 @@ def render_table(report: TransparencyReport) -> str:
             parts.append(pad + cell if i in numeric else cell + pad)
         return "  ".join(parts).rstrip()
 
-    title = (f"{report.title_ja} {wareki_fiscal_year(report.fiscal_year)} "
-             f"(FY{report.fiscal_year}: {_period(report)})")
+    title = (
+        f"{report.title_ja} {wareki_fiscal_year(report.fiscal_year)} "
+        f"(FY{report.fiscal_year}: {_period(report)})"
+    )
     sep = "  ".join("-" * w for w in widths)
     body = [line(rows[0]), sep] + [line(r) for r in rows[1:-1]] + [sep, line(rows[-1])]
     return "\n".join([title, "", *body, "", *report.notes]) + "\n"
@@ -265,25 +308,42 @@ def report_to_json(report: TransparencyReport) -> dict[str, Any]:
 
     def subj(count: int | None) -> dict[str, Any]:
         hidden = report.is_suppressed(count)
-        return {"subjects": None if hidden else count, "subjects_suppressed": hidden,
-                "subjects_display": report.subjects_cell(count)}
+        return {
+            "subjects": None if hidden else count,
+            "subjects_suppressed": hidden,
+            "subjects_display": report.subjects_cell(count),
+        }
 
-    total = {"subjects": None if report.total_hidden else report.total_subjects,
-             "subjects_suppressed": report.total_hidden,
-             "subjects_display": report.total_subjects_cell()}
+    total = {
+        "subjects": None if report.total_hidden else report.total_subjects,
+        "subjects_suppressed": report.total_hidden,
+        "subjects_display": report.total_subjects_cell(),
+    }
 
     return {
         "fiscal_year": report.fiscal_year,
         "fiscal_year_ja": wareki_fiscal_year(report.fiscal_year),
-        "period": {"from": report.period_start.isoformat(), "to": report.period_end.isoformat(),
-                   "to_exclusive": True},
+        "period": {
+            "from": report.period_start.isoformat(),
+            "to": report.period_end.isoformat(),
+            "to_exclusive": True,
+        },
         "suppress_below": report.suppress_below,
-        "rows": [{"basis": r.basis, "category": r.category, "label_ja": r.label_ja,
-                  "label_en": r.label_en, "recipient": r.recipient,
-                  "recipient_name": r.recipient_name, "provisions": r.provisions,
-                  **subj(r.subjects), "refused": r.refused} for r in report.rows],
-        "total": {"provisions": report.total_provisions, **total,
-                  "refused": report.total_refused},
+        "rows": [
+            {
+                "basis": r.basis,
+                "category": r.category,
+                "label_ja": r.label_ja,
+                "label_en": r.label_en,
+                "recipient": r.recipient,
+                "recipient_name": r.recipient_name,
+                "provisions": r.provisions,
+                **subj(r.subjects),
+                "refused": r.refused,
+            }
+            for r in report.rows
+        ],
+        "total": {"provisions": report.total_provisions, **total, "refused": report.total_refused},
         "notes": list(report.notes),
     }
 
@@ -296,16 +356,46 @@ def _csv_safe(cell: str) -> str:
 def render_csv(report: TransparencyReport) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(["fiscal_year", "basis", "reason_ja", "reason_en", "recipient",
-                     "recipient_name", "provisions", "subjects", "refused"])
+    writer.writerow(
+        [
+            "fiscal_year",
+            "basis",
+            "reason_ja",
+            "reason_en",
+            "recipient",
+            "recipient_name",
+            "provisions",
+            "subjects",
+            "refused",
+        ]
+    )
     for r in report.rows:
-        writer.writerow([report.fiscal_year, _csv_safe(r.basis), _csv_safe(r.label_ja),
-                         _csv_safe(r.label_en), _csv_safe(r.recipient),
-                         _csv_safe(r.recipient_name), r.provisions,
-                         report.subjects_cell(r.subjects), r.refused])
-    writer.writerow([report.fiscal_year, "TOTAL", "合計", "Total", "", "",
-                     report.total_provisions, report.total_subjects_cell(),
-                     report.total_refused])
+        writer.writerow(
+            [
+                report.fiscal_year,
+                _csv_safe(r.basis),
+                _csv_safe(r.label_ja),
+                _csv_safe(r.label_en),
+                _csv_safe(r.recipient),
+                _csv_safe(r.recipient_name),
+                r.provisions,
+                report.subjects_cell(r.subjects),
+                r.refused,
+            ]
+        )
+    writer.writerow(
+        [
+            report.fiscal_year,
+            "TOTAL",
+            "合計",
+            "Total",
+            "",
+            "",
+            report.total_provisions,
+            report.total_subjects_cell(),
+            report.total_refused,
+        ]
+    )
     return buf.getvalue()
 
 
@@ -324,29 +414,31 @@ def render_html(report: TransparencyReport, *, publisher: str | None = None) -> 
     """A self-contained printable page (no scripts, no external resources)."""
     e = html.escape
     title = f"{report.title_ja}（{wareki_fiscal_year(report.fiscal_year)}）"
-    head = "".join(f"<th scope=\"col\">{e(h)}</th>" for h in HEADERS)
+    head = "".join(f'<th scope="col">{e(h)}</th>' for h in HEADERS)
     body = []
     for r in report.rows:
         body.append(
             "<tr>"
-            f"<td class=\"n\">{report.fiscal_year}</td>"
+            f'<td class="n">{report.fiscal_year}</td>'
             f"<td>{e(r.label_ja)}<br><small>{e(r.label_en)} ({e(r.basis)})</small></td>"
             f"<td>{e(r.recipient_name)}<br><small>{e(r.recipient)}</small></td>"
-            f"<td class=\"n\">{r.provisions}</td>"
-            f"<td class=\"n\">{e(report.subjects_cell(r.subjects))}</td>"
-            f"<td class=\"n\">{r.refused}</td></tr>"
+            f'<td class="n">{r.provisions}</td>'
+            f'<td class="n">{e(report.subjects_cell(r.subjects))}</td>'
+            f'<td class="n">{r.refused}</td></tr>'
         )
     if not body:
-        body.append("<tr><td colspan=\"6\">該当なし / No provisions or refusals</td></tr>")
-    foot = (f"<tr><td class=\"n\">{report.fiscal_year}</td><td>合計 Total</td><td></td>"
-            f"<td class=\"n\">{report.total_provisions}</td>"
-            f"<td class=\"n\">{e(report.total_subjects_cell())}</td>"
-            f"<td class=\"n\">{report.total_refused}</td></tr>")
+        body.append('<tr><td colspan="6">該当なし / No provisions or refusals</td></tr>')
+    foot = (
+        f'<tr><td class="n">{report.fiscal_year}</td><td>合計 Total</td><td></td>'
+        f'<td class="n">{report.total_provisions}</td>'
+        f'<td class="n">{e(report.total_subjects_cell())}</td>'
+        f'<td class="n">{report.total_refused}</td></tr>'
+    )
     period = _period(report)
-    notes = "".join(f"<p class=\"note\">{e(n)}</p>" for n in report.notes)
+    notes = "".join(f'<p class="note">{e(n)}</p>' for n in report.notes)
     by = f"<p>{e(publisher)}</p>" if publisher else ""
     return (
-        "<!DOCTYPE html>\n<html lang=\"ja\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{e(title)}</h1>\n<p>{e(report.title_en)} — FY{report.fiscal_year}, {e(period)}</p>\n"
         f"{by}<table>\n<caption>{e(title)}</caption>\n<thead><tr>{head}</tr></thead>\n"

@@ -34,8 +34,19 @@ H_EVIDENCE = "X-Road-Evidence"
 H_COUNTRY = "X-Road-Recipient-Country"
 H_RECURRING = "X-Road-Recurring"
 H_DATA_FROM = "X-Road-Data-From"
-POLICY_HEADERS = (H_ISSUE, H_PURPOSE, H_BASIS, H_AGREEMENT, H_CONSENT, H_SUBJECT, H_ITEMS,
-                  H_EVIDENCE, H_COUNTRY, H_RECURRING, H_DATA_FROM)
+POLICY_HEADERS = (
+    H_ISSUE,
+    H_PURPOSE,
+    H_BASIS,
+    H_AGREEMENT,
+    H_CONSENT,
+    H_SUBJECT,
+    H_ITEMS,
+    H_EVIDENCE,
+    H_COUNTRY,
+    H_RECURRING,
+    H_DATA_FROM,
+)
 MAX_HEADER_VALUE = 4096
 """Longer policy header values are refused: they are codes and references, not payload."""
 
@@ -156,8 +167,12 @@ def _evidence(raw: object, name: str) -> dict[str, str]:
 
 
 def request_from_headers(
-    client: ClientId, service: ServiceId, headers: Mapping[str, str], *,
-    time: datetime | None = None, message_id: str | None = None,
+    client: ClientId,
+    service: ServiceId,
+    headers: Mapping[str, str],
+    *,
+    time: datetime | None = None,
+    message_id: str | None = None,
 ) -> PolicyRequest:
     """Read the policy headers of an X-Road REST request (names case-insensitive).
 
@@ -180,8 +195,11 @@ def request_from_headers(
             raise PolicyRequestError(f"{H_RECURRING}: expected true or false")
         data_from = get(H_DATA_FROM)
         return PolicyRequest(
-            client=client, service=service,
-            purpose=get(H_PURPOSE), basis=get(H_BASIS), subject_ref=get(H_SUBJECT),
+            client=client,
+            service=service,
+            purpose=get(H_PURPOSE),
+            basis=get(H_BASIS),
+            subject_ref=get(H_SUBJECT),
             fields=_fields(get(H_ITEMS), H_ITEMS),
             agreement=AgreementRef.parse(agreement) if agreement else None,
             consent_id=get(H_CONSENT),
@@ -189,7 +207,9 @@ def request_from_headers(
             recipient_country=country,
             recurring=recurring is not None and recurring.lower() == "true",
             data_from=parse_instant(data_from) if data_from else None,
-            issue=get(H_ISSUE), user_id=get(H_USER), message_id=message_id or get(H_ID),
+            issue=get(H_ISSUE),
+            user_id=get(H_USER),
+            message_id=message_id or get(H_ID),
             time=time,
         )
     except PolicyRequestError:
@@ -198,9 +218,23 @@ def request_from_headers(
         raise PolicyRequestError(str(exc)) from None
 
 
-_REQUEST_KEYS = ("purpose", "legal_basis", "subject", "fields", "agreement", "consent_id",
-                 "evidence", "recipient_country", "recurring", "data_from", "issue", "user_id",
-                 "message_id", "client_legal_type", "time")
+_REQUEST_KEYS = (
+    "purpose",
+    "legal_basis",
+    "subject",
+    "fields",
+    "agreement",
+    "consent_id",
+    "evidence",
+    "recipient_country",
+    "recurring",
+    "data_from",
+    "issue",
+    "user_id",
+    "message_id",
+    "client_legal_type",
+    "time",
+)
 
 
 def parse_request(data: object) -> PolicyRequest:
@@ -229,16 +263,25 @@ def parse_request(data: object) -> PolicyRequest:
     except ValueError as exc:
         raise PolicyFormatError("evidence" if evidence_v else "agreement", str(exc)) from None
     return PolicyRequest(
-        client=client, service=f.req("service").service_id(),
-        purpose=text("purpose"), basis=text("legal_basis"), subject_ref=text("subject"),
+        client=client,
+        service=f.req("service").service_id(),
+        purpose=text("purpose"),
+        basis=text("legal_basis"),
+        subject_ref=text("subject"),
         fields=tuple(v.text(pattern=FIELD_NAME, what="field name") for v in fields_v.items())
-        if fields_v else None,
-        agreement=agreement, consent_id=text("consent_id"), evidence=evidence,
+        if fields_v
+        else None,
+        agreement=agreement,
+        consent_id=text("consent_id"),
+        evidence=evidence,
         recipient_country=country_v.text(pattern=COUNTRY_CODE, what="country code")
-        if country_v else None,
+        if country_v
+        else None,
         recurring=recurring_v.flag() if recurring_v else False,
         data_from=data_from_v.instant() if data_from_v else None,
-        issue=text("issue"), user_id=text("user_id"), message_id=text("message_id"),
+        issue=text("issue"),
+        user_id=text("user_id"),
+        message_id=text("message_id"),
         client_legal_type=legal_v.enum(LegalType, "legal type") if legal_v else None,
         time=time_v.instant() if time_v else None,
     )
@@ -248,13 +291,19 @@ def request_to_json(r: PolicyRequest) -> dict[str, Any]:
     """JSON form of a request, readable by :func:`parse_request`."""
     d: dict[str, Any] = {"client": str(r.client), "service": str(r.service)}
     pairs: list[tuple[str, object]] = [
-        ("purpose", r.purpose), ("legal_basis", r.basis), ("subject", r.subject_ref),
+        ("purpose", r.purpose),
+        ("legal_basis", r.basis),
+        ("subject", r.subject_ref),
         ("fields", list(r.fields) if r.fields is not None else None),
         ("agreement", str(r.agreement) if r.agreement else None),
-        ("consent_id", r.consent_id), ("evidence", dict(r.evidence) or None),
-        ("recipient_country", r.recipient_country), ("recurring", r.recurring or None),
+        ("consent_id", r.consent_id),
+        ("evidence", dict(r.evidence) or None),
+        ("recipient_country", r.recipient_country),
+        ("recurring", r.recurring or None),
         ("data_from", format_instant(r.data_from) if r.data_from else None),
-        ("issue", r.issue), ("user_id", r.user_id), ("message_id", r.message_id),
+        ("issue", r.issue),
+        ("user_id", r.user_id),
+        ("message_id", r.message_id),
         ("client_legal_type", r.client_legal_type.value if r.client_legal_type else None),
         ("time", format_instant(r.time) if r.time else None),
     ]

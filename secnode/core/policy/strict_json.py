@@ -108,8 +108,14 @@ class Value:
         for i, item in enumerate(self.raw):
             yield Value(item, self.child(i))
 
-    def strs(self, *, pattern: Pattern[str] | None = None, what: str = "value",
-             nonempty: bool = False, unique: bool = True) -> tuple[str, ...]:
+    def strs(
+        self,
+        *,
+        pattern: Pattern[str] | None = None,
+        what: str = "value",
+        nonempty: bool = False,
+        unique: bool = True,
+    ) -> tuple[str, ...]:
         out = tuple(v.text(pattern=pattern, what=what) for v in self.items(nonempty=nonempty))
         if unique and len(set(out)) != len(out):
             dup = next(x for x in out if out.count(x) > 1)

@@ -80,7 +80,8 @@ class IsoDuration:
         match = _DURATION.match(text) if isinstance(text, str) else None
         if match is None or text in ("P", "PT") or text.endswith("T"):
             raise TimeFormatError(
-                f"expected an ISO 8601 duration such as P14D or P3Y, got {text!r}")
+                f"expected an ISO 8601 duration such as P14D or P3Y, got {text!r}"
+            )
         parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
         return cls(**parts)
 
@@ -89,9 +90,7 @@ class IsoDuration:
             f"{v}{u}" for v, u in ((self.years, "Y"), (self.months, "M"), (self.days, "D")) if v
         )
         time_part = "".join(
-            f"{v}{u}"
-            for v, u in ((self.hours, "H"), (self.minutes, "M"), (self.seconds, "S"))
-            if v
+            f"{v}{u}" for v, u in ((self.hours, "H"), (self.minutes, "M"), (self.seconds, "S")) if v
         )
         if not date_part and not time_part:
             return "PT0S"
