@@ -49,14 +49,11 @@ def sign_detached(
 ) -> bytes:
     """Return DER ``ContentInfo(SignedData)`` over ``data`` without embedding it."""
     algorithm = _HASHES[hash_name][0]
+    key = signer.issuer_key()
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise TypeError("CMS signing needs an RSA or EC key")
     builder = (
-        pkcs7.PKCS7SignatureBuilder()
-        .set_data(data)
-        .add_signer(
-            cert,
-            signer.issuer_key(),
-            algorithm,  # type: ignore[arg-type]
-        )
+        pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(cert, key, algorithm)  # type: ignore[arg-type]
     )
     for extra in extra_certs:
         builder = builder.add_certificate(extra)
