@@ -86,6 +86,14 @@ class MessageLogSection:
 
 
 @dataclass
+class LimitsSection:
+    """Memory the node's message bodies may take (docs/operations.md, "Memory budget")."""
+
+    in_flight_bytes: int = 64 * 1024 * 1024  # request bodies admitted at once, per process
+    busy_wait_seconds: int = 5  # how long a request waits for room before Busy (0: at once)
+
+
+@dataclass
 class PolicySection:
     records_retention_years: int = 3
     report_suppression_threshold: int = 5
@@ -102,6 +110,7 @@ class NodeConfig:
     ocsp: OcspSection = field(default_factory=OcspSection)
     messagelog: MessageLogSection = field(default_factory=MessageLogSection)
     policy: PolicySection = field(default_factory=PolicySection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
 
     @property
     def member_id(self) -> MemberId:
@@ -146,6 +155,10 @@ def parse_config(text: str) -> NodeConfig:
         config.node_id  # noqa: B018 - validates member and server code
     except ValueError as exc:
         raise ConfigError(f"[node] in {CONFIG_FILE}: {exc}") from exc
+    if config.limits.in_flight_bytes <= 0:
+        raise ConfigError("[limits] in_flight_bytes must be positive")
+    if config.limits.busy_wait_seconds < 0:
+        raise ConfigError("[limits] busy_wait_seconds must not be negative")
     return config
 
 
@@ -247,4 +260,8 @@ database = ""                   # empty: messagelog.db here (SQLite) or the node
 [policy]
 records_retention_years = 3     # APPI Art. 29/30 records
 report_suppression_threshold = 5
+
+[limits]                        # memory for message bodies (client and node interfaces share it)
+in_flight_bytes = 67108864      # request bytes admitted at once; more waits, then Busy (503)
+busy_wait_seconds = 5           # how long a request waits for room; 0: refuse at once
 '''

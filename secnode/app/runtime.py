@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from certs import keys
 from secnode.app.admin import cert_view
+from secnode.app.memory import trim_after_burst
 from secnode.core.globalconf import ConfNode, GlobalConf, GlobalConfError
 from secnode.core.health import CertView
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
@@ -31,6 +32,7 @@ from secnode.core.msgsig import MessageSigner, SignatureVerifier
 from secnode.files import atomic_write
 from secnode.globalconf import ConfStore
 from secnode.home import NodeHome
+from secnode.proxy.budget import InFlightBudget
 from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
 from secnode.store import models
 from secnode.store.replay import ReplayWindow
@@ -137,6 +139,12 @@ class NodeRuntime:
         self.verifier = SignatureVerifier()
         self.trust = TrustCache()
         self.replay = ReplayWindow(node.engine, self.config.server.replay_window)
+        #: Message bodies in flight, shared by the client and node-to-node interfaces.
+        self.budget = InFlightBudget(
+            self.config.limits.in_flight_bytes,
+            self.config.limits.busy_wait_seconds,
+            on_idle=trim_after_burst,
+        )
         self.sink: EventSink = NullSink()
         self.decision: DecisionPoint = AllowAll()
         #: Attached at start-up (message log, policy); see :mod:`secnode.app.extensions`.

@@ -103,8 +103,10 @@ async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
     from secnode.app import admin, jobs
     from secnode.app.extensions import attach_extensions
+    from secnode.app.memory import tune_allocator
     from secnode.proxy.client_side import build_client_app
 
+    tune_allocator()  # large bodies are mmapped and returned when freed (app/memory.py)
     rt = NodeRuntime(node, passphrase)
     rt.load_conf()
     rt.load_certificates()

@@ -72,6 +72,7 @@ X_SERVICE_DISABLED: Final = "ServiceDisabled"
 X_SERVICE_FAILED: Final = "ServiceFailed"
 X_MESSAGE_LOG_FAILED: Final = "MessageLogFailed"
 X_TIMESTAMPING_FAILED: Final = "TimestampingFailed"
+X_BUSY: Final = "Busy"
 
 #: Every bare code above: only these may be raised without a prefix.
 CATALOGUE: Final = frozenset(
@@ -117,6 +118,8 @@ CLIENT_PROXY_NETWORK_ERROR: Final = _server(X_NETWORK_ERROR, SERVER_CLIENT_PROXY
 CLIENT_PROXY_INTERNAL_ERROR: Final = _server(X_INTERNAL_ERROR, SERVER_CLIENT_PROXY)
 INCONSISTENT_RESPONSE: Final = _server(X_INCONSISTENT_RESPONSE, SERVER_CLIENT_PROXY)
 CLIENT_PROXY_SSL_AUTH_FAILED: Final = _server(X_SSL_AUTH_FAILED, SERVER_CLIENT_PROXY)
+#: The node's in-flight body budget stayed full for the allowed wait (docs/operations.md).
+CLIENT_PROXY_BUSY: Final = _server(X_BUSY, SERVER_CLIENT_PROXY)
 
 # --- usually raised on the provider's node ---
 ACCESS_DENIED: Final = _server(X_ACCESS_DENIED)
@@ -126,6 +129,7 @@ SERVICE_FAILED: Final = _server(X_SERVICE_FAILED)
 SERVER_PROXY_OUTDATED_GLOBALCONF: Final = _server(X_OUTDATED_GLOBALCONF)
 SERVER_PROXY_INTERNAL_ERROR: Final = _server(X_INTERNAL_ERROR)
 SERVER_PROXY_SSL_AUTH_FAILED: Final = _server(X_SSL_AUTH_FAILED)
+SERVER_PROXY_BUSY: Final = _server(X_BUSY)
 # A provider system's SOAP response broke the protocol (X-Road: prefix.ServiceFailed.X).
 SERVICE_INVALID_SOAP: Final = _server(f"{X_SERVICE_FAILED}.{X_INVALID_SOAP}")
 SERVICE_MISSING_HEADER: Final = _server(f"{X_SERVICE_FAILED}.{X_MISSING_HEADER}")
@@ -144,6 +148,9 @@ _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 _STATUS_OVERRIDES: dict[str, int] = {
     # 413 tells an HTTP client "too large" without parsing the body; it is still a 4xx.
     MESSAGE_TOO_LARGE: 413,
+    # 503: the node is overloaded for now; the same request may succeed a little later.
+    CLIENT_PROXY_BUSY: 503,
+    SERVER_PROXY_BUSY: 503,
 }
 
 

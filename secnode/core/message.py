@@ -63,6 +63,11 @@ _TEXT: Final = b"\x01"
 _BYTES: Final = b"\x02"
 
 
+#: A message body as the node holds it: read into one buffer (``bytearray``), not copied
+#: into ``bytes`` (docs/operations.md, "Memory budget").
+Body = bytes | bytearray
+
+
 class MessageError(ValueError):
     """A header value that cannot be part of a message (too long, control characters...)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from secnode.core.message import MessageHeaders
+from secnode.core.message import Body, MessageHeaders
 from secnode.core.messagelog import Direction, LogRecord
 from secnode.core.messagelog.record import (
     MAX_TEXT,
@@ -127,7 +127,7 @@ class Draft:
     direction: Direction
     message_id: str
     fields: tuple[Any, ...]  # the row's columns client_id .. ocsp_sha256 (RECORD_COLUMNS[7:23])
-    body: bytes | None  # the body as the row keeps it (None when not kept)
+    body: Body | None  # the body as the row keeps it (None when not kept)
     template: CanonicalTemplate
     signer_cert_sha256: bytes | None
     ocsp_sha256: bytes | None
@@ -196,7 +196,7 @@ class Draft:
             direction=self.direction,
             node_id=node_id,
             headers_sha256=headers_sha256,
-            body=self.body,
+            body=None if self.body is None else bytes(self.body),  # tools and tests only
             body_sha256=body_sha256,
             body_size=body_size,
             client_id=client_id,

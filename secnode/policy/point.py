@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine
 
 from secnode.core.errors import XRoadError
-from secnode.core.message import MAX_POLICY_STATEMENT_BYTES, MessageHeaders
+from secnode.core.message import MAX_POLICY_STATEMENT_BYTES, Body, MessageHeaders
 from secnode.core.policy import (
     DataClass,
     Decision,
@@ -141,8 +141,8 @@ class PolicyPoint:
             self.count("policy_seconds_total", time.perf_counter() - started)
 
     async def after_response(
-        self, headers: MessageHeaders, verdict: Verdict, body: bytes, content_type: str
-    ) -> bytes:
+        self, headers: MessageHeaders, verdict: Verdict, body: Body, content_type: str
+    ) -> Body:
         started = time.perf_counter()
         try:
             return await self._after_response(headers, verdict, body, content_type)
@@ -154,7 +154,7 @@ class PolicyPoint:
         headers: MessageHeaders,
         verdict: Verdict,
         status: int,
-        body: bytes,
+        body: Body,
         statement: str | None,
     ) -> None:
         started = time.perf_counter()
@@ -299,8 +299,8 @@ class PolicyPoint:
         return _verdict(entry, digest, decision)
 
     async def _after_response(
-        self, headers: MessageHeaders, verdict: Verdict, body: bytes, content_type: str
-    ) -> bytes:
+        self, headers: MessageHeaders, verdict: Verdict, body: Body, content_type: str
+    ) -> Body:
         details = verdict.details
         if not verdict.allow or "decision_sha256" not in details:
             return body
@@ -351,7 +351,7 @@ class PolicyPoint:
         headers: MessageHeaders,
         verdict: Verdict,
         status: int,
-        body: bytes,
+        body: Body,
         statement: str | None,
     ) -> None:
         if statement is None:
@@ -531,7 +531,7 @@ _DUTIES = frozenset(
 )
 
 
-def _filtered(body: bytes, permitted: list[str]) -> bytes:
+def _filtered(body: Body, permitted: list[str]) -> Body:
     """The response cut to the permitted fields; anything unfilterable is not released."""
     if not body.strip():
         return body

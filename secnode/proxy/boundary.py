@@ -33,7 +33,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from secnode.core import errors
 from secnode.core.errors import XRoadError
-from secnode.core.message import MessageHeaders
+from secnode.core.message import Body, MessageHeaders
 from secnode.proxy.hooks import EventSink, ExchangeEvent
 from secnode.proxy.io import error_response
 
@@ -46,7 +46,7 @@ class Seen:
     """What the flow knows about the message when it fails: enough for a refusal record."""
 
     headers: MessageHeaders
-    body: bytes | None = None
+    body: Body | None = None
     keep_body: bool = False
 
 
@@ -56,7 +56,7 @@ SEEN = web.RequestKey("secnode_seen", Seen)
 def note_message(
     request: web.Request,
     headers: MessageHeaders,
-    body: bytes | None = None,
+    body: Body | None = None,
     keep_body: bool = False,
 ) -> None:
     """Tell the boundary the message's headers (and body once read): a refusal after this

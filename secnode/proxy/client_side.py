@@ -23,14 +23,15 @@ from multidict import CIMultiDict
 from secnode.core import errors, rest, rest_headers, soap, soap_response
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
-from secnode.core.message import MessageHeaders, request_digest, response_digest
+from secnode.core.message import Body, MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError, SignerCodec
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import caller_allowed
 from secnode.proxy.boundary import Surface, error_boundary, note_message
+from secnode.proxy.budget import Lease, budget_middleware, lease_of
 from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
 from secnode.proxy.hooks import Signed
-from secnode.proxy.io import read_limited, read_response
+from secnode.proxy.io import body_pieces, read_limited, read_response, send_response
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
 
@@ -55,7 +56,7 @@ class ProviderReply:
     """A provider node's signed response: body, metadata (status and content type are in
     ``meta``), signature, the signer's OCSP staple, the unsigned extras."""
 
-    body: bytes
+    body: bytearray
     meta: wire.ResponseMeta
     signature: bytes
     ocsp_der: bytes
@@ -67,7 +68,7 @@ class ProviderRefusal:
     """A provider node's refusal: an unsigned X-Road error, handed to the client as it came."""
 
     status: int
-    body: bytes
+    body: Body
 
 
 # ----- entry points ----------------------------------------------------------------------
@@ -85,8 +86,10 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
     parsed = rest.parse_rest_request(
         request.method, path, query if sep else None, list(request.headers.items())
     )
+    headers = parsed.message_headers()
+    note_message(request, headers)  # a Busy refusal while the body waits is recorded
     body = await read_limited(request, rt.config.client.max_body_bytes)
-    return await _run(rt, request, parsed.message_headers(), body, rest_request=parsed)
+    return await _run(rt, request, headers, body, rest_request=parsed)
 
 
 async def handle_list_clients(request: web.Request) -> web.Response:
@@ -101,7 +104,7 @@ async def _run(
     rt: NodeRuntime,
     request: web.Request,
     headers: MessageHeaders,
-    body: bytes,
+    body: bytearray,
     *,
     soap_request: soap.SoapRequest | None = None,
     rest_request: rest.RestRequest | None = None,
@@ -134,7 +137,7 @@ async def _exchange(ex: ClientExchange) -> web.StreamResponse:
     if isinstance(reply, ProviderRefusal):
         return await _pass_refusal(ex, reply)
     await _verify_response(ex, reply)
-    return _answer(ex, reply)
+    return await _answer(ex, reply)
 
 
 def _check_configuration(ex: ClientExchange) -> None:
@@ -224,7 +227,8 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
     codec = _verify_provider_signature(ex, reply, digest)
     ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256, reply.ocsp_der)
     if ex.soap_request is not None:
-        soap_response.check_soap_response(out, ex.soap_request, ex.body)
+        # lxml's SOAP checks take bytes: one transient copy, for SOAP only
+        soap_response.check_soap_response(bytes(out), ex.soap_request, bytes(ex.body))
     await ex.log(
         "response_in",
         out,
@@ -262,8 +266,9 @@ def _verify_provider_signature(
     return codec
 
 
-def _answer(ex: ClientExchange, reply: ProviderReply) -> web.Response:
-    """The provider's response with X-Road's response headers (REST: request id and hash)."""
+async def _answer(ex: ClientExchange, reply: ProviderReply) -> web.StreamResponse:
+    """The provider's response with X-Road's response headers (REST: request id and hash),
+    written while the exchange holds its in-flight bytes."""
     resp_headers: CIMultiDict[str] = CIMultiDict()
     if reply.meta.content_type:
         resp_headers["Content-Type"] = reply.meta.content_type
@@ -274,7 +279,7 @@ def _answer(ex: ClientExchange, reply: ProviderReply) -> web.Response:
             reply.extra.headers, ex.headers, req.request_id, request_hash
         ):
             resp_headers.add(name, value)
-    return web.Response(status=reply.meta.status, body=reply.body, headers=resp_headers)
+    return await send_response(ex.http, reply.meta.status, reply.body, resp_headers)
 
 
 def _statement_ref(statement: str | None) -> str:
@@ -284,7 +289,7 @@ def _statement_ref(statement: str | None) -> str:
     return "policy statement sha256:" + hashlib.sha256(statement.encode("utf-8")).hexdigest()
 
 
-def _passthrough_error(status: int, out: bytes, headers: MessageHeaders) -> web.Response:
+def _passthrough_error(status: int, out: Body, headers: MessageHeaders) -> web.Response:
     """The provider node refused: hand its X-Road error to the client as it came."""
     ctype = (
         "text/xml; charset=utf-8"
@@ -320,12 +325,12 @@ async def _send(ex: ClientExchange) -> ProviderReply | ProviderRefusal:
         try:
             async with session.post(
                 url,
-                data=ex.body,
+                data=body_pieces(ex.body),  # with Content-Length: not chunked
                 headers=out_headers,
                 ssl=rt.peer_ssl(node),
                 timeout=aiohttp.ClientTimeout(total=120, connect=10),
             ) as resp:
-                return await _read_reply(resp, rt.config.client.max_body_bytes)
+                return await _read_reply(resp, rt.config.client.max_body_bytes, lease_of(ex.http))
         except XRoadError:
             raise
         except wire.WireError as exc:
@@ -362,12 +367,15 @@ def _wire_headers(ex: ClientExchange) -> dict[str, str]:
         wire.H_OCSP: wire.b64(request.ocsp_der),
         wire.H_EXTRA: wire.Extra.for_request(ex.rest_request).encode(),
         "Content-Type": ex.headers.content_type or "application/octet-stream",
+        "Content-Length": str(len(ex.body)),
     }
 
 
-async def _read_reply(resp: aiohttp.ClientResponse, limit: int) -> ProviderReply | ProviderRefusal:
+async def _read_reply(
+    resp: aiohttp.ClientResponse, limit: int, lease: Lease
+) -> ProviderReply | ProviderRefusal:
     """The provider node's answer; malformed metadata is a :class:`wire.WireError`."""
-    out = await read_response(resp.content, limit)
+    out = await read_response(resp.content, limit, lease, resp.content_length)
     if len(out) > limit:
         raise XRoadError(
             errors.MESSAGE_TOO_LARGE, "provider response exceeds the size limit", http_status=502
@@ -392,7 +400,7 @@ def build_client_app(rt: NodeRuntime) -> web.Application:
     surface = Surface(errors.SERVER_CLIENT_PROXY, log, _protocol_by_path, rt)
     app = web.Application(
         client_max_size=rt.config.client.max_body_bytes + 1024,
-        middlewares=[error_boundary(surface)],
+        middlewares=[error_boundary(surface), budget_middleware(rt.budget)],
     )
     app[RUNTIME] = rt
     app.router.add_get("/listClients", handle_list_clients)

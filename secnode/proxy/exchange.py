@@ -21,7 +21,7 @@ from aiohttp import web
 from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
-from secnode.core.message import MessageHeaders
+from secnode.core.message import Body, MessageHeaders
 from secnode.proxy.hooks import ExchangeEvent, Signed, Verdict
 from secnode.trust.own_status import require_own_sign_status
 
@@ -40,7 +40,7 @@ class Exchange:
     rt: NodeRuntime
     http: web.Request
     headers: MessageHeaders
-    body: bytes = b""
+    body: Body = b""
     body_sha256: bytes = b""
     log_body: bool = True
     """Whether the message log keeps the bodies (the node's setting, or the service's own)."""
@@ -85,7 +85,7 @@ class Exchange:
     async def log(
         self,
         direction: str,
-        body: bytes,
+        body: Body,
         signed: Signed | None = None,
         *,
         body_sha256: bytes | None = None,

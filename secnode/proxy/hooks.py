@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from secnode.core.message import MessageHeaders
+from secnode.core.message import Body, MessageHeaders
 
 
 @dataclass
@@ -29,7 +29,7 @@ class ExchangeEvent:
     decision: str = "allow"  # allow | deny
     reason: str = ""
     status: int | None = None
-    body: bytes | None = None
+    body: Body | None = None
     log_body: bool = True
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     extra: dict[str, Any] = field(default_factory=dict)
@@ -43,7 +43,7 @@ class ExchangeEvent:
         cls,
         direction: str,
         headers: MessageHeaders,
-        body: bytes | None,
+        body: Body | None,
         *,
         log_body: bool,
         signed: Signed | None = None,
@@ -118,8 +118,8 @@ class DecisionPoint(Protocol):
         """``side`` is 'client' (early refusal) or 'provider' (authoritative decision)."""
 
     async def after_response(
-        self, headers: MessageHeaders, verdict: Verdict, body: bytes, content_type: str
-    ) -> bytes:
+        self, headers: MessageHeaders, verdict: Verdict, body: Body, content_type: str
+    ) -> Body:
         """Filter the response body to the permitted fields; record provisions."""
 
     async def on_response(
@@ -127,7 +127,7 @@ class DecisionPoint(Protocol):
         headers: MessageHeaders,
         verdict: Verdict,
         status: int,
-        body: bytes,
+        body: Body,
         statement: str | None,
     ) -> None:
         """Client node, after the provider's signed response was verified: record the
@@ -148,8 +148,8 @@ class AllowAll:
         return Verdict(True, "NOT_PERSONAL_DATA")
 
     async def after_response(
-        self, headers: MessageHeaders, verdict: Verdict, body: bytes, content_type: str
-    ) -> bytes:
+        self, headers: MessageHeaders, verdict: Verdict, body: Body, content_type: str
+    ) -> Body:
         return body
 
     async def on_response(
@@ -157,7 +157,7 @@ class AllowAll:
         headers: MessageHeaders,
         verdict: Verdict,
         status: int,
-        body: bytes,
+        body: Body,
         statement: str | None,
     ) -> None:
         return None

@@ -16,7 +16,7 @@ from lxml import etree
 from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
-from secnode.core.message import MessageHeaders
+from secnode.core.message import Body, MessageHeaders
 from secnode.core.xmlsafe import parse_xml
 from secnode.proxy.access import client_granted
 
@@ -74,7 +74,7 @@ def _services(rt: NodeRuntime, headers: MessageHeaders, allowed_only: bool) -> l
 
 
 def answer_provider(
-    rt: NodeRuntime, headers: MessageHeaders, meta: str, request_body: bytes = b""
+    rt: NodeRuntime, headers: MessageHeaders, meta: str, request_body: Body = b""
 ) -> tuple[int, str, bytes]:
     """(status, content type, body) for a metaservice addressed to this provider node."""
     if meta == "getWsdl":
@@ -98,7 +98,7 @@ def answer_provider(
         return 200, ctype, text.encode()
     entries = _services(rt, headers, allowed_only=(meta == "allowedMethods"))
     if headers.protocol == "soap":
-        return 200, "text/xml; charset=utf-8", _soap_list(request_body, meta, entries)
+        return 200, "text/xml; charset=utf-8", _soap_list(bytes(request_body), meta, entries)
     listing = [
         {
             **_id_json(e.service, "SERVICE"),

@@ -31,9 +31,10 @@ from secnode.core.soap_response import prepare_soap_response
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
+from secnode.proxy.budget import budget_middleware, lease_of
 from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
 from secnode.proxy.hooks import Signed
-from secnode.proxy.io import read_limited, read_response
+from secnode.proxy.io import body_pieces, read_limited, read_response, send_response
 from secnode.trust.own_status import require_own_sign_status
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
@@ -50,7 +51,7 @@ class ServiceAnswer:
 
     status: int
     content_type: str | None
-    body: bytes
+    body: bytes | bytearray
     passthrough: tuple[tuple[str, str], ...] = ()
     """The service's own response headers, passed to the client unsigned (REST)."""
 
@@ -99,7 +100,7 @@ async def _exchange(ex: ProviderExchange) -> web.StreamResponse:
     await _log_request(ex)
     await _call_service(ex)
     await _sign_and_log(ex)
-    return _answer(ex)
+    return await _answer(ex)
 
 
 def _check_configuration(ex: ProviderExchange) -> None:
@@ -250,7 +251,8 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
     assert answer is not None
     out = answer.body
     if ex.soap_request is not None and ex.metaservice is None:
-        out = prepare_soap_response(out, ex.soap_request, ex.body)
+        # lxml's SOAP checks take bytes: one transient copy, for SOAP only
+        out = prepare_soap_response(bytes(out), ex.soap_request, bytes(ex.body))
     out = await ex.rt.decision.after_response(ex.headers, verdict, out, answer.content_type or "")
     ex.answer = answer = ServiceAnswer(answer.status, answer.content_type, out, answer.passthrough)
     out_sha = hashlib.sha256(out).digest()
@@ -274,8 +276,9 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
     )
 
 
-def _answer(ex: ProviderExchange) -> web.Response:
-    """The signed response: metadata, signature and OCSP staple in headers, body as is."""
+async def _answer(ex: ProviderExchange) -> web.StreamResponse:
+    """The signed response: metadata, signature and OCSP staple in headers, body as is;
+    written while the exchange holds its in-flight bytes."""
     answer, signed = ex.answer, ex.response
     assert answer is not None and signed is not None
     resp_headers: dict[str, str] = {
@@ -289,7 +292,7 @@ def _answer(ex: ProviderExchange) -> web.Response:
         resp_headers[wire.H_EXTRA] = wire.Extra(None, answer.passthrough).encode()
     if answer.content_type:
         resp_headers["Content-Type"] = answer.content_type
-    return web.Response(status=200, body=answer.body, headers=resp_headers)
+    return await send_response(ex.http, 200, answer.body, resp_headers)
 
 
 async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> ServiceAnswer:
@@ -312,16 +315,20 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
     if headers.content_type and "Content-Type" not in out_headers:
         out_headers["Content-Type"] = headers.content_type
     body = ex.body
+    sends_body = bool(body) or method not in ("GET", "HEAD")
+    if sends_body:
+        out_headers["Content-Length"] = str(len(body))  # the pieces are not sent chunked
     try:
         async with session.request(
             method,
             url,
-            data=body if body or method not in ("GET", "HEAD") else None,
+            data=body_pieces(body) if sends_body else None,
             headers=out_headers,
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
-            out = await read_response(resp.content, rt.config.client.max_body_bytes)
+            limit = rt.config.client.max_body_bytes
+            out = await read_response(resp.content, limit, lease_of(ex.http), resp.content_length)
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
             passthrough = tuple(
@@ -342,7 +349,7 @@ def build_server_app(rt: NodeRuntime) -> web.Application:
     surface = Surface(errors.SERVER_SERVER_PROXY, log, lambda _request: "rest", rt)
     app = web.Application(
         client_max_size=rt.config.client.max_body_bytes + 1024,
-        middlewares=[error_boundary(surface)],
+        middlewares=[error_boundary(surface), budget_middleware(rt.budget)],
     )
     app[RUNTIME] = rt
     app.router.add_post(wire.EXCHANGE_PATH, handle_exchange)
