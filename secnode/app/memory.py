@@ -14,6 +14,7 @@ Two glibc behaviours kept a node's RSS high after a burst of large messages:
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
@@ -51,10 +52,26 @@ def tune_allocator() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
+TRIM_DELAY = 1.0
+"""Seconds after the budget drained: the exchanges' last objects are freed by then."""
+
+_pending: asyncio.TimerHandle | None = None
+
+
 def trim_after_burst(peak: int) -> None:
-    """Give freed heap memory back to the system after a burst of ``peak`` bytes."""
-    if peak < TRIM_AFTER_BYTES:
+    """Give freed heap memory back to the system after a burst of ``peak`` bytes: once,
+    :data:`TRIM_DELAY` after the budget drained (a new burst in between postpones it)."""
+    global _pending
+    if peak < TRIM_AFTER_BYTES or _glibc() is None:
         return
+    if _pending is not None:
+        _pending.cancel()
+    _pending = asyncio.get_running_loop().call_later(TRIM_DELAY, _trim, peak)
+
+
+def _trim(peak: int) -> None:
+    global _pending
+    _pending = None
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -177,7 +177,7 @@ def _request_from_header(h: HeaderFields, wrapper: str, wrapper_ns: str | None) 
 
 
 def parse_soap_request(
-    data: bytes | bytearray, content_type: str | None = None, *, check_body: bool = True
+    data: bytes, content_type: str | None = None, *, check_body: bool = True
 ) -> SoapRequest:
     """Parse and validate an X-Road v4.0 SOAP request as a client system sent it.
 

@@ -58,6 +58,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, Insert, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
+from secnode.core.message import Body
 from secnode.core.messagelog import genesis_hash
 from secnode.core.messagelog.record import json_string
 from secnode.messagelog import tables
@@ -124,6 +125,38 @@ class RecordInsert:
             executor.execute(sql, [value for row in chunk for value in row])
 
 
+#: On SQLite, a body from this size on is not bound into the batch's ``INSERT``: the
+#: sqlite3 module copies every bound value into the statement, and a cached statement
+#: keeps its last values, so each large body stayed in memory until that statement ran
+#: again. It is written into its row through incremental blob I/O instead
+#: (:func:`write_large_bodies`), a piece at a time.
+LARGE_BODY = 256 * 1024
+BLOB_PIECE = 1024 * 1024
+
+#: (chain id, seq, body) of a row whose body is written after its ``INSERT``.
+LargeBody = tuple[str, int, Body]
+
+
+def write_large_bodies(conn: sqlite3.Connection, bodies: list[LargeBody]) -> None:
+    """Fill the rows' ``body`` in place (same transaction as their ``INSERT``), then let
+    SQLite free the page cache the bodies went through (``PRAGMA shrink_memory``)."""
+    update = (
+        f"UPDATE {tables.records.name} SET body = zeroblob(?)"
+        " WHERE chain_id = ? AND seq = ? RETURNING rowid"
+    )
+    for chain_id, seq, body in bodies:
+        ((rowid,),) = conn.execute(update, (len(body), chain_id, seq)).fetchall()
+        view = memoryview(body)
+        with conn.blobopen(tables.records.name, "body", rowid) as blob:
+            for start in range(0, len(view), BLOB_PIECE):
+                blob.write(view[start : start + BLOB_PIECE])
+
+
+def shrink_memory(conn: sqlite3.Connection) -> None:
+    """Give back the connection's cached pages (after large bodies went through them)."""
+    conn.execute("PRAGMA shrink_memory")
+
+
 def ordered_record_ids(count: int) -> list[str]:
     """Record ids: 128 bits in hex, time-ordered (56-bit microseconds, 72 random bits).
 
@@ -178,6 +211,8 @@ class _Sealed:
     rows: list[tuple[Any, ...]]
     certs: dict[bytes, bytes]
     ocsp: dict[bytes, bytes]
+    large: list[LargeBody] = field(default_factory=list)
+    """SQLite: bodies written after the rows' ``INSERT`` (:func:`write_large_bodies`)."""
 
 
 @dataclass
@@ -226,6 +261,7 @@ class SqliteAppender:
             chain_row is None
             and not sealed.certs
             and not sealed.ocsp
+            and not sealed.large
             and (len(sealed.rows) <= RecordInsert.MAX_ROWS)
         ):
             try:
@@ -254,11 +290,15 @@ class SqliteAppender:
                         f"INSERT OR IGNORE INTO {table.name} (sha256, der) VALUES (?, ?)",
                         list(items.items()),
                     )
+            write_large_bodies(conn, sealed.large)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            if sealed.large:
+                shrink_memory(conn)
         return True
 
     def close(self) -> None:
@@ -321,6 +361,7 @@ class LogWriter:
         self._insert_certs = insert_ignore(engine, tables.certificates)
         self._insert_ocsp = insert_ignore(engine, tables.ocsp_responses)
         self._insert_records = RecordInsert(engine.dialect.paramstyle)
+        self._blob_bodies = engine.dialect.name == "sqlite"
 
     # ----- chain state (event loop only) -------------------------------------------------------
     def _start_chain(self) -> None:
@@ -410,12 +451,17 @@ class LogWriter:
         rows: list[tuple[Any, ...]] = []
         certs: dict[bytes, bytes] = {}
         ocsp: dict[bytes, bytes] = {}
+        large: list[LargeBody] = []
         for item, record_id in zip(batch, ordered_record_ids(len(batch)), strict=True):
             draft = item.draft
             seq += 1
             row, prev = draft.seal_row(
                 chain_id, chain_json, seq, prev, node_id, node_json, record_id
             )
+            body = row[-1]
+            if self._blob_bodies and body is not None and len(body) >= LARGE_BODY:
+                large.append((chain_id, seq, body))
+                row = (*row[:-1], None)
             rows.append(row)
             results.append(WrittenRecord(chain_id, seq, record_id, prev, draft.message_id))
             sha = draft.signer_cert_sha256
@@ -424,7 +470,9 @@ class LogWriter:
             sha = draft.ocsp_sha256
             if sha is not None and draft.ocsp_der and sha not in self._known_ocsp:
                 ocsp[sha] = draft.ocsp_der
-        return _Sealed(chain_id, not self._chain_stored, seq, prev, results, rows, certs, ocsp)
+        return _Sealed(
+            chain_id, not self._chain_stored, seq, prev, results, rows, certs, ocsp, large
+        )
 
     def _chain_row(self, sealed: _Sealed) -> dict[str, Any] | None:
         if not sealed.first_batch_of_chain:
@@ -544,6 +592,8 @@ class LogWriter:
                 job()
             except Exception:  # _run_batch reports its own errors; this is a bug guard
                 log.exception("message log worker job failed")
+            # Not kept while waiting for the next job: it holds the batch and its bodies.
+            del job
 
     def _run_batch(
         self, batch: list[_Pending], sealed: _Sealed, chain_row: dict[str, Any] | None
@@ -579,11 +629,14 @@ class LogWriter:
             with conn.begin():
                 if chain_row is not None:
                     conn.execute(insert(tables.chains), [chain_row])
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                dbapi = conn.connection.dbapi_connection
+                cursor = dbapi.cursor()  # type: ignore[union-attr]
                 try:
                     self._insert_records.run(cursor, sealed.rows)
                 finally:
                     cursor.close()
+                if sealed.large:
+                    write_large_bodies(dbapi, sealed.large)  # type: ignore[arg-type]
                 if sealed.certs:
                     conn.execute(
                         self._insert_certs,
@@ -596,3 +649,5 @@ class LogWriter:
         except Exception:
             self._close_conn()
             raise
+        if sealed.large and self._conn is not None:
+            shrink_memory(self._conn.connection.dbapi_connection)  # type: ignore[arg-type]

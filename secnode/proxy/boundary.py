@@ -90,6 +90,14 @@ def error_boundary(surface: Surface) -> Middleware:
     @web.middleware
     async def boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            return await answer(request, handler)
+        finally:
+            # aiohttp keeps a keep-alive connection's last request until the next one
+            # arrives: it must not keep the message body alive with it.
+            request.pop(SEEN, None)
+
+    async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
             return await handler(request)
         except web.HTTPException:
             raise  # aiohttp's own answers (404 of the router, 405): not failures

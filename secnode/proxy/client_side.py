@@ -74,7 +74,8 @@ class ProviderRefusal:
 # ----- entry points ----------------------------------------------------------------------
 async def handle_soap(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
-    body = await read_limited(request, rt.config.client.max_body_bytes)
+    # lxml's SOAP parser takes bytes: one transient copy, for SOAP only
+    body = bytes(await read_limited(request, rt.config.client.max_body_bytes))
     parsed = soap.parse_soap_request(body, request.headers.get("Content-Type"))
     headers = parsed.message_headers(request.headers.get("Content-Type"))
     return await _run(rt, request, headers, body, soap_request=parsed)
@@ -104,7 +105,7 @@ async def _run(
     rt: NodeRuntime,
     request: web.Request,
     headers: MessageHeaders,
-    body: bytearray,
+    body: Body,
     *,
     soap_request: soap.SoapRequest | None = None,
     rest_request: rest.RestRequest | None = None,

@@ -197,6 +197,7 @@ async def _check_message(ex: ProviderExchange) -> None:
     if headers.protocol == "soap":
         # The provider system reads the SOAP header, not our metadata: they must agree, or a
         # client node could sign one client identity and show the service another.
+        ex.body = bytes(ex.body)  # lxml's SOAP parser takes bytes (SOAP only)
         ex.soap_request = parse_soap_request(ex.body, None, check_body=False)
         if ex.soap_request.message_headers(headers.content_type) != headers:
             raise XRoadError(
