@@ -1,0 +1,190 @@
+"""Issue 12 item 9: a node's memory is bounded by its in-flight budget, not by the traffic.
+
+Real node processes (Takamatsu's portal calls Aizu's echo service, so every body
+crosses both nodes twice: request and echoed response). The figures are the nodes'
+own ``/proc`` accounting: the peak is ``VmHWM`` after resetting it
+(``/proc/PID/clear_refs`` ``5``), with ``VmRSS`` sampled as a fallback where that is
+not permitted; the idle figure is taken after a warm-up call of the same size.
+On main before the fix 16 concurrent 9.5 MiB bodies raised a node's RSS by over
+600 MiB, and it stayed there.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.nodefixtures import wait_until
+from tests.test_messagelog_fed import AIZU, TAKAMATSU, LogFederation, Reply, build_log_federation
+
+pytestmark = pytest.mark.slow
+
+MIB = 1024 * 1024
+BODY = b'"' + b"x" * (int(9.5 * MIB) - 2) + b'"'
+CONCURRENT = 16
+PEAK_LIMIT_MIB = 200
+RETURN_LIMIT_MIB = 50
+BUSY = "Server.ClientProxy.Busy"
+
+
+def proc_status(pid: int, key: str) -> int:
+    """``key`` (VmRSS, VmHWM) of process ``pid`` in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError(f"no {key} in /proc/{pid}/status")
+
+
+class PeakMeter:
+    """The most RSS a process reached during a block: VmHWM after a reset, else sampled."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.sampled = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+            self.hwm_reset = True
+        except OSError:
+            self.hwm_reset = False
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.sampled = max(self.sampled, proc_status(self.pid, "VmRSS"))
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> PeakMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    @property
+    def peak(self) -> int:
+        if self.hwm_reset:
+            return max(self.sampled, proc_status(self.pid, "VmHWM"))
+        return self.sampled
+
+
+def pids(lf: LogFederation) -> dict[str, int]:
+    return {name: lf.fed.processes[f"node-{name}"].pid for name in (AIZU, TAKAMATSU)}
+
+
+def burst(lf: LogFederation, count: int) -> list[Reply]:
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: lf.call(BODY, timeout=300), range(count)))
+
+
+def assert_clean(lf: LogFederation, replies: list[Reply]) -> Counter[tuple[int, str]]:
+    """Every call succeeded (the echo came back whole) or was refused as Busy; no
+    internal error and no traceback in either node's log."""
+    outcomes = Counter((r.status, r.error) for r in replies)
+    for reply in replies:
+        if reply.status == 200:
+            assert reply.body == BODY
+        else:
+            assert (reply.status, reply.error) == (503, BUSY), reply.body[:500]
+    for name in (AIZU, TAKAMATSU):
+        text = lf.fed.log(f"node-{name}")
+        assert "Traceback" not in text and "InternalError" not in text, text[-3000:]
+    return outcomes
+
+
+@pytest.fixture
+def lf(tmp_path: Path) -> Iterator[LogFederation]:
+    """Aizu and Takamatsu serving with the default budget; requests may wait long enough
+    that all 16 get through (the memory figures then cover every body)."""
+    fed = build_log_federation(
+        tmp_path / "fed",
+        node_config={"messagelog": {"archive_interval": 0}, "limits": {"busy_wait_seconds": 300}},
+    )
+    try:
+        fed.start_nodes()
+        yield fed
+    finally:
+        fed.close()
+
+
+def test_concurrent_large_bodies_stay_within_the_memory_target(lf: LogFederation) -> None:
+    warm = lf.call(BODY, timeout=120)
+    assert warm.status == 200 and warm.body == BODY, warm.body[:300]
+    time.sleep(2)
+    procs = pids(lf)
+    idle = {name: proc_status(pid, "VmRSS") for name, pid in procs.items()}
+    meters = {name: PeakMeter(pid) for name, pid in procs.items()}
+    for meter in meters.values():
+        meter.__enter__()
+    try:
+        replies = burst(lf, CONCURRENT)
+    finally:
+        for meter in meters.values():
+            meter.__exit__()
+    outcomes = assert_clean(lf, replies)
+    assert outcomes[(200, "")] == CONCURRENT, outcomes  # the wait allows all of them
+    for name, meter in meters.items():
+        rise = meter.peak - idle[name]
+        assert rise < PEAK_LIMIT_MIB, f"{name}: peak RSS rose by {rise} MiB (idle {idle[name]})"
+
+    def returned() -> bool:
+        return all(
+            proc_status(pid, "VmRSS") - idle[name] < RETURN_LIMIT_MIB for name, pid in procs.items()
+        )
+
+    wait_until(returned, 20, "RSS back within 50 MiB of idle")
+    # Every body was logged in full (one copy in the database, none kept in memory).
+    with sqlite3.connect(lf.aizu.dir / "messagelog.db") as conn:
+        sizes = [
+            n for (n,) in conn.execute("SELECT length(body) FROM mlog_records WHERE body_size > 0")
+        ]
+    assert sizes.count(len(BODY)) >= 2 * (CONCURRENT + 1)  # request_in and response_out
+
+
+def test_a_full_budget_refuses_with_busy_and_records_it(tmp_path: Path) -> None:
+    """With room for one body and no wait, concurrent calls beyond it are refused as
+    Busy (503, X-Road JSON error), logged with the reason, and recorded as refusals."""
+    lf = build_log_federation(
+        tmp_path / "fed",
+        node_config={
+            "messagelog": {"archive_interval": 0},
+            "limits": {"in_flight_bytes": 12 * MIB, "busy_wait_seconds": 0},
+        },
+    )
+    try:
+        lf.start_nodes()
+        replies = burst(lf, 6)
+        outcomes = assert_clean(lf, replies)
+        assert outcomes[(200, "")] >= 1, outcomes
+        busy = [r for r in replies if r.status == 503]
+        assert busy, outcomes
+        for reply in busy:
+            assert b'"type": "Server.ClientProxy.Busy"' in reply.body or (
+                b'"type":"Server.ClientProxy.Busy"' in reply.body
+            ), reply.body
+            assert b"in_flight_bytes" in reply.body
+        log_text = lf.fed.log(f"node-{TAKAMATSU}")
+        assert log_text.count("Server.ClientProxy.Busy") >= len(busy), log_text[-3000:]
+        assert "found no room" in log_text
+        with sqlite3.connect(lf.takamatsu.dir / "messagelog.db") as conn:
+            refused = {
+                mid
+                for mid, reason in conn.execute(
+                    "SELECT message_id, reason FROM mlog_records WHERE direction = 'refusal'"
+                )
+                if "Busy" in reason
+            }
+        assert {r.message_id for r in busy} <= refused
+        # The budget is free again: a call after the burst goes through.
+        again = lf.call(BODY, timeout=120)
+        assert again.status == 200 and again.body == BODY
+    finally:
+        lf.close()
