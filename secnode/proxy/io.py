@@ -5,6 +5,7 @@ one copy of itself in memory (docs/operations.md, "Memory budget")."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import StreamReader, web
@@ -13,6 +14,8 @@ from multidict import CIMultiDict
 from secnode.core import errors, faults
 from secnode.core.errors import XRoadError
 from secnode.proxy.budget import Lease, lease_of
+
+log = logging.getLogger("secnode.io")
 
 #: Bytes handed to the transport per write: with TLS, asyncio encrypts a whole write into
 #: one buffer and copies what the socket does not take at once, so a body written in one
@@ -124,9 +127,12 @@ async def send_response(
     response.content_length = len(body)
     await response.prepare(request)
     view = memoryview(body)
-    for start in range(0, len(view), WRITE_CHUNK):
-        await response.write(view[start : start + WRITE_CHUNK])
-    await response.write_eof()
+    try:
+        for start in range(0, len(view), WRITE_CHUNK):
+            await response.write(view[start : start + WRITE_CHUNK])
+        await response.write_eof()
+    except ConnectionError as exc:  # the caller went away: nobody is left to answer
+        log.info("answer to %s not delivered: %s", request.remote, exc)
     return response
 
 
