@@ -158,6 +158,8 @@ def malformed_entry(
         "purpose": None,
         "basis": None,
         "basis_category": None,
+        "appi_basis": None,
+        "condition": None,
         "agreement": None,
         "consent_id": None,
         "subject_ref": None,

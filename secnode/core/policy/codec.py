@@ -25,6 +25,7 @@ from .vocabulary import (
     DPV_PURPOSES,
     EVIDENCE_KEYS,
     FIELD_NAME,
+    ORDINANCE_APPI_BASES,
     ORDINANCE_CODE,
     PURPOSE_CODE,
     DataClass,
@@ -106,7 +107,13 @@ def member_to_json(m: Member) -> JsonObj:
 
 
 def parse_ordinance_basis(v: Value) -> OrdinanceBasis:
-    f = v.obj(("code", "kind", "ordinance", "article", "label_ja", "label_en"))
+    f = v.obj(("code", "kind", "ordinance", "article", "label_ja", "label_en"), ("appi_basis",))
+    appi_v = f.opt("appi_basis")
+    if appi_v is not None and appi_v.text() not in ORDINANCE_APPI_BASES:
+        appi_v.fail(
+            f"an ordinance reason rests on an APPI Art. 69 basis "
+            f"({', '.join(sorted(ORDINANCE_APPI_BASES))}), not {appi_v.raw!r}"
+        )
     return OrdinanceBasis(
         code=f.req("code").text(pattern=ORDINANCE_CODE, what="ordinance basis code (ORD-...)"),
         kind=f.req("kind").enum(OrdinanceKind, "ordinance reason kind"),
@@ -114,11 +121,12 @@ def parse_ordinance_basis(v: Value) -> OrdinanceBasis:
         article=f.req("article").text(),
         label_ja=f.req("label_ja").text(),
         label_en=f.req("label_en").text(),
+        appi_basis=appi_v.text() if appi_v is not None else None,
     )
 
 
 def ordinance_basis_to_json(o: OrdinanceBasis) -> JsonObj:
-    return {
+    d: JsonObj = {
         "code": o.code,
         "kind": o.kind.value,
         "ordinance": o.ordinance,
@@ -126,6 +134,8 @@ def ordinance_basis_to_json(o: OrdinanceBasis) -> JsonObj:
         "label_ja": o.label_ja,
         "label_en": o.label_en,
     }
+    rd.put_opt(d, "appi_basis", o.appi_basis)
+    return d
 
 
 def parse_purpose(v: Value, ctx: PolicySnapshot) -> PurposeCode:

@@ -100,7 +100,10 @@ class Evaluation:
 
     @property
     def regime(self) -> Regime | None:
-        return regime_of(self.provider.legal_type) if self.provider else None
+        """The provider's regime; before it is resolved, the registry's entry of the service's
+        member (so an early refusal cites the right chapter), else unknown."""
+        provider = self.provider or self.policy.members.get(self.request.service.member)
+        return regime_of(provider.legal_type) if provider else None
 
     @property
     def requested(self) -> tuple[str, ...] | None:
@@ -282,9 +285,14 @@ class Evaluation:
                 f"on laws, by entrustment or joint use ({allowed})",
             )
         if DataClass.SPECIAL_CARE in classes and basis.category is Category.OPT_OUT:
+            why = (
+                "public bodies have no opt-out route, APPI Art. 69"
+                if self.regime is Regime.PUBLIC
+                else "APPI Art. 27(2) proviso"
+            )
             raise Deny(
                 Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN,
-                "special-care data cannot be provided by opt-out (APPI Art. 27(2) proviso)",
+                f"special-care data cannot be provided by opt-out ({why})",
             )
         if DataClass.ANONYMIZED in classes:
             svc = self.need_service()
@@ -580,7 +588,7 @@ class Evaluation:
             raise Deny(
                 Reason.AD_HOC_ONLY,
                 "recurring consent-based provision by a public body "
-                f"needs purpose {r.purpose} registered for {svc.id} (Art. 61/69)",
+                f"needs purpose {r.purpose} registered for {svc.id} (Arts. 61, 69(2))",
             )
         if DataClass.ANONYMIZED in self.classes and not a.publication_ref:
             raise Deny(
@@ -698,6 +706,7 @@ class Evaluation:
 
     def _foreign_transfer(self, a: Agreement) -> None:
         basis = self.need_basis()
+        art = "Art. 71" if self.regime is Regime.PUBLIC else "Art. 28"
         for country in self.countries():
             if country == "JP" or country in DESIGNATED_COUNTRIES or a.recipient_conforming_system:
                 continue
@@ -708,14 +717,14 @@ class Evaluation:
                     Reason.CROSS_BORDER_NOT_PERMITTED,
                     f"provision to {country} under "
                     f"{basis.code} needs the individual's consent to foreign transfer "
-                    "or a conforming recipient system (Art. 28)",
+                    f"or a conforming recipient system ({art})",
                 )
             ft = self.consent.foreign_transfer if self.consent else None
             if ft is None or not ft.info_provided or country not in ft.countries:
                 raise Deny(
                     Reason.CONSENT_FOREIGN_TRANSFER_MISSING,
                     "consent does not include an "
-                    f"informed consent to transfer to {country} (Art. 28(2))",
+                    f"informed consent to transfer to {country} ({art})",
                 )
 
     # -- S7 / S8 ---------------------------------------------------------------------------

@@ -133,20 +133,31 @@ class OrdinanceBasis:
     article: str
     label_ja: str
     label_en: str
+    appi_basis: str | None = None
+    """The APPI Art. 69 basis the provision rests on; the ordinance adds conditions on top."""
 
     def as_basis(self) -> LegalBasis:
-        """Ordinance reasons are exceptions: used only through an exception profile."""
+        """Ordinance reasons are exceptions: used only through an exception profile.
+
+        The article names both layers (``APPI Art. 69(1) + <ordinance article>``); the
+        APPI basis decides what the law itself imposes (Art. 69(2) is ad hoc only).
+        """
+        appi = builtin_basis(self.appi_basis) if self.appi_basis else None
+        article = f"{appi.article_public} + {self.article}" if appi else self.article
         return LegalBasis(
             self.code,
             ORDINANCE_CATEGORY[self.kind],
             Route.EXCEPTION,
             frozenset(Regime),
-            self.article,
-            self.article,
+            article,
+            article,
             self.label_ja,
             self.label_en,
             "dpv:LegalObligation",
-            art28_exempt=self.kind is OrdinanceKind.LAW,
+            ad_hoc_only=appi.ad_hoc_only if appi else False,
+            art28_exempt=self.kind is OrdinanceKind.LAW or bool(appi and appi.art28_exempt),
+            rests_on=appi.code if appi else None,
+            condition=self.article,
         )
 
 
