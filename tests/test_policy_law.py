@@ -8,9 +8,11 @@ and a message never names an article its article field does not.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,5 +118,163 @@ def test_consent_of_a_city_rests_on_art_69_2_i(policy: PolicySnapshot) -> None:
     assert d.allow and (d.basis, d.appi_basis) == ("CONSENT", "APPI69-2-1")
 
 
-def _unused(*_: Any) -> None:  # keep imports used by later sections
-    _ = (replace, date, timedelta, UsageCounters)
+# -- item 2: recurrence from the node's own history ------------------------------------------
+
+TODAY = AT.date()
+FIRE_EMERGENCY = {  # ORD-EMERGENCY rests on Art. 69(2)(iv): ad hoc only
+    **CAMERA,
+    "client": "JP/GOV/FIRE-A/dispatch",
+    "legal_basis": "ORD-EMERGENCY",
+    "purpose": "EMERGENCY-RESPONSE",
+    "evidence": {"ref": "119-2026-0601-7"},
+}
+FIRE_69_2_3 = {
+    "client": "JP/GOV/FIRE-A/dispatch",
+    "service": "JP/GOV/CITY-A/resident/basic",
+    "purpose": "EMERGENCY-RESPONSE",
+    "legal_basis": "APPI69-2-3",
+    "agreement": "DSA-12",
+    "subject": "S400",
+    "fields": ["name", "address"],
+    "issue": "FIRE-1",
+}
+CHILD_CONSENT = {
+    "client": "JP/COM/BIZ-X/app",
+    "service": "JP/GOV/CITY-A/child/location",
+    "purpose": "CHILD-WATCH",
+    "legal_basis": "CONSENT",
+    "consent_id": "CR-1",
+    "subject": "S1",
+    "issue": "CW-2026-1",
+}
+
+
+def days_ago(*offsets: int) -> frozenset[date]:
+    return frozenset(TODAY - timedelta(days=n) for n in offsets)
+
+
+def active_dsa12(p: PolicySnapshot) -> PolicySnapshot:
+    from secnode.core.policy import AgreementState
+
+    dsa = replace(p.agreements["DSA-12"], state=AgreementState.ACTIVE)
+    return p.with_changes(agreements={**p.agreements, "DSA-12": dsa})
+
+
+def no_registered_child_watch(p: PolicySnapshot) -> PolicySnapshot:
+    sid = next(s for s in p.services if str(s).endswith("child/location"))
+    svc = replace(p.services[sid], registered_purposes=())
+    return p.with_changes(services={**p.services, sid: svc})
+
+
+def one_day_limit(p: PolicySnapshot) -> PolicySnapshot:
+    return p.with_changes(settings=replace(p.settings, recurrence_max_days=1))
+
+
+RECURRENCE = [
+    # (name, request, history (days ago) or None, edit, expected reason)
+    ("69(2)(iii) first time", FIRE_69_2_3, (), active_dsa12, Reason.OK_PUBLIC_BODY),
+    ("69(2)(iii) 3rd separate day", FIRE_69_2_3, (1, 2), active_dsa12, Reason.OK_PUBLIC_BODY),
+    ("69(2)(iii) 4th separate day", FIRE_69_2_3, (1, 2, 3), active_dsa12, Reason.AD_HOC_ONLY),
+    ("69(2)(iii) many today only", FIRE_69_2_3, (0,), active_dsa12, Reason.OK_PUBLIC_BODY),
+    ("69(2)(iii) old days outside", FIRE_69_2_3, (30, 31, 40), active_dsa12, Reason.OK_PUBLIC_BODY),
+    ("69(2)(iii) window edge", FIRE_69_2_3, (1, 2, 29), active_dsa12, Reason.AD_HOC_ONLY),
+    (
+        "69(2)(iii) no history: fail closed",
+        FIRE_69_2_3,
+        None,
+        active_dsa12,
+        Reason.USAGE_UNAVAILABLE,
+    ),
+    (
+        "69(2)(iii) limit 1, yesterday",
+        FIRE_69_2_3,
+        (1,),
+        lambda p: one_day_limit(active_dsa12(p)),
+        Reason.AD_HOC_ONLY,
+    ),
+    ("ordinance on 69(2)(iv) 5 days", FIRE_EMERGENCY, (1, 2, 3, 4), None, Reason.AD_HOC_ONLY),
+    ("ordinance on 69(2)(iv) 2 days", FIRE_EMERGENCY, (5,), None, Reason.OK_EXCEPTION),
+    ("ordinance on 69(1) every day", CAMERA, tuple(range(30)), None, Reason.OK_EXCEPTION),
+    ("ordinance on 69(1) no history", CAMERA, None, None, Reason.OK_EXCEPTION),
+    ("city consent within purpose", CHILD_CONSENT, tuple(range(20)), None, Reason.OK_CONSENT),
+    (
+        "city consent outside purpose, 4 days",
+        CHILD_CONSENT,
+        (1, 2, 3),
+        no_registered_child_watch,
+        Reason.AD_HOC_ONLY,
+    ),
+    (
+        "city consent outside purpose, 1 day",
+        CHILD_CONSENT,
+        (),
+        no_registered_child_watch,
+        Reason.OK_CONSENT,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "request_data", "history", "edit", "expected"),
+    RECURRENCE,
+    ids=[r[0] for r in RECURRENCE],
+)
+def test_recurrence_from_history(
+    name: str,
+    request_data: dict[str, Any],
+    history: tuple[int, ...] | None,
+    edit: Any,
+    expected: Reason,
+    policy: PolicySnapshot,
+) -> None:
+    snap = edit(policy) if edit else policy
+    usage = UsageCounters(provision_days=None if history is None else days_ago(*history))
+    for declared in (None, False):  # what the client says does not change the outcome
+        data = dict(request_data)
+        if declared is not None:
+            data["recurring"] = declared
+        d = decide(parse_request(data), snap, AT, usage)
+        assert d.reason is expected, (name, d.message)
+        if expected is Reason.AD_HOC_ONLY:
+            assert (
+                "separate days" in d.message
+                and d.article == "APPI Arts. 61, 69(2) (PPC: ad hoc only)"
+            )
+
+
+def test_node_judges_recurrence_from_its_own_decision_log(tmp_path: Path) -> None:
+    """A real decision point on a real SQLite store: the fire department's emergency pulls
+    (ORD-EMERGENCY on Art. 69(2)(iv)) without any X-Road-Recurring header are allowed on
+    three separate days and refused on the fourth; the refusal is in the decision log."""
+    from secnode.core.policy.timeutil import format_instant
+    from secnode.policy.point import PolicyPoint
+    from secnode.store import db
+    from tests.test_policy_node import EXAMPLE, make_node
+    from tests.test_policy_node_point import decisions, headers_for, run
+
+    node = make_node(tmp_path)
+    node("policy", "import", EXAMPLE)
+    now = [AT]
+    point = PolicyPoint(
+        db.make_engine(node.db_url), "JP/GOV/CITY-A/ss1", "JP/GOV/CITY-A", 3, clock=lambda: now[0]
+    )
+    try:
+        outcomes = []
+        for day in (0, 0, 1, 5, 6):
+            now[0] = AT + timedelta(days=day)
+            data = {**FIRE_EMERGENCY, "data_from": format_instant(now[0] - timedelta(days=1))}
+            headers = replace(headers_for(data), data_from=data["data_from"])
+            verdict = run(point.decide(headers, "provider"))
+            outcomes.append((day, verdict.reason))
+        assert outcomes == [
+            (0, "OK_EXCEPTION"),
+            (0, "OK_EXCEPTION"),
+            (1, "OK_EXCEPTION"),
+            (5, "OK_EXCEPTION"),
+            (6, "AD_HOC_ONLY"),
+        ]
+        rows = decisions(point.worker.engine)
+        assert [(r["allow"], r["reason"]) for r in rows][-1] == (False, "AD_HOC_ONLY")
+        assert json.loads(rows[-1]["entry"])["basis"] == "ORD-EMERGENCY"
+    finally:
+        point.worker.close()

@@ -45,6 +45,8 @@ def parse_settings(v: Value) -> PolicySettings:
             "max_clock_skew_seconds",
             "consent_max_status_age_seconds",
             "record_retention",
+            "recurrence",
+            "require_agreement_pin",
         )
     )
     default = PolicySettings()
@@ -56,11 +58,25 @@ def parse_settings(v: Value) -> PolicySettings:
     skew = f.opt("max_clock_skew_seconds")
     age = f.opt("consent_max_status_age_seconds")
     issue = f.opt("require_issue")
+    max_days, window = default.recurrence_max_days, default.recurrence_window
+    if (rec := f.opt("recurrence")) is not None:
+        rf = rec.obj(("max_days", "window"))
+        max_days = rf.req("max_days").integer(minimum=1)
+        window_v = rf.req("window")
+        window = window_v.duration()
+        if not window.exact or window.hours or window.minutes or window.seconds or not window.days:
+            window_v.fail("the recurrence window is a whole number of days (e.g. P30D)")
+        if window.days < max_days:
+            window_v.fail(f"a window of {window} cannot hold more than {max_days} separate days")
+    pin = f.opt("require_agreement_pin")
     return PolicySettings(
         require_issue=issue.flag() if issue else default.require_issue,
         max_clock_skew_seconds=skew.integer(minimum=0) if skew else default.max_clock_skew_seconds,
         consent_max_status_age_seconds=age.integer(minimum=0) if age else None,
         record_retention=retention,
+        recurrence_max_days=max_days,
+        recurrence_window=window,
+        require_agreement_pin=pin.flag() if pin else False,
     )
 
 
@@ -69,6 +85,8 @@ def settings_to_json(s: PolicySettings) -> JsonObj:
         "require_issue": s.require_issue,
         "max_clock_skew_seconds": s.max_clock_skew_seconds,
         "record_retention": str(s.record_retention),
+        "recurrence": {"max_days": s.recurrence_max_days, "window": str(s.recurrence_window)},
+        "require_agreement_pin": s.require_agreement_pin,
     }
     if s.consent_max_status_age_seconds is not None:
         d["consent_max_status_age_seconds"] = s.consent_max_status_age_seconds

@@ -332,6 +332,12 @@ class PolicySettings:
     consent_max_status_age_seconds: int | None = None
     record_retention: IsoDuration = field(default_factory=lambda: IsoDuration(years=3))
     """Retention of provision records; at least three years (Rules on Art. 29/30)."""
+    recurrence_max_days: int = 3
+    """Provision to one client subsystem from one service for one purpose on more than this
+    many separate JST days within ``recurrence_window`` is recurring (the node's own count)."""
+    recurrence_window: IsoDuration = field(default_factory=lambda: IsoDuration(days=30))
+    require_agreement_pin: bool = False
+    """Requests on non-exception bases must name their agreement (``X-Road-Agreement``)."""
 
 
 K = TypeVar("K")

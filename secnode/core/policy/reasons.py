@@ -75,6 +75,7 @@ class Reason(StrEnum):
     AD_HOC_ONLY = "AD_HOC_ONLY"
     CROSS_BORDER_NOT_PERMITTED = "CROSS_BORDER_NOT_PERMITTED"
     NO_ACTIVE_AGREEMENT = "NO_ACTIVE_AGREEMENT"
+    AGREEMENT_PIN_REQUIRED = "AGREEMENT_PIN_REQUIRED"
     # S5
     CLIENT_NOT_IN_AGREEMENT = "CLIENT_NOT_IN_AGREEMENT"
     SUBSYSTEM_NOT_IN_AGREEMENT = "SUBSYSTEM_NOT_IN_AGREEMENT"
@@ -267,6 +268,9 @@ REASONS: dict[Reason, ReasonInfo] = {
     Reason.NO_ACTIVE_AGREEMENT: _i(
         S.S4_ROUTE, "no data-sharing agreement covers this service", *_DSA
     ),
+    Reason.AGREEMENT_PIN_REQUIRED: _i(
+        S.S4_ROUTE, "the node requires the request to name its agreement (settings)", *_DSA
+    ),
     Reason.CLIENT_NOT_IN_AGREEMENT: _i(S.S5_AGREEMENT, "client member not a party", *_DSA),
     Reason.SUBSYSTEM_NOT_IN_AGREEMENT: _i(S.S5_AGREEMENT, "client subsystem not a party", *_DSA),
     Reason.SERVICE_NOT_IN_AGREEMENT: _i(
@@ -363,6 +367,8 @@ REASONS: dict[Reason, ReasonInfo] = {
     ),
     Reason.QUOTA_EXCEEDED: _i(S.S8_QUOTA, "agreement quota exhausted"),
     Reason.USAGE_UNAVAILABLE: _i(
-        S.S8_QUOTA, "agreement has quotas but no usage counters were supplied (fail closed)"
+        S.S8_QUOTA,
+        "agreement quotas or the recurrence rule need usage counters or provision history "
+        "that were not supplied (fail closed)",
     ),
 }
