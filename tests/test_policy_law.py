@@ -278,3 +278,246 @@ def test_node_judges_recurrence_from_its_own_decision_log(tmp_path: Path) -> Non
         assert json.loads(rows[-1]["entry"])["basis"] == "ORD-EMERGENCY"
     finally:
         point.worker.close()
+
+
+# -- item 3: authoring mistakes refused at import, with the JSON path -----------------------
+
+Doc = dict[str, Any]
+
+
+def _dsa(doc: Doc, uid: str) -> Doc:
+    found: Doc = next(a for a in doc["agreements"] if a["uid"] == uid)
+    return found
+
+
+def _bases(doc: Doc, uid: str) -> list[str]:
+    out: list[str] = _dsa(doc, uid)["permission"][0]["constraint"][1]["rightOperand"]
+    return out
+
+
+def _add_item_constraint(doc: Doc, uid: str, items: list[str]) -> None:
+    _dsa(doc, uid)["permission"][0]["constraint"].append(
+        {"leftOperand": "dataItem", "operator": "isPartOf", "rightOperand": items}
+    )
+
+
+def _set(doc: Doc, keys: tuple[Any, ...], value: Any) -> None:
+    target: Any = doc
+    for k in keys[:-1]:
+        target = target[k]
+    target[keys[-1]] = value
+
+
+def _consent_on_mynumber(doc: Doc) -> None:
+    _bases(doc, "DSA-6").append("CONSENT")
+    _add_item_constraint(doc, "DSA-6", ["my_number"])
+
+
+def _recurring_consent_outside_purpose(doc: Doc) -> None:
+    _dsa(doc, "DSA-2")["recurring"] = True
+    _dsa(doc, "DSA-2")["permission"][0]["constraint"][0]["rightOperand"].append("MARKETING")
+
+
+REFUSALS: list[tuple[str, Any, str, str]] = [
+    # (name, edit of city-a.json, JSON path, words of the message)
+    (
+        "opt-out basis for a public-body provider",
+        lambda d: _bases(d, "DSA-3").append("APPI27-2"),
+        "agreements[2].permission[0].constraint[1].rightOperand[1]",
+        "public bodies have no opt-out route",
+    ),
+    (
+        "business basis for a public-body provider",
+        lambda d: _bases(d, "DSA-1").append("APPI27-1-1"),
+        "agreements[0].permission[0].constraint[1].rightOperand[2]",
+        "provides under APPI Art. 69",
+    ),
+    (
+        "Art. 69 basis for a business provider",
+        lambda d: _bases(d, "DSA-8").append("APPI69-1-LAW"),
+        "agreements[8].permission[0].constraint[1].rightOperand[1]",
+        "exist only for public bodies",
+    ),
+    (
+        "consent on a My-Number-only permission",
+        _consent_on_mynumber,
+        "agreements[6].permission[0].constraint[1].rightOperand[1]",
+        "only My Number data",
+    ),
+    (
+        "consent on a pseudonymised-only service",
+        lambda d: _bases(d, "DSA-7").append("CONSENT"),
+        "agreements[7].permission[0].constraint[1].rightOperand[1]",
+        "only pseudonymized data",
+    ),
+    (
+        "Art. 69(2) basis on a recurring agreement",
+        lambda d: _dsa(d, "DSA-12").update(recurring=True),
+        "agreements[12].permission[0].constraint[1].rightOperand[0]",
+        "ad hoc only",
+    ),
+    (
+        "within-purpose basis for a purpose the service does not register",
+        lambda d: _dsa(d, "DSA-1")["permission"][0]["constraint"][0]["rightOperand"].append(
+            "STATISTICS"
+        ),
+        "agreements[0].permission[0].constraint[0].rightOperand[1]",
+        "not registered for JP/GOV/CITY-A/resident/basic",
+    ),
+    (
+        "recurring consent by a city outside the registered purpose",
+        _recurring_consent_outside_purpose,
+        "agreements[1].permission[0].constraint[0].rightOperand[1]",
+        "not registered for JP/GOV/CITY-A/child/location",
+    ),
+    (
+        "ordinance resting on a business basis",
+        lambda d: d["ordinance_bases"][0].update(appi_basis="APPI27-1-1"),
+        "ordinance_bases[0].appi_basis",
+        "rests on an APPI Art. 69 basis",
+    ),
+    (
+        "recurrence window in months",
+        lambda d: d["settings"].update(recurrence={"max_days": 3, "window": "P1M"}),
+        "settings.recurrence.window",
+        "whole number of days",
+    ),
+    (
+        "agreement pin setting not a flag",
+        lambda d: d["settings"].update(require_agreement_pin="yes"),
+        "settings.require_agreement_pin",
+        "true or false",
+    ),
+]
+
+
+def city_a() -> Doc:
+    doc: Doc = json.loads((EXAMPLES / "city-a.json").read_text())
+    return doc
+
+
+@pytest.mark.parametrize(("name", "edit", "path", "words"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_import_refuses_terms_that_can_never_authorise(
+    name: str, edit: Any, path: str, words: str
+) -> None:
+    from secnode.core.policy import PolicyFormatError, parse_policy
+
+    doc = city_a()
+    edit(doc)
+    with pytest.raises(PolicyFormatError) as caught:
+        parse_policy(doc)
+    assert caught.value.path == path, str(caught.value)
+    assert words in str(caught.value), str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def city_node(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.test_policy_node import make_node
+
+    return make_node(tmp_path_factory.mktemp("law-node"))
+
+
+def test_policy_import_check_and_refusal_on_a_node(city_node: Any, tmp_path: Path) -> None:
+    """``policy import --check`` validates against the store and stores nothing; a refused
+    import names the file and the JSON path and stores nothing either."""
+    from tests.test_policy_node import write
+
+    node = city_node
+    good = write(tmp_path / "city-a.json", city_a())
+    checked = node("policy", "import", good, "--check").stdout
+    assert checked.startswith("checked (nothing stored)")
+    assert node.json("policy", "show")["generation"] == 0
+    bad_doc = city_a()
+    _bases(bad_doc, "DSA-3").append("APPI27-2")
+    bad = write(tmp_path / "bad.json", bad_doc)
+    for extra in ((), ("--check",)):
+        refused = node("policy", "import", bad, *extra, ok=False)
+        assert (
+            "bad.json: agreements[2].permission[0].constraint[1].rightOperand[1]: APPI27-2 "
+            "can never apply to JP/GOV/CITY-A" in refused.stderr
+        ), refused.stderr
+    assert node.json("policy", "show")["generation"] == 0
+    node("policy", "import", good)
+    assert node.json("policy", "show")["generation"] > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "path", "words"), REFUSALS[:8], ids=[r[0] for r in REFUSALS[:8]]
+)
+def test_agreement_add_refuses_with_the_path_inside_the_file(
+    city_node: Any, tmp_path: Path, name: str, edit: Any, path: str, words: str
+) -> None:
+    from tests.test_policy_node import write
+
+    node = city_node
+    if node.json("policy", "show")["generation"] == 0:
+        node("policy", "import", write(tmp_path / "city-a.json", city_a()))
+    doc = city_a()
+    edit(doc)
+    index = int(path.split("]")[0].split("[")[1])
+    agreement = {**doc["agreements"][index], "version": 99}
+    file = write(tmp_path / "dsa.json", agreement)
+    inner = path.split(".", 1)[1]
+    for extra in (("--check",), ()):
+        refused = node("agreement", "add", file, *extra, ok=False)
+        assert f"dsa.json: {inner}: " in refused.stderr and words in refused.stderr, refused.stderr
+    fine = write(tmp_path / "fine.json", {**city_a()["agreements"][index], "version": 99})
+    assert node("agreement", "add", fine, "--check").stdout.startswith("checked (nothing stored)")
+    shown = node.json("agreement", "show", agreement["uid"])
+    assert shown["version"] != 99
+
+
+# -- item 4: optional mandatory agreement pin ------------------------------------------------
+
+WELFARE_REQ = {
+    "client": "JP/GOV/CITY-B/welfare",
+    "service": "JP/GOV/CITY-A/resident/basic",
+    "purpose": "WELFARE-ELIGIBILITY",
+    "legal_basis": "APPI69-1-LAW",
+    "subject": "S100",
+    "fields": ["name", "address", "birth_date"],
+    "issue": "WEL-2026-00123",
+}
+OPEN_DATA = {"client": "JP/COM/BIZ-X/app", "service": "JP/GOV/CITY-A/open/facilities"}
+PIN = [
+    # (name, request, require_agreement_pin, expected)
+    ("unpinned, setting off", WELFARE_REQ, False, Reason.OK_STATUTE),
+    ("unpinned, setting on", WELFARE_REQ, True, Reason.AGREEMENT_PIN_REQUIRED),
+    ("pinned uid, setting on", {**WELFARE_REQ, "agreement": "DSA-1"}, True, Reason.OK_STATUTE),
+    ("pinned v3, setting on", {**WELFARE_REQ, "agreement": "DSA-1;v=3"}, True, Reason.OK_STATUTE),
+    (
+        "pinned old version, setting on",
+        {**WELFARE_REQ, "agreement": "DSA-1;v=2"},
+        True,
+        Reason.AGREEMENT_VERSION_MISMATCH,
+    ),
+    ("consent unpinned, setting on", CHILD_CONSENT, True, Reason.AGREEMENT_PIN_REQUIRED),
+    ("exception basis needs no pin", CAMERA, True, Reason.OK_EXCEPTION),
+    ("non-personal data needs no pin", OPEN_DATA, True, Reason.NOT_PERSONAL_DATA),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "pin", "expected"), PIN, ids=[p[0] for p in PIN])
+def test_agreement_pin(
+    name: str, data: dict[str, Any], pin: bool, expected: Reason, policy: PolicySnapshot
+) -> None:
+    snap = policy.with_changes(settings=replace(policy.settings, require_agreement_pin=pin))
+    d = decide(parse_request(data), snap, AT, UsageCounters(provision_days=frozenset()))
+    assert d.reason is expected, d.message
+    if expected is Reason.AGREEMENT_PIN_REQUIRED:
+        assert "X-Road-Agreement" in d.message and d.article == "APPI Arts. 69–70"
+
+
+def test_pin_setting_round_trips_through_the_file() -> None:
+    from secnode.core.policy import dump_policy, parse_policy
+
+    doc = city_a()
+    doc["settings"].update(require_agreement_pin=True, recurrence={"max_days": 5, "window": "P60D"})
+    snap = parse_policy(doc)
+    s = snap.settings
+    assert (s.require_agreement_pin, s.recurrence_max_days, str(s.recurrence_window)) == (
+        True,
+        5,
+        "P60D",
+    )
+    assert parse_policy(dump_policy(snap)).settings == s
