@@ -126,6 +126,7 @@ def report_entries(conn: Connection, fiscal_year: int) -> list[LogEntry]:
             t.decisions.c.reason,
             t.decisions.c.recipient,
             t.decisions.c.subject_ref,
+            t.decisions.c.client,
         )
         .where(
             t.decisions.c.side == "provider",
@@ -142,8 +143,9 @@ def report_entries(conn: Connection, fiscal_year: int) -> list[LogEntry]:
             reason=reason,
             recipient=recipient,
             subject_ref=subject,
+            client=client,
         )
-        for at, allow, basis, reason, recipient, subject in rows
+        for at, allow, basis, reason, recipient, subject, client in rows
     ]
 
 

@@ -7,6 +7,8 @@ may be referenced; each ``*_to_json`` is its inverse (``parse_x(x_to_json(e)) ==
 
 from __future__ import annotations
 
+import re
+
 from . import readers as rd
 from .model import (
     ExceptionProfile,
@@ -34,6 +36,8 @@ from .vocabulary import (
     Route,
     Status,
 )
+
+SUBSYSTEM_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # -- settings, members, purposes, ordinance bases -------------------------------------------
 
@@ -96,8 +100,16 @@ def settings_to_json(s: PolicySettings) -> JsonObj:
 def parse_member(v: Value) -> Member:
     f = v.obj(
         ("id", "legal_type", "name"),
-        ("country", "status", "address", "representative", "ppc_optout_filing_id"),
+        ("country", "status", "address", "representative", "ppc_optout_filing_id", "units"),
     )
+    units: list[tuple[str, str]] = []
+    if (units_v := f.opt("units")) is not None:
+        for item in units_v.items(nonempty=True):
+            uf = item.obj(("subsystem", "name"))
+            code = uf.req("subsystem").text(pattern=SUBSYSTEM_CODE, what="subsystem code")
+            if code in {c for c, _ in units}:
+                uf.req("subsystem").fail(f"subsystem {code!r} is listed twice")
+            units.append((code, uf.req("name").text()))
     return Member(
         id=f.req("id").member_id(),
         legal_type=f.req("legal_type").enum(LegalType, "legal type"),
@@ -107,6 +119,7 @@ def parse_member(v: Value) -> Member:
         address=rd.text_opt(f.opt("address")),
         representative=rd.text_opt(f.opt("representative")),
         ppc_optout_filing_id=rd.text_opt(f.opt("ppc_optout_filing_id")),
+        units=tuple(units),
     )
 
 
@@ -121,6 +134,7 @@ def member_to_json(m: Member) -> JsonObj:
     rd.put_opt(d, "address", m.address)
     rd.put_opt(d, "representative", m.representative)
     rd.put_opt(d, "ppc_optout_filing_id", m.ppc_optout_filing_id)
+    rd.put_opt(d, "units", [{"subsystem": c, "name": n} for c, n in m.units] or None)
     return d
 
 

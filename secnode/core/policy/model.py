@@ -48,6 +48,9 @@ class Member:
     representative: str | None = None
     ppc_optout_filing_id: str | None = None
     """PPC filing for Art. 27(2) opt-out provision; without it opt-out is refused."""
+    units: tuple[tuple[str, str], ...] = ()
+    """Display names of the member's subsystems as the city publishes them, ``(code, name)``:
+    e.g. a prefectural police member's stations (the transparency report's recipient units)."""
 
 
 @dataclass(frozen=True, slots=True)
