@@ -34,6 +34,7 @@ from tests.test_policy_cases import (
     RESEARCH_CASES,
     Case,
 )
+from tests.test_policy_node_point import pg_schema  # noqa: F401 (fixture)
 
 CH4 = range(16, 47)
 """APPI Chapter 4 (businesses): Arts. 16-46 (the business rules; Art. 17 to 46 in practice)."""
@@ -246,17 +247,37 @@ def test_node_judges_recurrence_from_its_own_decision_log(tmp_path: Path) -> Non
     """A real decision point on a real SQLite store: the fire department's emergency pulls
     (ORD-EMERGENCY on Art. 69(2)(iv)) without any X-Road-Recurring header are allowed on
     three separate days and refused on the fourth; the refusal is in the decision log."""
-    from secnode.core.policy.timeutil import format_instant
-    from secnode.policy.point import PolicyPoint
-    from secnode.store import db
     from tests.test_policy_node import EXAMPLE, make_node
-    from tests.test_policy_node_point import decisions, headers_for, run
 
     node = make_node(tmp_path)
     node("policy", "import", EXAMPLE)
+    _recurrence_on(node.db_url)
+
+
+@pytest.mark.postgres
+def test_node_judges_recurrence_on_postgresql(pg_schema: str) -> None:  # noqa: F811
+    from secnode.core.policy import load_policy
+    from secnode.policy import store
+    from secnode.store import db
+    from tests.test_policy_node import EXAMPLE
+
+    engine = db.make_engine(pg_schema)
+    db.migrate(engine)
+    with engine.begin() as conn:
+        store.import_policy(conn, load_policy(EXAMPLE), "pg-test", "city-a.json")
+    engine.dispose()
+    _recurrence_on(pg_schema)
+
+
+def _recurrence_on(url: str) -> None:
+    from secnode.core.policy.timeutil import format_instant
+    from secnode.policy.point import PolicyPoint
+    from secnode.store import db
+    from tests.test_policy_node_point import decisions, headers_for, run
+
     now = [AT]
     point = PolicyPoint(
-        db.make_engine(node.db_url), "JP/GOV/CITY-A/ss1", "JP/GOV/CITY-A", 3, clock=lambda: now[0]
+        db.make_engine(url), "JP/GOV/CITY-A/ss1", "JP/GOV/CITY-A", 3, clock=lambda: now[0]
     )
     try:
         outcomes = []

@@ -37,7 +37,7 @@ from secnode.core.policy.request import (
     H_USER,
 )
 from secnode.core.policy.timeutil import format_instant, jst_day
-from secnode.core.policy.vocabulary import Route
+from secnode.core.policy.vocabulary import Regime, Route, regime_of
 from secnode.policy import records, store
 from secnode.policy import tables as t
 
@@ -84,7 +84,20 @@ def needs_history(registry: PolicySnapshot, request: PolicyRequest) -> bool:
     """Whether the recurrence rule may apply: an ad-hoc-only basis, or consent (a public
     body's consent-based provision is ad hoc unless within the registered purpose)."""
     basis = registry.basis(request.basis) if request.basis else None
-    return basis is not None and (basis.ad_hoc_only or basis.route is Route.CONSENT)
+    if basis is None:
+        return False
+    if basis.ad_hoc_only:
+        return True
+    if basis.route is not Route.CONSENT:
+        return False
+    service = registry.service(request.service)
+    provider = registry.members.get(request.service.member)
+    return (
+        service is not None
+        and provider is not None
+        and regime_of(provider.legal_type) is Regime.PUBLIC
+        and request.purpose not in service.registered_purposes
+    )
 
 
 def evaluate(
