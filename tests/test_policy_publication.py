@@ -208,6 +208,37 @@ def published_page(**changes: Any) -> lxml.html.HtmlElement:
     return lxml.html.fromstring(render_html(report))
 
 
+def test_rows_by_unit_ordered_by_reason_then_count_with_reason_totals() -> None:
+    units = {f"{m}/{c}": n for m, us in UNITS.items() for c, n in us.items()}
+    refusal = {
+        "ts": "2026-08-01T10:00:00+09:00",
+        "allow": False,
+        "basis": "ORD-CRIMINAL-INVESTIGATION",
+        "reason": "EVIDENCE_REQUIRED",
+        "recipient": OSAKA,
+        "client": f"{OSAKA}/kita-st",
+    }
+    report = build_transparency_report(
+        [*_entries(), refusal], 2026, group_by="unit", unit_names=units, suppress_below=2
+    )
+    crim = [r for r in report.rows if r.basis == "ORD-CRIMINAL-INVESTIGATION"]
+    assert [(r.unit_name, r.provisions) for r in crim] == sorted(
+        ((units[c], n) for c, n in PROVISIONS.items()), key=lambda x: -x[1]
+    )
+    assert report.rows[0].basis == "CONSENT"  # reasons in category order, ordinances after
+    kita = next(r for r in crim if r.unit == f"{OSAKA}/kita-st")
+    assert (kita.provisions, kita.refused, kita.recipient) == (9, 1, OSAKA)
+    totals = {t.basis: t for t in report.reason_totals}
+    assert (totals["ORD-CRIMINAL-INVESTIGATION"].provisions, totals["CONSENT"].provisions) == (
+        sum(PROVISIONS.values()),
+        12,
+    )
+    assert totals["ORD-CRIMINAL-INVESTIGATION"].refused == 1
+    assert report.total_provisions == sum(PROVISIONS.values()) + 12
+    unnamed = build_transparency_report(_entries(), 2026, group_by="unit")
+    assert {r.unit_name for r in unnamed.rows} >= {"kakogawa-st", "app"}  # code, never the id
+
+
 def test_published_page_names_city_period_date_and_contact() -> None:
     page = published_page()
     h1 = page.xpath("//h1")[0].text_content()

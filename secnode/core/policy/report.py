@@ -161,10 +161,6 @@ class TransparencyReport:
     def reason_subjects_cell(self, total: ReasonTotal) -> str:
         return "*" if total.hidden else self.subjects_cell(total.subjects)
 
-    @property
-    def any_suppressed(self) -> bool:
-        return self.total_hidden
-
 
 def _row_basis(code: str | None, labels: Mapping[str, tuple[str, str]]) -> str:
     if code is None:
@@ -270,7 +266,10 @@ def build_transparency_report(
             r.unit_name or "",
         )
     )
-    probe = TransparencyReport(fiscal_year, start, end, (), 0, 0, None, suppress_below)
+
+    def hidden(count: int | None) -> bool:
+        return count is not None and 0 < count < suppress_below
+
     totals: list[ReasonTotal] = []
     for r in rows:
         if totals and totals[-1].basis == r.basis:
@@ -279,7 +278,7 @@ def build_transparency_report(
                 t,
                 provisions=t.provisions + r.provisions,
                 refused=t.refused + r.refused,
-                hidden=t.hidden or probe.is_suppressed(r.subjects),
+                hidden=t.hidden or hidden(r.subjects),
             )
         else:
             totals.append(
@@ -290,10 +289,10 @@ def build_transparency_report(
                     r.provisions,
                     len(by_reason[r.basis]) if r.basis in by_reason else None,
                     r.refused,
-                    probe.is_suppressed(r.subjects),
+                    hidden(r.subjects),
                 )
             )
-    totals = [replace(t, hidden=t.hidden or probe.is_suppressed(t.subjects)) for t in totals]
+    totals = [replace(t, hidden=t.hidden or hidden(t.subjects)) for t in totals]
     return TransparencyReport(
         fiscal_year=fiscal_year,
         period_start=start,
@@ -344,22 +343,21 @@ def wareki_fiscal_year(fiscal_year: int) -> str:
 # -- renderers -------------------------------------------------------------------------------
 
 
-def _headers(report: TransparencyReport) -> tuple[str, ...]:
-    unit = ("提供先の部署 Unit",) if report.group_by == "unit" else ()
-    return (
-        "年度 FY",
-        "提供理由 Reason",
-        "提供先 Recipient",
-        *unit,
-        "提供件数 Provisions",
-        "対象者数 Subjects",
-        "拒否件数 Refused",
-    )
-
-
-HEADERS = _headers(
-    TransparencyReport(0, datetime.min, datetime.min, (), 0, 0, None, DEFAULT_SUPPRESS_BELOW)
+HEADERS = (
+    "年度 FY",
+    "提供理由 Reason",
+    "提供先 Recipient",
+    "提供件数 Provisions",
+    "対象者数 Subjects",
+    "拒否件数 Refused",
 )
+"""Columns of the member-grouped table (``--by unit`` adds the unit after the recipient)."""
+
+
+def _headers(report: TransparencyReport) -> tuple[str, ...]:
+    if report.group_by != "unit":
+        return HEADERS
+    return (*HEADERS[:3], "提供先の部署 Unit", *HEADERS[3:])
 
 
 def _cells(report: TransparencyReport) -> list[list[str]]:
