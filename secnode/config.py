@@ -97,6 +97,8 @@ class LimitsSection:
 class PolicySection:
     records_retention_years: int = 3
     report_suppression_threshold: int = 5
+    report_publisher: str = ""  # the city's name on the published report (empty: registry name)
+    report_contact: str = ""  # the office to ask, printed on the published report
 
 
 @dataclass
@@ -260,6 +262,8 @@ database = ""                   # empty: messagelog.db here (SQLite) or the node
 [policy]
 records_retention_years = 3     # APPI Art. 29/30 records
 report_suppression_threshold = 5
+report_publisher = ""           # city name on the published report (empty: the registry's name)
+report_contact = ""             # office to ask, e.g. "総務課 個人情報保護担当 0000-00-0000"
 
 [limits]                        # memory for message bodies (client and node interfaces share it)
 in_flight_bytes = 67108864      # request bytes admitted at once; more waits, then Busy (503)

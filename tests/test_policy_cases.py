@@ -37,6 +37,8 @@ from secnode.core.policy.model import Agreement, Permission
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "policy"
 AT = datetime(2026, 6, 1, 10, 0, tzinfo=JST)
+NO_HISTORY = UsageCounters(provision_days=frozenset())
+"""The node's history for an ad-hoc-only basis: nothing provided before (item 2 of issue 17)."""
 
 # -- policy edits used by cases (each returns a new snapshot) --------------------------------
 
@@ -586,6 +588,7 @@ OWN_CASES = [
             "purpose": "EMERGENCY-RESPONSE",
             "evidence": {"ref": "119-2026-0601-7"},
         },
+        usage=NO_HISTORY,  # ORD-EMERGENCY rests on Art. 69(2)(iv): ad hoc, judged from history
     ),
     no(
         "s4 emergency reason from a business",
@@ -677,6 +680,7 @@ OWN_CASES = [
             "evidence": {"ref": "IRB-2026-3"},
         },
         Reason.OK_EXCEPTION,
+        usage=NO_HISTORY,
     ),
     # S4/S5 agreement resolution
     no(
@@ -787,6 +791,7 @@ OWN_CASES = [
         FIRE,
         Reason.OK_PUBLIC_BODY,
         edit=agreement("DSA-12", state=AgreementState.ACTIVE),
+        usage=NO_HISTORY,
     ),
     no(
         "s5 69(2)(iii) on a recurring agreement",

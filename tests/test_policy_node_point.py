@@ -374,8 +374,11 @@ def test_report_and_disclosure_come_from_what_was_decided(
     names = {r["recipient_name"] for r in report["rows"]}
     assert names == {"B市", "株式会社X (見守りサービス)"}
     assert "B市" in node("report", "transparency", "--fiscal-year", "2026").stdout
-    html = node("report", "transparency", "--fiscal-year", "2026", "--format", "html").stdout
+    html_args = ("report", "transparency", "--fiscal-year", "2026", "--format", "html")
+    assert "--contact" in node(*html_args, ok=False).stderr  # a published page names an office
+    html = node(*html_args, "--contact", "A市 個人情報保護担当").stdout
     assert html.lstrip().startswith("<!DOCTYPE html>") and "<script" not in html
+    assert "A市 個人情報保護担当" in html and "<h1>A市 " in html  # publisher: the node's member
     empty = json.loads(
         node("report", "transparency", "--fiscal-year", "2025", "--format", "json").stdout
     )

@@ -11,11 +11,15 @@ errors (:meth:`PolicyFormatError.in_source`). Refusals raise :class:`PolicyAdmin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Connection
 
 from certs.errors import SecnodeError
 from secnode.core.identifiers import ServiceId, SubsystemId
@@ -53,13 +57,29 @@ def _doc(row: dict[str, Any]) -> dict[str, Any]:
 
 # ----- the policy document ----------------------------------------------------------------------
 def import_policy(
-    node: NodeHome, file: str, by: str | None
+    node: NodeHome, file: str, by: str | None, *, check: bool = False
 ) -> tuple[PolicySnapshot, dict[str, int]]:
-    """Validate ``file`` (strict: unknown vocabulary is refused) and merge it into the store."""
+    """Validate ``file`` (strict: unknown vocabulary and terms that can never authorise
+    anything are refused) and merge it into the store; ``check``: the same, then roll back."""
     snapshot = load_policy(file)
-    with node.engine.begin() as conn:
+    with _transaction(node, check) as conn:
         counts = store.import_policy(conn, snapshot, actor(by), Path(file).name)
     return snapshot, counts
+
+
+@contextlib.contextmanager
+def _transaction(node: NodeHome, dry_run: bool) -> Iterator[Connection]:
+    """A write transaction; a dry run does every check and write, then rolls back."""
+    if not dry_run:
+        with node.engine.begin() as conn:
+            yield conn
+        return
+    with node.engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            yield conn
+        finally:
+            trans.rollback()
 
 
 def export_policy(node: NodeHome, file: str) -> PolicySnapshot:
@@ -154,11 +174,14 @@ def purge(node: NodeHome, dry_run: bool) -> dict[str, int]:
 
 
 # ----- agreements -------------------------------------------------------------------------------
-def add_agreement(node: NodeHome, file: str, by: str | None) -> tuple[str, int, str]:
-    """Validate the agreement in ``file`` and store it as a new version: (uid, version, state)."""
+def add_agreement(
+    node: NodeHome, file: str, by: str | None, *, check: bool = False
+) -> tuple[str, int, str]:
+    """Validate the agreement in ``file`` and store it as a new version: (uid, version, state).
+    ``check``: validate against the stored registry exactly so, and store nothing."""
     data = read_json(file)
     try:
-        with node.engine.begin() as conn:
+        with _transaction(node, check) as conn:
             agreement = store.add_agreement(conn, data, actor(by))
     except PolicyFormatError as exc:
         raise exc.in_source(file) from None

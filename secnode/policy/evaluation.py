@@ -37,6 +37,7 @@ from secnode.core.policy.request import (
     H_USER,
 )
 from secnode.core.policy.timeutil import format_instant, jst_day
+from secnode.core.policy.vocabulary import Regime, Route, regime_of
 from secnode.policy import records, store
 from secnode.policy import tables as t
 
@@ -79,6 +80,26 @@ def quota_agreements(registry: PolicySnapshot, request: PolicyRequest) -> list[s
     ]
 
 
+def needs_history(registry: PolicySnapshot, request: PolicyRequest) -> bool:
+    """Whether the recurrence rule may apply: an ad-hoc-only basis, or consent (a public
+    body's consent-based provision is ad hoc unless within the registered purpose)."""
+    basis = registry.basis(request.basis) if request.basis else None
+    if basis is None:
+        return False
+    if basis.ad_hoc_only:
+        return True
+    if basis.route is not Route.CONSENT:
+        return False
+    service = registry.service(request.service)
+    provider = registry.members.get(request.service.member)
+    return (
+        service is not None
+        and provider is not None
+        and regime_of(provider.legal_type) is Regime.PUBLIC
+        and request.purpose not in service.registered_purposes
+    )
+
+
 def evaluate(
     conn: Connection,
     registry: PolicySnapshot | None,
@@ -111,6 +132,10 @@ def evaluate(
         usage = UsageCounters()
         if quota:
             usage = records.lock_usage(conn, quota, at) if lock else _read_usage(conn, quota, at)
+        if needs_history(registry, request):
+            window = registry.settings.recurrence_window.days
+            days = records.provision_days(conn, request, at, window)
+            usage = dataclasses.replace(usage, provision_days=days)
         policy = dataclasses.replace(registry, consents=consents, stop_requests=stops)
     except Exception:
         return decide(request, None, at)
@@ -158,6 +183,8 @@ def malformed_entry(
         "purpose": None,
         "basis": None,
         "basis_category": None,
+        "appi_basis": None,
+        "condition": None,
         "agreement": None,
         "consent_id": None,
         "subject_ref": None,

@@ -17,7 +17,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from secnode.core.policy import Decision, LogEntry, UsageCounters, decision_log_entry
+from secnode.core.policy import (
+    Decision,
+    LogEntry,
+    PolicyRequest,
+    UsageCounters,
+    decision_log_entry,
+)
 from secnode.core.policy.timeutil import fiscal_year_bounds, jst_day
 from secnode.policy import tables as t
 from secnode.policy.common import add_years, canonical, parse_utc, sha256_hex, utc_text
@@ -120,6 +126,7 @@ def report_entries(conn: Connection, fiscal_year: int) -> list[LogEntry]:
             t.decisions.c.reason,
             t.decisions.c.recipient,
             t.decisions.c.subject_ref,
+            t.decisions.c.client,
         )
         .where(
             t.decisions.c.side == "provider",
@@ -136,9 +143,37 @@ def report_entries(conn: Connection, fiscal_year: int) -> list[LogEntry]:
             reason=reason,
             recipient=recipient,
             subject_ref=subject,
+            client=client,
         )
-        for at, allow, basis, reason, recipient, subject in rows
+        for at, allow, basis, reason, recipient, subject, client in rows
     ]
+
+
+def provision_days(
+    conn: Connection, request: PolicyRequest, at: dt.datetime, window_days: int
+) -> frozenset[dt.date]:
+    """JST days within the window on which this node provided to the request's client
+    subsystem, from its service, for its purpose (the recurrence rule's evidence).
+
+    Reads distinct UTC hours (at most 24 a day), so a busy routine flow costs a few hundred
+    rows, not one per provision; each hour falls in one JST day.
+    """
+    since = utc_text(at - dt.timedelta(days=window_days + 1))
+    c = t.decisions.c
+    hours = conn.execute(
+        select(func.substr(c.at, 1, 13))
+        .where(
+            c.side == "provider",
+            c.allow.is_(True),
+            c.basis.is_not(None),
+            c.client == str(request.client),
+            c.service == str(request.service),
+            c.purpose == request.purpose,
+            c.at >= since,
+        )
+        .distinct()
+    )
+    return frozenset(jst_day(dt.datetime.fromisoformat(f"{hour}:00:00+00:00")) for (hour,) in hours)
 
 
 # ----- usage counters (quotas) -----------------------------------------------------------------

@@ -155,6 +155,7 @@ decisions = Table(
     Index("ix_pol_decisions_at", "at"),
     Index("ix_pol_decisions_subject", "subject_ref"),
     Index("ix_pol_decisions_message", "message_id"),
+    Index("ix_pol_decisions_flow", "client", "service", "at"),  # recurrence (0006)
 )
 
 #: Provider records (APPI Art. 29 items), one per provision, on the provider node.

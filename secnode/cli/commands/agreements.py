@@ -22,12 +22,14 @@ def agreement_group() -> None:
 
 @agreement_group.command("add")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--check", is_flag=True, help="Validate against the store; change nothing.")
 @by_option
 @node_command
-def agreement_add(node: NodeHome, file: str, by: str | None) -> None:
+def agreement_add(node: NodeHome, file: str, check: bool, by: str | None) -> None:
     """Validate the agreement in FILE and store it as a new version."""
-    uid, version, state = admin.add_agreement(node, file, by)
-    click.echo(f"added agreement {uid} v{version} ({state})")
+    uid, version, state = admin.add_agreement(node, file, by, check=check)
+    verb = "checked (nothing stored)" if check else "added"
+    click.echo(f"{verb} agreement {uid} v{version} ({state})")
 
 
 @agreement_group.command("list")

@@ -25,13 +25,16 @@ def policy_group() -> None:
 
 @policy_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--check", is_flag=True, help="Validate against the store; change nothing.")
 @by_option
 @node_command
-def import_cmd(node: NodeHome, file: str, by: str | None) -> None:
-    """Validate FILE (strict: unknown vocabulary is refused) and merge it into the store."""
-    snapshot, counts = admin.import_policy(node, file, by)
+def import_cmd(node: NodeHome, file: str, check: bool, by: str | None) -> None:
+    """Validate FILE (strict: unknown vocabulary and terms that can never authorise anything
+    are refused with their JSON path) and merge it into the store."""
+    snapshot, counts = admin.import_policy(node, file, by, check=check)
     click.echo(
-        f"imported {file} (policy {snapshot.policy_version or '-'}, "
+        f"{'checked (nothing stored)' if check else 'imported'} {file} "
+        f"(policy {snapshot.policy_version or '-'}, "
         f"{snapshot.digest}): {counts['added']} added, {counts['updated']} updated, "
         f"{counts['unchanged']} unchanged"
     )

@@ -3,14 +3,15 @@ transparency`` (the yearly report), both made from the node's policy records."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
 
 from certs.cliutil import echo_json, echo_table
 from secnode.cli.options import json_option, node_command
-from secnode.core.policy import render_report
-from secnode.core.policy.report import FORMATS
+from secnode.core.policy import JST, render_report
+from secnode.core.policy.report import FORMATS, GROUPINGS
 from secnode.home import NodeHome
 from secnode.policy import records
 from secnode.policy.report import transparency_report
@@ -91,13 +92,70 @@ def report_group() -> None:
     default=None,
     help="Hide subject counts below this (default: [policy] report_suppression_threshold).",
 )
+@click.option(
+    "--by",
+    "group_by",
+    type=click.Choice(GROUPINGS),
+    default="member",
+    show_default=True,
+    help="One row per recipient member, or per receiving unit (subsystem) under its member.",
+)
+@click.option(
+    "--publisher",
+    default=None,
+    help="City name (default: [policy] report_publisher, "
+    "else this node's member name in the registry).",
+)
+@click.option(
+    "--contact",
+    default=None,
+    help="Office to ask (default: [policy] report_contact; required for html).",
+)
+@click.option(
+    "--published",
+    "published_text",
+    default=None,
+    help="Date of publication YYYY-MM-DD (default: today, Japan time).",
+)
 @node_command
 def transparency_cmd(
-    node: NodeHome, fiscal_year: int, fmt: str, out_file: str | None, suppress_below: int | None
+    node: NodeHome,
+    fiscal_year: int,
+    fmt: str,
+    out_file: str | None,
+    suppress_below: int | None,
+    group_by: str,
+    publisher: str | None,
+    contact: str | None,
+    published_text: str | None,
 ) -> None:
     """Provisions, subjects and refusals per reason and recipient, from the decision log."""
-    threshold = suppress_below or node.dir.config.policy.report_suppression_threshold
-    report = transparency_report(node.engine, fiscal_year, threshold)
+    conf = node.dir.config
+    threshold = suppress_below or conf.policy.report_suppression_threshold
+    contact = contact or conf.policy.report_contact or None
+    if fmt == "html" and not contact:
+        raise click.UsageError(
+            "a published report names the office to ask: give --contact or set "
+            "[policy] report_contact"
+        )
+    try:
+        published = (
+            dt.date.fromisoformat(published_text) if published_text else dt.datetime.now(JST).date()
+        )
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a date YYYY-MM-DD, got {published_text!r}", param_hint="--published"
+        ) from None
+    report = transparency_report(
+        node.engine,
+        fiscal_year,
+        threshold,
+        group_by=group_by,
+        own_member=conf.member_id,
+        publisher=publisher or conf.policy.report_publisher or None,
+        contact=contact,
+        published=published,
+    )
     text = render_report(report, fmt)
     if out_file:
         Path(out_file).write_text(text, encoding="utf-8")

@@ -7,6 +7,8 @@ may be referenced; each ``*_to_json`` is its inverse (``parse_x(x_to_json(e)) ==
 
 from __future__ import annotations
 
+import re
+
 from . import readers as rd
 from .model import (
     ExceptionProfile,
@@ -25,6 +27,7 @@ from .vocabulary import (
     DPV_PURPOSES,
     EVIDENCE_KEYS,
     FIELD_NAME,
+    ORDINANCE_APPI_BASES,
     ORDINANCE_CODE,
     PURPOSE_CODE,
     DataClass,
@@ -33,6 +36,8 @@ from .vocabulary import (
     Route,
     Status,
 )
+
+SUBSYSTEM_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # -- settings, members, purposes, ordinance bases -------------------------------------------
 
@@ -44,6 +49,8 @@ def parse_settings(v: Value) -> PolicySettings:
             "max_clock_skew_seconds",
             "consent_max_status_age_seconds",
             "record_retention",
+            "recurrence",
+            "require_agreement_pin",
         )
     )
     default = PolicySettings()
@@ -55,11 +62,25 @@ def parse_settings(v: Value) -> PolicySettings:
     skew = f.opt("max_clock_skew_seconds")
     age = f.opt("consent_max_status_age_seconds")
     issue = f.opt("require_issue")
+    max_days, window = default.recurrence_max_days, default.recurrence_window
+    if (rec := f.opt("recurrence")) is not None:
+        rf = rec.obj(("max_days", "window"))
+        max_days = rf.req("max_days").integer(minimum=1)
+        window_v = rf.req("window")
+        window = window_v.duration()
+        if not window.exact or window.hours or window.minutes or window.seconds or not window.days:
+            window_v.fail("the recurrence window is a whole number of days (e.g. P30D)")
+        if window.days < max_days:
+            window_v.fail(f"a window of {window} cannot hold more than {max_days} separate days")
+    pin = f.opt("require_agreement_pin")
     return PolicySettings(
         require_issue=issue.flag() if issue else default.require_issue,
         max_clock_skew_seconds=skew.integer(minimum=0) if skew else default.max_clock_skew_seconds,
         consent_max_status_age_seconds=age.integer(minimum=0) if age else None,
         record_retention=retention,
+        recurrence_max_days=max_days,
+        recurrence_window=window,
+        require_agreement_pin=pin.flag() if pin else False,
     )
 
 
@@ -68,6 +89,8 @@ def settings_to_json(s: PolicySettings) -> JsonObj:
         "require_issue": s.require_issue,
         "max_clock_skew_seconds": s.max_clock_skew_seconds,
         "record_retention": str(s.record_retention),
+        "recurrence": {"max_days": s.recurrence_max_days, "window": str(s.recurrence_window)},
+        "require_agreement_pin": s.require_agreement_pin,
     }
     if s.consent_max_status_age_seconds is not None:
         d["consent_max_status_age_seconds"] = s.consent_max_status_age_seconds
@@ -77,8 +100,16 @@ def settings_to_json(s: PolicySettings) -> JsonObj:
 def parse_member(v: Value) -> Member:
     f = v.obj(
         ("id", "legal_type", "name"),
-        ("country", "status", "address", "representative", "ppc_optout_filing_id"),
+        ("country", "status", "address", "representative", "ppc_optout_filing_id", "units"),
     )
+    units: list[tuple[str, str]] = []
+    if (units_v := f.opt("units")) is not None:
+        for item in units_v.items(nonempty=True):
+            uf = item.obj(("subsystem", "name"))
+            code = uf.req("subsystem").text(pattern=SUBSYSTEM_CODE, what="subsystem code")
+            if code in {c for c, _ in units}:
+                uf.req("subsystem").fail(f"subsystem {code!r} is listed twice")
+            units.append((code, uf.req("name").text()))
     return Member(
         id=f.req("id").member_id(),
         legal_type=f.req("legal_type").enum(LegalType, "legal type"),
@@ -88,6 +119,7 @@ def parse_member(v: Value) -> Member:
         address=rd.text_opt(f.opt("address")),
         representative=rd.text_opt(f.opt("representative")),
         ppc_optout_filing_id=rd.text_opt(f.opt("ppc_optout_filing_id")),
+        units=tuple(units),
     )
 
 
@@ -102,11 +134,18 @@ def member_to_json(m: Member) -> JsonObj:
     rd.put_opt(d, "address", m.address)
     rd.put_opt(d, "representative", m.representative)
     rd.put_opt(d, "ppc_optout_filing_id", m.ppc_optout_filing_id)
+    rd.put_opt(d, "units", [{"subsystem": c, "name": n} for c, n in m.units] or None)
     return d
 
 
 def parse_ordinance_basis(v: Value) -> OrdinanceBasis:
-    f = v.obj(("code", "kind", "ordinance", "article", "label_ja", "label_en"))
+    f = v.obj(("code", "kind", "ordinance", "article", "label_ja", "label_en"), ("appi_basis",))
+    appi_v = f.opt("appi_basis")
+    if appi_v is not None and appi_v.text() not in ORDINANCE_APPI_BASES:
+        appi_v.fail(
+            f"an ordinance reason rests on an APPI Art. 69 basis "
+            f"({', '.join(sorted(ORDINANCE_APPI_BASES))}), not {appi_v.raw!r}"
+        )
     return OrdinanceBasis(
         code=f.req("code").text(pattern=ORDINANCE_CODE, what="ordinance basis code (ORD-...)"),
         kind=f.req("kind").enum(OrdinanceKind, "ordinance reason kind"),
@@ -114,11 +153,12 @@ def parse_ordinance_basis(v: Value) -> OrdinanceBasis:
         article=f.req("article").text(),
         label_ja=f.req("label_ja").text(),
         label_en=f.req("label_en").text(),
+        appi_basis=appi_v.text() if appi_v is not None else None,
     )
 
 
 def ordinance_basis_to_json(o: OrdinanceBasis) -> JsonObj:
-    return {
+    d: JsonObj = {
         "code": o.code,
         "kind": o.kind.value,
         "ordinance": o.ordinance,
@@ -126,6 +166,8 @@ def ordinance_basis_to_json(o: OrdinanceBasis) -> JsonObj:
         "label_ja": o.label_ja,
         "label_en": o.label_en,
     }
+    rd.put_opt(d, "appi_basis", o.appi_basis)
+    return d
 
 
 def parse_purpose(v: Value, ctx: PolicySnapshot) -> PurposeCode:

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 from ..identifiers import MemberId
 from . import readers as rd
-from .model import Agreement, Duties, Permission, PolicySnapshot, Quotas
+from .model import Agreement, Duties, Permission, PolicySnapshot, Quotas, Service
 from .readers import JsonObj
 from .strict_json import PolicyFormatError, Value
 from .timeutil import format_instant
-from .vocabulary import FIELD_NAME, AgreementState, AgreementType, LegalType
+from .vocabulary import (
+    FIELD_NAME,
+    PSEUDONYMIZED_BASES,
+    AgreementState,
+    AgreementType,
+    Category,
+    DataClass,
+    LegalType,
+    Regime,
+    Route,
+    regime_of,
+)
 
 CONSTRAINT_PROFILE: dict[str, frozenset[str]] = {
     "purpose": frozenset({"isAnyOf"}),
@@ -55,8 +66,11 @@ def parse_agreement(v: Value, ctx: PolicySnapshot) -> Agreement:
     consumers = tuple(rd.known_client(c, ctx) for c in f.req("assignee").items(nonempty=True))
     if len(set(consumers)) != len(consumers):
         f.req("assignee").fail("a consumer is listed twice")
+    recurring = f.opt("recurring")
+    is_recurring = recurring.flag() if recurring else False
     permissions = tuple(
-        _permission(p, ctx, provider) for p in f.req("permission").items(nonempty=True)
+        _permission(p, ctx, provider, is_recurring)
+        for p in f.req("permission").items(nonempty=True)
     )
     valid_from = f.req("valid_from").bound(end=False)
     valid_to_v = f.opt("valid_to")
@@ -64,7 +78,6 @@ def parse_agreement(v: Value, ctx: PolicySnapshot) -> Agreement:
     if valid_to_v is not None and valid_to is not None and valid_to <= valid_from:
         valid_to_v.fail("validity ends before it starts")
     countries = f.opt("allowed_countries")
-    recurring = f.opt("recurring")
     notice = f.opt("min_notice_version")
     return Agreement(
         uid=f.req("uid").text(),
@@ -78,7 +91,7 @@ def parse_agreement(v: Value, ctx: PolicySnapshot) -> Agreement:
         or AgreementState.DRAFT,
         type=rd.enum_opt(f.opt("type"), AgreementType, "agreement type") or AgreementType.PROVISION,
         allowed_countries=rd.countries(countries) if countries else ("JP",),
-        recurring=recurring.flag() if recurring else False,
+        recurring=is_recurring,
         quotas=_quotas(f.opt("quotas")),
         duties=_duties(f.opt("duties")),
         publication_ref=rd.text_opt(f.opt("publication_ref")),
@@ -91,7 +104,7 @@ def parse_agreement(v: Value, ctx: PolicySnapshot) -> Agreement:
     )
 
 
-def _permission(v: Value, ctx: PolicySnapshot, provider: MemberId) -> Permission:
+def _permission(v: Value, ctx: PolicySnapshot, provider: MemberId, recurring: bool) -> Permission:
     f = v.obj(("target", "constraint"), ("action", "statute_ref"))
     if (action := f.opt("action")) is not None and action.text() != "use":
         action.fail(f"unknown action {action.raw!r} (allowed: use)")
@@ -132,14 +145,20 @@ def _permission(v: Value, ctx: PolicySnapshot, provider: MemberId) -> Permission
                 raise PolicyFormatError(
                     f"{item_v.path}[{i}]", f"service {str(target)!r} has no field {name!r}"
                 )
-    bases = rd.basis_codes(seen[("legalBasis", "isAnyOf")], ctx, any_route=False)
+    bases_v = seen[("legalBasis", "isAnyOf")]
+    bases = rd.basis_codes(bases_v, ctx, any_route=False)
+    purposes_v = seen[("purpose", "isAnyOf")]
+    purposes = rd.purposes(purposes_v, ctx, nonempty=True)
+    _never_authorises(
+        ctx, provider, service, fields, bases, bases_v, purposes, purposes_v, recurring
+    )
     statute = rd.text_opt(f.opt("statute_ref"))
     nb, na = seen.get(("dateTime", "gteq")), seen.get(("dateTime", "lt"))
     countries = seen.get(("recipientCountry", "isAnyOf"))
     types = seen.get(("recipientType", "isAnyOf"))
     return Permission(
         target=target,
-        purposes=rd.purposes(seen[("purpose", "isAnyOf")], ctx, nonempty=True),
+        purposes=purposes,
         bases=bases,
         fields=fields,
         statute_ref=statute,
@@ -150,6 +169,81 @@ def _permission(v: Value, ctx: PolicySnapshot, provider: MemberId) -> Permission
         if types
         else None,
     )
+
+
+def _never_authorises(
+    ctx: PolicySnapshot,
+    provider: MemberId,
+    service: Service,
+    fields: tuple[str, ...] | None,
+    bases: tuple[str, ...],
+    bases_v: Value,
+    purposes: tuple[str, ...],
+    purposes_v: Value,
+    recurring: bool,
+) -> None:
+    """Refuse terms that can never authorise a request (authoring mistakes, issue 17 item 3).
+
+    Each would pass silently today and fail only when a request is decided; the decision
+    function still refuses them (for snapshots built elsewhere), with the same rules.
+    """
+    legal_type = ctx.members[provider].legal_type
+    regime = regime_of(legal_type)
+    chosen = [x for x in service.fields if fields is None or x.name in fields]
+    classes = (
+        frozenset(x.data_class for x in chosen) if service.declares_fields else service.data_classes
+    ) - {DataClass.NON_PERSONAL}
+    for k, code in enumerate(bases):
+        basis = ctx.basis(code)
+        if basis is None:  # rd.basis_codes has refused unknown codes already
+            continue
+        at = f"{bases_v.path}[{k}]"
+        if regime not in basis.regimes:
+            if basis.category is Category.OPT_OUT:
+                why = "public bodies have no opt-out route (APPI Art. 69)"
+            elif regime is Regime.PUBLIC:
+                why = "a public body provides under APPI Art. 69, not the business chapter"
+            else:
+                why = "Art. 69 bases exist only for public bodies (APPI Ch. 5)"
+            raise PolicyFormatError(
+                at, f"{code} can never apply to {provider!s} ({legal_type.value}): {why}"
+            )
+        if (
+            classes
+            and classes <= {DataClass.MYNUMBER}
+            and basis.category is not (Category.MY_NUMBER_ACT)
+        ):
+            raise PolicyFormatError(
+                at,
+                f"{service.id} carries only My Number data, which leaves only under My Number "
+                f"Act Art. 19 (MYNUMBER19-<item>); {code} can never authorise it",
+            )
+        if classes and classes <= {DataClass.PSEUDONYMIZED} and code not in PSEUDONYMIZED_BASES:
+            raise PolicyFormatError(
+                at,
+                f"{service.id} carries only pseudonymized data, which leaves only by law, "
+                f"entrustment or joint use ({', '.join(sorted(PSEUDONYMIZED_BASES))}); "
+                f"{code} can never authorise it",
+            )
+        if recurring and basis.ad_hoc_only:
+            raise PolicyFormatError(
+                at,
+                f"{code} is ad hoc only (APPI Art. 69(2), PPC), so on a recurring agreement "
+                "it can never authorise anything: recurring provision must be within the "
+                "specified purpose",
+            )
+        within_needed = code == "APPI69-1-PURPOSE" or (
+            recurring and basis.route is Route.CONSENT and regime is Regime.PUBLIC
+        )
+        if within_needed:
+            for i, purpose in enumerate(purposes):
+                if purpose not in service.registered_purposes:
+                    raise PolicyFormatError(
+                        f"{purposes_v.path}[{i}]",
+                        f"purpose {purpose} is not registered for {service.id} (APPI Art. 61), "
+                        f"so {code} on a{' recurring' if recurring else 'n'} agreement can "
+                        "never authorise it (register the purpose or change the basis)",
+                    )
 
 
 def permission_to_json(p: Permission) -> JsonObj:

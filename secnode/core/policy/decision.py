@@ -165,6 +165,8 @@ def decision_log_entry(decision: Decision) -> dict[str, Any]:
         "purpose": r.purpose if r else None,
         "basis": decision.basis,
         "basis_category": decision.basis_category.value if decision.basis_category else None,
+        "appi_basis": decision.appi_basis,
+        "condition": decision.condition,
         "agreement": f"{decision.agreement_id}@{decision.agreement_version}"
         if decision.agreement_id
         else None,

@@ -25,7 +25,7 @@ from .model import (
 )
 from .reasons import Reason, Step
 from .request import PolicyRequest, UsageCounters
-from .timeutil import require_aware
+from .timeutil import jst_day, require_aware
 from .vocabulary import (
     DESIGNATED_COUNTRIES,
     FORBIDDEN_BASES,
@@ -100,7 +100,10 @@ class Evaluation:
 
     @property
     def regime(self) -> Regime | None:
-        return regime_of(self.provider.legal_type) if self.provider else None
+        """The provider's regime; before it is resolved, the registry's entry of the service's
+        member (so an early refusal cites the right chapter), else unknown."""
+        provider = self.provider or self.policy.members.get(self.request.service.member)
+        return regime_of(provider.legal_type) if provider else None
 
     @property
     def requested(self) -> tuple[str, ...] | None:
@@ -282,9 +285,14 @@ class Evaluation:
                 f"on laws, by entrustment or joint use ({allowed})",
             )
         if DataClass.SPECIAL_CARE in classes and basis.category is Category.OPT_OUT:
+            why = (
+                "public bodies have no opt-out route, APPI Art. 69"
+                if self.regime is Regime.PUBLIC
+                else "APPI Art. 27(2) proviso"
+            )
             raise Deny(
                 Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN,
-                "special-care data cannot be provided by opt-out (APPI Art. 27(2) proviso)",
+                f"special-care data cannot be provided by opt-out ({why})",
             )
         if DataClass.ANONYMIZED in classes:
             svc = self.need_service()
@@ -367,6 +375,7 @@ class Evaluation:
                 f"{basis.code} is an exception for ad hoc requests; "
                 "recurring provision needs an agreement",
             )
+
         if client.legal_type not in reason.eligible_recipient_types:
             raise Deny(
                 Reason.RECIPIENT_NOT_ELIGIBLE,
@@ -406,7 +415,36 @@ class Evaluation:
                 )
         self._countries_within(profile.allowed_countries, f"exception profile {profile.id}")
         self.passed("fields, look-back and country within the profile")
+        if basis.ad_hoc_only:
+            self._ad_hoc_by_history("recurring provision needs an agreement")
         return reason
+
+    def _ad_hoc_by_history(self, remedy: str) -> None:
+        """Art. 69(2) is ad hoc only: judged from the node's own provisions, not the header.
+
+        The same client subsystem, service and purpose on more than ``recurrence_max_days``
+        separate JST days within ``recurrence_window`` (today included) is recurring.
+        """
+        r, basis = self.request, self.need_basis()
+        settings = self.policy.settings
+        days = self.usage.provision_days if self.usage is not None else None
+        if days is None:
+            raise Deny(
+                Reason.USAGE_UNAVAILABLE,
+                f"{basis.code} is ad hoc only and the node's provision history "
+                "was not supplied (fail closed)",
+            )
+        today = jst_day(self.at)
+        first = today - timedelta(days=settings.recurrence_window.days - 1)
+        seen = {d for d in days if first <= d <= today} | {today}
+        if len(seen) > settings.recurrence_max_days:
+            raise Deny(
+                Reason.AD_HOC_ONLY,
+                f"{r.client} has received {r.service} data for {r.purpose} on {len(seen)} "
+                f"separate days within {settings.recurrence_window} (ad hoc: at most "
+                f"{settings.recurrence_max_days}); {basis.code} is ad hoc only, {remedy}",
+            )
+        self.passed(f"ad hoc: {len(seen)} day(s) within {settings.recurrence_window}")
 
     def _fields_within(self, allowed: tuple[str, ...], what: str) -> None:
         extra = [n for n in self.requested or () if n not in allowed]
@@ -426,6 +464,12 @@ class Evaluation:
     def candidates(self) -> list[Agreement]:
         self.stage = Step.S4_ROUTE
         r, svc = self.request, self.need_service()
+        if r.agreement is None and self.policy.settings.require_agreement_pin:
+            raise Deny(
+                Reason.AGREEMENT_PIN_REQUIRED,
+                f"this node requires every {self.need_basis().code} request to name "
+                "the agreement it relies on (X-Road-Agreement: UID;v=N)",
+            )
         if r.agreement is not None:
             pinned = self.policy.agreements.get(r.agreement.uid)
             if pinned is None:
@@ -571,17 +615,17 @@ class Evaluation:
                 f"{basis.code} allows only ad hoc provision; recurring "
                 "flows must be within the specified purpose (PPC)",
             )
-        if (
-            recurring
-            and basis.route is Route.CONSENT
-            and self.regime is Regime.PUBLIC
-            and not within
-        ):
+        public_consent = (
+            basis.route is Route.CONSENT and self.regime is Regime.PUBLIC and not within
+        )
+        if recurring and public_consent:
             raise Deny(
                 Reason.AD_HOC_ONLY,
                 "recurring consent-based provision by a public body "
-                f"needs purpose {r.purpose} registered for {svc.id} (Art. 61/69)",
+                f"needs purpose {r.purpose} registered for {svc.id} (Arts. 61, 69(2))",
             )
+        if basis.ad_hoc_only or public_consent:
+            self._ad_hoc_by_history("recurring flows must be within the specified purpose")
         if DataClass.ANONYMIZED in self.classes and not a.publication_ref:
             raise Deny(
                 Reason.ANONYMIZED_NOT_PUBLISHED,
@@ -698,6 +742,7 @@ class Evaluation:
 
     def _foreign_transfer(self, a: Agreement) -> None:
         basis = self.need_basis()
+        art = "Art. 71" if self.regime is Regime.PUBLIC else "Art. 28"
         for country in self.countries():
             if country == "JP" or country in DESIGNATED_COUNTRIES or a.recipient_conforming_system:
                 continue
@@ -708,14 +753,14 @@ class Evaluation:
                     Reason.CROSS_BORDER_NOT_PERMITTED,
                     f"provision to {country} under "
                     f"{basis.code} needs the individual's consent to foreign transfer "
-                    "or a conforming recipient system (Art. 28)",
+                    f"or a conforming recipient system ({art})",
                 )
             ft = self.consent.foreign_transfer if self.consent else None
             if ft is None or not ft.info_provided or country not in ft.countries:
                 raise Deny(
                     Reason.CONSENT_FOREIGN_TRANSFER_MISSING,
                     "consent does not include an "
-                    f"informed consent to transfer to {country} (Art. 28(2))",
+                    f"informed consent to transfer to {country} ({art})",
                 )
 
     # -- S7 / S8 ---------------------------------------------------------------------------

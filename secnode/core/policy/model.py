@@ -48,6 +48,9 @@ class Member:
     representative: str | None = None
     ppc_optout_filing_id: str | None = None
     """PPC filing for Art. 27(2) opt-out provision; without it opt-out is refused."""
+    units: tuple[tuple[str, str], ...] = ()
+    """Display names of the member's subsystems as the city publishes them, ``(code, name)``:
+    e.g. a prefectural police member's stations (the transparency report's recipient units)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,20 +136,31 @@ class OrdinanceBasis:
     article: str
     label_ja: str
     label_en: str
+    appi_basis: str | None = None
+    """The APPI Art. 69 basis the provision rests on; the ordinance adds conditions on top."""
 
     def as_basis(self) -> LegalBasis:
-        """Ordinance reasons are exceptions: used only through an exception profile."""
+        """Ordinance reasons are exceptions: used only through an exception profile.
+
+        The article names both layers (``APPI Art. 69(1) + <ordinance article>``); the
+        APPI basis decides what the law itself imposes (Art. 69(2) is ad hoc only).
+        """
+        appi = builtin_basis(self.appi_basis) if self.appi_basis else None
+        article = f"{appi.article_public} + {self.article}" if appi else self.article
         return LegalBasis(
             self.code,
             ORDINANCE_CATEGORY[self.kind],
             Route.EXCEPTION,
             frozenset(Regime),
-            self.article,
-            self.article,
+            article,
+            article,
             self.label_ja,
             self.label_en,
             "dpv:LegalObligation",
-            art28_exempt=self.kind is OrdinanceKind.LAW,
+            ad_hoc_only=appi.ad_hoc_only if appi else False,
+            art28_exempt=self.kind is OrdinanceKind.LAW or bool(appi and appi.art28_exempt),
+            rests_on=appi.code if appi else None,
+            condition=self.article,
         )
 
 
@@ -321,6 +335,12 @@ class PolicySettings:
     consent_max_status_age_seconds: int | None = None
     record_retention: IsoDuration = field(default_factory=lambda: IsoDuration(years=3))
     """Retention of provision records; at least three years (Rules on Art. 29/30)."""
+    recurrence_max_days: int = 3
+    """Provision to one client subsystem from one service for one purpose on more than this
+    many separate JST days within ``recurrence_window`` is recurring (the node's own count)."""
+    recurrence_window: IsoDuration = field(default_factory=lambda: IsoDuration(days=30))
+    require_agreement_pin: bool = False
+    """Requests on non-exception bases must name their agreement (``X-Road-Agreement``)."""
 
 
 K = TypeVar("K")

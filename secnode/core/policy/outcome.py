@@ -30,10 +30,25 @@ _OK_BY_CATEGORY = {
 }
 
 
+def appi_basis_of(basis: LegalBasis | None, regime: Regime | None) -> str | None:
+    """The APPI basis a provision rests on: an ordinance's declared Art. 69 basis; consent by a
+    public body is Art. 69(2)(i); every other built-in code is its own APPI basis."""
+    if basis is None:
+        return None
+    if basis.condition is not None:
+        return basis.rests_on
+    if basis.route is Route.CONSENT and regime is Regime.PUBLIC:
+        return "APPI69-2-1"
+    return basis.code
+
+
 def article_for(ev: Evaluation, reason: Reason) -> str | None:
     info = REASONS[reason]
     if info.basis_article and ev.basis is not None:
-        return ev.basis.article(ev.regime or Regime.PRIVATE)
+        regime = ev.regime or Regime.PRIVATE
+        if regime not in ev.basis.regimes:  # a Ch. 4 code for a city: cite the city's rule
+            return "APPI Art. 69" if regime is Regime.PUBLIC else "APPI Art. 27(1)"
+        return ev.basis.article(regime)
     return info.article(ev.regime)
 
 
@@ -49,6 +64,8 @@ def deny(ev: Evaluation, refusal: Deny) -> Decision:
         agreement_version=ev.agreement.version if ev.agreement else None,
         basis=ev.request.basis,
         basis_category=ev.basis.category if ev.basis else None,
+        appi_basis=appi_basis_of(ev.basis, ev.regime),
+        condition=ev.basis.condition if ev.basis else None,
         consent_id=ev.request.consent_id,
         exception_profile_id=ev.profile.id if ev.profile else None,
         checks=tuple(ev.checks),
@@ -110,6 +127,8 @@ def allow(ev: Evaluation, *, exception: ExceptionReason | None = None) -> Decisi
         if ev.profile.post_review:
             obligations.append(Obligation(ObligationKind.POST_REVIEW, {"profile": ev.profile.id}))
     parts = [f"{basis.code} ({basis.label_en})"]
+    if basis.condition is not None:
+        parts.append(f"resting on {basis.rests_on or 'no declared APPI basis'}")
     if a is not None:
         parts.append(f"agreement {a.uid} v{a.version}")
     if ev.consent is not None:
@@ -128,6 +147,8 @@ def allow(ev: Evaluation, *, exception: ExceptionReason | None = None) -> Decisi
         agreement_version=a.version if a else None,
         basis=basis.code,
         basis_category=basis.category,
+        appi_basis=appi_basis_of(basis, regime),
+        condition=basis.condition,
         consent_id=ev.consent.consent_id if ev.consent else None,
         exception_profile_id=ev.profile.id if ev.profile else None,
         record_type=record_type,
@@ -170,13 +191,22 @@ def _record_obligations(
     provision: dict[str, Any] = {
         "record_type": record_type,
         "legally_required": required,
-        "article": "APPI Art. 29" if required else "kept for audit (Art. 29 not required)",
+        "article": "APPI Art. 29"
+        if required
+        else (
+            "kept for audit (public body: Art. 29 does not apply)"
+            if regime is Regime.PUBLIC
+            else "kept for audit (Art. 29 not required)"
+        ),
         "retention": retention_text,
         "retention_from": "last provision",
         "recipient": str(r.client),
         "subject_ref": r.subject_ref,
         "data_items": list(ev.requested) if ev.requested is not None else None,
         "basis": basis.code,
+        "appi_basis": appi_basis_of(basis, regime),
+        "condition": basis.condition,
+        "basis_article": basis.article(regime),
         "consent_id": ev.consent.consent_id if ev.consent else None,
         "agreement": f"{a.uid}@{a.version}" if a else None,
         "evidence": dict(r.evidence) or None,

@@ -75,6 +75,7 @@ class Reason(StrEnum):
     AD_HOC_ONLY = "AD_HOC_ONLY"
     CROSS_BORDER_NOT_PERMITTED = "CROSS_BORDER_NOT_PERMITTED"
     NO_ACTIVE_AGREEMENT = "NO_ACTIVE_AGREEMENT"
+    AGREEMENT_PIN_REQUIRED = "AGREEMENT_PIN_REQUIRED"
     # S5
     CLIENT_NOT_IN_AGREEMENT = "CLIENT_NOT_IN_AGREEMENT"
     SUBSYSTEM_NOT_IN_AGREEMENT = "SUBSYSTEM_NOT_IN_AGREEMENT"
@@ -141,6 +142,10 @@ def _i(
 
 S = Step
 _DSA = ("APPI Art. 27(1)", "APPI Arts. 69–70")
+_NO_OPT_OUT = "APPI Art. 69 (no opt-out route for public bodies)"
+_PUBLIC_ANON = "APPI Arts. 109 ff. (行政機関等匿名加工情報; verify)"
+# Public-body articles of Ch. 5 (Arts. 61-73, 76, 98, 109 ff.) are from recall of the
+# post-2021 numbering: docs/policy.md lists them for counsel to confirm.
 REASONS: dict[Reason, ReasonInfo] = {
     Reason.NOT_PERSONAL_DATA: _i(
         S.S3_DATA_CLASS, "no personal data requested; access rights decide"
@@ -167,7 +172,7 @@ REASONS: dict[Reason, ReasonInfo] = {
     ),
     Reason.SERVICE_INACTIVE: _i(S.S1_PARTIES, "service is not active"),
     Reason.PARTY_UNKNOWN_MEMBER: _i(
-        S.S1_PARTIES, "member not in the policy registry", "APPI Art. 30(1)"
+        S.S1_PARTIES, "member not in the policy registry", "APPI Art. 30(1)", "APPI Arts. 69, 70"
     ),
     Reason.PARTY_INACTIVE: _i(S.S1_PARTIES, "member is not active"),
     Reason.PARTY_LEGAL_TYPE_MISMATCH: _i(
@@ -208,6 +213,7 @@ REASONS: dict[Reason, ReasonInfo] = {
         S.S2_ENVELOPE,
         "no data-subject reference for a per-person service",
         "APPI Arts. 29(1), 33(5)",
+        "APPI Arts. 69, 76",
     ),
     Reason.MYNUMBER_BASIS: _i(
         S.S3_DATA_CLASS,
@@ -218,14 +224,19 @@ REASONS: dict[Reason, ReasonInfo] = {
         S.S3_DATA_CLASS,
         "pseudonymized data may leave only by law, entrustment or joint use",
         "APPI Arts. 41(6), 42",
+        "APPI Art. 73",
     ),
     Reason.OPTOUT_SPECIAL_CARE_FORBIDDEN: _i(
         S.S3_DATA_CLASS,
         "special-care data cannot be provided by opt-out",
         "APPI Art. 27(2) proviso",
+        _NO_OPT_OUT,
     ),
     Reason.REIDENTIFICATION_RISK: _i(
-        S.S3_DATA_CLASS, "linkage keys requested with anonymized data", "APPI Arts. 43(1), 45"
+        S.S3_DATA_CLASS,
+        "linkage keys requested with anonymized data",
+        "APPI Arts. 43(1), 45",
+        _PUBLIC_ANON,
     ),
     Reason.BASIS_NOT_APPLICABLE: _i(
         S.S3_DATA_CLASS, "the basis does not exist for this provider or data", basis=True
@@ -249,13 +260,16 @@ REASONS: dict[Reason, ReasonInfo] = {
         "basis allowed only for ad hoc provision; recurring flows "
         "must be within the specified purpose",
         "APPI Art. 69(2)",
-        "APPI Art. 69(2) (PPC: ad hoc only)",
+        "APPI Arts. 61, 69(2) (PPC: ad hoc only)",
     ),
     Reason.CROSS_BORDER_NOT_PERMITTED: _i(
         S.S5_AGREEMENT, "recipient country not permitted", "APPI Art. 28", "APPI Art. 71"
     ),
     Reason.NO_ACTIVE_AGREEMENT: _i(
         S.S4_ROUTE, "no data-sharing agreement covers this service", *_DSA
+    ),
+    Reason.AGREEMENT_PIN_REQUIRED: _i(
+        S.S4_ROUTE, "the node requires the request to name its agreement (settings)", *_DSA
     ),
     Reason.CLIENT_NOT_IN_AGREEMENT: _i(S.S5_AGREEMENT, "client member not a party", *_DSA),
     Reason.SUBSYSTEM_NOT_IN_AGREEMENT: _i(S.S5_AGREEMENT, "client subsystem not a party", *_DSA),
@@ -290,10 +304,16 @@ REASONS: dict[Reason, ReasonInfo] = {
         "APPI Arts. 61, 69(1)",
     ),
     Reason.ANONYMIZED_NOT_PUBLISHED: _i(
-        S.S5_AGREEMENT, "anonymized provision needs a published items/method notice", "APPI Art. 44"
+        S.S5_AGREEMENT,
+        "anonymized provision needs a published items/method notice",
+        "APPI Art. 44",
+        _PUBLIC_ANON,
     ),
     Reason.JOINT_USE_NOT_ANNOUNCED: _i(
-        S.S5_AGREEMENT, "joint use needs an announced notice", "APPI Art. 27(5)(iii)"
+        S.S5_AGREEMENT,
+        "joint use needs an announced notice",
+        "APPI Art. 27(5)(iii)",
+        "APPI Art. 69 (no joint-use route for public bodies)",
     ),
     Reason.STATUTE_REF_MISSING: _i(
         S.S5_AGREEMENT, "law-based provision must cite the statute", basis=True
@@ -302,6 +322,7 @@ REASONS: dict[Reason, ReasonInfo] = {
         S.S5_AGREEMENT,
         "recipient links personally referable data to a person: consent needed",
         "APPI Art. 31(1)",
+        "APPI Art. 72",
     ),
     Reason.CONSENT_MISSING: _i(S.S6_BASIS, "no consent record referenced or found", basis=True),
     Reason.CONSENT_NOT_VALID: _i(S.S6_BASIS, "consent withdrawn, expired or not given", basis=True),
@@ -309,7 +330,10 @@ REASONS: dict[Reason, ReasonInfo] = {
         S.S6_BASIS, "consent does not cover this subject, recipient, purpose or data", basis=True
     ),
     Reason.CONSENT_SPECIAL_CARE_NOT_EXPLICIT: _i(
-        S.S6_BASIS, "special-care data needs explicit consent", "APPI Arts. 20(2), 27(1)"
+        S.S6_BASIS,
+        "special-care data needs explicit consent",
+        "APPI Arts. 20(2), 27(1)",
+        "APPI Art. 69(2)(i)",
     ),
     Reason.CONSENT_FOREIGN_TRANSFER_MISSING: _i(
         S.S6_BASIS,
@@ -321,23 +345,30 @@ REASONS: dict[Reason, ReasonInfo] = {
         S.S6_BASIS,
         "consent given under an older notice than the agreement requires",
         "APPI Art. 21; ISO/IEC 29184 §5.5",
+        "APPI Art. 62; ISO/IEC 29184 §5.5",
     ),
     Reason.CONSENT_STATUS_STALE: _i(
         S.S6_BASIS, "consent status not re-checked recently enough", basis=True
     ),
     Reason.OPTOUT_NOT_FILED: _i(
-        S.S6_BASIS, "provider has no PPC opt-out filing", "APPI Art. 27(2)"
+        S.S6_BASIS, "provider has no PPC opt-out filing", "APPI Art. 27(2)", _NO_OPT_OUT
     ),
     Reason.OPTOUT_SOURCE_OPTOUT: _i(
         S.S6_BASIS,
         "data received by opt-out cannot be passed on by opt-out",
         "APPI Art. 27(2) proviso",
+        _NO_OPT_OUT,
     ),
     Reason.STOP_REQUESTED: _i(
-        S.S7_SUBJECT, "the individual asked to stop this provision", "APPI Arts. 27(2), 35"
+        S.S7_SUBJECT,
+        "the individual asked to stop this provision",
+        "APPI Arts. 27(2), 35",
+        "APPI Art. 98",
     ),
     Reason.QUOTA_EXCEEDED: _i(S.S8_QUOTA, "agreement quota exhausted"),
     Reason.USAGE_UNAVAILABLE: _i(
-        S.S8_QUOTA, "agreement has quotas but no usage counters were supplied (fail closed)"
+        S.S8_QUOTA,
+        "agreement quotas or the recurrence rule need usage counters or provision history "
+        "that were not supplied (fail closed)",
     ),
 }

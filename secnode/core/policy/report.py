@@ -14,8 +14,8 @@ import io
 import json
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from certs.errors import SecnodeError
@@ -43,6 +43,8 @@ class LogEntry:
     reason: str
     recipient: str | None
     subject_ref: str | None = None
+    client: str | None = None
+    """The client subsystem (the receiving unit, e.g. one police station)."""
 
 
 def entry_from(record: LogEntry | Mapping[str, Any]) -> LogEntry:
@@ -67,6 +69,7 @@ def entry_from(record: LogEntry | Mapping[str, Any]) -> LogEntry:
         reason=str(record.get("reason", "")),
         recipient=recipient,
         subject_ref=record.get("subject_ref", record.get("subject")),
+        client=record.get("client"),
     )
 
 
@@ -84,6 +87,28 @@ class ReportRow:
     subjects: int | None
     """Distinct subjects among provisions; None when entries carry no subject ref."""
     refused: int
+    unit: str | None = None
+    """The receiving subsystem (grouping by unit); None when grouped by member."""
+    unit_name: str | None = None
+    article: str | None = None
+    """What the provision rests on (APPI article, and the ordinance condition)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonTotal:
+    """The total of one reason for provision (a city publishes it under each reason)."""
+
+    basis: str
+    label_ja: str
+    label_en: str
+    provisions: int
+    subjects: int | None
+    refused: int
+    hidden: bool
+    """A row of this reason is suppressed: the subtotal's subject count is hidden too."""
+
+
+GROUPINGS = ("member", "unit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +126,16 @@ class TransparencyReport:
     title_ja: str = "個人情報の外部提供状況"
     title_en: str = "Provision of personal information to outside parties"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    """Published with the table (suppression)."""
+    internal_notes: tuple[str, ...] = field(default_factory=tuple)
+    """For operators (table and JSON forms), never in the published page."""
+    group_by: str = "member"
+    reason_totals: tuple[ReasonTotal, ...] = ()
+    publisher: str | None = None
+    """The city publishing the report (its name, not an identifier)."""
+    contact: str | None = None
+    """The office to ask (e.g. 総務部 情報公開課 個人情報保護担当, phone)."""
+    published: date | None = None
 
     def subjects_cell(self, count: int | None) -> str:
         if count is None:
@@ -120,11 +155,11 @@ class TransparencyReport:
         )
 
     def total_subjects_cell(self) -> str:
-        return (
-            f"<{self.suppress_below}"
-            if self.is_suppressed(self.total_subjects)
-            else ("*" if self.total_hidden else self.subjects_cell(self.total_subjects))
-        )
+        """``*`` whenever a row is suppressed (the note says so), else the count."""
+        return "*" if self.total_hidden else self.subjects_cell(self.total_subjects)
+
+    def reason_subjects_cell(self, total: ReasonTotal) -> str:
+        return "*" if total.hidden else self.subjects_cell(total.subjects)
 
 
 def _row_basis(code: str | None, labels: Mapping[str, tuple[str, str]]) -> str:
@@ -155,20 +190,33 @@ def build_transparency_report(
     suppress_below: int = DEFAULT_SUPPRESS_BELOW,
     recipient_names: Mapping[str, str] | None = None,
     basis_labels: Mapping[str, tuple[str, str]] | None = None,
+    group_by: str = "member",
+    unit_names: Mapping[str, str] | None = None,
+    basis_articles: Mapping[str, str] | None = None,
+    publisher: str | None = None,
+    contact: str | None = None,
+    published: date | None = None,
 ) -> TransparencyReport:
     """Aggregate decision-log entries of one Japanese fiscal year (April 1 – March 31 JST).
 
     Allowed entries without a basis (non-personal data) are not provisions of personal
-    information and are left out; every refusal is counted.
+    information and are left out; every refusal is counted. ``group_by="unit"`` makes a
+    row per receiving subsystem (named by ``unit_names``) under its member, as a city lists
+    police stations under the prefectural police. Rows are ordered by reason, then by
+    provisions (most first), and each reason has its total.
     """
     if suppress_below < 1:
         raise ReportError("suppress_below must be at least 1")
+    if group_by not in GROUPINGS:
+        raise ReportError(f"unknown grouping {group_by!r} (choose from {', '.join(GROUPINGS)})")
     names = recipient_names or {}
     labels = basis_labels or {}
     start, end = fiscal_year_bounds(fiscal_year)
-    provisions: dict[tuple[str, str], int] = {}
-    refused: dict[tuple[str, str], int] = {}
-    subjects: dict[tuple[str, str], set[str]] = {}
+    Key = tuple[str, str, str | None]
+    provisions: dict[Key, int] = {}
+    refused: dict[Key, int] = {}
+    subjects: dict[Key, set[str]] = {}
+    by_reason: dict[str, set[str]] = {}
     all_subjects: set[str] = set()
     for record in entries:
         e = entry_from(record)
@@ -176,18 +224,20 @@ def build_transparency_report(
             continue
         if e.allow and e.basis is None:
             continue
-        key = (_row_basis(e.basis, labels), e.recipient or "(unknown)")
+        unit = (e.client or "(unknown)") if group_by == "unit" else None
+        key = (_row_basis(e.basis, labels), e.recipient or "(unknown)", unit)
         if e.allow:
             provisions[key] = provisions.get(key, 0) + 1
             if e.subject_ref:
                 subjects.setdefault(key, set()).add(e.subject_ref)
+                by_reason.setdefault(key[0], set()).add(e.subject_ref)
                 all_subjects.add(e.subject_ref)
         else:
             refused[key] = refused.get(key, 0) + 1
     order = {c.value: i for i, c in enumerate(Category)}
     rows = []
     for key in set(provisions) | set(refused):
-        code, recipient = key
+        code, recipient, unit = key
         category, ja, en = _labels(code, labels)
         has_subjects = key in subjects
         rows.append(
@@ -201,9 +251,48 @@ def build_transparency_report(
                 provisions=provisions.get(key, 0),
                 subjects=len(subjects[key]) if has_subjects else None,
                 refused=refused.get(key, 0),
+                unit=unit,
+                unit_name=_unit_name(unit, recipient, unit_names or {}),
+                article=(basis_articles or {}).get(code),
             )
         )
-    rows.sort(key=lambda r: (order.get(r.category or "", len(order)), r.basis, r.recipient_name))
+    rows.sort(
+        key=lambda r: (
+            order.get(r.category or "", len(order)),
+            r.basis,
+            -r.provisions,
+            -r.refused,
+            r.recipient_name,
+            r.unit_name or "",
+        )
+    )
+
+    def hidden(count: int | None) -> bool:
+        return count is not None and 0 < count < suppress_below
+
+    totals: list[ReasonTotal] = []
+    for r in rows:
+        if totals and totals[-1].basis == r.basis:
+            t = totals[-1]
+            totals[-1] = replace(
+                t,
+                provisions=t.provisions + r.provisions,
+                refused=t.refused + r.refused,
+                hidden=t.hidden or hidden(r.subjects),
+            )
+        else:
+            totals.append(
+                ReasonTotal(
+                    r.basis,
+                    r.label_ja,
+                    r.label_en,
+                    r.provisions,
+                    len(by_reason[r.basis]) if r.basis in by_reason else None,
+                    r.refused,
+                    hidden(r.subjects),
+                )
+            )
+    totals = [replace(t, hidden=t.hidden or hidden(t.subjects)) for t in totals]
     return TransparencyReport(
         fiscal_year=fiscal_year,
         period_start=start,
@@ -214,12 +303,32 @@ def build_transparency_report(
         total_subjects=len(all_subjects) if all_subjects else None,
         suppress_below=suppress_below,
         notes=(
-            f"対象者数が{suppress_below}未満の場合は「<{suppress_below}」と表示します。 "
-            f'Subject counts below {suppress_below} are shown as "<{suppress_below}"; '
-            'the total is then shown as "*" (対象者数の合計は非表示).',
+            f"対象者数が{suppress_below}未満の行は「<{suppress_below}」と表示し、その場合、"
+            "その理由の小計と合計の対象者数は「*」と表示します。 "
+            f'Subject counts below {suppress_below} are shown as "<{suppress_below}"; the '
+            'subtotal of that reason and the total are then shown as "*". '
+            "「–」は対象者を特定しない提供（例：カメラ画像）です。 "
+            '"–": provisions that name no individual (e.g. camera images).',
+        ),
+        internal_notes=(
             "集計はノードの判定ログのみに基づきます。 Counted from the node's decision log only.",
         ),
+        group_by=group_by,
+        reason_totals=tuple(totals),
+        publisher=publisher,
+        contact=contact,
+        published=published,
     )
+
+
+def _unit_name(unit: str | None, recipient: str, names: Mapping[str, str]) -> str | None:
+    """A unit's registered display name; without one, its subsystem code (never the full id)."""
+    if unit is None:
+        return None
+    if unit in names:
+        return names[unit]
+    prefix = recipient + "/"
+    return unit[len(prefix) :] if unit.startswith(prefix) else unit
 
 
 def wareki_fiscal_year(fiscal_year: int) -> str:
@@ -233,6 +342,7 @@ def wareki_fiscal_year(fiscal_year: int) -> str:
 
 # -- renderers -------------------------------------------------------------------------------
 
+
 HEADERS = (
     "年度 FY",
     "提供理由 Reason",
@@ -241,25 +351,52 @@ HEADERS = (
     "対象者数 Subjects",
     "拒否件数 Refused",
 )
+"""Columns of the member-grouped table (``--by unit`` adds the unit after the recipient)."""
+
+
+def _headers(report: TransparencyReport) -> tuple[str, ...]:
+    if report.group_by != "unit":
+        return HEADERS
+    return (*HEADERS[:3], "提供先の部署 Unit", *HEADERS[3:])
 
 
 def _cells(report: TransparencyReport) -> list[list[str]]:
-    out = [
-        [
-            str(report.fiscal_year),
-            f"{r.label_ja} / {r.label_en} ({r.basis})",
-            r.recipient_name,
-            str(r.provisions),
-            report.subjects_cell(r.subjects),
-            str(r.refused),
-        ]
-        for r in report.rows
-    ]
+    """Rows, each reason followed by its subtotal, then the grand total (text and CSV)."""
+    units = report.group_by == "unit"
+    out: list[list[str]] = []
+    totals = {t.basis: t for t in report.reason_totals}
+    for i, r in enumerate(report.rows):
+        out.append(
+            [
+                str(report.fiscal_year),
+                f"{r.label_ja} / {r.label_en} ({r.basis})",
+                r.recipient_name,
+                *([r.unit_name or ""] if units else []),
+                str(r.provisions),
+                report.subjects_cell(r.subjects),
+                str(r.refused),
+            ]
+        )
+        last = i + 1 == len(report.rows) or report.rows[i + 1].basis != r.basis
+        if last and r.basis in totals:
+            t = totals[r.basis]
+            out.append(
+                [
+                    str(report.fiscal_year),
+                    f"小計 Subtotal ({r.basis})",
+                    "",
+                    *([""] if units else []),
+                    str(t.provisions),
+                    report.reason_subjects_cell(t),
+                    str(t.refused),
+                ]
+            )
     out.append(
         [
             str(report.fiscal_year),
             "合計 Total",
             "",
+            *([""] if units else []),
             str(report.total_provisions),
             report.total_subjects_cell(),
             str(report.total_refused),
@@ -273,6 +410,11 @@ def _period(report: TransparencyReport) -> str:
     return f"{report.period_start.date().isoformat()} – {last.isoformat()}"
 
 
+def _period_ja(report: TransparencyReport) -> str:
+    a, b = report.period_start.date(), report.period_end.date() - timedelta(days=1)
+    return f"{a.year}年{a.month}月{a.day}日～{b.year}年{b.month}月{b.day}日"
+
+
 def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
@@ -283,9 +425,10 @@ def _clean(text: str) -> str:
 
 
 def render_table(report: TransparencyReport) -> str:
-    rows = [list(HEADERS)] + [[_clean(c) for c in row] for row in _cells(report)]
-    widths = [max(_width(r[i]) for r in rows) for i in range(len(HEADERS))]
-    numeric = {0, 3, 4, 5}
+    headers = _headers(report)
+    rows = [list(headers)] + [[_clean(c) for c in row] for row in _cells(report)]
+    widths = [max(_width(r[i]) for r in rows) for i in range(len(headers))]
+    numeric = {0, len(headers) - 3, len(headers) - 2, len(headers) - 1}
 
     def line(row: list[str]) -> str:
         parts = []
@@ -300,18 +443,19 @@ def render_table(report: TransparencyReport) -> str:
     )
     sep = "  ".join("-" * w for w in widths)
     body = [line(rows[0]), sep] + [line(r) for r in rows[1:-1]] + [sep, line(rows[-1])]
-    return "\n".join([title, "", *body, "", *report.notes]) + "\n"
+    notes = [*report.notes, *report.internal_notes]
+    return "\n".join([title, "", *body, "", *notes]) + "\n"
 
 
 def report_to_json(report: TransparencyReport) -> dict[str, Any]:
     """JSON form; suppressed counts are null with a flag, never the true number."""
 
-    def subj(count: int | None) -> dict[str, Any]:
-        hidden = report.is_suppressed(count)
+    def subj(count: int | None, hidden: bool | None = None) -> dict[str, Any]:
+        hide = report.is_suppressed(count) if hidden is None else hidden
         return {
-            "subjects": None if hidden else count,
-            "subjects_suppressed": hidden,
-            "subjects_display": report.subjects_cell(count),
+            "subjects": None if hide else count,
+            "subjects_suppressed": hide,
+            "subjects_display": "*" if hide and hidden is not None else report.subjects_cell(count),
         }
 
     total = {
@@ -319,6 +463,21 @@ def report_to_json(report: TransparencyReport) -> dict[str, Any]:
         "subjects_suppressed": report.total_hidden,
         "subjects_display": report.total_subjects_cell(),
     }
+
+    def row(r: ReportRow) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "basis": r.basis,
+            "category": r.category,
+            "label_ja": r.label_ja,
+            "label_en": r.label_en,
+            "recipient": r.recipient,
+            "recipient_name": r.recipient_name,
+        }
+        if report.group_by == "unit":
+            out.update(unit=r.unit, unit_name=r.unit_name)
+        if r.article is not None:
+            out["article"] = r.article
+        return {**out, "provisions": r.provisions, **subj(r.subjects), "refused": r.refused}
 
     return {
         "fiscal_year": report.fiscal_year,
@@ -328,23 +487,25 @@ def report_to_json(report: TransparencyReport) -> dict[str, Any]:
             "to": report.period_end.isoformat(),
             "to_exclusive": True,
         },
+        "publisher": report.publisher,
+        "contact": report.contact,
+        "published": report.published.isoformat() if report.published else None,
+        "group_by": report.group_by,
         "suppress_below": report.suppress_below,
-        "rows": [
+        "rows": [row(r) for r in report.rows],
+        "reason_totals": [
             {
-                "basis": r.basis,
-                "category": r.category,
-                "label_ja": r.label_ja,
-                "label_en": r.label_en,
-                "recipient": r.recipient,
-                "recipient_name": r.recipient_name,
-                "provisions": r.provisions,
-                **subj(r.subjects),
-                "refused": r.refused,
+                "basis": t.basis,
+                "label_ja": t.label_ja,
+                "label_en": t.label_en,
+                "provisions": t.provisions,
+                **subj(t.subjects, t.hidden),
+                "refused": t.refused,
             }
-            for r in report.rows
+            for t in report.reason_totals
         ],
         "total": {"provisions": report.total_provisions, **total, "refused": report.total_refused},
-        "notes": list(report.notes),
+        "notes": [*report.notes, *report.internal_notes],
     }
 
 
@@ -356,6 +517,7 @@ def _csv_safe(cell: str) -> str:
 def render_csv(report: TransparencyReport) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
+    units = report.group_by == "unit"
     writer.writerow(
         [
             "fiscal_year",
@@ -364,6 +526,7 @@ def render_csv(report: TransparencyReport) -> str:
             "reason_en",
             "recipient",
             "recipient_name",
+            *(["unit", "unit_name"] if units else []),
             "provisions",
             "subjects",
             "refused",
@@ -378,9 +541,25 @@ def render_csv(report: TransparencyReport) -> str:
                 _csv_safe(r.label_en),
                 _csv_safe(r.recipient),
                 _csv_safe(r.recipient_name),
+                *([_csv_safe(r.unit or ""), _csv_safe(r.unit_name or "")] if units else []),
                 r.provisions,
                 report.subjects_cell(r.subjects),
                 r.refused,
+            ]
+        )
+    for t in report.reason_totals:
+        writer.writerow(
+            [
+                report.fiscal_year,
+                _csv_safe(t.basis),
+                "小計",
+                "Subtotal",
+                "",
+                "",
+                *(["", ""] if units else []),
+                t.provisions,
+                report.reason_subjects_cell(t),
+                t.refused,
             ]
         )
     writer.writerow(
@@ -391,6 +570,7 @@ def render_csv(report: TransparencyReport) -> str:
             "Total",
             "",
             "",
+            *(["", ""] if units else []),
             report.total_provisions,
             report.total_subjects_cell(),
             report.total_refused,
@@ -404,44 +584,80 @@ body { font-family: "Noto Sans JP", "Hiragino Sans", "Yu Gothic", sans-serif; ma
 h1 { font-size: 1.4em; } table { border-collapse: collapse; width: 100%; }
 th, td { border: 1px solid #444; padding: 0.3em 0.6em; vertical-align: top; }
 th { background: #eee; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr.subtotal td { font-weight: bold; background: #f6f6f6; }
 tfoot td { font-weight: bold; } p.note { font-size: 0.9em; color: #333; }
-@media print { body { margin: 1cm; } th { background: #ddd !important; }
-  thead { display: table-header-group; } tr { page-break-inside: avoid; } }
+dl.meta { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
+dl.meta dt { font-weight: bold; } dl.meta dd { margin: 0; }
+@media print {
+  @page { size: A4 landscape; margin: 12mm; }
+  body { margin: 0; font-size: 10pt; } th { background: #ddd !important; }
+  tr.subtotal td { background: #eee !important; }
+  thead { display: table-header-group; } tfoot { display: table-footer-group; }
+  tr { page-break-inside: avoid; break-inside: avoid; }
+}
 """
 
 
 def render_html(report: TransparencyReport, *, publisher: str | None = None) -> str:
-    """A self-contained printable page (no scripts, no external resources)."""
+    """A self-contained page a city can publish as is: no scripts, no external resources,
+    no internal identifiers (member and subsystem ids, basis codes) and no operator notes."""
     e = html.escape
+    city = publisher or report.publisher
+    units = report.group_by == "unit"
     title = f"{report.title_ja}（{wareki_fiscal_year(report.fiscal_year)}）"
-    head = "".join(f'<th scope="col">{e(h)}</th>' for h in HEADERS)
+    cols = ["提供理由<br>Reason", "提供先<br>Recipient"]
+    if units:
+        cols.append("提供先の部署<br>Receiving unit")
+    cols += ["提供件数<br>Provisions", "対象者数<br>Subjects", "拒否件数<br>Refused"]
+    head = "".join(f'<th scope="col">{h}</th>' for h in cols)
+    span = len(cols) - 3
+    totals = {t.basis: t for t in report.reason_totals}
     body = []
-    for r in report.rows:
+    for i, r in enumerate(report.rows):
+        basis = f"{e(r.label_ja)}<br><small>{e(r.label_en)}</small>" + (
+            f'<br><small class="basis">{e(r.article)}</small>' if r.article else ""
+        )
+        unit = f"<td>{e(r.unit_name or '')}</td>" if units else ""
         body.append(
-            "<tr>"
-            f'<td class="n">{report.fiscal_year}</td>'
-            f"<td>{e(r.label_ja)}<br><small>{e(r.label_en)} ({e(r.basis)})</small></td>"
-            f"<td>{e(r.recipient_name)}<br><small>{e(r.recipient)}</small></td>"
+            f"<tr><td>{basis}</td><td>{e(r.recipient_name)}</td>{unit}"
             f'<td class="n">{r.provisions}</td>'
             f'<td class="n">{e(report.subjects_cell(r.subjects))}</td>'
             f'<td class="n">{r.refused}</td></tr>'
         )
+        last = i + 1 == len(report.rows) or report.rows[i + 1].basis != r.basis
+        if last and r.basis in totals:
+            t = totals[r.basis]
+            body.append(
+                f'<tr class="subtotal"><td colspan="{span}">小計 Subtotal: {e(t.label_ja)} / '
+                f"{e(t.label_en)}</td>"
+                f'<td class="n">{t.provisions}</td>'
+                f'<td class="n">{e(report.reason_subjects_cell(t))}</td>'
+                f'<td class="n">{t.refused}</td></tr>'
+            )
     if not body:
-        body.append('<tr><td colspan="6">該当なし / No provisions or refusals</td></tr>')
+        body.append(f'<tr><td colspan="{len(cols)}">該当なし / No provisions or refusals</td></tr>')
     foot = (
-        f'<tr><td class="n">{report.fiscal_year}</td><td>合計 Total</td><td></td>'
+        f'<tr><td colspan="{span}">合計 Total</td>'
         f'<td class="n">{report.total_provisions}</td>'
         f'<td class="n">{e(report.total_subjects_cell())}</td>'
         f'<td class="n">{report.total_refused}</td></tr>'
     )
-    period = _period(report)
+    meta = [("公表団体 Published by", city or "")]
+    meta.append(("対象期間 Period", f"{_period_ja(report)} ({_period(report)})"))
+    if report.published is not None:
+        p = report.published
+        meta.append(("公表日 Date of publication", f"{p.year}年{p.month}月{p.day}日 ({p})"))
+    if report.contact:
+        meta.append(("お問い合わせ先 Contact", report.contact))
+    dl = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in meta if v)
     notes = "".join(f'<p class="note">{e(n)}</p>' for n in report.notes)
-    by = f"<p>{e(publisher)}</p>" if publisher else ""
+    heading = f"{city} {title}" if city else title
     return (
         '<!DOCTYPE html>\n<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{e(title)}</h1>\n<p>{e(report.title_en)} — FY{report.fiscal_year}, {e(period)}</p>\n"
-        f"{by}<table>\n<caption>{e(title)}</caption>\n<thead><tr>{head}</tr></thead>\n"
+        f"<title>{e(heading)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{e(heading)}</h1>\n<p>{e(report.title_en)} — FY{report.fiscal_year}</p>\n"
+        f'<dl class="meta">{dl}</dl>\n<table>\n<caption>{e(title)}</caption>\n'
+        f"<thead><tr>{head}</tr></thead>\n"
         f"<tbody>\n{chr(10).join(body)}\n</tbody>\n<tfoot>{foot}</tfoot>\n</table>\n"
         f"{notes}\n</body>\n</html>\n"
     )

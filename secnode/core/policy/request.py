@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from certs.errors import SecnodeError
@@ -123,6 +123,10 @@ class UsageCounters:
 
     per_day: Mapping[str, int] = field(default_factory=dict)
     total: Mapping[str, int] = field(default_factory=dict)
+    provision_days: frozenset[date] | None = None
+    """JST days on which this node provided to the same client subsystem, from the same
+    service, for the same purpose (its decision log); None when not known. The recurrence
+    rule (``settings.recurrence``) judges "ad hoc" from these, not from the client's word."""
 
 
 class PolicyRequestError(SecnodeError, ValueError):

@@ -71,6 +71,10 @@ class Decision:
     agreement_version: int | None = None
     basis: str | None = None
     basis_category: Category | None = None
+    appi_basis: str | None = None
+    """The APPI basis the provision rests on (an ordinance basis names its Art. 69 basis)."""
+    condition: str | None = None
+    """The ordinance condition on top of the APPI basis (ordinance bases only)."""
     consent_id: str | None = None
     exception_profile_id: str | None = None
     record_type: str | None = None

@@ -230,6 +230,10 @@ class LegalBasis:
     """Art. 29 applies (a provision record is legally required, not only kept for audit)."""
     art28_exempt: bool = False
     """Art. 28(1) does not require foreign-transfer consent in Art. 27(1) cases."""
+    rests_on: str | None = None
+    """For an ordinance basis: the APPI basis code the provision rests on (Art. 69)."""
+    condition: str | None = None
+    """For an ordinance basis: the ordinance condition added on top (ordinance and article)."""
 
     def article(self, regime: Regime) -> str:
         return self.article_public if regime is Regime.PUBLIC else self.article_private
@@ -410,7 +414,7 @@ _BASES: tuple[LegalBasis, ...] = (
         Category.ANONYMIZED_PROVISION,
         Route.AGREEMENT,
         _ANY,
-        ("APPI Arts. 43–44", "APPI Arts. 43–44 (public bodies: Arts. 109 ff., verify)"),
+        ("APPI Arts. 43–44", "APPI Arts. 109 ff. (行政機関等匿名加工情報; verify)"),
         "匿名加工情報の提供",
         "Provision of anonymized information",
         "dpv:PublicInterest",
@@ -525,7 +529,14 @@ def builtin_basis(code: str) -> LegalBasis | None:
 
 
 PSEUDONYMIZED_BASES = frozenset({"APPI27-1-1", "APPI69-1-LAW", "APPI27-5-1", "APPI27-5-3"})
-"""Arts. 41(6)/42: pseudonymized data leaves only by law, entrustment or joint use."""
+"""Arts. 41(6)/42 (public bodies: Art. 73, verify): pseudonymized data leaves only by law,
+entrustment or joint use."""
+
+ORDINANCE_APPI_BASES = frozenset(
+    {"APPI69-1-LAW", "APPI69-1-PURPOSE", "APPI69-2-2", "APPI69-2-3", "APPI69-2-4"}
+)
+"""APPI bases an ordinance reason may rest on (since 2023 a city provides under Art. 69; the
+ordinance only adds conditions). Consent (69(2)(i)) is not one: an exception needs no consent."""
 
 DESIGNATED_COUNTRIES = frozenset(
     {
