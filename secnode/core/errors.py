@@ -72,6 +72,7 @@ X_SERVICE_DISABLED: Final = "ServiceDisabled"
 X_SERVICE_FAILED: Final = "ServiceFailed"
 X_MESSAGE_LOG_FAILED: Final = "MessageLogFailed"
 X_TIMESTAMPING_FAILED: Final = "TimestampingFailed"
+X_INVALID_SECURITY_SERVER: Final = "InvalidSecurityServer"
 
 #: Every bare code above: only these may be raised without a prefix.
 CATALOGUE: Final = frozenset(
@@ -117,6 +118,7 @@ CLIENT_PROXY_NETWORK_ERROR: Final = _server(X_NETWORK_ERROR, SERVER_CLIENT_PROXY
 CLIENT_PROXY_INTERNAL_ERROR: Final = _server(X_INTERNAL_ERROR, SERVER_CLIENT_PROXY)
 INCONSISTENT_RESPONSE: Final = _server(X_INCONSISTENT_RESPONSE, SERVER_CLIENT_PROXY)
 CLIENT_PROXY_SSL_AUTH_FAILED: Final = _server(X_SSL_AUTH_FAILED, SERVER_CLIENT_PROXY)
+INVALID_SECURITY_SERVER: Final = _server(X_INVALID_SECURITY_SERVER, SERVER_CLIENT_PROXY)
 
 # --- usually raised on the provider's node ---
 ACCESS_DENIED: Final = _server(X_ACCESS_DENIED)
@@ -141,10 +143,8 @@ ERROR_HEADER: Final = "X-Road-Error"
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 
 # Status codes that deviate from the plain Client=400 / Server=500 rule.
-_STATUS_OVERRIDES: dict[str, int] = {
-    # 413 tells an HTTP client "too large" without parsing the body; it is still a 4xx.
-    MESSAGE_TOO_LARGE: 413,
-}
+# None: X-Road's REST interface answers 400 or 500 only, and clients rely on that.
+_STATUS_OVERRIDES: dict[str, int] = {}
 
 
 def default_http_status(code: str) -> int:
