@@ -10,6 +10,7 @@ kind, no duplicates) hold for any caller, not only the CLI. Refusals raise
 from __future__ import annotations
 
 import hashlib
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from certs.ca import load_certificate
 from certs.errors import SecnodeError
 from secnode.core.identifiers import IdentifierError, ServiceId, SubsystemId, parse_client
+from secnode.core.wsdl import WsdlError, check_wsdl
 from secnode.home import NodeHome
 from secnode.store import models
 
@@ -42,6 +44,8 @@ class NewService:
     openapi: Path | None = None
     timeout: float = 30.0
     log_bodies: bool | None = None
+    wsdl: str | None = None
+    """A SOAP service's WSDL: a file or an http(s) URL (read now, and again on refresh)."""
 
 
 # ----- services ---------------------------------------------------------------------------------
@@ -88,6 +92,9 @@ def add_service(node: NodeHome, new: NewService) -> ServiceId:
         text = new.openapi.read_text(encoding="utf-8") if new.openapi else None
     except UnicodeDecodeError as exc:
         raise ServiceError(f"{new.openapi}: an OpenAPI description must be UTF-8 text") from exc
+    if new.wsdl is not None and new.kind != "soap":
+        raise ServiceError("--wsdl describes a SOAP service; use --openapi for a REST service")
+    wsdl = load_wsdl(new.wsdl, new.service) if new.wsdl is not None else None
     try:
         with node.session() as s:
             s.add(
@@ -100,6 +107,8 @@ def add_service(node: NodeHome, new: NewService) -> ServiceId:
                     timeout=new.timeout,
                     openapi=text,
                     log_bodies=new.log_bodies,
+                    wsdl=wsdl,
+                    wsdl_source=new.wsdl,
                 )
             )
     except IntegrityError as exc:
@@ -121,10 +130,59 @@ def list_services(node: NodeHome) -> list[dict[str, Any]]:
                 "timeout": r.timeout,
                 "openapi": r.openapi is not None,
                 "log_bodies": r.log_bodies,
+                "wsdl": r.wsdl_source,
                 "granted": sorted(rights.get(r.id, [])),
             }
             for r in s.scalars(select(models.Service).order_by(models.Service.id))
         ]
+
+
+#: A WSDL bigger than this is refused (getWsdl answers are signed and logged like messages).
+MAX_WSDL_BYTES = 4 * 1024 * 1024
+
+
+def load_wsdl(source: str, service_code: str) -> str:
+    """Read a WSDL from a file or an http(s) URL and check it (:mod:`secnode.core.wsdl`)."""
+    if source.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(source, timeout=30) as resp:
+                data = resp.read(MAX_WSDL_BYTES + 1)
+        except (OSError, ValueError) as exc:
+            raise ServiceError(f"could not fetch the WSDL from {source}: {exc}") from exc
+    elif "://" in source:
+        raise ServiceError(f"--wsdl {source}: use a file or an http(s) URL")
+    else:
+        try:
+            with open(source, "rb") as fh:
+                data = fh.read(MAX_WSDL_BYTES + 1)
+        except OSError as exc:
+            raise ServiceError(f"could not read the WSDL {source}: {exc}") from exc
+    if len(data) > MAX_WSDL_BYTES:
+        raise ServiceError(f"the WSDL {source} is larger than {MAX_WSDL_BYTES} bytes")
+    try:
+        return check_wsdl(data, service_code)
+    except WsdlError as exc:
+        raise ServiceError(f"{source}: {exc}") from exc
+
+
+def refresh_wsdl(node: NodeHome, service: str) -> str:
+    """Read a SOAP service's WSDL again from where it came from; returns that source."""
+    with node.session() as s:
+        row = find_service(node, s, service)
+        if row.wsdl_source is None:
+            raise ServiceError(f"service {service} has no WSDL (add one with 'service wsdl')")
+        row.wsdl = load_wsdl(row.wsdl_source, row.service_code)
+        return row.wsdl_source
+
+
+def set_wsdl(node: NodeHome, service: str, source: str) -> None:
+    """Store (or replace) a SOAP service's WSDL, read from a file or an http(s) URL."""
+    with node.session() as s:
+        row = find_service(node, s, service)
+        if row.type != "soap":
+            raise ServiceError(f"service {service} is a {row.type} service; a WSDL is for SOAP")
+        row.wsdl = load_wsdl(source, row.service_code)
+        row.wsdl_source = source
 
 
 def remove_service(node: NodeHome, service: str) -> None:

@@ -124,9 +124,11 @@ def set_toml(path: Path, section: str, key: str, value: Any) -> None:
 
 
 def http_json(url: str, timeout: float = 5) -> tuple[int, Any]:
-    """GET ``url``; (status, parsed JSON body) for 2xx and HTTP errors alike."""
+    """GET ``url`` asking for JSON (listClients answers XML otherwise); (status, parsed JSON
+    body) for 2xx and HTTP errors alike."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

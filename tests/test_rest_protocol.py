@@ -544,7 +544,7 @@ def test_rest_error_rendering() -> None:
         (errors.BAD_REQUEST, 400),
         (errors.INVALID_SIGNATURE, 400),
         (errors.DUPLICATE_MESSAGE_ID, 400),
-        (errors.MESSAGE_TOO_LARGE, 413),
+        (errors.MESSAGE_TOO_LARGE, 400),  # X-Road: 400 or 500 only
         (errors.ACCESS_DENIED, 500),
         (errors.UNKNOWN_MEMBER, 500),
         (errors.UNKNOWN_SERVICE, 500),

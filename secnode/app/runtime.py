@@ -55,6 +55,8 @@ class ServiceEntry:
     openapi: str | None
     log_bodies: bool | None
     grants: frozenset[str]
+    wsdl: str | None = None
+    """A SOAP service's stored WSDL, served by the getWsdl metaservice."""
 
 
 @dataclass
@@ -94,6 +96,7 @@ def load_service_table(node: NodeHome) -> ServiceTable:
                 svc.openapi,
                 svc.log_bodies,
                 frozenset(grants.get(svc.id, ())),
+                svc.wsdl,
             )
         for w in s.scalars(select(models.ClientWhitelist)):
             table.whitelist.setdefault(w.subsystem, []).append((w.kind, w.value))

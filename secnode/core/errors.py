@@ -73,6 +73,7 @@ X_SERVICE_FAILED: Final = "ServiceFailed"
 X_MESSAGE_LOG_FAILED: Final = "MessageLogFailed"
 X_TIMESTAMPING_FAILED: Final = "TimestampingFailed"
 X_BUSY: Final = "Busy"
+X_INVALID_SECURITY_SERVER: Final = "InvalidSecurityServer"
 
 #: Every bare code above: only these may be raised without a prefix.
 CATALOGUE: Final = frozenset(
@@ -120,6 +121,7 @@ INCONSISTENT_RESPONSE: Final = _server(X_INCONSISTENT_RESPONSE, SERVER_CLIENT_PR
 CLIENT_PROXY_SSL_AUTH_FAILED: Final = _server(X_SSL_AUTH_FAILED, SERVER_CLIENT_PROXY)
 #: The node's in-flight body budget stayed full for the allowed wait (docs/operations.md).
 CLIENT_PROXY_BUSY: Final = _server(X_BUSY, SERVER_CLIENT_PROXY)
+INVALID_SECURITY_SERVER: Final = _server(X_INVALID_SECURITY_SERVER, SERVER_CLIENT_PROXY)
 
 # --- usually raised on the provider's node ---
 ACCESS_DENIED: Final = _server(X_ACCESS_DENIED)
@@ -145,13 +147,9 @@ ERROR_HEADER: Final = "X-Road-Error"
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 
 # Status codes that deviate from the plain Client=400 / Server=500 rule.
-_STATUS_OVERRIDES: dict[str, int] = {
-    # 413 tells an HTTP client "too large" without parsing the body; it is still a 4xx.
-    MESSAGE_TOO_LARGE: 413,
-    # 503: the node is overloaded for now; the same request may succeed a little later.
-    CLIENT_PROXY_BUSY: 503,
-    SERVER_PROXY_BUSY: 503,
-}
+# None: X-Road's REST interface answers 400 or 500 only, and clients rely on that.
+# Busy is a 500 too: its code says "try again later" (docs/protocol.md).
+_STATUS_OVERRIDES: dict[str, int] = {}
 
 
 def default_http_status(code: str) -> int:

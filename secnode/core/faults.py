@@ -15,8 +15,11 @@ from secnode.core.errors import (
     REST_ERROR_CONTENT_TYPE,
     SOAP_FAULT_HTTP_STATUS,
     XRoadError,
+    default_http_status,
 )
 from secnode.core.soap_names import SOAP_ENV_NS
+
+REST_XML_ERROR_CONTENT_TYPE = "application/xml; charset=utf-8"
 
 Rendered = tuple[int, dict[str, str], bytes]
 
@@ -32,9 +35,38 @@ def rest_headers(err: XRoadError) -> dict[str, str]:
     return {"Content-Type": REST_ERROR_CONTENT_TYPE, ERROR_HEADER: err.code}
 
 
-def rest_response(err: XRoadError) -> Rendered:
-    """``(status, headers, body)`` for a REST client."""
-    return err.http_status, rest_headers(err), rest_body(err)
+def rest_xml_body(err: XRoadError) -> bytes:
+    """The same error as XML, for a client that asks ``Accept: application/xml`` (X-Road:
+    ``<error><type/><message/><detail/></error>``)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><error>'
+        f"<type>{_xml_text(err.code)}</type><message>{_xml_text(err.message)}</message>"
+        f"<detail>{_xml_text(err.detail)}</detail></error>"
+    ).encode()
+
+
+def rest_response(err: XRoadError, xml: bool = False) -> Rendered:
+    """``(status, headers, body)`` for a REST client: 400 for a ``Client.*`` error, else 500,
+    as X-Road answers (the status the error was raised with is for the logs); an XML body
+    when the client asked for one."""
+    status = default_http_status(err.code)
+    if xml:
+        headers = {"Content-Type": REST_XML_ERROR_CONTENT_TYPE, ERROR_HEADER: err.code}
+        return status, headers, rest_xml_body(err)
+    return status, rest_headers(err), rest_body(err)
+
+
+def wants_xml(accept: str | None) -> bool:
+    """Does an ``Accept`` header ask for an XML error body (and not JSON first)?"""
+    if not accept:
+        return False
+    types = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
+    for kind in types:
+        if kind in ("application/xml", "text/xml"):
+            return True
+        if kind == "application/json":
+            return False
+    return False
 
 
 def soap_body(err: XRoadError) -> bytes:

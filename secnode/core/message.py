@@ -44,6 +44,8 @@ REST_METHODS: Final = frozenset(
 )
 
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f]")
+# A SOAP ``issue`` may span lines (X-Road's SplitHeader case); it never becomes an HTTP header.
+_CONTROL_BUT_LINES: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 #: Policy context beyond purpose / legal basis / data subject (docs/policy.md §6): the
 #: provider's policy engine decides on these, so they are signed like the others.
@@ -72,13 +74,16 @@ class MessageError(ValueError):
     """A header value that cannot be part of a message (too long, control characters...)."""
 
 
-def check_text(name: str, value: str, max_length: int = MAX_HEADER_VALUE_LENGTH) -> str:
+def check_text(
+    name: str, value: str, max_length: int = MAX_HEADER_VALUE_LENGTH, *, lines: bool = False
+) -> str:
     """Return ``value`` if it is acceptable as header field ``name``, else raise.
 
     Refuses empty values, values over ``max_length`` characters, and control
     characters (they would allow header injection when the value is echoed in
     an HTTP header, and make log lines ambiguous). Shared by the SOAP and REST
-    parsers so both protocols accept exactly the same values.
+    parsers so both protocols accept exactly the same values. With ``lines`` a value may
+    hold tabs and line breaks (a SOAP ``issue``: it is never echoed in an HTTP header).
     """
     if not isinstance(value, str):
         raise MessageError(f"{name} must be text")
@@ -86,7 +91,7 @@ def check_text(name: str, value: str, max_length: int = MAX_HEADER_VALUE_LENGTH)
         raise MessageError(f"{name} is empty")
     if len(value) > max_length:
         raise MessageError(f"{name} is longer than {max_length} characters")
-    if _CONTROL.search(value):
+    if (_CONTROL_BUT_LINES if lines else _CONTROL).search(value):
         raise MessageError(f"{name} contains control characters")
     return value
 
@@ -132,9 +137,10 @@ class MessageHeaders:
         if not isinstance(self.service, ServiceId):
             raise MessageError("service must be a ServiceId")
         check_text("message id", self.message_id, MAX_MESSAGE_ID_LENGTH)
+        if self.issue is not None:
+            check_text("issue", self.issue, lines=self.protocol == "soap")
         for name, value in (
             ("user id", self.user_id),
-            ("issue", self.issue),
             ("purpose", self.purpose),
             ("legal basis", self.legal_basis),
             ("data subject", self.data_subject),

@@ -3,10 +3,11 @@
 Existing X-Road client and provider systems must work unchanged, so this
 module follows pr-mess v4.0 and X-Road's own checks (``SoapUtils``,
 ``SoapHeader``) rather than a looser reading of SOAP: protocolVersion must be
-"4.0", the body has exactly one child and its name starts with the service
-code, a response must echo the request's ``client``, ``service``, ``id`` and
-``userId``, and the provider's node inserts ``xrd:requestHash`` (base64
-SHA-512 of the request bytes as the client sent them).
+"4.x" (any 4.x, as X-Road accepts), empty optional elements mean "not set", the
+body has exactly one child and its name starts with the service code, a
+response must echo the request's ``client``, ``service``, ``id`` and ``userId``,
+and the provider's node inserts ``xrd:requestHash`` (base64 SHA-512 of the
+request bytes as the client sent them).
 
 Performance: we never canonicalise and never re-serialise a request. The
 request bytes travel untouched and are hashed raw. Responses get
@@ -32,7 +33,7 @@ from secnode.core.identifiers import ClientId, NodeId, ServiceId
 from secnode.core.message import MessageHeaders
 from secnode.core.soap_envelope import check_wrapper, scan_envelope
 from secnode.core.soap_header import HeaderFields, read_header
-from secnode.core.soap_names import PROTOCOL_VERSION, SOAP_METASERVICES
+from secnode.core.soap_names import PROTOCOL_VERSION_PATTERN, SOAP_METASERVICES
 from secnode.core.xmlsafe import XmlError
 
 # --------------------------------------------------------------------------
@@ -140,10 +141,10 @@ def soap_request_hash(request_bytes: bytes) -> str:
 def _request_from_header(h: HeaderFields, wrapper: str, wrapper_ns: str | None) -> SoapRequest:
     if h.protocol_version is None:
         raise XRoadError(errors.MISSING_HEADER_FIELD, "Required field 'protocolVersion' is missing")
-    if h.protocol_version != PROTOCOL_VERSION:
+    if not PROTOCOL_VERSION_PATTERN.fullmatch(h.protocol_version):
         raise XRoadError(
             errors.INVALID_PROTOCOL_VERSION,
-            f"Unsupported protocol version {h.protocol_version!r}; expected {PROTOCOL_VERSION!r}",
+            f"Unsupported protocol version {h.protocol_version!r}; expected 4.x",
         )
     if h.client is None:
         raise XRoadError(errors.MISSING_HEADER_FIELD, "Required field 'client' is missing")

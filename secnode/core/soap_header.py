@@ -81,8 +81,8 @@ _ID_TAGS: Final = {f"{{{ID_NS}}}{local}": (local, kw) for local, kw in _ID_PARTS
 def _read_identifier(elem: Element, field: str, allowed: tuple[str, ...], code: str) -> Any:
     """Build a MemberId / SubsystemId / ServiceId / NodeId from an identifier element."""
     object_type = elem.get(_OBJECT_TYPE)
-    if object_type is None:
-        raise XRoadError(code, f"{field} has no id:objectType attribute")
+    if object_type is None:  # required by identifiers.xsd: X-Road's schema check refuses it
+        raise XRoadError(errors.INVALID_XML, f"{field} has no id:objectType attribute")
     if object_type not in allowed:
         raise XRoadError(
             code, f"{field} objectType must be {' or '.join(allowed)}, not {object_type!r}"
@@ -140,9 +140,11 @@ class HeaderFields:
     extensions: dict[str, str] = field(default_factory=dict)
 
 
-def _checked(field: str, value: str, max_length: int = MAX_HEADER_VALUE_LENGTH) -> str:
+def _checked(
+    field: str, value: str, max_length: int = MAX_HEADER_VALUE_LENGTH, *, lines: bool = False
+) -> str:
     try:
-        return check_text(field, value, max_length)
+        return check_text(field, value, max_length, lines=lines)
     except MessageError as exc:
         raise XRoadError(errors.INVALID_HEADER_FIELD, str(exc)) from None
 
@@ -170,7 +172,8 @@ REQUEST_HASH_TAG: Final = _X + "requestHash"
 def read_header(header: Element) -> HeaderFields:
     """Read X-Road and policy fields from a SOAP Header element.
 
-    Duplicated fields are refused (X-Road ``DuplicateHeaderField``); unknown
+    An empty text element means the field is not set (so a missing ``id`` is then
+    reported as missing). Duplicated fields are refused (X-Road ``DuplicateHeaderField``); unknown
     elements in the X-Road namespace and foreign namespaces are ignored (other
     X-Road extensions such as ``representedParty`` pass through untouched);
     unknown elements in *our* policy namespace are refused, because a policy
@@ -203,10 +206,14 @@ def read_header(header: Element) -> HeaderFields:
         seen.add(tag)
         if text_field is not None:
             name, attr, max_length = text_field
-            setattr(out, attr, _checked(name, _text(child, name), max_length))
+            value = _text(child, name)
+            if value:  # an empty element (X-Road's own <xroad:issue/>) means "not set"
+                setattr(out, attr, _checked(name, value, max_length, lines=name == "issue"))
         elif extension is not None:
             name, attr = extension
-            out.extensions[attr] = _checked(name, _text(child, name))
+            value = _text(child, name)
+            if value:
+                out.extensions[attr] = _checked(name, value)
         elif tag == _CLIENT_TAG:
             out.client = _read_identifier(
                 child, "client", ("MEMBER", "SUBSYSTEM"), errors.INVALID_CLIENT_IDENTIFIER

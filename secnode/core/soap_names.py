@@ -9,6 +9,7 @@ none of them needs the others' code.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 SOAP_ENV_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -20,6 +21,8 @@ ID_NS: Final = "http://x-road.eu/xsd/identifiers"
 # constant: clients, docs and tests use this name.
 POLICY_NS: Final = "https://secnode.example/xsd/policy"
 PROTOCOL_VERSION: Final = "4.0"
+#: Versions a request may name: any 4.x (X-Road accepts them; pr-meta C.6 sends "4.x").
+PROTOCOL_VERSION_PATTERN: Final = re.compile(r"4\.[0-9A-Za-z]+")
 REQUEST_HASH_ALGORITHM: Final = "http://www.w3.org/2001/04/xmlenc#sha512"
 # SOAP metaservices a node answers itself (pr-meta); getWsdl may be refused by the server.
 SOAP_METASERVICES: Final = frozenset({"listMethods", "allowedMethods", "getWsdl"})

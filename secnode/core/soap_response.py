@@ -22,7 +22,6 @@ from secnode.core.soap_envelope import Scan, check_wrapper, scan_envelope
 from secnode.core.soap_header import REQUEST_HASH_TAG, HeaderFields, read_header
 from secnode.core.soap_names import (
     HEADER_TAG,
-    PROTOCOL_VERSION,
     REQUEST_HASH_ALGORITHM,
     XROAD_NS,
     is_element,
@@ -57,8 +56,12 @@ def _check_echo(h: HeaderFields, request: SoapRequest, code: str) -> None:
     """The response must repeat the request's headers (pr-mess §2.2; X-Road
     checks client, service, id and userId). issue and the policy headers are
     compared when the response carries them."""
-    if h.protocol_version != PROTOCOL_VERSION:
-        raise XRoadError(code, f"response protocolVersion is {h.protocol_version!r}, not 4.0")
+    if h.protocol_version != request.protocol_version:
+        raise XRoadError(
+            code,
+            f"response protocolVersion is {h.protocol_version!r}, "
+            f"not the request's {request.protocol_version!r}",
+        )
     pairs: list[tuple[str, object, object, bool]] = [
         ("client", h.client, request.client, True),
         ("service", h.service, request.service, True),
@@ -188,11 +191,26 @@ def insert_request_hash(response: bytes, value: str) -> bytes:
     return _splice_request_hash(response, scan, count, value)
 
 
+def _replace_with_dom(response: bytes, value: str) -> bytes:
+    """The response with its own ``requestHash`` elements removed and ours added."""
+    root = parse_xml(response)
+    header = root.find(HEADER_TAG)
+    if header is None:
+        raise XRoadError(errors.SERVICE_MISSING_HEADER, "response header missing")
+    for old in header.findall(REQUEST_HASH_TAG):
+        header.remove(old)
+    return _append_request_hash(root, header, value)
+
+
 def _insert_with_dom(response: bytes, value: str) -> bytes:
     root = parse_xml(response)
     header = root.find(HEADER_TAG)
     if header is None:
         raise XRoadError(errors.SERVICE_MISSING_HEADER, "response header missing")
+    return _append_request_hash(root, header, value)
+
+
+def _append_request_hash(root: Element, header: Element, value: str) -> bytes:
     elem = etree.SubElement(header, f"{{{XROAD_NS}}}requestHash")
     elem.set("algorithmId", REQUEST_HASH_ALGORITHM)
     elem.text = value
@@ -210,7 +228,7 @@ def prepare_soap_response(response: bytes, request: SoapRequest, request_bytes: 
     sign and send back: the response with ``xrd:requestHash`` =
     base64(SHA-512(``request_bytes``)). A SOAP Fault is returned unchanged.
     A ``requestHash`` the provider put there itself is kept if it is right and
-    refused otherwise. Errors are ``Server.ServerProxy.ServiceFailed.*``.
+    replaced otherwise (as X-Road does). Errors are ``Server.ServerProxy.ServiceFailed.*``.
     """
     scan, h, info = _inspect_response(
         response, request, errors.SERVICE_INVALID_SOAP, errors.SERVICE_INCONSISTENT_HEADERS
@@ -222,9 +240,9 @@ def prepare_soap_response(response: bytes, request: SoapRequest, request_bytes: 
     if h.request_hash is not None:
         if h.request_hash == expected and h.request_hash_algorithm == REQUEST_HASH_ALGORITHM:
             return response
-        raise XRoadError(
-            errors.SERVICE_INCONSISTENT_HEADERS, "provider response carries a wrong requestHash"
-        )
+        # X-Road replaces it: a provider that copies a request header, or hashes another
+        # form of the request, still works.
+        return _replace_with_dom(response, expected)
     return _splice_request_hash(response, scan, h.element_count, expected)
 
 

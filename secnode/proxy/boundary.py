@@ -110,7 +110,7 @@ def error_boundary(surface: Surface) -> Middleware:
         await _record_refusal(surface, request, err)
         seen = request.get(SEEN)
         protocol = seen.headers.protocol if seen else surface.default_protocol(request)
-        return error_response(err, protocol)
+        return error_response(err, protocol, request.headers.get("Accept"))
 
     return boundary
 

@@ -8,9 +8,9 @@ is shared by the client interface and the node-to-node interface
 * a **request body** is admitted before it is read, by its ``Content-Length`` (a
   chunked body chunk by chunk, as it streams): if the budget has no room the request
   waits, first come first served, for up to ``[limits] busy_wait_seconds``, then is
-  refused with ``Server.*.Busy`` (HTTP 503) before anything was logged, signed or
-  called. A body larger than the whole budget is admitted only when nothing else is
-  in flight.
+  refused with ``Server.*.Busy`` (HTTP 500, as every X-Road server error) before
+  anything was logged, signed or called. A body larger than the whole budget is
+  admitted only when nothing else is in flight.
 * a **response body** (from the provider node or the provider's service) is charged
   to the same budget as it is read, without waiting: the exchange has already acted
   and refusing then would lose its answer; the charge holds back new requests instead.
@@ -65,7 +65,7 @@ class InFlightBudget:
         self.peak = max(self.peak, self.in_use)
 
     async def acquire(self, size: int) -> None:
-        """Take ``size`` bytes, waiting up to ``wait_seconds``; else raise Busy (503)."""
+        """Take ``size`` bytes, waiting up to ``wait_seconds``; else raise Busy."""
         if size <= 0:
             return
         if not self._waiters and self._fits(size):
@@ -121,7 +121,7 @@ class InFlightBudget:
             f"the node is busy: {self.in_use} bytes of message bodies are in flight "
             f"(limit {self.limit}, [limits] in_flight_bytes) and this request's {size} bytes "
             f"found no room within {self.wait_seconds:g} s; try again later",
-            http_status=503,
+            http_status=500,
         )
 
 

@@ -20,9 +20,10 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from secnode.core import errors, rest, rest_headers, soap, soap_response
+from secnode.core import errors, faults, mime_related, rest, rest_headers, soap, soap_response
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
+from secnode.core.identifiers import NodeId
 from secnode.core.message import Body, MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError, SignerCodec
 from secnode.proxy import metaservices, wire
@@ -81,6 +82,14 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     return await _run(rt, request, headers, body, soap_request=parsed)
 
 
+async def handle_soap_get(request: web.Request) -> web.StreamResponse:
+    """X-Road answers anything but POST on its SOAP endpoint with a fault (the
+    WrongHttpMethod case); so do we, instead of aiohttp's 405 page."""
+    raise XRoadError(
+        errors.INVALID_HTTP_METHOD, f"Must use POST request method instead of {request.method}"
+    )
+
+
 async def handle_rest(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     path, sep, query = request.raw_path.partition("?")
@@ -94,10 +103,17 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
 
 
 async def handle_list_clients(request: web.Request) -> web.Response:
+    """X-Road answers ``text/xml`` (clientList) unless the client accepts JSON only."""
     rt = request.app[RUNTIME]
     if rt.conf is None or rt.conf.is_expired():
         raise XRoadError(errors.OUTDATED_GLOBALCONF, "global configuration is missing or expired")
-    return web.json_response(metaservices.list_clients(rt.conf))
+    instance = request.query.get("xRoadInstance") or None
+    if "application/json" in request.headers.get("Accept", ""):
+        return web.json_response(metaservices.list_clients(rt.conf, instance))
+    return web.Response(
+        body=metaservices.list_clients_xml(rt.conf, instance),
+        headers={"Content-Type": "text/xml; charset=utf-8"},
+    )
 
 
 # ----- the exchange ---------------------------------------------------------------------
@@ -157,15 +173,15 @@ def _check_configuration(ex: ClientExchange) -> None:
 def _check_caller(ex: ClientExchange) -> None:
     """The client must be one of our member's subsystems, and this caller allowed to use it."""
     rt, client, request = ex.rt, ex.client, ex.http
+    if not ex.conf.has_client(client):  # X-Road's UnknownMember case, before "is it ours"
+        raise XRoadError(
+            errors.UNKNOWN_MEMBER, f"client {client} is not registered in the global configuration"
+        )
     if client.member != rt.member:
         raise XRoadError(
             errors.INVALID_CLIENT_IDENTIFIER,
             f"client {client} is not a member or subsystem served by this node ({rt.member})",
             http_status=403,
-        )
-    if not ex.conf.has_client(client):
-        raise XRoadError(
-            errors.UNKNOWN_MEMBER, f"client {client} is not registered in the global configuration"
         )
     rules = rt.services.whitelist.get(getattr(client, "subsystem", ""), [])
     remote = request.remote or ""
@@ -191,7 +207,25 @@ def _resolve_provider(ex: ClientExchange) -> None:
         raise XRoadError(
             errors.UNKNOWN_MEMBER, f"subsystem {service.subsystem_id} is not registered"
         )
+    target = _target_server(ex)
+    if target is not None:  # the client named the provider's node (securityServer header)
+        nodes = [n for n in nodes if n.id == target]
+        if not nodes:
+            raise XRoadError(
+                errors.INVALID_SECURITY_SERVER,
+                f"security server {target} is not a node of {service.member} "
+                "in the global configuration",
+            )
     ex.nodes = nodes
+
+
+def _target_server(ex: ClientExchange) -> NodeId | None:
+    """The node named by SOAP ``securityServer`` or REST ``X-Road-Security-Server``."""
+    if ex.soap_request is not None:
+        return ex.soap_request.security_server
+    if ex.rest_request is not None:
+        return ex.rest_request.security_server
+    return None
 
 
 async def _sign_and_log(ex: ClientExchange) -> None:
@@ -213,7 +247,7 @@ async def _pass_refusal(ex: ClientExchange, reply: ProviderRefusal) -> web.Respo
         reason=f"provider node: {reply.body[:300].decode('utf-8', 'replace')}",
         status=reply.status,
     )
-    return _passthrough_error(reply.status, reply.body, ex.headers)
+    return _passthrough_error(reply.status, reply.body, ex.headers, ex.http.headers.get("Accept"))
 
 
 async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
@@ -229,7 +263,9 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
     ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256, reply.ocsp_der)
     if ex.soap_request is not None:
         # lxml's SOAP checks take bytes: one transient copy, for SOAP only
-        soap_response.check_soap_response(bytes(out), ex.soap_request, bytes(ex.body))
+        soap_response.check_soap_response(
+            _soap_part(bytes(out), meta.content_type), ex.soap_request, bytes(ex.body)
+        )
     await ex.log(
         "response_in",
         out,
@@ -240,6 +276,16 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
         extra={"request_digest": request.digest.hex()},
     )
     await ex.rt.decision.on_response(ex.headers, ex.decision, meta.status, out, meta.policy)
+
+
+def _soap_part(out: bytes, content_type: str | None) -> bytes:
+    """The SOAP message of a response (the root part of a multipart one, e.g. getWsdl)."""
+    if not mime_related.is_related(content_type):
+        return out
+    try:
+        return mime_related.root_part(out, content_type or "")
+    except mime_related.MimeError as exc:
+        raise XRoadError(errors.INCONSISTENT_RESPONSE, f"multipart response: {exc}") from exc
 
 
 def _verify_provider_signature(
@@ -290,8 +336,19 @@ def _statement_ref(statement: str | None) -> str:
     return "policy statement sha256:" + hashlib.sha256(statement.encode("utf-8")).hexdigest()
 
 
-def _passthrough_error(status: int, out: Body, headers: MessageHeaders) -> web.Response:
-    """The provider node refused: hand its X-Road error to the client as it came."""
+def _passthrough_error(
+    status: int, out: Body, headers: MessageHeaders, accept: str | None = None
+) -> web.Response:
+    """The provider node refused: hand its X-Road error to the client as it came (as XML
+    when the REST client asked for XML)."""
+    if headers.protocol == "rest" and faults.wants_xml(accept):
+        try:
+            doc = json.loads(out)
+            err = XRoadError(str(doc["type"]), str(doc["message"]), detail=str(doc["detail"]))
+        except (ValueError, KeyError, TypeError):
+            err = XRoadError(errors.SERVICE_FAILED, "the provider node's error is malformed")
+        status, xml_headers, body = faults.rest_response(err, xml=True)
+        return web.Response(status=status, body=body, headers=xml_headers)
     ctype = (
         "text/xml; charset=utf-8"
         if headers.protocol == "soap"
@@ -366,10 +423,20 @@ def _wire_headers(ex: ClientExchange) -> dict[str, str]:
         wire.H_MESSAGE: wire.encode_headers(ex.headers),
         wire.H_SIGNATURE: wire.b64(request.signature),
         wire.H_OCSP: wire.b64(request.ocsp_der),
-        wire.H_EXTRA: wire.Extra.for_request(ex.rest_request).encode(),
+        wire.H_EXTRA: _extra(ex).encode(),
         "Content-Type": ex.headers.content_type or "application/octet-stream",
         "Content-Length": str(len(ex.body)),
     }
+
+
+def _extra(ex: ClientExchange) -> wire.Extra:
+    """REST: the passthrough headers; SOAP: the client's ``SOAPAction`` (X-Road forwards it)."""
+    if ex.rest_request is not None:
+        return wire.Extra.for_request(ex.rest_request)
+    action = ex.http.headers.get("SOAPAction")
+    if action is None or not wire.header_value_ok(action):
+        return wire.Extra()
+    return wire.Extra(None, (("SOAPAction", action),))
 
 
 async def _read_reply(
@@ -407,4 +474,5 @@ def build_client_app(rt: NodeRuntime) -> web.Application:
     app.router.add_get("/listClients", handle_list_clients)
     app.router.add_route("*", "/r1/{tail:.*}", handle_rest)
     app.router.add_post("/", handle_soap)
+    app.router.add_route("*", "/", handle_soap_get)
     return app

@@ -136,11 +136,12 @@ async def send_response(
     return response
 
 
-def error_response(exc: XRoadError, protocol: str) -> web.Response:
-    """Render an X-Road error for the interface the caller used (SOAP fault or JSON)."""
+def error_response(exc: XRoadError, protocol: str, accept: str | None = None) -> web.Response:
+    """Render an X-Road error for the interface the caller used (SOAP fault, or JSON / XML
+    as the REST client's ``accept`` asks)."""
     if protocol == "soap":
         status, headers, body = faults.soap_response(exc)
         headers = {**headers, errors.ERROR_HEADER: exc.code}
     else:
-        status, headers, body = faults.rest_response(exc)
+        status, headers, body = faults.rest_response(exc, faults.wants_xml(accept))
     return web.Response(status=status, body=body, headers=headers)

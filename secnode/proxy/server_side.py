@@ -237,7 +237,7 @@ async def _call_service(ex: ProviderExchange) -> None:
     """Call the provider system, or answer the metaservice here."""
     if ex.metaservice is not None:
         status, content_type, out = metaservices.answer_provider(
-            ex.rt, ex.headers, ex.metaservice, ex.body
+            ex.rt, ex.headers, ex.metaservice, ex.body, ex.soap_request
         )
         ex.answer = ServiceAnswer(status, content_type, out)
     else:
@@ -298,7 +298,7 @@ async def _answer(ex: ProviderExchange) -> web.StreamResponse:
 
 async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> ServiceAnswer:
     """One HTTP request to the provider system, with the client's passthrough headers."""
-    rt, headers, extra = ex.rt, ex.headers, ex.extra
+    rt, headers = ex.rt, ex.headers
     session = rt.service_session
     assert session is not None
     if entry.type == "rest":
@@ -308,13 +308,12 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
         method = headers.rest_method or "GET"
     else:
         url, method = entry.url, "POST"
-    out_headers = CIMultiDict(
-        rest_headers.provider_headers(
-            headers, extra.headers, extra.request_id or headers.message_id
-        )
-    )
+    out_headers = CIMultiDict(_service_headers(ex))
     if headers.content_type and "Content-Type" not in out_headers:
         out_headers["Content-Type"] = headers.content_type
+    # A REST body sent without a Content-Type reaches the service without one (aiohttp
+    # would otherwise add application/octet-stream).
+    skip = () if "Content-Type" in out_headers else ("Content-Type",)
     body = ex.body
     sends_body = bool(body) or method not in ("GET", "HEAD")
     if sends_body:
@@ -326,6 +325,7 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             data=body_pieces(body) if sends_body else None,
             headers=out_headers,
             allow_redirects=False,
+            skip_auto_headers=skip,
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
             limit = rt.config.client.max_body_bytes
@@ -344,6 +344,22 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
         ) from exc
     except aiohttp.ClientError as exc:
         raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}") from exc
+
+
+def _service_headers(ex: ProviderExchange) -> list[tuple[str, str]]:
+    """REST: the client's passthrough and the re-issued X-Road headers. SOAP: the X-Road
+    headers and the client's ``SOAPAction`` (X-Road forwards it); a multi-line SOAP issue
+    stays in the SOAP header only (it cannot be an HTTP header)."""
+    headers, extra = ex.headers, ex.extra
+    request_id = extra.request_id or headers.message_id
+    if headers.protocol == "rest":
+        return rest_headers.provider_headers(headers, extra.headers, request_id)
+    out = [
+        (k, v)
+        for k, v in rest_headers.provider_headers(headers, (), request_id)
+        if wire.header_value_ok(v)
+    ]
+    return out + [(k, v) for k, v in extra.headers if k.lower() == "soapaction"][:1]
 
 
 def build_server_app(rt: NodeRuntime) -> web.Application:

@@ -162,6 +162,11 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+def header_value_ok(value: object) -> bool:
+    """May ``value`` travel as an HTTP header value (no CR, LF, NUL, other controls)?"""
+    return _header_value_ok(value)
+
+
 def _header_value_ok(value: object) -> bool:
     return isinstance(value, str) and not _VALUE_FORBIDDEN.search(value)
 

@@ -100,6 +100,8 @@ class Service(Base):
     timeout: Mapped[float] = mapped_column(Float, default=30.0)
     openapi: Mapped[str | None] = mapped_column(Text, nullable=True)
     log_bodies: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    wsdl: Mapped[str | None] = mapped_column(Text, nullable=True)  # SOAP: served by getWsdl
+    wsdl_source: Mapped[str | None] = mapped_column(Text, nullable=True)  # file or URL (refresh)
     added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

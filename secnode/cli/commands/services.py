@@ -29,6 +29,7 @@ def service_group() -> None:
 @click.option("--version", default="", help="Service version (optional).")
 @click.option("--openapi", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--timeout", default=30.0, show_default=True, type=float)
+@click.option("--wsdl", default=None, help="SOAP: the service's WSDL (file or http(s) URL).")
 @click.option(
     "--log-bodies/--no-log-bodies",
     default=None,
@@ -44,6 +45,7 @@ def service_add(
     version: str,
     openapi: str | None,
     timeout: float,
+    wsdl: str | None,
     log_bodies: bool | None,
 ) -> None:
     """Add SERVICE of SUBSYSTEM, served by the system at --url."""
@@ -58,9 +60,26 @@ def service_add(
             Path(openapi) if openapi else None,
             timeout,
             log_bodies,
+            wsdl,
         ),
     )
     click.echo(f"added {kind} service {sid} -> {url}")
+
+
+@service_group.command("wsdl")
+@click.argument("service")
+@click.argument("source", required=False)
+@click.option("--refresh", is_flag=True, help="Read the WSDL again from where it came from.")
+@node_command
+def service_wsdl(node: NodeHome, service: str, source: str | None, refresh: bool) -> None:
+    """Store SERVICE's WSDL from SOURCE (file or URL), or --refresh it; getWsdl serves it."""
+    if refresh == (source is not None):
+        raise click.UsageError("give either SOURCE or --refresh")
+    if source is not None:
+        services.set_wsdl(node, service, source)
+    else:
+        source = services.refresh_wsdl(node, service)
+    click.echo(f"stored the WSDL of {service} from {source}")
 
 
 @service_group.command("list")

@@ -135,13 +135,14 @@ class PolicyRequestError(SecnodeError, ValueError):
     reason = "MALFORMED_REQUEST"
 
 
-def _clean(value: str | None, name: str) -> str | None:
+def _clean(value: str | None, name: str, lines: bool = False) -> str | None:
+    """``lines``: tabs and line breaks are text (a SOAP ``issue`` may span lines)."""
     if value is None:
         return None
     text = value.strip()
     if len(text) > MAX_HEADER_VALUE:
         raise PolicyRequestError(f"{name} is longer than {MAX_HEADER_VALUE} characters")
-    if any(ord(c) < 0x20 for c in text):
+    if any(ord(c) < 0x20 and not (lines and c in "\t\r\n") for c in text):
         raise PolicyRequestError(f"{name} contains control characters")
     return text or None
 
@@ -211,7 +212,7 @@ def request_from_headers(
             recipient_country=country,
             recurring=recurring is not None and recurring.lower() == "true",
             data_from=parse_instant(data_from) if data_from else None,
-            issue=get(H_ISSUE),
+            issue=_clean(lower.get(H_ISSUE.lower()), H_ISSUE, lines=True),
             user_id=get(H_USER),
             message_id=message_id or get(H_ID),
             time=time,
