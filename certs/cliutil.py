@@ -39,6 +39,15 @@ passphrase_option = click.option(
 )
 
 
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr: text, or one JSON object per line (docs/operations.md, Logs).",
+)
+
+
 def get_passphrase(passphrase_file: str | None) -> bytes:
     """The key passphrase; :class:`keys.PassphraseMissing` (a SecnodeError) when none is given."""
     return keys.resolve_passphrase(passphrase_file)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
+from certs import logs
 from certs.ca import load_certificate, serial_hex
-from certs.cliutil import echo_json, get_passphrase, passphrase_option
+from certs.cliutil import echo_json, get_passphrase, log_format_option, passphrase_option
 from certs.tsa import (
     DEFAULT_ACCURACY_SECONDS,
     DEFAULT_POLICY,
@@ -99,15 +100,28 @@ def tsa_init(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 @passphrase_option
-def tsa_serve(directory: str, host: str, port: int, passphrase_file: str | None) -> None:
-    """Answer application/timestamp-query POSTs on http://HOST:PORT/."""
+@log_format_option
+def tsa_serve(
+    directory: str, host: str, port: int, passphrase_file: str | None, log_format: str
+) -> None:
+    """Answer application/timestamp-query POSTs on http://HOST:PORT/ (and GET /metrics)."""
     from aiohttp import web
 
     from certs.tsa_server import build_tsa_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(log_format)
     app = build_tsa_app(directory, get_passphrase(passphrase_file))
     config = TSAConfig.load(directory)
+    log = logging.getLogger("certs.tsa")
+
+    async def started(_app: web.Application) -> None:
+        log.info("TSA %r serving on %s:%d (policy %s)", config.name, host, port, config.policy)
+
+    async def stopped(_app: web.Application) -> None:
+        log.info("TSA %r on %s:%d stopped", config.name, host, port)
+
+    app.on_startup.append(started)
+    app.on_cleanup.append(stopped)
     web.run_app(
         app,
         host=host,
