@@ -26,6 +26,7 @@ from certs.cliutil import (
     log_format_option,
     passphrase_option,
 )
+from certs.names import display_name
 from secnode.core import globalconf
 from secnode.core.jsonfmt import format_time
 
@@ -143,7 +144,7 @@ def conf_verify(
         "generated_at": format_time(conf.generated_at),
         "expires_at": format_time(conf.expires_at),
         "expired": conf.is_expired(),
-        "signer": conf.signer.subject.rfc4514_string(),
+        "signer": display_name(conf.signer.subject),
         "members": len(conf.members),
         "nodes": len(conf.nodes),
         "approved_cas": len(conf.approved_cas),

@@ -22,6 +22,7 @@ from cryptography.x509 import ocsp
 
 from certs import keys, logs, metrics
 from certs.ca import CertificateAuthority, cert_pem, serial_hex
+from certs.names import display_name
 from certs.ocsp import Answer, OCSPResponder, Revocation
 
 log = logging.getLogger("certs.ocsp")
@@ -182,7 +183,7 @@ def serve(ca_dir: str | Path, host: str, port: int, passphrase: bytes, validity:
     responder = app[RESPONDER_KEY]
     log.info(
         "OCSP responder for %s on http://%s:%d/ (signer serial %s, validity %d s)",
-        responder.issuer.subject.rfc4514_string(),
+        display_name(responder.issuer.subject),
         host,
         port,
         serial_hex(responder.responder_cert.serial_number),

@@ -11,6 +11,7 @@ import click
 from certs import logs
 from certs.ca import load_certificate, serial_hex
 from certs.cliutil import echo_json, get_passphrase, log_format_option, passphrase_option
+from certs.names import display_name
 from certs.tsa import (
     DEFAULT_ACCURACY_SECONDS,
     DEFAULT_POLICY,
@@ -144,8 +145,8 @@ def tsa_show(directory: str, as_json: bool) -> None:
         "name": config.name,
         "policy": config.policy,
         "accuracy_seconds": config.accuracy_seconds,
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": display_name(cert.subject),
+        "issuer": display_name(cert.issuer),
         "serial": serial_hex(cert.serial_number),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "tokens_issued": SerialStore(Path(directory) / "tsa.db").count(),
@@ -193,7 +194,7 @@ def tsa_stamp(file: str, url: str, ca_files: tuple[str, ...], hash_name: str, ou
     Path(out).write_bytes(token_from_response(resp))
     click.echo(
         f"token serial {info.serial} genTime {info.gen_time.isoformat()} "
-        f"from {info.tsa_cert.subject.rfc4514_string()} -> {out}"
+        f"from {display_name(info.tsa_cert.subject)} -> {out}"
     )
 
 
@@ -252,7 +253,7 @@ def tsa_verify(
         "serial": info.serial,
         "policy": info.policy,
         "hash": info.hash_name,
-        "tsa": info.tsa_cert.subject.rfc4514_string(),
+        "tsa": display_name(info.tsa_cert.subject),
         "accuracy_seconds": info.accuracy.total_seconds() if info.accuracy else None,
     }
     if as_json:

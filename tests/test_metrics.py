@@ -10,7 +10,9 @@ write only JSON lines, with the request's fields and without secrets.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 import re
 import signal
@@ -27,7 +29,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PASSPHRASE, cli_env, wait_for_port
 from tests.nodefixtures import wait_until
-from tests.test_messagelog_fed import LogFederation, build_log_federation, wait_stamped
+from tests.test_messagelog_fed import (
+    LogFederation,
+    build_log_federation,
+    log_cli,
+    wait_stamped,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -383,3 +390,37 @@ def _restart_defaults(lf: LogFederation) -> None:
     lf.fed.start_central()
     lf.start_tsa()
     lf.fed.start_node("aizu")
+
+
+# ----- log show (issue 15, 8): readable values and bodies ---------------------------------------
+def _shown(lf: LogFederation, message_id: str) -> str:
+    found = json.loads(
+        log_cli(
+            lf.takamatsu, "search", "--message-id", message_id, "--direction", "request_out",
+            "--json",
+        ).stdout
+    )  # fmt: skip
+    assert len(found) == 1, found
+    return log_cli(lf.takamatsu, "show", found[0]["id"], "--body", check=True).stdout
+
+
+def test_log_show_prints_readable_values_and_a_text_body(lf: LogFederation) -> None:
+    reply = lf.call(body='{"名前":"会津"}'.encode())
+    assert reply.status == 200
+    out = _shown(lf, reply.message_id)
+    fields = dict(line.split(":", 1) for line in out.splitlines() if not line.startswith(" "))
+    assert fields["body_kept"].strip() == "yes"
+    for python_repr in ("None", "True", "False", "{'"):
+        assert python_repr not in out, out
+    body = '{"名前":"会津"}'.encode()
+    assert f"{len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()}" in out
+    assert '  {"名前":"会津"}' in out.splitlines()
+    assert base64.b64encode(body).decode() not in out
+
+
+def test_log_show_gives_a_binary_body_as_size_and_digest(lf: LogFederation) -> None:
+    body = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe"
+    reply = lf.call(body=body)
+    out = _shown(lf, reply.message_id)
+    assert f"{len(body)} bytes, not text, sha256 {hashlib.sha256(body).hexdigest()}" in out
+    assert "\x1a" not in out and "\x00" not in out

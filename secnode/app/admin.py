@@ -19,6 +19,7 @@ from aiohttp import web
 from cryptography import x509
 
 from certs.metrics import metrics_handler
+from certs.names import display_name
 from secnode.app.jobs import read_conf_state
 from secnode.app.metrics import NodeCollector
 from secnode.core import errors, health
@@ -45,7 +46,7 @@ def cert_view(row: models.NodeCertificate) -> health.CertView:
     cert = x509.load_pem_x509_certificate(row.cert_pem.encode("ascii"))
     return health.CertView(
         usage=row.usage,
-        subject=row.subject,
+        subject=display_name(cert.subject),  # not the stored text: older rows say 2.5.4.5=
         sha256=row.cert_sha256,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
