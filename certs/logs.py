@@ -93,9 +93,10 @@ class TextFormatter(logging.Formatter):
         ctx = context_of(record)
         tail = "".join(f" {k}={ctx[k]}" for k in CONTEXT_FIELDS if k in ctx)
         text = f"{_iso(record.created)} {record.levelname} {record.name} {record.getMessage()}"
+        text += f" [{tail.strip()}]" if tail else ""
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return text + (f" [{tail.strip()}]" if tail else "")
+        return text
 
 
 def configure(log_format: str = "text", level: str = "info") -> None:
