@@ -126,8 +126,14 @@ class NodeMetrics:
         self.latency.labels(direction, label).observe(seconds)
 
     def decision(self, side: str, allow: bool, reason: str) -> None:
-        label = self._reasons(reason) if reason and _CODE.match(reason) else (reason and "other")
-        self.decisions.labels(side, "allow" if allow else "deny", label or "none").inc()
+        """One policy verdict (``reason`` '' when the decision point gives none)."""
+        label = self._reason_label(reason)
+        self.decisions.labels(side, "allow" if allow else "deny", label).inc()
+
+    def _reason_label(self, reason: str) -> str:
+        if not reason:
+            return "none"
+        return self._reasons(reason) if _CODE.match(reason) else "other"
 
 
 class NodeCollector(Collector):
