@@ -10,6 +10,7 @@ once per distinct cause).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import uuid
@@ -21,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 
+from certs.logs import JsonFormatter
 from secnode.app.metrics import NodeMetrics
 from secnode.core import errors
 from secnode.core.errors import XRoadError
@@ -198,3 +200,50 @@ def test_admin_surface_answers_without_records() -> None:
 def test_routing_answers_pass_through() -> None:
     status, _, _ = serve(errors.SERVER_CLIENT_PROXY, Recorder(), lambda call: call("/nowhere"))
     assert status == 404
+
+
+# ----- log context: one request's fields never reach the next one's lines -------------------------
+async def noted(request: web.Request) -> web.Response:
+    note_message(request, headers())
+    logging.getLogger("test.boundary").info("noted")
+    return web.Response(text="ok")
+
+
+async def plain(request: web.Request) -> web.Response:
+    logging.getLogger("test.boundary").info("plain")
+    return web.Response(text="ok")
+
+
+def test_log_fields_are_per_request_on_a_keep_alive_connection() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # formats at emit time, in the request's context
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.boundary")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    app = app_for(errors.SERVER_SERVER_PROXY, Recorder())
+    app.router.add_route("*", "/noted", noted)
+    app.router.add_route("*", "/plain", plain)
+
+    async def run() -> None:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            for path in ("/noted", "/plain", "/deny"):
+                async with client.post(path) as resp:  # one pooled connection, reused
+                    await resp.read()
+
+    try:
+        asyncio.run(run())
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    by_message = {line["message"].split()[0]: line for line in lines}
+    assert by_message["noted"]["service"] == "JP/GOV/072028/residents/echo"
+    assert (
+        by_message["noted"]["client"] == "JP/GOV/372013/portal"
+        and by_message["noted"]["message_id"]
+    )
+    assert "message_id" not in by_message["plain"] and "service" not in by_message["plain"]
+    assert by_message["plain"]["client"] == "127.0.0.1"  # the peer, before headers are known
+    refused = by_message["refused"]
+    assert refused["error_code"] == f"{errors.SERVER_SERVER_PROXY}.AccessDenied"
+    assert refused["message_id"] != by_message["noted"]["message_id"]
