@@ -225,13 +225,20 @@ def personal_echo(fed: Federation) -> tuple[str, dict[str, str]]:
     }
 
 
-def node_counter(city: CityNode, name: str) -> float:
-    """A runtime counter from the node's /metrics (0 until it was first counted)."""
+def node_counter(city: CityNode, name: str, **labels: str) -> float:
+    """The sum of a counter's samples from the node's /metrics whose labels include
+    ``labels`` (0 until it was first counted)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(f"{city.admin_url}/metrics", timeout=10) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(f"secnode_{name} "):
-                return float(line.split()[1])
-    return 0.0
+        text = resp.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == f"secnode_{name}"
+        and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def policy_cost(
@@ -265,12 +272,12 @@ def policy_cost(
     def measure(kind: str, target: str, extra: dict[str, str]) -> None:
         before = sum(cpu_seconds(p) for p in node_pids)
         policy_before = sum(node_counter(c, "policy_seconds_total") for c in cities)
-        sent_before = node_counter(takamatsu, "client_requests_total")
+        sent_before = node_counter(takamatsu, "requests_total", direction="outbound")
         started = time.perf_counter()
         result = run_load(target, {**headers, **extra}, payload, concurrency, duration, warmup)
         elapsed = time.perf_counter() - started
         used = sum(cpu_seconds(p) for p in node_pids) - before
-        sent = node_counter(takamatsu, "client_requests_total") - sent_before
+        sent = node_counter(takamatsu, "requests_total", direction="outbound") - sent_before
         policy = sum(node_counter(c, "policy_seconds_total") for c in cities) - policy_before
         total = result.requests * (elapsed / duration) if duration else 0
         runs[kind].append(result)

@@ -18,7 +18,15 @@ from central.cli_common import (
     registry_command,
 )
 from central.errors import RegistryError
-from certs.cliutil import UserError, echo_json, get_passphrase, passphrase_option
+from certs import logs
+from certs.cliutil import (
+    UserError,
+    echo_json,
+    get_passphrase,
+    log_format_option,
+    passphrase_option,
+)
+from certs.names import display_name
 from secnode.core import globalconf
 from secnode.core.jsonfmt import format_time
 
@@ -136,7 +144,7 @@ def conf_verify(
         "generated_at": format_time(conf.generated_at),
         "expires_at": format_time(conf.expires_at),
         "expired": conf.is_expired(),
-        "signer": conf.signer.subject.rfc4514_string(),
+        "signer": display_name(conf.signer.subject),
         "members": len(conf.members),
         "nodes": len(conf.nodes),
         "approved_cas": len(conf.approved_cas),
@@ -247,11 +255,17 @@ def request_reject(registry: Registry, request_id: int, reason: str) -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--no-resign", is_flag=True, help="Do not re-sign on a schedule.")
 @passphrase_option
+@log_format_option
 @registry_command
 def serve_cmd(
-    registry: Registry, host: str, port: int, no_resign: bool, passphrase_file: str | None
+    registry: Registry,
+    host: str,
+    port: int,
+    no_resign: bool,
+    passphrase_file: str | None,
+    log_format: str,
 ) -> None:
-    """Serve /globalconf, /globalconf.sig and /register; re-sign before expiry."""
+    """Serve /globalconf, /globalconf.sig, /register and /metrics; re-sign before expiry."""
     from aiohttp import web
 
     from central import server, signing
@@ -259,7 +273,7 @@ def serve_cmd(
     passphrase = get_passphrase(passphrase_file)
     with registry.store.read() as s:  # fail now, not at the first re-signing
         signing.load_signer(registry.config, signing.active_key(s), passphrase)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(log_format)
     app = server.build_app(
         registry.store,
         registry.config,
@@ -268,6 +282,16 @@ def serve_cmd(
         resign=not no_resign,
     )
     ready = f"central serving instance {registry.config.instance} on http://{host}:{port}"
+    log = logging.getLogger("central.server")
+
+    async def started(_app: web.Application) -> None:
+        log.info("%s", ready)
+
+    async def stopped(_app: web.Application) -> None:
+        log.info("central on %s:%d stopped", host, port)
+
+    app.on_startup.append(started)
+    app.on_cleanup.append(stopped)
     try:  # run_app calls print() once the socket is bound
         web.run_app(
             app, host=host, port=port, print=lambda _: click.echo(ready), handle_signals=True

@@ -30,6 +30,7 @@ from central.store import Store, now
 from certs import ocsp
 from certs.chain import find_issuer
 from certs.cms import CMSError, verify_detached
+from certs.names import display_name
 from secnode.core.cert_member import member_id_of
 from secnode.core.globalconf import cert_to_pem
 from secnode.core.identifiers import NodeId, SubsystemId
@@ -56,7 +57,7 @@ def _signed_by(signature: bytes, body: bytes, cert: x509.Certificate, what: str)
     der = cert.public_bytes(serialization.Encoding.DER)
     if verified.signer.public_bytes(serialization.Encoding.DER) != der:
         raise RegistryError(
-            f"{what} was made by {verified.signer.subject.rfc4514_string()}, not by the "
+            f"{what} was made by {display_name(verified.signer.subject)}, not by the "
             "certificate named in the request",
             code="InvalidSignature",
         )
@@ -197,9 +198,9 @@ def request_view(row: RegistrationRequest, full: bool = False) -> dict[str, Any]
         sign_cert = x509.load_pem_x509_certificate(row.sign_cert_pem.encode())
         auth_cert = x509.load_pem_x509_certificate(row.auth_cert_pem.encode())
         view.update(
-            auth_cert_subject=auth_cert.subject.rfc4514_string(),
-            auth_cert_issuer=auth_cert.issuer.rfc4514_string(),
-            sign_cert_subject=sign_cert.subject.rfc4514_string(),
+            auth_cert_subject=display_name(auth_cert.subject),
+            auth_cert_issuer=display_name(auth_cert.issuer),
+            sign_cert_subject=display_name(sign_cert.subject),
             sign_cert_member=str(member_id_of(sign_cert.subject)),
             sign_cert_sha256=cert_sha256_hex(sign_cert),
             sign_ocsp="included and good at receipt" if row.sign_ocsp else "not included",

@@ -5,6 +5,7 @@ Routes:
     GET  /globalconf.sig[?version=N]  its detached CMS signature (DER)
     POST /register                    a node's signed registration request
     GET  /health                      liveness and the served version
+    GET  /metrics                     Prometheus metrics (central.metrics)
 
 A client fetches ``/globalconf``, reads ``X-Globalconf-Version`` and then asks
 for ``/globalconf.sig?version=N``, so a re-signing between the two requests can
@@ -24,8 +25,10 @@ from aiohttp import web
 from central import publish, registration
 from central.config import CentralConfig
 from central.errors import RegistryError
+from central.metrics import PROBLEM_CODE, RegistryMetrics
 from central.models import ConfVersion
 from central.store import Store, now
+from certs import logs, metrics
 from secnode.core.globalconf import VERSION_HEADER
 from secnode.core.jsonfmt import format_time
 from secnode.core.registration import MAX_REQUEST_BYTES
@@ -51,13 +54,24 @@ def problem(status: int, code: str, detail: str) -> web.Response:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RegistryError as exc:
-        log.info("refused %s %s: %s", request.method, request.path, exc)
-        return problem(exc.status, exc.code, str(exc))
-    except web.HTTPRequestEntityTooLarge:
-        return problem(413, "RequestTooLarge", f"request body exceeds {MAX_REQUEST_BYTES} bytes")
+    with logs.scope(client=request.remote):
+        try:
+            return await handler(request)
+        except RegistryError as exc:
+            request[PROBLEM_CODE] = exc.code
+            log.info(
+                "refused %s %s: %s",
+                request.method,
+                request.path,
+                exc,
+                extra={"error_code": exc.code},
+            )
+            return problem(exc.status, exc.code, str(exc))
+        except web.HTTPRequestEntityTooLarge:
+            request[PROBLEM_CODE] = "RequestTooLarge"
+            return problem(
+                413, "RequestTooLarge", f"request body exceeds {MAX_REQUEST_BYTES} bytes"
+            )
 
 
 def _version_param(request: web.Request) -> int | None:
@@ -178,12 +192,16 @@ def resign_step(app: web.Application) -> float:
 def build_app(
     store: Store, config: CentralConfig, passphrase: bytes, operator: str, resign: bool = True
 ) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=MAX_REQUEST_BYTES)
+    counted = RegistryMetrics(store)
+    app = web.Application(
+        middlewares=[counted.middleware(), errors], client_max_size=MAX_REQUEST_BYTES
+    )
     app[STORE], app[CONFIG], app[PASSPHRASE], app[OPERATOR] = store, config, passphrase, operator
     app.router.add_get("/globalconf", get_conf)
     app.router.add_get("/globalconf.sig", get_sig)
     app.router.add_post("/register", post_register)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics.metrics_handler(counted.registry))
 
     async def resigner(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(resign_loop(app))

@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from certs import keys, profiles
 from certs.errors import SecnodeError
+from certs.names import display_name
 
 REVOCATION_REASONS = {
     "unspecified": x509.ReasonFlags.unspecified,
@@ -212,7 +213,7 @@ class CertificateAuthority:
                 " issued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     serial_hex(serial),
-                    cert.subject.rfc4514_string(),
+                    display_name(cert.subject),
                     profile,
                     cert.not_valid_before_utc.isoformat(),
                     cert.not_valid_after_utc.isoformat(),
@@ -271,11 +272,17 @@ class CertificateAuthority:
     def list_issued(self) -> list[dict[str, str | None]]:
         with self._db() as db:
             rows = db.execute(
-                "SELECT serial, subject, profile, not_before, not_after, revoked_at,"
+                "SELECT serial, pem, profile, not_before, not_after, revoked_at,"
                 " revocation_reason FROM certificates ORDER BY issued_at"
             ).fetchall()
         cols = ("serial", "subject", "profile", "not_before", "not_after", "revoked_at", "reason")
-        return [dict(zip(cols, row, strict=True)) for row in rows]
+        # The subject from the certificate itself: rows stored before names were readable
+        # say 2.5.4.5= where this says serialNumber=.
+        out = []
+        for serial, pem, *rest in rows:
+            subject = display_name(x509.load_pem_x509_certificate(pem.encode()).subject)
+            out.append(dict(zip(cols, (serial, subject, *rest), strict=True)))
+        return out
 
 
 def load_certificate(path: str | Path) -> x509.Certificate:

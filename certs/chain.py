@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from cryptography import x509
 
+from certs.names import display_name
+
 MAX_DEPTH = 4
 
 
@@ -28,11 +30,10 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _valid_at(cert: x509.Certificate, when: dt.datetime, what: str) -> None:
     if when < cert.not_valid_before_utc:
-        raise ChainError(f"{what} {cert.subject.rfc4514_string()} is not yet valid")
+        raise ChainError(f"{what} {display_name(cert.subject)} is not yet valid")
     if when > cert.not_valid_after_utc:
         raise ChainError(
-            f"{what} {cert.subject.rfc4514_string()} expired at "
-            f"{cert.not_valid_after_utc.isoformat()}"
+            f"{what} {display_name(cert.subject)} expired at {cert.not_valid_after_utc.isoformat()}"
         )
 
 
@@ -66,7 +67,7 @@ def verify_chain(
         path.append(step)
         current = step
     raise ChainError(
-        f"certificate {cert.subject.rfc4514_string()} (issuer {cert.issuer.rfc4514_string()}) "
+        f"certificate {display_name(cert.subject)} (issuer {display_name(cert.issuer)}) "
         "does not chain to an approved CA"
     )
 

@@ -25,6 +25,7 @@ from certs.cliutil import (
     get_passphrase,
     passphrase_option,
 )
+from certs.names import display_name
 from certs.profiles import PROFILES
 
 
@@ -74,7 +75,7 @@ def csr_cmd(key_path: str, subject: str, out: str, passphrase_file: str | None) 
     key = keys.load_key(key_path, get_passphrase(passphrase_file))
     csr = keys.build_csr(key, keys.parse_subject(subject))
     Path(out).write_bytes(csr.public_bytes(serialization.Encoding.PEM))
-    click.echo(f"wrote CSR {out} for {csr.subject.rfc4514_string()}")
+    click.echo(f"wrote CSR {out} for {display_name(csr.subject)}")
 
 
 # ----- CA -------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def issue_cmd(
     Path(out).write_bytes(cert_pem(cert))
     click.echo(
         f"issued {profile} certificate serial {serial_hex(cert.serial_number)} "
-        f"for {cert.subject.rfc4514_string()} -> {out}"
+        f"for {display_name(cert.subject)} -> {out}"
     )
 
 

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from certs.names import display_name
+
 StatusName = Literal["good", "revoked", "unknown"]
 
 #: Clock skew tolerated between responder and relying party (RFC 5019 §4 suggests minutes).
@@ -102,7 +104,7 @@ def _same_cert(a: x509.Certificate, b: x509.Certificate) -> bool:
 
 
 def _describe(cert: x509.Certificate) -> str:
-    return f"{cert.subject.rfc4514_string()} (serial {cert.serial_number:X})"
+    return f"{display_name(cert.subject)} (serial {cert.serial_number:X})"
 
 
 # ----- client side -----------------------------------------------------------------------
@@ -119,8 +121,8 @@ def build_request(
     """
     if cert.issuer != issuer.subject:
         raise OCSPError(
-            f"certificate {_describe(cert)} was issued by {cert.issuer.rfc4514_string()}, "
-            f"not by {issuer.subject.rfc4514_string()}"
+            f"certificate {_describe(cert)} was issued by {display_name(cert.issuer)}, "
+            f"not by {display_name(issuer.subject)}"
         )
     builder = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, algorithm or hashes.SHA256())
     value = os.urandom(NONCE_LEN) if nonce else None
@@ -161,27 +163,27 @@ def _authorise_responder(
     signer = next((c for c in candidates if _matches_responder_id(resp, c)), None)
     if signer is None:
         named = (
-            resp.responder_name.rfc4514_string()
+            display_name(resp.responder_name)
             if resp.responder_name is not None
             else f"key hash {(resp.responder_key_hash or b'').hex()}"
         )
         raise UnauthorisedResponderError(
             f"response signed by an unauthorised responder: {named} is neither the issuer "
-            f"{issuer.subject.rfc4514_string()} nor a certificate included in the response"
+            f"{display_name(issuer.subject)} nor a certificate included in the response"
         )
     if _same_cert(signer, issuer) or any(_same_cert(signer, t) for t in trusted):
         return signer
     prefix = f"response signed by an unauthorised responder {_describe(signer)}"
     if signer.issuer != issuer.subject:
         raise UnauthorisedResponderError(
-            f"{prefix}: it was issued by {signer.issuer.rfc4514_string()}, not by the "
-            f"certificate's issuer {issuer.subject.rfc4514_string()}"
+            f"{prefix}: it was issued by {display_name(signer.issuer)}, not by the "
+            f"certificate's issuer {display_name(issuer.subject)}"
         )
     try:
         signer.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature) as exc:
         raise UnauthorisedResponderError(
-            f"{prefix}: its certificate is not signed by {issuer.subject.rfc4514_string()}"
+            f"{prefix}: its certificate is not signed by {display_name(issuer.subject)}"
         ) from exc
     if not _has_ocsp_signing(signer):
         # RFC 6960 §4.2.2.2: a delegated responder MUST carry id-kp-OCSPSigning.
@@ -239,7 +241,7 @@ def _single_for(
         seen.append(f"serial {single.serial_number:X}")
     raise CertIdMismatchError(
         f"response is for another certificate ({', '.join(seen) or 'no usable CertID'}), "
-        f"not for serial {cert.serial_number:X} issued by {issuer.subject.rfc4514_string()}"
+        f"not for serial {cert.serial_number:X} issued by {display_name(issuer.subject)}"
     )
 
 

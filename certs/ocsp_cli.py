@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from certs.cliutil import get_passphrase, passphrase_option
+from certs import logs
+from certs.cliutil import get_passphrase, log_format_option, passphrase_option
 
 
 @click.group("ocsp")
@@ -26,8 +25,14 @@ def ocsp_group() -> None:
     help="Seconds from thisUpdate to nextUpdate in each response.",
 )
 @passphrase_option
+@log_format_option
 def serve_cmd(
-    directory: str, host: str, port: int, validity: int, passphrase_file: str | None
+    directory: str,
+    host: str,
+    port: int,
+    validity: int,
+    passphrase_file: str | None,
+    log_format: str,
 ) -> None:
     """Answer OCSP requests for the CA in DIRECTORY (GET and POST, any path).
 
@@ -36,5 +41,5 @@ def serve_cmd(
     """
     from certs.ocsp_server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(log_format)
     serve(directory, host, port, get_passphrase(passphrase_file), validity)

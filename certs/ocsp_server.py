@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,8 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import ocsp
 
-from certs import keys
+from certs import keys, logs, metrics
 from certs.ca import CertificateAuthority, cert_pem, serial_hex
+from certs.names import display_name
 from certs.ocsp import Answer, OCSPResponder, Revocation
 
 log = logging.getLogger("certs.ocsp")
@@ -33,6 +35,7 @@ RENEW_BEFORE = dt.timedelta(days=7)
 RESPONDER_DAYS = 365
 
 RESPONDER_KEY = web.AppKey("ocsp_responder", OCSPResponder)
+METRICS_KEY = web.AppKey("ocsp_metrics", metrics.ServerMetrics)
 
 
 def ensure_responder_cert(
@@ -118,6 +121,7 @@ def decode_get_path(raw_path: str) -> bytes | None:
 
 
 async def _answer(request: web.Request, der: bytes) -> web.Response:
+    started = time.perf_counter()
     responder = request.app[RESPONDER_KEY]
     try:
         # Signing and the SQLite lookup block; keep them off the event loop.
@@ -128,9 +132,9 @@ async def _answer(request: web.Request, der: bytes) -> web.Response:
             OCSPResponder.error(ocsp.OCSPResponseStatus.INTERNAL_ERROR), "internalError"
         )
     serial = serial_hex(answer.serial) if answer.serial is not None else "-"
-    log.info(
-        "OCSP %s %s serial=%s status=%s", request.method, request.remote, serial, answer.status
-    )
+    with logs.scope(client=request.remote):
+        log.info("OCSP %s serial=%s status=%s", request.method, serial, answer.status)
+    request.app[METRICS_KEY].observe(answer.status, started)
     return web.Response(body=answer.der, content_type=CONTENT_TYPE)
 
 
@@ -150,7 +154,24 @@ def build_ocsp_app(ca_dir: str | Path, passphrase: bytes, validity: int = 3600) 
     the directory or the passphrase is wrong.
     """
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    app[RESPONDER_KEY] = load_responder(ca_dir, passphrase, validity)
+    responder = load_responder(ca_dir, passphrase, validity)
+    app[RESPONDER_KEY] = responder
+    registry = metrics.new_registry()
+    app[METRICS_KEY] = metrics.ServerMetrics(registry, "ocsp", "OCSP requests")
+    signer, issuer = responder.responder_cert, responder.issuer
+    registry.register(
+        metrics.CertificateExpiry(
+            "ocsp_certificate_expiry_seconds",
+            "Seconds until the certificate expires (negative: expired), per certificate.",
+            ["role", "serial"],
+            lambda: [
+                (("signer", metrics.serial_label(signer)), signer),
+                (("issuer", metrics.serial_label(issuer)), issuer),
+            ],
+        )
+    )
+    # Before the catch-all GET: "/metrics" is not base64 of an OCSP request anyway.
+    app.router.add_get("/metrics", metrics.metrics_handler(registry))
     app.router.add_post("/{tail:.*}", _handle_post)
     app.router.add_get("/{tail:.*}", _handle_get)
     return app
@@ -162,10 +183,15 @@ def serve(ca_dir: str | Path, host: str, port: int, passphrase: bytes, validity:
     responder = app[RESPONDER_KEY]
     log.info(
         "OCSP responder for %s on http://%s:%d/ (signer serial %s, validity %d s)",
-        responder.issuer.subject.rfc4514_string(),
+        display_name(responder.issuer.subject),
         host,
         port,
         serial_hex(responder.responder_cert.serial_number),
         validity,
     )
+
+    async def stopped(_app: web.Application) -> None:
+        log.info("OCSP responder on %s:%d stopped", host, port)
+
+    app.on_cleanup.append(stopped)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from certs.errors import SecnodeError
+from certs.names import display_name
 
 PROFILES = ("sign", "auth", "ocsp", "tsa")
 #: One part of a member identifier: X-Road's identifier characters (pr-mess §2.7) plus '_'.
@@ -175,8 +176,7 @@ def require_profile(cert: x509.Certificate, profile: str) -> None:
     found = detect_profile(cert)
     if found != profile:
         raise ProfileError(
-            f"certificate {cert.subject.rfc4514_string()} has profile {found or 'none'}, "
-            f"not {profile}"
+            f"certificate {display_name(cert.subject)} has profile {found or 'none'}, not {profile}"
         )
     if profile == "sign":
         member_serial(cert.subject)

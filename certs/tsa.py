@@ -46,6 +46,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs import keys
 from certs.errors import SecnodeError
+from certs.names import display_name
 
 log = logging.getLogger(__name__)
 
@@ -438,13 +439,13 @@ def require_tsa_eku(cert: x509.Certificate) -> None:
     except x509.ExtensionNotFound as exc:
         raise TSAError(
             f"TSA certificate lacks critical timeStamping EKU "
-            f"({cert.subject.rfc4514_string()} has no extended key usage)"
+            f"({display_name(cert.subject)} has no extended key usage)"
         ) from exc
     if not ext.critical or list(ext.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:
         found = ", ".join(oid.dotted_string for oid in ext.value)
         raise TSAError(
             f"TSA certificate lacks critical timeStamping EKU "
-            f"({cert.subject.rfc4514_string()} has {'critical' if ext.critical else 'non-critical'}"
+            f"({display_name(cert.subject)} has {'critical' if ext.critical else 'non-critical'}"
             f" EKU {found})"
         )
 

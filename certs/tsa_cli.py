@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from certs import logs
 from certs.ca import load_certificate, serial_hex
-from certs.cliutil import echo_json, get_passphrase, passphrase_option
+from certs.cliutil import echo_json, get_passphrase, log_format_option, passphrase_option
+from certs.names import display_name
 from certs.tsa import (
     DEFAULT_ACCURACY_SECONDS,
     DEFAULT_POLICY,
@@ -99,15 +101,28 @@ def tsa_init(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535))
 @passphrase_option
-def tsa_serve(directory: str, host: str, port: int, passphrase_file: str | None) -> None:
-    """Answer application/timestamp-query POSTs on http://HOST:PORT/."""
+@log_format_option
+def tsa_serve(
+    directory: str, host: str, port: int, passphrase_file: str | None, log_format: str
+) -> None:
+    """Answer application/timestamp-query POSTs on http://HOST:PORT/ (and GET /metrics)."""
     from aiohttp import web
 
     from certs.tsa_server import build_tsa_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(log_format)
     app = build_tsa_app(directory, get_passphrase(passphrase_file))
     config = TSAConfig.load(directory)
+    log = logging.getLogger("certs.tsa")
+
+    async def started(_app: web.Application) -> None:
+        log.info("TSA %r serving on %s:%d (policy %s)", config.name, host, port, config.policy)
+
+    async def stopped(_app: web.Application) -> None:
+        log.info("TSA %r on %s:%d stopped", config.name, host, port)
+
+    app.on_startup.append(started)
+    app.on_cleanup.append(stopped)
     web.run_app(
         app,
         host=host,
@@ -130,8 +145,8 @@ def tsa_show(directory: str, as_json: bool) -> None:
         "name": config.name,
         "policy": config.policy,
         "accuracy_seconds": config.accuracy_seconds,
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": display_name(cert.subject),
+        "issuer": display_name(cert.issuer),
         "serial": serial_hex(cert.serial_number),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "tokens_issued": SerialStore(Path(directory) / "tsa.db").count(),
@@ -179,7 +194,7 @@ def tsa_stamp(file: str, url: str, ca_files: tuple[str, ...], hash_name: str, ou
     Path(out).write_bytes(token_from_response(resp))
     click.echo(
         f"token serial {info.serial} genTime {info.gen_time.isoformat()} "
-        f"from {info.tsa_cert.subject.rfc4514_string()} -> {out}"
+        f"from {display_name(info.tsa_cert.subject)} -> {out}"
     )
 
 
@@ -238,7 +253,7 @@ def tsa_verify(
         "serial": info.serial,
         "policy": info.policy,
         "hash": info.hash_name,
-        "tsa": info.tsa_cert.subject.rfc4514_string(),
+        "tsa": display_name(info.tsa_cert.subject),
         "accuracy_seconds": info.accuracy.total_seconds() if info.accuracy else None,
     }
     if as_json:

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from certs.chain import ChainError, verify_chain
 from certs.cms import find_signer
+from certs.names import display_name
 from certs.tsa import (
     DIGEST_SIZES,
     TimeStampResp,
@@ -324,7 +325,7 @@ def _check_signed_attributes(
         _verify_raw(cert.public_key(), signer_info, digest_name, to_verify)
     except InvalidSignature as exc:
         raise TSAError(
-            f"token signature does not verify with {cert.subject.rfc4514_string()}"
+            f"token signature does not verify with {display_name(cert.subject)}"
         ) from exc
 
 
@@ -391,7 +392,7 @@ def _check_trust(
     if cert in trusted:  # pinned approved TSA certificate
         if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
             raise TSAError(
-                f"TSA certificate {cert.subject.rfc4514_string()} was not valid at genTime "
+                f"TSA certificate {display_name(cert.subject)} was not valid at genTime "
                 f"{at.isoformat()}"
             )
         return [cert]

@@ -18,6 +18,7 @@ from cryptography import x509
 from sqlalchemy import select
 
 from certs.errors import SecnodeError
+from certs.names import display_name
 from secnode.app import admin, jobs
 from secnode.core.globalconf import GlobalConf, GlobalConfError
 from secnode.core.identifiers import SubsystemId, validate_part
@@ -60,7 +61,7 @@ def import_certificate(node: NodeHome, data: bytes) -> Imported:
     result = own_certs.import_certificate(node, data)
     summary = {
         "usage": result.usage,
-        "subject": result.cert.subject.rfc4514_string(),
+        "subject": display_name(result.cert.subject),
         "sha256": result.sha256,
         "not_after": format_time(result.cert.not_valid_after_utc),
         "ocsp_status": result.status.status,
@@ -92,7 +93,7 @@ def certificate_rows(node: NodeHome) -> list[dict[str, Any]]:
                 "usage": row.usage,
                 "active": row.active,
                 "pending": row.pending,
-                "subject": row.subject,
+                "subject": view.subject,
                 "serial": row.serial,
                 "sha256": row.cert_sha256,
                 "not_before": format_time(view.not_before),

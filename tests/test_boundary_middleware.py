@@ -10,6 +10,7 @@ once per distinct cause).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import uuid
@@ -21,6 +22,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
 
+from certs.logs import JsonFormatter
+from secnode.app.metrics import NodeMetrics
 from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import ServiceId, SubsystemId
@@ -32,18 +35,25 @@ SECRET = "secret-internal-state-42"
 
 
 class Recorder:
-    """The runtime's two duties the boundary uses: a sink and counters."""
+    """The runtime's two duties the boundary uses: a sink and the node's real metrics."""
 
     def __init__(self) -> None:
         self.events: list[ExchangeEvent] = []
-        self.counts: dict[str, float] = {}
         self.sink = self
+        self.metrics = NodeMetrics()
 
     async def record(self, event: ExchangeEvent) -> None:
         self.events.append(event)
 
-    def count(self, name: str, value: float = 1) -> None:
-        self.counts[name] = self.counts.get(name, 0) + value
+    def refused(self) -> dict[tuple[str, str, str], float]:
+        """(service, result, code) -> count of the exchanges the boundary counted."""
+        out: dict[tuple[str, str, str], float] = {}
+        for family in self.metrics.registry.collect():
+            for sample in family.samples:
+                if sample.name == "secnode_requests_total":
+                    key = (sample.labels["service"], sample.labels["result"], sample.labels["code"])
+                    out[key] = sample.value
+        return out
 
 
 def headers(protocol: str = "rest") -> MessageHeaders:
@@ -135,7 +145,11 @@ def test_unexpected_exception_is_an_internal_error_in_xroad_form(side: str) -> N
     # one refusal record (for the message that was known), with the detail id
     assert [e.direction for e in rt.events] == ["refusal"]
     assert error["detail"] in rt.events[0].reason and rt.events[0].body == b"body"
-    assert rt.counts == {"refused_total": 2}
+    # both counted; the service of a never-answered exchange is not a label of its own
+    assert rt.refused() == {
+        ("other", "error", f"{side}.InternalError"): 1,
+        ("-", "error", f"{side}.InternalError"): 1,
+    }
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -147,7 +161,11 @@ def test_xroad_errors_take_the_catching_sides_prefix_client_errors_keep_theirs(s
     assert d_status == 500 and d_hdrs["X-Road-Error"] == f"{side}.AccessDenied"
     assert json.loads(d_body)["message"] == "no access right"
     assert b_status == 400 and b_hdrs["X-Road-Error"] == "Client.BadRequest"
-    assert len(rt.events) == 2 and rt.counts == {"refused_total": 2}
+    assert len(rt.events) == 2
+    assert rt.refused() == {
+        ("other", "refused", f"{side}.AccessDenied"): 1,
+        ("other", "refused", "Client.BadRequest"): 1,
+    }
     detail = json.loads(d_body)["detail"]
     assert any(
         detail in e.reason and e.reason.startswith(f"{side}.AccessDenied") for e in rt.events
@@ -182,3 +200,50 @@ def test_admin_surface_answers_without_records() -> None:
 def test_routing_answers_pass_through() -> None:
     status, _, _ = serve(errors.SERVER_CLIENT_PROXY, Recorder(), lambda call: call("/nowhere"))
     assert status == 404
+
+
+# ----- log context: one request's fields never reach the next one's lines -------------------------
+async def noted(request: web.Request) -> web.Response:
+    note_message(request, headers())
+    logging.getLogger("test.boundary").info("noted")
+    return web.Response(text="ok")
+
+
+async def plain(request: web.Request) -> web.Response:
+    logging.getLogger("test.boundary").info("plain")
+    return web.Response(text="ok")
+
+
+def test_log_fields_are_per_request_on_a_keep_alive_connection() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # formats at emit time, in the request's context
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.boundary")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    app = app_for(errors.SERVER_SERVER_PROXY, Recorder())
+    app.router.add_route("*", "/noted", noted)
+    app.router.add_route("*", "/plain", plain)
+
+    async def run() -> None:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            for path in ("/noted", "/plain", "/deny"):
+                async with client.post(path) as resp:  # one pooled connection, reused
+                    await resp.read()
+
+    try:
+        asyncio.run(run())
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    by_message = {line["message"].split()[0]: line for line in lines}
+    assert by_message["noted"]["service"] == "JP/GOV/072028/residents/echo"
+    assert (
+        by_message["noted"]["client"] == "JP/GOV/372013/portal"
+        and by_message["noted"]["message_id"]
+    )
+    assert "message_id" not in by_message["plain"] and "service" not in by_message["plain"]
+    assert by_message["plain"]["client"] == "127.0.0.1"  # the peer, before headers are known
+    refused = by_message["refused"]
+    assert refused["error_code"] == f"{errors.SERVER_SERVER_PROXY}.AccessDenied"
+    assert refused["message_id"] != by_message["noted"]["message_id"]

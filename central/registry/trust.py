@@ -20,6 +20,7 @@ from central.registry.common import ca_view, check_url, load_cert, tsa_view
 from central.store import Store, now
 from certs import profiles
 from certs.chain import ChainError, find_issuer, verify_chain
+from certs.names import display_name
 from secnode.core.globalconf import cert_to_pem
 from secnode.core.identifiers import IdentifierError, validate_part
 from secnode.core.jsonfmt import cert_sha256_hex
@@ -54,13 +55,13 @@ def add_ca(
         is_ca = False
     if not is_ca:
         raise RegistryError(
-            f"{cert.subject.rfc4514_string()} is not a CA certificate (no basicConstraints CA)"
+            f"{display_name(cert.subject)} is not a CA certificate (no basicConstraints CA)"
         )
     if cert.not_valid_after_utc < now():
-        raise RegistryError(f"CA certificate {cert.subject.rfc4514_string()} has expired")
+        raise RegistryError(f"CA certificate {display_name(cert.subject)} has expired")
     urls = [check_url(u, "OCSP URL") for u in ocsp_urls]
     digest = cert_sha256_hex(cert)
-    label = name or cert.subject.rfc4514_string()
+    label = name or display_name(cert.subject)
     with store.change(
         operator, "ca.add", {"name": label, "cert_sha256": digest, "ocsp_urls": urls}
     ) as (s, details):
@@ -127,7 +128,7 @@ def add_tsa(store: Store, operator: str, name: str, url: str, cert_data: bytes) 
     cert = load_cert(cert_data, "TSA certificate")
     if profiles.detect_profile(cert) != "tsa":
         raise RegistryError(
-            f"{cert.subject.rfc4514_string()} is not a time-stamping "
+            f"{display_name(cert.subject)} is not a time-stamping "
             "certificate (needs extended key usage timeStamping)"
         )
     digest = cert_sha256_hex(cert)

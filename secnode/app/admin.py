@@ -1,4 +1,5 @@
-"""The admin interface of ``secnode serve``: ``/health`` (JSON) and ``/metrics`` (Prometheus).
+"""The admin interface of ``secnode serve``: ``/health`` (JSON) and ``/metrics`` (Prometheus,
+:mod:`secnode.app.metrics`).
 
 Bound to 127.0.0.1 by default (``[admin]``): it tells an attacker which
 certificates are stale, so it is for the operator's monitoring, not the world.
@@ -12,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from cryptography import x509
 
+from certs.metrics import metrics_handler
+from certs.names import display_name
 from secnode.app.jobs import read_conf_state
+from secnode.app.metrics import NodeCollector
 from secnode.core import errors, health
 from secnode.core.globalconf import GlobalConf
 from secnode.home import NodeHome
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("secnode.app.admin")
 RUNTIME = web.AppKey("runtime", object)
-CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -45,7 +46,7 @@ def cert_view(row: models.NodeCertificate) -> health.CertView:
     cert = x509.load_pem_x509_certificate(row.cert_pem.encode("ascii"))
     return health.CertView(
         usage=row.usage,
-        subject=row.subject,
+        subject=display_name(cert.subject),  # not the stored text: older rows say 2.5.4.5=
         sha256=row.cert_sha256,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
@@ -79,19 +80,30 @@ def node_health(
     now: dt.datetime | None = None,
 ) -> health.Health:
     """Snapshot the node (blocking database reads) and judge it."""
+    return node_snapshot(node, conf, conf_error, now)[0]
+
+
+def node_snapshot(
+    node: NodeHome,
+    conf: GlobalConf | None,
+    conf_error: str | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[health.Health, dict[str, health.CertView]]:
+    """The judgement and the active certificates it was made from (for ``/metrics``)."""
     rows = {r.usage: r for r in active_rows(node)}
-    certs = {u: cert_view(rows[u]) if u in rows else None for u in health.USAGES}
+    views = {u: cert_view(r) for u, r in rows.items()}
     auth = rows.get("auth")
-    return health.assess(
+    result = health.assess(
         str(node.node_id),
         conf_view(conf),
-        certs,
+        {u: views.get(u) for u in health.USAGES},
         now or dt.datetime.now(dt.UTC),
         conf_error=conf_error,
         conf_job=health.ConfJob.from_state(read_conf_state(node)),
         registered=is_registered(node, conf, auth.cert_sha256 if auth else None),
         pending_auth=_pending_auth(node, conf),
     )
+    return result, views
 
 
 def _pending_auth(node: NodeHome, conf: GlobalConf | None) -> dict[str, Any] | None:
@@ -99,92 +111,6 @@ def _pending_auth(node: NodeHome, conf: GlobalConf | None) -> dict[str, Any] | N
 
     view = pending_view(node, conf)
     return None if view is None else view.to_json()
-
-
-# ----- Prometheus text ----------------------------------------------------------------------
-def _metric_name(name: str) -> str:
-    return "secnode_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
-
-
-def prometheus_text(
-    result: health.Health, counters: dict[str, float], started_at: float, now: float
-) -> str:
-    """Exposition format 0.0.4: gauges from the health report, the runtime's counters."""
-    lines: list[str] = []
-
-    def metric(
-        name: str, kind: str, help_text: str, samples: list[tuple[str, float | None]]
-    ) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            if value is not None:
-                lines.append(f"{name}{labels} {float(value)!r}")
-
-    report = result.report
-    conf = report["conf"]
-    certs = report["certificates"]
-    metric(
-        "secnode_healthy",
-        "gauge",
-        "1 when /health answers 200 (ok or degraded).",
-        [("", 1.0 if result.healthy else 0.0)],
-    )
-    metric(
-        "secnode_degraded",
-        "gauge",
-        "1 when peers refuse the auth certificate in use (not in the configuration).",
-        [("", 1.0 if result.degraded else 0.0)],
-    )
-    metric(
-        "secnode_conf_version",
-        "gauge",
-        "Version of the held global configuration.",
-        [("", conf["version"])],
-    )
-    metric(
-        "secnode_conf_expires_in_seconds",
-        "gauge",
-        "Seconds until the held global configuration expires (negative: expired).",
-        [("", conf["seconds_to_expiry"])],
-    )
-    usages = [(f'{{usage="{u}"}}', c) for u, c in certs.items() if c is not None]
-    metric(
-        "secnode_ocsp_age_seconds",
-        "gauge",
-        "Age of the held OCSP response (now - thisUpdate) per certificate usage.",
-        [(lbl, c["ocsp"]["age_seconds"]) for lbl, c in usages],
-    )
-    metric(
-        "secnode_ocsp_good",
-        "gauge",
-        "1 when the held OCSP response says good and is fresh.",
-        [
-            (lbl, 1.0 if c["ocsp"]["status"] == "good" and c["ocsp"]["fresh"] else 0.0)
-            for lbl, c in usages
-        ],
-    )
-    metric(
-        "secnode_ocsp_fetch_failures",
-        "gauge",
-        "Consecutive failed OCSP fetches.",
-        [(lbl, float(c["ocsp"]["failures"])) for lbl, c in usages],
-    )
-    for name in sorted(counters):
-        metric(_metric_name(name), "counter", f"Runtime counter {name}.", [("", counters[name])])
-    metric(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process (Unix time).",
-        [("", started_at)],
-    )
-    metric(
-        "secnode_uptime_seconds",
-        "gauge",
-        "Seconds since the node process started.",
-        [("", round(now - started_at, 3))],
-    )
-    return "\n".join(lines) + "\n"
 
 
 # ----- handlers -----------------------------------------------------------------------------
@@ -219,12 +145,13 @@ async def get_health(request: web.Request) -> web.Response:
     return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
 
 
-async def get_metrics(request: web.Request) -> web.Response:
-    rt: NodeRuntime = request.app[RUNTIME]  # type: ignore[assignment]
-    result = await _health_of(rt)
-    text = prometheus_text(result, dict(rt.metrics), rt.started_at, time.time())
-    text += "".join(ext.metrics_text() for ext in rt.extensions)
-    return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE_METRICS})
+def node_collector(rt: NodeRuntime) -> NodeCollector:
+    """The scrape-time gauges of ``rt`` (health, configuration, certificates, extensions)."""
+    return NodeCollector(
+        lambda: node_snapshot(rt.node, rt.conf, rt.conf_error),
+        lambda: conf_view(rt.conf),
+        lambda: list(rt.extensions),
+    )
 
 
 def build_admin_app(rt: NodeRuntime) -> web.Application:
@@ -234,5 +161,6 @@ def build_admin_app(rt: NodeRuntime) -> web.Application:
     app = web.Application(middlewares=[error_boundary(surface)])
     app[RUNTIME] = rt
     app.router.add_get("/health", get_health)
-    app.router.add_get("/metrics", get_metrics)
+    rt.metrics.registry.register(node_collector(rt))
+    app.router.add_get("/metrics", metrics_handler(rt.metrics.registry))
     return app

@@ -1,16 +1,18 @@
 """Extensions of a running node (message log, policy decision point) and how they attach.
 
 An extension is attached once at start-up, kept in ``rt.extensions`` and asked for
-three things: its ``/health`` section, its ``/metrics`` lines and to close (flush what it
+three things: its ``/health`` section, its ``/metrics`` gauges and to close (flush what it
 wrote behind) when the node stops. Nothing else reaches into the runtime.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
     from secnode.app.runtime import NodeRuntime
 
 
@@ -24,8 +26,9 @@ class Extension(Protocol):
         """Its section; ``reasons`` make the node unhealthy, ``warnings`` are listed."""
         ...
 
-    def metrics_text(self) -> str:
-        """Prometheus text lines (may be empty)."""
+    def collect(self) -> Iterable[Metric]:
+        """Its gauges, read when ``/metrics`` is scraped (in a thread; may be none).
+        Counters go through ``rt.count``."""
         ...
 
     async def close(self) -> None:

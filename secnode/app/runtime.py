@@ -25,6 +25,7 @@ from sqlalchemy import select
 from certs import keys
 from secnode.app.admin import cert_view
 from secnode.app.memory import trim_after_burst
+from secnode.app.metrics import NodeMetrics
 from secnode.core.globalconf import ConfNode, GlobalConf, GlobalConfError
 from secnode.core.health import CertView
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
@@ -159,7 +160,8 @@ class NodeRuntime:
         self.service_session: aiohttp.ClientSession | None = None
         self._peer_contexts: dict[str, ssl.SSLContext] = {}
         self.started_at = time.time()
-        self.metrics: dict[str, float] = {}
+        #: This process's metrics registry (:mod:`secnode.app.metrics`).
+        self.metrics = NodeMetrics()
 
     # ----- identity -----------------------------------------------------------------
     @property
@@ -167,7 +169,8 @@ class NodeRuntime:
         return self.node.member_id
 
     def count(self, name: str, value: float = 1) -> None:
-        self.metrics[name] = self.metrics.get(name, 0) + value
+        """Bump one of the named counters (:data:`secnode.app.metrics.COUNTERS`)."""
+        self.metrics.count(name, value)
 
     # ----- loading ------------------------------------------------------------------
     def load_conf(self) -> None:

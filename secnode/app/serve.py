@@ -153,7 +153,9 @@ def serve_forever(node: NodeHome, passphrase: bytes) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("node %s stopping", node.node_id)
         await running.stop()
+        log.info("node %s stopped", node.node_id)
 
     try:
         import uvloop

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certs.cms import CMSError, verify_detached
 from certs.errors import SecnodeError
+from certs.names import display_name
 from secnode.core import jsonfmt
 from secnode.core.identifiers import (
     ClientId,
@@ -403,7 +404,7 @@ def _parse_document(data: Any) -> dict[str, Any]:
 
 
 def _describe(cert: x509.Certificate) -> str:
-    return f"{cert.subject.rfc4514_string()} (sha256 {cert_sha256_hex(cert)[:16]}...)"
+    return f"{display_name(cert.subject)} (sha256 {cert_sha256_hex(cert)[:16]}...)"
 
 
 def trusted_signers(

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certs.errors import SecnodeError
+from certs.names import display_name
 from secnode.core.globalconf import GlobalConf, GlobalConfError, load_pem_certs, verify
 from secnode.core.messagelog import TrustAnchors
 
@@ -132,7 +133,7 @@ def load_trust(anchor_file: Path, globalconf_dir: Path | None = None) -> Auditor
             add(trust.tsa_certs, cert)
         else:
             trust.notes.append(
-                f"ignored {cert.subject.rfc4514_string()} in {anchor_file}: "
+                f"ignored {display_name(cert.subject)} in {anchor_file}: "
                 "neither a CA nor a TSA certificate, nor the signer of a held "
                 "global configuration"
             )

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Engine
 
 from certs import keys
@@ -229,48 +230,51 @@ class MessageLog:
             "warnings": warnings,
         }
 
-    def metrics_text(self) -> str:
-        """Gauges in Prometheus text format (counters go through ``rt.count``)."""
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Gauges read at scrape time (counters go through ``rt.count``). The backlog is as
+        of the last stamping round; its age is computed now."""
         s = self.stamper.state
         now = dt.datetime.now(dt.UTC)
+        oldest = s.oldest_unstamped
         gauges = [
+            ("stamp_backlog", "Records waiting for a time-stamp.", float(s.backlog)),
             (
-                "secnode_messagelog_stamp_backlog",
-                "Records waiting for a time-stamp.",
-                float(s.backlog),
+                "stamp_backlog_age_seconds",
+                "Seconds the oldest record without a time-stamp has waited (0: none).",
+                (now - oldest).total_seconds() if oldest else 0.0,
             ),
             (
-                "secnode_messagelog_last_stamp_age_seconds",
+                "stamp_failure_period_seconds",
+                "How long stamping may fail before new messages are refused (the "
+                "configuration's acceptable period).",
+                float(self.stamper.failure_period()),
+            ),
+            (
+                "last_stamp_age_seconds",
                 "Seconds since the last successful time-stamping (-1: none yet).",
                 (now - s.last_success).total_seconds() if s.last_success else -1.0,
             ),
             (
-                "secnode_messagelog_stamp_failing_seconds",
+                "stamp_failing_seconds",
                 "Seconds the oldest unstamped record has waited while stamping fails (0: not "
                 "failing).",
                 (now - s.failing_since).total_seconds() if s.failing_since else 0.0,
             ),
             (
-                "secnode_messagelog_refusing",
-                "1 while new messages are refused (stamping "
-                "failed for longer than the acceptable period).",
+                "refusing",
+                "1 while new messages are refused (stamping failed for longer than the "
+                "acceptable period).",
                 1.0 if self.stamper.refusal() else 0.0,
             ),
             (
-                "secnode_messagelog_write_failing",
+                "write_failing",
                 "1 while the message log cannot store records (every message is refused).",
                 0.0 if self.writer.stats.failing_since is None else 1.0,
             ),
-            (
-                "secnode_messagelog_batches",
-                "Time-stamp batches stored by this process.",
-                float(s.batches),
-            ),
+            ("batches", "Time-stamp batches stored by this process.", float(s.batches)),
         ]
-        lines = []
         for name, help_text, value in gauges:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value!r}"]
-        return "\n".join(lines) + "\n"
+            yield GaugeMetricFamily(f"secnode_messagelog_{name}", help_text, value=value)
 
 
 def _iso_time(unix: float | None) -> str | None:

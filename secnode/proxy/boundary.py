@@ -9,10 +9,13 @@ interface, node-to-node interface, admin interface) it
 * maps **every other exception** to ``<side>.InternalError`` in the same form, so a
   bug never shows a caller aiohttp's ``500 Server got itself in trouble`` or a traceback;
 * writes the refusal record to the message log once, with the error's ``detail`` id,
-  when the message's headers are known (:func:`note_message`), and counts
-  ``refused_total``;
+  when the message's headers are known (:func:`note_message`);
+* counts every exchange, answered or refused, with its latency
+  (:meth:`secnode.app.metrics.NodeMetrics.exchange`: direction, service, error code);
 * logs one line per refusal; an unexpected exception's traceback is logged once per
   distinct cause (and at debug level every time), so hostile input cannot flood the log.
+  Every line logged while a message is handled carries its id, client and service
+  (:func:`certs.logs.bind`), a refusal's line its error code.
 
 :func:`http_error_logger` does the same for what never reaches a handler: aiohttp's
 parser refusing malformed HTTP (one warning line instead of an ERROR traceback).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
+from certs import logs
 from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.message import Body, MessageHeaders
@@ -63,6 +68,15 @@ def note_message(
     point is recorded in the message log. ``keep_body``: the record keeps the body itself,
     otherwise only its SHA-256 and size."""
     request[SEEN] = Seen(headers, body, keep_body)
+    logs.bind(message_id=headers.message_id, client=headers.client, service=headers.service)
+
+
+class ExchangeMetrics(Protocol):
+    """What the boundary counts (:class:`secnode.app.metrics.NodeMetrics`)."""
+
+    def exchange(
+        self, direction: str, service: str | None, code: str | None, seconds: float
+    ) -> None: ...
 
 
 class Runtime(Protocol):
@@ -70,7 +84,8 @@ class Runtime(Protocol):
 
     sink: EventSink
 
-    def count(self, name: str, value: float = 1) -> None: ...
+    @property
+    def metrics(self) -> ExchangeMetrics: ...
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,11 @@ class Surface:
     log: logging.Logger
     default_protocol: Callable[[web.Request], str]  # "soap" | "rest" before headers are known
     runtime: Runtime | None = None  # None: no refusal records or counters (admin)
+
+    @property
+    def direction(self) -> str:
+        """``outbound`` on the client interface, ``inbound`` on the node-to-node one."""
+        return "outbound" if self.side == errors.SERVER_CLIENT_PROXY else "inbound"
 
 
 def error_boundary(surface: Surface) -> Middleware:
@@ -97,22 +117,38 @@ def error_boundary(surface: Surface) -> Middleware:
             request.pop(SEEN, None)
 
     async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException:
-            raise  # aiohttp's own answers (404 of the router, 405): not failures
-        except XRoadError as exc:
-            err = exc.at_side(surface.side)
-            _log_refusal(surface.log, request, err)
-        except Exception as exc:  # the boundary: nothing else may reach aiohttp
-            err = errors.internal_error(surface.side)
-            _log_internal(surface.log, request, err, exc, causes)
-        await _record_refusal(surface, request, err)
-        seen = request.get(SEEN)
-        protocol = seen.headers.protocol if seen else surface.default_protocol(request)
-        return error_response(err, protocol, request.headers.get("Accept"))
+        started = time.perf_counter()
+        with logs.scope(client=None if surface.runtime is None else request.remote):
+            try:
+                response = await handler(request)
+            except web.HTTPException:
+                raise  # aiohttp's own answers (404 of the router, 405): not failures
+            except XRoadError as exc:
+                err = exc.at_side(surface.side)
+                _log_refusal(surface.log, request, err)
+            except Exception as exc:  # the boundary: nothing else may reach aiohttp
+                err = errors.internal_error(surface.side)
+                _log_internal(surface.log, request, err, exc, causes)
+            else:  # answered (a provider node's refusal passed on carries its code)
+                passed_on = response.headers.get(errors.ERROR_HEADER)
+                _count(surface, request, passed_on, started)
+                return response
+            await _record_refusal(surface, request, err)
+            _count(surface, request, err.code, started)
+            seen = request.get(SEEN)
+            protocol = seen.headers.protocol if seen else surface.default_protocol(request)
+            return error_response(err, protocol, request.headers.get("Accept"))
 
     return boundary
+
+
+def _count(surface: Surface, request: web.Request, code: str | None, started: float) -> None:
+    rt = surface.runtime
+    if rt is None:
+        return
+    seen = request.get(SEEN)
+    service = str(seen.headers.service) if seen is not None else None
+    rt.metrics.exchange(surface.direction, service, code, time.perf_counter() - started)
 
 
 # ----- logging ------------------------------------------------------------------------------
@@ -140,6 +176,7 @@ def _log_refusal(log: logging.Logger, request: web.Request, err: XRoadError) -> 
         err.code,
         one_line(err.message),
         one_line(err.detail, 200),
+        extra={"error_code": err.code},
     )
 
 
@@ -165,6 +202,7 @@ def _log_internal(
         err.detail,
         "" if first else " [traceback logged before]",
         exc_info=exc if first else None,
+        extra={"error_code": err.code},
     )
     if not first:
         log.debug("traceback of detail %s", err.detail, exc_info=exc)
@@ -180,7 +218,6 @@ async def _record_refusal(surface: Surface, request: web.Request, err: XRoadErro
     rt = surface.runtime
     if rt is None:
         return
-    rt.count("refused_total")
     seen = request.get(SEEN)
     if seen is None:  # nothing to attribute it to: the log line above is the record
         return

@@ -138,8 +138,6 @@ async def _run(
     )
     note_message(request, headers, body, ex.log_body)
     response = await _exchange(ex)
-    rt.count("client_requests_total")
-    rt.count("client_seconds_total", ex.elapsed())
     return response
 
 

@@ -78,10 +78,6 @@ class Exchange:
         assert self.request is not None, "the request is not signed or verified yet"
         return self.request
 
-    def elapsed(self) -> float:
-        """Seconds since the exchange started (for the node's counters)."""
-        return time.perf_counter() - self.started
-
     async def log(
         self,
         direction: str,
@@ -115,6 +111,7 @@ async def decide(ex: Exchange, side: str, http_status: int | None = None) -> Non
     """Ask the policy point; ``side`` is 'client' (early refusal) or 'provider' (the
     authoritative decision)."""
     verdict = await ex.rt.decision.decide(ex.headers, side)
+    ex.rt.metrics.decision(side, verdict.allow, verdict.reason)
     if not verdict.allow:
         raise XRoadError(
             errors.ACCESS_DENIED,

@@ -37,6 +37,7 @@ from sqlalchemy import select
 
 from certs import chain, ocsp_client, profiles
 from certs.errors import SecnodeError
+from certs.names import display_name
 from certs.ocsp import OCSPError, OCSPStatus
 from secnode.core.cert_member import member_id_of
 from secnode.core.globalconf import GlobalConf
@@ -90,7 +91,7 @@ def spki(cert: x509.Certificate) -> bytes:
 
 
 def describe(cert: x509.Certificate) -> str:
-    return f"{cert.subject.rfc4514_string()} (serial {cert.serial_number:X})"
+    return f"{display_name(cert.subject)} (serial {cert.serial_number:X})"
 
 
 # ----- the checks (pure given the node's public keys and a configuration) ------------------
@@ -265,7 +266,7 @@ def store_certificate(
                 usage=usage,
                 cert_pem=pem.decode("ascii"),
                 cert_sha256=digest,
-                subject=cert.subject.rfc4514_string(),
+                subject=display_name(cert.subject),
                 serial=f"{cert.serial_number:X}",
                 not_after=cert.not_valid_after_utc,
                 key_file=str(key.relative_to(node.path)),

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -205,7 +208,12 @@ def search_cmd(
 
 @log_group.command("show")
 @click.argument("record_id")
-@click.option("--body", is_flag=True, help="Include the body (base64) when it was kept.")
+@click.option(
+    "--body",
+    is_flag=True,
+    help="Include the body when it was kept: as text, or its size and SHA-256 if binary "
+    "(--json: base64).",
+)
 @json_option
 @node_command
 def show_cmd(node: NodeHome, record_id: str, body: bool, as_json: bool) -> None:
@@ -216,7 +224,7 @@ def show_cmd(node: NodeHome, record_id: str, body: bool, as_json: bool) -> None:
         echo_json(out)
         return
     for key in sorted(k for k in out if k not in ("batch", "proof", "signature", "body")):
-        click.echo(f"{key + ':':20} {out[key]}")
+        click.echo(f"{key + ':':20} {readable(out[key])}")
     if out.get("signature"):
         sig = str(out["signature"])
         click.echo(
@@ -234,7 +242,34 @@ def show_cmd(node: NodeHome, record_id: str, body: bool, as_json: bool) -> None:
     else:
         click.echo(f"{'batch:':20} not time-stamped yet")
     if body and out.get("body"):
-        click.echo(f"{'body (base64):':20} {out['body']}")
+        for line in body_lines(base64.b64decode(out["body"])):
+            click.echo(line)
+
+
+def readable(value: Any) -> str:
+    """A record field as an operator reads it: ``-`` for none, yes/no, JSON for structures
+    (never a Python repr such as ``None`` or ``{'a': 1}``)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def body_lines(raw: bytes) -> list[str]:
+    """The body as text when it is printable UTF-8 (indented under a size line), else one
+    line with its size and SHA-256: binary never reaches the terminal."""
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch in "\n\r\t" for ch in text):
+        lines = text.splitlines() or [""]
+        return [f"{'body:':20} {len(raw)} bytes, sha256 {digest}"] + [f"  {x}" for x in lines]
+    return [f"{'body:':20} {len(raw)} bytes, not text, sha256 {digest}"]
 
 
 # ----- export and archive -----------------------------------------------------------------------

@@ -9,14 +9,20 @@ to do next.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from certs.cliutil import UserError, echo_json, echo_table, get_passphrase, passphrase_option
+from certs import logs
+from certs.cliutil import (
+    UserError,
+    echo_json,
+    echo_table,
+    get_passphrase,
+    log_format_option,
+    passphrase_option,
+)
 from secnode import enrolment
 from secnode.app import jobs
 from secnode.cli.options import json_option, node_command
@@ -276,20 +282,6 @@ def sync_cmd(node: NodeHome, as_json: bool) -> None:
 
 
 # ----- serve ------------------------------------------------------------------------------------
-def configure_logging(level: str) -> None:
-    """One line per event: ``time level logger message`` (UTC, ISO 8601)."""
-    handler = logging.StreamHandler()
-    formatter = logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%SZ"
-    )
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
 @click.command("serve")
 @passphrase_option
 @click.option(
@@ -298,13 +290,14 @@ def configure_logging(level: str) -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@log_format_option
 @node_command
-def serve_cmd(node: NodeHome, passphrase_file: str | None, log_level: str) -> None:
+def serve_cmd(node: NodeHome, passphrase_file: str | None, log_level: str, log_format: str) -> None:
     """Run the node: client and node-to-node interfaces, /health and /metrics, background jobs."""
     from secnode.app import serve
 
     passphrase = get_passphrase(passphrase_file)
-    configure_logging(log_level)
+    logs.configure(log_format, log_level)
     try:
         serve.serve_forever(node, passphrase)
     except OSError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography import x509
 
+from certs.names import display_name
 from certs.tsa_verify import verify_token
 from secnode.core.messagelog.archive import LogEvidence
 from secnode.core.messagelog.batch import RecordProof, StampedBatch, check_proof
@@ -42,7 +43,7 @@ def tsa_token_check(anchors: TrustAnchors) -> TokenCheck:
         )
         if pinned and info.tsa_cert not in pinned:
             raise ValueError(
-                f"token signed by {info.tsa_cert.subject.rfc4514_string()}, "
+                f"token signed by {display_name(info.tsa_cert.subject)}, "
                 "which is not an approved TSA"
             )
         return info.gen_time
