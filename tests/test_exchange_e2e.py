@@ -34,6 +34,7 @@ from secnode.demo.calls import call_rest, call_soap, http, soap_request
 from secnode.demo.federation import Federation, build_two_city_federation
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
+from tests.witness_support import witness_headers
 
 DATA = Path(__file__).parent / "data" / "xroad"
 
@@ -293,6 +294,7 @@ class Peer:
         signature: bytes,
         ocsp_der: bytes,
         peer: str = "aizu",
+        witness: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         node = self.fed.nodes[peer]
         target = x509.load_pem_x509_certificate((node.dir / "certs" / "auth.pem").read_bytes())
@@ -312,6 +314,7 @@ class Peer:
                         wire.H_SIGNATURE: wire.b64(signature),
                         wire.H_OCSP: wire.b64(ocsp_der),
                         "Content-Type": headers.content_type or "application/json",
+                        **(witness or {}),
                     },
                 ) as resp,
             ):
@@ -358,7 +361,9 @@ def test_well_formed_direct_request_is_accepted(fed: Federation) -> None:
     headers = rest_headers(fed)
     signer, staple = sign_as(fed, "takamatsu")
     digest = request_digest(headers, hashlib.sha256(b"").digest())
-    status, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest), staple)
+    status, resp_headers, body = taka_peer(fed).send(
+        headers, b"", signer.sign(digest), staple, witness=witness_headers(signer, digest)
+    )
     assert status == 200, body
     assert b"Aizu Taro" in body and wire.H_SIGNATURE in resp_headers
 
@@ -585,7 +590,12 @@ def test_soap_header_must_match_the_signed_metadata(fed: Federation) -> None:
         )
         digest = request_digest(headers, hashlib.sha256(body).digest())
         _, resp_headers, out = aizu_peer.send(
-            headers, body, signer.sign(digest), staple, peer="takamatsu"
+            headers,
+            body,
+            signer.sign(digest),
+            staple,
+            peer="takamatsu",
+            witness=witness_headers(signer, digest),
         )
         if not forged:
             assert b"Sanuki Hanako" in out, out
