@@ -368,6 +368,31 @@ def test_well_formed_direct_request_is_accepted(fed: Federation) -> None:
     assert b"Aizu Taro" in body and wire.H_SIGNATURE in resp_headers
 
 
+def test_request_without_a_log_witness_is_refused(fed: Federation) -> None:
+    """Deny by default: a provider node that logs requires the client's signed position."""
+    headers = rest_headers(fed)
+    signer, staple = sign_as(fed, "takamatsu")
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    status, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest), staple)
+    assert status == 400 and resp_headers.get("X-Road-Error") == "Client.InvalidSignature"
+    assert b"no signed log position (Secnode-Witness)" in body
+
+
+def test_log_witness_must_be_signed_by_the_request_signer(fed: Federation) -> None:
+    """A position signed by another member's key, or for another request, does not verify."""
+    signer, staple = sign_as(fed, "takamatsu")
+    other, _ = sign_as(fed, "aizu")
+    for witness_signer, for_another_request in ((other, False), (signer, True)):
+        headers = rest_headers(fed)  # a fresh message id each time
+        digest = request_digest(headers, hashlib.sha256(b"").digest())
+        witness = witness_headers(witness_signer, bytes(32) if for_another_request else digest)
+        _, resp_headers, body = taka_peer(fed).send(
+            headers, b"", signer.sign(digest), staple, witness=witness
+        )
+        assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature", body
+        assert b"Secnode-Witness" in body and b"does not verify" in body
+
+
 def test_tampered_body_in_transit(fed: Federation) -> None:
     headers = rest_headers(fed)
     signer, staple = sign_as(fed, "takamatsu")

@@ -65,7 +65,7 @@ REST_RESPONSE_WITNESS_DIGEST = "7d85c4e9b28494ebaaf63e3789ca61e2225052e77e8d5972
 SOAP_RESPONSE_DIGEST = "2e20f18c0d11c2eabec5fa462dc695a0a0ecc97046c9f795b515c9d70efb8c01"
 
 
-#: The provider's request_in position (docs/protocol.md §4.3) and its signed text form.
+#: The provider's request_in position (docs/protocol.md §4.1) and its signed text form.
 WITNESS = LogPosition("TAKAMATSU-1#0a1b2c3d", 7, hashlib.sha256(b"request_in").digest())
 WITNESS_TEXT = (
     '{"chain_id":"TAKAMATSU-1#0a1b2c3d","record_hash":'

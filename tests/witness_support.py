@@ -1,6 +1,6 @@
 """Support for tests that speak the node-to-node protocol by hand (no tests here).
 
-A client node signs its ``request_out`` log position (docs/protocol.md §4.3) and a
+A client node signs its ``request_out`` log position (docs/protocol.md §4.1) and a
 provider node that keeps a log refuses a request without it, so a hand-made request
 carries one too: a position in a made-up chain, signed with the request's key.
 """

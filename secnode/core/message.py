@@ -30,7 +30,7 @@ Protocol = Literal["soap", "rest"]
 
 # v2: the policy extension fields (agreement ... data_from) and the response's policy
 # statement are bound (docs/protocol.md §4). A new field set is a new domain string.
-# Response v3: the provider's log position (witness) is bound (docs/protocol.md §4.3).
+# Response v3: the provider's log position (witness) is bound (docs/protocol.md §4.1).
 REQUEST_DOMAIN: Final = b"secnode/request-digest/v2"
 RESPONSE_DOMAIN: Final = b"secnode/response-digest/v3"
 DIGEST_SIZE: Final = 32  # SHA-256

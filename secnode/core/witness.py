@@ -14,7 +14,7 @@ where it logged the message, and the peer keeps that in its own record:
 
 ``secnode log reconcile`` (:mod:`secnode.core.messagelog.reconcile`) then checks
 each log against the positions the other one witnessed. Wire form and rules:
-``docs/protocol.md`` §4.3; the auditor's reading: ``docs/audit.md``.
+``docs/protocol.md`` §4.1; the auditor's reading: ``docs/audit.md``.
 
 Pure: no I/O.
 """
@@ -91,7 +91,7 @@ class LogPosition:
 
 def request_witness_digest(request_digest: bytes, position: LogPosition) -> bytes:
     """What the client node signs for its ``request_out`` position: SHA-256 over the domain,
-    the request digest and the position (length-prefixed, as ``docs/protocol.md`` §4.3)."""
+    the request digest and the position (length-prefixed, as ``docs/protocol.md`` §4.1)."""
     if not isinstance(request_digest, bytes) or len(request_digest) != 32:
         raise WitnessError("request digest must be 32 bytes")
     chain = position.chain_id.encode("utf-8")

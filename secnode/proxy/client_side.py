@@ -202,7 +202,7 @@ async def _sign_and_log(ex: ClientExchange) -> None:
     position = await ex.log(
         "request_out", ex.body, ex.request, body_sha256=ex.body_sha256, reason=ex.decision.reason
     )
-    if position is not None:  # its hash exists only now: signed on its own (protocol.md §4.3)
+    if position is not None:  # its hash exists only now: signed on its own (protocol.md §4.1)
         assert ex.rt.signer is not None
         witness_digest = request_witness_digest(ex.request.digest, position)
         ex.witness = RequestWitness(position, ex.rt.signer.sign_raw(witness_digest))

@@ -190,7 +190,7 @@ def _client_witness(
     ex: ProviderExchange, codec: SignerCodec, digest: bytes
 ) -> RequestWitness | None:
     """The client node's ``request_out`` position, signed by the request's signer. A node
-    that logs requires it (both sides speak this protocol: docs/protocol.md §4.3)."""
+    that logs requires it (both sides speak this protocol: docs/protocol.md §4.1)."""
     try:
         witness = wire.decode_witness(ex.http.headers.get(wire.H_WITNESS))
     except wire.WireError as exc:

@@ -82,7 +82,7 @@ class ResponseMeta:
 
     ``policy`` is the provider's signed policy statement (compact JSON, see
     ``response_digest``); the key is left out when there is none. ``witness`` is the
-    provider's ``request_in`` log position, also signed (docs/protocol.md §4.3).
+    provider's ``request_in`` log position, also signed (docs/protocol.md §4.1).
     """
 
     status: int
