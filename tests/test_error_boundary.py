@@ -36,6 +36,7 @@ from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import NodeHandle, wait_until
 from tests.test_messagelog_fed import LogFederation, build_log_federation, sqlite_db
+from tests.witness_support import witness_headers
 
 pytestmark = pytest.mark.slow
 
@@ -91,8 +92,10 @@ def send_signed(
     """A correctly signed echo request to Aizu's node-to-node port, plus ``extra_headers``."""
     headers = headers or echo_headers(lf)
     signer, staple = takamatsu_signer(lf)
-    signature = signer.sign(request_digest(headers, hashlib.sha256(ECHO_BODY).digest()))
+    digest = request_digest(headers, hashlib.sha256(ECHO_BODY).digest())
+    signature = signer.sign(digest)
     out = {
+        **witness_headers(signer, digest),
         wire.H_VERSION: wire.WIRE_VERSION,
         wire.H_MESSAGE: wire.encode_headers(headers),
         wire.H_SIGNATURE: wire.b64(signature),

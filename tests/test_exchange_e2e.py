@@ -34,6 +34,7 @@ from secnode.demo.calls import call_rest, call_soap, http, soap_request
 from secnode.demo.federation import Federation, build_two_city_federation
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
+from tests.witness_support import witness_headers
 
 DATA = Path(__file__).parent / "data" / "xroad"
 
@@ -297,6 +298,7 @@ class Peer:
         signature: bytes,
         ocsp_der: bytes,
         peer: str = "aizu",
+        witness: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         node = self.fed.nodes[peer]
         target = x509.load_pem_x509_certificate((node.dir / "certs" / "auth.pem").read_bytes())
@@ -316,6 +318,7 @@ class Peer:
                         wire.H_SIGNATURE: wire.b64(signature),
                         wire.H_OCSP: wire.b64(ocsp_der),
                         "Content-Type": headers.content_type or "application/json",
+                        **(witness or {}),
                     },
                 ) as resp,
             ):
@@ -362,9 +365,36 @@ def test_well_formed_direct_request_is_accepted(fed: Federation) -> None:
     headers = rest_headers(fed)
     signer, staple = sign_as(fed, "takamatsu")
     digest = request_digest(headers, hashlib.sha256(b"").digest())
-    status, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest), staple)
+    status, resp_headers, body = taka_peer(fed).send(
+        headers, b"", signer.sign(digest), staple, witness=witness_headers(signer, digest)
+    )
     assert status == 200, body
     assert b"Aizu Taro" in body and wire.H_SIGNATURE in resp_headers
+
+
+def test_request_without_a_log_witness_is_refused(fed: Federation) -> None:
+    """Deny by default: a provider node that logs requires the client's signed position."""
+    headers = rest_headers(fed)
+    signer, staple = sign_as(fed, "takamatsu")
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    status, resp_headers, body = taka_peer(fed).send(headers, b"", signer.sign(digest), staple)
+    assert status == 400 and resp_headers.get("X-Road-Error") == "Client.InvalidSignature"
+    assert b"no signed log position (Secnode-Witness)" in body
+
+
+def test_log_witness_must_be_signed_by_the_request_signer(fed: Federation) -> None:
+    """A position signed by another member's key, or for another request, does not verify."""
+    signer, staple = sign_as(fed, "takamatsu")
+    other, _ = sign_as(fed, "aizu")
+    for witness_signer, for_another_request in ((other, False), (signer, True)):
+        headers = rest_headers(fed)  # a fresh message id each time
+        digest = request_digest(headers, hashlib.sha256(b"").digest())
+        witness = witness_headers(witness_signer, bytes(32) if for_another_request else digest)
+        _, resp_headers, body = taka_peer(fed).send(
+            headers, b"", signer.sign(digest), staple, witness=witness
+        )
+        assert resp_headers.get("X-Road-Error") == "Client.InvalidSignature", body
+        assert b"Secnode-Witness" in body and b"does not verify" in body
 
 
 def test_tampered_body_in_transit(fed: Federation) -> None:
@@ -589,7 +619,12 @@ def test_soap_header_must_match_the_signed_metadata(fed: Federation) -> None:
         )
         digest = request_digest(headers, hashlib.sha256(body).digest())
         _, resp_headers, out = aizu_peer.send(
-            headers, body, signer.sign(digest), staple, peer="takamatsu"
+            headers,
+            body,
+            signer.sign(digest),
+            staple,
+            peer="takamatsu",
+            witness=witness_headers(signer, digest),
         )
         if not forged:
             assert b"Sanuki Hanako" in out, out

@@ -21,6 +21,7 @@ from secnode.core.message import (
     request_digest_input,
     response_digest,
 )
+from secnode.core.witness import LogPosition
 
 REST_HEADERS = MessageHeaders(
     protocol="rest",
@@ -57,10 +58,19 @@ SOAP_BODY_SHA256 = hashlib.sha256(b"<SOAP-ENV:Envelope/>").digest()
 # Golden vectors: also printed in docs/protocol.md. Changing them breaks every
 # signature and log record already made; bump the domain string instead.
 REST_REQUEST_DIGEST = "8bd01da609b8fc7fff34a50f179c8a2ccab26729e26da30c7675e075c907bb4b"
-REST_RESPONSE_DIGEST = "4062d39315cb8c9a0df8010a2a6b0f7ba03e3200ae5f074526ebfe1c0ef0c0e8"
-REST_RESPONSE_POLICY_DIGEST = "54e5dee69623a5f0a9955fb8f30b039d0daf99d4add2ab416f49e43c8903ac3f"
+REST_RESPONSE_DIGEST = "011773203ecccf56547cdd64be4110927f19e16ef4672856f22a6c8755ddab84"
+REST_RESPONSE_POLICY_DIGEST = "4acd79233cd41c8251046a149567f6a45b7470de3869f8c265e5c7668b5c3788"
 SOAP_REQUEST_DIGEST = "9812664557e93ff9c17a4bc1097d7047ecaadabd64e790ea40f04e2bed82e0bb"
-SOAP_RESPONSE_DIGEST = "3aa8c4ee036c7e1203cd4ca9fbfcd5aa424115559c1ca5b52fedc11dee06deda"
+REST_RESPONSE_WITNESS_DIGEST = "7d85c4e9b28494ebaaf63e3789ca61e2225052e77e8d59721e7a35793310f8a6"
+SOAP_RESPONSE_DIGEST = "2e20f18c0d11c2eabec5fa462dc695a0a0ecc97046c9f795b515c9d70efb8c01"
+
+
+#: The provider's request_in position (docs/protocol.md §4.1) and its signed text form.
+WITNESS = LogPosition("TAKAMATSU-1#0a1b2c3d", 7, hashlib.sha256(b"request_in").digest())
+WITNESS_TEXT = (
+    '{"chain_id":"TAKAMATSU-1#0a1b2c3d","record_hash":'
+    '"83b88c3f2aacd5f922d7a99ae117a58cc4e7ac0c89ad3ef11374f21b8bdb5588","seq":7}'
+)
 
 
 # --------------------------------------------------------------------------
@@ -115,8 +125,9 @@ def ref_response(
     ctype: str | None,
     body: bytes,
     policy: str | None = None,
+    witness: str | None = None,
 ) -> bytes:
-    domain = b"secnode/response-digest/v2"
+    domain = b"secnode/response-digest/v3"
     fields = [
         *ref_header_fields(h),
         ("request_digest", req),
@@ -124,6 +135,7 @@ def ref_response(
         ("content_type", ctype),
         ("policy", policy),
         ("body_sha256", body),
+        ("witness", witness),
     ]
     data = bytes([len(domain)]) + domain + b"".join(ref_field(n, v) for n, v in fields)
     return hashlib.sha256(data).digest()
@@ -147,6 +159,14 @@ def test_rest_vectors() -> None:
     assert with_policy.hex() == REST_RESPONSE_POLICY_DIGEST
     assert with_policy == ref_response(
         REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256, RESPONSE_POLICY
+    )
+    witnessed = response_digest(
+        REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256, None, WITNESS
+    )
+    assert witnessed.hex() == REST_RESPONSE_WITNESS_DIGEST
+    assert WITNESS.encode() == WITNESS_TEXT
+    assert witnessed == ref_response(
+        REST_HEADERS, req, 200, "application/json", RESPONSE_BODY_SHA256, None, WITNESS_TEXT
     )
 
 

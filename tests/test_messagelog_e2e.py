@@ -312,6 +312,7 @@ def test_forged_record_inserted_with_recomputed_chain(run: Run) -> None:
                 signature=old.signature,
                 signer_cert_sha256=old.signer_cert_sha256,
                 ocsp_sha256=old.ocsp_sha256,
+                witness=old.witness,
                 record_id=old.id,
             )
         )

@@ -40,6 +40,7 @@ from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import NodeHandle, wait_until
 from tests.test_messagelog_fed import LogFederation, Reply, build_log_federation
+from tests.witness_support import witness_headers
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +204,9 @@ def signed_direct_request(
         rest_path="",
         content_type="application/json",
     )
-    signature = signer.sign(request_digest(headers, hashlib.sha256(body).digest()))
+    digest = request_digest(headers, hashlib.sha256(body).digest())
+    signature = signer.sign(digest)
+    witness = witness_headers(signer, digest)
     target = x509.load_pem_x509_certificate((provider.dir / "certs" / "auth.pem").read_bytes())
     ctx = pinned_client_context(
         d / "certs" / "auth.pem", d / "keys" / "auth.key", PASSPHRASE, target
@@ -221,6 +224,7 @@ def signed_direct_request(
                     wire.H_SIGNATURE: wire.b64(signature),
                     wire.H_OCSP: wire.b64(staple),
                     "Content-Type": "application/json",
+                    **witness,
                 },
             ) as resp,
         ):

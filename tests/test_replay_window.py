@@ -46,6 +46,7 @@ from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE, free_port
 from tests.nodefixtures import Federation, http_json, set_toml, wait_until
 from tests.test_messagelog_fed import AIZU, LogFederation, build_log_federation
+from tests.witness_support import witness_headers
 
 SEEN = replay.SEEN
 
@@ -59,6 +60,7 @@ class SignedRequest:
     body: bytes
     signature: bytes
     staple: bytes
+    witness: dict[str, str]
 
 
 def staple_for(fed: Federation, cert: x509.Certificate) -> bytes:
@@ -83,10 +85,15 @@ def sign_request(lf: LogFederation, message_id: str | None = None) -> SignedRequ
     body = b'{"transfer": 100000}'
     cert = x509.load_pem_x509_certificate((taka.dir / "certs" / "sign.pem").read_bytes())
     key = keys.SoftwareSigner.from_file(taka.dir / "keys" / "sign.key", PASSPHRASE)
-    signature = MessageSigner(cert, key).sign(
-        request_digest(headers, hashlib.sha256(body).digest())
+    signer = MessageSigner(cert, key)
+    digest = request_digest(headers, hashlib.sha256(body).digest())
+    return SignedRequest(
+        headers,
+        body,
+        signer.sign(digest),
+        staple_for(lf.fed, cert),
+        witness_headers(signer, digest),
     )
-    return SignedRequest(headers, body, signature, staple_for(lf.fed, cert))
 
 
 def send(lf: LogFederation, req: SignedRequest, server_port: int | None = None) -> tuple[int, str]:
@@ -102,6 +109,7 @@ def send(lf: LogFederation, req: SignedRequest, server_port: int | None = None) 
         wire.H_SIGNATURE: wire.b64(req.signature),
         wire.H_OCSP: wire.b64(req.staple),
         "Content-Type": "application/json",
+        **req.witness,
     }
 
     async def go() -> tuple[int, str]:

@@ -34,6 +34,7 @@ from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import Federation, NodeHandle, build_federation, wait_until
+from tests.witness_support import witness_headers
 
 pytestmark = pytest.mark.slow
 
@@ -233,7 +234,9 @@ def signed_send(w: World, rest_path: str) -> tuple[int, dict[str, str], bytes]:
         rest_path=rest_path,
         content_type=None,
     )
-    signature = signer.sign(request_digest(headers, hashlib.sha256(b"").digest()))
+    digest = request_digest(headers, hashlib.sha256(b"").digest())
+    signature = signer.sign(digest)
+    witness = witness_headers(signer, digest)
     target = x509.load_pem_x509_certificate((aizu_dir / "certs" / "auth.pem").read_bytes())
     ctx = pinned_client_context(
         taka_dir / "certs" / "auth.pem", taka_dir / "keys" / "auth.key", PASSPHRASE, target
@@ -251,6 +254,7 @@ def signed_send(w: World, rest_path: str) -> tuple[int, dict[str, str], bytes]:
                     wire.H_MESSAGE: wire.encode_headers(headers),
                     wire.H_SIGNATURE: wire.b64(signature),
                     wire.H_OCSP: wire.b64(staple),
+                    **witness,
                 },
             ) as resp,
         ):

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from secnode.core.identifiers import ClientId, MemberId, ServiceId, SubsystemId
+from secnode.core.witness import LogPosition
 
 Protocol = Literal["soap", "rest"]
 
 # v2: the policy extension fields (agreement ... data_from) and the response's policy
 # statement are bound (docs/protocol.md §4). A new field set is a new domain string.
+# Response v3: the provider's log position (witness) is bound (docs/protocol.md §4.1).
 REQUEST_DOMAIN: Final = b"secnode/request-digest/v2"
-RESPONSE_DOMAIN: Final = b"secnode/response-digest/v2"
+RESPONSE_DOMAIN: Final = b"secnode/response-digest/v3"
 DIGEST_SIZE: Final = 32  # SHA-256
 
 # Limits for free-text header values. Generous for real use; they bound what a
@@ -258,6 +260,7 @@ def response_digest_input(
     content_type: str | None,
     body_sha256: bytes,
     policy: str | None = None,
+    witness: LogPosition | None = None,
 ) -> bytes:
     """The exact bytes :func:`response_digest` hashes."""
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
@@ -271,6 +274,7 @@ def response_digest_input(
             (b"content_type", content_type),
             (b"policy", check_policy_statement(policy)),
             (b"body_sha256", _check_digest("body_sha256", body_sha256)),
+            (b"witness", None if witness is None else witness.encode()),
         ]
     )
     return _domain(RESPONSE_DOMAIN) + _header_part(headers) + tail
@@ -283,6 +287,7 @@ def response_digest(
     content_type: str | None,
     body_sha256: bytes,
     policy: str | None = None,
+    witness: LogPosition | None = None,
 ) -> bytes:
     """SHA-256 binding a response to its request (via the request's digest).
 
@@ -293,8 +298,12 @@ def response_digest(
     inserted). ``policy`` is the provider node's policy statement (compact JSON:
     the decision and the APPI Art. 30 items the recipient records), absent when
     the provider made none; signing it makes the provider answerable for what the
-    client node writes into its receipt record. The provider node signs the
-    digest; the client node checks it.
+    client node writes into its receipt record. ``witness`` is the provider node's
+    ``request_in`` log position (:mod:`secnode.core.witness`), absent only from a node
+    that keeps no message log. The provider node signs the digest; the client node
+    checks it.
     """
-    data = response_digest_input(headers, request_digest, status, content_type, body_sha256, policy)
+    data = response_digest_input(
+        headers, request_digest, status, content_type, body_sha256, policy, witness
+    )
     return hashlib.sha256(data).digest()

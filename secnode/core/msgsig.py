@@ -140,6 +140,11 @@ class SignerCodec:
             self._template(len(raw))
         _verify_raw(self._public_key, raw, content)
 
+    def verify_raw(self, signature: bytes, content: bytes) -> None:
+        """Check a raw signature value (no CMS) by this certificate's key over ``content``:
+        a second signature by a signer already identified (the request's log witness)."""
+        _verify_raw(self._public_key, signature, content)
+
 
 def parse_signature(cms_der: bytes) -> tuple[x509.Certificate, bytes]:
     """Full parse (asn1crypto): the embedded signer certificate and the raw signature value.
@@ -194,7 +199,12 @@ class MessageSigner:
         self._sign = sign
 
     def sign(self, content: bytes) -> bytes:
-        return self.codec.encode(self._sign.sign(content))  # type: ignore[attr-defined]
+        return self.codec.encode(self.sign_raw(content))
+
+    def sign_raw(self, content: bytes) -> bytes:
+        """The raw signature value (no CMS): verified with the certificate of a CMS
+        signature made by the same signer (:meth:`SignerCodec.verify_raw`)."""
+        return bytes(self._sign.sign(content))  # type: ignore[attr-defined]
 
 
 class SignatureVerifier:

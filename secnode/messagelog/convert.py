@@ -133,6 +133,7 @@ class Draft:
     ocsp_sha256: bytes | None
     signer_cert_der: bytes | None
     ocsp_der: bytes | None
+    witness: str | None = None
 
     def seal_row(
         self,
@@ -163,6 +164,7 @@ class Draft:
             prev_hash,
             digest,
             self.body,
+            self.witness,
         )
         return row, digest
 
@@ -213,6 +215,7 @@ class Draft:
             signer_cert_sha256=signer_cert_sha256,
             ocsp_sha256=ocsp_sha256,
             record_id=record_id,
+            witness=self.witness,
         )
 
 
@@ -255,6 +258,8 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
     decision = (event.decision or None) and event.decision[:MAX_TEXT]
     reason = (event.reason or None) and event.reason[:MAX_TEXT]
     direction = _DIRECTIONS.get(event.direction) or Direction(event.direction)
+    witness = event.witness
+    check_text("witness", witness)
     time_text = format_time(event.at)
     return Draft(
         time=event.at,
@@ -287,11 +292,13 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
             signature=signature,
             signer_cert_sha256=signer_sha,
             ocsp_sha256=ocsp_sha,
+            witness=witness,
         ),
         signer_cert_sha256=signer_sha,
         ocsp_sha256=ocsp_sha,
         signer_cert_der=event.signer_cert_der if signed else None,
         ocsp_der=event.ocsp_der if signed else None,
+        witness=witness,
     )
 
 
@@ -324,6 +331,7 @@ RECORD_COLUMNS = (
     "prev_hash",
     "record_hash",
     "body",
+    "witness",
 )
 
 
@@ -356,6 +364,7 @@ def row_tuple(record: LogRecord) -> tuple[Any, ...]:
         record.prev_hash,
         record.record_hash,
         record.body,
+        record.witness,
     )
 
 
@@ -400,6 +409,7 @@ def record_of(row: Row[Any] | Any) -> LogRecord:
         ocsp_sha256=_b(m["ocsp_sha256"]),
         prev_hash=bytes(m["prev_hash"]),
         record_hash=bytes(m["record_hash"]),
+        witness=m["witness"],
         body=_b(m["body"]),
     )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, inspect, make_url, text
 
 from secnode.config import NodeDir
 from secnode.messagelog import tables
@@ -47,7 +47,25 @@ def open_log_engine(nd: NodeDir, create: bool = True) -> Engine:
     engine = db.make_engine(url)
     if create and url != nd.db_url:
         tables.metadata.create_all(engine, checkfirst=True)
+        add_missing_columns(engine)
     return engine
+
+
+#: Columns added to ``mlog_records`` after its first release (Alembic revision 0006 adds
+#: them to the node's own database); a separate log database gets them here.
+_ADDED_COLUMNS = (("witness", "TEXT"),)
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Bring a log database made by an earlier release up to the current table (nullable
+    columns only, so old rows stay as they were and keep their hashes)."""
+    present = {c["name"] for c in inspect(engine).get_columns(tables.records.name)}
+    missing = [(name, kind) for name, kind in _ADDED_COLUMNS if name not in present]
+    if not missing:
+        return
+    with engine.begin() as conn:
+        for name, kind in missing:
+            conn.execute(text(f"ALTER TABLE {tables.records.name} ADD COLUMN {name} {kind}"))
 
 
 def has_log_database(nd: NodeDir) -> bool:

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from certs import keys
 from secnode.core.errors import XRoadError
 from secnode.core.messagelog import RecordError
+from secnode.core.witness import LogPosition
 from secnode.messagelog.archiver import Archiver
 from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
 from secnode.messagelog.convert import draft_from_event
@@ -79,7 +80,7 @@ class MessageLog:
         self._tasks: list[asyncio.Task[None]] = []
 
     # ----- EventSink ---------------------------------------------------------------------------
-    async def record(self, event: ExchangeEvent) -> None:
+    async def record(self, event: ExchangeEvent) -> LogPosition:
         client_side = event.direction in _CLIENT_SIDE
         if event.direction in _NEW_REQUESTS:
             why = self.stamper.refusal()
@@ -88,7 +89,7 @@ class MessageLog:
                 code = CLIENT_TIMESTAMPING_FAILED if client_side else SERVER_TIMESTAMPING_FAILED
                 raise XRoadError(code, why)
         try:
-            await self.writer.append(draft_from_event(event))
+            written = await self.writer.append(draft_from_event(event))
         except (LogWriteError, RecordError) as exc:
             self.rt.count("messagelog_write_errors_total")
             raise XRoadError(
@@ -96,6 +97,7 @@ class MessageLog:
                 f"message log: {exc}; the message was not processed",
             ) from exc
         self.rt.count("messagelog_records_total")
+        return LogPosition(written.chain_id, written.seq, written.record_hash)
 
     # ----- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:

@@ -59,6 +59,8 @@ records = Table(
     Column("prev_hash", LargeBinary(32), nullable=False),
     Column("record_hash", LargeBinary(32), nullable=False),
     Column("body", LargeBinary),
+    #: the peer node's log position for the message (revision 0006; hashed, may be NULL)
+    Column("witness", Text),
     PrimaryKeyConstraint("chain_id", "seq", name="pk_mlog_records"),
     UniqueConstraint("record_id", name="uq_mlog_records_record_id"),
     Index("ix_mlog_records_time", "time"),

@@ -26,6 +26,7 @@ from secnode.core.globalconf import ConfNode
 from secnode.core.identifiers import NodeId
 from secnode.core.message import Body, MessageHeaders, request_digest, response_digest
 from secnode.core.msgsig import SignatureError, SignerCodec
+from secnode.core.witness import RequestWitness, request_witness_digest
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import caller_allowed
 from secnode.proxy.boundary import Surface, error_boundary, note_message
@@ -50,6 +51,8 @@ class ClientExchange(Exchange):
     rest_request: rest.RestRequest | None = None
     nodes: list[ConfNode] = field(default_factory=list)
     """The provider's nodes, in the order to try them (set by :func:`_resolve_provider`)."""
+    witness: RequestWitness | None = None
+    """Our ``request_out`` position, signed, for the provider node's log (None: no log)."""
 
 
 @dataclass(frozen=True)
@@ -232,9 +235,13 @@ async def _sign_and_log(ex: ClientExchange) -> None:
     ex.request = sign(
         ex, request_digest(ex.headers, ex.body_sha256), errors.CLIENT_PROXY_INTERNAL_ERROR
     )
-    await ex.log(
+    position = await ex.log(
         "request_out", ex.body, ex.request, body_sha256=ex.body_sha256, reason=ex.decision.reason
     )
+    if position is not None:  # its hash exists only now: signed on its own (protocol.md §4.1)
+        assert ex.rt.signer is not None
+        witness_digest = request_witness_digest(ex.request.digest, position)
+        ex.witness = RequestWitness(position, ex.rt.signer.sign_raw(witness_digest))
 
 
 async def _pass_refusal(ex: ClientExchange, reply: ProviderRefusal) -> web.Response:
@@ -252,10 +259,23 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
     """The response must be signed by the provider member over our request digest; log it,
     and let the policy point record the receipt."""
     meta, out = reply.meta, reply.body
+    if meta.witness is None and ex.rt.config.messagelog.enabled:
+        raise XRoadError(
+            errors.INVALID_SIGNATURE,
+            "the provider node's response carries no log position (witness): it keeps no "
+            "message log or predates log witnessing; this node requires it",
+            http_status=502,
+        )
     out_sha = hashlib.sha256(out).digest()
     request = ex.signed_request
     digest = response_digest(
-        ex.headers, request.digest, meta.status, meta.content_type, out_sha, meta.policy
+        ex.headers,
+        request.digest,
+        meta.status,
+        meta.content_type,
+        out_sha,
+        meta.policy,
+        meta.witness,
     )
     codec = _verify_provider_signature(ex, reply, digest)
     ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256, reply.ocsp_der)
@@ -272,6 +292,7 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
         reason=_statement_ref(meta.policy),
         status=meta.status,
         extra={"request_digest": request.digest.hex()},
+        witness=None if meta.witness is None else meta.witness.encode(),
     )
     await ex.rt.decision.on_response(ex.headers, ex.decision, meta.status, out, meta.policy)
 
@@ -416,7 +437,7 @@ async def _send(ex: ClientExchange) -> ProviderReply | ProviderRefusal:
 def _wire_headers(ex: ClientExchange) -> dict[str, str]:
     """The signed request's metadata as node-to-node headers (docs/protocol.md)."""
     request = ex.signed_request
-    return {
+    headers = {
         wire.H_VERSION: wire.WIRE_VERSION,
         wire.H_MESSAGE: wire.encode_headers(ex.headers),
         wire.H_SIGNATURE: wire.b64(request.signature),
@@ -425,6 +446,9 @@ def _wire_headers(ex: ClientExchange) -> dict[str, str]:
         "Content-Type": ex.headers.content_type or "application/octet-stream",
         "Content-Length": str(len(ex.body)),
     }
+    if ex.witness is not None:
+        headers[wire.H_WITNESS] = wire.encode_witness(ex.witness)
+    return headers
 
 
 def _extra(ex: ClientExchange) -> wire.Extra:

@@ -22,6 +22,7 @@ from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.message import Body, MessageHeaders
+from secnode.core.witness import LogPosition
 from secnode.proxy.hooks import ExchangeEvent, Signed, Verdict
 from secnode.trust.own_status import require_own_sign_status
 
@@ -88,10 +89,11 @@ class Exchange:
         reason: str = "",
         status: int | None = None,
         extra: dict[str, Any] | None = None,
-    ) -> None:
+        witness: str | None = None,
+    ) -> LogPosition | None:
         """Record one step in the message log; raising refuses the message (it is not
-        answered unlogged)."""
-        await self.rt.sink.record(
+        answered unlogged). Returns the record's position (None: the node keeps no log)."""
+        return await self.rt.sink.record(
             ExchangeEvent.of(
                 direction,
                 self.headers,
@@ -102,6 +104,7 @@ class Exchange:
                 reason=reason,
                 status=status,
                 extra=extra,
+                witness=witness,
             )
         )
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from secnode.core.message import Body, MessageHeaders
+from secnode.core.witness import LogPosition
 
 
 @dataclass
@@ -37,6 +38,8 @@ class ExchangeEvent:
     # so the message log can keep them as evidence (stored once per hash).
     signer_cert_der: bytes | None = None
     ocsp_der: bytes | None = None
+    witness: str | None = None
+    """The peer node's log position for this message, as its record keeps it."""
 
     @classmethod
     def of(
@@ -51,6 +54,7 @@ class ExchangeEvent:
         reason: str = "",
         status: int | None = None,
         extra: dict[str, Any] | None = None,
+        witness: str | None = None,
     ) -> ExchangeEvent:
         """The one way the node builds an event, so the body's hash and the signature's
         evidence (from ``signed``) cannot be paired wrongly. ``body_sha256``: the hash of
@@ -68,6 +72,7 @@ class ExchangeEvent:
             body=body,
             log_body=log_body,
             extra=extra or {},
+            witness=witness,
         )
         if signed is not None:
             event.signed_digest = signed.digest
@@ -93,8 +98,10 @@ class Signed:
 
 
 class EventSink(Protocol):
-    async def record(self, event: ExchangeEvent) -> None:
-        """Persist ``event``; raising refuses the message (a message is not answered unlogged)."""
+    async def record(self, event: ExchangeEvent) -> LogPosition | None:
+        """Persist ``event``; raising refuses the message (a message is not answered unlogged).
+        Returns where the record is (the position the peer witnesses), None when nothing is
+        logged."""
 
 
 @dataclass
@@ -137,7 +144,7 @@ class DecisionPoint(Protocol):
 class NullSink:
     """Used until the message log is configured: records nothing."""
 
-    async def record(self, event: ExchangeEvent) -> None:
+    async def record(self, event: ExchangeEvent) -> LogPosition | None:
         return None
 
 

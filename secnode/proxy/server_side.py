@@ -25,9 +25,10 @@ from yarl import URL
 from secnode.core import errors, rest_headers, rest_path
 from secnode.core.errors import XRoadError
 from secnode.core.message import request_digest, response_digest
-from secnode.core.msgsig import SignatureError
+from secnode.core.msgsig import SignatureError, SignerCodec
 from secnode.core.soap import SoapRequest, parse_soap_request
 from secnode.core.soap_response import prepare_soap_response
+from secnode.core.witness import LogPosition, RequestWitness, request_witness_digest
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
@@ -66,6 +67,10 @@ class ProviderExchange(Exchange):
     metaservice: str | None = None
     """The metaservice this node answers itself (listMethods, ...), if it is one."""
     answer: ServiceAnswer | None = None
+    client_witness: RequestWitness | None = None
+    """The client node's signed ``request_out`` position (kept in our ``request_in``)."""
+    position: LogPosition | None = None
+    """Our ``request_in`` position, witnessed to the client in the signed response."""
 
 
 async def handle_exchange(request: web.Request) -> web.StreamResponse:
@@ -177,6 +182,31 @@ def _verify_signature(ex: ProviderExchange) -> None:
     except TrustError as exc:
         raise XRoadError(errors.INVALID_SIGNATURE, f"request signer: {exc}") from exc
     ex.request = Signed(digest, signature, codec.cert_der, trusted.cert_sha256, ocsp_der)
+    ex.client_witness = _client_witness(ex, codec, digest)
+
+
+def _client_witness(
+    ex: ProviderExchange, codec: SignerCodec, digest: bytes
+) -> RequestWitness | None:
+    """The client node's ``request_out`` position, signed by the request's signer. A node
+    that logs requires it (both sides speak this protocol: docs/protocol.md §4.1)."""
+    try:
+        witness = wire.decode_witness(ex.http.headers.get(wire.H_WITNESS))
+    except wire.WireError as exc:
+        raise XRoadError(errors.INVALID_SIGNATURE, str(exc)) from exc
+    if witness is None:
+        if ex.rt.config.messagelog.enabled:
+            raise XRoadError(
+                errors.INVALID_SIGNATURE,
+                f"the request carries no signed log position ({wire.H_WITNESS}): the client "
+                "node keeps no message log or predates log witnessing; this node requires it",
+            )
+        return None
+    try:
+        codec.verify_raw(witness.signature, request_witness_digest(digest, witness.position))
+    except SignatureError as exc:
+        raise XRoadError(errors.INVALID_SIGNATURE, f"{wire.H_WITNESS}: {exc}") from exc
+    return witness
 
 
 async def _check_message(ex: ProviderExchange) -> None:
@@ -221,13 +251,15 @@ def _resolve_service(ex: ProviderExchange) -> None:
 async def _log_request(ex: ProviderExchange) -> None:
     """The verified request and the decision, logged before the service is called."""
     verdict = ex.decision
-    await ex.log(
+    witness = ex.client_witness
+    ex.position = await ex.log(
         "request_in",
         ex.body,
         ex.signed_request,
         body_sha256=ex.body_sha256,
         reason=verdict.record or verdict.reason,
         extra={"policy": verdict.details},
+        witness=None if witness is None else witness.encode(),
     )
 
 
@@ -262,6 +294,7 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
         answer.content_type,
         out_sha,
         verdict.statement,
+        ex.position,
     )
     # Our own status may have lapsed since the request was checked.
     ex.response = sign(ex, digest, errors.SERVER_PROXY_INTERNAL_ERROR)
@@ -282,7 +315,7 @@ async def _answer(ex: ProviderExchange) -> web.StreamResponse:
     assert answer is not None and signed is not None
     resp_headers: dict[str, str] = {
         wire.H_RESPONSE: wire.ResponseMeta(
-            answer.status, answer.content_type, ex.decision.statement
+            answer.status, answer.content_type, ex.decision.statement, ex.position
         ).encode(),
         wire.H_SIGNATURE: wire.b64(signed.signature),
         wire.H_OCSP: wire.b64(signed.ocsp_der),

@@ -16,6 +16,7 @@ from typing import Any
 
 from secnode.core.identifiers import IdentifierError, ServiceId, parse_client
 from secnode.core.message import MessageError, MessageHeaders
+from secnode.core.witness import LogPosition, RequestWitness, WitnessError
 
 EXCHANGE_PATH = "/secnode/v1/exchange"
 WIRE_VERSION = "1"
@@ -26,6 +27,7 @@ H_SIGNATURE = "Secnode-Signature"
 H_OCSP = "Secnode-Ocsp"
 H_RESPONSE = "Secnode-Response"
 H_EXTRA = "Secnode-Extra"
+H_WITNESS = "Secnode-Witness"
 H_ERROR = "X-Road-Error"
 
 MAX_HEADER_B64 = 16000
@@ -79,17 +81,21 @@ class ResponseMeta:
     """What the provider node says about the response it signed.
 
     ``policy`` is the provider's signed policy statement (compact JSON, see
-    ``response_digest``); the key is left out when there is none.
+    ``response_digest``); the key is left out when there is none. ``witness`` is the
+    provider's ``request_in`` log position, also signed (docs/protocol.md §4.1).
     """
 
     status: int
     content_type: str | None
     policy: str | None = None
+    witness: LogPosition | None = None
 
     def encode(self) -> str:
         data: dict[str, Any] = {"status": self.status, "content_type": self.content_type}
         if self.policy is not None:
             data["policy"] = self.policy
+        if self.witness is not None:
+            data["witness"] = self.witness.to_json()
         raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return b64(raw.encode("utf-8"))
 
@@ -101,6 +107,8 @@ class ResponseMeta:
             status = data["status"]
             content_type = data["content_type"]
             policy = data.get("policy")
+            witness = data.get("witness")
+            position = None if witness is None else LogPosition.from_json(witness)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise WireError(f"malformed response metadata: {exc}") from exc
         if not isinstance(status, int) or not 100 <= status <= 599:
@@ -109,7 +117,23 @@ class ResponseMeta:
             raise WireError("response metadata has an invalid content type")
         if policy is not None and not isinstance(policy, str):
             raise WireError("response metadata has an invalid policy statement")
-        return cls(status, content_type, policy)
+        return cls(status, content_type, policy, position)
+
+
+def encode_witness(witness: RequestWitness) -> str:
+    """``Secnode-Witness``: base64 of the client node's signed ``request_out`` position."""
+    return b64(witness.encode().encode("ascii"))
+
+
+def decode_witness(text: str | None) -> RequestWitness | None:
+    """The client node's signed position, None when the header is absent."""
+    if not text:
+        return None
+    raw = unb64(text, H_WITNESS)
+    try:
+        return RequestWitness.decode(raw.decode("ascii"))
+    except (UnicodeDecodeError, WitnessError) as exc:
+        raise WireError(f"malformed {H_WITNESS}: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from secnode.cli.options import json_option, node_command
 from secnode.home import NodeHome
 from secnode.messagelog import evidence
 from secnode.messagelog.audit import AuditResult
+from secnode.messagelog.reconcile import Reconciliation, SideSource, reconcile_logs
 from secnode.messagelog.store import SearchFilter
 
 
@@ -39,7 +40,7 @@ def parse_when(text: str | None, what: str) -> dt.datetime | None:
 
 @click.group("log")
 def log_group() -> None:
-    """Message log: verify (offline), search, show, export evidence, archive."""
+    """Message log: verify (offline), reconcile two nodes, search, show, export, archive."""
 
 
 # ----- verify -----------------------------------------------------------------------------------
@@ -133,6 +134,89 @@ def verify_cmd(
     else:
         _print_report(result)
     if not result.report.ok:
+        raise SystemExit(1)
+
+
+# ----- reconcile --------------------------------------------------------------------------------
+def _print_reconciliation(result: Reconciliation) -> None:
+    for name, audit in result.audits:
+        click.echo(f"{name}: {audit.report.summary()}")
+    report = result.report
+    click.echo(
+        f"compared {report.exchanges} exchange(s) between the two nodes, "
+        f"{report.witnesses} witnessed position(s)"
+    )
+    for finding in report.findings[:200]:
+        click.echo(f"  {finding.describe()}", err=True)
+    if len(report.findings) > 200:
+        click.echo(f"  ... and {len(report.findings) - 200} more", err=True)
+    if result.ok:
+        click.echo("OK: the two logs agree")
+    else:
+        failed = [name for name, audit in result.audits if not audit.report.ok]
+        click.echo(
+            f"FAILED: {len(report.findings)} finding(s)"
+            + (f"; verification failed for {', '.join(failed)}" if failed else ""),
+            err=True,
+        )
+
+
+@log_group.command("reconcile")
+@click.argument("first", type=click.Path(exists=True, path_type=Path))
+@click.argument("second", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--first-anchor",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Trust anchors (PEM) for FIRST (default for a node directory: its own "
+    "globalconf/anchor.pem; required for archives).",
+)
+@click.option(
+    "--second-anchor",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Trust anchors (PEM) for SECOND (as --first-anchor).",
+)
+@click.option(
+    "--first-globalconf",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A copy of FIRST's globalconf/ directory (with archives).",
+)
+@click.option(
+    "--second-globalconf",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A copy of SECOND's globalconf/ directory (with archives).",
+)
+@click.option("--partial", is_flag=True, help="Archives given are not the whole log.")
+@json_option
+def reconcile_cmd(
+    first: Path,
+    second: Path,
+    first_anchor: Path | None,
+    second_anchor: Path | None,
+    first_globalconf: Path | None,
+    second_globalconf: Path | None,
+    partial: bool,
+    as_json: bool,
+) -> None:
+    """Compare two nodes' logs: exchanges on one side only, digest mismatches, witnessed
+    records the other side no longer has.
+
+    FIRST and SECOND are node directories, directories of archive files, or archive
+    files. Each is verified with its own trust first (as 'log verify' does). Exits 1
+    on any finding or failed verification.
+    """
+    result = reconcile_logs(
+        SideSource(first, first_anchor, first_globalconf, partial),
+        SideSource(second, second_anchor, second_globalconf, partial),
+    )
+    if as_json:
+        echo_json(result.to_json())
+    else:
+        _print_reconciliation(result)
+    if not result.ok:
         raise SystemExit(1)
 
 

@@ -129,6 +129,10 @@ class LogRecord:
     ocsp_sha256: bytes | None
     prev_hash: bytes
     record_hash: bytes
+    witness: str | None = None
+    """The peer node's log position for this message (``docs/audit.md`` "Cross-witnessed
+    logs"): compact JSON, hashed; absent from the canonical form when None, so records
+    without one hash as they did before the field existed."""
     body: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -161,6 +165,7 @@ class LogRecord:
             "data_subject",
             "decision",
             "reason",
+            "witness",
         ):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
@@ -178,6 +183,7 @@ class LogRecord:
             "data_subject",
             "decision",
             "reason",
+            "witness",
         ):
             value = getattr(self, name)
             if value is not None and not value.isascii():
@@ -236,6 +242,7 @@ class LogRecord:
         signer_cert_sha256: bytes | None = None,
         ocsp_sha256: bytes | None = None,
         record_id: str | None = None,
+        witness: str | None = None,
     ) -> LogRecord:
         """Seal a new record after ``prev_hash`` (use :func:`genesis_hash` for seq 1).
 
@@ -279,6 +286,7 @@ class LogRecord:
             ocsp_sha256=ocsp_sha256,
             prev_hash=prev_hash,
             record_hash=bytes(32),
+            witness=witness,
             body=body if keep_body else None,
         )
         # Set in place rather than dataclasses.replace(): this runs once per message on
@@ -288,8 +296,9 @@ class LogRecord:
 
     # ----- hashing ------------------------------------------------------------------
     def canonical_fields(self) -> dict[str, Any]:
-        """The hashed fields as JSON values (bytes as hex digests or base64 blobs)."""
-        return {
+        """The hashed fields as JSON values (bytes as hex digests or base64 blobs);
+        ``witness`` only when the record has one."""
+        fields = {
             "version": RECORD_VERSION,
             "id": self.id,
             "chain_id": self.chain_id,
@@ -316,6 +325,9 @@ class LogRecord:
             ),
             "ocsp_sha256": None if self.ocsp_sha256 is None else hex32(self.ocsp_sha256),
         }
+        if self.witness is not None:
+            fields["witness"] = self.witness
+        return fields
 
     def computed_hash(self, prev_hash: bytes | None = None) -> bytes:
         """What ``record_hash`` must be, recomputed from the content (and ``prev_hash``)."""
@@ -356,7 +368,7 @@ class LogRecord:
         what = "record"
         if isinstance(obj.get("chain_id"), str) and isinstance(obj.get("seq"), int):
             what = f"record {obj['chain_id']}#{obj['seq']}"
-        require_keys(obj, _STORED_KEYS, what)
+        require_keys(obj, _STORED_KEYS | ({"witness"} & obj.keys()), what)
         if obj["version"] != RECORD_VERSION:
             raise RecordError(f"{what}: unsupported record version {obj['version']!r}")
         direction = get_str(obj, "direction", what)
@@ -391,6 +403,7 @@ class LogRecord:
             ocsp_sha256=opt_from_hex32(obj["ocsp_sha256"], f"{what}: ocsp_sha256"),
             prev_hash=from_hex32(obj["prev_hash"], f"{what}: prev_hash"),
             record_hash=from_hex32(obj["record_hash"], f"{what}: record_hash"),
+            witness=_opt_witness(obj, what),
             body=opt_from_b64(obj["body"], f"{what}: body"),
         )
 
@@ -402,6 +415,16 @@ class LogRecord:
     def ref(self) -> str:
         """How reports name a record: ``chain#seq (id)``."""
         return f"{self.chain_id}#{self.seq} ({self.id})"
+
+
+def _opt_witness(obj: dict[str, Any], what: str) -> str | None:
+    """The optional ``witness`` key: absent (records before the field) or a string."""
+    if "witness" not in obj:
+        return None
+    value = obj["witness"]
+    if not isinstance(value, str):
+        raise RecordError(f"{what}: witness must be a string when present")
+    return value
 
 
 def _nonneg(value: int | None, what: str) -> int:
@@ -441,6 +464,7 @@ def canonical_bytes(record: LogRecord) -> bytes:
         signature=r.signature,
         signer_cert_sha256=r.signer_cert_sha256,
         ocsp_sha256=r.ocsp_sha256,
+        witness=r.witness,
     )
     return template.render(_quote(r.chain_id), _quote(r.id), _quote(r.node_id), r.seq)
 
@@ -509,7 +533,7 @@ class CanonicalTemplate:
     after_chain: str  # client_id .. headers_sha256, then the key of id
     after_id: str  # legal_basis, message_id, then the key of node_id
     after_node: str  # ocsp_sha256 .. reason, then the key of seq
-    tail: str  # service_id .. version
+    tail: str  # service_id .. version (and witness, when there is one)
 
     @classmethod
     def of(
@@ -527,6 +551,7 @@ class CanonicalTemplate:
         signature: bytes | None,
         signer_cert_sha256: bytes | None,
         ocsp_sha256: bytes | None,
+        witness: str | None = None,
     ) -> CanonicalTemplate:
         text, blob, digest = _text, _blob, _digest
         return cls(
@@ -575,6 +600,7 @@ class CanonicalTemplate:
                     texts.user_id,
                     ',"version":',
                     int.__repr__(RECORD_VERSION),
+                    "" if witness is None else ',"witness":' + _quote(witness),
                     "}",
                 )
             ),

@@ -92,6 +92,36 @@ class VerificationReport:
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     chains: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unstamped: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per chain, the records no batch covers yet: ``records``, ``first_seq`` and ``since``
+    (the oldest one's time). Within the grace period that is no failure, but nothing but
+    the peer's witness (``secnode log reconcile``) yet proves those records existed."""
+
+    def note_unstamped(self, chain_id: str, seq: int, time: dt.datetime) -> None:
+        tail = self.unstamped.get(chain_id)
+        if tail is None:
+            self.unstamped[chain_id] = {
+                "records": 1,
+                "first_seq": seq,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }
+            return
+        tail["records"] += 1
+        if seq < tail["first_seq"]:
+            tail["first_seq"] = seq
+            tail["since"] = time.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def unstamped_text(self) -> str:
+        """The unstamped tail in words (what an OK does not cover yet)."""
+        if not self.unstamped:
+            return "every record is time-stamped"
+        count = sum(t["records"] for t in self.unstamped.values())
+        since = min(t["since"] for t in self.unstamped.values())
+        chains = len(self.unstamped)
+        return (
+            f"{count} record(s) not yet time-stamped, the oldest from {since} "
+            f"({chains} chain(s)); only the peer's witness proves them until stamped"
+        )
 
     @property
     def ok(self) -> bool:
@@ -114,13 +144,17 @@ class VerificationReport:
             "failures": [f.to_json() for f in self.failures],
             "notes": list(self.notes),
             "chains": self.chains,
+            "unstamped": self.unstamped,
         }
 
     def summary(self) -> str:
         """One line for humans: the verdict and the first failure."""
         records = self.checked.get("records", 0)
         if self.ok:
-            return f"OK: {records} records, {self.checked.get('batches', 0)} batches verified"
+            return (
+                f"OK: {records} records, {self.checked.get('batches', 0)} batches verified; "
+                + self.unstamped_text()
+            )
         first = self.first_failure
         assert first is not None
         return f"FAILED ({len(self.failures)} problem(s)): {first.describe()}"

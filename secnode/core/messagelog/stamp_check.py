@@ -63,6 +63,7 @@ class Stamps:
         intermediates: list[x509.Certificate],
     ) -> None:
         self.fail = findings.fail
+        self.report = findings.report
         self.extend_run = findings.extend_run
         self.checked = findings.checked
         self.options = options
@@ -224,6 +225,7 @@ class Stamps:
         common: dict[str, Any] = {"rank": entry.rank, "layer": 1, "archive": entry.origin}
         batch = self.batch_for(r.chain_id, r.seq)
         if batch is None:
+            self.report.note_unstamped(r.chain_id, r.seq, r.time)
             late = r.time < self.as_of - self.options.unstamped_grace
             if not (entry.strict or late):
                 return stamp_run, None
