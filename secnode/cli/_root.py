@@ -12,7 +12,18 @@ from __future__ import annotations
 import click
 
 from certs.cliutil import ErrorMappingGroup
-from secnode.cli.commands import agreements, demo, log, policy, records, services, setup, status
+from secnode.cli.commands import (
+    agreements,
+    backup,
+    database,
+    demo,
+    log,
+    policy,
+    records,
+    services,
+    setup,
+    status,
+)
 
 
 @click.group(cls=ErrorMappingGroup)
@@ -31,6 +42,10 @@ for _command in (
     status.status_cmd,
     setup.sync_cmd,
     setup.serve_cmd,
+    # day two: schema upgrades, backup and restore
+    database.db_group,
+    backup.backup_cmd,
+    backup.restore_cmd,
     # what the node provides and who may call
     services.service_group,
     services.acl_group,

@@ -10,9 +10,10 @@ coupling) the log's tables are in the node's database, created by Alembic
 revision ``0002_messagelog``. ``[messagelog] database`` names another
 database explicitly.
 
-A database other than the node's gets its tables from
-:mod:`secnode.messagelog.tables` (``CREATE TABLE IF NOT EXISTS``), the same
-definitions the Alembic revision spells out.
+A database other than the node's has an Alembic environment of its own
+(``secnode/messagelog/migrations``, revision table ``mlog_alembic_version``).
+Databases made before it existed (``create_all``, no revision row) are stamped
+at its first revision, which is that schema, and then upgraded.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ from secnode.messagelog import tables
 from secnode.store import db
 
 LOG_FILE = "messagelog.db"
+LOG_SCHEMA = db.Schema(
+    "message log database",
+    Path(__file__).resolve().parent / "migrations",
+    "mlog_alembic_version",
+)
+#: The schema ``create_all`` made before the log database had migrations.
+LEGACY_BASELINE = ("0001_mlog", tuple(sorted(tables.metadata.tables)))
 
 
 def log_db_url(nd: NodeDir) -> str:
@@ -39,14 +47,23 @@ def log_db_url(nd: NodeDir) -> str:
     return node_url
 
 
+def is_separate(nd: NodeDir) -> bool:
+    """True when the log has a database of its own (not the node's, which holds it itself)."""
+    return log_db_url(nd) != nd.db_url
+
+
+def migrate_log(nd: NodeDir, engine: Engine) -> tuple[str | None, str | None]:
+    """Bring a separate log database to the newest revision: (before, after)."""
+    return db.migrate(engine, LOG_SCHEMA, baseline=LEGACY_BASELINE)
+
+
 def open_log_engine(nd: NodeDir, create: bool = True) -> Engine:
-    """An engine on the log's database; its tables are created unless ``create`` is false
-    (the auditor's ``verify`` only reads). The node's own database is migrated by
-    Alembic when the node is opened, so nothing is created there."""
-    url = log_db_url(nd)
-    engine = db.make_engine(url)
-    if create and url != nd.db_url:
-        tables.metadata.create_all(engine, checkfirst=True)
+    """An engine on the log's database, migrated unless ``create`` is false (the
+    auditor's ``verify`` only reads). The node's own database is migrated by Alembic
+    when the node is opened, so nothing is done when the log lives there."""
+    engine = db.make_engine(log_db_url(nd))
+    if create and is_separate(nd):
+        migrate_log(nd, engine)
     return engine
 
 
