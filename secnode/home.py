@@ -190,9 +190,11 @@ class InitOptions:
     """What ``secnode init`` writes into ``secnode.toml`` besides the defaults."""
 
     db_url: str = ""
+    client_host: str = "127.0.0.1"
     client_port: int = 8080
     server_host: str = "0.0.0.0"
     server_port: int = 5500
+    admin_host: str = "127.0.0.1"
     admin_port: int = 5588
     address: str = ""
 
@@ -225,10 +227,10 @@ def init_node(
     config.node.member, config.node.server_code = str(member_id), server_code
     config.central.url = central_url
     config.database.url = options.db_url
-    config.client.port = options.client_port
+    config.client.host, config.client.port = options.client_host, options.client_port
     config.server.host, config.server.port = options.server_host, options.server_port
     config.server.address = options.address
-    config.admin.port = options.admin_port
+    config.admin.host, config.admin.port = options.admin_host, options.admin_port
     text = render_config(config)
     created = db.ensure_database(options.db_url) if options.db_url else False
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,19 @@ from secnode.store.db import redact
     type=click.IntRange(1, 65535),
     help="Port of the node-to-node interface ([server] port).",
 )
+@click.option(
+    "--client-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the interface for your information systems ([client] host).",
+)
 @click.option("--client-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--admin-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of /health and /metrics ([admin] host).",
+)
 @click.option("--admin-port", default=5588, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--address",
@@ -75,16 +87,20 @@ def init_cmd(
     db_url: str,
     server_host: str,
     server_port: int,
+    client_host: str,
     client_port: int,
+    admin_host: str,
     admin_port: int,
     address: str,
 ) -> None:
     """Create a node directory: secnode.toml, database, anchor copy (all or nothing)."""
     options = InitOptions(
         db_url=db_url,
+        client_host=client_host,
         client_port=client_port,
         server_host=server_host,
         server_port=server_port,
+        admin_host=admin_host,
         admin_port=admin_port,
         address=address or f"127.0.0.1:{server_port}",
     )
