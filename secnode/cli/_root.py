@@ -19,6 +19,7 @@ from secnode.cli.commands import (
     demo,
     log,
     policy,
+    policy_authoring,
     records,
     services,
     setup,
@@ -64,3 +65,9 @@ for _command in (
 ):
     main.add_command(_command)
 services.service_group.add_command(policy.classify_cmd)
+for _command in (
+    policy_authoring.policy_init,
+    policy_authoring.member_group,
+    policy_authoring.purpose_group,
+):
+    policy.policy_group.add_command(_command)
