@@ -95,6 +95,13 @@ def test_a_failure_after_staging_leaves_nothing(tmp_path: Path, anchor: Path) ->
     assert not target.exists() and leftovers(tmp_path) == []
 
 
+def test_a_url_that_is_not_one_is_refused_in_one_line(tmp_path: Path, anchor: Path) -> None:
+    result = init(tmp_path / "node", anchor, "--db", "not a url")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: cannot use database URL")
+    assert not (tmp_path / "node").exists()
+
+
 def test_a_missing_driver_is_one_line_naming_the_extra(tmp_path: Path, anchor: Path) -> None:
     if importlib.util.find_spec("pg8000") is not None:
         pytest.skip("pg8000 is installed here: no missing driver to show")

@@ -110,7 +110,10 @@ def ensure_database(url: str) -> bool:
     connection, so nothing is done for it. Refusals are one line and, when the
     database is missing and cannot be created here, name the ``createdb`` command.
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"cannot use database URL {redact(url)}: {exc}") from exc
     if parsed.get_backend_name() != "postgresql":
         return False
     engine = make_engine(url)
