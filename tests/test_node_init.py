@@ -185,13 +185,15 @@ def test_a_role_that_cannot_create_gets_the_createdb_command(
     assert not (tmp_path / "node").exists() and leftovers(tmp_path) == []
 
 
-def _central_at_previous_revision(tmp_path: Path) -> Path:
+def _central_at_previous_revision(tmp_path: Path, db_url: str | None) -> Path:
     directory = tmp_path / "central"
-    run_cli("central", "init", str(directory), "--instance", "JP")
-    url = f"sqlite:///{directory / 'central.db'}"
+    run_cli(
+        "central", "init", str(directory), "--instance", "JP", *(["--db", db_url] if db_url else [])
+    )
+    url = db_url or f"sqlite:///{directory / 'central.db'}"
     cfg = Config()
     cfg.set_main_option("script_location", str(central_store.MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", url)
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     engine = create_engine(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -200,8 +202,30 @@ def _central_at_previous_revision(tmp_path: Path) -> Path:
     return directory
 
 
-def test_central_db_upgrade_from_the_previous_revision(tmp_path: Path) -> None:
-    directory = _central_at_previous_revision(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central_db(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if request.param == "sqlite":
+        yield None
+        return
+    base = os.environ.get(PG_URL_ENV)
+    if not base:
+        pytest.skip(f"{PG_URL_ENV} not set (PostgreSQL tests need a server URL)")
+    name = f"i15_central_{secrets.token_hex(4)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_central_db_upgrade_from_the_previous_revision(
+    tmp_path: Path, central_db: str | None
+) -> None:
+    directory = _central_at_previous_revision(tmp_path, central_db)
     status = run_cli("central", "db", "status", "--dir", str(directory)).stdout
     assert "run 'central db upgrade'" in status
     upgraded = run_cli("central", "db", "upgrade", "--dir", str(directory)).stdout
