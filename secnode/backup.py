@@ -250,7 +250,8 @@ def backup(nd: NodeDir, out: Path) -> BackupSummary:
                     "node": str(nd.config.node_id),
                     "created_at": created_at,
                     "databases": [c.as_dict() for c in copies],
-                    "archive_dir": nd.config.messagelog.archive_dir
+                    # relative to the node directory, wherever it is restored
+                    "archive_dir": str(archive_dir.relative_to(nd.path))
                     if nd.path in archive_dir.parents
                     else "archive",
                     "files": files,
