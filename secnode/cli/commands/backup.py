@@ -61,9 +61,13 @@ def restore_cmd(
     if as_json:
         echo_json(summary.as_dict())
         return
-    click.echo(
-        f"restored node {summary.node_id} to {summary.path}; message log verified: "
-        f"{summary.records} records in {summary.chains} chains, {summary.archives} archives"
-    )
+    if summary.log_empty:
+        log = "message log empty (the node never exchanged a message)"
+    else:
+        log = (
+            f"message log verified: {summary.records} records in {summary.chains} chains, "
+            f"{summary.archives} archives"
+        )
+    click.echo(f"restored node {summary.node_id} to {summary.path}; {log}")
     for name in summary.left_out:
         click.echo(f"left out {name}: written after the database snapshot, named by no row")
