@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from central import cli_conf, cli_registry
+from central import cli_conf, cli_db, cli_registry
 from certs.cliutil import ErrorMappingGroup
 
 
@@ -18,5 +18,5 @@ def main() -> None:
     """
 
 
-for _command in [*cli_conf.COMMANDS, *cli_registry.COMMANDS]:
+for _command in [*cli_conf.COMMANDS, *cli_registry.COMMANDS, *cli_db.COMMANDS]:
     main.add_command(_command)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from certs.errors import SecnodeError
 from secnode.core.identifiers import MemberId, NodeId
 
@@ -201,71 +203,84 @@ class NodeDir:
         return self.path / "globalconf"
 
 
-def render_config(
-    member: str,
-    server_code: str,
-    central_url: str,
-    db_url: str,
-    client_port: int = 8080,
-    server_port: int = 5500,
-    admin_port: int = 5588,
-    address: str = "",
-) -> str:
-    """The documented default ``secnode.toml`` written by ``secnode init``."""
-    return f'''# secnode node configuration. Every setting is shown with its default.
+#: The comment written after each setting by :func:`render_config` (``secnode init``).
+_COMMENTS: dict[str, dict[str, str]] = {
+    "node": {
+        "": "",
+        "member": "the member (organisation) that owns this node",
+        "server_code": "this node's code; node id = member/server_code",
+    },
+    "central": {
+        "": "",
+        "url": "central registry base URL (serves /globalconf)",
+        "anchor": "configuration anchor (handed over out of band)",
+        "refresh_interval": "seconds between global configuration fetches",
+    },
+    "database": {
+        "": "",
+        "url": "empty: sqlite file secnode.db here; any SQLAlchemy URL",
+    },
+    "client": {
+        "": "interface for the member's own information systems",
+        "tls_cert": "set cert+key to serve HTTPS to information systems",
+        "tls_client_ca": "CA file: require client certificates from it",
+        "max_body_bytes": "larger requests/responses are refused",
+    },
+    "server": {
+        "": "mutual-TLS interface for other nodes",
+        "address": "host:port other nodes use (registered centrally)",
+        "replay_window": "seconds an id is remembered (at least the OCSP freshness)",
+    },
+    "admin": {"": "/health and /metrics"},
+    "ocsp": {
+        "": "",
+        "fetch_interval": "0: the global configuration's ocsp_fetch_interval",
+        "retry_min": "back-off when a responder is down (seconds)",
+    },
+    "messagelog": {
+        "": "",
+        "bodies": "keep message bodies in the log (digests always kept)",
+        "retention_days": "archived rows are removed from the database after this",
+        "enabled": "false: nothing is logged (benchmarks only; not X-Road-like)",
+        "timestamping_interval": "seconds; 0: the global configuration's value",
+        "archive_interval": "seconds between archive runs while serving; 0: only by CLI",
+        "database": "empty: messagelog.db here (SQLite) or the node's database",
+    },
+    "policy": {
+        "": "",
+        "records_retention_years": "APPI Art. 29/30 records",
+        "report_publisher": "city name on the published report (empty: the registry's name)",
+        "report_contact": "office to ask, e.g. 総務課 個人情報保護担当 0000-00-0000",
+    },
+    "limits": {
+        "": "memory for message bodies (client and node interfaces share it)",
+        "in_flight_bytes": "request bytes admitted at once; more waits, then Busy",
+        "busy_wait_seconds": "how long a request waits for room; 0: refuse at once",
+    },
+}
 
-[node]
-member = "{member}"            # the member (organisation) that owns this node
-server_code = "{server_code}"  # this node's code; node id = member/server_code
 
-[central]
-url = "{central_url}"          # central registry base URL (serves /globalconf)
-anchor = "globalconf/anchor.pem" # configuration anchor (handed over out of band)
-refresh_interval = 60           # seconds between global configuration fetches
+def render_config(config: NodeConfig) -> str:
+    """``secnode.toml`` for ``config``: every setting, each with its comment.
 
-[database]
-url = "{db_url}"                # empty: sqlite file secnode.db here; any SQLAlchemy URL
-
-[client]                        # interface for the member's own information systems
-host = "127.0.0.1"
-port = {client_port}
-tls_cert = ""                   # set cert+key to serve HTTPS to information systems
-tls_key = ""
-tls_client_ca = ""              # CA file: require client certificates from it
-max_body_bytes = 10485760       # larger requests/responses are refused
-
-[server]                        # mutual-TLS interface for other nodes
-host = "0.0.0.0"
-port = {server_port}
-address = "{address}"           # host:port other nodes use (registered centrally)
-replay_window = 600             # seconds an id is remembered (at least the OCSP freshness)
-
-[admin]                         # /health and /metrics
-host = "127.0.0.1"
-port = {admin_port}
-
-[ocsp]
-fetch_interval = 0              # 0: the global configuration's ocsp_fetch_interval
-retry_min = 5                   # back-off when a responder is down (seconds)
-retry_max = 300
-
-[messagelog]
-bodies = true                   # keep message bodies in the log (digests always kept)
-timestamp_batch_size = 10000
-archive_dir = "archive"
-retention_days = 30             # archived rows are removed from the database after this
-enabled = true                  # false: nothing is logged (benchmarks only; not X-Road-like)
-timestamping_interval = 0       # seconds; 0: the global configuration's value
-archive_interval = 3600         # seconds between archive runs while serving; 0: only by CLI
-database = ""                   # empty: messagelog.db here (SQLite) or the node's database
-
-[policy]
-records_retention_years = 3     # APPI Art. 29/30 records
-report_suppression_threshold = 5
-report_publisher = ""           # city name on the published report (empty: the registry's name)
-report_contact = ""             # office to ask, e.g. "総務課 個人情報保護担当 0000-00-0000"
-
-[limits]                        # memory for message bodies (client and node interfaces share it)
-in_flight_bytes = 67108864      # request bytes admitted at once; more waits, then Busy (503)
-busy_wait_seconds = 5           # how long a request waits for room; 0: refuse at once
-'''
+    Values are written by ``tomli_w`` (a quote or backslash in a URL stays valid
+    TOML); the text is parsed back before it is returned, so a file this writes
+    always loads.
+    """
+    lines = ["# secnode node configuration. Every setting is shown with its value.", ""]
+    for section_field in fields(config):
+        name = section_field.name
+        section = getattr(config, name)
+        comments = _COMMENTS.get(name, {})
+        header = f"[{name}]"
+        if comments.get(""):
+            header = f"{header:<32}# {comments['']}"
+        lines.append(header)
+        for item in fields(section):
+            line = tomli_w.dumps({item.name: getattr(section, item.name)}).strip()
+            comment = comments.get(item.name)
+            lines.append(f"{line:<31} # {comment}" if comment else line)
+        lines.append("")
+    text = "\n".join(lines)
+    parse_config(text)
+    return text

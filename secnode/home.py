@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from certs import keys
 from certs.ca import load_certificate
-from secnode.config import CONFIG_FILE, ConfigError, NodeDir, render_config
+from secnode.config import CONFIG_FILE, ConfigError, NodeConfig, NodeDir, render_config
 from secnode.core.identifiers import MemberId, NodeId
 from secnode.files import atomic_write
 from secnode.globalconf import ConfStore
@@ -182,40 +185,64 @@ def default_subject(usage: str, node_id: NodeId, organization: str | None) -> st
     return f"CN={node_id}{org}, C={node_id.instance[:2]}"
 
 
+@dataclass(frozen=True)
+class InitOptions:
+    """What ``secnode init`` writes into ``secnode.toml`` besides the defaults."""
+
+    db_url: str = ""
+    client_host: str = "127.0.0.1"
+    client_port: int = 8080
+    server_host: str = "0.0.0.0"
+    server_port: int = 5500
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 5588
+    address: str = ""
+
+
 def init_node(
     directory: str | Path,
     member: str,
     server_code: str,
     central_url: str,
     anchor: str | Path,
-    db_url: str = "",
-    client_port: int = 8080,
-    server_port: int = 5500,
-    admin_port: int = 5588,
-    address: str = "",
-) -> NodeHome:
-    """Create a node directory: configuration, anchor copy, migrated database."""
-    target = Path(directory)
+    options: InitOptions = InitOptions(),
+) -> tuple[NodeHome, bool]:
+    """Create a node directory: configuration, anchor copy, migrated database.
+
+    All or nothing: everything is built in a temporary directory beside the target
+    and renamed into place at the end, so a failure (a bad anchor, an unreachable
+    database) leaves no half-made node directory. Returns the node and whether a
+    PostgreSQL database was created for it.
+    """
+    target = Path(directory).absolute()
     if (target / CONFIG_FILE).exists():
         raise ConfigError(f"{target} already holds a node ({CONFIG_FILE}); refusing to overwrite")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"{target} exists and is not an empty directory; choose a new one")
     member_id = MemberId.parse(member)
     NodeId.of(member_id, server_code)
     anchor_pem = Path(anchor).read_bytes()
     load_certificate(anchor)  # validates the anchor file before anything is written
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "keys").mkdir(exist_ok=True)
-    (target / "certs").mkdir(exist_ok=True)
-    ConfStore(target / "globalconf").install_anchor(anchor_pem)
-    (target / CONFIG_FILE).write_text(
-        render_config(
-            str(member_id),
-            server_code,
-            central_url,
-            db_url,
-            client_port,
-            server_port,
-            admin_port,
-            address,
-        )
-    )
-    return NodeHome.open(target)
+    config = NodeConfig()
+    config.node.member, config.node.server_code = str(member_id), server_code
+    config.central.url = central_url
+    config.database.url = options.db_url
+    config.client.host, config.client.port = options.client_host, options.client_port
+    config.server.host, config.server.port = options.server_host, options.server_port
+    config.server.address = options.address
+    config.admin.host, config.admin.port = options.admin_host, options.admin_port
+    text = render_config(config)
+    created = db.ensure_database(options.db_url) if options.db_url else False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.init-", dir=target.parent))
+    try:
+        (staging / "keys").mkdir(mode=0o700)
+        (staging / "certs").mkdir()
+        ConfStore(staging / "globalconf").install_anchor(anchor_pem)
+        (staging / CONFIG_FILE).write_text(text)
+        NodeHome.open(staging).close()  # migrates the database (SQLite: inside staging)
+        os.rename(staging, target)  # an empty target directory is replaced, atomically
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return NodeHome.open(target), created

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from secnode.core.policy import (
     load_policy,
     parse_request,
 )
+from secnode.core.policy.request import _REQUEST_KEYS
 from secnode.core.policy.timeutil import parse_instant
 from secnode.policy import tables as t
 from tests.conftest import make_ca
@@ -267,6 +269,10 @@ def test_consent_recorded_then_withdrawn_with_events(loaded: NodeCli, tmp_path: 
     assert "exists" in loaded("consent", "add", tmp_path / "c.json", ok=False).stderr
     listed = loaded.json("consent", "list", "--subject", "S-T1")
     assert [(c["consent_id"], c["status"]) for c in listed] == [("CR-T1", "ConsentGiven")]
+    assert listed[0]["recipients"] == ["JP/COM/BIZ-X/app"]  # typed lists, not joined text
+    assert listed[0]["purposes"] == ["CHILD-WATCH"]
+    table = loaded("consent", "list", "--subject", "S-T1").stdout
+    assert "JP/COM/BIZ-X/app" in table and "['" not in table
     loaded("consent", "withdraw", "CR-T1", "--at", "2026-05-20T12:00:00+09:00", "--by", "窓口")
     decision = loaded.explain(child_watch("CR-T1", "S-T1"), tmp_path)
     assert (decision["decision"], decision["reason"]) == ("DENY", "CONSENT_NOT_VALID")
@@ -451,3 +457,30 @@ def test_a_corrupted_store_is_reported_not_used(loaded: NodeCli) -> None:
     assert shown["registry_digest"] is None and "label_ja" in shown["load_error"]
     decision = loaded.json("policy", "explain", REQUESTS / "child-watch-consent.json", "--at", AT)
     assert (decision["decision"], decision["reason"]) == ("DENY", "SYSTEM_ERROR")
+
+
+def test_the_documented_explain_request_is_decided_as_documented(
+    loaded: NodeCli, tmp_path: Path
+) -> None:
+    """docs/policy.md §10.1: its example is the examples file, and explain allows it with
+    the keys the text names."""
+    text = (ROOT / "docs" / "policy.md").read_text()
+    section = text[text.index("### 10.1 The request `policy explain` reads") :]
+    section = section[: section.index("\n## ")]
+    documented = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    assert documented == json.loads((REQUESTS / "welfare-law.json").read_text())
+    decision = loaded.explain(documented, tmp_path)
+    assert (decision["decision"], decision["reason"]) == ("ALLOW", "OK_STATUTE"), decision
+    assert {
+        "decision",
+        "reason",
+        "article",
+        "permitted_fields",
+        "step",
+        "checks_passed",
+        "obligations",
+        "policy_digest",
+        "request",
+    } <= set(decision)
+    keys = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE))
+    assert keys == {"client", "service", *_REQUEST_KEYS}  # every key the parser takes

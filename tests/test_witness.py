@@ -27,7 +27,7 @@ from secnode.core.witness import (
 )
 from secnode.messagelog import tables
 from secnode.messagelog.convert import record_of, row_of
-from secnode.messagelog.database import add_missing_columns
+from secnode.messagelog.database import LEGACY_BASELINE, LOG_SCHEMA
 from secnode.store import db
 
 CHAIN = "JP/GOV/072028/ss1#4f1c2a9e"
@@ -130,8 +130,8 @@ def test_a_log_database_from_an_earlier_release_gets_the_column(tmp_path: Path) 
             conn.execute(text("ALTER TABLE mlog_records DROP COLUMN witness"))
             row = {k: v for k, v in row_of(old).items() if k != "witness"}
             conn.execute(tables.records.insert().values(**row))
-        add_missing_columns(engine)
-        add_missing_columns(engine)  # idempotent
+        db.migrate(engine, LOG_SCHEMA, baseline=LEGACY_BASELINE)
+        db.migrate(engine, LOG_SCHEMA, baseline=LEGACY_BASELINE)  # idempotent
         columns = {c["name"] for c in inspect(engine).get_columns("mlog_records")}
         assert "witness" in columns
         with engine.connect() as conn:

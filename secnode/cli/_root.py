@@ -12,7 +12,19 @@ from __future__ import annotations
 import click
 
 from certs.cliutil import ErrorMappingGroup
-from secnode.cli.commands import agreements, demo, log, policy, records, services, setup, status
+from secnode.cli.commands import (
+    agreements,
+    backup,
+    database,
+    demo,
+    log,
+    policy,
+    policy_authoring,
+    records,
+    services,
+    setup,
+    status,
+)
 
 
 @click.group(cls=ErrorMappingGroup)
@@ -31,6 +43,10 @@ for _command in (
     status.status_cmd,
     setup.sync_cmd,
     setup.serve_cmd,
+    # day two: schema upgrades, backup and restore
+    database.db_group,
+    backup.backup_cmd,
+    backup.restore_cmd,
     # what the node provides and who may call
     services.service_group,
     services.acl_group,
@@ -49,3 +65,9 @@ for _command in (
 ):
     main.add_command(_command)
 services.service_group.add_command(policy.classify_cmd)
+for _command in (
+    policy_authoring.policy_init,
+    policy_authoring.member_group,
+    policy_authoring.purpose_group,
+):
+    policy.policy_group.add_command(_command)

@@ -85,16 +85,30 @@ def _is_tsa(cert: x509.Certificate) -> bool:
     return ExtendedKeyUsageOID.TIME_STAMPING in usage
 
 
-def held_confs(globalconf_dir: Path, anchors: list[x509.Certificate]) -> list[GlobalConf]:
-    """Every global configuration kept in ``globalconf_dir`` that the anchors verify."""
+def conf_dirs(globalconf_dir: Path) -> list[Path]:
+    """Where configuration copies are in ``globalconf_dir``: a node's layout (``v*/``), what
+    ``central conf export --out-dir`` writes (``conf.json`` + ``conf.sig`` in the directory
+    itself), or several such exports side by side (one per subdirectory)."""
+    found = [globalconf_dir] if (globalconf_dir / "conf.json").is_file() else []
+    found += sorted(p for p in globalconf_dir.iterdir() if p.is_dir() and not p.is_symlink())
+    return [d for d in found if (d / "conf.json").is_file() and (d / "conf.sig").is_file()]
+
+
+def held_confs(
+    globalconf_dir: Path, anchors: list[x509.Certificate], problems: list[str] | None = None
+) -> list[GlobalConf]:
+    """Every global configuration kept in ``globalconf_dir`` that the anchors verify.
+
+    ``problems`` collects why a copy was not used (so a refusal can say what to fix).
+    """
     confs: dict[int, GlobalConf] = {}
-    for version_dir in sorted(globalconf_dir.glob("v*")):
+    for version_dir in conf_dirs(globalconf_dir):
         doc, sig = version_dir / "conf.json", version_dir / "conf.sig"
-        if not (doc.is_file() and sig.is_file()):
-            continue
         try:
             conf = verify(doc.read_bytes(), sig.read_bytes(), anchors, allow_expired=True)
-        except GlobalConfError:
+        except GlobalConfError as exc:
+            if problems is not None:
+                problems.append(f"{version_dir}: {exc}")
             continue
         confs[conf.version] = conf
     return [confs[v] for v in sorted(confs)]
@@ -109,8 +123,9 @@ def load_trust(anchor_file: Path, globalconf_dir: Path | None = None) -> Auditor
     except GlobalConfError as exc:
         raise AnchorError(f"{anchor_file}: {exc}") from exc
     trust = AuditorTrust()
+    problems: list[str] = []
     if globalconf_dir is not None and globalconf_dir.is_dir():
-        trust.confs = held_confs(globalconf_dir, given)
+        trust.confs = held_confs(globalconf_dir, given, problems)
     signers = {_der(c.signer) for c in trust.confs}
     seen: set[bytes] = set()
 
@@ -139,7 +154,15 @@ def load_trust(anchor_file: Path, globalconf_dir: Path | None = None) -> Auditor
             )
     if not trust.ca_certs:
         where = f" or in the global configurations in {globalconf_dir}" if globalconf_dir else ""
-        raise AnchorError(f"no CA certificate to trust: none in {anchor_file}{where}")
+        hint = ""
+        if globalconf_dir is not None and problems:
+            hint = f" (not verified by the anchor: {'; '.join(problems)})"
+        elif globalconf_dir is not None:
+            hint = (
+                f" ({globalconf_dir} holds no conf.json with conf.sig: give a node's globalconf/ "
+                "directory or what 'central conf export --out-dir DIR' wrote)"
+            )
+        raise AnchorError(f"no CA certificate to trust: none in {anchor_file}{where}{hint}")
     return trust
 
 

@@ -10,22 +10,30 @@ coupling) the log's tables are in the node's database, created by Alembic
 revision ``0002_messagelog``. ``[messagelog] database`` names another
 database explicitly.
 
-A database other than the node's gets its tables from
-:mod:`secnode.messagelog.tables` (``CREATE TABLE IF NOT EXISTS``), the same
-definitions the Alembic revision spells out.
+A database other than the node's has an Alembic environment of its own
+(``secnode/messagelog/migrations``, revision table ``mlog_alembic_version``).
+Databases made before it existed (``create_all``, no revision row) are stamped
+at its first revision, which is that schema, and then upgraded.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, inspect, make_url, text
+from sqlalchemy import Engine, make_url
 
 from secnode.config import NodeDir
 from secnode.messagelog import tables
 from secnode.store import db
 
 LOG_FILE = "messagelog.db"
+LOG_SCHEMA = db.Schema(
+    "message log database",
+    Path(__file__).resolve().parent / "migrations",
+    "mlog_alembic_version",
+)
+#: The schema ``create_all`` made before the log database had migrations.
+LEGACY_BASELINE = ("0001_mlog", tuple(sorted(tables.metadata.tables)))
 
 
 def log_db_url(nd: NodeDir) -> str:
@@ -39,35 +47,28 @@ def log_db_url(nd: NodeDir) -> str:
     return node_url
 
 
+def is_separate(nd: NodeDir) -> bool:
+    """True when the log has a database of its own (not the node's, which holds it itself)."""
+    return log_db_url(nd) != nd.db_url
+
+
+def migrate_log(nd: NodeDir, engine: Engine) -> tuple[str | None, str | None]:
+    """Bring a separate log database to the newest revision: (before, after)."""
+    return db.migrate(engine, LOG_SCHEMA, baseline=LEGACY_BASELINE)
+
+
 def open_log_engine(nd: NodeDir, create: bool = True) -> Engine:
-    """An engine on the log's database; its tables are created unless ``create`` is false
-    (the auditor's ``verify`` only reads). The node's own database is migrated by
-    Alembic when the node is opened, so nothing is created there."""
-    url = log_db_url(nd)
-    engine = db.make_engine(url)
-    if create and url != nd.db_url:
-        tables.metadata.create_all(engine, checkfirst=True)
-        add_missing_columns(engine)
+    """An engine on the log's database, migrated unless ``create`` is false (the
+    auditor's ``verify`` only reads). The node's own database is migrated by Alembic
+    when the node is opened, so nothing is done when the log lives there."""
+    engine = db.make_engine(log_db_url(nd))
+    if create and is_separate(nd):
+        migrate_log(nd, engine)
     return engine
 
 
 #: Columns added to ``mlog_records`` after its first release (Alembic revision 0006 adds
 #: them to the node's own database); a separate log database gets them here.
-_ADDED_COLUMNS = (("witness", "TEXT"),)
-
-
-def add_missing_columns(engine: Engine) -> None:
-    """Bring a log database made by an earlier release up to the current table (nullable
-    columns only, so old rows stay as they were and keep their hashes)."""
-    present = {c["name"] for c in inspect(engine).get_columns(tables.records.name)}
-    missing = [(name, kind) for name, kind in _ADDED_COLUMNS if name not in present]
-    if not missing:
-        return
-    with engine.begin() as conn:
-        for name, kind in missing:
-            conn.execute(text(f"ALTER TABLE {tables.records.name} ADD COLUMN {name} {kind}"))
-
-
 def has_log_database(nd: NodeDir) -> bool:
     """False for a SQLite log file that does not exist (a node that never logged)."""
     url = log_db_url(nd)

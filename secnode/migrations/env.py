@@ -9,13 +9,17 @@ from secnode.store import models
 
 config = context.config
 target_metadata = models.Base.metadata
+version_table = config.get_main_option("version_table") or "alembic_version"
 
 
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            version_table=version_table,
         )
         with context.begin_transaction():
             context.run_migrations()
@@ -26,7 +30,12 @@ def run() -> None:
         poolclass=pool.NullPool,
     )
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=conn,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            version_table=version_table,
+        )
         with context.begin_transaction():
             context.run_migrations()
 

@@ -260,8 +260,8 @@ def _consent_summary(row: dict[str, Any]) -> dict[str, Any]:
         "consent_id": row["consent_id"],
         "subject_ref": row["subject_ref"],
         "status": row["status"],
-        "recipients": ",".join(doc.get("recipients", [])),
-        "purposes": ",".join(doc.get("purposes", [])),
+        "recipients": list(doc.get("recipients", [])),
+        "purposes": list(doc.get("purposes", [])),
         "expires_at": doc.get("expires_at"),
         "updated_at": row["updated_at"],
     }

@@ -271,7 +271,11 @@ def stops_for(
 
 # ----- import ----------------------------------------------------------------------------------
 def import_policy(
-    conn: Connection, snapshot: PolicySnapshot, actor: str, source: str | None
+    conn: Connection,
+    snapshot: PolicySnapshot,
+    actor: str,
+    source: str | None,
+    enforcing: bool | None = True,
 ) -> dict[str, int]:
     """Merge a validated policy document into the registry; returns counts of changes.
 
@@ -279,10 +283,13 @@ def import_policy(
     (agreements end by ``terminate``, never by omission). An agreement whose content
     changed must carry a higher version; its state may change in place. The merged
     result is validated as a whole before commit, so an import is all or nothing.
+    ``enforcing``: turn enforcement on (an import), or ``None`` to leave it as it is
+    (one entry added by ``secnode policy member|purpose add``).
     """
     exported = dump_policy(snapshot)
     begin_change(
         conn,
+        enforcing=enforcing,
         settings=canonical(exported["settings"]),
         policy_version=snapshot.policy_version,
         set_version=True,

@@ -129,9 +129,12 @@ def consent_list(node: NodeHome, subject_ref: str | None, as_json: bool) -> None
     if as_json:
         echo_json(summaries)
     else:
+        rows = [
+            {**c, "recipients": ",".join(c["recipients"]), "purposes": ",".join(c["purposes"])}
+            for c in summaries
+        ]  # JSON keeps the lists; the table shows them joined
         echo_table(
-            summaries,
-            ["consent_id", "subject_ref", "status", "recipients", "purposes", "expires_at"],
+            rows, ["consent_id", "subject_ref", "status", "recipients", "purposes", "expires_at"]
         )
 
 

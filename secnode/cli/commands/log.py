@@ -100,7 +100,9 @@ def _print_report(result: AuditResult) -> None:
     "--globalconf",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="A copy of a node's globalconf/ directory (with ARCHIVE...).",
+    help="Global configurations to take the approved CAs and TSAs from (with ARCHIVE...): "
+    "what 'central conf export --out-dir DIR' wrote, several such exports in subdirectories, "
+    "or a node's globalconf/ directory.",
 )
 @click.option(
     "--partial",

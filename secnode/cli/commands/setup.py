@@ -27,7 +27,8 @@ from secnode import enrolment
 from secnode.app import jobs
 from secnode.cli.options import json_option, node_command
 from secnode.core.jsonfmt import format_time
-from secnode.home import NodeHome, init_node
+from secnode.home import InitOptions, NodeHome, init_node
+from secnode.store.db import redact
 
 
 @click.command("init")
@@ -41,11 +42,48 @@ from secnode.home import NodeHome, init_node
     type=click.Path(exists=True, dir_okay=False),
     help="Configuration anchor (central's anchor.pem), handed over out of band.",
 )
-@click.option("--db", "db_url", default="", help="SQLAlchemy URL (default: sqlite in DIR).")
-@click.option("--client-port", default=8080, show_default=True, type=int)
-@click.option("--server-port", default=5500, show_default=True, type=int)
-@click.option("--admin-port", default=5588, show_default=True, type=int)
-@click.option("--address", default="", help="host:port other nodes use to reach this node.")
+@click.option(
+    "--db",
+    "db_url",
+    default="",
+    help="SQLAlchemy URL, e.g. postgresql+psycopg://secnode@db/secnode "
+    "(default: SQLite in DIR). A missing PostgreSQL database is created if allowed.",
+)
+@click.option(
+    "--host",
+    "server_host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address the node-to-node interface listens on ([server] host).",
+)
+@click.option(
+    "--port",
+    "--server-port",
+    "server_port",
+    default=5500,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the node-to-node interface ([server] port).",
+)
+@click.option(
+    "--client-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the interface for your information systems ([client] host).",
+)
+@click.option("--client-port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--admin-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of /health and /metrics ([admin] host).",
+)
+@click.option("--admin-port", default=5588, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--address",
+    default="",
+    help="host:port other nodes use to reach this node (default: 127.0.0.1:PORT).",
+)
 def init_cmd(
     directory: str,
     member: str,
@@ -53,24 +91,28 @@ def init_cmd(
     central_url: str,
     anchor: str,
     db_url: str,
-    client_port: int,
+    server_host: str,
     server_port: int,
+    client_host: str,
+    client_port: int,
+    admin_host: str,
     admin_port: int,
     address: str,
 ) -> None:
-    """Create a node directory: secnode.toml, database, anchor copy."""
-    node = init_node(
-        directory,
-        member,
-        server_code,
-        central_url,
-        anchor,
-        db_url,
-        client_port,
-        server_port,
-        admin_port,
-        address or f"127.0.0.1:{server_port}",
+    """Create a node directory: secnode.toml, database, anchor copy (all or nothing)."""
+    options = InitOptions(
+        db_url=db_url,
+        client_host=client_host,
+        client_port=client_port,
+        server_host=server_host,
+        server_port=server_port,
+        admin_host=admin_host,
+        admin_port=admin_port,
+        address=address or f"127.0.0.1:{server_port}",
     )
+    node, created = init_node(directory, member, server_code, central_url, anchor, options)
+    if created:
+        click.echo(f"created database {redact(db_url)}")
     click.echo(f"initialised node {node.node_id} in {node.path}")
     node.close()
 

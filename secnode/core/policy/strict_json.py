@@ -162,6 +162,12 @@ class Value:
             self.fail(str(exc))
 
 
+#: The one key every object may carry besides its own: a note for the people who edit the
+#: file (JSON has no comments). It must be text, and it never decides anything; the
+#: canonical export leaves it out.
+COMMENT_KEY = "$comment"
+
+
 class Fields:
     """An object whose keys are closed: unknown keys fail, required keys must be present."""
 
@@ -174,6 +180,9 @@ class Fields:
         self._data: dict[str, object] = value.raw
         allowed = set(required) | set(optional)
         for key in self._data:
+            if key == COMMENT_KEY:
+                Value(self._data[key], value.child(key)).text(what="comment")
+                continue
             if key not in allowed:
                 hint = ", ".join(sorted(allowed))
                 raise PolicyFormatError(value.child(key), f"unknown key {key!r} (allowed: {hint})")
