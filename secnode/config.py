@@ -63,6 +63,18 @@ class ServerSection:
 class AdminSection:
     host: str = "127.0.0.1"
     port: int = 5588
+    tls_cert: str = ""  # set cert+key: the admin listener serves HTTPS and the web console
+    tls_key: str = ""
+
+
+@dataclass
+class DisclosureSection:
+    """The resident disclosure page (APPI Art. 33(5)); its own listener, off by default."""
+
+    host: str = "0.0.0.0"
+    port: int = 0  # 0: no disclosure page
+    tls_cert: str = ""  # required when port is set: the page is served over HTTPS only
+    tls_key: str = ""
 
 
 @dataclass
@@ -99,6 +111,7 @@ class NodeConfig:
     client: ClientSection = field(default_factory=ClientSection)
     server: ServerSection = field(default_factory=ServerSection)
     admin: AdminSection = field(default_factory=AdminSection)
+    disclosure: DisclosureSection = field(default_factory=DisclosureSection)
     ocsp: OcspSection = field(default_factory=OcspSection)
     messagelog: MessageLogSection = field(default_factory=MessageLogSection)
     policy: PolicySection = field(default_factory=PolicySection)
@@ -228,6 +241,14 @@ replay_window = 600             # seconds an id is remembered (at least the OCSP
 [admin]                         # /health and /metrics
 host = "127.0.0.1"
 port = {admin_port}
+tls_cert = ""                   # set cert+key to serve HTTPS and the web console (/console/)
+tls_key = ""
+
+[disclosure]                    # residents' page of who received their data (HTTPS only)
+host = "0.0.0.0"
+port = 0                        # 0: off
+tls_cert = ""
+tls_key = ""
 
 [ocsp]
 fetch_interval = 0              # 0: the global configuration's ocsp_fetch_interval

@@ -12,7 +12,17 @@ from __future__ import annotations
 import click
 
 from certs.cliutil import ErrorMappingGroup
-from secnode.cli.commands import agreements, demo, log, policy, records, services, setup, status
+from secnode.cli.commands import (
+    agreements,
+    console,
+    demo,
+    log,
+    policy,
+    records,
+    services,
+    setup,
+    status,
+)
 
 
 @click.group(cls=ErrorMappingGroup)
@@ -44,8 +54,11 @@ for _command in (
     agreements.stop_group,
     records.records_cmd,
     records.report_group,
+    # the web console's accounts
+    console.admin_group,
     # the two-city demo federation
     demo.demo,
 ):
     main.add_command(_command)
 services.service_group.add_command(policy.classify_cmd)
+records.records_cmd.add_command(console.access_code_cmd)
