@@ -72,7 +72,7 @@ def new_login_token() -> str:
 
 
 def refuse(request: web.Request, status: int, message: str) -> web.Response:
-    return html("error.html", status, **page(request, status=status, message=message))
+    return html("error.html", status, **page(request, code=status, message=message))
 
 
 async def _record(request: web.Request, action: str, outcome: str, detail: str) -> None:
@@ -121,7 +121,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 return refuse(request, 403, "The form's security token is missing or wrong.")
             if route not in READ_ONLY_POSTS and not user.can_change:
                 await _record(request, f"refused {route}", "refused", f"role {user.role}")
-                return refuse(request, 403, f"A {user.role} cannot change the node.")
+                return refuse(request, 403, f"The {user.role} role cannot change the node.")
         return await handler(request)
     except web.HTTPException:
         raise
