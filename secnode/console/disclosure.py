@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
@@ -20,9 +21,11 @@ from certs.errors import SecnodeError
 from secnode.console import clock
 from secnode.console.accounts import hash_secret, verify_secret
 from secnode.console.tables import access_codes, resident_requests
-from secnode.core.identifiers import IdentifierError, parse_client
+from secnode.core.identifiers import IdentifierError, MemberId, parse_client
 from secnode.core.policy import PolicySnapshot
 from secnode.core.policy.vocabulary import builtin_basis
+from secnode.globalconf import ConfStore
+from secnode.home import NodeHome
 from secnode.policy import store as policy_store
 from secnode.policy import tables as pol
 from secnode.policy.records import subject_records
@@ -109,14 +112,23 @@ def _registry(conn: Connection) -> PolicySnapshot | None:
         return None
 
 
-def _organisation(registry: PolicySnapshot | None, recipient: str) -> str:
+def _organisation(
+    registry: PolicySnapshot | None, names: Mapping[MemberId, str], recipient: str
+) -> str:
+    """The recipient member's name: from the policy registry, else the global configuration."""
     try:
         member = parse_client(recipient).member
     except IdentifierError:
         return recipient
     known = registry.members.get(member) if registry is not None else None
-    name = getattr(known, "name", None)
-    return f"{name} ({member})" if name else str(member)
+    name = getattr(known, "name", None) or names.get(member)
+    return str(name) if name else str(member)
+
+
+def member_names(node: NodeHome) -> dict[MemberId, str]:
+    """Member names from the node's last verified global configuration (empty without one)."""
+    conf = ConfStore(node.dir.globalconf_dir).load_last_good()
+    return {} if conf is None else {m: member.name for m, member in conf.members.items()}
 
 
 def _basis(registry: PolicySnapshot | None, code: str) -> dict[str, str]:
@@ -135,7 +147,9 @@ def _purpose(registry: PolicySnapshot | None, code: str | None) -> dict[str, str
     return {"code": code, "ja": known.label_ja, "en": known.label_en}
 
 
-def resident_view(engine: Engine, subject_ref: str) -> dict[str, Any]:
+def resident_view(
+    engine: Engine, subject_ref: str, names: Mapping[MemberId, str] | None = None
+) -> dict[str, Any]:
     """The provisions of this subject's data only, labelled for a resident, oldest first."""
     found = subject_records(engine, subject_ref)
     with engine.connect() as conn:
@@ -164,7 +178,7 @@ def resident_view(engine: Engine, subject_ref: str) -> dict[str, Any]:
             {
                 "at": record["at"],
                 "recipient": record.get("recipient"),
-                "organisation": _organisation(registry, str(record.get("recipient"))),
+                "organisation": _organisation(registry, names or {}, str(record.get("recipient"))),
                 "service": record.get("service"),
                 "items": list(record.get("data_items") or []),
                 "purpose": _purpose(registry, purposes.get(sha)),

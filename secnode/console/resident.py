@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -80,13 +81,20 @@ async def _session(request: web.Request) -> sessions.Session | None:
     )
 
 
+async def _view(request: web.Request, subject_ref: str) -> dict[str, Any]:
+    node = request.app[NODE]
+
+    def build() -> dict[str, Any]:
+        return disclosure.resident_view(node.engine, subject_ref, disclosure.member_names(node))
+
+    return await asyncio.to_thread(build)
+
+
 async def records_page(request: web.Request) -> web.StreamResponse:
     session = await _session(request)
     if session is None:
         raise web.HTTPSeeOther("/")
-    view = await asyncio.to_thread(
-        disclosure.resident_view, request.app[NODE].engine, session.principal
-    )
+    view = await _view(request, session.principal)
     asked = await asyncio.to_thread(
         disclosure.requests, request.app[NODE].engine, session.principal
     )
@@ -109,7 +117,7 @@ async def make_request(request: web.Request) -> web.StreamResponse:
         str(form.get("target", "")),
         str(form.get("note", "")),
     )
-    view = await asyncio.to_thread(disclosure.resident_view, engine, session.principal)
+    view = await _view(request, session.principal)
     asked = await asyncio.to_thread(disclosure.requests, engine, session.principal)
     return html("resident_records.html", view=view, asked=asked, csrf=session.csrf, sent=True)
 
@@ -117,8 +125,9 @@ async def make_request(request: web.Request) -> web.StreamResponse:
 async def end_session(request: web.Request) -> web.StreamResponse:
     session = await _session(request)
     form = await request.post()
-    if session is not None and sessions.csrf_ok(session.csrf, form.get("csrf")):
-        await asyncio.to_thread(sessions.end, request.app[NODE].engine, request.cookies.get(COOKIE))
+    if session is not None and not sessions.csrf_ok(session.csrf, form.get("csrf")):
+        return html("resident_error.html", 403, message="The form has expired; start again.")
+    await asyncio.to_thread(sessions.end, request.app[NODE].engine, request.cookies.get(COOKIE))
     response = web.HTTPSeeOther("/")
     response.del_cookie(COOKIE, path="/")
     return response
