@@ -227,7 +227,8 @@ def personal_echo(fed: Federation) -> tuple[str, dict[str, str]]:
 
 def node_counter(city: CityNode, name: str) -> float:
     """A runtime counter from the node's /metrics (0 until it was first counted)."""
-    with urllib.request.urlopen(f"{city.admin_url}/metrics", timeout=10) as resp:
+    url = f"{city.admin_url}/metrics"
+    with urllib.request.urlopen(url, timeout=10, context=city.admin_context()) as resp:
         for line in resp.read().decode().splitlines():
             if line.startswith(f"secnode_{name} "):
                 return float(line.split()[1])
