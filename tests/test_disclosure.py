@@ -78,6 +78,7 @@ def test_a_valid_code_shows_exactly_the_holders_records(cf: ConsoleFederation) -
     assert "本人同意" in text and "Consent of the individual" in text
     assert "法令に基づく場合" in text and "Based on laws and regulations" in text
     assert "CHILD-WATCH" in text  # the purpose of the decision behind the provision
+    assert text.count(" JST</td>") == 2  # times as a resident in Japan reads them
     for other in ("S-BOB", "secret_item_of_bob", "BOB-ONLY-PURPOSE", BIZ):
         assert other not in text.replace('id="subject-ref">S-ALICE<', ""), other
 

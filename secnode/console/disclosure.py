@@ -147,6 +147,18 @@ def _purpose(registry: PolicySnapshot | None, code: str | None) -> dict[str, str
     return {"code": code, "ja": known.label_ja, "en": known.label_en}
 
 
+JST = dt.timezone(dt.timedelta(hours=9), "JST")
+
+
+def _jst(at: str) -> str:
+    """A stored UTC instant as a resident reads it: Japan time, to the minute."""
+    try:
+        instant = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        return at
+    return instant.astimezone(JST).strftime("%Y-%m-%d %H:%M JST")
+
+
 def resident_view(
     engine: Engine, subject_ref: str, names: Mapping[MemberId, str] | None = None
 ) -> dict[str, Any]:
@@ -177,6 +189,7 @@ def resident_view(
         provisions.append(
             {
                 "at": record["at"],
+                "at_jst": _jst(str(record["at"])),
                 "recipient": record.get("recipient"),
                 "organisation": _organisation(registry, names or {}, str(record.get("recipient"))),
                 "service": record.get("service"),
