@@ -4,6 +4,8 @@ node database, server-side sessions, the login limiter and the append-only audit
 from __future__ import annotations
 
 import json
+import secrets
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from secnode.cli import main as secnode_main
 from secnode.console import accounts, audit, sessions
 from secnode.console.ratelimit import AttemptLimiter
 from secnode.home import NodeHome
+from secnode.store import db
 from tests.conftest import PASSPHRASE
 from tests.nodefixtures import Federation, invoke
 
@@ -172,3 +175,39 @@ def test_the_audit_trail_is_append_only(node: NodeHome) -> None:
         with pytest.raises(sa.exc.DatabaseError, match="append-only"), node.engine.begin() as c:
             c.execute(sa.text(statement))
     assert [e["actor"] for e in audit.entries(node.engine)] == ["olivia"]
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[sa.Engine]:
+    schema = f"console_{secrets.token_hex(4)}"
+    admin = sa.create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in pg_url else "?"
+    url = f"{pg_url}{sep}options=" + urllib.parse.quote(f"-csearch_path={schema}")
+    engine = db.make_engine(url)
+    try:
+        db.migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_accounts_codes_and_the_append_only_trail_on_postgresql(pg_engine: sa.Engine) -> None:
+    from secnode.console import disclosure
+
+    accounts.add_user(pg_engine, "olivia", "operator", "long enough password")
+    assert accounts.authenticate(pg_engine, "olivia", "long enough password") is not None
+    code, _ = disclosure.issue_code(pg_engine, "S-1", "test")
+    assert not disclosure.redeem(pg_engine, "S-1", "AAAA-BBBB-CCCC")
+    assert disclosure.redeem(pg_engine, "S-1", code)
+    assert not disclosure.redeem(pg_engine, "S-1", code)
+    audit.record(pg_engine, "olivia", "operator", "acl.grant", "residents/x")
+    for statement in ("UPDATE admin_audit SET actor = 'mallory'", "DELETE FROM admin_audit"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), pg_engine.begin() as c:
+            c.execute(sa.text(statement))
+    assert [e["actor"] for e in audit.entries(pg_engine)] == ["olivia"]
