@@ -9,22 +9,25 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from secnode.console import disclosure, tables
+from secnode.console import audit, disclosure, tables
 from secnode.home import NodeHome
 from tests.consolekit import Browser, ConsoleFederation, build, seed_provision
 
 pytestmark = pytest.mark.slow
 TAKA_PORTAL, BIZ = "JP/GOV/372013/portal", "JP/GOV/282103/app"
+EXAMPLE_POLICY = Path(__file__).resolve().parent.parent / "examples" / "policy" / "city-a.json"
 
 
 @pytest.fixture(scope="module")
 def cf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleFederation]:
     made = build(tmp_path_factory.mktemp("disclosure"))
     aizu = made.aizu.handle.dir
+    made.aizu.handle.cli("policy", "import", EXAMPLE_POLICY, "--by", "test")  # labels, consent CR-1
     seed_provision(aizu, "S-ALICE", TAKA_PORTAL, ["name", "address"], basis="CONSENT")
     seed_provision(aizu, "S-ALICE", TAKA_PORTAL, ["birth_date"], basis="APPI27-1-1")
     seed_provision(aizu, "S-BOB", BIZ, ["secret_item_of_bob"], purpose="BOB-ONLY-PURPOSE")
@@ -77,7 +80,8 @@ def test_a_valid_code_shows_exactly_the_holders_records(cf: ConsoleFederation) -
     assert "Takamatsu City" in text and "name, address" in text and "birth_date" in text
     assert "本人同意" in text and "Consent of the individual" in text
     assert "法令に基づく場合" in text and "Based on laws and regulations" in text
-    assert "CHILD-WATCH" in text  # the purpose of the decision behind the provision
+    # the purpose of the decision behind the provision, labelled from the policy registry
+    assert "児童見守り" in text and "Child watch service" in text
     assert text.count(" JST</td>") == 2  # times as a resident in Japan reads them
     for other in ("S-BOB", "secret_item_of_bob", "BOB-ONLY-PURPOSE", BIZ):
         assert other not in text.replace('id="subject-ref">S-ALICE<', ""), other
@@ -182,3 +186,26 @@ def test_access_codes_are_rate_limited_per_address(cf: ConsoleFederation) -> Non
         assert open_with(b, f"S-GUESS-{i}", "AAAA-BBBB-CCCC")[0] == 401
     status, text = open_with(b, "S-EVE", code)
     assert status == 429 and "Too many attempts" in text
+
+
+def test_an_operator_withdraws_a_consent_in_the_console(cf: ConsoleFederation) -> None:
+    console = Browser(cf.aizu.console_url, cf.aizu.ssl_context())
+    assert console.login("olivia")[0] == 303
+    _, _, page = console.get("/policy")
+    assert "CR-1" in page and "ConsentGiven" in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf
+    status, headers, _ = console.post(
+        "/policy/consents/withdraw", {"csrf": csrf.group(1), "consent_id": "CR-1"}
+    )
+    assert status == 303 and headers["location"] == "/console/policy?done=withdrawn"
+    node = NodeHome.open(cf.aizu.handle.dir)
+    try:
+        from secnode.policy import admin as policy_admin
+
+        status_now = {c["consent_id"]: c["status"] for c in policy_admin.consents(node, None)}
+        trail = [(e["actor"], e["action"], e["target"]) for e in audit.entries(node.engine)]
+    finally:
+        node.close()
+    assert status_now["CR-1"] == "ConsentWithdrawn"
+    assert ("olivia", "consent.withdraw", "CR-1") in trail

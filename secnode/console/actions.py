@@ -49,7 +49,8 @@ async def change(
 
 def done(path: str, what: str) -> web.HTTPSeeOther:
     """Back to the page after a change (POST/redirect/GET), naming what was done."""
-    return web.HTTPSeeOther(f"{path}?done={what}")
+    separator = "&" if "?" in path else "?"
+    return web.HTTPSeeOther(f"{path}{separator}done={what}")
 
 
 #: The only texts a ``?done=`` parameter can show (nothing from the URL is echoed).

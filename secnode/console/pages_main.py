@@ -39,7 +39,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     ctx, form = context(request), form_of(request)
     if not sessions.csrf_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
         return refuse(request, 403, "The form's security token is missing or wrong.")
-    username, password = form.get("username", "").strip(), form.get("password", "")
+    username, password = form.get("username", "").strip()[:64], form.get("password", "")[:1024]
     address = request.remote or "-"
     keys = (f"user:{username}", f"addr:{address}")
     engine = ctx.node.engine

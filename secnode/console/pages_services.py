@@ -4,6 +4,7 @@ operations as ``secnode service|acl|client`` (:mod:`secnode.services`)."""
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -104,7 +105,7 @@ async def edit_service(request: web.Request) -> web.StreamResponse:
         clear,
         detail={"url": url, "timeout": timeout, "openapi": "cleared" if clear else bool(openapi)},
     )
-    raise done(f"{PATH}/edit?service={service}", "edited")
+    raise done(f"{PATH}/edit?service={quote(service, safe='/')}", "edited")
 
 
 async def classify(request: web.Request) -> web.StreamResponse:
@@ -131,7 +132,7 @@ async def classify(request: web.Request) -> web.StreamResponse:
         by,
         detail={"non_personal": c.non_personal, "fields": c.fields, "purposes": c.purposes},
     )
-    raise done(f"{PATH}/edit?service={service}", "classified")
+    raise done(f"{PATH}/edit?service={quote(service, safe='/')}", "classified")
 
 
 async def grant(request: web.Request) -> web.StreamResponse:
