@@ -34,6 +34,8 @@ if CHROMIUM is None or DRIVER is None:
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (the dev extra) needed")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TAKA_PORTAL = "JP/GOV/372013/portal"
 
@@ -88,6 +90,13 @@ def shot(driver: WebDriver, name: str) -> None:
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
 
 
+def shows(driver: WebDriver, element_id: str, text: str) -> None:
+    """Wait until the page (the new one, after a click) shows ``text`` in the element."""
+    WebDriverWait(driver, 20).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, element_id), text)
+    )
+
+
 def login(driver: WebDriver, cf: ConsoleFederation, user: str) -> None:
     driver.get(cf.aizu.console_url + "/login")
     shot(driver, "login")
@@ -123,13 +132,13 @@ def test_operator_changes_an_access_right_and_the_next_exchange_honours_it(
         By.CSS_SELECTOR,
         f'button.revoke[data-service="residents/residents"][data-client="{TAKA_PORTAL}"]',
     ).click()
-    assert browser.find_element(By.ID, "done").text == "Access right revoked."
+    shows(browser, "done", "Access right revoked.")
     denied = residents_call(cf)
     assert denied.status >= 400 and b"AccessDenied" in denied.body
     browser.find_element(By.ID, "grant-service").send_keys("residents/residents")
     browser.find_element(By.ID, "grant-client").send_keys(TAKA_PORTAL)
     browser.find_element(By.ID, "grant").click()
-    assert browser.find_element(By.ID, "done").text == "Access right granted."
+    shows(browser, "done", "Access right granted.")
     assert residents_call(cf).status == 200
     browser.get(cf.aizu.console_url + "/audit")
     trail = browser.find_element(By.ID, "audit").text
@@ -154,6 +163,9 @@ def test_auditor_searches_the_log_and_opens_a_record(
     shot(browser, "record")
     browser.get(cf.aizu.console_url + "/log")
     browser.find_element(By.ID, "verify").click()
+    WebDriverWait(browser, 60).until(  # the page refreshes itself until the run is done
+        expected_conditions.presence_of_element_located((By.ID, "verdict"))
+    )
     assert browser.find_element(By.ID, "verdict").text
     shot(browser, "verify")
 
@@ -168,7 +180,7 @@ def test_auditor_downloads_the_transparency_report(
     fy.clear()
     fy.send_keys("2026")
     browser.find_element(By.ID, "show-report").click()
-    assert "FY2026" in browser.find_element(By.TAG_NAME, "h1").text
+    shows(browser, "report-title", "FY2026")
     shot(browser, "report")
     browser.find_element(By.ID, "report-csv").click()
     target = browser.downloads / "transparency-FY2026.csv"  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.demo.calls import CallResult, call_rest
 from secnode.home import NodeHome
 from tests.consolekit import PASSWORDS, Browser, ConsoleFederation, build
+from tests.nodefixtures import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -178,6 +179,9 @@ def test_an_access_right_changed_in_the_console_is_honoured_by_the_next_exchange
     assert ("JP/GOV/072028/residents/residents", taka_portal) not in rights(cf.aizu.handle.dir)
     denied = residents_call(cf)
     assert denied.status >= 400 and b"AccessDenied" in denied.body
+    _, _, dashboard = b.get("/")  # the provider logged the refusal; the dashboard counts it
+    refused = re.search(r'<table id="refused">(.*?)</table>', dashboard, re.S)
+    assert refused and "AccessDenied" in refused.group(1), dashboard
     status, _, _ = b.post(
         "/services/grant", {"csrf": csrf, "service": "residents/residents", "client": taka_portal}
     )
@@ -254,8 +258,15 @@ def test_log_search_record_verify_and_export(cf: ConsoleFederation) -> None:
     status, _, text = b.get("/log?search=1&since=yesterday")
     assert status == 400 and "not a date and time" in text
     csrf = b.csrf("/log")
-    status, _, text = b.post("/log/verify", {"csrf": csrf})
-    assert status == 200 and 'id="verdict"' in text
+    status, headers, _ = b.post("/log/verify", {"csrf": csrf})
+    assert status == 303 and headers["location"] == "/console/log/verify"
+
+    def result() -> str | None:
+        page = b.get("/log/verify")[2]
+        return page if 'id="verdict"' in page else None
+
+    text = wait_until(result, 60, "the verification result")
+    assert "Started by arthur" in text
     status, headers, _ = b.post("/log/export", {"csrf": csrf, "message_id": message_id})
     assert status == 200 and headers["content-type"] == "application/zip"
     assert "attachment" in headers["content-disposition"]

@@ -37,6 +37,7 @@ def build_console_app(ctx: ConsoleContext) -> web.Application:
     r.add_get("/log", pages_log.log_page, name="log")
     r.add_get("/log/record/{id}", pages_log.record_page, name="log-record")
     r.add_post("/log/verify", pages_log.verify, name="log-verify")
+    r.add_get("/log/verify", pages_log.verify_status, name="log-verify-status")
     r.add_post("/log/export", pages_log.export, name="log-export")
     r.add_get("/policy", pages_policy.policy_page, name="policy")
     r.add_post("/policy/consents/withdraw", pages_policy.withdraw, name="consent-withdraw")

@@ -7,6 +7,7 @@ function and a hook to call after a change (reload the in-memory service table).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,16 @@ async def _no_health() -> dict[str, Any]:
 
 
 @dataclass
+class VerifyJob:
+    """The one "verify now" run of this process: who started it, when, and its result."""
+
+    started_by: str
+    started_at: dt.datetime
+    task: asyncio.Task[dict[str, Any]]
+    finished_at: dt.datetime | None = None
+
+
+@dataclass
 class ConsoleContext:
     node: NodeHome
     passphrase: bytes
@@ -35,6 +46,7 @@ class ConsoleContext:
         default_factory=lambda: AttemptLimiter(LOGIN_LIMIT, LOGIN_WINDOW)
     )
     session_lifetime: dt.timedelta = SESSION_LIFETIME
+    verify_job: VerifyJob | None = None
 
 
 CONTEXT = web.AppKey("console_context", ConsoleContext)

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
+import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from secnode.console import audit
+from secnode.console.context import VerifyJob
 from secnode.console.render import download, html
-from secnode.console.security import context, form_of, page, user_of
+from secnode.console.security import BASE, context, form_of, page, user_of
 from secnode.home import NodeHome
 from secnode.messagelog import evidence
 from secnode.messagelog.store import SearchFilter
 
+log = logging.getLogger("secnode.console")
 FIELDS = ("client", "service", "message_id", "user_id")
 LIMIT = 200
 
@@ -71,26 +76,50 @@ async def record_page(request: web.Request) -> web.Response:
     return html("record.html", **page(request, record=record, pretty=pretty))
 
 
-async def verify(request: web.Request) -> web.Response:
-    """Run the offline verifier over the node's database and archives, now."""
+async def verify(request: web.Request) -> web.StreamResponse:
+    """Start the offline verifier over the node's database and archives (one run at a time);
+    its page shows the run's progress and then the result."""
     ctx, user = context(request), user_of(request)
-    node_dir = str(ctx.node.path)
-    result = await asyncio.to_thread(lambda: evidence.audit(node_dir, [], None, None, False))
-    report = result.to_json()
-    await asyncio.to_thread(
-        audit.record,
-        ctx.node.engine,
-        user.username,
-        user.role,
-        "log.verify",
-        "message log",
-        "ok",
-        {"result_ok": bool(report.get("ok"))},
-    )
-    return html(
-        "verify.html",
-        **page(request, report=report, text=json.dumps(report, indent=2, ensure_ascii=False)),
-    )
+    job = ctx.verify_job
+    if job is None or job.task.done():
+        node_dir = str(ctx.node.path)
+
+        def run() -> dict[str, Any]:
+            return evidence.audit(node_dir, [], None, None, False).to_json()
+
+        job = VerifyJob(user.username, dt.datetime.now(dt.UTC), asyncio.create_task(_run(run)))
+        job.task.add_done_callback(functools.partial(_finished, job))
+        ctx.verify_job = job
+        await asyncio.to_thread(
+            audit.record, ctx.node.engine, user.username, user.role, "log.verify", "message log"
+        )
+    raise web.HTTPSeeOther(f"{BASE}/log/verify")
+
+
+async def _run(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return await asyncio.to_thread(work)
+
+
+def _finished(job: VerifyJob, _task: object) -> None:
+    job.finished_at = dt.datetime.now(dt.UTC)
+
+
+async def verify_status(request: web.Request) -> web.Response:
+    job = context(request).verify_job
+    if job is None:
+        raise web.HTTPSeeOther(f"{BASE}/log")
+    until = job.finished_at or dt.datetime.now(dt.UTC)
+    values = {"job": job, "elapsed": round((until - job.started_at).total_seconds())}
+    if not job.task.done():
+        return html("verify.html", **page(request, running=True, report=None, text="", **values))
+    error = job.task.exception()
+    if error is not None:
+        log.warning("verify now failed: %s", error)
+        report: dict[str, Any] = {"ok": False, "error": str(error)}
+    else:
+        report = job.task.result()
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    return html("verify.html", **page(request, running=False, report=report, text=text, **values))
 
 
 def _export(node: NodeHome, passphrase: bytes, message_id: str, client: str | None) -> bytes:

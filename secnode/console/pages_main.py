@@ -23,6 +23,8 @@ from secnode.console.security import (
     user_of,
 )
 from secnode.home import NodeHome
+from secnode.messagelog import evidence
+from secnode.messagelog.store import SearchFilter
 from secnode.policy import admin as policy_admin
 
 WRONG_LOGIN = "Wrong user name or password."
@@ -99,12 +101,23 @@ def _refusals(node: NodeHome, since: dt.datetime) -> list[tuple[str, int]]:
     return Counter(r["reason"] for r in rows if not r["allow"]).most_common(10)
 
 
+def _log_refusals(node: NodeHome, since: dt.datetime) -> list[tuple[str, int]]:
+    """Refusal records of the message log since ``since``, by X-Road error code."""
+    criteria = SearchFilter(since=since, direction="refusal")
+    with evidence.opened(node) as log:
+        found = evidence.search(log, criteria, 10_000)
+    return Counter((r.reason or "").split(" ", 1)[0] or "-" for r in found).most_common(10)
+
+
 async def dashboard(request: web.Request) -> web.Response:
     ctx = context(request)
     health = await ctx.health()
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     refusals = await asyncio.to_thread(_refusals, ctx.node, since)
-    return html("dashboard.html", **page(request, health=health, refusals=refusals))
+    refused = await asyncio.to_thread(_log_refusals, ctx.node, since)
+    return html(
+        "dashboard.html", **page(request, health=health, refusals=refusals, refused=refused)
+    )
 
 
 async def audit_page(request: web.Request) -> web.Response:
