@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +22,7 @@ from secnode.console import accounts, audit, sessions
 from secnode.console.ratelimit import AttemptLimiter
 from secnode.home import NodeHome
 from secnode.store import db
-from tests.conftest import PASSPHRASE
+from tests.conftest import PASSPHRASE, cli_env, free_port, wait_for_port
 from tests.nodefixtures import Federation, invoke
 
 
@@ -211,3 +215,44 @@ def test_accounts_codes_and_the_append_only_trail_on_postgresql(pg_engine: sa.En
         with pytest.raises(sa.exc.DatabaseError, match="append-only"), pg_engine.begin() as c:
             c.execute(sa.text(statement))
     assert [e["actor"] for e in audit.entries(pg_engine)] == ["olivia"]
+
+
+def test_without_tls_there_is_no_console_and_no_disclosure_page(node: NodeHome) -> None:
+    """Deny by default: plain HTTP serves /health but no console; a disclosure port without
+    TLS stops the node with a one-line reason."""
+    from tests.nodefixtures import set_toml
+
+    admin_port = free_port()
+    config = node.path / "secnode.toml"
+    for section in ("client", "server"):
+        set_toml(config, section, "port", free_port())
+    set_toml(config, "admin", "port", admin_port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "secnode", "serve", "--dir", str(node.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=cli_env(),
+    )
+    try:
+        wait_for_port(admin_port, proc=proc)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/console/login", timeout=10)
+        assert refused.value.code == 404
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/health", timeout=10)
+        except urllib.error.HTTPError as exc:  # unhealthy (no certificates yet), but served
+            assert exc.code == 503
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    set_toml(config, "disclosure", "port", free_port())
+    out = subprocess.run(
+        [sys.executable, "-m", "secnode", "serve", "--dir", str(node.path)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "[disclosure] port is set: tls_cert and tls_key are required" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr + out.stdout
