@@ -230,7 +230,8 @@ def node_counter(city: CityNode, name: str, **labels: str) -> float:
     ``labels`` (0 until it was first counted)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(f"{city.admin_url}/metrics", timeout=10) as resp:
+    url = f"{city.admin_url}/metrics"
+    with urllib.request.urlopen(url, timeout=10, context=city.admin_context()) as resp:
         text = resp.read().decode()
     return sum(
         sample.value

@@ -65,6 +65,18 @@ class ServerSection:
 class AdminSection:
     host: str = "127.0.0.1"
     port: int = 5588
+    tls_cert: str = ""  # set cert+key: the admin listener serves HTTPS and the web console
+    tls_key: str = ""
+
+
+@dataclass
+class DisclosureSection:
+    """The resident disclosure page (APPI Art. 33(5)); its own listener, off by default."""
+
+    host: str = "0.0.0.0"
+    port: int = 0  # 0: no disclosure page
+    tls_cert: str = ""  # required when port is set: the page is served over HTTPS only
+    tls_key: str = ""
 
 
 @dataclass
@@ -111,6 +123,7 @@ class NodeConfig:
     client: ClientSection = field(default_factory=ClientSection)
     server: ServerSection = field(default_factory=ServerSection)
     admin: AdminSection = field(default_factory=AdminSection)
+    disclosure: DisclosureSection = field(default_factory=DisclosureSection)
     ocsp: OcspSection = field(default_factory=OcspSection)
     messagelog: MessageLogSection = field(default_factory=MessageLogSection)
     policy: PolicySection = field(default_factory=PolicySection)
@@ -231,7 +244,15 @@ _COMMENTS: dict[str, dict[str, str]] = {
         "address": "host:port other nodes use (registered centrally)",
         "replay_window": "seconds an id is remembered (at least the OCSP freshness)",
     },
-    "admin": {"": "/health and /metrics"},
+    "admin": {
+        "": "/health and /metrics (and the web console when tls_cert is set)",
+        "tls_cert": "set cert+key: the admin listener serves HTTPS and the web console",
+    },
+    "disclosure": {
+        "": "residents' page of who received their data (HTTPS only)",
+        "port": "0: no disclosure page",
+        "tls_cert": "required when port is set",
+    },
     "ocsp": {
         "": "",
         "fetch_interval": "0: the global configuration's ocsp_fetch_interval",

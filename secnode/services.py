@@ -116,6 +116,32 @@ def add_service(node: NodeHome, new: NewService) -> ServiceId:
     return sid
 
 
+def edit_service(
+    node: NodeHome,
+    service: str,
+    url: str | None = None,
+    timeout: float | None = None,
+    openapi_text: str | None = None,
+    clear_openapi: bool = False,
+) -> ServiceId:
+    """Change a service's URL, timeout or OpenAPI/WSDL description (what is not given stays)."""
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ServiceError("the URL must be an http:// or https:// URL")
+    if timeout is not None and timeout <= 0:
+        raise ServiceError("the timeout must be positive")
+    with node.session() as s:
+        row = find_service(node, s, service)
+        if url is not None:
+            row.url = url
+        if timeout is not None:
+            row.timeout = timeout
+        if clear_openapi:
+            row.openapi = None
+        elif openapi_text:
+            row.openapi = openapi_text
+        return service_id(node, row)
+
+
 def list_services(node: NodeHome) -> list[dict[str, Any]]:
     """Every service with its settings and the clients it is granted to."""
     with node.sessions() as s:

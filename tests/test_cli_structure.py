@@ -74,6 +74,7 @@ def test_the_command_tree_is_the_documented_one() -> None:
         "stop-request",
         "records",
         "report",
+        "admin",
         "demo",
     }
     service = secnode_main.commands["service"]

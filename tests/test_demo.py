@@ -33,6 +33,21 @@ def test_demo_once_exits_zero_and_writes_manifest(tmp_path: Path) -> None:
     for node in manifest["nodes"].values():
         assert Path(node["dir"], "secnode.toml").exists()
         assert node["client_url"].startswith("http://127.0.0.1:")
+        # the web console and the resident page, printed and in the manifest (issue 16)
+        assert node["console_url"].startswith("https://127.0.0.1:")
+        assert node["console_url"].endswith("/console/")
+        assert node["disclosure_url"].startswith("https://127.0.0.1:")
+        assert node["console_url"] in proc.stdout and node["disclosure_url"] in proc.stdout
+        # ... and no account shipped with it: the operator makes one
+        users = subprocess.run(
+            [sys.executable, "-m", "secnode", "admin", "user", "list", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=node["dir"],
+            check=True,
+        )
+        assert json.loads(users.stdout) == []
     kinds = {s["type"] for s in manifest["services"]}
     assert kinds == {"rest", "soap"}
     for sub in ("ca", "tsa", "central", "aizu", "takamatsu"):

@@ -138,6 +138,12 @@ def _with_extensions(
     return body, status
 
 
+async def health_report(rt: NodeRuntime) -> dict[str, Any]:
+    """What ``/health`` answers, as a dict (the console's dashboard shows it)."""
+    result = await _health_of(rt)
+    return _with_extensions(rt, result.to_json(), result.http_status)[0]
+
+
 async def get_health(request: web.Request) -> web.Response:
     rt: NodeRuntime = request.app[RUNTIME]  # type: ignore[assignment]
     result = await _health_of(rt)

@@ -2,7 +2,9 @@
 
 - client interface (plain HTTP or HTTPS) for the member's own information systems
 - node-to-node interface (mutual TLS on the auth key) for other nodes
-- admin interface (127.0.0.1 by default): ``/health`` and ``/metrics``
+- admin interface (127.0.0.1 by default): ``/health`` and ``/metrics``; over HTTPS also the
+  web console (``/console/``, :mod:`secnode.app.console_mount`)
+- the resident disclosure page, when ``[disclosure] port`` is set (HTTPS)
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
 
 async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
-    from secnode.app import admin, jobs
+    from secnode.app import admin, console_mount, jobs
     from secnode.app.extensions import attach_extensions
     from secnode.app.memory import tune_allocator
     from secnode.proxy.client_side import build_client_app
@@ -115,7 +117,14 @@ async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
     await rt.open_sessions()
     running = RunningNode(rt)
     cfg = rt.config
-    running.runners.append(await _site(admin.build_admin_app(rt), cfg.admin.host, cfg.admin.port))
+    admin_app = admin.build_admin_app(rt)
+    admin_ssl = console_mount.admin_tls(rt, admin_app)
+    running.runners.append(await _site(admin_app, cfg.admin.host, cfg.admin.port, admin_ssl))
+    disclosure = console_mount.disclosure_site(rt)
+    if disclosure is not None:
+        running.runners.append(
+            await _site(disclosure[0], cfg.disclosure.host, cfg.disclosure.port, disclosure[1])
+        )
     running.runners.append(
         await _site(build_client_app(rt), cfg.client.host, cfg.client.port, client_ssl_context(rt))
     )

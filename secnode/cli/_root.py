@@ -15,6 +15,7 @@ from certs.cliutil import ErrorMappingGroup
 from secnode.cli.commands import (
     agreements,
     backup,
+    console,
     database,
     demo,
     log,
@@ -60,6 +61,8 @@ for _command in (
     agreements.stop_group,
     records.records_cmd,
     records.report_group,
+    # the web console's accounts
+    console.admin_group,
     # the two-city demo federation
     demo.demo,
 ):
@@ -71,3 +74,4 @@ for _command in (
     policy_authoring.purpose_group,
 ):
     policy.policy_group.add_command(_command)
+records.records_cmd.add_command(console.access_code_cmd)

@@ -87,7 +87,21 @@ Try:
   curl -s -H 'X-Road-Client: {takamatsu.client_id}' \\
        {takamatsu.client_url}/r1/{aizu.member}/residents/residents/1001
   curl -s {aizu.client_url}/listClients
-  curl -s {aizu.admin_url}/health
-  curl -s {takamatsu.admin_url}/metrics
+  curl -s --cacert {aizu.tls_cert} {aizu.admin_url}/health
+  curl -s --cacert {takamatsu.tls_cert} {takamatsu.admin_url}/metrics
   SECNODE_PASSPHRASE=$(cat {fed.base / "passphrase"}) secnode status --dir {aizu.dir}
+
+Web console (make an account first; there is none by default):
+  SECNODE_PASSPHRASE=$(cat {fed.base / "passphrase"}) \\
+    secnode admin user add NAME --role operator --dir {aizu.dir}
+Resident disclosure page (a code per resident):
+  secnode records access-code --subject SUBJECT --dir {aizu.dir}
 """)
+
+
+def print_console_urls(fed: Federation) -> None:
+    """Each node's console and disclosure page (self-signed HTTPS; certificate in its dir)."""
+    click.echo("\nWeb consoles and resident disclosure pages:")
+    for city in fed.nodes.values():
+        click.echo(f"  {city.name:10} console_url    {city.console_url}")
+        click.echo(f"  {'':10} disclosure_url {city.disclosure_url}")

@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -44,6 +45,7 @@ class CityNode:
     admin_port: int
     provider_subsystem: str
     client_subsystem: str = "portal"
+    disclosure_port: int = field(default_factory=free_port)
 
     @property
     def client_url(self) -> str:
@@ -51,7 +53,25 @@ class CityNode:
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        """HTTPS: the admin listener also serves the web console (its certificate below)."""
+        return f"https://127.0.0.1:{self.admin_port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"{self.admin_url}/console/"
+
+    @property
+    def disclosure_url(self) -> str:
+        return f"https://127.0.0.1:{self.disclosure_port}/"
+
+    @property
+    def tls_cert(self) -> Path:
+        """The node's self-signed HTTPS certificate (``secnode admin tls-cert``)."""
+        return self.dir / "console-tls.pem"
+
+    def admin_context(self) -> ssl.SSLContext:
+        """Trust exactly this node's HTTPS certificate (for /health and /metrics)."""
+        return ssl.create_default_context(cafile=str(self.tls_cert))
 
     @property
     def client_id(self) -> str:
@@ -264,6 +284,7 @@ class Federation:
             f"127.0.0.1:{city.server_port}",
         )
         self.run("secnode", "sync", "--dir", d)
+        self.enable_console(city)
         for usage in ("auth", "sign"):
             self.run(
                 "secnode", "keys", "new", "--usage", usage, "--org", city.member_name, "--dir", d
@@ -284,6 +305,30 @@ class Federation:
         for sub in (city.client_subsystem, city.provider_subsystem):
             self.run("secnode", "subsystem", "add", sub, "--dir", d)
         self.run("secnode", "register", "--dir", d)
+
+    def enable_console(self, city: CityNode) -> None:
+        """HTTPS for the admin listener (with it the web console) and the disclosure page.
+
+        No account is made: the operator adds one with ``secnode admin user add``.
+        """
+        self.run("secnode", "admin", "tls-cert", "--dir", city.dir)
+        config = city.dir / "secnode.toml"
+        text = config.read_text()
+        at = text.index("[admin]")
+        head, tail = text[:at], text[at:]
+        tls = (
+            'tls_cert = ""',
+            'tls_cert = "console-tls.pem"',
+            'tls_key = ""',
+            'tls_key = "console-tls.key"',
+        )
+        for section in ("[admin]", "[disclosure]"):
+            start = tail.index(section)
+            part = tail[start:].replace(tls[0], tls[1], 1).replace(tls[2], tls[3], 1)
+            if section == "[disclosure]":
+                part = part.replace("port = 0", f"port = {city.disclosure_port}", 1)
+            tail = tail[:start] + part
+        config.write_text(head + tail)
 
     def approve_all(self) -> None:
         central = self.base / "central"
@@ -361,7 +406,9 @@ class Federation:
         last: Any = None
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{city.admin_url}/health", timeout=5) as resp:
+                with urllib.request.urlopen(
+                    f"{city.admin_url}/health", timeout=5, context=city.admin_context()
+                ) as resp:
                     return dict(json.loads(resp.read()))
             except urllib.error.HTTPError as exc:
                 last = exc.read().decode(errors="replace")
@@ -378,6 +425,9 @@ class Federation:
                     "dir": str(n.dir),
                     "client_url": n.client_url,
                     "admin_url": n.admin_url,
+                    "console_url": n.console_url,
+                    "disclosure_url": n.disclosure_url,
+                    "tls_cert": str(n.tls_cert),
                     "client": n.client_id,
                 }
                 for n in self.nodes.values()

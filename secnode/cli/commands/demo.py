@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from secnode.demo.cli import print_usage, sample_calls
+from secnode.demo.cli import print_console_urls, print_usage, sample_calls
 from secnode.demo.federation import DemoError, build_two_city_federation
 
 
@@ -39,6 +39,7 @@ def demo(base: str, once: bool) -> None:
             f"Federation up in {time.monotonic() - started:.1f} s; "
             f"manifest {fed.base / 'demo.json'}"
         )
+        print_console_urls(fed)
         ok = sample_calls(fed)
         if once:
             click.echo("\nall sample calls succeeded" if ok else "\nsome sample calls FAILED")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from certs.cliutil import echo_json, echo_table
-from secnode.cli.options import json_option, node_command
+from secnode.cli.options import dir_option, json_option, node_command
 from secnode.core.policy import JST, render_report
 from secnode.core.policy.report import FORMATS, GROUPINGS
 from secnode.home import NodeHome
@@ -17,17 +17,32 @@ from secnode.policy import records
 from secnode.policy.report import transparency_report
 
 
-@click.command("records")
+@click.group("records", invoke_without_command=True)
 @click.option(
     "--subject",
     "subject_ref",
-    required=True,
+    default=None,
     help="The pseudonymous subject reference the individual was given.",
 )
 @json_option
-@node_command
-def records_cmd(node: NodeHome, subject_ref: str, as_json: bool) -> None:
+@dir_option
+@click.pass_context
+def records_cmd(
+    ctx: click.Context, subject_ref: str | None, as_json: bool, node_dir: str | None
+) -> None:
     """Provision (Art. 29) and receipt (Art. 30) records of one individual (Art. 33(5))."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if subject_ref is None:
+        raise click.UsageError("Missing option '--subject'.")
+    node = NodeHome.open(node_dir)
+    try:
+        _show_records(node, subject_ref, as_json)
+    finally:
+        node.close()
+
+
+def _show_records(node: NodeHome, subject_ref: str, as_json: bool) -> None:
     out = records.subject_records(node.engine, subject_ref)
     if as_json:
         echo_json(out)
