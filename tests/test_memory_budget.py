@@ -140,7 +140,8 @@ def test_concurrent_large_bodies_stay_within_the_memory_target(lf: LogFederation
             proc_status(pid, "VmRSS") - idle[name] < RETURN_LIMIT_MIB for name, pid in procs.items()
         )
 
-    wait_until(returned, 20, "RSS back within 50 MiB of idle")
+    # (a loaded machine may take a while to finish the burst; what is asserted is memory)
+    wait_until(returned, 90, "RSS back within 50 MiB of idle")
     # Every body was logged in full (one copy in the database, none kept in memory).
     with sqlite3.connect(lf.aizu.dir / "messagelog.db") as conn:
         sizes = [
