@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from secnode.core.policy import JST, build_transparency_report, fiscal_year_of
-from secnode.core.policy.report import render_html
+from secnode.core.policy.report_render import render_html
 from secnode.demo.calls import http
 from tests.conftest import free_port
 from tests.nodefixtures import Federation, NodeHandle

@@ -21,8 +21,8 @@ from secnode.core.policy import (
     parse_request,
     render_report,
 )
-from secnode.core.policy.report import (
-    UNSPECIFIED,
+from secnode.core.policy.report import UNSPECIFIED
+from secnode.core.policy.report_render import (
     render_csv,
     render_html,
     render_table,

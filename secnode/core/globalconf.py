@@ -328,6 +328,23 @@ def _parse_document(data: Any) -> dict[str, Any]:
     version = data["version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise GlobalConfError("malformed", "version must be a positive integer")
+    anchors = tuple(_pem_cert(p, "next anchor") for p in _list(data, "next_anchors", "document"))
+    return {
+        "instance": _str(data, "instance", "global configuration"),
+        "version": version,
+        "generated_at": parse_time(data["generated_at"], "generated_at"),
+        "expires_at": parse_time(data["expires_at"], "expires_at"),
+        "members": _parse_members(data),
+        "nodes": _parse_nodes(data),
+        "approved_cas": _parse_cas(data),
+        "tsas": _parse_tsas(data),
+        "groups": _parse_groups(data),
+        "settings": _parse_settings(data),
+        "next_anchors": anchors,
+    }
+
+
+def _parse_members(data: dict[str, Any]) -> dict[MemberId, Member]:
     members: dict[MemberId, Member] = {}
     for raw in _list(data, "members", "global configuration"):
         mid = _ident(MemberId.parse, raw.get("id") if isinstance(raw, dict) else None, "member")
@@ -338,6 +355,10 @@ def _parse_document(data: Any) -> dict[str, Any]:
         if any(s.member != mid for s in subs):
             raise GlobalConfError("malformed", f"member {mid} lists another member's subsystem")
         members[mid] = Member(mid, _str(raw, "name", f"member {mid}"), subs)
+    return members
+
+
+def _parse_nodes(data: dict[str, Any]) -> tuple[ConfNode, ...]:
     nodes = []
     for raw in _list(data, "nodes", "global configuration"):
         if not isinstance(raw, dict):
@@ -356,7 +377,11 @@ def _parse_document(data: Any) -> dict[str, Any]:
                 _previous_auth_certs(raw, nid),
             )
         )
-    cas = tuple(
+    return tuple(nodes)
+
+
+def _parse_cas(data: dict[str, Any]) -> tuple[ApprovedCA, ...]:
+    return tuple(
         ApprovedCA(
             _str(raw, "name", "approved CA"),
             _pem_cert(raw.get("cert"), "approved CA"),
@@ -364,7 +389,10 @@ def _parse_document(data: Any) -> dict[str, Any]:
         )
         for raw in _list(data, "approved_cas", "global configuration")
     )
-    tsas = tuple(
+
+
+def _parse_tsas(data: dict[str, Any]) -> tuple[ApprovedTSA, ...]:
+    return tuple(
         ApprovedTSA(
             _str(raw, "name", "approved TSA"),
             _str(raw, "url", "approved TSA"),
@@ -372,6 +400,9 @@ def _parse_document(data: Any) -> dict[str, Any]:
         )
         for raw in _list(data, "approved_tsas", "global configuration")
     )
+
+
+def _parse_groups(data: dict[str, Any]) -> dict[str, GlobalGroup]:
     groups = {}
     for raw in _list(data, "groups", "global configuration"):
         code = _str(raw, "code", "global group")
@@ -380,6 +411,10 @@ def _parse_document(data: Any) -> dict[str, Any]:
             for c in _list(raw, "members", f"group {code}")
         )
         groups[code] = GlobalGroup(code, _str(raw, "description", f"group {code}"), clients)
+    return groups
+
+
+def _parse_settings(data: dict[str, Any]) -> dict[str, int]:
     settings = data["settings"]
     if not isinstance(settings, dict) or not all(
         isinstance(settings.get(k), int) and settings[k] > 0 for k in SETTINGS_DEFAULTS
@@ -387,20 +422,7 @@ def _parse_document(data: Any) -> dict[str, Any]:
         raise GlobalConfError(
             "malformed", f"settings must give positive integers for {', '.join(SETTINGS_DEFAULTS)}"
         )
-    anchors = tuple(_pem_cert(p, "next anchor") for p in _list(data, "next_anchors", "document"))
-    return {
-        "instance": _str(data, "instance", "global configuration"),
-        "version": version,
-        "generated_at": parse_time(data["generated_at"], "generated_at"),
-        "expires_at": parse_time(data["expires_at"], "expires_at"),
-        "members": members,
-        "nodes": tuple(nodes),
-        "approved_cas": cas,
-        "tsas": tsas,
-        "groups": groups,
-        "settings": dict(settings),
-        "next_anchors": anchors,
-    }
+    return dict(settings)
 
 
 def _describe(cert: x509.Certificate) -> str:

@@ -37,6 +37,10 @@ out of service for that gets no messages to try again with, so
 :meth:`LogWriter.probe` stores the new chain's row (a real write to
 the log's tables, and one the chain needs anyway) and clears the failure once
 that commits.
+
+Why one module of this size: the queue, the sealing, the commit loop and the
+failure state share one lock and one invariant (a record is answered only once its
+batch committed); split, each half would need the other's internals.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ Validation is the pure core's, never a second copy: entities are parsed with the
 core codecs against the current registry, and whole snapshots are rebuilt from
 their canonical JSON with :func:`parse_policy`, so the database can only ever
 hold what the strict file loader accepts.
+
+Why one module of this size: every write shares the one generation-bump
+transaction above; splitting the entity writers apart would spread that
+discipline over several modules that must all keep it.
 """
 
 from __future__ import annotations

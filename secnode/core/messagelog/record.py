@@ -13,6 +13,9 @@ body is purged (or was never kept: ``messagelog.bodies = false``).
 
 One chain belongs to one writer (a node process); the rationale is in
 ``docs/audit.md`` ("One chain per writer").
+
+Why one module of this size: the record's fields, their canonical bytes and the
+chain rule are one format specification; an auditor reads it in one place.
 """
 
 from __future__ import annotations

@@ -60,12 +60,8 @@ from .model import (
     StopRequest,
 )
 from .reasons import REASONS, Reason, Step
-from .report import (
-    LogEntry,
-    TransparencyReport,
-    build_transparency_report,
-    render_report,
-)
+from .report import LogEntry, TransparencyReport, build_transparency_report
+from .report_render import render_report
 from .request import (
     AgreementRef,
     PolicyRequest,

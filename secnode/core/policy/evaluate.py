@@ -3,6 +3,9 @@
 Each check either returns (and is recorded as passed) or raises :class:`Deny`;
 the first failure decides. Nothing here catches unexpected exceptions: the caller
 turns them into a ``SYSTEM_ERROR`` denial, so a bug can only ever refuse.
+
+Why one module of this size: the checks are read in order against policy-research
+§3.3, top to bottom; spread over modules, the order (which decides) would be hidden.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Everything a policy file or a request may name is listed here (or, for ordinance
 bases, declared in the policy document). Anything else is refused: an engine
 that silently ignores an unknown term fails open.
+
+Why one module of this size: the vocabulary is closed on purpose, and a closed
+list is only checkable when it is in one place.
 """
 
 from __future__ import annotations
