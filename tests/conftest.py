@@ -25,6 +25,10 @@ pytest_plugins = ["tests.nodefixtures"]
 PASSPHRASE = b"test-passphrase"
 PG_URL_ENV = "SECNODE_TEST_PG_URL"
 
+# Every `secnode serve` a test starts is one process (the node PID the test kills or
+# measures) unless the test asks for `--workers` itself (tests/test_workers.py).
+os.environ.setdefault("SECNODE_WORKERS", "1")
+
 
 @pytest.fixture(autouse=True)
 def _passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -167,6 +167,5 @@ def build_admin_app(rt: NodeRuntime) -> web.Application:
     app = web.Application(middlewares=[error_boundary(surface)])
     app[RUNTIME] = rt
     app.router.add_get("/health", get_health)
-    rt.metrics.registry.register(node_collector(rt))
-    app.router.add_get("/metrics", metrics_handler(rt.metrics.registry))
+    app.router.add_get("/metrics", metrics_handler(rt.metrics.exposition(node_collector(rt))))
     return app

@@ -6,7 +6,7 @@ Two kinds:
   result and X-Road error code, their latency, policy decisions by reason, and the named
   counters of the extensions (:data:`COUNTERS`). These are this process's own: with
   several ``secnode serve`` processes on one database each scrape shows one process
-  (sum them in Prometheus).
+  (sum them in Prometheus); the workers of one ``serve --workers`` are summed here.
 * **Read when scraped** (:class:`NodeCollector`): health, the global configuration's
   version, age and validity, each certificate's remaining lifetime, the OCSP responses'
   age, and whatever the extensions report (message-log backlog ...). These come from the
@@ -19,11 +19,12 @@ bounded (:class:`BoundedLabel`): a hostile caller cannot grow the registry witho
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -33,6 +34,10 @@ from secnode.core import health
 
 if TYPE_CHECKING:
     from secnode.app.extensions import Extension
+
+#: Set by ``serve --workers``' supervisor (:mod:`secnode.app.workers`): prometheus_client's
+#: multiprocess mode, read when it is imported.
+METRICS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Directions of an exchange: ``outbound`` (our information system calls another node's
 #: service, the client interface), ``inbound`` (another node calls ours).
@@ -105,6 +110,21 @@ class NodeMetrics:
         self._services = BoundedLabel(1000)
         self._codes = BoundedLabel(200)
         self._reasons = BoundedLabel(200)
+
+    def exposition(self, collector: Collector) -> CollectorRegistry:
+        """What ``/metrics`` shows: these counters plus ``collector`` (read when scraped).
+
+        Under ``serve --workers`` (``PROMETHEUS_MULTIPROC_DIR`` set by the supervisor) the
+        counters are those of every worker, summed from their memory-mapped files.
+        """
+        directory = os.environ.get(METRICS_DIR_ENV)
+        if not directory:
+            self.registry.register(collector)
+            return self.registry
+        combined = CollectorRegistry(auto_describe=True)
+        multiprocess.MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+        combined.register(collector)
+        return combined
 
     def count(self, name: str, value: float = 1) -> None:
         """Bump a counter of :data:`COUNTERS` (an unknown name is a bug: KeyError)."""

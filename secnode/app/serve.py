@@ -5,6 +5,10 @@
 - admin interface (127.0.0.1 by default): ``/health`` and ``/metrics``; over HTTPS also the
   web console (``/console/``, :mod:`secnode.app.console_mount`)
 - the resident disclosure page, when ``[disclosure] port`` is set (HTTPS)
+
+With ``--workers N`` (:mod:`secnode.app.workers`) N such processes share the client and
+node-to-node ports (``SO_REUSEPORT``); the admin interface and the disclosure page run in
+worker 0 only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import ssl
 from dataclasses import dataclass, field
@@ -26,12 +31,30 @@ from secnode.trust.tls import server_context
 log = logging.getLogger("secnode.app.serve")
 
 
+@dataclass(frozen=True)
+class WorkerRole:
+    """Which worker a process is: worker 0 also runs the admin interface."""
+
+    index: int
+    count: int
+
+    @property
+    def primary(self) -> bool:
+        return self.index == 0
+
+
 @dataclass
 class RunningNode:
     runtime: NodeRuntime
     runners: list[web.AppRunner] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     server_ssl: ssl.SSLContext | None = None
+    #: This process's place among ``--workers``; None when it is the only process.
+    role: WorkerRole | None = None
+
+    @property
+    def shares_ports(self) -> bool:
+        return self.role is not None and self.role.count > 1
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -45,12 +68,21 @@ class RunningNode:
 
 
 async def _site(
-    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    shared: bool = False,
 ) -> web.AppRunner:
+    """Bind one listener; ``shared``: several workers bind the same port (SO_REUSEPORT)."""
     # Malformed HTTP (aiohttp's parser refuses it before any handler): one warning line.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=http_error_logger())
     await runner.setup()
-    await web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024).start()
+    site = web.TCPSite(
+        runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_port=shared or None
+    )
+    await site.start()
     return runner
 
 
@@ -67,7 +99,13 @@ async def _start_node_listener(running: RunningNode) -> bool:
         rt.auth_cert_file(), rt.auth_key_file(), rt.passphrase, rt.conf.ca_certs
     )
     running.runners.append(
-        await _site(build_server_app(rt), cfg.host, cfg.port, running.server_ssl)
+        await _site(
+            build_server_app(rt),
+            cfg.host,
+            cfg.port,
+            running.server_ssl,
+            shared=running.shares_ports,
+        )
     )
     log.info("node-to-node interface listening on %s:%d", cfg.host, cfg.port)
     return True
@@ -101,7 +139,9 @@ def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
     return ctx
 
 
-async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
+async def start_node(
+    node: NodeHome, passphrase: bytes, role: WorkerRole | None = None
+) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
     from secnode.app import admin, console_mount, jobs
     from secnode.app.extensions import attach_extensions
@@ -115,18 +155,25 @@ async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
     rt.reload_services()
     await attach_extensions(rt)
     await rt.open_sessions()
-    running = RunningNode(rt)
+    running = RunningNode(rt, role=role)
     cfg = rt.config
-    admin_app = admin.build_admin_app(rt)
-    admin_ssl = console_mount.admin_tls(rt, admin_app)
-    running.runners.append(await _site(admin_app, cfg.admin.host, cfg.admin.port, admin_ssl))
-    disclosure = console_mount.disclosure_site(rt)
-    if disclosure is not None:
-        running.runners.append(
-            await _site(disclosure[0], cfg.disclosure.host, cfg.disclosure.port, disclosure[1])
-        )
+    if role is None or role.primary:
+        admin_app = admin.build_admin_app(rt)
+        admin_ssl = console_mount.admin_tls(rt, admin_app)
+        running.runners.append(await _site(admin_app, cfg.admin.host, cfg.admin.port, admin_ssl))
+        disclosure = console_mount.disclosure_site(rt)
+        if disclosure is not None:
+            running.runners.append(
+                await _site(disclosure[0], cfg.disclosure.host, cfg.disclosure.port, disclosure[1])
+            )
     running.runners.append(
-        await _site(build_client_app(rt), cfg.client.host, cfg.client.port, client_ssl_context(rt))
+        await _site(
+            build_client_app(rt),
+            cfg.client.host,
+            cfg.client.port,
+            client_ssl_context(rt),
+            shared=running.shares_ports,
+        )
     )
     if not await _start_node_listener(running):
         log.warning(
@@ -150,9 +197,23 @@ async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
     return running
 
 
-def serve_forever(node: NodeHome, passphrase: bytes) -> None:
+async def _watch_supervisor(pid: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor is gone (killed) stops: nobody would restart or stop it."""
+    while os.getppid() == pid:
+        await asyncio.sleep(1.0)
+    log.warning("supervisor (pid %d) is gone; this worker stops", pid)
+    stop.set()
+
+
+def serve_forever(
+    node: NodeHome,
+    passphrase: bytes,
+    *,
+    role: WorkerRole | None = None,
+    supervisor_pid: int | None = None,
+) -> None:
     async def main() -> None:
-        running = await start_node(node, passphrase)
+        running = await start_node(node, passphrase, role)
         # Everything built at start-up (configuration, trust caches, modules) lives as long as
         # the process: keep it out of the cyclic collector's full passes, which otherwise
         # re-walk it on the message path (docs/performance.md).
@@ -161,6 +222,8 @@ def serve_forever(node: NodeHome, passphrase: bytes) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if supervisor_pid is not None:
+            running.tasks.append(asyncio.create_task(_watch_supervisor(supervisor_pid, stop)))
         await stop.wait()
         log.info("node %s stopping", node.node_id)
         await running.stop()

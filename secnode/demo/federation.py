@@ -94,6 +94,8 @@ class Federation:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["SECNODE_PASSPHRASE"] = self.passphrase
+        # Two nodes share one machine here: one process each (serve --workers defaults to cores).
+        env.setdefault("SECNODE_WORKERS", "1")
         env.pop("SECNODE_DIR", None)
         env.pop("CENTRAL_DIR", None)
         return env

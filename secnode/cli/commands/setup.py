@@ -333,14 +333,32 @@ def sync_cmd(node: NodeHome, as_json: bool) -> None:
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 @log_format_option
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    envvar="SECNODE_WORKERS",
+    help="Node processes sharing the ports [default: the number of cores; $SECNODE_WORKERS].",
+)
 @node_command
-def serve_cmd(node: NodeHome, passphrase_file: str | None, log_level: str, log_format: str) -> None:
+def serve_cmd(
+    node: NodeHome,
+    passphrase_file: str | None,
+    log_level: str,
+    log_format: str,
+    workers: int | None,
+) -> None:
     """Run the node: client and node-to-node interfaces, /health and /metrics, background jobs."""
     from secnode.app import serve
+    from secnode.app.workers import Supervisor, default_workers
 
     passphrase = get_passphrase(passphrase_file)
     logs.configure(log_format, log_level)
+    count = workers or default_workers()
     try:
-        serve.serve_forever(node, passphrase)
+        if count == 1:
+            serve.serve_forever(node, passphrase)
+        else:
+            Supervisor(node, passphrase, count, log_format, log_level).run()
     except OSError as exc:
         raise UserError(f"cannot start the node: {exc}") from exc
