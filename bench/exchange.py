@@ -8,6 +8,7 @@ interleaved in one invocation and the ratios are computed within the run, so
 the figures compare like with like on whatever machine runs it.
 
     python bench/exchange.py [--quick] [--json] [--dir DIR] [--log on|off|both]
+        [--workers N] [--profile DIR] [--payloads 1024,65536,1048576]
         [--policy on|off|both]
 
 ``--log both`` adds the message-log cost: the node runs repeated with the log
@@ -24,11 +25,15 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +51,71 @@ from secnode.demo.federation import (  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``serve --workers``: the supervisor and its workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(parents.get(current, []))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (from /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """utime + stime of a process and its descendants (from /proc), in seconds."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = _stat(member)
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its descendants, MiB."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            total += int(_stat(member)[21]) * os.sysconf("SC_PAGE_SIZE")
+        except FileNotFoundError:
+            continue
+    return total / 2**20
+
+
+class PeakRss:
+    """Samples each node's process-tree RSS (10 Hz) while a run is in progress."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak = {name: 0.0 for name in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            for name, pid in self.pids.items():
+                self.peak[name] = max(self.peak[name], rss_mib(pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 @dataclass
@@ -333,15 +399,18 @@ def scenario(
     direct_runs: list[RunResult] = []
     node_runs: list[RunResult] = []
     node_cpu: list[float] = []
+    peaks: dict[str, float] = {"aizu": 0.0, "takamatsu": 0.0}
     for _ in range(reps):
         direct_runs.append(
             run_load(direct_url, json_headers, payload, concurrency, duration, warmup)
         )
         before = sum(cpu_seconds(p) for p in node_pids)
         started = time.perf_counter()
-        result = run_load(node_url, node_headers, payload, concurrency, duration, warmup)
+        with PeakRss(dict(zip(("aizu", "takamatsu"), node_pids, strict=True))) as rss:
+            result = run_load(node_url, node_headers, payload, concurrency, duration, warmup)
         elapsed = time.perf_counter() - started
         used = sum(cpu_seconds(p) for p in node_pids) - before
+        peaks = {name: max(peaks[name], rss.peak[name]) for name in peaks}
         node_runs.append(result)
         total_requests = result.requests * (elapsed / duration) if duration else 0
         node_cpu.append(used / total_requests * 1e6 if total_requests else float("nan"))
@@ -362,8 +431,73 @@ def scenario(
         "direct_p99_ms": round(direct.pct(0.99), 3),
         "node_p99_ms": round(node.pct(0.99), 3),
         "node_cpu_us_per_msg": round(statistics.median(node_cpu), 1),
+        "aizu_peak_rss_mib": round(peaks["aizu"], 1),
+        "taka_peak_rss_mib": round(peaks["takamatsu"], 1),
         "errors": sum(r.errors for r in node_runs + direct_runs),
     }
+
+
+# ----- profiles (py-spy) ----------------------------------------------------------
+class Profiler:
+    """``py-spy record`` on both nodes' process trees while the scenarios run.
+
+    Each node's collapsed stacks go to ``DIR/<node>.txt``; ``DIR/<node>-summary.txt``
+    lists the functions with the largest shares of samples, self and inclusive.
+    """
+
+    def __init__(self, directory: Path, pids: dict[str, int]) -> None:
+        self.directory = directory
+        self.pids = pids
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __enter__(self) -> Profiler:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for name, pid in self.pids.items():
+            self.procs[name] = subprocess.Popen(
+                [
+                    "py-spy", "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
+                    "--format", "raw", "--output", str(self.directory / f"{name}.txt"),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        time.sleep(1.0)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGINT)
+        for name, proc in self.procs.items():
+            proc.wait(60)
+            raw = self.directory / f"{name}.txt"
+            if raw.exists():
+                (self.directory / f"{name}-summary.txt").write_text(summarise(raw))
+
+
+def summarise(raw: Path, top: int = 30) -> str:
+    """Self and inclusive shares of samples per function from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        total += count
+        if frames:
+            own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+
+    def share(counts: Counter[str]) -> list[str]:
+        return [f"{100 * n / total:6.2f}  {f}" for f, n in counts.most_common(top)] if total else []
+
+    lines = [f"{total} samples", "", "self %  function", *share(own)]
+    lines += ["", "incl %  function", *share(inclusive)]
+    return "\n".join(lines) + "\n"
 
 
 # ----- message log on/off -------------------------------------------------------
@@ -445,7 +579,19 @@ def main() -> int:
         help="on/off alternations per point for --policy both (default 4, quick 2)",
     )
     parser.add_argument("--duration", type=float, default=None)
-    parser.add_argument("--payloads", default="1024,65536")
+    parser.add_argument("--payloads", default="1024,65536,1048576")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="serve --workers for each node (default 1: the two nodes share this host)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="record both nodes with py-spy during the scenarios; summaries in DIR",
+    )
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument(
         "--log",
@@ -465,6 +611,7 @@ def main() -> int:
     reps = 1 if args.quick else 2
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="secnode-bench-"))
     say = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    os.environ["SECNODE_WORKERS"] = str(args.workers)  # the nodes' env is copied from ours
     fed = build_two_city_federation(base, say=say)
     points = [
         (int(p), int(c)) for p in args.payloads.split(",") for c in args.concurrency.split(",")
@@ -476,7 +623,13 @@ def main() -> int:
             set_message_log(fed, False)
         if args.policy == "off":
             set_policy(fed, False)
-        scenarios = [scenario(fed, p, c, duration, warmup, reps) for p, c in points]
+        if args.profile:
+            pids = {n: fed.processes[f"node-{n}"].pid for n in ("aizu", "takamatsu")}
+            with Profiler(Path(args.profile), pids):
+                scenarios = [scenario(fed, p, c, duration, warmup, reps) for p, c in points]
+            say(f"py-spy summaries in {args.profile}/{{aizu,takamatsu}}-summary.txt")
+        else:
+            scenarios = [scenario(fed, p, c, duration, warmup, reps) for p, c in points]
         if args.log == "both":
             log_reps = args.log_reps or (2 if args.quick else 4)
             log_rows = [log_cost(fed, p, c, duration, warmup, log_reps) for p, c in points]
@@ -502,8 +655,11 @@ def main() -> int:
             "direct_p99_ms",
             "node_p99_ms",
             "node_cpu_us_per_msg",
+            "aizu_peak_rss_mib",
+            "taka_peak_rss_mib",
             "errors",
         ]
+        print(f"workers per node: {args.workers}")
         print(" | ".join(cols))
         print(" | ".join("---" for _ in cols))
         for row in scenarios:

@@ -101,3 +101,47 @@ def test_two_processes_share_one_postgresql_log(
         assert report["checked"]["archives"] == 2 and report["checked"]["records"] >= 48
     finally:
         lf.close()
+
+
+def test_two_workers_of_one_node_share_one_postgresql_database(
+    tmp_path_factory: pytest.TempPathFactory, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --workers 2`` on PostgreSQL: both workers serve, each its own chain, one
+    replay window (a message id accepted by one worker is refused by the other)."""
+    base = tmp_path_factory.mktemp("workers-pg")
+    lf = build_log_federation(
+        base / "fed",
+        settings={"timestamping_interval": 1},
+        node_config={"messagelog": {"archive_interval": 0, "timestamp_batch_size": 5}},
+        db_urls={TAKAMATSU: pg_schema_url},
+    )
+    monkeypatch.setenv("SECNODE_WORKERS", "2")
+    try:
+        lf.start_nodes()
+        replies = [lf.call() for _ in range(30)]
+        assert {r.status for r in replies} == {200}, replies[0].body
+        engine = create_engine(pg_schema_url)
+        try:
+            with engine.connect() as conn:
+                per_chain = dict(
+                    conn.execute(
+                        select(tables.records.c.chain_id, func.count())
+                        .where(tables.records.c.direction == "request_out")
+                        .group_by(tables.records.c.chain_id)
+                    ).all()
+                )
+        finally:
+            engine.dispose()
+        assert sum(per_chain.values()) == 30
+        assert len(per_chain) == 2, f"one worker took every connection: {per_chain}"
+        # The same message id twice, on fresh connections: whichever worker takes the
+        # second, the database's replay window refuses it at the provider.
+        first = lf.call(message_id="workers-replay-1")
+        again = [lf.call(message_id="workers-replay-1") for _ in range(3)]
+        assert first.status == 200
+        assert all(r.status != 200 for r in again), [r.body for r in again]
+        code, report = verify_json(lf.takamatsu)
+        assert code == 0, report["failures"]
+        assert sorted(report["chains"]) == sorted(per_chain)
+    finally:
+        lf.close()
