@@ -43,7 +43,7 @@ from secnode.messagelog.convert import (
 )
 from secnode.messagelog.stamper import Stamper
 from secnode.messagelog.store import LogStore
-from secnode.messagelog.writer import LogWriteError, LogWriter
+from secnode.messagelog.writer import LARGE_BODY, LogWriteError, LogWriter
 from secnode.proxy.hooks import ExchangeEvent
 from secnode.store import db
 
@@ -134,6 +134,58 @@ def test_a_failed_commit_refuses_its_messages_and_starts_a_new_chain(engine: Eng
     store = LogStore(engine, NODE)
     assert sorted(store.chain_ids()) == sorted([first.chain_id, after.chain_id])
     assert {r.message_id for c in store.chain_ids() for r in store.records(c)} == {"ok-1", "ok-2"}
+    assert verify_db(engine) == []
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["inline", "worker-thread"])
+def test_a_large_body_is_never_bound_into_the_insert(
+    engine: Engine, tmp_path: Path, locked: bool
+) -> None:
+    """Issue 12 item 9: on SQLite a body from ``LARGE_BODY`` on goes into its row by blob
+    I/O after the ``INSERT`` (a cached statement keeps its bound values: each bound body
+    stayed in memory). The database refuses a large bound body (a trigger), so a column
+    added after ``body`` that moved it out of the writer's sight fails here: the witness
+    column did, and a node's RSS no longer returned after a burst of large messages.
+    ``locked``: another connection holds the write lock, so the batch goes to the worker
+    thread's path."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_bound_body BEFORE INSERT ON mlog_records "
+                f"WHEN length(NEW.body) >= {LARGE_BODY} "
+                "BEGIN SELECT RAISE(ABORT, 'large body bound into the INSERT'); END"
+            )
+        )
+    large, small = b"L" * (LARGE_BODY + 1), b'{"small":1}'
+    witness = '{"chain_id":"peer#1","seq":7}'
+
+    other = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
+
+    async def main() -> LogWriter:
+        writer = LogWriter(engine, NODE)
+        writer.start()
+        await writer.append(draft_from_event(event("first")))  # the chain's row is stored
+        for mid, body in (("large", large), ("small", small)):
+            ev = event(mid, body)
+            ev.witness = witness
+            if locked:
+                other.execute("BEGIN IMMEDIATE")
+            pending = asyncio.ensure_future(writer.append(draft_from_event(ev)))
+            if locked:
+                await asyncio.sleep(0.2)
+                other.execute("COMMIT")
+            await asyncio.wait_for(pending, timeout=30)
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(main())
+    other.close()
+    assert writer.stats.inline_commits == (1 if locked else 3)
+    store = LogStore(engine, NODE)
+    (chain,) = store.chain_ids()
+    stored = {r.message_id: r for r in store.records(chain)}
+    assert stored["large"].body == large and stored["small"].body == small
+    assert stored["large"].witness == witness == stored["small"].witness
     assert verify_db(engine) == []
 
 

@@ -333,6 +333,10 @@ RECORD_COLUMNS = (
     "body",
     "witness",
 )
+BODY_COLUMN = RECORD_COLUMNS.index("body")
+"""Where the body is in a row: the writer takes large bodies out of the ``INSERT`` by
+this index (looked up by name, so a column added after ``body`` cannot move it: the
+witness column once did, and every body was bound into the statement again)."""
 
 
 def row_tuple(record: LogRecord) -> tuple[Any, ...]:

@@ -66,7 +66,7 @@ from secnode.core.message import Body
 from secnode.core.messagelog import genesis_hash
 from secnode.core.messagelog.record import json_string
 from secnode.messagelog import tables
-from secnode.messagelog.convert import RECORD_COLUMNS, Draft, utc_text
+from secnode.messagelog.convert import BODY_COLUMN, RECORD_COLUMNS, Draft, utc_text
 
 log = logging.getLogger("secnode.messagelog.writer")
 
@@ -462,10 +462,10 @@ class LogWriter:
             row, prev = draft.seal_row(
                 chain_id, chain_json, seq, prev, node_id, node_json, record_id
             )
-            body = row[-1]
+            body = row[BODY_COLUMN]
             if self._blob_bodies and body is not None and len(body) >= LARGE_BODY:
                 large.append((chain_id, seq, body))
-                row = (*row[:-1], None)
+                row = (*row[:BODY_COLUMN], None, *row[BODY_COLUMN + 1 :])
             rows.append(row)
             results.append(WrittenRecord(chain_id, seq, record_id, prev, draft.message_id))
             sha = draft.signer_cert_sha256
