@@ -21,7 +21,13 @@ from sqlalchemy import create_engine, func, select, text
 from secnode.messagelog import tables
 from tests.conftest import free_port
 from tests.nodefixtures import set_toml, wait_until
-from tests.test_messagelog_fed import TAKAMATSU, build_log_federation, log_cli, verify_json
+from tests.test_messagelog_fed import (
+    AIZU,
+    TAKAMATSU,
+    build_log_federation,
+    log_cli,
+    verify_json,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -117,7 +123,8 @@ def test_two_workers_of_one_node_share_one_postgresql_database(
     )
     monkeypatch.setenv("SECNODE_WORKERS", "2")
     try:
-        lf.start_nodes()
+        for name in (AIZU, TAKAMATSU):
+            lf.fed.start_node(name, timeout=120)  # two interpreters each start on a busy host
         replies = [lf.call() for _ in range(30)]
         assert {r.status for r in replies} == {200}, replies[0].body
         engine = create_engine(pg_schema_url)
