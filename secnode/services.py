@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session
 
 from certs.ca import load_certificate
 from certs.errors import SecnodeError
-from secnode.core.identifiers import IdentifierError, ServiceId, SubsystemId, parse_client
+from secnode.core.identifiers import (
+    IdentifierError,
+    MemberId,
+    ServiceId,
+    SubsystemId,
+    parse_client,
+)
 from secnode.core.wsdl import WsdlError, check_wsdl
 from secnode.home import NodeHome
 from secnode.store import models
@@ -48,22 +54,52 @@ class NewService:
     """A SOAP service's WSDL: a file or an http(s) URL (read now, and again on refresh)."""
 
 
+# ----- who provides or calls: a subsystem, or the member itself ---------------------------------
+def owner_of(node: NodeHome, stored: str) -> SubsystemId | MemberId:
+    """The subsystem a stored code names, or the member itself for ``""``."""
+    return SubsystemId.of(node.member_id, stored) if stored else node.member_id
+
+
+def stored_owner(node: NodeHome, given: str) -> str:
+    """The stored form of a ``SUBSYSTEM`` argument: a subsystem code as it is, or ``""`` for
+    the node's member itself (given as its identifier ``INSTANCE/CLASS/CODE``), which X-Road
+    lets provide services and call them without a subsystem."""
+    if "/" not in given:
+        if not given:
+            raise ServiceError(
+                f"give a subsystem code, or the member {node.member_id} for its own services"
+            )
+        try:
+            SubsystemId.of(node.member_id, given)
+        except IdentifierError as exc:
+            raise ServiceError(str(exc)) from exc
+        return given
+    try:
+        member = MemberId.parse(given)
+    except IdentifierError as exc:
+        raise ServiceError(
+            f"{given!r}: give a subsystem code or this node's member id ({node.member_id})"
+        ) from exc
+    if member != node.member_id:
+        raise ServiceError(f"{member} is not this node's member {node.member_id}")
+    return ""
+
+
 # ----- services ---------------------------------------------------------------------------------
 def service_id(node: NodeHome, row: models.Service) -> ServiceId:
-    return ServiceId.of(
-        SubsystemId.of(node.member_id, row.subsystem), row.service_code, row.version or None
-    )
+    return ServiceId.of(owner_of(node, row.subsystem), row.service_code, row.version or None)
 
 
 def find_service(node: NodeHome, session: Session, service: str) -> models.Service:
-    """Find a service by ``SUBSYSTEM/CODE[/VERSION]`` or a full service identifier."""
+    """Find a service by ``SUBSYSTEM/CODE[/VERSION]`` (``/CODE`` for a member's own) or a full
+    service identifier (``INSTANCE/CLASS/CODE//SERVICE`` for a member's own)."""
     parts = service.split("/")
     if len(parts) >= 5:
         sid = ServiceId.parse(service)
         if sid.member != node.member_id:
             raise ServiceError(f"{service} is not a service of this node's member {node.member_id}")
-        sub, code, version = sid.subsystem, sid.service, sid.version or ""
-    elif len(parts) in (2, 3):
+        sub, code, version = sid.subsystem or "", sid.service, sid.version or ""
+    elif len(parts) in (2, 3):  # "/CODE[/VERSION]": a member's own service
         sub, code, version = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
     else:
         raise ServiceError(f"service {service!r}: use SUBSYSTEM/SERVICE[/VERSION] or a full id")
@@ -80,10 +116,19 @@ def find_service(node: NodeHome, session: Session, service: str) -> models.Servi
 
 
 def add_service(node: NodeHome, new: NewService) -> ServiceId:
-    """Store a service of this node's member; it is denied to everyone until granted."""
-    sid = ServiceId.of(
-        SubsystemId.of(node.member_id, new.subsystem), new.service, new.version or None
-    )
+    """Store a service of this node's member (of a subsystem, or of the member itself); it is
+    denied to everyone until granted."""
+    subsystem = stored_owner(node, new.subsystem)
+    try:
+        sid = ServiceId.of(owner_of(node, subsystem), new.service, new.version or None)
+    except IdentifierError as exc:
+        raise ServiceError(str(exc)) from exc
+    if not subsystem and new.kind == "rest":
+        raise ServiceError(
+            f"{sid}: X-Road's REST protocol addresses only services of subsystems "
+            "(/r1/INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE, pr-rest §4.1); "
+            "a member's own service must be a SOAP service"
+        )
     if not new.url.startswith(("http://", "https://")):
         raise ServiceError("--url must be an http:// or https:// URL")
     if new.timeout <= 0:
@@ -99,7 +144,7 @@ def add_service(node: NodeHome, new: NewService) -> ServiceId:
         with node.session() as s:
             s.add(
                 models.Service(
-                    subsystem=new.subsystem,
+                    subsystem=subsystem,
                     service_code=new.service,
                     version=new.version,
                     type=new.kind,
@@ -300,12 +345,14 @@ def caller_rule(address: str | None, cert_file: str | None, any_caller: bool) ->
 
 def allow_caller(
     node: NodeHome, subsystem: str, address: str | None, cert_file: str | None, any_caller: bool
-) -> tuple[SubsystemId, str, str]:
-    """Let a local system (by address, certificate, or any) act as ``subsystem``.
+) -> tuple[SubsystemId | MemberId, str, str]:
+    """Let a local system (by address, certificate, or any) act as ``subsystem``, or as the
+    member itself when ``subsystem`` is the node's member id.
 
-    Returns the subsystem and the stored rule (kind, value).
+    Returns the client identity and the stored rule (kind, value).
     """
-    sid = SubsystemId.of(node.member_id, subsystem)
+    subsystem = stored_owner(node, subsystem)
+    sid = owner_of(node, subsystem)
     kind, value = caller_rule(address, cert_file, any_caller)
     try:
         with node.session() as s:
@@ -318,7 +365,8 @@ def allow_caller(
 def remove_caller(
     node: NodeHome, subsystem: str, address: str | None, cert_file: str | None, any_caller: bool
 ) -> tuple[str, str]:
-    """Stop letting a local system act as ``subsystem``; returns the rule removed."""
+    """Stop letting a local system act as ``subsystem`` (or the member); returns the rule."""
+    given, subsystem = subsystem, stored_owner(node, subsystem)
     kind, value = caller_rule(address, cert_file, any_caller)
     with node.session() as s:
         row = s.scalars(
@@ -329,7 +377,7 @@ def remove_caller(
             )
         ).first()
         if row is None:
-            raise ServiceError(f"no such rule for {subsystem}: {kind} {value}")
+            raise ServiceError(f"no such rule for {given}: {kind} {value}")
         s.delete(row)
     return kind, value
 
@@ -338,6 +386,10 @@ def list_callers(node: NodeHome) -> list[dict[str, str]]:
     """Every allowed local caller."""
     with node.sessions() as s:
         return [
-            {"subsystem": w.subsystem, "kind": w.kind, "value": w.value}
+            {
+                "subsystem": w.subsystem or str(node.member_id),
+                "kind": w.kind,
+                "value": w.value,
+            }
             for w in s.scalars(select(models.ClientWhitelist))
         ]

@@ -73,8 +73,9 @@ class ServiceTable:
             return None
         return entry
 
-    def for_subsystem(self, subsystem: SubsystemId) -> list[ServiceEntry]:
-        return [e for e in self.by_id.values() if e.service.subsystem_id == subsystem]
+    def for_provider(self, provider: SubsystemId | MemberId) -> list[ServiceEntry]:
+        """The services of one subsystem, or a member's own services (no subsystem)."""
+        return [e for e in self.by_id.values() if e.service.provider == provider]
 
 
 def load_service_table(node: NodeHome) -> ServiceTable:
@@ -85,9 +86,8 @@ def load_service_table(node: NodeHome) -> ServiceTable:
         for right in s.scalars(select(models.AccessRight)):
             grants.setdefault(right.service_id, set()).add(right.client)
         for svc in s.scalars(select(models.Service)):
-            sid = ServiceId.of(
-                SubsystemId.of(member, svc.subsystem), svc.service_code, svc.version or None
-            )
+            owner = SubsystemId.of(member, svc.subsystem) if svc.subsystem else member
+            sid = ServiceId.of(owner, svc.service_code, svc.version or None)
             table.by_id[sid] = ServiceEntry(
                 svc.id,
                 sid,

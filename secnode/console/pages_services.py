@@ -57,7 +57,8 @@ async def add_service(request: web.Request) -> web.StreamResponse:
     await change(
         request,
         "service.add",
-        f"{new.subsystem}/{new.service}",
+        # a member's own service (its id given for the subsystem) in the id's // form
+        f"{new.subsystem}/{'/' if '/' in new.subsystem else ''}{new.service}",
         services.add_service,
         node,
         new,

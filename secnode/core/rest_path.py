@@ -46,6 +46,10 @@ def parse_service_path(path: str) -> tuple[ServiceId, str]:
     (percent-encoded) because it goes to the provider as it came. Raises
     ``Client.BadRequest`` for another protocol version or too few parts and
     ``Client.InvalidServiceIdentifier`` for an illegal identifier part.
+
+    As in X-Road (its ``RestRequest`` takes exactly five parts), the parts after ``/r1/``
+    are always INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE: ``/r1/A/B/C/X/Y`` is service ``Y`` of
+    subsystem ``X``, never the member's own service ``X`` with the path ``/Y``.
     """
     parts = path.split("/", 7)
     if len(parts) < 2 or parts[0] != "" or not parts[1].startswith("r"):
@@ -53,7 +57,13 @@ def parse_service_path(path: str) -> tuple[ServiceId, str]:
     if parts[1] != "r1":
         raise bad_request(f"unsupported REST protocol version {parts[1]!r}; this node speaks r1")
     if len(parts) < 7 or "" in parts[2:7]:
-        raise bad_request(f"invalid request URI {path!r}: expected {_SHAPE}")
+        hint = ""
+        if len(parts) == 6 and "" not in parts[2:6]:  # X-Road reads no member-level REST path
+            hint = (
+                "; a REST service always belongs to a subsystem (as in X-Road, the fourth part"
+                " is the subsystem code), a member's own service is called over SOAP"
+            )
+        raise bad_request(f"invalid request URI {path!r}: expected {_SHAPE}{hint}")
     names = ("instance", "member class", "member code", "subsystem code", "service code")
     decoded = [decode_segment(seg, name) for seg, name in zip(parts[2:7], names, strict=True)]
     try:

@@ -8,24 +8,22 @@ import uuid
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from secnode.core.identifiers import ServiceId, SubsystemId
+from secnode.core.identifiers import ClientId, ServiceId, SubsystemId
 
 SOAP_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 <SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"
     xmlns:xrd="http://x-road.eu/xsd/xroad.xsd" xmlns:id="http://x-road.eu/xsd/identifiers"
     xmlns:ns1="urn:demo:welfare">
   <SOAP-ENV:Header>
-    <xrd:client id:objectType="SUBSYSTEM">
+    <xrd:client id:objectType="{ctype}">
       <id:xRoadInstance>{ci}</id:xRoadInstance>
       <id:memberClass>{cc}</id:memberClass>
-      <id:memberCode>{cm}</id:memberCode>
-      <id:subsystemCode>{cs}</id:subsystemCode>
+      <id:memberCode>{cm}</id:memberCode>{cs}
     </xrd:client>
     <xrd:service id:objectType="SERVICE">
       <id:xRoadInstance>{si}</id:xRoadInstance>
       <id:memberClass>{sc}</id:memberClass>
-      <id:memberCode>{sm}</id:memberCode>
-      <id:subsystemCode>{ss}</id:subsystemCode>
+      <id:memberCode>{sm}</id:memberCode>{ss}
       <id:serviceCode>{svc}</id:serviceCode>
     </xrd:service>
     <xrd:id>{mid}</xrd:id>
@@ -47,20 +45,28 @@ class CallResult:
     body: bytes
 
 
+def _subsystem_code(code: str | None) -> str:
+    """The ``subsystemCode`` element, or nothing for a member (identifiers.xsd: optional)."""
+    return "" if code is None else f"\n      <id:subsystemCode>{escape(code)}</id:subsystemCode>"
+
+
 def soap_request(
-    client: SubsystemId, service: ServiceId, payload: str, message_id: str | None = None
+    client: ClientId, service: ServiceId, payload: str, message_id: str | None = None
 ) -> bytes:
-    """An X-Road v4.0 SOAP request in the published example's shape."""
+    """An X-Road v4.0 SOAP request in the published example's shape (a member or a
+    subsystem as the client, a service of a subsystem or of a member)."""
     mid = message_id or str(uuid.uuid4())
+    sub = client.subsystem if isinstance(client, SubsystemId) else None
     return SOAP_TEMPLATE.format(
+        ctype="SUBSYSTEM" if sub is not None else "MEMBER",
         ci=client.instance,
         cc=client.member_class,
         cm=client.code,
-        cs=client.subsystem,
+        cs=_subsystem_code(sub),
         si=service.instance,
         sc=service.member_class,
         sm=service.code,
-        ss=service.subsystem,
+        ss=_subsystem_code(service.subsystem),
         svc=service.service,
         mid=escape(mid),
         mid8=mid[:8],
@@ -83,7 +89,7 @@ def http(
         return CallResult(exc.code, dict(exc.headers), exc.read())
 
 
-def call_soap(client_url: str, client: SubsystemId, service: ServiceId, payload: str) -> CallResult:
+def call_soap(client_url: str, client: ClientId, service: ServiceId, payload: str) -> CallResult:
     return http(
         "POST",
         client_url + "/",
@@ -94,7 +100,7 @@ def call_soap(client_url: str, client: SubsystemId, service: ServiceId, payload:
 
 def call_rest(
     client_url: str,
-    client: SubsystemId,
+    client: ClientId,
     service: ServiceId,
     path: str = "",
     method: str = "GET",

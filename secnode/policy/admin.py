@@ -316,13 +316,14 @@ class Classification:
 
 
 def service_of(node: NodeHome, text: str) -> ServiceId:
-    """``SUBSYSTEM/CODE[/VERSION]`` of this member, or a full service id (any member)."""
+    """``SUBSYSTEM/CODE[/VERSION]`` of this member (``/CODE`` for the member's own service),
+    or a full service id (any member)."""
     parts = text.split("/")
     if len(parts) >= 5:
         return ServiceId.parse(text)
     if len(parts) in (2, 3):
         return ServiceId.of(
-            SubsystemId.of(node.member_id, parts[0]),
+            SubsystemId.of(node.member_id, parts[0]) if parts[0] else node.member_id,
             parts[1],
             parts[2] if len(parts) == 3 else None,
         )

@@ -50,7 +50,7 @@ def _id_json(ident: MemberId | SubsystemId | ServiceId, object_type: str) -> dic
         "member_class": ident.member_class,
         "member_code": ident.code,
     }
-    if isinstance(ident, SubsystemId | ServiceId):
+    if isinstance(ident, SubsystemId | ServiceId) and ident.subsystem is not None:
         out["subsystem_code"] = ident.subsystem
     if isinstance(ident, ServiceId):
         out["service_code"] = ident.service
@@ -118,7 +118,7 @@ def _services(
 ) -> list[ServiceEntry]:
     """The subsystem's services of ``kind`` (X-Road lists WSDL services over SOAP and REST
     services over REST), only those granted to the client for allowedMethods."""
-    entries = [e for e in rt.services.for_subsystem(headers.service.subsystem_id) if e.type == kind]
+    entries = [e for e in rt.services.for_provider(headers.service.provider) if e.type == kind]
     if allowed_only:
         entries = [e for e in entries if client_granted(e, headers.client, rt.conf)]
     return sorted(entries, key=lambda e: str(e.service))
@@ -179,9 +179,7 @@ def _get_openapi(rt: NodeRuntime, headers: MessageHeaders) -> tuple[int, str, by
     provider system's host stays inside)."""
     code = (parse_qs(headers.rest_query or "").get("serviceCode") or [""])[0]
     match = [
-        e
-        for e in rt.services.for_subsystem(headers.service.subsystem_id)
-        if e.service.service == code
+        e for e in rt.services.for_provider(headers.service.provider) if e.service.service == code
     ]
     if not match or not match[0].openapi:
         raise XRoadError(
@@ -207,7 +205,7 @@ def _get_wsdl(
     code, version = code.strip(), (version or "").strip() or None
     match = [
         e
-        for e in rt.services.for_subsystem(headers.service.subsystem_id)
+        for e in rt.services.for_provider(headers.service.provider)
         if e.type == "soap" and e.service.service == code and e.service.version == version
     ]
     if not match:

@@ -48,7 +48,11 @@ def service_add(
     wsdl: str | None,
     log_bodies: bool | None,
 ) -> None:
-    """Add SERVICE of SUBSYSTEM, served by the system at --url."""
+    """Add SERVICE of SUBSYSTEM, served by the system at --url.
+
+    SUBSYSTEM is a subsystem code, or this node's member id (INSTANCE/CLASS/CODE) for a
+    service of the member itself (SOAP only: X-Road's REST paths always name a subsystem).
+    """
     sid = services.add_service(
         node,
         services.NewService(
@@ -166,7 +170,8 @@ def client_group() -> None:
 def client_allow(
     node: NodeHome, subsystem: str, address: str | None, cert_file: str | None, any_caller: bool
 ) -> None:
-    """Allow a local system to use SUBSYSTEM (code) as client."""
+    """Allow a local system to use SUBSYSTEM (code) as client, or the member itself when
+    SUBSYSTEM is this node's member id (INSTANCE/CLASS/CODE)."""
     sid, kind, value = services.allow_caller(node, subsystem, address, cert_file, any_caller)
     click.echo(f"allowed {kind} {value} to act as {sid}")
 
