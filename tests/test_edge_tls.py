@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import PASSPHRASE, make_ca
-from tests.nodefixtures import Federation, NodeHandle, wait_until
+from tests.nodefixtures import Federation, NodeHandle, invoke, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -328,6 +328,7 @@ def test_provider_requiring_a_client_certificate_refuses_a_node_without_one(
     status, headers, body = answer(world.curl("nocert"))
     assert status == 500, body
     assert headers.get("x-road-error", "").startswith("Server.ServerProxy.ServiceFailed"), body
+    assert "secnode service tls" in json.loads(body)["message"]
     assert world.providers["mutual"].seen == []
 
 
@@ -416,3 +417,43 @@ def test_certificate_from_an_unknown_ca_fails_the_handshake(world: World) -> Non
     done = world.curl("pinned", who="stranger")
     assert done.returncode != 0 or " 200 " not in done.stdout.split("\n")[0], done.stdout
     assert world.providers["good"].seen == []
+
+
+# ----- the migration ----------------------------------------------------------------------------
+def test_upgrade_keeps_grants_and_states_the_system_store_for_old_https_rows(
+    tmp_path: Path,
+) -> None:
+    """0010 down and up on SQLite with foreign keys on (as the node runs): no grant is lost
+    (a batch-mode column drop copies the table, and dropping the old one cascades to
+    access_rights), and an https service stored before 0010 says how it was trusted
+    then: the system store."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from secnode.store import db
+
+    ca = make_ca(tmp_path, "Anchor CA")
+    node = tmp_path / "node"
+    invoke(
+        "secnode", "init", node, "--member", "JP/GOV/072028", "--server-code", "ss1",
+        "--central", "http://127.0.0.1:1", "--anchor", ca.cert_path,
+    )  # fmt: skip
+    for code in ("old", "plain"):
+        invoke("secnode", "service", "add", "portal", code, "--type", "rest",
+               "--url", "http://127.0.0.1:9/", "--dir", node)  # fmt: skip
+        invoke("secnode", "acl", "grant", f"portal/{code}", "JP/GOV/372013/portal", "--dir", node)
+    engine = db.make_engine(f"sqlite:///{node / 'secnode.db'}")
+    try:
+        with engine.begin() as conn:
+            cfg = db._alembic_config(engine, db.NODE_SCHEMA)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0009_console")
+            conn.execute(text("UPDATE services SET url = 'https://old.example' WHERE "
+                              "service_code = 'old'"))  # fmt: skip
+    finally:
+        engine.dispose()
+    invoke("secnode", "db", "upgrade", "--dir", node)
+    rows = {r["id"].rsplit("/", 1)[1]: r for r in invoke(
+        "secnode", "service", "list", "--json", "--dir", node).json()}  # fmt: skip
+    assert (rows["old"]["tls"], rows["plain"]["tls"]) == ("system CA store", "-")
+    assert rows["old"]["granted"] == rows["plain"]["granted"] == ["JP/GOV/372013/portal"]

@@ -393,7 +393,17 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             f"TLS with the provider system failed ({exc}); request not sent",
         ) from exc
     except aiohttp.ClientError as exc:
-        raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}") from exc
+        hint = ""
+        if (
+            entry.tls is not None
+            and isinstance(exc, aiohttp.ClientConnectionError)
+            and not isinstance(exc, aiohttp.ClientConnectorError)  # connected, then closed
+        ):
+            # TLS 1.3: a provider refusing our client certificate (or its absence) closes
+            # the connection only after the handshake, when the request is read
+            hint = " (an https provider that refuses the node's TLS client certificate, or "
+            hint += "wants one, closes like this: see 'secnode service tls')"
+        raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}{hint}") from exc
 
 
 def _session_for(

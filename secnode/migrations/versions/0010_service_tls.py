@@ -18,8 +18,9 @@ branch_labels = None
 depends_on = None
 
 
-# Plain ADD/DROP COLUMN, not batch mode: on SQLite a batch copies the table and drops the
-# old one, and with foreign keys on, that drop cascades to access_rights (every grant lost).
+# Plain ADD/DROP COLUMN (SQLite >= 3.35 drops columns in place), not batch mode: to drop a
+# column a batch copies the table and drops the old one, and with foreign keys on (as the
+# node runs) that drop cascades to access_rights: every grant would be lost.
 def upgrade() -> None:
     op.add_column("services", sa.Column("tls_trust", sa.String(8), nullable=True))
     op.add_column("services", sa.Column("tls_pin", sa.String(64), nullable=True))
