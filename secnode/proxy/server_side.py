@@ -375,35 +375,41 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
         raise XRoadError(
             errors.SERVICE_FAILED, f"service did not answer within {entry.timeout:g} s"
         ) from exc
-    except aiohttp.ServerFingerprintMismatch as exc:
-        raise XRoadError(
+    except aiohttp.ClientError as exc:
+        raise _call_failed(exc, entry) from exc
+
+
+def _call_failed(exc: aiohttp.ClientError, entry: ServiceEntry) -> XRoadError:
+    """The X-Road error for a failed call to the provider system; a TLS failure says that
+    the request was not sent, and why."""
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        return XRoadError(
             errors.SERVICE_SSL_AUTH_FAILED,
             f"the provider system at {exc.host}:{exc.port} presented a TLS certificate with "
             f"SHA-256 {exc.got.hex()}, not the pinned {exc.expected.hex()}; request not sent",
-        ) from exc
-    except aiohttp.ClientConnectorCertificateError as exc:
-        raise XRoadError(
+        )
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return XRoadError(
             errors.SERVICE_SSL_AUTH_FAILED,
             f"the provider system's TLS certificate is not trusted for {entry.service} "
             f"({exc.certificate_error}); request not sent",
-        ) from exc
-    except aiohttp.ClientSSLError as exc:
-        raise XRoadError(
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return XRoadError(
             errors.SERVICE_SSL_AUTH_FAILED,
             f"TLS with the provider system failed ({exc}); request not sent",
-        ) from exc
-    except aiohttp.ClientError as exc:
-        hint = ""
-        if (
-            entry.tls is not None
-            and isinstance(exc, aiohttp.ClientConnectionError)
-            and not isinstance(exc, aiohttp.ClientConnectorError)  # connected, then closed
-        ):
-            # TLS 1.3: a provider refusing our client certificate (or its absence) closes
-            # the connection only after the handshake, when the request is read
-            hint = " (an https provider that refuses the node's TLS client certificate, or "
-            hint += "wants one, closes like this: see 'secnode service tls')"
-        raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}{hint}") from exc
+        )
+    hint = ""
+    if (
+        entry.tls is not None
+        and isinstance(exc, aiohttp.ClientConnectionError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)  # connected, then closed
+    ):
+        # TLS 1.3: a provider refusing our client certificate (or its absence) closes the
+        # connection only after the handshake, when the request is read
+        hint = " (an https provider that refuses the node's TLS client certificate, or "
+        hint += "wants one, closes like this: see 'secnode service tls')"
+    return XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}{hint}")
 
 
 def _session_for(
