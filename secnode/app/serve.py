@@ -125,16 +125,26 @@ async def _wait_for_node_listener(running: RunningNode, interval: float = 2.0) -
 
 
 def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
-    """HTTPS for information systems when configured; client certificates when a CA is set."""
+    """HTTPS for information systems when configured; with ``tls_client_ca``, client
+    certificates from that file's CAs (or the registered certificates themselves, listed
+    in it: partial chains are accepted).
+
+    A certificate is optional at the TLS layer so that a caller without one gets the X-Road
+    error (``Server.ClientProxy.SslAuthenticationFailed``) rather than a broken handshake;
+    which certificate may act as which subsystem is decided per message
+    (``secnode client allow --cert``), deny by default.
+    """
     cfg = rt.config.client
     if not cfg.tls_cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(
         str(rt.node.path / cfg.tls_cert), str(rt.node.path / cfg.tls_key), password=rt.passphrase
     )
     if cfg.tls_client_ca:
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         ctx.load_verify_locations(str(rt.node.path / cfg.tls_client_ca))
     return ctx
 

@@ -189,13 +189,20 @@ def _check_caller(ex: ClientExchange) -> None:
     peer = peer_cert_sha256(
         request.transport.get_extra_info("ssl_object") if request.transport else None
     )
-    if not caller_allowed(rules, remote, peer):
+    if caller_allowed(rules, remote, peer):
+        return
+    if any(kind == "cert" for kind, _ in rules):  # X-Road: the IS certificate check failed
+        shown = "no TLS client certificate" if peer is None else f"TLS certificate {peer}"
         raise XRoadError(
-            errors.ACCESS_DENIED,
-            f"this information system ({remote}) may not act as {client}; "
-            "see 'secnode client allow'",
-            http_status=403,
+            errors.CLIENT_PROXY_SSL_AUTH_FAILED,
+            f"this information system ({remote}, {shown}) may not act as {client}: "
+            "its certificate is not registered for it (see 'secnode client allow --cert')",
         )
+    raise XRoadError(
+        errors.ACCESS_DENIED,
+        f"this information system ({remote}) may not act as {client}; see 'secnode client allow'",
+        http_status=403,
+    )
 
 
 def _resolve_provider(ex: ClientExchange) -> None:

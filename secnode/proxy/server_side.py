@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
 from secnode.proxy.hooks import Signed
 from secnode.proxy.io import body_pieces, read_limited, read_response, send_response
 from secnode.trust.own_status import require_own_sign_status
+from secnode.trust.provider_tls import ProviderTlsError
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
 
@@ -330,8 +332,7 @@ async def _answer(ex: ProviderExchange) -> web.StreamResponse:
 async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> ServiceAnswer:
     """One HTTP request to the provider system, with the client's passthrough headers."""
     rt, headers = ex.rt, ex.headers
-    session = rt.service_session
-    assert session is not None
+    session, request_ssl = _session_for(rt, entry)
     if entry.type == "rest":
         url: str | URL = URL(
             rest_path.service_target(entry.url, headers.rest_path, headers.rest_query), encoded=True
@@ -357,6 +358,7 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             headers=out_headers,
             allow_redirects=False,
             skip_auto_headers=skip,
+            ssl=request_ssl,
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
             limit = rt.config.client.max_body_bytes
@@ -374,7 +376,63 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             errors.SERVICE_FAILED, f"service did not answer within {entry.timeout:g} s"
         ) from exc
     except aiohttp.ClientError as exc:
-        raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}") from exc
+        raise _call_failed(exc, entry) from exc
+
+
+def _call_failed(exc: aiohttp.ClientError, entry: ServiceEntry) -> XRoadError:
+    """The X-Road error for a failed call to the provider system; a TLS failure says that
+    the request was not sent, and why."""
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"the provider system at {exc.host}:{exc.port} presented a TLS certificate with "
+            f"SHA-256 {exc.got.hex()}, not the pinned {exc.expected.hex()}; request not sent",
+        )
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"the provider system's TLS certificate is not trusted for {entry.service} "
+            f"({exc.certificate_error}); request not sent",
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"TLS with the provider system failed ({exc}); request not sent",
+        )
+    hint = ""
+    if (
+        entry.tls is not None
+        and isinstance(exc, aiohttp.ClientConnectionError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)  # connected, then closed
+    ):
+        # TLS 1.3: a provider refusing our client certificate (or its absence) closes the
+        # connection only after the handshake, when the request is read
+        hint = " (an https provider that refuses the node's TLS client certificate, or "
+        hint += "wants one, closes like this: see 'secnode service tls')"
+    return XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}{hint}")
+
+
+def _session_for(
+    rt: NodeRuntime, entry: ServiceEntry
+) -> tuple[aiohttp.ClientSession, ssl.SSLContext | bool]:
+    """The pooled session for the provider system, and the ``ssl`` its requests pass: the
+    shared one for http://, one per TLS setting for https:// (never an unchosen default)."""
+    if entry.tls is None:
+        assert rt.service_session is not None
+        if entry.url.startswith("https://"):  # a row written around the CLI's checks
+            raise XRoadError(
+                errors.SERVICE_SSL_AUTH_FAILED,
+                f"{entry.service} is at an https:// URL without a TLS setting "
+                "('secnode service tls'); request not sent",
+            )
+        return rt.service_session, True
+    try:
+        return rt.provider_session(entry.tls)
+    except (ProviderTlsError, ssl.SSLError, OSError) as exc:
+        raise XRoadError(
+            errors.SERVER_PROXY_INTERNAL_ERROR,
+            f"cannot set up TLS towards the provider of {entry.service}: {exc}",
+        ) from exc
 
 
 def _service_headers(ex: ProviderExchange) -> list[tuple[str, str]]:
