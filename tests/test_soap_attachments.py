@@ -20,11 +20,14 @@ import base64
 import email
 import email.policy
 import hashlib
+import json
 import re
+import shutil
 import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +42,7 @@ from secnode.core.message import request_digest
 from secnode.core.soap import parse_soap_request
 from secnode.demo.calls import CallResult
 from secnode.demo.calls import http as http_call
-from secnode.demo.federation import Federation, build_two_city_federation
+from secnode.demo.federation import DemoError, Federation, build_two_city_federation
 from secnode.demo.ports import free_port
 from tests.test_exchange_e2e import Peer, sign_as
 from tests.test_xroad_compat import QUERIES, XROAD
@@ -287,6 +290,11 @@ class AttachmentProvider:
         )
         kind = 'application/xop+xml"; start-info="text/xml' if mtom else "text/xml"
         out_type = f'multipart/related; type="{kind}"; start="<resp-root>"; boundary="{b}"'
+        action = request.headers.get("SOAPAction")
+        if action == '"plain"':  # answer a multipart request with a plain SOAP message
+            out_type, out = "text/xml; charset=UTF-8", soap
+        elif action == '"broken"':  # a multipart answer whose start names no part
+            out_type = out_type.replace("<resp-root>", "<elsewhere>")
         self.sent[mid or ""] = Message(out_type, out)
         return web.Response(body=out, headers={"Content-Type": out_type})
 
@@ -328,8 +336,8 @@ def fed(
         federation.stop()
 
 
-def post(fed: Federation, message: Message) -> CallResult:
-    headers = {"Content-Type": message.content_type, "SOAPAction": '""'}
+def post(fed: Federation, message: Message, action: str = '""') -> CallResult:
+    headers = {"Content-Type": message.content_type, "SOAPAction": action}
     return http_call("POST", fed.nodes["aizu"].client_url + "/", message.body, headers)
 
 
@@ -438,10 +446,54 @@ def test_attachments_delivered_as_sent_both_ways(
 
 
 @pytest.mark.slow
-def test_log_verify_passes_on_attachment_records(ready: Federation) -> None:
+def test_plain_answer_to_an_mtom_request(ready: Federation, provider: AttachmentProvider) -> None:
+    message = readdress(ready, annex("g-mtom-request.txt"), "exampleServiceMtom")
+    result = post(ready, message, '"plain"')
+    assert result.status == 200 and fault_code(result) is None, fault_text(result)
+    assert result.headers["Content-Type"] == "text/xml; charset=UTF-8"
+    answer = provider.sent[message_id(message)]
+    hashes = HASH_ELEMENT.findall(result.body)
+    assert len(hashes) == 1 and result.body.replace(hashes[0], b"") == answer.body
+    soap_part = independent_parts(message.content_type, message.body)[0][2]
+    expected = base64.b64encode(hashlib.sha512(soap_part).digest()).decode()
+    root = etree.fromstring(result.body)
+    assert root.findtext("s:Header/xrd:requestHash", namespaces=NS) == expected
+
+
+@pytest.mark.slow
+def test_broken_multipart_answer_is_a_service_failure(ready: Federation) -> None:
+    result = post(ready, readdress(ready, annex("f-swaref-request.txt")), '"broken"')
+    assert fault_code(result) == "Server.ServerProxy.ServiceFailed.InvalidSoap", fault_text(result)
+    assert "start parameter <elsewhere> names no part" in fault_text(result)
+
+
+@pytest.mark.slow
+def test_log_verify_passes_on_attachment_records(ready: Federation, tmp_path: Path) -> None:
+    """Both logs verify with the multipart records in them; a stored attachment changed
+    afterwards does not (the log keeps the whole message, not just its SOAP part)."""
+    message = readdress(ready, annex("f-swaref-request.txt"))
+    assert post(ready, message).status == 200
     for city in ("aizu", "takamatsu"):
-        out = ready.run("secnode", "log", "verify", "--dir", ready.nodes[city].dir)
-        assert "FAIL" not in out.upper().replace("FAILURES: 0", ""), out
+        report = json.loads(
+            ready.run("secnode", "log", "verify", "--json", "--dir", ready.nodes[city].dir)
+        )
+        assert report["ok"] and report["checked"]["records"] >= 8, report
+    copy = tmp_path / "aizu"
+    shutil.copytree(ready.nodes["aizu"].dir, copy, ignore=shutil.ignore_patterns("messagelog.db*"))
+    with (
+        closing(sqlite3.connect(ready.nodes["aizu"].dir / "messagelog.db")) as live,
+        closing(sqlite3.connect(copy / "messagelog.db")) as dest,
+    ):
+        live.backup(dest)
+        forged = message.body.replace(b"VGhpcyBpcyBhdHRhY2htZW50Lg0K", b"VGhpcyBpcyBmb3JnZWQuDQo=")
+        changed = dest.execute(
+            "UPDATE mlog_records SET body = ? WHERE message_id = ? AND direction = 'request_out'",
+            (forged, message_id(message)),
+        ).rowcount
+        dest.commit()
+    assert changed == 1
+    with pytest.raises(DemoError, match="body changed"):
+        ready.run("secnode", "log", "verify", "--dir", copy)
 
 
 @pytest.mark.slow
