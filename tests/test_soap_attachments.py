@@ -194,12 +194,36 @@ def test_annex_f_and_g_are_taken_apart() -> None:
             "must not be base64-encoded",
         ),
         ("multipart/related; boundary=x", b"--x\r\nbroken header\r\n\r\n<a/>\r\n--x--", "header"),
+        (
+            'multipart/related; boundary=x; start="<a>"',
+            b"--x\r\nContent-ID: <a>\r\nContent-Type: text/xml\r\n\r\n<a/>\r\n"
+            b"--x\r\nContent-ID: <a>\r\n\r\nother\r\n--x--",
+            "same Content-ID",
+        ),
+        (  # CRLF delimiters first, then a bare-LF one: content, so the close is missing
+            "multipart/related; boundary=x",
+            b"--x\r\nContent-Type: text/xml\r\n\r\n<a/>\n--x--\n",
+            "no closing delimiter",
+        ),
     ],
 )
 def test_malformed_multipart_is_refused(content_type: str, body: bytes, reason: str) -> None:
     with pytest.raises(XRoadError, match=re.escape(reason)) as info:
         soap_mime.split(body, content_type)
     assert info.value.code == errors.INVALID_SOAP
+
+
+def test_only_whole_delimiter_lines_split_parts() -> None:
+    """A boundary inside a line, or followed by more characters, is content; a folded
+    header line continues the one before; a preamble and an epilogue are not parts."""
+    body = (
+        b"preamble --b\r\n--b\r\nContent-Type: text/xml;\r\n charset=UTF-8\r\n\r\n<a/>"
+        b"\r\n--b\r\n\r\nx --b\r\n--bb\r\n--b-\r\n--b--\r\nepilogue\r\n--b\r\n"
+    )
+    related = mime_related.parse(body, "multipart/related; boundary=b")
+    assert [p.content(body) for p in related.parts] == [b"<a/>", b"x --b\r\n--bb\r\n--b-"]
+    assert related.root.content_type == "text/xml; charset=UTF-8"
+    assert related.parts[1].headers == {}
 
 
 def test_replace_root_keeps_every_other_byte() -> None:

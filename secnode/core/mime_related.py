@@ -113,18 +113,25 @@ def _boundary(content_type: str) -> str:
 
 def _delimiters(body: bytes | bytearray, boundary: str) -> list[tuple[int, int, bool]]:
     """(start, end, is_close) of each delimiter line; ``start`` includes the line break
-    before it, ``end`` the one after it."""
+    before it, ``end`` the one after it.
+
+    The first delimiter's line end sets the message's: after a CRLF one, a delimiter
+    preceded by a bare LF is content (a strict CRLF parser at the provider system must not
+    see other parts than we do)."""
     dash = b"--" + boundary.encode("ascii")
     line = re.compile(rb"(\r?\n)?" + re.escape(dash) + rb"(--)?[ \t]*(\r?\n|$)")
     out: list[tuple[int, int, bool]] = []
-    pos = 0
+    pos, crlf = 0, False
     while True:
         at = body.find(dash, pos)
         if at < 0:
             return out
         lead = 2 if body[at - 2 : at] == b"\r\n" else 1 if body[at - 1 : at] == b"\n" else 0
         match = line.match(body, at - lead)
-        if match is not None and (lead or at == 0):
+        at_line_start = (lead == 2 or (lead == 1 and not crlf)) if out else (lead or at == 0)
+        if match is not None and at_line_start:
+            if not out:
+                crlf = match.group(3) == b"\r\n"
             out.append((match.start(), match.end(), match.group(2) is not None))
             if match.group(2) is not None:
                 return out
@@ -167,7 +174,8 @@ def parse(body: bytes | bytearray, content_type: str) -> Related:
 
     The root part is the one whose ``Content-ID`` the ``start`` parameter names, the first
     part when there is no ``start`` (RFC 2387). Raises :class:`MimeError` when the boundary
-    is missing, no part or no closing delimiter is found, or ``start`` names no part.
+    is missing, no part or no closing delimiter is found, two parts share a Content-ID
+    (a ``cid:`` reference would be ambiguous), or ``start`` names no part.
     """
     if not is_related(content_type):
         raise MimeError(f"not a multipart/related message: {media_type(content_type)!r}")
@@ -180,6 +188,9 @@ def parse(body: bytes | bytearray, content_type: str) -> Related:
     found = tuple(_part(body, a[1], b[0]) for a, b in itertools.pairwise(delims))
     if not found:
         raise MimeError("multipart message has no parts")
+    ids = [part.content_id for part in found if part.content_id is not None]
+    if len(ids) != len(set(ids)):
+        raise MimeError("two parts of the multipart message have the same Content-ID")
     p = params(content_type)
     start = content_id(p.get("start"))
     root_index = 0
