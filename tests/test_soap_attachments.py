@@ -213,6 +213,15 @@ def test_malformed_multipart_is_refused(content_type: str, body: bytes, reason: 
     assert info.value.code == errors.INVALID_SOAP
 
 
+def test_x_road_mtom_query_around_soap_1_2_is_refused() -> None:
+    """X-Road's ``soapfault-mtom.query`` declares its SOAP part ``application/soap+xml``."""
+    body = (QUERIES / "soapfault-mtom.query").read_bytes()
+    ctype = 'multipart/related; type="application/xop+xml"; boundary=jetty771207119h3h10dty'
+    with pytest.raises(XRoadError, match=re.escape("X-Road v4.0 is SOAP 1.1")) as info:
+        soap_mime.split(body, ctype)
+    assert info.value.code == errors.INVALID_SOAP
+
+
 def test_only_whole_delimiter_lines_split_parts() -> None:
     """A boundary inside a line, or followed by more characters, is content; a folded
     header line continues the one before; a preamble and an epilogue are not parts."""
