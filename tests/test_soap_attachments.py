@@ -25,6 +25,7 @@ import re
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -133,12 +134,10 @@ def independent_parts(content_type: str, body: bytes) -> list[tuple[str | None, 
         f"Content-Type: {content_type}\r\n\r\n".encode() + body, policy=email.policy.HTTP
     )
     assert doc.is_multipart(), body[:300]
-    out = []
-    for part in doc.iter_parts():
-        raw = part.get_payload(decode=True)
-        assert isinstance(raw, bytes)
-        out.append((part["Content-ID"], part.get_content_type(), raw))
-    return out
+    return [
+        (p["Content-ID"], p.get_content_type(), p.get_payload(decode=True))
+        for p in doc.iter_parts()
+    ]
 
 
 # ----- pure: the published examples taken apart --------------------------------------------------
@@ -157,11 +156,8 @@ def test_annex_f_and_g_are_taken_apart() -> None:
     query = xroad_attachments_query()
     split = soap_mime.split(query.body, query.content_type)
     assert split.related is not None and len(split.related.attachments) == 3
-    assert [p.content(query.body) for p in split.related.attachments] == [
-        b"blaah\n",
-        b"blaah1\n",
-        b"blaah2\n",
-    ]
+    contents = [p.content(query.body) for p in split.related.attachments]
+    assert contents == [b"blaah\n", b"blaah1\n", b"blaah2\n"]
 
 
 @pytest.mark.parametrize(
@@ -273,6 +269,7 @@ class AttachmentProvider:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def received(self, mid: str) -> tuple[dict[str, str], bytes]:
         for headers, body in reversed(self.seen):
@@ -394,8 +391,6 @@ def fault_text(result: CallResult) -> str:
 @pytest.fixture(scope="module")
 def ready(fed: Federation) -> Federation:
     """Takamatsu has picked up the services and rights (its reload job runs every few s)."""
-    import time
-
     deadline = time.monotonic() + 40
     while True:
         result = post(fed, readdress(fed, annex("f-swaref-request.txt")))
