@@ -23,7 +23,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from secnode.core import errors, rest_headers, rest_path
+from secnode.core import errors, rest_headers, rest_path, soap_mime
 from secnode.core.errors import XRoadError
 from secnode.core.message import request_digest, response_digest
 from secnode.core.msgsig import SignatureError, SignerCodec
@@ -65,6 +65,8 @@ class ProviderExchange(Exchange):
 
     extra: wire.Extra = field(default_factory=wire.Extra)
     soap_request: SoapRequest | None = None
+    soap_message: soap_mime.SoapMessage | None = None
+    """Where the SOAP part is (the whole body, or the root part of a multipart message)."""
     entry: ServiceEntry | None = None
     metaservice: str | None = None
     """The metaservice this node answers itself (listMethods, ...), if it is one."""
@@ -228,7 +230,8 @@ async def _check_message(ex: ProviderExchange) -> None:
         # The provider system reads the SOAP header, not our metadata: they must agree, or a
         # client node could sign one client identity and show the service another.
         ex.body = bytes(ex.body)  # lxml's SOAP parser takes bytes (SOAP only)
-        ex.soap_request = parse_soap_request(ex.body, None, check_body=False)
+        ex.soap_message = message = soap_mime.split(ex.body, headers.content_type)
+        ex.soap_request = parse_soap_request(message.soap, None, check_body=False)
         if ex.soap_request.message_headers(headers.content_type) != headers:
             raise XRoadError(
                 errors.INCONSISTENT_HEADERS,
@@ -268,8 +271,9 @@ async def _log_request(ex: ProviderExchange) -> None:
 async def _call_service(ex: ProviderExchange) -> None:
     """Call the provider system, or answer the metaservice here."""
     if ex.metaservice is not None:
+        request_body = ex.body if ex.soap_message is None else ex.soap_message.soap
         status, content_type, out = metaservices.answer_provider(
-            ex.rt, ex.headers, ex.metaservice, ex.body, ex.soap_request
+            ex.rt, ex.headers, ex.metaservice, request_body, ex.soap_request
         )
         ex.answer = ServiceAnswer(status, content_type, out)
     else:
@@ -284,8 +288,7 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
     assert answer is not None
     out = answer.body
     if ex.soap_request is not None and ex.metaservice is None:
-        # lxml's SOAP checks take bytes: one transient copy, for SOAP only
-        out = prepare_soap_response(bytes(out), ex.soap_request, bytes(ex.body))
+        out = _with_request_hash(ex, bytes(out), answer.content_type)
     out = await ex.rt.decision.after_response(ex.headers, verdict, out, answer.content_type or "")
     ex.answer = answer = ServiceAnswer(answer.status, answer.content_type, out, answer.passthrough)
     out_sha = hashlib.sha256(out).digest()
@@ -308,6 +311,16 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
         status=answer.status,
         extra={"request_digest": ex.signed_request.digest.hex()},
     )
+
+
+def _with_request_hash(ex: ProviderExchange, out: bytes, content_type: str | None) -> bytes:
+    """The service's SOAP response with ``requestHash`` (over the request's SOAP part) in
+    its header; a multipart response keeps its other parts byte for byte."""
+    assert ex.soap_request is not None and ex.soap_message is not None
+    response = soap_mime.split(out, content_type, errors.SERVICE_INVALID_SOAP)
+    # lxml's SOAP checks take bytes: one transient copy, for SOAP only
+    soap = prepare_soap_response(response.soap, ex.soap_request, ex.soap_message.soap)
+    return soap_mime.join(response, out, soap)
 
 
 async def _answer(ex: ProviderExchange) -> web.StreamResponse:
