@@ -441,10 +441,11 @@ def test_certificate_from_an_unknown_ca_fails_the_handshake(world: World) -> Non
 
 
 # ----- the migration ----------------------------------------------------------------------------
+@pytest.mark.parametrize("down_to", ["0009_console", "0006_policy_flow_index"])
 def test_upgrade_keeps_grants_and_states_the_system_store_for_old_https_rows(
-    tmp_path: Path,
+    tmp_path: Path, down_to: str
 ) -> None:
-    """0010 down and up on SQLite with foreign keys on (as the node runs): no grant is lost
+    """0010 and 0007 down and up on SQLite, foreign keys on (as the node runs): no grant lost
     (a batch-mode column drop copies the table, and dropping the old one cascades to
     access_rights), and an https service stored before 0010 says how it was trusted
     then: the system store."""
@@ -468,7 +469,7 @@ def test_upgrade_keeps_grants_and_states_the_system_store_for_old_https_rows(
         with engine.begin() as conn:
             cfg = db._alembic_config(engine, db.NODE_SCHEMA)
             cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0009_console")
+            command.downgrade(cfg, down_to)
             conn.execute(text("UPDATE services SET url = 'https://old.example' WHERE "
                               "service_code = 'old'"))  # fmt: skip
     finally:
