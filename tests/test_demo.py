@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from secnode.core.policy import fiscal_year_of
+from secnode.demo.mission import run_mission
 from tests.conftest import cli_env
 
 pytestmark = pytest.mark.slow
@@ -151,3 +152,16 @@ def test_transparency_report_is_written_as_html_with_the_provisions(demo_run: De
         assert text in html, text
     assert "JP/GOV/372013" not in html and "DSA-DEMO-1" not in html  # published: no ids
     assert (demo_run.base / "mission" / "agreement.json").is_file()
+
+
+def test_a_step_that_cannot_show_its_point_fails_the_mission(demo_run: DemoRun) -> None:
+    """Run again on the stopped federation: the service exists, the nodes are gone."""
+    assert demo_run.proc.returncode == 0, demo_run.proc.stdout
+    said: list[str] = []
+    assert run_mission(demo_run.base, say=said.append) is False
+    [failed] = [line for line in said if "[FAIL]" in line]
+    assert failed.startswith("  [FAIL] policy: 'secnode service add' failed: "), said
+    assert not any("[OK  ]" in line for line in said)  # nothing else is claimed
+    said.clear()
+    assert run_mission(demo_run.base / "missing", say=said.append) is False
+    assert any("[FAIL]" in line and "demo.json cannot be read" in line for line in said), said
