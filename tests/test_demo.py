@@ -120,6 +120,9 @@ def test_records_and_the_residents_disclosure(demo_run: DemoRun) -> None:
     assert "secnode records --subject S-DEMO-1001 (Aizu): 2 provision(s), 0 receipt(s)" in (
         disclosure
     )
+    # ... and the resident's own view: the disclosure page opened with a one-time code
+    page = json.loads((demo_run.base / "demo.json").read_text())["nodes"]["aizu"]
+    assert f"the resident sees the same 2 provision(s) at {page['disclosure_url']}" in disclosure
 
 
 def test_both_logs_verify_and_reconcile(demo_run: DemoRun) -> None:

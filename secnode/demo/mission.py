@@ -22,12 +22,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
+import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +70,8 @@ class City:
     dir: Path
     client_url: str
     client: str
+    disclosure_url: str
+    tls_cert: Path
 
     @property
     def title(self) -> str:
@@ -88,7 +95,15 @@ class Mission:
     def load(cls, base: Path) -> Mission:
         manifest = json.loads((base / "demo.json").read_text())
         cities = {
-            name: City(name, n["member"], Path(n["dir"]), n["client_url"], n["client"])
+            name: City(
+                name,
+                n["member"],
+                Path(n["dir"]),
+                n["client_url"],
+                n["client"],
+                n["disclosure_url"],
+                Path(n["tls_cert"]),
+            )
             for name, n in manifest["nodes"].items()
         }
         passphrase = Path(manifest["passphrase_file"]).read_text().strip()
@@ -283,15 +298,23 @@ class Mission:
         ]
 
     def disclosure(self) -> list[str]:
+        """What the resident is shown: by the city (CLI) and on the disclosure page."""
         text = self.cli(self.provider, "records", "--subject", SUBJECT)
         first = text.splitlines()[0] if text else ""
         expected = f"subject {SUBJECT}: {len(self.allowed)} provision(s)"
         if not first.startswith(expected):
             raise MissionError(f"'secnode records --subject {SUBJECT}' said {first!r}")
+        code = self.cli_json(self.provider, "records", "access-code", "--subject", SUBJECT)
+        page = resident_page(self.provider, SUBJECT, str(code["code"]))
+        shown = page.count('class="provision"')
+        if shown != len(self.allowed) or "高松市" not in page:
+            raise MissionError(f"the disclosure page shows {shown} provision(s)")
         return [
             f"secnode records --subject {SUBJECT} (Aizu): "
-            + first.removeprefix(f"subject {SUBJECT}: "),
-            "the refused request is not a provision and is not listed",
+            + first.removeprefix(f"subject {SUBJECT}: ")
+            + " (the refused request is not a provision)",
+            f"with a one-time code (secnode records access-code) the resident sees the same "
+            f"{shown} provision(s) at {self.provider.disclosure_url}",
         ]
 
     def verify(self) -> list[str]:
@@ -375,6 +398,25 @@ def run_mission(base: Path, say: Callable[[str], None] = print) -> bool:
         for line in lines[1:]:
             say(f"         {line}")
     return ok
+
+
+def resident_page(city: City, subject: str, code: str) -> str:
+    """Open the disclosure page as the resident's browser does: form, code, records page."""
+    context = ssl.create_default_context(cafile=str(city.tls_cert))
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=context),
+        urllib.request.HTTPCookieProcessor(CookieJar()),
+    )
+    with opener.open(city.disclosure_url, timeout=30) as resp:
+        form = resp.read().decode("utf-8")
+    token = re.search(r'name="csrf" value="([^"]+)"', form)
+    if token is None:
+        raise MissionError("the disclosure page has no login form")
+    data = urllib.parse.urlencode({"csrf": token.group(1), "subject": subject, "code": code})
+    with opener.open(city.disclosure_url, data.encode(), timeout=30) as resp:  # -> /records
+        if not resp.geturl().endswith("/records"):
+            raise MissionError(f"the disclosure page did not accept the code ({resp.geturl()})")
+        return str(resp.read().decode("utf-8"))
 
 
 # ----- the policy documents (docs/policy.md sections 2-5) --------------------------------------
