@@ -130,7 +130,8 @@ class Mission:
             raise MissionError(f"'secnode {' '.join(argv[3:])}' did not finish") from exc
         if check and done.returncode != 0:
             said = (done.stderr or done.stdout).strip().splitlines()
-            raise MissionError(f"'secnode {args[0]} {args[1]}' failed: {' / '.join(said[-3:])}")
+            command = " ".join(str(a) for a in args[:2])
+            raise MissionError(f"'secnode {command}' failed: {' / '.join(said[-3:])}")
         return done.stdout
 
     def cli_json(self, city: City, *args: str | Path) -> Any:
