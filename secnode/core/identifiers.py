@@ -131,12 +131,19 @@ class SubsystemId:
 
 @dataclass(frozen=True, order=True)
 class ServiceId:
-    """A service of a subsystem: ``INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE[/VERSION]``."""
+    """A service of a subsystem, ``INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE[/VERSION]``, or of
+    a member itself (``subsystem`` None; identifiers.xsd makes ``subsystemCode`` optional):
+    ``INSTANCE/CLASS/CODE/SERVICE``.
+
+    A member-level service carries no version here: ``INSTANCE/CLASS/CODE/SERVICE/VERSION``
+    would read as a subsystem's service, and the string form is what nodes sign. The one
+    member-level service today is X-Road's ``getSecurityServerMetrics`` (unversioned).
+    """
 
     instance: str
     member_class: str
     code: str
-    subsystem: str
+    subsystem: str | None
     service: str
     version: str | None = None
 
@@ -148,15 +155,30 @@ class ServiceId:
         "SERVICE",
         "VERSION",
     )
+    MEMBER_NAMES: ClassVar[tuple[str, ...]] = ("INSTANCE", "CLASS", "CODE", "SERVICE")
 
     def __post_init__(self) -> None:
-        for value, name in zip(self.parts(), self.NAMES, strict=False):
+        names = self.NAMES if self.subsystem is not None else self.MEMBER_NAMES
+        for value, name in zip(self.parts(), names, strict=False):
             validate_part(value, f"service {name}")
+        if self.subsystem is None and self.version is not None:
+            raise IdentifierError(
+                f"member-level service {self.service!r} with a version is not supported"
+            )
 
     @classmethod
     @functools.lru_cache(maxsize=4096)  # frozen values: safe to share; bounded
     def parse(cls, text: str) -> ServiceId:
         return cls(*_split(text, "service", cls.NAMES, optional=1))
+
+    @classmethod
+    @functools.lru_cache(maxsize=1024)
+    def parse_any(cls, text: str) -> ServiceId:
+        """A subsystem's service (5 or 6 parts) or a member's (4 parts): the wire's form."""
+        if isinstance(text, str) and len(text.split("/")) == len(cls.MEMBER_NAMES):
+            instance, member_class, code, service = _split(text, "service", cls.MEMBER_NAMES)
+            return cls(instance, member_class, code, None, service)
+        return cls.parse(text)
 
     @classmethod
     def of(cls, subsystem: SubsystemId, service: str, version: str | None = None) -> ServiceId:
@@ -169,7 +191,14 @@ class ServiceId:
             version,
         )
 
+    @classmethod
+    def of_member(cls, member: MemberId, service: str) -> ServiceId:
+        """A member-level service (no subsystem)."""
+        return cls(member.instance, member.member_class, member.code, None, service)
+
     def parts(self) -> tuple[str, ...]:
+        if self.subsystem is None:
+            return (self.instance, self.member_class, self.code, self.service)
         base = (self.instance, self.member_class, self.code, self.subsystem, self.service)
         return base if self.version is None else (*base, self.version)
 
@@ -178,7 +207,18 @@ class ServiceId:
         return MemberId(self.instance, self.member_class, self.code)
 
     @property
+    def member_level(self) -> bool:
+        return self.subsystem is None
+
+    @property
+    def provider(self) -> MemberId | SubsystemId:
+        """Whose service it is: the subsystem, or the member for a member-level service."""
+        return self.member if self.subsystem is None else self.subsystem_id
+
+    @property
     def subsystem_id(self) -> SubsystemId:
+        if self.subsystem is None:
+            raise IdentifierError(f"service {self} is a member's service, not a subsystem's")
         return SubsystemId(self.instance, self.member_class, self.code, self.subsystem)
 
     def __str__(self) -> str:

@@ -52,9 +52,11 @@ _ID_SHAPES: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
         frozenset({"xRoadInstance", "memberClass", "memberCode", "subsystemCode"}),
         frozenset(),
     ),
+    # subsystemCode is optional (identifiers.xsd): a member's own service, such as X-Road's
+    # getSecurityServerMetrics addressed to a node's owner
     "SERVICE": (
-        frozenset({"xRoadInstance", "memberClass", "memberCode", "subsystemCode", "serviceCode"}),
-        frozenset({"serviceVersion"}),
+        frozenset({"xRoadInstance", "memberClass", "memberCode", "serviceCode"}),
+        frozenset({"subsystemCode", "serviceVersion"}),
     ),
     "SERVER": (
         frozenset({"xRoadInstance", "memberClass", "memberCode", "serverCode"}),
@@ -114,7 +116,7 @@ def _read_identifier(elem: Element, field: str, allowed: tuple[str, ...], code: 
         if object_type == "SUBSYSTEM":
             return SubsystemId(**kwargs)
         if object_type == "SERVICE":
-            return ServiceId(**kwargs)
+            return ServiceId(subsystem=kwargs.pop("subsystem", None), **kwargs)
         return NodeId(**kwargs)
     except IdentifierError as exc:
         raise XRoadError(code, f"{field}: {exc}") from None

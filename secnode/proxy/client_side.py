@@ -204,10 +204,8 @@ def _resolve_provider(ex: ClientExchange) -> None:
     nodes = ex.conf.node_for_member(service.member)
     if not nodes:
         raise XRoadError(errors.UNKNOWN_MEMBER, f"no node serves member {service.member}")
-    if not ex.conf.has_client(service.subsystem_id):
-        raise XRoadError(
-            errors.UNKNOWN_MEMBER, f"subsystem {service.subsystem_id} is not registered"
-        )
+    if not ex.conf.has_client(service.provider):
+        raise XRoadError(errors.UNKNOWN_MEMBER, f"{service.provider} is not registered")
     target = _target_server(ex)
     if target is not None:  # the client named the provider's node (securityServer header)
         nodes = [n for n in nodes if n.id == target]

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from secnode.core.globalconf import GlobalConf
 
 PROVIDER_METASERVICES = ("listMethods", "allowedMethods", "getOpenAPI", "getWsdl")
+#: X-Road's environmental monitoring service, a member-level service of the node's owner.
+METRICS_SERVICE = "getSecurityServerMetrics"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 XROAD_NS = "http://x-road.eu/xsd/xroad.xsd"
 ID_NS = "http://x-road.eu/xsd/identifiers"
@@ -40,6 +42,10 @@ log = logging.getLogger("secnode.metaservices")
 
 
 def provider_metaservice(service: ServiceId) -> str | None:
+    """The metaservice the provider node answers itself: a subsystem's listMethods, ...,
+    or the owner member's getSecurityServerMetrics (X-Road's environmental monitoring)."""
+    if service.subsystem is None:
+        return service.service if service.service == METRICS_SERVICE else None
     return service.service if service.service in PROVIDER_METASERVICES else None
 
 
@@ -50,7 +56,7 @@ def _id_json(ident: MemberId | SubsystemId | ServiceId, object_type: str) -> dic
         "member_class": ident.member_class,
         "member_code": ident.code,
     }
-    if isinstance(ident, SubsystemId | ServiceId):
+    if isinstance(ident, SubsystemId | ServiceId) and ident.subsystem is not None:
         out["subsystem_code"] = ident.subsystem
     if isinstance(ident, ServiceId):
         out["service_code"] = ident.service
