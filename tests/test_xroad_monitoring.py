@@ -356,6 +356,12 @@ def test_metrics_are_refused_to_others_and_the_refusal_is_logged(ready: Federati
     assert fault_code(no_target) == "Client.MissingHeaderField", no_target.body
     wrong = ask_metrics(ready, aizu.client_id, server_code="ss9")
     assert fault_code(wrong) == "Server.ClientProxy.InvalidSecurityServer", wrong.body
+    taka = ready.nodes["takamatsu"]
+    other_service = metrics_request(
+        SubsystemId.parse(aizu.client_id), MemberId.parse(taka.member), taka.server_code
+    ).replace(b"getSecurityServerMetrics", b"getSomethingElse")  # header and body
+    unknown = http("POST", aizu.client_url + "/", other_service, {"Content-Type": CT})
+    assert fault_code(unknown) == "Server.ServerProxy.UnknownService", unknown.body
 
 
 # ----- evidence download ------------------------------------------------------------------------
@@ -448,3 +454,36 @@ def test_asic_refusals(ready: Federation) -> None:
     assert bad.status == 400 and b"type must be request or response" in bad.body
     log_text = (ready.base / "logs" / "node-aizu.log").read_text(errors="replace")
     assert "only its client may fetch it" in log_text
+
+
+@pytest.mark.slow
+def test_asic_waits_for_time_stamps_unless_forced(ready: Federation) -> None:
+    """With the TSA down the evidence is refused (409) with the reason; once it is back,
+    ``force`` stamps the records at once."""
+    aizu, taka = ready.nodes["aizu"], ready.nodes["takamatsu"]
+    welfare = ServiceId.parse(f"{taka.member}/welfare/getResident")
+    tsa = ready.processes.pop("tsa")
+    tsa.terminate()
+    tsa.wait(timeout=10)
+    try:
+        query_id = f"asic-{uuid.uuid4()}"
+        body = soap_request(
+            SubsystemId.parse(aizu.client_id), welfare, "<ns1:id>2002</ns1:id>", query_id
+        )
+        assert http("POST", aizu.client_url + "/", body, {"Content-Type": CT}).status == 200
+        waiting = asic(aizu, query_id, aizu.client_id)
+        assert waiting.status == 409 and b"not time-stamped yet" in waiting.body, waiting.body
+        assert b"add &force" in waiting.body
+        forced = asic(aizu, query_id, aizu.client_id, force="")
+        assert forced.status == 409 and b"time-stamping failed" in forced.body, forced.body
+    finally:
+        ready.start(
+            "tsa", "certs", "tsa", "serve", ready.base / "tsa",
+            "--port", str(ready.ports["tsa"]), port=ready.ports["tsa"],
+        )  # fmt: skip
+    got = wait_for(
+        "the forced evidence",
+        lambda: asic(aizu, query_id, aizu.client_id, force=""),
+        lambda r: r.status == 200,
+    )
+    assert got.headers["Content-Type"] == "application/vnd.secnode.evidence-bundle"
