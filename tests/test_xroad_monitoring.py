@@ -201,9 +201,10 @@ def test_member_level_service_identifier_round_trips() -> None:
         ServiceId.parse(str(service))  # the commands' form stays subsystem-level
 
 
-def test_x_road_request_parses_and_travels_in_the_wire_headers() -> None:
+def test_x_road_request_parses_and_travels_in_the_wire_headers(schema: etree.XMLSchema) -> None:
     owner = MemberId.parse("JP/GOV/372013")
     body = metrics_request(SubsystemId.parse("JP/GOV/072028/portal"), owner, "ss1", [])
+    assert schema.validate(etree.fromstring(body)), schema.error_log  # what X-Road's schemas say
     parsed = parse_soap_request(body, CT)
     headers = parsed.message_headers(CT)
     assert headers.service == ServiceId.of_member(owner, "getSecurityServerMetrics")
