@@ -243,9 +243,9 @@ def test_multi_line_issue_is_accepted(check_body: bool) -> None:
         (b"<id:memberCode>MEMBER1</id:memberCode>", b"", errors.INVALID_CLIENT_IDENTIFIER),
         (b">MEMBER1<", b">MEM/BER1<", errors.INVALID_CLIENT_IDENTIFIER),
         (b">MEMBER2<", b">MEMBER 2<", errors.INVALID_SERVICE_IDENTIFIER),
-        (
+        (  # a SERVICE without subsystemCode is a member's own (tests/test_member_level.py)
             b"<id:subsystemCode>SUBSYSTEM2</id:subsystemCode>",
-            b"",
+            b"<id:serverCode>X</id:serverCode>",
             errors.INVALID_SERVICE_IDENTIFIER,
         ),
         (
@@ -286,7 +286,7 @@ def test_multi_line_issue_is_accepted(check_body: bool) -> None:
         "client-missing-code",
         "client-bad-char",
         "service-bad-char",
-        "service-without-subsystem",
+        "service-with-server-code",
         "duplicate-id-part",
         "extra-id-part",
         "duplicate-field",

@@ -27,11 +27,11 @@ from cryptography import x509
 from lxml import etree
 
 from secnode.core import envmonitor
-from secnode.core.identifiers import IdentifierError, MemberId, ServiceId, SubsystemId
+from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.soap import parse_soap_request
 from secnode.demo.calls import CallResult, call_soap, http, soap_request
 from secnode.demo.federation import CityNode, Federation, build_two_city_federation
-from secnode.proxy import wire
+from secnode.proxy import metaservices, wire
 
 T = TypeVar("T")
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -186,19 +186,15 @@ def test_only_the_owner_and_the_monitoring_group_may_ask() -> None:
     assert not envmonitor.may_query(SubsystemId.of(owner, "portal"), owner, (monitor,))
 
 
-def test_member_level_service_identifier_round_trips() -> None:
-    service = ServiceId.of_member(MemberId.parse("JP/GOV/372013"), "getSecurityServerMetrics")
-    assert str(service) == "JP/GOV/372013/getSecurityServerMetrics"
-    assert ServiceId.parse_any(str(service)) == service
-    assert service.provider == MemberId.parse("JP/GOV/372013")
-    sub = ServiceId.parse_any("JP/GOV/372013/welfare/getResident")
-    assert sub.subsystem == "welfare" and sub.provider == SubsystemId.parse("JP/GOV/372013/welfare")
-    with pytest.raises(IdentifierError, match="member's service, not a subsystem's"):
-        _ = service.subsystem_id
-    with pytest.raises(IdentifierError, match="with a version is not supported"):
-        ServiceId("JP", "GOV", "372013", None, "getSecurityServerMetrics", "v1")
-    with pytest.raises(IdentifierError, match="has 4 part"):
-        ServiceId.parse(str(service))  # the commands' form stays subsystem-level
+def test_metrics_service_is_the_owner_members_own() -> None:
+    owner = MemberId.parse("JP/GOV/372013")
+    service = ServiceId.of(owner, "getSecurityServerMetrics")
+    assert str(service) == "JP/GOV/372013//getSecurityServerMetrics"
+    assert ServiceId.parse(str(service)) == service and service.provider == owner
+    assert metaservices.provider_metaservice(service) == "getSecurityServerMetrics"
+    # a subsystem's service of that name is no metaservice: it would be an ordinary service
+    subsystem = ServiceId.of(SubsystemId.of(owner, "welfare"), "getSecurityServerMetrics")
+    assert metaservices.provider_metaservice(subsystem) is None
 
 
 def test_x_road_request_parses_and_travels_in_the_wire_headers(schema: etree.XMLSchema) -> None:
@@ -207,7 +203,7 @@ def test_x_road_request_parses_and_travels_in_the_wire_headers(schema: etree.XML
     assert schema.validate(etree.fromstring(body)), schema.error_log  # what X-Road's schemas say
     parsed = parse_soap_request(body, CT)
     headers = parsed.message_headers(CT)
-    assert headers.service == ServiceId.of_member(owner, "getSecurityServerMetrics")
+    assert headers.service == ServiceId.of(owner, "getSecurityServerMetrics")
     assert str(parsed.security_server) == "JP/GOV/372013/ss1"
     assert wire.decode_headers(wire.encode_headers(headers)) == headers
     assert envmonitor.requested_fields(etree.fromstring(body)) == []

@@ -129,15 +129,16 @@ class SubsystemId:
         return "/".join(self.parts())
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class ServiceId:
-    """A service of a subsystem, ``INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE[/VERSION]``, or of
-    a member itself (``subsystem`` None; identifiers.xsd makes ``subsystemCode`` optional):
-    ``INSTANCE/CLASS/CODE/SERVICE``.
+    """A service of a subsystem, ``INSTANCE/CLASS/CODE/SUBSYSTEM/SERVICE[/VERSION]``, or of a
+    member itself (``subsystem`` None; identifiers.xsd makes ``subsystemCode`` optional).
 
-    A member-level service carries no version here: ``INSTANCE/CLASS/CODE/SERVICE/VERSION``
-    would read as a subsystem's service, and the string form is what nodes sign. The one
-    member-level service today is X-Road's ``getSecurityServerMetrics`` (unversioned).
+    A member's own service is written with an empty subsystem part,
+    ``INSTANCE/CLASS/CODE//SERVICE[/VERSION]``: without it ``A/B/C/X/Y`` could be either a
+    subsystem service or a member service with a version, and the string form is what the
+    signature, the wire and the message log carry.
     """
 
     instance: str
@@ -155,51 +156,48 @@ class ServiceId:
         "SERVICE",
         "VERSION",
     )
-    MEMBER_NAMES: ClassVar[tuple[str, ...]] = ("INSTANCE", "CLASS", "CODE", "SERVICE")
 
     def __post_init__(self) -> None:
-        names = self.NAMES if self.subsystem is not None else self.MEMBER_NAMES
-        for value, name in zip(self.parts(), names, strict=False):
-            validate_part(value, f"service {name}")
-        if self.subsystem is None and self.version is not None:
-            raise IdentifierError(
-                f"member-level service {self.service!r} with a version is not supported"
-            )
+        for value, name in zip(self.parts(), self.NAMES, strict=False):
+            if value or name != "SUBSYSTEM":  # a member's own service: "" stands for None
+                validate_part(value, f"service {name}")
+        if self.subsystem == "":
+            raise IdentifierError("service SUBSYSTEM is empty (None for a member's own service)")
 
     @classmethod
     @functools.lru_cache(maxsize=4096)  # frozen values: safe to share; bounded
     def parse(cls, text: str) -> ServiceId:
-        return cls(*_split(text, "service", cls.NAMES, optional=1))
+        if isinstance(text, str) and text.count("/") >= 4 and text.split("/")[3] == "":
+            p = text.split("/")
+            if len(p) > 6:
+                raise IdentifierError(
+                    f"service identifier {text!r} has {len(p)} part(s); expected "
+                    "INSTANCE/CLASS/CODE//SERVICE[/VERSION] for a member's own service"
+                )
+            return cls(p[0], p[1], p[2], None, p[4], p[5] if len(p) == 6 else None)
+        try:
+            return cls(*_split(text, "service", cls.NAMES, optional=1))
+        except IdentifierError as exc:
+            if isinstance(text, str) and text.count("/") == 3:
+                raise IdentifierError(
+                    f"{exc}; a member's own service is written INSTANCE/CLASS/CODE//SERVICE"
+                ) from None
+            raise
 
     @classmethod
-    @functools.lru_cache(maxsize=1024)
-    def parse_any(cls, text: str) -> ServiceId:
-        """A subsystem's service (5 or 6 parts) or a member's (4 parts): the wire's form."""
-        if isinstance(text, str) and len(text.split("/")) == len(cls.MEMBER_NAMES):
-            instance, member_class, code, service = _split(text, "service", cls.MEMBER_NAMES)
-            return cls(instance, member_class, code, None, service)
-        return cls.parse(text)
-
-    @classmethod
-    def of(cls, subsystem: SubsystemId, service: str, version: str | None = None) -> ServiceId:
+    def of(
+        cls, provider: SubsystemId | MemberId, service: str, version: str | None = None
+    ) -> ServiceId:
+        """A service of a subsystem, or of a member (no subsystem)."""
+        subsystem = provider.subsystem if isinstance(provider, SubsystemId) else None
         return cls(
-            subsystem.instance,
-            subsystem.member_class,
-            subsystem.code,
-            subsystem.subsystem,
-            service,
-            version,
+            provider.instance, provider.member_class, provider.code, subsystem, service, version
         )
 
-    @classmethod
-    def of_member(cls, member: MemberId, service: str) -> ServiceId:
-        """A member-level service (no subsystem)."""
-        return cls(member.instance, member.member_class, member.code, None, service)
-
     def parts(self) -> tuple[str, ...]:
-        if self.subsystem is None:
-            return (self.instance, self.member_class, self.code, self.service)
-        base = (self.instance, self.member_class, self.code, self.subsystem, self.service)
+        """The parts of the string form (a member's own service: ``""`` for the subsystem)."""
+        sub = "" if self.subsystem is None else self.subsystem
+        base = (self.instance, self.member_class, self.code, sub, self.service)
         return base if self.version is None else (*base, self.version)
 
     @property
@@ -207,22 +205,32 @@ class ServiceId:
         return MemberId(self.instance, self.member_class, self.code)
 
     @property
-    def member_level(self) -> bool:
+    def is_member_level(self) -> bool:
+        """Whether the service belongs to the member itself, not to one of its subsystems."""
         return self.subsystem is None
 
     @property
     def provider(self) -> MemberId | SubsystemId:
-        """Whose service it is: the subsystem, or the member for a member-level service."""
-        return self.member if self.subsystem is None else self.subsystem_id
+        """Who provides it: the subsystem, or the member for a member's own service."""
+        if self.subsystem is None:
+            return self.member
+        return SubsystemId(self.instance, self.member_class, self.code, self.subsystem)
 
     @property
     def subsystem_id(self) -> SubsystemId:
+        """The providing subsystem; a member's own service has none (use :attr:`provider`)."""
         if self.subsystem is None:
-            raise IdentifierError(f"service {self} is a member's service, not a subsystem's")
+            raise IdentifierError(f"service {self} belongs to a member, not to a subsystem")
         return SubsystemId(self.instance, self.member_class, self.code, self.subsystem)
 
     def __str__(self) -> str:
         return "/".join(self.parts())
+
+    def __lt__(self, other: object) -> bool:
+        """Ordered by the string parts (a member's own service sorts before its subsystems')."""
+        if not isinstance(other, ServiceId):
+            return NotImplemented
+        return self.parts() < other.parts()
 
 
 @dataclass(frozen=True, order=True)

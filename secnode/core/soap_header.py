@@ -52,9 +52,7 @@ _ID_SHAPES: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
         frozenset({"xRoadInstance", "memberClass", "memberCode", "subsystemCode"}),
         frozenset(),
     ),
-    # subsystemCode is optional (identifiers.xsd): a member's own service, such as X-Road's
-    # getSecurityServerMetrics addressed to a node's owner
-    "SERVICE": (
+    "SERVICE": (  # no subsystemCode: a member's own service (identifiers.xsd: minOccurs 0)
         frozenset({"xRoadInstance", "memberClass", "memberCode", "serviceCode"}),
         frozenset({"subsystemCode", "serviceVersion"}),
     ),

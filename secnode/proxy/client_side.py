@@ -199,13 +199,15 @@ def _check_caller(ex: ClientExchange) -> None:
 
 
 def _resolve_provider(ex: ClientExchange) -> None:
-    """The provider's nodes from the global configuration; its subsystem must be registered."""
+    """The provider's nodes from the global configuration; its subsystem (or, for a member's
+    own service, the member) must be registered."""
     service = ex.service
     nodes = ex.conf.node_for_member(service.member)
     if not nodes:
         raise XRoadError(errors.UNKNOWN_MEMBER, f"no node serves member {service.member}")
     if not ex.conf.has_client(service.provider):
-        raise XRoadError(errors.UNKNOWN_MEMBER, f"{service.provider} is not registered")
+        what = "member" if service.is_member_level else "subsystem"
+        raise XRoadError(errors.UNKNOWN_MEMBER, f"{what} {service.provider} is not registered")
     target = _target_server(ex)
     if target is not None:  # the client named the provider's node (securityServer header)
         nodes = [n for n in nodes if n.id == target]

@@ -44,8 +44,8 @@ log = logging.getLogger("secnode.metaservices")
 def provider_metaservice(service: ServiceId) -> str | None:
     """The metaservice the provider node answers itself: a subsystem's listMethods, ...,
     or the owner member's getSecurityServerMetrics (X-Road's environmental monitoring)."""
-    if service.subsystem is None:
-        return service.service if service.service == METRICS_SERVICE else None
+    if service.service == METRICS_SERVICE and service.is_member_level:
+        return METRICS_SERVICE
     return service.service if service.service in PROVIDER_METASERVICES else None
 
 

@@ -68,7 +68,7 @@ def decode_headers(text: str | None) -> MessageHeaders:
         if not isinstance(data, dict):
             raise WireError("message headers are not a JSON object")
         data["client"] = parse_client(data["client"])
-        data["service"] = ServiceId.parse_any(data["service"])
+        data["service"] = ServiceId.parse(data["service"])
         return MessageHeaders(**data)
     except WireError:
         raise
