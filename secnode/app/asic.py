@@ -28,6 +28,7 @@ from secnode.core.identifiers import ClientId, IdentifierError, MemberId, Subsys
 from secnode.core.messagelog import LogRecord
 from secnode.messagelog import evidence
 from secnode.messagelog.sink import MessageLog
+from secnode.proxy import client_side
 from secnode.proxy.access import caller_allowed
 from secnode.proxy.exchange import RUNTIME
 from secnode.trust.tls import peer_cert_sha256
@@ -190,8 +191,9 @@ async def _asic(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application, rt: NodeRuntime) -> None:
-    """Attach ``/asic`` to the client interface (built by :mod:`secnode.proxy.client_side`)."""
-    if RUNTIME not in app:
-        app[RUNTIME] = rt
+def build_client_app(rt: NodeRuntime) -> web.Application:
+    """The client interface (:func:`secnode.proxy.client_side.build_client_app`, the message
+    path) with ``/asic`` added: the proxy package may not reach the message log's database."""
+    app = client_side.build_client_app(rt)
     app.router.add_get(PATH, handle_asic)
+    return app

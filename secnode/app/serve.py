@@ -103,10 +103,10 @@ def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
 
 async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
-    from secnode.app import admin, asic, console_mount, jobs
+    from secnode.app import admin, console_mount, jobs
+    from secnode.app.asic import build_client_app  # the proxy's client interface + /asic
     from secnode.app.extensions import attach_extensions
     from secnode.app.memory import tune_allocator
-    from secnode.proxy.client_side import build_client_app
 
     tune_allocator()  # large bodies are mmapped and returned when freed (app/memory.py)
     rt = NodeRuntime(node, passphrase)
@@ -125,10 +125,8 @@ async def start_node(node: NodeHome, passphrase: bytes) -> RunningNode:
         running.runners.append(
             await _site(disclosure[0], cfg.disclosure.host, cfg.disclosure.port, disclosure[1])
         )
-    client_app = build_client_app(rt)
-    asic.add_routes(client_app, rt)  # evidence download for the member's systems (app/asic.py)
     running.runners.append(
-        await _site(client_app, cfg.client.host, cfg.client.port, client_ssl_context(rt))
+        await _site(build_client_app(rt), cfg.client.host, cfg.client.port, client_ssl_context(rt))
     )
     if not await _start_node_listener(running):
         log.warning(
