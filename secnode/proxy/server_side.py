@@ -267,13 +267,7 @@ async def _log_request(ex: ProviderExchange) -> None:
 
 async def _call_service(ex: ProviderExchange) -> None:
     """Call the provider system, or answer the metaservice here."""
-    if ex.metaservice == metaservices.METRICS_SERVICE:
-        assert ex.soap_request is not None  # checked by _resolve_service
-        status, content_type, out = monitoring.answer(
-            ex.rt, ex.headers, bytes(ex.body), ex.soap_request
-        )
-        ex.answer = ServiceAnswer(status, content_type, out)
-    elif ex.metaservice is not None:
+    if ex.metaservice is not None:
         status, content_type, out = metaservices.answer_provider(
             ex.rt, ex.headers, ex.metaservice, ex.body, ex.soap_request
         )
