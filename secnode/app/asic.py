@@ -88,17 +88,27 @@ def _check_caller(rt: NodeRuntime, request: web.Request, client: ClientId) -> No
     rules = rt.services.whitelist.get(getattr(client, "subsystem", ""), [])
     remote = request.remote or ""
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    if not caller_allowed(rules, remote, peer_cert_sha256(ssl_object)):
+    peer = peer_cert_sha256(ssl_object)
+    if caller_allowed(rules, remote, peer):
+        return
+    if any(kind == "cert" for kind, _ in rules):  # as the client interface: X-Road's IS check
+        shown = "no TLS client certificate" if peer is None else f"TLS certificate {peer}"
         raise XRoadError(
-            errors.ACCESS_DENIED,
-            f"this information system ({remote}) may not act as {client}; "
-            "see 'secnode client allow'",
+            errors.CLIENT_PROXY_SSL_AUTH_FAILED,
+            f"this information system ({remote}, {shown}) may not act as {client}: "
+            "its certificate is not registered for it (see 'secnode client allow --cert')",
             http_status=403,
         )
+    raise XRoadError(
+        errors.ACCESS_DENIED,
+        f"this information system ({remote}) may not act as {client}; see 'secnode client allow'",
+        http_status=403,
+    )
 
 
-def _select(records: list[LogRecord], query_id: str, client: ClientId, kind: str | None,
-            unique: bool) -> list[LogRecord]:  # fmt: skip
+def _select(
+    records: list[LogRecord], query_id: str, client: ClientId, kind: str | None, unique: bool
+) -> list[LogRecord]:
     """The client's own records of ``query_id``; refusals name what is wrong."""
     if not records:
         raise XRoadError(
