@@ -154,9 +154,9 @@ async def start_node(
 ) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
     from secnode.app import admin, console_mount, jobs
+    from secnode.app.asic import build_client_app  # the proxy's client interface + /asic
     from secnode.app.extensions import attach_extensions
     from secnode.app.memory import tune_allocator
-    from secnode.proxy.client_side import build_client_app
 
     tune_allocator()  # large bodies are mmapped and returned when freed (app/memory.py)
     rt = NodeRuntime(node, passphrase)

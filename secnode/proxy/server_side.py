@@ -30,7 +30,7 @@ from secnode.core.msgsig import SignatureError, SignerCodec
 from secnode.core.soap import SoapRequest, parse_soap_request
 from secnode.core.soap_response import prepare_soap_response
 from secnode.core.witness import LogPosition, RequestWitness, request_witness_digest
-from secnode.proxy import metaservices, wire
+from secnode.proxy import metaservices, monitoring, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
 from secnode.proxy.budget import budget_middleware, lease_of
@@ -245,6 +245,8 @@ def _resolve_service(ex: ProviderExchange) -> None:
     ex.metaservice = metaservices.provider_metaservice(ex.service)
     if ex.entry is None and ex.metaservice is None:
         raise XRoadError(errors.UNKNOWN_SERVICE, f"unknown service {ex.service}")
+    if ex.metaservice == metaservices.METRICS_SERVICE:  # the owner's or the monitoring client's
+        monitoring.check_request(ex.rt, ex.conf, ex.soap_request)
     if ex.entry is not None and not client_granted(ex.entry, ex.client, ex.conf):
         raise XRoadError(errors.ACCESS_DENIED, f"{ex.client} has no access right to {ex.service}")
     if ex.entry is not None and ex.entry.log_bodies is not None:
