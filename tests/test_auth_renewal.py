@@ -26,12 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import PASSPHRASE, free_port
-from tests.nodefixtures import (
-    Federation,
-    NodeHandle,
-    StepFailed,
-    wait_until,
-)
+from tests.support.cli import StepFailed
+from tests.support.common import wait_until
+from tests.support.federation import Federation, NodeHandle
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Issue 12 item 7: one error boundary per surface, on real node processes.
 
-A federation with a message log (tests.test_messagelog_fed: CA + OCSP, TSA,
+A federation with a message log (tests.support.logfed: CA + OCSP, TSA,
 central, Aizu providing ``residents/echo`` to Takamatsu's portal). Hostile
 node-to-node requests come from a hand-built peer holding Takamatsu's real auth
 and sign keys, so they pass every check up to the one under test; garbage HTTP
@@ -34,9 +34,10 @@ from secnode.core.msgsig import MessageSigner
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
-from tests.nodefixtures import NodeHandle, wait_until
-from tests.test_messagelog_fed import LogFederation, build_log_federation, sqlite_db
-from tests.witness_support import witness_headers
+from tests.support.common import wait_until
+from tests.support.federation import NodeHandle
+from tests.support.logfed import LogFederation, build_log_federation, sqlite_db
+from tests.support.witness import witness_headers
 
 pytestmark = pytest.mark.slow
 

@@ -35,7 +35,7 @@ from secnode.demo.federation import Federation
 from secnode.demo.two_cities import build_two_city_federation
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
-from tests.witness_support import witness_headers
+from tests.support.witness import witness_headers
 
 DATA = Path(__file__).parent / "data" / "xroad"
 

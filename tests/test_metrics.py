@@ -28,8 +28,8 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PASSPHRASE, cli_env, wait_for_port
-from tests.nodefixtures import wait_until
-from tests.test_messagelog_fed import (
+from tests.support.common import wait_until
+from tests.support.logfed import (
     LogFederation,
     build_log_federation,
     log_cli,

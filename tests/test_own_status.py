@@ -38,9 +38,10 @@ from secnode.demo.ports import free_port
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
-from tests.nodefixtures import NodeHandle, wait_until
-from tests.test_messagelog_fed import LogFederation, Reply, build_log_federation
-from tests.witness_support import witness_headers
+from tests.support.common import wait_until
+from tests.support.federation import NodeHandle
+from tests.support.logfed import LogFederation, Reply, build_log_federation
+from tests.support.witness import witness_headers
 
 pytestmark = pytest.mark.slow
 
