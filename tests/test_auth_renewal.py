@@ -63,7 +63,8 @@ class Traffic:
             with urllib.request.urlopen(req, timeout=15) as resp:
                 return resp.status, ""
         except urllib.error.HTTPError as exc:
-            return exc.code, f"{exc.headers.get('X-Road-Error')}: {exc.read()[:300]!r}"
+            with exc:  # its response holds the connection
+                return exc.code, f"{exc.headers.get('X-Road-Error')}: {exc.read()[:300]!r}"
         except OSError as exc:
             return 0, repr(exc)
 

@@ -233,9 +233,11 @@ def test_registration_refusals(tmp_path: Path, spawn: Callable[..., Any]) -> Non
     with pytest.raises(urllib.error.HTTPError, match=r"^HTTP Error 404: ") as unpublished:
         http_get(f"{fed.url}/globalconf")
     assert unpublished.value.code == 404
+    unpublished.value.close()
     with pytest.raises(urllib.error.HTTPError, match=r"^HTTP Error 503: ") as health:
         http_get(f"{fed.url}/health")
     assert health.value.code == 503
+    health.value.close()
 
     def refused_post(data: bytes, status: int, code: str, match: str) -> None:
         got, problem = post(url, data)

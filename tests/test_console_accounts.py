@@ -239,13 +239,17 @@ def test_without_tls_there_is_no_console_and_no_disclosure_page(node: NodeHome) 
         with pytest.raises(urllib.error.HTTPError, match=r"^HTTP Error 404: ") as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/console/login", timeout=10)
         assert refused.value.code == 404
+        refused.value.close()
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/health", timeout=10)
         except urllib.error.HTTPError as exc:  # unhealthy (no certificates yet), but served
             assert exc.code == 503
+            exc.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        assert proc.stdout is not None
+        proc.stdout.close()
     set_toml(config, "disclosure", "port", free_port())
     out = subprocess.run(
         [sys.executable, "-m", "secnode", "serve", "--dir", str(node.path)],

@@ -151,7 +151,8 @@ def client_call(lf: LogFederation, client: str) -> tuple[int, dict[str, str], by
         with urllib.request.urlopen(req, timeout=15) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        with exc:  # its response holds the connection
+            return exc.code, dict(exc.headers), exc.read()
 
 
 # ----- malformed Secnode-Extra from a registered peer ------------------------------------------

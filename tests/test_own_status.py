@@ -103,7 +103,8 @@ class World:
             with urllib.request.urlopen(req, timeout=15) as resp:
                 return Reply(resp.status, mid, resp.read(), dict(resp.headers))
         except urllib.error.HTTPError as exc:
-            return Reply(exc.code, mid, exc.read(), dict(exc.headers))
+            with exc:  # its response holds the connection
+                return Reply(exc.code, mid, exc.read(), dict(exc.headers))
 
     def reached_service(self, reply: Reply) -> bool:
         return reply.message_id in self.recorder.calls

@@ -103,7 +103,8 @@ def http_json(
         with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        with exc:  # its response holds the connection
+            return exc.code, json.loads(exc.read())
 
 
 def _no_runner(tool: str, argv: Sequence[str], check: bool) -> CliResult:

@@ -115,7 +115,8 @@ class LogFederation:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return Reply(resp.status, mid, resp.read(), dict(resp.headers))
         except urllib.error.HTTPError as exc:
-            return Reply(exc.code, mid, exc.read(), dict(exc.headers))
+            with exc:  # its response holds the connection
+                return Reply(exc.code, mid, exc.read(), dict(exc.headers))
 
     def calls(self, count: int, workers: int = 8) -> list[Reply]:
         with ThreadPoolExecutor(workers) as pool:

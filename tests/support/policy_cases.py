@@ -1,6 +1,9 @@
 """The policy decision cases (no tests here): every case of policy-research §3.6, then one or
 more per rule of §3.3, over ``examples/policy/city-a.json``; ``tests/test_policy_cases.py``
-decides them and ``tests/test_policy_law.py`` checks them against the law's articles."""
+decides them and ``tests/test_policy_law.py`` checks them against the law's articles.
+
+Over 600 lines on purpose: it is one table of cases, read top to bottom; splitting it would
+scatter the cases of one rule."""
 
 from __future__ import annotations
 

@@ -103,7 +103,8 @@ def post(url: str, data: bytes) -> tuple[int, dict[str, Any]]:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        with exc:  # its response holds the connection
+            return exc.code, json.loads(exc.read())
 
 
 def signer(issued: Issued) -> keys.SoftwareSigner:
@@ -292,6 +293,7 @@ def run_end_to_end(
     with pytest.raises(urllib.error.HTTPError, match=r"^HTTP Error 304: ") as not_modified:
         urllib.request.urlopen(request, timeout=10)
     assert not_modified.value.code == 304
+    not_modified.value.close()
     assert store.refresh(f"{fed.url}/globalconf") == conf
     return fed
 
