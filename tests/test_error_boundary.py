@@ -234,11 +234,12 @@ GARBAGE = (
 def raw_exchange(port: int, data: bytes, tls: ssl.SSLContext | None = None) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         sock = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        with sock:  # the TLS wrapper owns the descriptor now
+            sock.sendall(data)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
 
 
 def test_malformed_http_is_one_warning_line_per_request(lf: LogFederation) -> None:
