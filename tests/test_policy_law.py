@@ -298,6 +298,7 @@ def _recurrence_on(url: str) -> None:
         assert json.loads(rows[-1]["entry"])["basis"] == "ORD-EMERGENCY"
     finally:
         point.worker.close()
+        point.worker.engine.dispose()  # the pooled PostgreSQL connections
 
 
 # -- item 3: authoring mistakes refused at import, with the JSON path -----------------------

@@ -383,4 +383,5 @@ def test_store_decisions_and_quota_on_postgresql(pg_schema: str) -> None:
     assert len(decisions(engine)) == 9
     for p in points:
         p.worker.close()
+        p.worker.engine.dispose()  # the pooled PostgreSQL connections
     engine.dispose()

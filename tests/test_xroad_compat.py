@@ -189,6 +189,7 @@ class Provider:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def last(self, marker: str) -> dict[str, Any]:
         """The last request whose body or path holds ``marker``."""
