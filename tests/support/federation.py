@@ -16,7 +16,7 @@ from secnode.demo.federation import Federation
 from secnode.demo.node import NodeHandle
 from secnode.demo.two_cities import CITIES
 from tests.support.cli import in_process
-from tests.support.common import PASSPHRASE, ROOT
+from tests.support.common import PASSPHRASE, cli_env
 
 __all__ = ["CITIES", "Federation", "NodeHandle", "build_federation", "create", "new_federation"]
 
@@ -35,7 +35,7 @@ def new_federation(base: Path) -> Federation:
         passphrase=PASSPHRASE.decode(),
         runner=in_process,
         timeout=20,
-        extra_env={"PYTHONPATH": str(ROOT)},
+        extra_env={"PYTHONPATH": cli_env()["PYTHONPATH"]},
     )
     fed.prepare()
     return fed
