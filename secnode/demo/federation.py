@@ -47,10 +47,6 @@ INSTANCE = "JP"
 __all__ = ["INSTANCE", "CliResult", "DemoError", "Federation", "NodeHandle"]
 
 
-def _quiet(_message: str) -> None:
-    """A ``say`` that prints nothing (the tests' federations)."""
-
-
 @dataclass
 class Federation:
     """A CA with OCSP, optionally a TSA, a central registry and nodes under ``base``."""
