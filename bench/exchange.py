@@ -42,11 +42,9 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from secnode.demo.federation import (  # noqa: E402
-    CityNode,
-    Federation,
-    build_two_city_federation,
-)
+from secnode.demo.federation import Federation  # noqa: E402
+from secnode.demo.node import NodeHandle  # noqa: E402
+from secnode.demo.two_cities import build_two_city_federation  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -291,7 +289,7 @@ def personal_echo(fed: Federation) -> tuple[str, dict[str, str]]:
     }
 
 
-def node_counter(city: CityNode, name: str, **labels: str) -> float:
+def node_counter(city: NodeHandle, name: str, **labels: str) -> float:
     """The sum of a counter's samples from the node's /metrics whose labels include
     ``labels`` (0 until it was first counted)."""
     from prometheus_client.parser import text_string_to_metric_families

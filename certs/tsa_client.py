@@ -78,6 +78,7 @@ def request_token_sync(url: str, der: bytes, timeout: float = DEFAULT_TIMEOUT) -
                 raise TSAError(f"TSA {url} answered {ctype}, not {CONTENT_TYPE_REPLY}")
             body: bytes = resp.read(MAX_RESPONSE_BYTES + 1)
     except urllib.error.HTTPError as exc:
+        exc.close()  # its response holds the connection
         raise TSAError(f"TSA {url} answered HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise TSAError(f"cannot reach TSA {url}: {exc}") from exc

@@ -75,6 +75,7 @@ def fetch(url: str, *, etag: str | None = None, timeout: float = 10.0) -> Fetche
         with urllib.request.urlopen(signature_url(url, version), timeout=timeout) as resp:
             signature = resp.read(MAX_SIGNATURE_BYTES + 1)
     except urllib.error.HTTPError as exc:
+        exc.close()  # its response holds the connection
         if exc.code == 304:
             return None
         raise GlobalConfError("unavailable", f"{exc.url}: HTTP {exc.code} {exc.reason}") from exc

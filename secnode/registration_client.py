@@ -33,6 +33,8 @@ def submit(url: str, envelope: bytes, *, timeout: float = 10.0) -> dict[str, Any
             message, code = str(problem.get("detail")), str(problem.get("code", "Refused"))
         except (ValueError, AttributeError):
             message, code = f"HTTP {exc.code} {exc.reason}", "Refused"
+        finally:
+            exc.close()  # its response holds the connection
         raise RegistrationError(
             f"registry refused the request: {message}", code=code, status=exc.code
         ) from exc

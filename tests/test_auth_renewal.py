@@ -26,12 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import PASSPHRASE, free_port
-from tests.nodefixtures import (
-    Federation,
-    NodeHandle,
-    StepFailed,
-    wait_until,
-)
+from tests.support.cli import StepFailed
+from tests.support.common import wait_until
+from tests.support.federation import Federation, NodeHandle
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +63,8 @@ class Traffic:
             with urllib.request.urlopen(req, timeout=15) as resp:
                 return resp.status, ""
         except urllib.error.HTTPError as exc:
-            return exc.code, f"{exc.headers.get('X-Road-Error')}: {exc.read()[:300]!r}"
+            with exc:  # its response holds the connection
+                return exc.code, f"{exc.headers.get('X-Road-Error')}: {exc.read()[:300]!r}"
         except OSError as exc:
             return 0, repr(exc)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_ca
-from tests.nodefixtures import invoke
+from tests.support.cli import invoke
 
 
 @pytest.fixture

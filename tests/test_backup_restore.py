@@ -24,8 +24,8 @@ from sqlalchemy import create_engine, inspect, make_url, text
 from secnode.messagelog.database import LOG_SCHEMA
 from secnode.store import db
 from tests.conftest import PG_URL_ENV, cli_env
-from tests.nodefixtures import wait_until
-from tests.test_messagelog_fed import AIZU, LogFederation, build_log_federation, log_cli
+from tests.support.common import wait_until
+from tests.support.logfed import AIZU, LogFederation, build_log_federation, log_cli
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from central import config as config_mod
 from central.models import Member
 from central.store import Store
-from tests.test_central import (
+from tests.support.registry import (
     AIZU,
     central,
     counts,

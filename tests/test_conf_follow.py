@@ -19,13 +19,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port, run_cli
-from tests.nodefixtures import (
-    Federation,
-    NodeHandle,
-    http_json,
-    set_toml,
-    wait_until,
-)
+from tests.support.common import http_json, set_toml, wait_until
+from tests.support.federation import Federation, NodeHandle
 
 Factory = Callable[..., Federation]
 

@@ -23,12 +23,13 @@ from secnode.console.ratelimit import AttemptLimiter
 from secnode.home import NodeHome
 from secnode.store import db
 from tests.conftest import PASSPHRASE, cli_env, free_port, wait_for_port
-from tests.nodefixtures import Federation, invoke
+from tests.support.cli import invoke
+from tests.support.federation import create
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[NodeHome]:
-    fed = Federation.create(tmp_path / "fed", start_servers=False)
+    fed = create(tmp_path / "fed", start_servers=False)
     invoke(
         "secnode",
         "init",
@@ -220,7 +221,7 @@ def test_accounts_codes_and_the_append_only_trail_on_postgresql(pg_engine: sa.En
 def test_without_tls_there_is_no_console_and_no_disclosure_page(node: NodeHome) -> None:
     """Deny by default: plain HTTP serves /health but no console; a disclosure port without
     TLS stops the node with a one-line reason."""
-    from tests.nodefixtures import set_toml
+    from tests.support.common import set_toml
 
     admin_port = free_port()
     config = node.path / "secnode.toml"
@@ -235,16 +236,20 @@ def test_without_tls_there_is_no_console_and_no_disclosure_page(node: NodeHome) 
     )
     try:
         wait_for_port(admin_port, proc=proc)
-        with pytest.raises(urllib.error.HTTPError) as refused:
+        with pytest.raises(urllib.error.HTTPError, match=r"^HTTP Error 404: ") as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/console/login", timeout=10)
         assert refused.value.code == 404
+        refused.value.close()
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/health", timeout=10)
         except urllib.error.HTTPError as exc:  # unhealthy (no certificates yet), but served
             assert exc.code == 503
+            exc.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+        assert proc.stdout is not None
+        proc.stdout.close()
     set_toml(config, "disclosure", "port", free_port())
     out = subprocess.run(
         [sys.executable, "-m", "secnode", "serve", "--dir", str(node.path)],

@@ -19,7 +19,7 @@ import pytest
 
 from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.demo.calls import CallResult, call_rest
-from tests.consolekit import PASSWORDS, ConsoleFederation, build, seed_provision
+from tests.support.console import PASSWORDS, ConsoleFederation, build, seed_provision
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

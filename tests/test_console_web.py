@@ -21,8 +21,8 @@ from secnode.console.security import PUBLIC, READ_ONLY_POSTS
 from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.demo.calls import CallResult, call_rest
 from secnode.home import NodeHome
-from tests.consolekit import PASSWORDS, Browser, ConsoleFederation, build
-from tests.nodefixtures import wait_until
+from tests.support.common import wait_until
+from tests.support.console import PASSWORDS, Browser, ConsoleFederation, build
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,8 @@ def rights(node_dir: Path) -> list[tuple[str, str]]:
 
 
 def test_the_console_is_https_only_with_hardened_cookies(cf: ConsoleFederation) -> None:
-    with pytest.raises((urllib.error.URLError, ConnectionError)):
+    # plain HTTP to the TLS listener: the connection is closed or reset, never answered
+    with pytest.raises((urllib.error.URLError, ConnectionError), match=r"(?i)connection"):
         urllib.request.urlopen(f"http://127.0.0.1:{cf.aizu.handle.admin_port}/console/login")
     b = browser(cf, "olivia")
     session = [c for c in b.set_cookies if c.startswith("__Host-secnode-console=")]
@@ -298,7 +299,7 @@ def test_policy_pages_and_the_report_downloads(cf: ConsoleFederation) -> None:
 
 
 def test_a_disabled_account_loses_its_session(cf: ConsoleFederation) -> None:
-    from tests.consolekit import add_user
+    from tests.support.console import add_user
 
     add_user(cf.aizu.handle, "temp", "auditor", "temporary password")
     b = browser(cf)

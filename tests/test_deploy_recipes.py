@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import pytest
 
-from tests.nodefixtures import cli_command
+from tests.support.cli import cli_command
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "docs" / "deploy"

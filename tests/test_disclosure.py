@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from secnode.console import audit, disclosure, tables
 from secnode.home import NodeHome
-from tests.consolekit import Browser, ConsoleFederation, build, seed_provision
+from tests.support.console import Browser, ConsoleFederation, build, seed_provision
 
 pytestmark = pytest.mark.slow
 TAKA_PORTAL, BIZ = "JP/GOV/372013/portal", "JP/GOV/282103/app"

@@ -27,8 +27,11 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from secnode.demo.federation import Federation
+from secnode.demo.node import NodeHandle
 from tests.conftest import PASSPHRASE, make_ca
-from tests.nodefixtures import Federation, NodeHandle, invoke, wait_until
+from tests.support.cli import invoke
+from tests.support.common import wait_until
 
 pytestmark = pytest.mark.slow
 

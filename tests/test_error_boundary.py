@@ -1,6 +1,6 @@
 """Issue 12 item 7: one error boundary per surface, on real node processes.
 
-A federation with a message log (tests.test_messagelog_fed: CA + OCSP, TSA,
+A federation with a message log (tests.support.logfed: CA + OCSP, TSA,
 central, Aizu providing ``residents/echo`` to Takamatsu's portal). Hostile
 node-to-node requests come from a hand-built peer holding Takamatsu's real auth
 and sign keys, so they pass every check up to the one under test; garbage HTTP
@@ -34,9 +34,10 @@ from secnode.core.msgsig import MessageSigner
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
-from tests.nodefixtures import NodeHandle, wait_until
-from tests.test_messagelog_fed import LogFederation, build_log_federation, sqlite_db
-from tests.witness_support import witness_headers
+from tests.support.common import wait_until
+from tests.support.federation import NodeHandle
+from tests.support.logfed import LogFederation, build_log_federation, sqlite_db
+from tests.support.witness import witness_headers
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +151,8 @@ def client_call(lf: LogFederation, client: str) -> tuple[int, dict[str, str], by
         with urllib.request.urlopen(req, timeout=15) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        with exc:  # its response holds the connection
+            return exc.code, dict(exc.headers), exc.read()
 
 
 # ----- malformed Secnode-Extra from a registered peer ------------------------------------------
@@ -232,11 +234,12 @@ GARBAGE = (
 def raw_exchange(port: int, data: bytes, tls: ssl.SSLContext | None = None) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         sock = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        with sock:  # the TLS wrapper owns the descriptor now
+            sock.sendall(data)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
 
 
 def test_malformed_http_is_one_warning_line_per_request(lf: LogFederation) -> None:

@@ -31,10 +31,11 @@ from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.core.message import MessageHeaders, request_digest
 from secnode.core.msgsig import MessageSigner
 from secnode.demo.calls import call_rest, call_soap, http, soap_request
-from secnode.demo.federation import Federation, build_two_city_federation
+from secnode.demo.federation import Federation
+from secnode.demo.two_cities import build_two_city_federation
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
-from tests.witness_support import witness_headers
+from tests.support.witness import witness_headers
 
 DATA = Path(__file__).parent / "data" / "xroad"
 

@@ -30,7 +30,8 @@ from secnode.core.rest_path import parse_service_path
 from secnode.core.soap import parse_soap_request
 from secnode.demo.calls import CallResult, call_rest, call_soap, soap_request
 from secnode.demo.calls import http as http_call
-from secnode.demo.federation import DemoError, Federation, build_two_city_federation
+from secnode.demo.federation import DemoError, Federation
+from secnode.demo.two_cities import build_two_city_federation
 
 
 def _artefacts() -> Path:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodefixtures import wait_until
-from tests.test_messagelog_fed import AIZU, TAKAMATSU, LogFederation, Reply, build_log_federation
+from tests.support.common import wait_until
+from tests.support.logfed import AIZU, TAKAMATSU, LogFederation, Reply, build_log_federation
 
 pytestmark = pytest.mark.slow
 

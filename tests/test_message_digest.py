@@ -354,7 +354,16 @@ def test_soap_and_rest_same_ids_differ() -> None:
     ],
 )
 def test_invalid_headers_refused(changes: dict[str, Any]) -> None:
-    with pytest.raises(MessageError):
+    refusals = {
+        "protocol": r"^protocol must be 'soap' or 'rest'",
+        "message_id": r"^message id is (empty|longer than 255 characters)",
+        "user_id": r"^user id contains control characters",
+        "purpose": r"^purpose is longer than 1024 characters",
+        "rest_method": r"^SOAP message must not carry REST method",
+        "client": r"^client must be a MemberId or SubsystemId",
+        "service": r"^service must be a ServiceId",
+    }
+    with pytest.raises(MessageError, match=refusals[next(iter(changes))]):
         dataclasses.replace(SOAP_HEADERS, **changes)
 
 
@@ -368,23 +377,32 @@ def test_invalid_headers_refused(changes: dict[str, Any]) -> None:
     ],
 )
 def test_invalid_rest_headers_refused(changes: dict[str, Any]) -> None:
-    with pytest.raises(MessageError):
+    refusals = {
+        "rest_method": r"^unsupported REST method 'CONNECT'",
+        "rest_path": r"(needs rest_path|rest_path must be empty or start with '/')",
+        "rest_query": r"^rest query contains control characters",
+    }
+    with pytest.raises(MessageError, match=refusals[next(iter(changes))]):
         dataclasses.replace(REST_HEADERS, **changes)
 
 
 def test_digest_inputs_checked() -> None:
-    with pytest.raises(MessageError):
+    with pytest.raises(MessageError, match=r"body_sha256 must be 32 bytes"):
         request_digest(REST_HEADERS, b"short")
-    with pytest.raises(MessageError):
+    with pytest.raises(MessageError, match=r"request_digest must be 32 bytes"):
         response_digest(REST_HEADERS, b"short", 200, None, REST_BODY_SHA256)
     req = request_digest(REST_HEADERS, REST_BODY_SHA256)
     for status in (99, 600, True):
-        with pytest.raises(MessageError):
+        with pytest.raises(
+            MessageError, match=rf"^status must be an HTTP status code, not {status}"
+        ):
             response_digest(REST_HEADERS, req, status, None, REST_BODY_SHA256)
-    with pytest.raises(MessageError):
+    with pytest.raises(MessageError, match=r"content type contains control characters"):
         response_digest(REST_HEADERS, req, 200, "a\x00b", REST_BODY_SHA256)
 
 
 def test_headers_are_frozen() -> None:
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(
+        dataclasses.FrozenInstanceError, match=r"cannot assign to field 'message_id'"
+    ):
         REST_HEADERS.message_id = "other"  # type: ignore[misc]

@@ -778,5 +778,5 @@ def test_record_time_text_is_utc_with_microseconds(when: dt.datetime) -> None:
 
 
 def test_record_time_must_be_timezone_aware() -> None:
-    with pytest.raises(RecordError):
+    with pytest.raises(RecordError, match=r"record time must be timezone-aware"):
         format_time(dt.datetime(2026, 4, 1, 9, 30))

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for_port
-from tests.nodefixtures import wait_until
-from tests.test_messagelog_fed import (
+from tests.support.common import wait_until
+from tests.support.logfed import (
     AIZU,
     TAKAMATSU,
     LogFederation,

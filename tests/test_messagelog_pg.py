@@ -20,14 +20,8 @@ from sqlalchemy import create_engine, func, select, text
 
 from secnode.messagelog import tables
 from tests.conftest import free_port
-from tests.nodefixtures import set_toml, wait_until
-from tests.test_messagelog_fed import (
-    AIZU,
-    TAKAMATSU,
-    build_log_federation,
-    log_cli,
-    verify_json,
-)
+from tests.support.common import set_toml, wait_until
+from tests.support.logfed import AIZU, TAKAMATSU, build_log_federation, log_cli, verify_json
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -26,8 +26,8 @@ from secnode.core.witness import witnessed_position
 from secnode.messagelog import tables
 from secnode.messagelog.convert import record_of, row_of
 from secnode.store import db
-from tests.nodefixtures import CliResult, invoke
-from tests.test_messagelog_fed import (
+from tests.support.cli import CliResult, invoke
+from tests.support.logfed import (
     LogFederation,
     Reply,
     anchors_pem,

@@ -28,8 +28,8 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PASSPHRASE, cli_env, wait_for_port
-from tests.nodefixtures import wait_until
-from tests.test_messagelog_fed import (
+from tests.support.common import wait_until
+from tests.support.logfed import (
     LogFederation,
     build_log_federation,
     log_cli,
@@ -159,6 +159,7 @@ def test_a_refusal_is_counted_with_its_error_code_and_no_label_of_its_own(
         raise AssertionError("an unknown client must be refused")
     except urllib.error.HTTPError as exc:
         code = exc.headers["X-Road-Error"]
+        exc.close()
     after, _ = scrape(lf.takamatsu.admin_url)
     labels = {"direction": "outbound", "result": "refused", "code": code}
     assert (
@@ -240,6 +241,7 @@ def test_registry_counts_requests_and_reports_the_configuration(lf: LogFederatio
         urllib.request.urlopen(f"{lf.fed.central_url}/globalconf?version=x", timeout=10)
     except urllib.error.HTTPError as exc:
         assert exc.code == 400
+        exc.close()
     after, _ = scrape(lf.fed.central_url)
     ok = {"route": "/globalconf", "status": "200", "code": ""}
     assert (
@@ -320,12 +322,13 @@ def _restart_json(
     lf: LogFederation, name: str, tool: str, args: list[str], port: int, out: Path
 ) -> subprocess.Popen[bytes]:
     lf.fed.stop(name)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", tool, *args, "--log-format", "json"],
-        stdout=subprocess.DEVNULL,
-        stderr=(out / f"{name}.stderr").open("wb"),
-        env=cli_env(),
-    )
+    with (out / f"{name}.stderr").open("wb") as stderr:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            [sys.executable, "-m", tool, *args, "--log-format", "json"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=cli_env(),
+        )
     wait_for_port(port, 30, proc)
     return proc
 

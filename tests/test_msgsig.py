@@ -92,7 +92,7 @@ def test_verifier_fast_path_and_failures(test_ca: TestCA) -> None:
         verifier.verify(b"\x30\x03\x02\x01\x01", content)
     sig = bytearray(signer.sign(content))
     sig[-3] ^= 0xFF
-    with pytest.raises(SignatureError):
+    with pytest.raises(SignatureError, match=r"does not verify with the signer's certificate"):
         verifier.verify(bytes(sig), content)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.nodefixtures import Federation, build_federation
+from tests.support.federation import Federation, build_federation
 
 pytestmark = pytest.mark.slow
 

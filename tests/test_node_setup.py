@@ -1,7 +1,7 @@
 """Issue 4 failure tests: refused imports, revocation and central outages seen in /health.
 
 Everything runs against real servers (``certs ocsp serve``, ``central serve``,
-``secnode serve``) built by :mod:`tests.nodefixtures`; nothing of ours is mocked.
+``secnode serve``) built by :mod:`tests.support.federation`; nothing of ours is mocked.
 """
 
 from __future__ import annotations
@@ -26,14 +26,9 @@ from secnode.config import NodeConfig
 from secnode.core import health
 from secnode.trust import ocsp_staples
 from tests.conftest import PASSPHRASE
-from tests.nodefixtures import (
-    CITIES,
-    Federation,
-    NodeHandle,
-    http_json,
-    invoke,
-    wait_until,
-)
+from tests.support.cli import in_process, invoke
+from tests.support.common import http_json, wait_until
+from tests.support.federation import CITIES, Federation, NodeHandle, create
 
 Factory = Callable[..., Federation]
 
@@ -45,7 +40,7 @@ AIZU = CITIES[0]
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     """CA + OCSP + central; node 'aizu' initialised and synced, with keys but no certificates."""
-    fed = Federation.create(tmp_path_factory.mktemp("imports"))
+    fed = create(tmp_path_factory.mktemp("imports"))
     try:
         node = fed.add_node(AIZU[0], AIZU[1], AIZU[2], register=False)
         for usage in ("auth", "sign"):
@@ -136,7 +131,7 @@ def test_import_before_any_global_configuration_is_refused(
         "--anchor",
         bare.anchor,
     )
-    node = NodeHandle("fresh", AIZU[1], AIZU[2], "ss9", d, 0, 0, 0)
+    node = NodeHandle("fresh", AIZU[1], AIZU[2], "ss9", d, 0, 0, 0, run=in_process)
     node.cli("keys", "new", "--usage", "auth")
     cert = bare.issue(d / "keys" / "auth.csr", "auth", d / "auth.pem")
     message = refused(node, cert)

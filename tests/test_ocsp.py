@@ -121,6 +121,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PKI]:
             embedded.stop()
         proc.terminate()
         proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def openssl_ocsp(*args: str | Path) -> str:

@@ -38,9 +38,10 @@ from secnode.demo.ports import free_port
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
-from tests.nodefixtures import NodeHandle, wait_until
-from tests.test_messagelog_fed import LogFederation, Reply, build_log_federation
-from tests.witness_support import witness_headers
+from tests.support.common import wait_until
+from tests.support.federation import NodeHandle
+from tests.support.logfed import LogFederation, Reply, build_log_federation
+from tests.support.witness import witness_headers
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +103,8 @@ class World:
             with urllib.request.urlopen(req, timeout=15) as resp:
                 return Reply(resp.status, mid, resp.read(), dict(resp.headers))
         except urllib.error.HTTPError as exc:
-            return Reply(exc.code, mid, exc.read(), dict(exc.headers))
+            with exc:  # its response holds the connection
+                return Reply(exc.code, mid, exc.read(), dict(exc.headers))
 
     def reached_service(self, reply: Reply) -> bool:
         return reply.message_id in self.recorder.calls

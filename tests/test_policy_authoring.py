@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_policy_node import NodeCli, make_node
+from tests.support.policy_node import NodeCli, make_node
 
 
 def test_the_template_loads_and_names_this_member(tmp_path: Path) -> None:

@@ -29,7 +29,9 @@ from aiohttp import web
 
 from secnode.core.policy import fiscal_year_of
 from secnode.demo.calls import CallResult, http
-from secnode.demo.federation import CityNode, DemoError, Federation, build_two_city_federation
+from secnode.demo.federation import Federation
+from secnode.demo.node import DemoError, NodeHandle
+from secnode.demo.two_cities import build_two_city_federation
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -83,6 +85,8 @@ class PersonService:
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 def policy_document() -> dict[str, Any]:
@@ -184,22 +188,22 @@ class World:
     sent: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     @property
-    def aizu(self) -> CityNode:
+    def aizu(self) -> NodeHandle:
         return self.fed.nodes["aizu"]
 
     @property
-    def taka(self) -> CityNode:
+    def taka(self) -> NodeHandle:
         return self.fed.nodes["takamatsu"]
 
-    def cli(self, node: CityNode, *args: str | Path) -> str:
+    def cli(self, node: NodeHandle, *args: str | Path) -> str:
         return self.fed.run("secnode", *args, "--dir", node.dir)
 
-    def cli_json(self, node: CityNode, *args: str | Path) -> Any:
+    def cli_json(self, node: NodeHandle, *args: str | Path) -> Any:
         return json.loads(self.cli(node, *args, "--json"))
 
     def call(
         self,
-        via: CityNode,
+        via: NodeHandle,
         basis: str,
         subject: str,
         *,
@@ -343,7 +347,7 @@ def test_allowed_provision_then_refusal_after_consent_withdrawal(world: World) -
     )
 
 
-def verify(w: World, node: CityNode) -> dict[str, Any] | None:
+def verify(w: World, node: NodeHandle) -> dict[str, Any] | None:
     try:
         result = w.fed.run("secnode", "log", "verify", "--dir", node.dir, "--json")
     except DemoError:

@@ -26,7 +26,7 @@ from secnode.core.policy import (
     parse_request,
 )
 from secnode.core.policy.vocabulary import LegalType
-from tests.test_policy_cases import (
+from tests.support.policy_cases import (
     AT,
     CAMERA,
     EXAMPLES,
@@ -34,7 +34,6 @@ from tests.test_policy_cases import (
     RESEARCH_CASES,
     Case,
 )
-from tests.test_policy_node_point import pg_schema  # noqa: F401 (fixture)
 
 CH4 = range(16, 47)
 """APPI Chapter 4 (businesses): Arts. 16-46 (the business rules; Art. 17 to 46 in practice)."""
@@ -247,7 +246,7 @@ def test_node_judges_recurrence_from_its_own_decision_log(tmp_path: Path) -> Non
     """A real decision point on a real SQLite store: the fire department's emergency pulls
     (ORD-EMERGENCY on Art. 69(2)(iv)) without any X-Road-Recurring header are allowed on
     three separate days and refused on the fourth; the refusal is in the decision log."""
-    from tests.test_policy_node import EXAMPLE, make_node
+    from tests.support.policy_node import EXAMPLE, make_node
 
     node = make_node(tmp_path)
     node("policy", "import", EXAMPLE)
@@ -255,11 +254,11 @@ def test_node_judges_recurrence_from_its_own_decision_log(tmp_path: Path) -> Non
 
 
 @pytest.mark.postgres
-def test_node_judges_recurrence_on_postgresql(pg_schema: str) -> None:  # noqa: F811
+def test_node_judges_recurrence_on_postgresql(pg_schema: str) -> None:
     from secnode.core.policy import load_policy
     from secnode.policy import store
     from secnode.store import db
-    from tests.test_policy_node import EXAMPLE
+    from tests.support.policy_node import EXAMPLE
 
     engine = db.make_engine(pg_schema)
     db.migrate(engine)
@@ -273,7 +272,7 @@ def _recurrence_on(url: str) -> None:
     from secnode.core.policy.timeutil import format_instant
     from secnode.policy.point import PolicyPoint
     from secnode.store import db
-    from tests.test_policy_node_point import decisions, headers_for, run
+    from tests.support.policy_point import decisions, headers_for, run
 
     now = [AT]
     point = PolicyPoint(
@@ -299,6 +298,7 @@ def _recurrence_on(url: str) -> None:
         assert json.loads(rows[-1]["entry"])["basis"] == "ORD-EMERGENCY"
     finally:
         point.worker.close()
+        point.worker.engine.dispose()  # the pooled PostgreSQL connections
 
 
 # -- item 3: authoring mistakes refused at import, with the JSON path -----------------------
@@ -425,7 +425,7 @@ def test_import_refuses_terms_that_can_never_authorise(
 
     doc = city_a()
     edit(doc)
-    with pytest.raises(PolicyFormatError) as caught:
+    with pytest.raises(PolicyFormatError, match=re.escape(words)) as caught:
         parse_policy(doc)
     assert caught.value.path == path, str(caught.value)
     assert words in str(caught.value), str(caught.value)
@@ -433,7 +433,7 @@ def test_import_refuses_terms_that_can_never_authorise(
 
 @pytest.fixture(scope="module")
 def city_node(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tests.test_policy_node import make_node
+    from tests.support.policy_node import make_node
 
     return make_node(tmp_path_factory.mktemp("law-node"))
 
@@ -441,7 +441,7 @@ def city_node(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_policy_import_check_and_refusal_on_a_node(city_node: Any, tmp_path: Path) -> None:
     """``policy import --check`` validates against the store and stores nothing; a refused
     import names the file and the JSON path and stores nothing either."""
-    from tests.test_policy_node import write
+    from tests.support.policy_node import write
 
     node = city_node
     good = write(tmp_path / "city-a.json", city_a())
@@ -468,7 +468,7 @@ def test_policy_import_check_and_refusal_on_a_node(city_node: Any, tmp_path: Pat
 def test_agreement_add_refuses_with_the_path_inside_the_file(
     city_node: Any, tmp_path: Path, name: str, edit: Any, path: str, words: str
 ) -> None:
-    from tests.test_policy_node import write
+    from tests.support.policy_node import write
 
     node = city_node
     if node.json("policy", "show")["generation"] == 0:

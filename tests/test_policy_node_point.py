@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
-import urllib.parse
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text, update
+from sqlalchemy import select, update
 
 from secnode.core.errors import XRoadError
-from secnode.core.identifiers import ServiceId, parse_client
-from secnode.core.message import MessageHeaders
 from secnode.core.policy.timeutil import parse_instant
 from secnode.messagelog.convert import headers_sha256
 from secnode.policy import records, store
@@ -32,46 +27,15 @@ from secnode.policy.common import canonical, sha256_hex
 from secnode.policy.point import NO_POLICY, NOT_FILTERABLE, PROVIDER_DECIDES, PolicyPoint
 from secnode.proxy.hooks import Verdict
 from secnode.store import db
-from tests.test_policy_node import AT, EXAMPLE, REQUESTS, NodeCli, make_node, write
-
-MEMBER = "JP/GOV/CITY-A"
-
-
-def request(name: str, **changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((REQUESTS / f"{name}.json").read_text())
-    data.update(changes)
-    return {k: v for k, v in data.items() if v is not None}
-
-
-def headers_for(r: dict[str, Any], message_id: str | None = None) -> MessageHeaders:
-    """The MessageHeaders a client node signs for request file ``r``."""
-    return MessageHeaders(
-        protocol="rest",
-        client=parse_client(r["client"]),
-        service=ServiceId.parse(r["service"]),
-        message_id=message_id or str(uuid.uuid4()),
-        user_id=r.get("user_id"),
-        issue=r.get("issue"),
-        purpose=r.get("purpose"),
-        legal_basis=r.get("legal_basis"),
-        data_subject=r.get("subject"),
-        agreement=r.get("agreement"),
-        consent_id=r.get("consent_id"),
-        data_items=",".join(r["fields"]) if "fields" in r else None,
-        evidence=json.dumps(r["evidence"]) if "evidence" in r else r.get("raw_evidence"),
-        rest_method="GET",
-        rest_path="/1001",
-    )
-
-
-def point_on(url: str, member: str = MEMBER, at: str = AT) -> PolicyPoint:
-    when = parse_instant(at)
-    return PolicyPoint(db.make_engine(url), f"{member}/ss1", member, 3, clock=lambda: when)
-
-
-def decisions(engine: Engine) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return records.decision_rows(conn)
+from tests.support.policy_node import AT, EXAMPLE, NodeCli, make_node, write
+from tests.support.policy_point import (
+    MEMBER,
+    decisions,
+    headers_for,
+    point_on,
+    request,
+    run,
+)
 
 
 @pytest.fixture
@@ -81,10 +45,6 @@ def provider(tmp_path: Path) -> Iterator[tuple[NodeCli, PolicyPoint]]:
     point = point_on(node.db_url)
     yield node, point
     point.worker.close()
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 # ----- decisions and the log ---------------------------------------------------------------------
@@ -167,7 +127,7 @@ def test_unfilterable_response_is_not_released(provider: tuple[NodeCli, PolicyPo
     _, point = provider
     headers = headers_for(request("welfare-law"))
     verdict = run(point.decide(headers, "provider"))
-    with pytest.raises(XRoadError) as info:
+    with pytest.raises(XRoadError, match=r"cannot be cut to the permitted fields") as info:
         run(
             point.after_response(
                 headers, verdict, b"<person><income>1</income></person>", "text/xml"
@@ -389,19 +349,6 @@ def test_report_and_disclosure_come_from_what_was_decided(
 
 
 # ----- PostgreSQL ------------------------------------------------------------------------------
-@pytest.fixture
-def pg_schema(pg_url: str) -> Iterator[str]:
-    schema = f"pol_{secrets.token_hex(4)}"
-    admin = create_engine(pg_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in pg_url else "?"
-    yield f"{pg_url}{sep}options=" + urllib.parse.quote(f"-csearch_path={schema}")
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
-
-
 @pytest.mark.postgres
 def test_store_decisions_and_quota_on_postgresql(pg_schema: str) -> None:
     from secnode.core.policy import load_policy
@@ -436,4 +383,5 @@ def test_store_decisions_and_quota_on_postgresql(pg_schema: str) -> None:
     assert len(decisions(engine)) == 9
     for p in points:
         p.worker.close()
+        p.worker.engine.dispose()  # the pooled PostgreSQL connections
     engine.dispose()

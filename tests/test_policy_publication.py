@@ -29,7 +29,7 @@ from secnode.core.policy import JST, build_transparency_report, fiscal_year_of
 from secnode.core.policy.report_render import render_html
 from secnode.demo.calls import http
 from tests.conftest import free_port
-from tests.nodefixtures import Federation, NodeHandle
+from tests.support.federation import NodeHandle, create
 
 CITY = "JP/GOV/282103"
 HYOGO = "JP/GOV/HYOGO-POLICE"
@@ -332,6 +332,8 @@ class CameraService:
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +341,7 @@ def year(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("kakogawa-year")
     camera = CameraService()
     camera.start()
-    fed = Federation.create(base / "fed")
+    fed = create(base / "fed")
     try:
         city = fed.add_node("kakogawa", CITY, "Kakogawa City", subsystems=("camera",))
         police = {

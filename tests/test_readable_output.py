@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from certs.cliutil import cell_width
 from certs.names import display_name
 from tests.conftest import TestCA
-from tests.nodefixtures import invoke
+from tests.support.cli import invoke
 
 
 def display_column(line: str, pattern: str) -> int:

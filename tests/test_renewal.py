@@ -27,7 +27,7 @@ from secnode.core.identifiers import NodeId
 from secnode.core.jsonfmt import cert_sha256_hex
 from secnode.trust import renewal, tls
 from tests.conftest import PASSPHRASE, TestCA
-from tests.test_central import in_process
+from tests.support.registry import in_process
 
 NODE = "JP/GOV/072028/ss1"
 NOW = dt.datetime(2026, 4, 1, 9, 0, tzinfo=dt.UTC)

@@ -44,9 +44,10 @@ from secnode.proxy import wire
 from secnode.store import db, replay
 from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE, free_port
-from tests.nodefixtures import Federation, http_json, set_toml, wait_until
-from tests.test_messagelog_fed import AIZU, LogFederation, build_log_federation
-from tests.witness_support import witness_headers
+from tests.support.common import http_json, set_toml, wait_until
+from tests.support.federation import Federation
+from tests.support.logfed import AIZU, LogFederation, build_log_federation
+from tests.support.witness import witness_headers
 
 SEEN = replay.SEEN
 
@@ -359,7 +360,7 @@ def test_database_unavailable_refuses_with_a_clear_error() -> None:
     url = f"postgresql+psycopg://secnode@127.0.0.1:{free_port()}/none?connect_timeout=2"
     window = replay.ReplayWindow(db.make_engine(url), 600)
     client = SubsystemId.parse("JP/GOV/372013/portal")
-    with pytest.raises(XRoadError) as caught:
+    with pytest.raises(XRoadError, match=r"cannot record the message id") as caught:
         asyncio.run(window.remember(client, "m1", None))
     assert caught.value.code == errors.SERVER_PROXY_INTERNAL_ERROR
     assert "cannot record the message id" in caught.value.message

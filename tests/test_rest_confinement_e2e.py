@@ -33,8 +33,9 @@ from secnode.core.msgsig import MessageSigner
 from secnode.proxy import wire
 from secnode.trust.tls import pinned_client_context
 from tests.conftest import PASSPHRASE
-from tests.nodefixtures import Federation, NodeHandle, build_federation, wait_until
-from tests.witness_support import witness_headers
+from tests.support.common import wait_until
+from tests.support.federation import Federation, NodeHandle, build_federation
+from tests.support.witness import witness_headers
 
 pytestmark = pytest.mark.slow
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -38,7 +39,7 @@ def parse(
 
 
 def refused(code: str, *args: object, **kwargs: object) -> XRoadError:
-    with pytest.raises(XRoadError) as info:
+    with pytest.raises(XRoadError, match=rf"^{re.escape(code)}: ") as info:
         parse(*args, **kwargs)  # type: ignore[arg-type]
     assert info.value.code == code, info.value
     assert info.value.http_status == 400
@@ -86,7 +87,9 @@ def test_percent_decoding_per_segment() -> None:
     ],
 )
 def test_bad_identifier_segments(path: str) -> None:
-    with pytest.raises(XRoadError) as info:
+    with pytest.raises(
+        XRoadError, match=r"^Client\.(InvalidServiceIdentifier|BadRequest): "
+    ) as info:
         parse(path)
     assert info.value.code in (errors.INVALID_SERVICE_IDENTIFIER, errors.BAD_REQUEST)
     assert info.value.http_status == 400
@@ -163,7 +166,7 @@ CONFINED_PATHS = [
 
 @pytest.mark.parametrize("service_path", ESCAPING_PATHS)
 def test_escaping_service_paths_refused(service_path: str) -> None:
-    with pytest.raises(XRoadError) as info:
+    with pytest.raises(XRoadError, match=r"contains a '\.' or '\.\.' segment") as info:
         rest_path.check_service_path(service_path)
     assert (info.value.code, info.value.http_status) == (errors.BAD_REQUEST, 400)
     assert "'.' or '..' segment" in info.value.message
@@ -196,7 +199,7 @@ def test_confined_service_paths_pass_unchanged(service_path: str) -> None:
 )
 def test_peer_paths_that_change_the_target_refused(service_path: str, query: str | None) -> None:
     """What a peer node could sign that the client interface would never produce."""
-    with pytest.raises(XRoadError) as info:
+    with pytest.raises(XRoadError, match=r"^Client\.BadRequest: service (path|query) ") as info:
         rest_path.service_target("http://127.0.0.1:9", service_path, query)
     assert info.value.code == errors.BAD_REQUEST
 
@@ -476,7 +479,7 @@ def test_request_hash_changes_with_every_input() -> None:
         "POST", req.path, "year=2025&x=%2F", req.headers, req.request_id, req.message_id
     )
     assert rest_headers.rest_request_hash(other, hashlib.sha512(VECTOR_BODY).digest()) != base
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must be a 64-byte SHA-512 digest"):
         rest_headers.rest_request_hash(b"x", b"short")
 
 
@@ -509,13 +512,15 @@ def test_not_metaservices() -> None:
 
 
 def test_metaservice_errors() -> None:
-    with pytest.raises(XRoadError) as info:
+    with pytest.raises(
+        XRoadError, match=r"getOpenAPI needs the query parameter serviceCode"
+    ) as info:
         rest.detect_metaservice("GET", "/r1/JP/GOV/072028/tax/getOpenAPI", None)
     assert info.value.code == errors.BAD_REQUEST and "serviceCode" in info.value.message
-    with pytest.raises(XRoadError) as info:
+    with pytest.raises(XRoadError, match=r"^Client\.InvalidServiceIdentifier: ") as info:
         rest.detect_metaservice("GET", "/r1/JP/GOV/072028/tax/getOpenAPI", "serviceCode=a/b")
     assert info.value.code == errors.INVALID_SERVICE_IDENTIFIER
-    with pytest.raises(XRoadError) as info:
+    with pytest.raises(XRoadError, match=r"^Client\.InvalidHttpMethod: ") as info:
         rest.detect_metaservice("POST", "/listClients", None)
     assert info.value.code == errors.INVALID_HTTP_METHOD
 
@@ -558,11 +563,11 @@ def test_status_conventions(code: str, status: int) -> None:
 
 
 def test_error_code_and_status_validated() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"malformed X-Road error code"):
         XRoadError("Client.Bad\r\nX-Injected: 1", "m")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"malformed X-Road error code 'nodots'"):
         XRoadError("nodots", "m")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"error HTTP status must be 4xx or 5xx, not 200"):
         XRoadError(errors.BAD_REQUEST, "m", http_status=200)
 
 

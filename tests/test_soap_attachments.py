@@ -43,11 +43,12 @@ from secnode.core.message import request_digest
 from secnode.core.soap import parse_soap_request
 from secnode.demo.calls import CallResult
 from secnode.demo.calls import http as http_call
-from secnode.demo.federation import DemoError, Federation, build_two_city_federation
+from secnode.demo.federation import DemoError, Federation
 from secnode.demo.ports import free_port
+from secnode.demo.two_cities import build_two_city_federation
+from tests.support.witness import witness_headers
 from tests.test_exchange_e2e import Peer, sign_as
 from tests.test_xroad_compat import QUERIES, XROAD
-from tests.witness_support import witness_headers
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 NS = {"s": SOAP_NS, "xrd": "http://x-road.eu/xsd/xroad.xsd"}

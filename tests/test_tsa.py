@@ -86,6 +86,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +120,8 @@ def post(url: str, body: bytes, content_type: str = QUERY) -> tuple[int, str, by
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers.get_content_type(), resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get_content_type(), exc.read()
+        with exc:  # its response holds the connection
+            return exc.code, exc.headers.get_content_type(), exc.read()
 
 
 def sha256(data: bytes) -> bytes:

@@ -24,7 +24,9 @@ import sqlalchemy as sa
 
 from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.demo.calls import call_rest
-from secnode.demo.federation import CityNode, Federation, build_two_city_federation
+from secnode.demo.federation import Federation
+from secnode.demo.node import NodeHandle
+from secnode.demo.two_cities import build_two_city_federation
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +75,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def serve_workers(fed: Federation, city: CityNode, workers: int) -> subprocess.Popen[bytes]:
+def serve_workers(fed: Federation, city: NodeHandle, workers: int) -> subprocess.Popen[bytes]:
     """Stop ``city``'s node and start it again as ``serve --workers N``; waits for health."""
     old = fed.processes.pop(f"node-{city.name}", None)
     if old is not None and old.poll() is None:
@@ -97,11 +99,11 @@ def serve_workers(fed: Federation, city: CityNode, workers: int) -> subprocess.P
     return proc
 
 
-def log_text(fed: Federation, city: CityNode) -> str:
+def log_text(fed: Federation, city: NodeHandle) -> str:
     return (fed.base / "logs" / f"node-{city.name}-workers.log").read_text(errors="replace")
 
 
-def chains_since(city: CityNode, marker: float) -> dict[str, int]:
+def chains_since(city: NodeHandle, marker: float) -> dict[str, int]:
     """Records per log chain written after ``marker`` (epoch seconds) in the node's log DB."""
     engine = sa.create_engine(f"sqlite:///{city.dir / 'messagelog.db'}")
     try:

@@ -34,8 +34,9 @@ from secnode.core.identifiers import ServiceId, SubsystemId
 from secnode.core.wsdl import WsdlError, check_wsdl
 from secnode.demo.calls import CallResult, call_rest
 from secnode.demo.calls import http as http_call
-from secnode.demo.federation import Federation, build_two_city_federation
+from secnode.demo.federation import Federation
 from secnode.demo.ports import free_port
+from secnode.demo.two_cities import build_two_city_federation
 
 
 def _artefacts() -> Path:
@@ -188,6 +189,7 @@ class Provider:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def last(self, marker: str) -> dict[str, Any]:
         """The last request whose body or path holds ``marker``."""

@@ -30,7 +30,9 @@ from secnode.core import envmonitor
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.soap import parse_soap_request
 from secnode.demo.calls import CallResult, call_soap, http, soap_request
-from secnode.demo.federation import CityNode, Federation, build_two_city_federation
+from secnode.demo.federation import Federation
+from secnode.demo.node import NodeHandle
+from secnode.demo.two_cities import build_two_city_federation
 from secnode.proxy import metaservices, wire
 
 T = TypeVar("T")
@@ -284,7 +286,7 @@ def metric(doc: Any, path: str) -> str | None:
     return value
 
 
-def cert_of(node: CityNode, usage: str) -> x509.Certificate:
+def cert_of(node: NodeHandle, usage: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate((node.dir / "keys" / f"{usage}.pem").read_bytes())
 
 
@@ -362,7 +364,7 @@ def test_metrics_are_refused_to_others_and_the_refusal_is_logged(ready: Federati
 
 
 # ----- evidence download ------------------------------------------------------------------------
-def asic(node: CityNode, query_id: str, client: str, **flags: str) -> CallResult:
+def asic(node: NodeHandle, query_id: str, client: str, **flags: str) -> CallResult:
     sid = SubsystemId.parse(client)
     params = {
         "queryId": query_id,

@@ -86,7 +86,8 @@ def http(
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return CallResult(resp.status, dict(resp.headers), resp.read())
     except urllib.error.HTTPError as exc:
-        return CallResult(exc.code, dict(exc.headers), exc.read())
+        with exc:  # its response holds the connection
+            return CallResult(exc.code, dict(exc.headers), exc.read())
 
 
 def call_soap(client_url: str, client: ClientId, service: ServiceId, payload: str) -> CallResult:

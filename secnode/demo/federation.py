@@ -1,128 +1,170 @@
-"""Build and run a complete federation on this machine with the normal CLIs.
+"""Build and run a federation on this machine, step by step, with the normal CLIs.
 
-Every step is the command an operator would type (``certs``, ``central``,
-``secnode`` run as subprocesses), so the demo doubles as an executable version
-of docs/operations.md and leaves directories those commands keep working on.
-Used by ``secnode demo``, the benchmark and the end-to-end tests.
+Every step is what an operator would type (``certs``, ``central``, ``secnode``), so a
+federation built here doubles as an executable version of docs/operations.md and leaves
+directories those commands keep working on. The steps, in order::
+
+    fed = Federation(base)          # runner: subprocesses (the demo) or in-process (tests)
+    fed.prepare()                   # the directory (and a passphrase file)
+    fed.pki()                       # CA + OCSP responder (serving), optionally a TSA
+    fed.registry()                  # central: CA (+ TSA) approved, published, serving
+    fed.add_node("aizu", member)    # init, sync, keys, CA issues, import, register request
+    fed.register()                  # approve every request, publish, every node syncs
+    fed.add_service(...)            # service + access right (+ classification)
+    fed.start_nodes()               # secnode serve, until /health says ok
+    fed.stop()
+
+Used by ``secnode demo`` (:mod:`secnode.demo.two_cities`), the benchmark and the tests
+(``tests/support``). Servers are subprocesses with their output in ``logs/NAME.log``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from secnode.demo.node import (
+    CliResult,
+    DemoError,
+    NodeHandle,
+    Runner,
+    command_env,
+    subprocess_runner,
+)
 from secnode.demo.ports import free_port
 
 INSTANCE = "JP"
 
-
-class DemoError(Exception):
-    """A step of building or running the federation failed; the message names it."""
-
-
-@dataclass
-class CityNode:
-    name: str
-    member: str
-    member_name: str
-    server_code: str
-    dir: Path
-    client_port: int
-    server_port: int
-    admin_port: int
-    provider_subsystem: str
-    client_subsystem: str = "portal"
-    disclosure_port: int = field(default_factory=free_port)
-
-    @property
-    def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
-
-    @property
-    def admin_url(self) -> str:
-        """HTTPS: the admin listener also serves the web console (its certificate below)."""
-        return f"https://127.0.0.1:{self.admin_port}"
-
-    @property
-    def console_url(self) -> str:
-        return f"{self.admin_url}/console/"
-
-    @property
-    def disclosure_url(self) -> str:
-        return f"https://127.0.0.1:{self.disclosure_port}/"
-
-    @property
-    def tls_cert(self) -> Path:
-        """The node's self-signed HTTPS certificate (``secnode admin tls-cert``)."""
-        return self.dir / "console-tls.pem"
-
-    def admin_context(self) -> ssl.SSLContext:
-        """Trust exactly this node's HTTPS certificate (for /health and /metrics)."""
-        return ssl.create_default_context(cafile=str(self.tls_cert))
-
-    @property
-    def client_id(self) -> str:
-        return f"{self.member}/{self.client_subsystem}"
+__all__ = ["INSTANCE", "CliResult", "DemoError", "Federation", "NodeHandle"]
 
 
 @dataclass
 class Federation:
-    """A CA with OCSP, a TSA, a central registry and city nodes under ``base``."""
+    """A CA with OCSP, optionally a TSA, a central registry and nodes under ``base``."""
 
     base: Path
     say: Callable[[str], None] = print
     passphrase: str = ""
+    #: How one-shot commands run; None: as subprocesses, like an operator's shell.
+    runner: Runner | None = None
+    #: How long a server may take to listen or a node to become healthy.
+    timeout: float = 30
+    #: Added to the environment of every server process (e.g. PYTHONPATH).
+    extra_env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
-    nodes: dict[str, CityNode] = field(default_factory=dict)
+    nodes: dict[str, NodeHandle] = field(default_factory=dict)
     services: list[dict[str, Any]] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    # ----- process plumbing ---------------------------------------------------------------
+    # ----- layout -------------------------------------------------------------------------
+    @property
+    def ca_dir(self) -> Path:
+        return self.base / "ca"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.ca_dir / "ca.pem"
+
+    @property
+    def tsa_dir(self) -> Path:
+        return self.base / "tsa"
+
+    @property
+    def central_dir(self) -> Path:
+        return self.base / "central"
+
+    @property
+    def anchor(self) -> Path:
+        return self.central_dir / "anchor.pem"
+
+    @property
+    def ocsp_port(self) -> int:
+        return self.ports["ocsp"]
+
+    @property
+    def tsa_port(self) -> int:
+        return self.ports["tsa"]
+
+    @property
+    def central_port(self) -> int:
+        return self.ports["central"]
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"http://127.0.0.1:{self.ocsp_port}"
+
+    @property
+    def tsa_url(self) -> str:
+        return f"http://127.0.0.1:{self.tsa_port}"
+
+    @property
+    def central_url(self) -> str:
+        return f"http://127.0.0.1:{self.central_port}"
+
+    def log_path(self, name: str) -> Path:
+        return self.base / "logs" / f"{name}.log"
+
+    def log(self, name: str) -> str:
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # ----- commands -----------------------------------------------------------------------
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["SECNODE_PASSPHRASE"] = self.passphrase
-        # Two nodes share one machine here: one process each (serve --workers defaults to cores).
-        env.setdefault("SECNODE_WORKERS", "1")
-        env.pop("SECNODE_DIR", None)
-        env.pop("CENTRAL_DIR", None)
-        return env
+        return command_env(self.passphrase, self.extra_env)
+
+    def invoke(self, tool: str, *args: str | Path, check: bool = True) -> CliResult:
+        """``tool ARGS`` through the runner; a failure raises (unless ``check=False``)."""
+        runner = self.runner or subprocess_runner(self.env)
+        return runner(tool, [str(a) for a in args], check)
 
     def run(self, tool: str, *args: str | Path) -> str:
-        """Run an operator command as the shell would; returns its standard output."""
-        argv = [str(a) for a in args]
-        result = subprocess.run(
-            [sys.executable, "-m", tool, *argv],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise DemoError(
-                f"'{tool} {' '.join(argv)}' failed: {(result.stderr or result.stdout).strip()}"
-            )
-        return result.stdout
+        """Run an operator command; returns its standard output."""
+        return self.invoke(tool, *args).stdout
 
-    def start(self, name: str, tool: str, *args: str | Path, port: int | None = None) -> None:
-        log_path = self.base / "logs" / f"{name}.log"
+    def certs(self, *args: str | Path, check: bool = True) -> CliResult:
+        return self.invoke("certs", *args, check=check)
+
+    def central(self, *args: str | Path, check: bool = True) -> CliResult:
+        """``central ARGS --dir <central>`` (not for ``init``)."""
+        return self.invoke("central", *args, "--dir", self.central_dir, check=check)
+
+    def publish(self) -> int:
+        return int(self.central("conf", "publish", "--json").json()["version"])
+
+    def conf_version(self) -> int:
+        """The newest version central has (published or re-signed)."""
+        versions = self.central("conf", "list", "--limit", "1", "--json").json()
+        return int(versions[0]["version"])
+
+    def issue(self, csr: Path, profile: str, out: Path, ca_dir: Path | None = None) -> Path:
+        """What the CA operator does with a node's CSR."""
+        self.certs("issue", ca_dir or self.ca_dir, "--csr", csr, "--profile", profile, "--out", out)
+        return out
+
+    # ----- processes ----------------------------------------------------------------------
+    def start(
+        self,
+        name: str,
+        tool: str,
+        *args: str | Path,
+        port: int | None = None,
+        timeout: float | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Run a server subprocess with its output in ``logs/NAME.log``; wait for ``port``."""
+        log_path = self.log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", tool, *(str(a) for a in args)]
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(
-                argv,
+                [sys.executable, "-m", tool, *(str(a) for a in args)],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=self.env(),
@@ -130,296 +172,329 @@ class Federation:
             )
         self.processes[name] = proc
         if port is not None:
-            self.wait_port(name, port)
+            self.wait_port(name, port, timeout)
+        return proc
 
-    def wait_port(self, name: str, port: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_port(self, name: str, port: int, timeout: float | None = None) -> None:
+        """Until ``port`` accepts connections; fails with the log if ``name`` exits first."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         proc = self.processes.get(name)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
-                log = (self.base / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise DemoError(f"{name} exited with {proc.returncode}:\n{log}")
+                raise DemoError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-4000:]}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     return
             time.sleep(0.05)
-        raise DemoError(f"{name} is not listening on port {port} after {timeout:g} s")
+        raise DemoError(
+            f"{name} is not listening on port {port} after {limit:g} s:\n{self.log(name)[-4000:]}"
+        )
 
-    def stop(self) -> None:
-        for proc in self.processes.values():
+    def stop(self, name: str | None = None, timeout: float = 10) -> None:
+        """Stop server ``name`` (SIGTERM, then SIGKILL after ``timeout``); None: all of them."""
+        names = list(self.processes) if name is None else [name]
+        procs = [p for p in (self.processes.pop(n, None) for n in names) if p is not None]
+        for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-        for proc in self.processes.values():
+        for proc in procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        self.processes.clear()
+                proc.wait()
+
+    def close(self) -> None:
+        self.stop()
+
+    def start_ocsp(self, validity: int | None = None) -> None:
+        extra = ["--validity", str(validity)] if validity is not None else []
+        port = self.ports["ocsp"]
+        self.start(
+            "ocsp", "certs", "ocsp", "serve", self.ca_dir, "--port", str(port), *extra, port=port
+        )
+
+    def start_tsa(self) -> None:
+        port = self.ports["tsa"]
+        self.start("tsa", "certs", "tsa", "serve", self.tsa_dir, "--port", str(port), port=port)
+
+    def stop_tsa(self) -> None:
+        self.stop("tsa")
+
+    def start_central(self) -> None:
+        port = self.ports["central"]
+        self.start(
+            "central", "central", "serve", "--port", str(port), "--dir", self.central_dir, port=port
+        )
+
+    def restart_central(self) -> None:
+        """After ``central settings set``: a fresh server re-reads the validity at once."""
+        self.stop("central")
+        self.start_central()
+
+    def backend(self, name: str) -> int:
+        """Start the sample REST/SOAP services (:mod:`secnode.demo.services`) as ``name``."""
+        port = self.ports.setdefault(name, free_port())
+        self.start(name, "secnode.demo.services", "--port", str(port), port=port)
+        return port
+
+    def start_node(
+        self, node: NodeHandle | str, wait_healthy: bool = True, timeout: float | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``secnode serve`` for ``node``; by default waits until ``/health`` says ok and
+        all three listeners accept connections."""
+        handle = self.nodes[node] if isinstance(node, str) else node
+        name = f"node-{handle.name}"
+        proc = self.start(
+            name, "secnode", "serve", "--dir", handle.dir, port=handle.admin_port, timeout=timeout
+        )
+        if wait_healthy:
+            self.wait_healthy(handle, timeout)
+            self.wait_port(name, handle.client_port, timeout)
+            self.wait_port(name, handle.server_port, timeout)
+        return proc
+
+    def start_nodes(self, names: Iterable[str] | None = None) -> None:
+        for name in list(self.nodes) if names is None else names:
+            self.start_node(name)
+
+    def stop_node(self, name: str) -> None:
+        self.stop(f"node-{name}")
+
+    def wait_healthy(self, node: NodeHandle, timeout: float | None = None) -> dict[str, Any]:
+        """Until the node's ``/health`` answers 200; its body."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        last: Any = None
+        while time.monotonic() < deadline:
+            proc = self.processes.get(f"node-{node.name}")
+            if proc is not None and proc.poll() is not None:
+                raise DemoError(f"node {node.name} exited with {proc.returncode}")
+            try:
+                status, body = node.health()
+                if status == 200:
+                    return body
+                last = (status, body)
+            except (OSError, ValueError) as exc:
+                last = exc
+            time.sleep(0.1)
+        raise DemoError(f"node {node.name} is not healthy after {limit:g} s: {last!r}")
 
     # ----- building -----------------------------------------------------------------------
-    def prepare_dir(self) -> None:
-        if self.base.exists() and any(self.base.iterdir()):
-            if not (self.base / "demo.json").exists() and not (self.base / "ca").exists():
+    def prepare(self, fresh: bool = False) -> None:
+        """The base directory and the key passphrase (a new one, in ``passphrase``, unless
+        given). ``fresh``: an old demo directory is wiped; any other non-empty one refused."""
+        if fresh and self.base.exists() and any(self.base.iterdir()):
+            if not (self.base / "demo.json").exists() and not self.ca_dir.exists():
                 raise DemoError(
                     f"{self.base} is not empty and not a demo directory; choose another --dir"
                 )
             shutil.rmtree(self.base)
         self.base.mkdir(parents=True, exist_ok=True)
-        self.passphrase = self.passphrase or secrets.token_urlsafe(24)
-        pw = self.base / "passphrase"
-        pw.write_text(self.passphrase + "\n")
-        pw.chmod(0o600)
-        for name in ("ocsp", "tsa", "central", "rest_service", "soap_service"):
-            self.ports[name] = free_port()
+        if not self.passphrase:
+            self.passphrase = secrets.token_urlsafe(24)
+            pw = self.base / "passphrase"
+            pw.write_text(self.passphrase + "\n")
+            pw.chmod(0o600)
 
-    def build_trust_services(self) -> None:
-        ca = self.base / "ca"
+    def pki(
+        self,
+        ca_name: str = "Demo Municipal CA",
+        tsa_name: str | None = "Demo TSA",
+        start: bool = True,
+    ) -> None:
+        """A CA with its OCSP responder and, unless ``tsa_name`` is None, an RFC 3161 TSA."""
+        self.ports.setdefault("ocsp", free_port())
         self.say("* certificate authority with OCSP responder")
-        self.run(
-            "certs",
-            "ca",
-            "init",
-            ca,
-            "--name",
-            "Demo Municipal CA",
-            "--ocsp-url",
-            f"http://127.0.0.1:{self.ports['ocsp']}",
-        )
-        self.start(
-            "ocsp",
-            "certs",
-            "ocsp",
-            "serve",
-            ca,
-            "--port",
-            str(self.ports["ocsp"]),
-            port=self.ports["ocsp"],
-        )
+        self.certs("ca", "init", self.ca_dir, "--name", ca_name, "--ocsp-url", self.ocsp_url)
+        if start:
+            self.start_ocsp()
+        if tsa_name is not None:
+            self.tsa(tsa_name, start)
+
+    def tsa(self, name: str = "Demo TSA", start: bool = True) -> None:
+        """An RFC 3161 time-stamping authority certified by the CA (``tsa/``)."""
+        self.ports.setdefault("tsa", free_port())
         self.say("* time-stamping authority (RFC 3161)")
-        self.run("certs", "tsa", "init", self.base / "tsa", "--ca", ca, "--name", "Demo TSA")
-        self.start(
-            "tsa",
-            "certs",
-            "tsa",
-            "serve",
-            self.base / "tsa",
-            "--port",
-            str(self.ports["tsa"]),
-            port=self.ports["tsa"],
-        )
+        self.certs("tsa", "init", self.tsa_dir, "--ca", self.ca_dir, "--name", name)
+        if start:
+            self.start_tsa()
 
-    def build_central(self, cities: list[CityNode], settings: dict[str, int] | None = None) -> None:
-        central = self.base / "central"
+    def registry(
+        self,
+        ca_name: str = "Demo CA",
+        tsa_id: str | None = "demo-tsa",
+        settings: dict[str, int] | None = None,
+        start: bool = True,
+    ) -> None:
+        """The central registry: the CA (and the TSA, as ``tsa_id``) approved, ``settings``
+        set, the first configuration published; serving unless ``start`` is False."""
+        self.ports.setdefault("central", free_port())
         self.say("* central registry")
-        self.run("central", "init", central, "--instance", INSTANCE)
-        self.run(
-            "central",
-            "ca",
-            "add",
-            self.base / "ca" / "ca.pem",
-            "--name",
-            "Demo CA",
-            "--ocsp-url",
-            f"http://127.0.0.1:{self.ports['ocsp']}",
-            "--dir",
-            central,
-        )
-        self.run(
-            "central",
-            "tsa",
-            "add",
-            "demo-tsa",
-            "--url",
-            f"http://127.0.0.1:{self.ports['tsa']}",
-            "--cert",
-            self.base / "tsa" / "tsa.pem",
-            "--dir",
-            central,
-        )
+        self.invoke("central", "init", self.central_dir, "--instance", INSTANCE)
+        self.central("ca", "add", self.ca_cert, "--name", ca_name, "--ocsp-url", self.ocsp_url)
+        if tsa_id is not None:
+            self.add_tsa(tsa_id, self.tsa_url, self.tsa_dir / "tsa.pem")
         for name, value in (settings or {}).items():
-            self.run("central", "settings", "set", name, str(value), "--dir", central)
-        for city in cities:
-            self.run(
-                "central",
-                "member",
-                "add",
-                city.member,
-                "--name",
-                city.member_name,
-                "--dir",
-                central,
-            )
-        self.run("central", "conf", "publish", "--dir", central)
-        self.start(
-            "central",
-            "central",
-            "serve",
-            "--port",
-            str(self.ports["central"]),
-            "--dir",
-            central,
-            port=self.ports["central"],
-        )
+            self.central("settings", "set", name, str(value))
+        self.publish()
+        if start:
+            self.start_central()
 
-    def build_node(self, city: CityNode) -> None:
-        d = city.dir
-        self.say(f"* node {city.member}/{city.server_code} ({city.member_name})")
-        self.run(
-            "secnode",
-            "init",
-            d,
-            "--member",
-            city.member,
-            "--server-code",
-            city.server_code,
-            "--central",
-            f"http://127.0.0.1:{self.ports['central']}",
-            "--anchor",
-            self.base / "central" / "anchor.pem",
-            "--client-port",
-            str(city.client_port),
-            "--server-port",
-            str(city.server_port),
-            "--admin-port",
-            str(city.admin_port),
-            "--address",
-            f"127.0.0.1:{city.server_port}",
+    def add_tsa(self, tsa_id: str, url: str, cert: Path) -> None:
+        self.central("tsa", "add", tsa_id, "--url", url, "--cert", cert)
+
+    def add_node(
+        self,
+        name: str,
+        member: str,
+        member_name: str = "",
+        *,
+        server_code: str = "ss1",
+        subsystems: Sequence[str] = ("portal",),
+        provider_subsystem: str = "",
+        db_url: str = "",
+        config: dict[str, dict[str, Any]] | None = None,
+        add_member: bool = True,
+        register: bool = True,
+        console: bool = False,
+    ) -> NodeHandle:
+        """A node as its operator sets it up: init, sync, keys, CA issues, import, register.
+
+        ``register=False`` stops after ``secnode init`` and ``secnode sync`` (no keys yet).
+        ``config`` edits ``secnode.toml`` right after init (``{"ocsp": {"fetch_interval": 1}}``).
+        ``console``: HTTPS on the admin listener (the web console) and the disclosure page.
+        """
+        node = NodeHandle(
+            name,
+            member,
+            member_name or name.title(),
+            server_code,
+            self.base / name,
+            free_port(),
+            free_port(),
+            free_port(),
+            db_url,
+            list(subsystems),
+            provider_subsystem=provider_subsystem,
+            run=self.runner or subprocess_runner(self.env),
         )
-        self.run("secnode", "sync", "--dir", d)
-        self.enable_console(city)
+        self.say(f"* node {member}/{server_code} ({node.member_name})")
+        if add_member:
+            self.central("member", "add", member, "--name", node.member_name)
+        self.invoke("secnode", *self._init_args(node))
+        self.nodes[name] = node
+        for section, values in (config or {}).items():
+            for key, value in values.items():
+                node.set_config(section, key, value)
+        node.cli("sync")
+        if console:
+            self.enable_console(node)
+        if not register:
+            return node
         for usage in ("auth", "sign"):
-            self.run(
-                "secnode", "keys", "new", "--usage", usage, "--org", city.member_name, "--dir", d
-            )
-            cert = d / "keys" / f"{usage}.pem"
-            self.run(
-                "certs",
-                "issue",
-                self.base / "ca",
-                "--csr",
-                d / "keys" / f"{usage}.csr",
-                "--profile",
-                usage,
-                "--out",
-                cert,
-            )
-            self.run("secnode", "certs", "import", cert, "--dir", d)
-        for sub in (city.client_subsystem, city.provider_subsystem):
-            self.run("secnode", "subsystem", "add", sub, "--dir", d)
-        self.run("secnode", "register", "--dir", d)
+            node.cli("keys", "new", "--usage", usage, "--org", node.member_name)
+            self.issue(node.dir / "keys" / f"{usage}.csr", usage, node.cert_path(usage))
+            node.cli("certs", "import", node.cert_path(usage))
+        for sub in subsystems:
+            node.cli("subsystem", "add", sub)
+        node.cli("register")
+        return node
 
-    def enable_console(self, city: CityNode) -> None:
+    def _init_args(self, node: NodeHandle) -> list[str | Path]:
+        args: list[str | Path] = [
+            "init",
+            node.dir,
+            "--member",
+            node.member,
+            "--server-code",
+            node.server_code,
+            "--central",
+            self.central_url,
+            "--anchor",
+            self.anchor,
+            "--client-port",
+            str(node.client_port),
+            "--server-port",
+            str(node.server_port),
+            "--admin-port",
+            str(node.admin_port),
+            "--address",
+            node.address,
+        ]
+        return args + (["--db", node.db_url] if node.db_url else [])
+
+    def enable_console(self, node: NodeHandle) -> None:
         """HTTPS for the admin listener (with it the web console) and the disclosure page.
 
         No account is made: the operator adds one with ``secnode admin user add``.
         """
-        self.run("secnode", "admin", "tls-cert", "--dir", city.dir)
-        config = city.dir / "secnode.toml"
-        text = config.read_text()
-        at = text.index("[admin]")
-        head, tail = text[:at], text[at:]
-        tls = (
-            'tls_cert = ""',
-            'tls_cert = "console-tls.pem"',
-            'tls_key = ""',
-            'tls_key = "console-tls.key"',
-        )
-        for section in ("[admin]", "[disclosure]"):
-            start = tail.index(section)
-            part = tail[start:].replace(tls[0], tls[1], 1).replace(tls[2], tls[3], 1)
-            if section == "[disclosure]":
-                part = part.replace("port = 0", f"port = {city.disclosure_port}", 1)
-            tail = tail[:start] + part
-        config.write_text(head + tail)
+        node.cli("admin", "tls-cert")
+        node.disclosure_port = node.disclosure_port or free_port()
+        for section in ("admin", "disclosure"):
+            node.set_config(section, "tls_cert", "console-tls.pem")
+            node.set_config(section, "tls_key", "console-tls.key")
+        node.set_config("disclosure", "port", node.disclosure_port)
+        node.admin_tls = True
 
-    def approve_all(self) -> None:
-        central = self.base / "central"
-        requests = json.loads(self.run("central", "request", "list", "--json", "--dir", central))
-        for req in requests:
-            if req.get("state") == "pending":
-                self.run("central", "request", "approve", str(req["id"]), "--dir", central)
-        self.run("central", "conf", "publish", "--dir", central)
+    def approve_all(self, publish: bool = True) -> int | None:
+        """The registry operator approves every pending request and publishes."""
+        for request in self.central("request", "list", "--state", "pending", "--json").json():
+            self.central("request", "approve", str(request["id"]))
+        return self.publish() if publish else None
+
+    def sync_all(self) -> None:
+        for node in self.nodes.values():
+            node.cli("sync")
+
+    def register(self) -> None:
+        """Approve every pending registration, publish, and let every node sync."""
+        self.say("* operator approves the registration requests and publishes")
+        self.approve_all()
+        self.sync_all()
+
+    def allow_client(self, node: NodeHandle, address: str = "127.0.0.1") -> None:
+        """The node's information systems may call from ``address`` (its client subsystem)."""
+        node.cli("client", "allow", node.client_subsystem, "--address", address)
 
     def add_service(
         self,
-        provider: CityNode,
+        provider: NodeHandle,
         service: str,
         kind: str,
         url: str,
-        client: CityNode,
+        client: NodeHandle | None = None,
         path: str = "",
+        *,
+        subsystem: str = "",
+        classify: bool = True,
+        by: str = "demo",
     ) -> None:
-        d = provider.dir
-        self.run(
-            "secnode",
-            "service",
-            "add",
-            provider.provider_subsystem,
-            service,
-            "--url",
-            url,
-            "--type",
-            kind,
-            "--dir",
-            d,
-        )
-        self.run(
-            "secnode",
-            "acl",
-            "grant",
-            f"{provider.provider_subsystem}/{service}",
-            client.client_id,
-            "--dir",
-            d,
-        )
-        # Policy (issue 7): the sample services are classified as carrying no personal data
-        # (their residents are fictitious), so the policy engine decides NOT_PERSONAL_DATA
-        # and access rights alone grant them. Personal-data services need an agreement.
-        self.run(
-            "secnode",
-            "service",
-            "classify",
-            f"{provider.provider_subsystem}/{service}",
-            "--non-personal",
-            "--by",
-            "demo",
-            "--dir",
-            d,
-        )
+        """``service`` of the provider's subsystem, granted to ``client``'s client subsystem.
+
+        ``classify``: recorded as carrying no personal data (the sample residents are
+        fictitious), so the policy engine decides NOT_PERSONAL_DATA and access rights
+        alone grant it; personal-data services need an agreement.
+        """
+        sub = subsystem or provider.provider_subsystem
+        provider.cli("service", "add", sub, service, "--url", url, "--type", kind)
+        if client is not None:
+            provider.cli("acl", "grant", f"{sub}/{service}", client.client_id)
+        if classify:
+            provider.cli("service", "classify", f"{sub}/{service}", "--non-personal", "--by", by)
         self.services.append(
             {
-                "id": f"{provider.member}/{provider.provider_subsystem}/{service}",
+                "id": f"{provider.member}/{sub}/{service}",
                 "type": kind,
-                "client": client.client_id,
-                "via": client.name,
+                "client": client.client_id if client else "",
+                "via": client.name if client else "",
                 "path": path,
             }
         )
 
-    def start_node(self, city: CityNode) -> None:
-        self.start(
-            f"node-{city.name}", "secnode", "serve", "--dir", city.dir, port=city.client_port
-        )
-        self.wait_port(f"node-{city.name}", city.server_port)
-        self.wait_healthy(city)
-
-    def wait_healthy(self, city: CityNode, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(
-                    f"{city.admin_url}/health", timeout=5, context=city.admin_context()
-                ) as resp:
-                    return dict(json.loads(resp.read()))
-            except urllib.error.HTTPError as exc:
-                last = exc.read().decode(errors="replace")
-            except OSError as exc:
-                last = exc
-            time.sleep(0.2)
-        raise DemoError(f"node {city.name} is not healthy: {last}")
-
     def write_manifest(self) -> Path:
+        """``demo.json``: where every node, service and port is."""
         manifest = {
             "nodes": {
                 n.name: {
@@ -435,104 +510,10 @@ class Federation:
                 for n in self.nodes.values()
             },
             "services": self.services,
-            "central_url": f"http://127.0.0.1:{self.ports['central']}",
+            "central_url": self.central_url,
             "ports": self.ports,
             "passphrase_file": str(self.base / "passphrase"),
         }
         path = self.base / "demo.json"
         path.write_text(json.dumps(manifest, indent=2) + "\n")
         return path
-
-
-def two_cities(base: Path) -> list[CityNode]:
-    return [
-        CityNode(
-            "aizu",
-            f"{INSTANCE}/GOV/072028",
-            "Aizu-Wakamatsu City",
-            "ss1",
-            base / "aizu",
-            free_port(),
-            free_port(),
-            free_port(),
-            provider_subsystem="residents",
-        ),
-        CityNode(
-            "takamatsu",
-            f"{INSTANCE}/GOV/372013",
-            "Takamatsu City",
-            "ss1",
-            base / "takamatsu",
-            free_port(),
-            free_port(),
-            free_port(),
-            provider_subsystem="welfare",
-        ),
-    ]
-
-
-def build_two_city_federation(
-    base: Path, say: Callable[[str], None] = print, settings: dict[str, int] | None = None
-) -> Federation:
-    """Everything up to serving nodes: CA+OCSP, TSA, central, two registered nodes, services."""
-    fed = Federation(base, say)
-    fed.prepare_dir()
-    try:
-        cities = two_cities(base)
-        fed.nodes = {c.name: c for c in cities}
-        fed.build_trust_services()
-        fed.build_central(cities, settings)
-        svc = fed.ports
-        fed.start(
-            "rest_service",
-            "secnode.demo.services",
-            "--port",
-            str(svc["rest_service"]),
-            port=svc["rest_service"],
-        )
-        fed.start(
-            "soap_service",
-            "secnode.demo.services",
-            "--port",
-            str(svc["soap_service"]),
-            port=svc["soap_service"],
-        )
-        for city in cities:
-            fed.build_node(city)
-        fed.say("* operator approves the registration requests and publishes")
-        fed.approve_all()
-        aizu, takamatsu = cities
-        for city in cities:
-            fed.run("secnode", "sync", "--dir", city.dir)
-            fed.run(
-                "secnode",
-                "client",
-                "allow",
-                city.client_subsystem,
-                "--address",
-                "127.0.0.1",
-                "--dir",
-                city.dir,
-            )
-        fed.add_service(
-            aizu,
-            "residents",
-            "rest",
-            f"http://127.0.0.1:{svc['rest_service']}/residents",
-            takamatsu,
-            path="/1001",
-        )
-        fed.add_service(
-            aizu, "echo", "rest", f"http://127.0.0.1:{svc['rest_service']}/echo", takamatsu
-        )
-        fed.add_service(
-            takamatsu, "getResident", "soap", f"http://127.0.0.1:{svc['soap_service']}/soap", aizu
-        )
-        fed.say("* starting both nodes")
-        for city in cities:
-            fed.start_node(city)
-        fed.write_manifest()
-        return fed
-    except BaseException:
-        fed.stop()
-        raise

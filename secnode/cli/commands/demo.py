@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from secnode.demo.cli import print_console_urls, print_usage, sample_calls
-from secnode.demo.federation import DemoError, build_two_city_federation
 from secnode.demo.mission import run_mission
+from secnode.demo.node import DemoError
+from secnode.demo.two_cities import build_two_city_federation
 
 
 @click.command("demo")

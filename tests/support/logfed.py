@@ -1,6 +1,7 @@
-"""Support for the message-log tests (no tests here): a two-city federation with a TSA.
+"""The message-log tests' federation: two cities with a TSA.
 
-Built on :mod:`tests.nodefixtures` (in-process operator commands, real server
+Built from the :class:`~secnode.demo.federation.Federation` steps
+(:mod:`tests.support.federation`: in-process operator commands, real server
 processes) plus what the log needs: an RFC 3161 TSA approved in the global
 configuration (``certs tsa serve``, a process the fault tests stop and start),
 the sample REST service, and a service of Aizu that Takamatsu's portal may call.
@@ -21,8 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port
-from tests.nodefixtures import CITIES, CliResult, Federation, NodeHandle, invoke, wait_until
+from secnode.demo.federation import Federation
+from secnode.demo.node import NodeHandle
+from secnode.demo.two_cities import CITIES
+from tests.support.cli import CliResult, invoke
+from tests.support.common import free_port, wait_until
+from tests.support.federation import create
 
 AIZU, TAKAMATSU = "aizu", "takamatsu"
 
@@ -44,8 +49,6 @@ class LogFederation:
     """A :class:`Federation` with a TSA and an echo service from Aizu to Takamatsu."""
 
     fed: Federation
-    tsa_port: int
-    service_port: int
 
     @property
     def aizu(self) -> NodeHandle:
@@ -57,23 +60,22 @@ class LogFederation:
 
     @property
     def tsa_dir(self) -> Path:
-        return self.fed.base / "tsa"
+        return self.fed.tsa_dir
+
+    @property
+    def tsa_port(self) -> int:
+        return self.fed.tsa_port
+
+    @property
+    def service_port(self) -> int:
+        return self.fed.ports["service"]
 
     # ----- processes ----------------------------------------------------------------------
     def start_tsa(self) -> None:
-        self.fed.start(
-            "tsa",
-            "certs",
-            "tsa",
-            "serve",
-            self.tsa_dir,
-            "--port",
-            str(self.tsa_port),
-            port=self.tsa_port,
-        )
+        self.fed.start_tsa()
 
     def stop_tsa(self) -> None:
-        self.fed.stop("tsa")
+        self.fed.stop_tsa()
 
     def start_nodes(self) -> None:
         for name in (AIZU, TAKAMATSU):
@@ -113,7 +115,8 @@ class LogFederation:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return Reply(resp.status, mid, resp.read(), dict(resp.headers))
         except urllib.error.HTTPError as exc:
-            return Reply(exc.code, mid, exc.read(), dict(exc.headers))
+            with exc:  # its response holds the connection
+                return Reply(exc.code, mid, exc.read(), dict(exc.headers))
 
     def calls(self, count: int, workers: int = 8) -> list[Reply]:
         with ThreadPoolExecutor(workers) as pool:
@@ -153,35 +156,17 @@ def build_log_federation(
     ``dead_tsa_first``: the configuration also approves a TSA that never answers, listed
     before the real one (approved TSAs are listed by name), so every stamp fails over.
     """
-    fed = Federation.create(base, settings)
-    lf = LogFederation(fed, free_port(), free_port())
+    fed = create(base, settings)
+    lf = LogFederation(fed)
     try:
-        fed.certs("tsa", "init", lf.tsa_dir, "--ca", fed.ca_dir, "--name", "Test TSA")
-        lf.start_tsa()
+        fed.tsa("Test TSA")
         if dead_tsa_first:
             fed.certs("tsa", "init", base / "tsa-down", "--ca", fed.ca_dir, "--name", "Down TSA")
-            fed.central(
-                "tsa",
-                "add",
-                "a-down-tsa",
-                "--url",
-                f"http://127.0.0.1:{free_port()}",
-                "--cert",
-                base / "tsa-down" / "tsa.pem",
-            )
-        fed.central(
-            "tsa",
-            "add",
-            "test-tsa",
-            "--url",
-            f"http://127.0.0.1:{lf.tsa_port}",
-            "--cert",
-            lf.tsa_dir / "tsa.pem",
-        )
+            down = f"http://127.0.0.1:{free_port()}"
+            fed.add_tsa("a-down-tsa", down, base / "tsa-down" / "tsa.pem")
+        fed.add_tsa("test-tsa", fed.tsa_url, lf.tsa_dir / "tsa.pem")
         fed.publish()
-        fed.start(
-            "service", "secnode.demo.services", "--port", str(lf.service_port), port=lf.service_port
-        )
+        fed.backend("service")
         for name, member, member_name in CITIES[:2]:
             fed.add_node(
                 name,
@@ -191,20 +176,12 @@ def build_log_federation(
                 config=node_config,
                 db_url=(db_urls or {}).get(name, ""),
             )
-        fed.approve_all()
-        fed.sync_all()
-        lf.aizu.cli(
-            "service",
-            "add",
-            "residents",
-            "echo",
-            "--url",
-            f"http://127.0.0.1:{lf.service_port}/echo",
-            "--type",
-            "rest",
+        fed.register()
+        echo = f"http://127.0.0.1:{lf.service_port}/echo"
+        fed.add_service(
+            lf.aizu, "echo", "rest", echo, lf.takamatsu, subsystem="residents", classify=False
         )
-        lf.aizu.cli("acl", "grant", "residents/echo", f"{lf.takamatsu.member}/portal")
-        lf.takamatsu.cli("client", "allow", "portal", "--address", "127.0.0.1")
+        fed.allow_client(lf.takamatsu)
     except BaseException:
         fed.close()
         raise

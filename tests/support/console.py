@@ -19,11 +19,14 @@ from typing import Any
 from click.testing import CliRunner
 
 from secnode.cli import main as secnode_main
+from secnode.demo.federation import Federation
+from secnode.demo.node import NodeHandle
+from secnode.demo.two_cities import CITIES
 from secnode.home import NodeHome
 from secnode.policy import records as policy_records
 from secnode.policy.common import canonical, sha256_hex
-from tests.conftest import PASSPHRASE, free_port, wait_for_port
-from tests.nodefixtures import CITIES, Federation, NodeHandle, wait_until
+from tests.support.common import PASSPHRASE, wait_for_port, wait_until
+from tests.support.federation import create
 
 PASSWORDS = {"olivia": "operator-password-1", "arthur": "auditor-password-1"}
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
@@ -52,42 +55,36 @@ def add_user(node: NodeHandle, username: str, role: str, password: str) -> str:
 
 @dataclass
 class ConsoleNode:
-    """A node with the console and the disclosure page configured."""
+    """A node with the console and the disclosure page enabled (URLs without the slash
+    the tests append their paths to)."""
 
     handle: NodeHandle
-    disclosure_port: int
+
+    @property
+    def disclosure_port(self) -> int:
+        return self.handle.disclosure_port
 
     @property
     def console_url(self) -> str:
-        return f"https://127.0.0.1:{self.handle.admin_port}/console"
+        return self.handle.console_url.rstrip("/")
 
     @property
     def disclosure_url(self) -> str:
-        return f"https://127.0.0.1:{self.disclosure_port}"
+        return self.handle.disclosure_url.rstrip("/")
 
     @property
     def tls_cert(self) -> Path:
-        return self.handle.dir / "console-tls.pem"
+        return self.handle.tls_cert
 
     def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.tls_cert))
+        context = self.handle.admin_context()
+        assert context is not None, f"{self.handle.name}: the console is not enabled"
+        return context
 
 
-def enable_console(node: NodeHandle) -> ConsoleNode:
-    node.cli("admin", "tls-cert")
-    node.set_config("admin", "tls_cert", "console-tls.pem")
-    node.set_config("admin", "tls_key", "console-tls.key")
-    port = free_port()
-    text = node.config_path.read_text()
-    disclosure = text.index("[disclosure]")
-    head, tail = text[:disclosure], text[disclosure:]
-    tail = (
-        tail.replace("port = 0", f"port = {port}", 1)
-        .replace('tls_cert = ""', 'tls_cert = "console-tls.pem"', 1)
-        .replace('tls_key = ""', 'tls_key = "console-tls.key"', 1)
-    )
-    node.config_path.write_text(head + tail)
-    return ConsoleNode(node, port)
+def enable_console(fed: Federation, node: NodeHandle) -> ConsoleNode:
+    fed.enable_console(node)
+    return ConsoleNode(node)
 
 
 @dataclass
@@ -113,32 +110,19 @@ class ConsoleFederation:
 
 def build(base: Path) -> ConsoleFederation:
     """Aizu provides ``residents/residents`` (granted to Takamatsu's portal); both consoles."""
-    fed = Federation.create(base)
+    fed = create(base)
     try:
-        service_port = free_port()
-        fed.start(
-            "service", "secnode.demo.services", "--port", str(service_port), port=service_port
-        )
+        service_port = fed.backend("service")
         for name, member, member_name in CITIES[:2]:
             fed.add_node(name, member, member_name, subsystems=("portal", "residents"))
-        fed.approve_all()
-        fed.sync_all()
+        fed.register()
         aizu_h, taka_h = fed.nodes["aizu"], fed.nodes["takamatsu"]
         for h in (aizu_h, taka_h):
-            h.cli("client", "allow", "portal", "--address", "127.0.0.1")
-        aizu_h.cli(
-            "service",
-            "add",
-            "residents",
-            "residents",
-            "--url",
-            f"http://127.0.0.1:{service_port}/residents",
-            "--type",
-            "rest",
-        )
-        aizu_h.cli("service", "classify", "residents/residents", "--non-personal", "--by", "test")
+            fed.allow_client(h)
+        residents = f"http://127.0.0.1:{service_port}/residents"
+        fed.add_service(aizu_h, "residents", "rest", residents, subsystem="residents", by="test")
         aizu_h.cli("acl", "grant", "residents/residents", f"{taka_h.member}/portal")
-        consoles = [enable_console(h) for h in (aizu_h, taka_h)]
+        consoles = [enable_console(fed, h) for h in (aizu_h, taka_h)]
         for cn in consoles:
             add_user(cn.handle, "olivia", "operator", PASSWORDS["olivia"])
             add_user(cn.handle, "arthur", "auditor", PASSWORDS["arthur"])
