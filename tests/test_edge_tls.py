@@ -32,6 +32,7 @@ from secnode.demo.node import NodeHandle
 from tests.conftest import PASSPHRASE, make_ca
 from tests.support.cli import invoke
 from tests.support.common import wait_until
+from tests.support.federation import create as create_federation
 
 pytestmark = pytest.mark.slow
 
@@ -230,7 +231,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("edge-tls")
     certs = make_provider_certs(base / "provider")
     servers = ProviderServers()
-    fed = Federation.create(base / "fed")
+    fed = create_federation(base / "fed")
     try:
         for name, member, member_name in (
             ("aizu", "JP/GOV/072028", "Aizu-Wakamatsu City"),
