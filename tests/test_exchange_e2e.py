@@ -229,7 +229,7 @@ def test_replayed_message_id(fed: Federation) -> None:
 
 def test_body_over_the_limit(fed: Federation) -> None:
     i = ids(fed)
-    big = b"x" * (10 * 1024 * 1024 + 1)
+    big = b"x" * (100 * 1024 * 1024 + 1)  # [client] max_body_bytes: 100 MiB by default
     result = call_rest(
         i["taka"].client_url,
         i["taka_portal"],

@@ -38,6 +38,7 @@ from secnode.globalconf import ConfStore
 from secnode.home import NodeHome
 from secnode.messagelog.archiver import Archiver, ArchiveResult
 from secnode.messagelog.audit import AuditResult, archive_files, audit_files, audit_node
+from secnode.messagelog.bodyfiles import BODIES_DIR, BodyStore
 from secnode.messagelog.database import open_log_engine
 from secnode.messagelog.store import LogStore, SearchFilter
 
@@ -61,7 +62,7 @@ class NodeLog:
 
     @property
     def store(self) -> LogStore:
-        return LogStore(self.engine, str(self.node.node_id))
+        return LogStore(self.engine, str(self.node.node_id), BodyStore(self.node.path / BODIES_DIR))
 
     @property
     def archive_dir(self) -> Path:

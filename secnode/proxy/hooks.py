@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from secnode.core.message import Body, MessageHeaders
 from secnode.core.witness import LogPosition
+from secnode.proxy.spool import Payload, Spool
 
 
 @dataclass
@@ -30,7 +31,8 @@ class ExchangeEvent:
     decision: str = "allow"  # allow | deny
     reason: str = ""
     status: int | None = None
-    body: Body | None = None
+    body: Payload | None = None
+    """The body; a :class:`Spool` kept in a file is stored by the log as a body file."""
     log_body: bool = True
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     extra: dict[str, Any] = field(default_factory=dict)
@@ -46,7 +48,7 @@ class ExchangeEvent:
         cls,
         direction: str,
         headers: MessageHeaders,
-        body: Body | None,
+        body: Payload | None,
         *,
         log_body: bool,
         signed: Signed | None = None,
@@ -61,7 +63,10 @@ class ExchangeEvent:
         ``body`` when the caller has it already. A refusal is a deny, every other step an
         allow."""
         if body_sha256 is None:
-            body_sha256 = hashlib.sha256(body).digest() if body is not None else b""
+            if isinstance(body, Spool):
+                body_sha256 = body.sha256
+            else:
+                body_sha256 = hashlib.sha256(body).digest() if body is not None else b""
         event = cls(
             direction,
             headers,

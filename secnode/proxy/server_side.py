@@ -11,7 +11,6 @@ response is signed and logged. Every refusal is logged with its reason.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -32,10 +31,19 @@ from secnode.core.witness import LogPosition, RequestWitness, request_witness_di
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.budget import budget_middleware, lease_of
-from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
+from secnode.proxy.budget import budget_middleware
+from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign, spool_dir
 from secnode.proxy.hooks import Signed
-from secnode.proxy.io import body_pieces, read_limited, read_response, send_response
+from secnode.proxy.io import (
+    body_pieces,
+    parse_bytes,
+    read_limited,
+    read_response,
+    respool,
+    send_response,
+    sha256_of,
+)
+from secnode.proxy.spool import Payload, Spool
 from secnode.trust.own_status import require_own_sign_status
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
@@ -52,7 +60,7 @@ class ServiceAnswer:
 
     status: int
     content_type: str | None
-    body: bytes | bytearray
+    body: Payload
     passthrough: tuple[tuple[str, str], ...] = ()
     """The service's own response headers, passed to the client unsigned (REST)."""
 
@@ -142,9 +150,10 @@ async def _read_message(ex: ProviderExchange) -> None:
     headers = ex.headers
     if headers.protocol == "rest":  # refused before anything is logged or called (protocol.md)
         rest_path.check_service_path(headers.rest_path or "", headers.rest_query)
-    ex.body = await read_limited(ex.http, ex.rt.config.client.max_body_bytes)
-    note_message(ex.http, headers, ex.body)
-    ex.body_sha256 = hashlib.sha256(ex.body).digest()
+    body = await read_limited(ex.http, ex.rt.config.client.max_body_bytes, spool_dir(ex.rt))
+    ex.body = body
+    note_message(ex.http, headers, body)
+    ex.body_sha256 = body.sha256
 
 
 def _extra(request: web.Request) -> wire.Extra:
@@ -225,8 +234,9 @@ async def _check_message(ex: ProviderExchange) -> None:
     if headers.protocol == "soap":
         # The provider system reads the SOAP header, not our metadata: they must agree, or a
         # client node could sign one client identity and show the service another.
-        ex.body = bytes(ex.body)  # lxml's SOAP parser takes bytes (SOAP only)
-        ex.soap_request = parse_soap_request(ex.body, None, check_body=False)
+        # lxml's SOAP parser takes bytes (SOAP only, bounded)
+        message = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "SOAP message")
+        ex.soap_request = parse_soap_request(message, None, check_body=False)
         if ex.soap_request.message_headers(headers.content_type) != headers:
             raise XRoadError(
                 errors.INCONSISTENT_HEADERS,
@@ -266,8 +276,9 @@ async def _log_request(ex: ProviderExchange) -> None:
 async def _call_service(ex: ProviderExchange) -> None:
     """Call the provider system, or answer the metaservice here."""
     if ex.metaservice is not None:
+        request_body = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "request")
         status, content_type, out = metaservices.answer_provider(
-            ex.rt, ex.headers, ex.metaservice, ex.body, ex.soap_request
+            ex.rt, ex.headers, ex.metaservice, request_body, ex.soap_request
         )
         ex.answer = ServiceAnswer(status, content_type, out)
     else:
@@ -280,13 +291,9 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
     (with the policy statement) and log it."""
     answer, verdict = ex.answer, ex.decision
     assert answer is not None
-    out = answer.body
-    if ex.soap_request is not None and ex.metaservice is None:
-        # lxml's SOAP checks take bytes: one transient copy, for SOAP only
-        out = prepare_soap_response(bytes(out), ex.soap_request, bytes(ex.body))
-    out = await ex.rt.decision.after_response(ex.headers, verdict, out, answer.content_type or "")
+    out = await _prepared(ex, answer)
     ex.answer = answer = ServiceAnswer(answer.status, answer.content_type, out, answer.passthrough)
-    out_sha = hashlib.sha256(out).digest()
+    out_sha = sha256_of(out)
     digest = response_digest(
         ex.headers,
         ex.signed_request.digest,
@@ -306,6 +313,33 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
         status=answer.status,
         extra={"request_digest": ex.signed_request.digest.hex()},
     )
+
+
+async def _prepared(ex: ProviderExchange, answer: ServiceAnswer) -> Payload:
+    """The response as it may be released: SOAP checked and prepared, and cut to the
+    permitted fields by the policy point. Either needs the body in memory (bounded by
+    ``[client] max_parse_bytes``); a REST response nobody filters stays spooled."""
+    out, verdict = answer.body, ex.decision
+    limit = ex.rt.config.client.max_parse_bytes
+    if ex.soap_request is not None and ex.metaservice is None:
+        # lxml's SOAP checks take bytes: one transient copy, for SOAP only
+        out = prepare_soap_response(
+            parse_bytes(out, limit, "SOAP response"),
+            ex.soap_request,
+            parse_bytes(ex.body, limit, "SOAP message"),
+        )
+    filters = verdict.permitted_fields is not None and bool(verdict.details.get("filter"))
+    if isinstance(out, Spool) and not out.in_memory and not filters:
+        # nothing to filter: the policy point sees no body (it records the provision only)
+        await ex.rt.decision.after_response(ex.headers, verdict, b"", answer.content_type or "")
+        return out
+    given = parse_bytes(out, limit, "response to be filtered") if isinstance(out, Spool) else out
+    kept = await ex.rt.decision.after_response(
+        ex.headers, verdict, given, answer.content_type or ""
+    )
+    if kept is given and isinstance(out, Spool):
+        return out
+    return respool(ex.http, spool_dir(ex.rt), kept)
 
 
 async def _answer(ex: ProviderExchange) -> web.StreamResponse:
@@ -360,7 +394,9 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
             limit = rt.config.client.max_body_bytes
-            out = await read_response(resp.content, limit, lease_of(ex.http), resp.content_length)
+            out = await read_response(
+                ex.http, resp.content, limit, spool_dir(rt), resp.content_length
+            )
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
             passthrough = tuple(

@@ -25,6 +25,7 @@ import datetime as dt
 import enum
 import hashlib
 import json
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ GENESIS_PREFIX = b"secnode-log-genesis\x00"
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9._:/#=+-]{1,200}$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HASH_PIECE = 1024 * 1024  # a body file is hashed a piece at a time
 MAX_TEXT = 4096
 
 
@@ -137,6 +139,9 @@ class LogRecord:
     logs"): compact JSON, hashed; absent from the canonical form when None, so records
     without one hash as they did before the field existed."""
     body: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
+    body_file: str | None = dataclasses.field(default=None, compare=False, repr=False)
+    """Where the body is kept instead of ``body``: a content-addressed body file (not
+    hashed: the record binds the body through ``body_sha256``, docs/audit.md)."""
 
     def __post_init__(self) -> None:
         where = f"record {self.chain_id}#{self.seq}"
@@ -348,9 +353,30 @@ class LogRecord:
             hashlib.sha256(self.body).digest() == self.body_sha256
         )
 
+    def body_problem(self) -> str | None:
+        """Why the kept body (in the record, or its body file) is not the body the record
+        names; None when it is, or when no body is kept."""
+        if self.body is not None:
+            return None if self.body_ok() else "body does not match body_sha256/body_size"
+        if self.body_file is None:
+            return None
+        try:
+            size = os.stat(self.body_file).st_size
+        except OSError as exc:
+            return f"body file {self.body_file} is missing ({exc.strerror or exc})"
+        if size != self.body_size:
+            return f"body file {self.body_file} has {size} bytes, the record says {self.body_size}"
+        digest = hashlib.sha256()
+        with open(self.body_file, "rb") as f:
+            while piece := f.read(_HASH_PIECE):
+                digest.update(piece)
+        if digest.digest() != self.body_sha256:
+            return f"body file {self.body_file} does not match body_sha256"
+        return None
+
     def without_body(self) -> LogRecord:
         """The same record with its body purged; still verifiable through the digest."""
-        return dataclasses.replace(self, body=None)
+        return dataclasses.replace(self, body=None, body_file=None)
 
     # ----- storage form -------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
