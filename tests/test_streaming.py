@@ -11,9 +11,11 @@ accounting (:class:`tests.test_memory_budget.PeakMeter`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from tests.test_messagelog_fed import (
     TAKAMATSU,
     LogFederation,
     build_log_federation,
+    log_cli,
     verify_json,
 )
 from tests.test_messagelog_pg import pg_schema_url  # noqa: F401  (a fixture, used by name)
@@ -191,5 +194,43 @@ def test_body_files_with_the_log_on_postgresql(
         code, report = verify_json(lf.takamatsu)
         assert code != 0 and report["ok"] is False
         assert any("body file" in f["message"] for f in report["failures"])
+    finally:
+        lf.close()
+
+
+def test_archives_carry_body_files_and_purge_removes_them(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """An archive holds each body file as ``bodies/<sha256>``; verify checks it from the
+    archive alone once the rows are purged, and the purge removes the body files."""
+    lf = build_log_federation(
+        tmp_path_factory.mktemp("stream-archive") / "fed",
+        settings={"timestamping_interval": 1},
+        node_config={"messagelog": {"archive_interval": 0, "retention_days": 0}},
+    )
+    try:
+        lf.start_nodes()
+        body = os.urandom(1 * MIB)
+        assert lf.call(body, timeout=120).body == body
+
+        def stamped() -> bool:
+            report = verify(lf, AIZU)
+            return report["ok"] is True and not report["unstamped"]
+
+        wait_until(stamped, 90, "Aizu's log verifies and is stamped")
+        lf.stop_nodes()
+        digest = hashlib.sha256(body).hexdigest()
+        stored = body_file(lf.aizu.dir, digest)
+        assert stored.exists()
+        out = log_cli(lf.aizu, "archive", "--json")
+        assert out.exit_code == 0, out.output
+        assert json.loads(out.stdout)["purged_records"] >= 2, out.stdout
+        (archive,) = sorted((lf.aizu.dir / "archive").glob("mlog-*.zip"))
+        with zipfile.ZipFile(archive) as zf:
+            assert zf.read(f"bodies/{digest}") == body
+        assert not stored.exists()  # the archive holds it now
+        code, report = verify_json(lf.aizu)
+        assert code == 0 and report["ok"] is True, report["failures"]
+        assert report["checked"]["bodies"] >= 2
     finally:
         lf.close()

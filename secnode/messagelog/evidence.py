@@ -262,6 +262,7 @@ def archiver(log: NodeLog, passphrase: bytes) -> Archiver:
         cert,
         node.signer("sign", passphrase),
         list(conf.ca_certs) if conf else [],
+        bodies=BodyStore(node.path / BODIES_DIR),
     )
 
 

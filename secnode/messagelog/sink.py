@@ -172,6 +172,7 @@ class MessageLog:
             rt.sign_cert.cert,
             signer,
             rt.conf.ca_certs if rt.conf else (),
+            bodies=self.bodies,
         )
 
     def archive_now(self) -> dict[str, Any]:

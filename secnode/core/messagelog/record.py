@@ -385,6 +385,8 @@ class LogRecord:
         obj["prev_hash"] = hex32(self.prev_hash)
         obj["record_hash"] = hex32(self.record_hash)
         obj["body"] = None if self.body is None else b64(self.body)
+        if self.body is None and self.body_file is not None:
+            obj["body_file"] = True  # the body is the container's bodies/<body_sha256> entry
         return obj
 
     def to_jsonl(self) -> bytes:
@@ -397,7 +399,7 @@ class LogRecord:
         what = "record"
         if isinstance(obj.get("chain_id"), str) and isinstance(obj.get("seq"), int):
             what = f"record {obj['chain_id']}#{obj['seq']}"
-        require_keys(obj, _STORED_KEYS | ({"witness"} & obj.keys()), what)
+        require_keys(obj, _STORED_KEYS | ({"witness", "body_file"} & obj.keys()), what)
         if obj["version"] != RECORD_VERSION:
             raise RecordError(f"{what}: unsupported record version {obj['version']!r}")
         direction = get_str(obj, "direction", what)
@@ -434,6 +436,7 @@ class LogRecord:
             record_hash=from_hex32(obj["record_hash"], f"{what}: record_hash"),
             witness=_opt_witness(obj, what),
             body=opt_from_b64(obj["body"], f"{what}: body"),
+            body_file=_opt_body_file(obj, what),
         )
 
     @classmethod
@@ -454,6 +457,20 @@ def _opt_witness(obj: dict[str, Any], what: str) -> str | None:
     if not isinstance(value, str):
         raise RecordError(f"{what}: witness must be a string when present")
     return value
+
+
+def _opt_body_file(obj: dict[str, Any], what: str) -> str | None:
+    """The optional ``body_file`` key (``true``: the body is the container's
+    ``bodies/<body_sha256>`` entry); the name it stands for until the entry is read."""
+    if "body_file" not in obj:
+        return None
+    if obj["body_file"] is not True or obj["body"] is not None:
+        raise RecordError(f"{what}: body_file must be true, and only for a record without body")
+    return BODY_ENTRY_PREFIX + str(obj["body_sha256"])
+
+
+#: Where a container keeps a body file: ``bodies/<64 hex of body_sha256>``.
+BODY_ENTRY_PREFIX = "bodies/"
 
 
 def _nonneg(value: int | None, what: str) -> int:
