@@ -11,6 +11,7 @@ accounting (:class:`tests.test_memory_budget.PeakMeter`).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import sqlite3
@@ -234,3 +235,38 @@ def test_archives_carry_body_files_and_purge_removes_them(
         assert report["checked"]["bodies"] >= 2
     finally:
         lf.close()
+
+
+def test_a_chunked_body_streams_and_is_logged_as_a_body_file(lf: LogFederation) -> None:
+    """No Content-Length: the body is admitted to the budget chunk by chunk as it streams,
+    spooled the same way, and sent on with a Content-Length."""
+    body = os.urandom(5 * MIB)
+    conn = http.client.HTTPConnection("127.0.0.1", int(lf.takamatsu.client_url.rsplit(":", 1)[1]))
+    try:
+
+        def pieces() -> Iterator[bytes]:
+            for start in range(0, len(body), 100_000):
+                yield body[start : start + 100_000]
+
+        conn.request(
+            "POST",
+            f"/r1/{lf.aizu.member}/residents/echo",
+            body=pieces(),
+            headers={
+                "Content-Type": "application/octet-stream",
+                "X-Road-Client": f"{lf.takamatsu.member}/portal",
+                "X-Road-Id": f"chunked-{os.getpid()}",
+            },
+            encode_chunked=True,
+        )
+        resp = conn.getresponse()
+        echoed = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200, echoed[:500]
+    assert echoed == body
+    digest = hashlib.sha256(body).digest()
+    for handle in (lf.takamatsu, lf.aizu):
+        rows = file_rows(handle.dir, digest)
+        assert len(rows) == 2 and all(r[3] is None and r[4] == 1 for r in rows), rows
+        assert body_file(handle.dir, digest.hex()).stat().st_size == len(body)
