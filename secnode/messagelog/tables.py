@@ -62,7 +62,7 @@ records = Table(
     Column("body", LargeBinary),
     #: the peer node's log position for the message (revision 0006; hashed, may be NULL)
     Column("witness", Text),
-    #: the body is a body file named by body_sha256 (revision 0010 / 0003_mlog; not hashed)
+    #: the body is a body file named by body_sha256 (revision 0011 / 0003_mlog; not hashed)
     Column("body_file", Boolean),
     PrimaryKeyConstraint("chain_id", "seq", name="pk_mlog_records"),
     UniqueConstraint("record_id", name="uq_mlog_records_record_id"),

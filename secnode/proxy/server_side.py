@@ -12,6 +12,7 @@ response is signed and logged. Every refusal is logged with its reason.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,14 +22,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from secnode.core import errors, rest_headers, rest_path
+from secnode.core import errors, rest_headers, rest_path, soap_mime
 from secnode.core.errors import XRoadError
 from secnode.core.message import request_digest, response_digest
 from secnode.core.msgsig import SignatureError, SignerCodec
 from secnode.core.soap import SoapRequest, parse_soap_request
 from secnode.core.soap_response import prepare_soap_response
 from secnode.core.witness import LogPosition, RequestWitness, request_witness_digest
-from secnode.proxy import metaservices, wire
+from secnode.proxy import metaservices, monitoring, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
 from secnode.proxy.budget import budget_middleware
@@ -45,6 +46,7 @@ from secnode.proxy.io import (
 )
 from secnode.proxy.spool import Payload, Spool
 from secnode.trust.own_status import require_own_sign_status
+from secnode.trust.provider_tls import ProviderTlsError
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
 
@@ -71,6 +73,8 @@ class ProviderExchange(Exchange):
 
     extra: wire.Extra = field(default_factory=wire.Extra)
     soap_request: SoapRequest | None = None
+    soap_message: soap_mime.SoapMessage | None = None
+    """Where the SOAP part is (the whole body, or the root part of a multipart message)."""
     entry: ServiceEntry | None = None
     metaservice: str | None = None
     """The metaservice this node answers itself (listMethods, ...), if it is one."""
@@ -234,9 +238,12 @@ async def _check_message(ex: ProviderExchange) -> None:
     if headers.protocol == "soap":
         # The provider system reads the SOAP header, not our metadata: they must agree, or a
         # client node could sign one client identity and show the service another.
-        # lxml's SOAP parser takes bytes (SOAP only, bounded)
-        message = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "SOAP message")
-        ex.soap_request = parse_soap_request(message, None, check_body=False)
+        # lxml's SOAP parser takes bytes (SOAP only, bounded; a multipart message is split
+        # in memory with its attachments)
+        whole = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "SOAP message")
+        ex.soap_message = message = soap_mime.split(whole, headers.content_type)
+        del whole
+        ex.soap_request = parse_soap_request(message.soap, None, check_body=False)
         if ex.soap_request.message_headers(headers.content_type) != headers:
             raise XRoadError(
                 errors.INCONSISTENT_HEADERS,
@@ -250,6 +257,8 @@ def _resolve_service(ex: ProviderExchange) -> None:
     ex.metaservice = metaservices.provider_metaservice(ex.service)
     if ex.entry is None and ex.metaservice is None:
         raise XRoadError(errors.UNKNOWN_SERVICE, f"unknown service {ex.service}")
+    if ex.metaservice == metaservices.METRICS_SERVICE:  # the owner's or the monitoring client's
+        monitoring.check_request(ex.rt, ex.conf, ex.soap_request)
     if ex.entry is not None and not client_granted(ex.entry, ex.client, ex.conf):
         raise XRoadError(errors.ACCESS_DENIED, f"{ex.client} has no access right to {ex.service}")
     if ex.entry is not None and ex.entry.log_bodies is not None:
@@ -276,7 +285,10 @@ async def _log_request(ex: ProviderExchange) -> None:
 async def _call_service(ex: ProviderExchange) -> None:
     """Call the provider system, or answer the metaservice here."""
     if ex.metaservice is not None:
-        request_body = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "request")
+        if ex.soap_message is not None:
+            request_body: bytes = ex.soap_message.soap
+        else:
+            request_body = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "request")
         status, content_type, out = metaservices.answer_provider(
             ex.rt, ex.headers, ex.metaservice, request_body, ex.soap_request
         )
@@ -316,18 +328,15 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
 
 
 async def _prepared(ex: ProviderExchange, answer: ServiceAnswer) -> Payload:
-    """The response as it may be released: SOAP checked and prepared, and cut to the
-    permitted fields by the policy point. Either needs the body in memory (bounded by
-    ``[client] max_parse_bytes``); a REST response nobody filters stays spooled."""
+    """The response as it may be released: SOAP checked and given its ``requestHash``,
+    and cut to the permitted fields by the policy point. Either needs the body in memory
+    (bounded by ``[client] max_parse_bytes``); a REST response nobody filters stays
+    spooled."""
     out, verdict = answer.body, ex.decision
     limit = ex.rt.config.client.max_parse_bytes
     if ex.soap_request is not None and ex.metaservice is None:
-        # lxml's SOAP checks take bytes: one transient copy, for SOAP only
-        out = prepare_soap_response(
-            parse_bytes(out, limit, "SOAP response"),
-            ex.soap_request,
-            parse_bytes(ex.body, limit, "SOAP message"),
-        )
+        whole = parse_bytes(out, limit, "SOAP response")
+        out = _with_request_hash(ex, whole, answer.content_type)
     filters = verdict.permitted_fields is not None and bool(verdict.details.get("filter"))
     if isinstance(out, Spool) and not out.in_memory and not filters:
         # nothing to filter: the policy point sees no body (it records the provision only)
@@ -340,6 +349,16 @@ async def _prepared(ex: ProviderExchange, answer: ServiceAnswer) -> Payload:
     if kept is given and isinstance(out, Spool):
         return out
     return respool(ex.http, spool_dir(ex.rt), kept)
+
+
+def _with_request_hash(ex: ProviderExchange, out: bytes, content_type: str | None) -> bytes:
+    """The service's SOAP response with ``requestHash`` (over the request's SOAP part) in
+    its header; a multipart response keeps its other parts byte for byte."""
+    assert ex.soap_request is not None and ex.soap_message is not None
+    response = soap_mime.split(out, content_type, errors.SERVICE_INVALID_SOAP)
+    # lxml's SOAP checks take bytes: one transient copy, for SOAP only
+    soap = prepare_soap_response(response.soap, ex.soap_request, ex.soap_message.soap)
+    return soap_mime.join(response, out, soap)
 
 
 async def _answer(ex: ProviderExchange) -> web.StreamResponse:
@@ -364,8 +383,7 @@ async def _answer(ex: ProviderExchange) -> web.StreamResponse:
 async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> ServiceAnswer:
     """One HTTP request to the provider system, with the client's passthrough headers."""
     rt, headers = ex.rt, ex.headers
-    session = rt.service_session
-    assert session is not None
+    session, request_ssl = _session_for(rt, entry)
     if entry.type == "rest":
         url: str | URL = URL(
             rest_path.service_target(entry.url, headers.rest_path, headers.rest_query), encoded=True
@@ -391,6 +409,7 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             headers=out_headers,
             allow_redirects=False,
             skip_auto_headers=skip,
+            ssl=request_ssl,
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
             limit = rt.config.client.max_body_bytes
@@ -410,7 +429,63 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             errors.SERVICE_FAILED, f"service did not answer within {entry.timeout:g} s"
         ) from exc
     except aiohttp.ClientError as exc:
-        raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}") from exc
+        raise _call_failed(exc, entry) from exc
+
+
+def _call_failed(exc: aiohttp.ClientError, entry: ServiceEntry) -> XRoadError:
+    """The X-Road error for a failed call to the provider system; a TLS failure says that
+    the request was not sent, and why."""
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"the provider system at {exc.host}:{exc.port} presented a TLS certificate with "
+            f"SHA-256 {exc.got.hex()}, not the pinned {exc.expected.hex()}; request not sent",
+        )
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"the provider system's TLS certificate is not trusted for {entry.service} "
+            f"({exc.certificate_error}); request not sent",
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"TLS with the provider system failed ({exc}); request not sent",
+        )
+    hint = ""
+    if (
+        entry.tls is not None
+        and isinstance(exc, aiohttp.ClientConnectionError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)  # connected, then closed
+    ):
+        # TLS 1.3: a provider refusing our client certificate (or its absence) closes the
+        # connection only after the handshake, when the request is read
+        hint = " (an https provider that refuses the node's TLS client certificate, or "
+        hint += "wants one, closes like this: see 'secnode service tls')"
+    return XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}{hint}")
+
+
+def _session_for(
+    rt: NodeRuntime, entry: ServiceEntry
+) -> tuple[aiohttp.ClientSession, ssl.SSLContext | bool]:
+    """The pooled session for the provider system, and the ``ssl`` its requests pass: the
+    shared one for http://, one per TLS setting for https:// (never an unchosen default)."""
+    if entry.tls is None:
+        assert rt.service_session is not None
+        if entry.url.startswith("https://"):  # a row written around the CLI's checks
+            raise XRoadError(
+                errors.SERVICE_SSL_AUTH_FAILED,
+                f"{entry.service} is at an https:// URL without a TLS setting "
+                "('secnode service tls'); request not sent",
+            )
+        return rt.service_session, True
+    try:
+        return rt.provider_session(entry.tls)
+    except (ProviderTlsError, ssl.SSLError, OSError) as exc:
+        raise XRoadError(
+            errors.SERVER_PROXY_INTERNAL_ERROR,
+            f"cannot set up TLS towards the provider of {entry.service}: {exc}",
+        ) from exc
 
 
 def _service_headers(ex: ProviderExchange) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ Create Date: 2026-12-03 07:00:00
 Nullable and not hashed: a record whose body is in ``messagelog-bodies/`` has it set
 (its ``body`` is NULL); records written before it keep their bodies in their rows. The
 node's own database gets the same column from the node schema's revision
-0010_log_body_file.
+0011_log_body_file.
 """
 
 import sqlalchemy as sa
