@@ -10,6 +10,7 @@ accounting (:class:`tests.test_memory_budget.PeakMeter`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -212,7 +213,8 @@ def test_archives_carry_body_files_and_purge_removes_them(
     try:
         lf.start_nodes()
         body = os.urandom(1 * MIB)
-        assert lf.call(body, timeout=120).body == body
+        reply = lf.call(body, timeout=120)
+        assert reply.body == body
 
         def stamped() -> bool:
             report = verify(lf, AIZU)
@@ -223,6 +225,14 @@ def test_archives_carry_body_files_and_purge_removes_them(
         digest = hashlib.sha256(body).hexdigest()
         stored = body_file(lf.aizu.dir, digest)
         assert stored.exists()
+        rows = file_rows(lf.aizu.dir, bytes.fromhex(digest))
+        shown = json.loads(log_cli(lf.aizu, "show", rows[0][2], "--body", "--json").stdout)
+        assert shown["body_kept"] is True and base64.b64decode(shown["body"]) == body
+        bundle = lf.aizu.dir.parent / "evidence.zip"
+        exported = log_cli(lf.aizu, "export", reply.message_id, "--out", bundle, "--json")
+        assert exported.exit_code == 0, exported.output
+        with zipfile.ZipFile(bundle) as zf:  # an evidence bundle carries the body file too
+            assert zf.read(f"bodies/{digest}") == body
         out = log_cli(lf.aizu, "archive", "--json")
         assert out.exit_code == 0, out.output
         assert json.loads(out.stdout)["purged_records"] >= 2, out.stdout

@@ -9,6 +9,7 @@ commands only parse options and print. Refusals raise :class:`EvidenceError`.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import os
@@ -97,8 +98,13 @@ def record_json(record: LogRecord, with_body: bool = False) -> dict[str, Any]:
     """A record as JSON; the body only on request, but always whether it was kept."""
     out = record.to_json()
     body = out.pop("body")
-    out["body_kept"] = body is not None
+    in_file = out.pop("body_file", False) is True
+    out["body_kept"] = body is not None or in_file
+    if in_file:
+        out["body_file"] = record.body_file  # where it is; --body reads it from there
     if with_body:
+        if in_file and record.body_file is not None and record.body_problem() is None:
+            body = base64.b64encode(Path(record.body_file).read_bytes()).decode("ascii")
         out["body"] = body
     return out
 
