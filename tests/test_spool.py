@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from secnode.core.errors import XRoadError
 from secnode.messagelog.bodyfiles import BodyStore
-from secnode.proxy.spool import MEMORY_LIMIT, Spool
+from secnode.proxy.spool import MEMORY_LIMIT, STALE_SECONDS, Spool, sweep
 
 
 def fill(spool: Spool, data: bytes, chunk: int = 64 * 1024) -> None:
@@ -64,3 +65,25 @@ def test_the_body_store_links_the_spool_durably_and_once(tmp_path: Path) -> None
     spool.close()
     assert final.read_bytes() == data and final.stat().st_nlink == 1
     assert [p.name for p in final.parent.iterdir()] == [name]  # no temporary left
+
+
+def test_sweep_removes_only_stale_spool_files(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    stale, fresh, other = directory / "body-old", directory / "body-new", directory / "keep"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"x")
+    old = time.time() - 2 * STALE_SECONDS
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    assert sweep(directory) == 1
+    assert not stale.exists() and fresh.exists() and other.exists()
+    assert sweep(tmp_path / "absent") == 0
+
+
+def test_spool_and_body_files_are_private(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    fill(spool, os.urandom(MEMORY_LIMIT + 1))
+    assert spool.path is not None and spool.path.stat().st_mode & 0o777 == 0o600
+    final = BodyStore(tmp_path / "messagelog-bodies").put(spool)
+    assert final.stat().st_mode & 0o777 == 0o600

@@ -75,6 +75,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
         shutil.copyfile(source, target)
+        os.chmod(target, 0o600)  # bodies are personal data: as private as the spool file
 
 
 def _fsync_dir(directory: Path) -> None:

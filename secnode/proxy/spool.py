@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -178,3 +179,29 @@ def close_spools(request: web.Request) -> None:
             spool.close()
         except OSError as exc:
             log.warning("could not remove spool file %s: %s", spool.path, exc)
+
+
+#: A spool file older than this is left over from a process that died (SIGKILL, power
+#: loss): no exchange lives that long (the longest timeout is a service's, minutes).
+STALE_SECONDS = 3600
+
+
+def sweep(directory: Path, older_than: float = STALE_SECONDS) -> int:
+    """Remove spool files left by a dead process; returns how many. Age-based, so a worker
+    starting next to running ones (``serve --workers``) never takes their live files."""
+    removed = 0
+    cutoff = time.time() - older_than
+    try:
+        entries = list(directory.iterdir())
+    except FileNotFoundError:
+        return 0
+    for path in entries:
+        try:
+            if path.name.startswith("body-") and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.warning("removed %d spool files left by a process that stopped", removed)
+    return removed
