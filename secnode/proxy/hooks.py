@@ -132,7 +132,8 @@ class DecisionPoint(Protocol):
     async def after_response(
         self, headers: MessageHeaders, verdict: Verdict, body: Body, content_type: str
     ) -> Body:
-        """Filter the response body to the permitted fields; record provisions."""
+        """Filter the response body to the permitted fields; record provisions. A spooled
+        response that ``verdict`` does not filter is passed as ``b""`` (it stays on disk)."""
 
     async def on_response(
         self,
@@ -143,7 +144,8 @@ class DecisionPoint(Protocol):
         statement: str | None,
     ) -> None:
         """Client node, after the provider's signed response was verified: record the
-        receipt (APPI Art. 30). Raising refuses to hand the response to the client."""
+        receipt (APPI Art. 30). Raising refuses to hand the response to the client. A
+        response spooled to disk is passed as ``b""`` (the receipt is about the statement)."""
 
 
 class NullSink:
