@@ -233,8 +233,11 @@ def backup(nd: NodeDir, out: Path) -> BackupSummary:
                     tar.add(path, copy.member)
                     files[copy.member] = _sha256(path)
                     copies.append(copy)
+                spool = nd.path / "spool"  # bodies in flight, removed as exchanges end
                 for path in sorted(nd.path.rglob("*")):
                     if path.resolve() in skip and not path.is_symlink():
+                        continue
+                    if path == spool or spool in path.parents:
                         continue
                     if path.is_file() and not path.is_symlink():
                         name = f"{NODE_PREFIX}/{path.relative_to(nd.path)}"

@@ -50,7 +50,8 @@ class ClientSection:
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 100 * 1024 * 1024
+    max_parse_bytes: int = 10 * 1024 * 1024
 
 
 @dataclass
@@ -237,7 +238,8 @@ _COMMENTS: dict[str, dict[str, str]] = {
         "": "interface for the member's own information systems",
         "tls_cert": "set cert+key to serve HTTPS to information systems",
         "tls_client_ca": "CA file: require client certificates from it",
-        "max_body_bytes": "larger requests/responses are refused",
+        "max_body_bytes": "larger requests/responses are refused (streamed, spooled to disk)",
+        "max_parse_bytes": "largest body parsed in memory (SOAP, policy field filtering)",
     },
     "server": {
         "": "mutual-TLS interface for other nodes",

@@ -186,7 +186,7 @@ def test_db_upgrade_from_the_previous_revision_then_the_node_serves(
         if kind == "sqlite":
             assert upgraded[1]["name"] == "message log database"
             assert upgraded[1]["before"] == "0001_mlog"  # stamped, then upgraded to its head
-            assert upgraded[1]["after"] == "0002_mlog_witness"
+            assert upgraded[1]["after"] == "0003_mlog_body_file"
             engine = create_engine(f"sqlite:///{lf.aizu.dir / 'messagelog.db'}")
             with engine.connect() as conn:
                 assert inspect(conn).has_table(LOG_SCHEMA.version_table)

@@ -177,6 +177,27 @@ def test_soap_sample_service(fed: Federation) -> None:
     assert b"Fault" not in result.body
 
 
+def test_a_large_soap_message_is_spooled_and_parsed_within_max_parse_bytes(
+    fed: Federation,
+) -> None:
+    """A SOAP message over the spool's 256 KiB goes to a file and is still parsed (its
+    header carries the identifiers); above [client] max_parse_bytes (10 MiB) it is
+    refused before anything is signed or sent (protocol.md §6.8)."""
+    i = ids(fed)
+    padding = "<!--" + "p" * (1024 * 1024) + "-->"
+    result = call_soap(
+        i["aizu"].client_url, i["aizu_portal"], i["welfare"], f"<ns1:id>2002</ns1:id>{padding}"
+    )
+    assert result.status == 200 and b"Sanuki Hanako" in result.body, result.body[:500]
+    huge = "<!--" + "p" * (10 * 1024 * 1024) + "-->"
+    refused = call_soap(
+        i["aizu"].client_url, i["aizu_portal"], i["welfare"], f"<ns1:id>2002</ns1:id>{huge}"
+    )
+    # a SOAP fault, answered as X-Road answers SOAP faults (faults.soap_response)
+    assert error_of(refused) == "Client.MessageTooLarge", refused.body[:500]
+    assert b"too large to be parsed" in refused.body
+
+
 def test_metaservices(fed: Federation) -> None:
     i = ids(fed)
     clients = json.loads(
@@ -230,7 +251,7 @@ def test_replayed_message_id(fed: Federation) -> None:
 
 def test_body_over_the_limit(fed: Federation) -> None:
     i = ids(fed)
-    big = b"x" * (10 * 1024 * 1024 + 1)
+    big = b"x" * (100 * 1024 * 1024 + 1)  # [client] max_body_bytes: 100 MiB by default
     result = call_rest(
         i["taka"].client_url,
         i["taka_portal"],

@@ -144,12 +144,19 @@ def test_concurrent_large_bodies_stay_within_the_memory_target(lf: LogFederation
 
     # Generous under load; it returns within seconds (malloc_trim one second after the drain).
     wait_until(returned, 90, "RSS back within 50 MiB of idle")
-    # Every body was logged in full (one copy in the database, none kept in memory).
+    # Every body was logged in full (as a body file: one copy on disk, none kept in memory).
     with sqlite3.connect(lf.aizu.dir / "messagelog.db") as conn:
-        sizes = [
-            n for (n,) in conn.execute("SELECT length(body) FROM mlog_records WHERE body_size > 0")
+        kept = [
+            (size, bytes(digest))
+            for size, digest in conn.execute(
+                "SELECT body_size, body_sha256 FROM mlog_records"
+                " WHERE body_file AND body IS NULL AND body_size > 0"
+            )
         ]
-    assert sizes.count(len(BODY)) >= 2 * (CONCURRENT + 1)  # request_in and response_out
+    assert [size for size, _ in kept].count(len(BODY)) >= 2 * (CONCURRENT + 1)  # in and out
+    for _, digest in kept:
+        name = digest.hex()
+        assert (lf.aizu.dir / "messagelog-bodies" / "sha256" / name[:2] / name).stat().st_size
 
 
 def test_a_full_budget_refuses_with_busy_and_records_it(tmp_path: Path) -> None:

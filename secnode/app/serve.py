@@ -157,8 +157,10 @@ async def start_node(
     from secnode.app.asic import build_client_app  # the proxy's client interface + /asic
     from secnode.app.extensions import attach_extensions
     from secnode.app.memory import tune_allocator
+    from secnode.proxy import spool
 
     tune_allocator()  # large bodies are mmapped and returned when freed (app/memory.py)
+    spool.sweep(node.path / "spool")  # files of a process that was killed mid-exchange
     rt = NodeRuntime(node, passphrase)
     rt.load_conf()
     rt.load_certificates()

@@ -118,7 +118,7 @@ async def health(_request: web.Request) -> web.Response:
 
 
 def build_app() -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=128 * 1024 * 1024)  # nodes pass up to 100 MiB
     app.router.add_get("/residents/{rid}", resident)
     app.router.add_post("/echo", echo)
     app.router.add_get("/slow", slow)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from sqlalchemy import Engine, and_, delete, insert, update
+from sqlalchemy import Engine, and_, delete, insert, select, update
 
 from certs.keys import Signer
 from secnode.core.messagelog import (
@@ -36,12 +36,16 @@ from secnode.core.messagelog import (
     write_archive,
 )
 from secnode.messagelog import tables
+from secnode.messagelog.bodyfiles import BodyStore
 from secnode.messagelog.convert import utc_text
 from secnode.messagelog.store import LogStore
 
 log = logging.getLogger("secnode.messagelog.archiver")
 
 MAX_RECORDS = 20_000
+#: Body-file bytes per archive (it is built and checked in memory): a piece ends before
+#: the record that would pass it; a larger body is an archive of its own.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 Progress = Callable[[int], None]
 
@@ -81,9 +85,10 @@ class Archiver:
         signer: Signer,
         extra_certs: Sequence[x509.Certificate] = (),
         max_records: int = MAX_RECORDS,
+        bodies: BodyStore | None = None,
     ) -> None:
         self.engine = engine
-        self.store = LogStore(engine, node_id)
+        self.store = LogStore(engine, node_id, bodies)
         self.node_id = node_id
         self.directory = directory
         self.signer_cert = signer_cert
@@ -111,12 +116,29 @@ class Archiver:
         for plan in self.plan(until):
             start = plan.first
             while start <= plan.last:
-                end = min(plan.last, start + self.max_records - 1)
+                end = self._cut(plan.chain_id, start, min(plan.last, start + self.max_records - 1))
                 results.append(self._write_one(plan.chain_id, start, end))
                 if progress is not None:
                     progress(end - start + 1)
                 start = end + 1
         return results
+
+    def _cut(self, chain_id: str, start: int, end: int) -> int:
+        """The last seq of the piece from ``start``: at most :data:`MAX_BODY_BYTES` of
+        body files (an archive is built in memory), and at least one record."""
+        r = tables.records
+        query = (
+            select(r.c.seq, r.c.body_size)
+            .where(r.c.chain_id == chain_id, r.c.seq >= start, r.c.seq <= end, r.c.body_file)
+            .order_by(r.c.seq)
+        )
+        total = 0
+        with self.engine.connect() as conn:
+            for seq, size in conn.execute(query):
+                total += int(size)
+                if total > MAX_BODY_BYTES:
+                    return max(start, int(seq) - 1)
+        return end
 
     def _write_one(self, chain_id: str, first: int, last: int) -> ArchiveResult:
         records = self.store.records(chain_id, first, last)
@@ -213,16 +235,18 @@ class Archiver:
                 blocked.add(row.chain_id)
                 continue
             with self.engine.begin() as conn:
-                deleted += (
-                    conn.execute(
-                        delete(r).where(
-                            r.c.chain_id == row.chain_id,
-                            r.c.seq >= row.first_seq,
-                            r.c.seq <= row.last_seq,
-                        )
-                    ).rowcount
-                    or 0
+                in_range = (
+                    r.c.chain_id == row.chain_id,
+                    r.c.seq >= row.first_seq,
+                    r.c.seq <= row.last_seq,
                 )
+                files = {
+                    bytes(d)
+                    for (d,) in conn.execute(
+                        select(r.c.body_sha256).where(*in_range, r.c.body_file)
+                    )
+                }
+                deleted += conn.execute(delete(r).where(*in_range)).rowcount or 0
                 # every seq up to last_seq is purged now (earlier archives went first)
                 conn.execute(
                     delete(b).where(b.c.chain_id == row.chain_id, b.c.last_seq <= row.last_seq)
@@ -232,7 +256,25 @@ class Archiver:
                     .where(and_(a.c.node_id == self.node_id, a.c.sequence == row.sequence))
                     .values(purged_at=utc_text())
                 )
+            self._drop_body_files(files)
         return deleted
+
+    def _drop_body_files(self, digests: set[bytes]) -> None:
+        """Remove the body files of purged records that no remaining record names (the
+        archive holds them now)."""
+        bodies = self.store.bodies
+        if bodies is None or not digests:
+            return
+        r = tables.records
+        with self.engine.connect() as conn:
+            named = {
+                bytes(d)
+                for (d,) in conn.execute(
+                    select(r.c.body_sha256).where(r.c.body_sha256.in_(digests), r.c.body_file)
+                )
+            }
+        for digest in digests - named:
+            bodies.path(digest).unlink(missing_ok=True)
 
 
 def _write_durably(path: Path, data: bytes) -> None:

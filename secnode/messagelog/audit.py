@@ -29,6 +29,7 @@ from secnode.core.messagelog import (
 )
 from secnode.core.messagelog.report import DEFAULT_UNSTAMPED_GRACE, Failure
 from secnode.messagelog.anchors import AuditorTrust, grace_period, load_trust
+from secnode.messagelog.bodyfiles import BODIES_DIR, BodyStore
 from secnode.messagelog.database import has_log_database, open_log_engine
 from secnode.messagelog.store import LogStore
 
@@ -114,7 +115,8 @@ def audit_node(
     if has_log_database(nd):
         engine = open_log_engine(nd, create=False)
         try:
-            live = LogStore(engine, str(nd.config.node_id)).live_evidence()
+            bodies = BodyStore(nd.path / BODIES_DIR)
+            live = LogStore(engine, str(nd.config.node_id), bodies).live_evidence()
         finally:
             engine.dispose()
     paths = [*archive_files(nd.path / nd.config.messagelog.archive_dir), *extra]

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Row
@@ -31,7 +32,9 @@ from secnode.core.messagelog.record import (
     parse_time,
     record_hash,
 )
+from secnode.messagelog.bodyfiles import BODIES_DIR, BodyStore
 from secnode.proxy.hooks import ExchangeEvent
+from secnode.proxy.spool import Spool
 
 EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
@@ -134,6 +137,8 @@ class Draft:
     signer_cert_der: bytes | None
     ocsp_der: bytes | None
     witness: str | None = None
+    body_file: bool = False
+    """The body is kept as a body file (:mod:`secnode.messagelog.bodyfiles`), not in the row."""
 
     def seal_row(
         self,
@@ -165,6 +170,7 @@ class Draft:
             digest,
             self.body,
             self.witness,
+            True if self.body_file else None,
         )
         return row, digest
 
@@ -226,6 +232,22 @@ def _hex_or_none(text: str) -> bytes | None:
     return bytes.fromhex(text) if text else None
 
 
+def _body_fields(event: ExchangeEvent) -> tuple[Body | None, bytes, int, bool]:
+    """(body in memory, its SHA-256, its size, whether it is spooled to a file)."""
+    if isinstance(event.body, Spool):
+        spool = event.body
+        in_file = not spool.in_memory
+        return (None if in_file else spool.data()), spool.sha256, spool.size, in_file
+    body = event.body
+    if body is not None:
+        if len(event.body_sha256) == 32:
+            return body, event.body_sha256, len(body), False
+        return body, hashlib.sha256(body).digest(), len(body), False
+    if len(event.body_sha256) == 32:
+        return None, event.body_sha256, int(event.extra.get("body_size", 0)), False
+    return None, EMPTY_SHA256, 0, False
+
+
 def draft_from_event(event: ExchangeEvent) -> Draft:
     """What the log keeps of ``event``; the body only if ``event.log_body``.
 
@@ -235,17 +257,7 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
     refused, as an unloggable message must be).
     """
     h = event.headers
-    body = event.body
-    if body is not None:
-        body_sha = event.body_sha256 if len(event.body_sha256) == 32 else None
-        body_size = len(body)
-    elif len(event.body_sha256) == 32:
-        body_sha, body_size = event.body_sha256, int(event.extra.get("body_size", 0))
-    else:
-        body_sha, body_size = EMPTY_SHA256, 0
-    if body is not None and body_sha is None:
-        body_sha = hashlib.sha256(body).digest()
-    assert body_sha is not None
+    body, body_sha, body_size, spooled_to_file = _body_fields(event)
     signed = bool(event.signature) and bool(event.signed_digest)
     signed_digest = event.signed_digest if signed else None
     signature = event.signature if signed else None
@@ -279,6 +291,7 @@ def draft_from_event(event: ExchangeEvent) -> Draft:
             ocsp_sha,
         ),
         body=body if event.log_body else None,
+        body_file=spooled_to_file and event.log_body,
         template=CanonicalTemplate.of(
             part.rendered,
             time_text=time_text,
@@ -332,6 +345,7 @@ RECORD_COLUMNS = (
     "record_hash",
     "body",
     "witness",
+    "body_file",
 )
 BODY_COLUMN = RECORD_COLUMNS.index("body")
 """Where the body is in a row: the writer takes large bodies out of the ``INSERT`` by
@@ -369,6 +383,7 @@ def row_tuple(record: LogRecord) -> tuple[Any, ...]:
         record.record_hash,
         record.body,
         record.witness,
+        True if record.body_file else None,
     )
 
 
@@ -381,8 +396,9 @@ def _b(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def record_of(row: Row[Any] | Any) -> LogRecord:
+def record_of(row: Row[Any] | Any, bodies: BodyStore | None = None) -> LogRecord:
     """Rebuild the stored record from its row, exactly as stored (the verifier judges it).
+    ``bodies``: where a record's body file is (it is named from the record's digest).
 
     Uses the dataclass constructor, not :meth:`LogRecord.create`: a tampered
     row must come back with its stored ``record_hash``, not a recomputed one.
@@ -415,7 +431,15 @@ def record_of(row: Row[Any] | Any) -> LogRecord:
         record_hash=bytes(m["record_hash"]),
         witness=m["witness"],
         body=_b(m["body"]),
+        body_file=_body_file(m, bodies),
     )
+
+
+def _body_file(m: Any, bodies: BodyStore | None) -> str | None:
+    if not m.get("body_file"):
+        return None
+    root = bodies if bodies is not None else BodyStore(Path(BODIES_DIR))
+    return str(root.path(bytes(m["body_sha256"])))
 
 
 def utc_text(value: dt.datetime | None = None) -> str:

@@ -9,6 +9,7 @@ commands only parse options and print. Refusals raise :class:`EvidenceError`.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import os
@@ -38,6 +39,7 @@ from secnode.globalconf import ConfStore
 from secnode.home import NodeHome
 from secnode.messagelog.archiver import Archiver, ArchiveResult
 from secnode.messagelog.audit import AuditResult, archive_files, audit_files, audit_node
+from secnode.messagelog.bodyfiles import BODIES_DIR, BodyStore
 from secnode.messagelog.database import open_log_engine
 from secnode.messagelog.store import LogStore, SearchFilter
 
@@ -61,7 +63,7 @@ class NodeLog:
 
     @property
     def store(self) -> LogStore:
-        return LogStore(self.engine, str(self.node.node_id))
+        return LogStore(self.engine, str(self.node.node_id), BodyStore(self.node.path / BODIES_DIR))
 
     @property
     def archive_dir(self) -> Path:
@@ -96,8 +98,13 @@ def record_json(record: LogRecord, with_body: bool = False) -> dict[str, Any]:
     """A record as JSON; the body only on request, but always whether it was kept."""
     out = record.to_json()
     body = out.pop("body")
-    out["body_kept"] = body is not None
+    in_file = out.pop("body_file", False) is True
+    out["body_kept"] = body is not None or in_file
+    if in_file:
+        out["body_file"] = record.body_file  # where it is; --body reads it from there
     if with_body:
+        if in_file and record.body_file is not None and record.body_problem() is None:
+            body = base64.b64encode(Path(record.body_file).read_bytes()).decode("ascii")
         out["body"] = body
     return out
 
@@ -291,6 +298,7 @@ def archiver(log: NodeLog, passphrase: bytes) -> Archiver:
         cert,
         node.signer("sign", passphrase),
         list(conf.ca_certs) if conf else [],
+        bodies=BodyStore(node.path / BODIES_DIR),
     )
 
 

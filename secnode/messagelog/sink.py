@@ -30,12 +30,14 @@ from secnode.core.errors import XRoadError
 from secnode.core.messagelog import RecordError
 from secnode.core.witness import LogPosition
 from secnode.messagelog.archiver import Archiver
+from secnode.messagelog.bodyfiles import BODIES_DIR, BodyStore
 from secnode.messagelog.checkpoint import Checkpointer, disable_autocheckpoint
 from secnode.messagelog.convert import draft_from_event
 from secnode.messagelog.database import open_log_engine
 from secnode.messagelog.stamper import Stamper
 from secnode.messagelog.writer import LogWriteError, LogWriter
 from secnode.proxy.hooks import ExchangeEvent
+from secnode.proxy.spool import Spool
 
 if TYPE_CHECKING:
     from secnode.app.runtime import NodeRuntime
@@ -76,6 +78,7 @@ class MessageLog:
             cfg.timestamping_interval,
         )
         self.checkpointer = Checkpointer(engine) if sqlite else None
+        self.bodies = BodyStore(rt.node.path / BODIES_DIR)
         self.last_archive: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -89,7 +92,18 @@ class MessageLog:
                 code = CLIENT_TIMESTAMPING_FAILED if client_side else SERVER_TIMESTAMPING_FAILED
                 raise XRoadError(code, why)
         try:
-            written = await self.writer.append(draft_from_event(event))
+            draft = draft_from_event(event)
+            if draft.body_file:  # durable before the record that names it is committed
+                assert isinstance(event.body, Spool)
+                await asyncio.to_thread(self.bodies.put, event.body)
+            written = await self.writer.append(draft)
+        except OSError as exc:
+            self.rt.count("messagelog_write_errors_total")
+            raise XRoadError(
+                CLIENT_LOG_FAILED if client_side else SERVER_LOG_FAILED,
+                f"message log: the body file could not be stored ({exc}); "
+                "the message was not processed",
+            ) from exc
         except (LogWriteError, RecordError) as exc:
             self.rt.count("messagelog_write_errors_total")
             raise XRoadError(
@@ -158,6 +172,7 @@ class MessageLog:
             rt.sign_cert.cert,
             signer,
             rt.conf.ca_certs if rt.conf else (),
+            bodies=self.bodies,
         )
 
     def archive_now(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from secnode.core.messagelog import (
 )
 from secnode.core.messagelog.record import format_time
 from secnode.messagelog import tables
+from secnode.messagelog.bodyfiles import BodyStore
 from secnode.messagelog.convert import record_of
 
 
@@ -134,9 +135,12 @@ class SearchFilter:
 class LogStore:
     """Read access to one node's log in its database."""
 
-    def __init__(self, engine: Engine, node_id: str) -> None:
+    def __init__(self, engine: Engine, node_id: str, bodies: BodyStore | None = None) -> None:
         self.engine = engine
         self.node_id = node_id
+        self.bodies = bodies
+        """The node's body files (records name theirs relative to it; None: the
+        current directory's ``messagelog-bodies``)."""
 
     # ----- chains and records ------------------------------------------------------------------
     def chain_rows(self) -> list[Any]:
@@ -157,13 +161,13 @@ class LogStore:
         if last is not None:
             query = query.where(r.c.seq <= last)
         with self.engine.connect() as conn:
-            return [record_of(row) for row in conn.execute(query.order_by(r.c.seq))]
+            return [record_of(row, self.bodies) for row in conn.execute(query.order_by(r.c.seq))]
 
     def record(self, record_id: str) -> LogRecord | None:
         r = tables.records
         with self.engine.connect() as conn:
             row = conn.execute(select(r).where(r.c.record_id == record_id)).first()
-        return None if row is None else record_of(row)
+        return None if row is None else record_of(row, self.bodies)
 
     def search(self, criteria: SearchFilter, limit: int = 1000) -> list[LogRecord]:
         r = tables.records
@@ -171,7 +175,7 @@ class LogStore:
         query = criteria.apply(select(r).where(r.c.chain_id.in_(chains)))
         query = query.order_by(r.c.time, r.c.chain_id, r.c.seq).limit(limit)
         with self.engine.connect() as conn:
-            return [record_of(row) for row in conn.execute(query)]
+            return [record_of(row, self.bodies) for row in conn.execute(query)]
 
     def last_seq(self, chain_id: str) -> int:
         r = tables.records
@@ -266,7 +270,7 @@ class LogStore:
         chains = select(tables.chains.c.chain_id).where(tables.chains.c.node_id == self.node_id)
         with self.engine.connect() as conn:
             records = [
-                record_of(row)
+                record_of(row, self.bodies)
                 for row in conn.execute(
                     select(r).where(r.c.chain_id.in_(chains)).order_by(r.c.chain_id, r.c.seq)
                 )

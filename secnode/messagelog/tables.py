@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -61,6 +62,8 @@ records = Table(
     Column("body", LargeBinary),
     #: the peer node's log position for the message (revision 0006; hashed, may be NULL)
     Column("witness", Text),
+    #: the body is a body file named by body_sha256 (revision 0011 / 0003_mlog; not hashed)
+    Column("body_file", Boolean),
     PrimaryKeyConstraint("chain_id", "seq", name="pk_mlog_records"),
     UniqueConstraint("record_id", name="uq_mlog_records_record_id"),
     Index("ix_mlog_records_time", "time"),

@@ -38,9 +38,10 @@ from aiohttp.typedefs import Handler, Middleware
 from certs import logs
 from secnode.core import errors
 from secnode.core.errors import XRoadError
-from secnode.core.message import Body, MessageHeaders
+from secnode.core.message import MessageHeaders
 from secnode.proxy.hooks import EventSink, ExchangeEvent
 from secnode.proxy.io import error_response
+from secnode.proxy.spool import Payload, close_spools
 
 #: Distinct causes of unexpected exceptions whose traceback was logged (bounded).
 MAX_CAUSES = 1024
@@ -51,7 +52,7 @@ class Seen:
     """What the flow knows about the message when it fails: enough for a refusal record."""
 
     headers: MessageHeaders
-    body: Body | None = None
+    body: Payload | None = None
     keep_body: bool = False
 
 
@@ -61,7 +62,7 @@ SEEN = web.RequestKey("secnode_seen", Seen)
 def note_message(
     request: web.Request,
     headers: MessageHeaders,
-    body: Body | None = None,
+    body: Payload | None = None,
     keep_body: bool = False,
 ) -> None:
     """Tell the boundary the message's headers (and body once read): a refusal after this
@@ -115,6 +116,7 @@ def error_boundary(surface: Surface) -> Middleware:
             # aiohttp keeps a keep-alive connection's last request until the next one
             # arrives: it must not keep the message body alive with it.
             request.pop(SEEN, None)
+            close_spools(request)  # after the refusal record, which may store the body
 
     async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()

@@ -30,10 +30,18 @@ from secnode.core.witness import RequestWitness, request_witness_digest
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import caller_allowed
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.budget import Lease, budget_middleware, lease_of
-from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
+from secnode.proxy.budget import budget_middleware
+from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign, spool_dir
 from secnode.proxy.hooks import Signed
-from secnode.proxy.io import body_pieces, read_limited, read_response, send_response
+from secnode.proxy.io import (
+    body_pieces,
+    parse_bytes,
+    read_limited,
+    read_response,
+    send_response,
+    sha256_of,
+)
+from secnode.proxy.spool import Payload, Spool
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
 
@@ -62,7 +70,7 @@ class ProviderReply:
     """A provider node's signed response: body, metadata (status and content type are in
     ``meta``), signature, the signer's OCSP staple, the unsigned extras."""
 
-    body: bytearray
+    body: Spool
     meta: wire.ResponseMeta
     signature: bytes
     ocsp_der: bytes
@@ -80,10 +88,13 @@ class ProviderRefusal:
 # ----- entry points ----------------------------------------------------------------------
 async def handle_soap(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
-    # lxml's SOAP parser takes bytes: one transient copy, for SOAP only
-    body = bytes(await read_limited(request, rt.config.client.max_body_bytes))
+    body = await read_limited(request, rt.config.client.max_body_bytes, spool_dir(rt))
+    # lxml's SOAP parser takes bytes: one transient copy, for SOAP only, bounded (with its
+    # attachments: the multipart message is split in memory)
+    whole = parse_bytes(body, rt.config.client.max_parse_bytes, "SOAP message")
     content_type = request.headers.get("Content-Type")
-    message = soap_mime.split(body, content_type)  # SwA / MTOM: the root part (pr-mess §2.4)
+    message = soap_mime.split(whole, content_type)  # SwA / MTOM: the root part (pr-mess §2.4)
+    del whole
     parsed = soap.parse_soap_request(message.soap, message.soap_content_type)
     headers = parsed.message_headers(content_type)
     return await _run(rt, request, headers, body, soap_request=parsed, soap_message=message)
@@ -105,7 +116,7 @@ async def handle_rest(request: web.Request) -> web.StreamResponse:
     )
     headers = parsed.message_headers()
     note_message(request, headers)  # a Busy refusal while the body waits is recorded
-    body = await read_limited(request, rt.config.client.max_body_bytes)
+    body = await read_limited(request, rt.config.client.max_body_bytes, spool_dir(rt), sha512=True)
     return await _run(rt, request, headers, body, rest_request=parsed)
 
 
@@ -128,7 +139,7 @@ async def _run(
     rt: NodeRuntime,
     request: web.Request,
     headers: MessageHeaders,
-    body: Body,
+    body: Spool,
     *,
     soap_request: soap.SoapRequest | None = None,
     soap_message: soap_mime.SoapMessage | None = None,
@@ -244,7 +255,7 @@ def _target_server(ex: ClientExchange) -> NodeId | None:
 
 async def _sign_and_log(ex: ClientExchange) -> None:
     """Sign the request digest (headers and body) and log it before it leaves the node."""
-    ex.body_sha256 = hashlib.sha256(ex.body).digest()
+    ex.body_sha256 = sha256_of(ex.body)
     ex.request = sign(
         ex, request_digest(ex.headers, ex.body_sha256), errors.CLIENT_PROXY_INTERNAL_ERROR
     )
@@ -279,7 +290,7 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
             "message log or predates log witnessing; this node requires it",
             http_status=502,
         )
-    out_sha = hashlib.sha256(out).digest()
+    out_sha = out.sha256
     request = ex.signed_request
     digest = response_digest(
         ex.headers,
@@ -294,9 +305,14 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
     ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256, reply.ocsp_der)
     if ex.soap_request is not None:
         assert ex.soap_message is not None
-        # lxml's SOAP checks take bytes: one transient copy, for SOAP only. requestHash is
-        # over the SOAP part the client sent (the root part of a multipart request).
-        response = soap_mime.split(bytes(out), meta.content_type, errors.INCONSISTENT_RESPONSE)
+        # lxml's SOAP checks take bytes: one transient copy, for SOAP only, bounded. requestHash
+        # is over the SOAP part the client sent (the root part of a multipart request).
+        limit = ex.rt.config.client.max_parse_bytes
+        response = soap_mime.split(
+            parse_bytes(out, limit, "SOAP response"),
+            meta.content_type,
+            errors.INCONSISTENT_RESPONSE,
+        )
         soap_response.check_soap_response(response.soap, ex.soap_request, ex.soap_message.soap)
     await ex.log(
         "response_in",
@@ -308,7 +324,9 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
         extra={"request_digest": request.digest.hex()},
         witness=None if meta.witness is None else meta.witness.encode(),
     )
-    await ex.rt.decision.on_response(ex.headers, ex.decision, meta.status, out, meta.policy)
+    # The receipt is about the provider's statement; a spooled body is not read for it.
+    seen = out.data() if out.in_memory else b""
+    await ex.rt.decision.on_response(ex.headers, ex.decision, meta.status, seen, meta.policy)
 
 
 def _verify_provider_signature(
@@ -344,12 +362,19 @@ async def _answer(ex: ClientExchange, reply: ProviderReply) -> web.StreamRespons
         resp_headers["Content-Type"] = reply.meta.content_type
     req = ex.rest_request
     if req is not None:
-        request_hash = req.request_hash(hashlib.sha512(ex.body).digest() if ex.body else None)
+        request_hash = req.request_hash(_sha512(ex.body) if len(ex.body) else None)
         for name, value in rest_headers.client_response_headers(
             reply.extra.headers, ex.headers, req.request_id, request_hash
         ):
             resp_headers.add(name, value)
     return await send_response(ex.http, reply.meta.status, reply.body, resp_headers)
+
+
+def _sha512(body: Payload) -> bytes:
+    """SHA-512 of the request body (X-Road's request hash): computed while it streamed."""
+    if isinstance(body, Spool) and body.sha512 is not None:
+        return body.sha512
+    return hashlib.sha512(parse_bytes(body, len(body), "request body")).digest()
 
 
 def _statement_ref(statement: str | None) -> str:
@@ -411,7 +436,7 @@ async def _send(ex: ClientExchange) -> ProviderReply | ProviderRefusal:
                 ssl=rt.peer_ssl(node),
                 timeout=aiohttp.ClientTimeout(total=120, connect=10),
             ) as resp:
-                return await _read_reply(resp, rt.config.client.max_body_bytes, lease_of(ex.http))
+                return await _read_reply(ex, resp)
         except XRoadError:
             raise
         except wire.WireError as exc:
@@ -466,16 +491,19 @@ def _extra(ex: ClientExchange) -> wire.Extra:
 
 
 async def _read_reply(
-    resp: aiohttp.ClientResponse, limit: int, lease: Lease
+    ex: ClientExchange, resp: aiohttp.ClientResponse
 ) -> ProviderReply | ProviderRefusal:
     """The provider node's answer; malformed metadata is a :class:`wire.WireError`."""
-    out = await read_response(resp.content, limit, lease, resp.content_length)
+    limit = ex.rt.config.client.max_body_bytes
+    out = await read_response(ex.http, resp.content, limit, spool_dir(ex.rt), resp.content_length)
     if len(out) > limit:
         raise XRoadError(
             errors.MESSAGE_TOO_LARGE, "provider response exceeds the size limit", http_status=502
         )
     if errors.ERROR_HEADER in resp.headers and wire.H_SIGNATURE not in resp.headers:
-        return ProviderRefusal(resp.status, out)
+        # an X-Road error is small; a huge one is refused rather than read in
+        error = parse_bytes(out, ex.rt.config.client.max_parse_bytes, "provider node's error")
+        return ProviderRefusal(resp.status, error)
     return ProviderReply(
         out,
         wire.ResponseMeta.decode(resp.headers.get(wire.H_RESPONSE)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -21,9 +22,10 @@ from aiohttp import web
 from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
-from secnode.core.message import Body, MessageHeaders
+from secnode.core.message import MessageHeaders
 from secnode.core.witness import LogPosition
 from secnode.proxy.hooks import ExchangeEvent, Signed, Verdict
+from secnode.proxy.spool import Payload
 from secnode.trust.own_status import require_own_sign_status
 
 if TYPE_CHECKING:
@@ -41,7 +43,8 @@ class Exchange:
     rt: NodeRuntime
     http: web.Request
     headers: MessageHeaders
-    body: Body = b""
+    body: Payload = b""
+    """The message's body: a spool as read from the peer, bytes when the node made it."""
     body_sha256: bytes = b""
     log_body: bool = True
     """Whether the message log keeps the bodies (the node's setting, or the service's own)."""
@@ -82,7 +85,7 @@ class Exchange:
     async def log(
         self,
         direction: str,
-        body: Body,
+        body: Payload,
         signed: Signed | None = None,
         *,
         body_sha256: bytes | None = None,
@@ -107,6 +110,12 @@ class Exchange:
                 witness=witness,
             )
         )
+
+
+def spool_dir(rt: NodeRuntime) -> Path:
+    """Where this node spools large bodies while it handles them (next to its body store,
+    on the same file system, so the log links a spool file instead of copying it)."""
+    return rt.node.path / "spool"
 
 
 # ----- steps both sides take ---------------------------------------------------------------

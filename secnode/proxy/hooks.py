@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from secnode.core.message import Body, MessageHeaders
 from secnode.core.witness import LogPosition
+from secnode.proxy.spool import Payload, Spool
 
 
 @dataclass
@@ -30,7 +31,8 @@ class ExchangeEvent:
     decision: str = "allow"  # allow | deny
     reason: str = ""
     status: int | None = None
-    body: Body | None = None
+    body: Payload | None = None
+    """The body; a :class:`Spool` kept in a file is stored by the log as a body file."""
     log_body: bool = True
     at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     extra: dict[str, Any] = field(default_factory=dict)
@@ -46,7 +48,7 @@ class ExchangeEvent:
         cls,
         direction: str,
         headers: MessageHeaders,
-        body: Body | None,
+        body: Payload | None,
         *,
         log_body: bool,
         signed: Signed | None = None,
@@ -61,7 +63,10 @@ class ExchangeEvent:
         ``body`` when the caller has it already. A refusal is a deny, every other step an
         allow."""
         if body_sha256 is None:
-            body_sha256 = hashlib.sha256(body).digest() if body is not None else b""
+            if isinstance(body, Spool):
+                body_sha256 = body.sha256
+            else:
+                body_sha256 = hashlib.sha256(body).digest() if body is not None else b""
         event = cls(
             direction,
             headers,
@@ -127,7 +132,8 @@ class DecisionPoint(Protocol):
     async def after_response(
         self, headers: MessageHeaders, verdict: Verdict, body: Body, content_type: str
     ) -> Body:
-        """Filter the response body to the permitted fields; record provisions."""
+        """Filter the response body to the permitted fields; record provisions. A spooled
+        response that ``verdict`` does not filter is passed as ``b""`` (it stays on disk)."""
 
     async def on_response(
         self,
@@ -138,7 +144,8 @@ class DecisionPoint(Protocol):
         statement: str | None,
     ) -> None:
         """Client node, after the provider's signed response was verified: record the
-        receipt (APPI Art. 30). Raising refuses to hand the response to the client."""
+        receipt (APPI Art. 30). Raising refuses to hand the response to the client. A
+        response spooled to disk is passed as ``b""`` (the receipt is about the statement)."""
 
 
 class NullSink:

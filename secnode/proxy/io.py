@@ -1,19 +1,24 @@
 """Body I/O and error answers shared by the client and provider sides.
 
-Bodies are read into one buffer each and written in pieces, so a message costs about
-one copy of itself in memory (docs/operations.md, "Memory budget")."""
+Bodies are read into a :class:`~secnode.proxy.spool.Spool` each (hashed as they arrive,
+a large one spooled to a file) and written in pieces, so a message costs a bounded
+amount of memory whatever its size (docs/operations.md, "Memory budget")."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 
 from secnode.core import errors, faults
 from secnode.core.errors import XRoadError
-from secnode.proxy.budget import Lease, lease_of
+from secnode.core.message import Body
+from secnode.proxy.budget import lease_of
+from secnode.proxy.spool import Payload, Spool, new_spool
 
 log = logging.getLogger("secnode.io")
 
@@ -32,14 +37,17 @@ def _too_large(what: str, limit: int, length: int | None = None) -> XRoadError:
     )
 
 
-async def read_limited(request: web.Request, limit: int) -> bytearray:
-    """Read the request body into one buffer, within the in-flight budget.
+async def read_limited(
+    request: web.Request, limit: int, spool_dir: Path | None, *, sha512: bool = False
+) -> Spool:
+    """Read the request body into a :class:`Spool` (hashed as it arrives; a large body
+    goes to a file), within the in-flight budget.
 
     With ``Content-Length`` the bytes are admitted (:mod:`secnode.proxy.budget`: may
-    wait, may be refused as Busy) before anything is read, and the body is read into
-    one preallocated buffer: one copy, whatever the number of chunks. A chunked body
-    is admitted chunk by chunk as it streams. Refused without reading further once it
-    exceeds ``limit`` bytes.
+    wait, may be refused as Busy) before anything is read; a chunked body is admitted
+    chunk by chunk as it streams. The budget counts spooled bytes too, so what is in
+    memory is bounded a fortiori. Refused without reading further once it exceeds
+    ``limit`` bytes. ``sha512``: also compute X-Road's REST request hash.
     """
     lease = lease_of(request)
     length = request.content_length
@@ -47,69 +55,64 @@ async def read_limited(request: web.Request, limit: int) -> bytearray:
         raise _too_large("request body", limit, length)
     if length is not None:
         await lease.take(length)
-        buf = bytearray(length)
-        view = memoryview(buf)
-        pos = 0
-        while pos < length:
-            chunk = await request.content.readany()
-            if not chunk:
-                break
-            end = pos + len(chunk)
-            if end > length:  # aiohttp holds the body to Content-Length; a guard, not a path
-                raise XRoadError(errors.BAD_REQUEST, "request body longer than its Content-Length")
-            view[pos:end] = chunk
-            pos = end
-        view.release()
-        if pos < length:
-            raise XRoadError(
-                errors.BAD_REQUEST,
-                f"request body ended after {pos} of its {length} bytes (Content-Length)",
-            )
-        return buf
-    body = bytearray()
+    spool = new_spool(request, spool_dir, sha512=sha512)
     async for chunk in request.content.iter_chunked(64 * 1024):
-        if len(body) + len(chunk) > limit:
+        if spool.size + len(chunk) > limit:
             raise _too_large("request body", limit)
-        await lease.take(len(chunk))
-        body += chunk
-    return body
+        if length is None:
+            await lease.take(len(chunk))
+        elif spool.size + len(chunk) > length:  # aiohttp holds the body to its length
+            raise XRoadError(errors.BAD_REQUEST, "request body longer than its Content-Length")
+        spool.write(chunk)
+    if length is not None and spool.size < length:
+        raise XRoadError(
+            errors.BAD_REQUEST,
+            f"request body ended after {spool.size} of its {length} bytes (Content-Length)",
+        )
+    spool.finish()
+    return spool
 
 
 async def read_response(
-    stream: StreamReader, limit: int, lease: Lease, length: int | None = None
-) -> bytearray:
-    """Read a response body to its end into one buffer, charged to ``lease``; stop
-    once it is longer than ``limit`` bytes.
+    request: web.Request,
+    stream: StreamReader,
+    limit: int,
+    spool_dir: Path | None,
+    length: int | None = None,
+) -> Spool:
+    """Read a response body to its end into a :class:`Spool`, charged to the request's
+    lease; stop once it is longer than ``limit`` bytes.
 
     ``StreamReader.read(n)`` returns *up to* n bytes — whatever has arrived — so one
     call can cut a body that comes in several TCP segments short (the signature or the
-    JSON then fails, or worse, a truncated body is signed). The result is longer than
-    ``limit`` only if the body is, so callers can refuse it. ``length``: the response's
-    ``Content-Length``, to read into a preallocated buffer (no regrowing).
+    JSON then fails, or worse, a truncated body is signed): this reads to the end. The
+    result is longer than ``limit`` only if the body is, so callers can refuse it.
+    ``length``: the response's ``Content-Length``, charged at once.
     """
-    out = bytearray(length) if length is not None and 0 < length <= limit else bytearray()
-    if out:
-        lease.charge(len(out))
-    pos = 0
+    lease = lease_of(request)
+    charged = length if length is not None and 0 < length <= limit else 0
+    lease.charge(charged)
+    spool = new_spool(request, spool_dir)
     async for chunk in stream.iter_chunked(64 * 1024):
-        end = pos + len(chunk)
-        if end <= len(out):
-            out[pos:end] = chunk
-        else:
-            lease.charge(end - max(pos, len(out)))
-            del out[pos:]
-            out += chunk
-        pos = end
-        if pos > limit:
+        spool.write(chunk)
+        if spool.size > charged:
+            lease.charge(spool.size - charged)
+            charged = spool.size
+        if spool.size > limit:
             break
-    if pos < len(out):
-        del out[pos:]
-    return out
+    spool.finish()
+    return spool
 
 
-async def body_pieces(body: bytes | bytearray) -> AsyncIterator[memoryview]:
-    """``body`` as a request payload in :data:`WRITE_CHUNK` pieces, without copying it
-    (give the request a ``Content-Length``, or aiohttp sends it chunked)."""
+def body_pieces(body: Payload) -> AsyncIterator[bytes | memoryview]:
+    """``body`` as a request payload in pieces, without copying it (give the request a
+    ``Content-Length``, or aiohttp sends it chunked)."""
+    if isinstance(body, Spool):
+        return body.pieces()
+    return _memory_pieces(body)
+
+
+async def _memory_pieces(body: Body) -> AsyncIterator[memoryview]:
     view = memoryview(body)
     for start in range(0, len(view), WRITE_CHUNK):
         yield view[start : start + WRITE_CHUNK]
@@ -118,7 +121,7 @@ async def body_pieces(body: bytes | bytearray) -> AsyncIterator[memoryview]:
 async def send_response(
     request: web.Request,
     status: int,
-    body: bytes | bytearray,
+    body: Payload,
     headers: Mapping[str, str] | CIMultiDict[str],
 ) -> web.StreamResponse:
     """Write the answer now, in pieces (see :data:`WRITE_CHUNK`), while the exchange
@@ -126,10 +129,9 @@ async def send_response(
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = len(body)
     await response.prepare(request)
-    view = memoryview(body)
     try:
-        for start in range(0, len(view), WRITE_CHUNK):
-            await response.write(view[start : start + WRITE_CHUNK])
+        async for piece in body_pieces(body):
+            await response.write(piece)
         await response.write_eof()
     except ConnectionError as exc:  # the caller went away: nobody is left to answer
         log.info("answer to %s not delivered: %s", request.remote, exc)
@@ -145,3 +147,25 @@ def error_response(exc: XRoadError, protocol: str, accept: str | None = None) ->
     else:
         status, headers, body = faults.rest_response(exc, faults.wants_xml(accept))
     return web.Response(status=status, body=body, headers=headers)
+
+
+def parse_bytes(body: Payload, limit: int, what: str) -> bytes:
+    """``body`` whole, as ``bytes``, for an XML or JSON parser (SOAP, policy filtering):
+    a spooled body over ``limit`` bytes (``[client] max_parse_bytes``) is refused
+    rather than read into memory."""
+    if isinstance(body, Spool):
+        return bytes(body.data(limit, what))
+    return bytes(body)
+
+
+def sha256_of(body: Payload) -> bytes:
+    """The body's SHA-256: computed while it streamed for a spool."""
+    return body.sha256 if isinstance(body, Spool) else hashlib.sha256(body).digest()
+
+
+def respool(request: web.Request, spool_dir: Path | None, body: Body) -> Spool:
+    """A body the node made (a filtered or prepared response) as a spool of ``request``."""
+    spool = new_spool(request, spool_dir)
+    spool.write(body)
+    spool.finish()
+    return spool

@@ -11,7 +11,6 @@ response is signed and logged. Every refusal is logged with its reason.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import ssl
 import time
@@ -33,10 +32,19 @@ from secnode.core.witness import LogPosition, RequestWitness, request_witness_di
 from secnode.proxy import metaservices, monitoring, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.budget import budget_middleware, lease_of
-from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
+from secnode.proxy.budget import budget_middleware
+from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign, spool_dir
 from secnode.proxy.hooks import Signed
-from secnode.proxy.io import body_pieces, read_limited, read_response, send_response
+from secnode.proxy.io import (
+    body_pieces,
+    parse_bytes,
+    read_limited,
+    read_response,
+    respool,
+    send_response,
+    sha256_of,
+)
+from secnode.proxy.spool import Payload, Spool
 from secnode.trust.own_status import require_own_sign_status
 from secnode.trust.provider_tls import ProviderTlsError
 from secnode.trust.signers import TrustError
@@ -54,7 +62,7 @@ class ServiceAnswer:
 
     status: int
     content_type: str | None
-    body: bytes | bytearray
+    body: Payload
     passthrough: tuple[tuple[str, str], ...] = ()
     """The service's own response headers, passed to the client unsigned (REST)."""
 
@@ -146,9 +154,10 @@ async def _read_message(ex: ProviderExchange) -> None:
     headers = ex.headers
     if headers.protocol == "rest":  # refused before anything is logged or called (protocol.md)
         rest_path.check_service_path(headers.rest_path or "", headers.rest_query)
-    ex.body = await read_limited(ex.http, ex.rt.config.client.max_body_bytes)
-    note_message(ex.http, headers, ex.body)
-    ex.body_sha256 = hashlib.sha256(ex.body).digest()
+    body = await read_limited(ex.http, ex.rt.config.client.max_body_bytes, spool_dir(ex.rt))
+    ex.body = body
+    note_message(ex.http, headers, body)
+    ex.body_sha256 = body.sha256
 
 
 def _extra(request: web.Request) -> wire.Extra:
@@ -229,8 +238,11 @@ async def _check_message(ex: ProviderExchange) -> None:
     if headers.protocol == "soap":
         # The provider system reads the SOAP header, not our metadata: they must agree, or a
         # client node could sign one client identity and show the service another.
-        ex.body = bytes(ex.body)  # lxml's SOAP parser takes bytes (SOAP only)
-        ex.soap_message = message = soap_mime.split(ex.body, headers.content_type)
+        # lxml's SOAP parser takes bytes (SOAP only, bounded; a multipart message is split
+        # in memory with its attachments)
+        whole = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "SOAP message")
+        ex.soap_message = message = soap_mime.split(whole, headers.content_type)
+        del whole
         ex.soap_request = parse_soap_request(message.soap, None, check_body=False)
         if ex.soap_request.message_headers(headers.content_type) != headers:
             raise XRoadError(
@@ -273,7 +285,10 @@ async def _log_request(ex: ProviderExchange) -> None:
 async def _call_service(ex: ProviderExchange) -> None:
     """Call the provider system, or answer the metaservice here."""
     if ex.metaservice is not None:
-        request_body = ex.body if ex.soap_message is None else ex.soap_message.soap
+        if ex.soap_message is not None:
+            request_body: bytes = ex.soap_message.soap
+        else:
+            request_body = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "request")
         status, content_type, out = metaservices.answer_provider(
             ex.rt, ex.headers, ex.metaservice, request_body, ex.soap_request
         )
@@ -288,12 +303,9 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
     (with the policy statement) and log it."""
     answer, verdict = ex.answer, ex.decision
     assert answer is not None
-    out = answer.body
-    if ex.soap_request is not None and ex.metaservice is None:
-        out = _with_request_hash(ex, bytes(out), answer.content_type)
-    out = await ex.rt.decision.after_response(ex.headers, verdict, out, answer.content_type or "")
+    out = await _prepared(ex, answer)
     ex.answer = answer = ServiceAnswer(answer.status, answer.content_type, out, answer.passthrough)
-    out_sha = hashlib.sha256(out).digest()
+    out_sha = sha256_of(out)
     digest = response_digest(
         ex.headers,
         ex.signed_request.digest,
@@ -313,6 +325,30 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
         status=answer.status,
         extra={"request_digest": ex.signed_request.digest.hex()},
     )
+
+
+async def _prepared(ex: ProviderExchange, answer: ServiceAnswer) -> Payload:
+    """The response as it may be released: SOAP checked and given its ``requestHash``,
+    and cut to the permitted fields by the policy point. Either needs the body in memory
+    (bounded by ``[client] max_parse_bytes``); a REST response nobody filters stays
+    spooled."""
+    out, verdict = answer.body, ex.decision
+    limit = ex.rt.config.client.max_parse_bytes
+    if ex.soap_request is not None and ex.metaservice is None:
+        whole = parse_bytes(out, limit, "SOAP response")
+        out = _with_request_hash(ex, whole, answer.content_type)
+    filters = verdict.permitted_fields is not None and bool(verdict.details.get("filter"))
+    if isinstance(out, Spool) and not out.in_memory and not filters:
+        # nothing to filter: the policy point sees no body (it records the provision only)
+        await ex.rt.decision.after_response(ex.headers, verdict, b"", answer.content_type or "")
+        return out
+    given = parse_bytes(out, limit, "response to be filtered") if isinstance(out, Spool) else out
+    kept = await ex.rt.decision.after_response(
+        ex.headers, verdict, given, answer.content_type or ""
+    )
+    if kept is given and isinstance(out, Spool):
+        return out
+    return respool(ex.http, spool_dir(ex.rt), kept)
 
 
 def _with_request_hash(ex: ProviderExchange, out: bytes, content_type: str | None) -> bytes:
@@ -377,7 +413,9 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
             limit = rt.config.client.max_body_bytes
-            out = await read_response(resp.content, limit, lease_of(ex.http), resp.content_length)
+            out = await read_response(
+                ex.http, resp.content, limit, spool_dir(rt), resp.content_length
+            )
             if len(out) > rt.config.client.max_body_bytes:
                 raise XRoadError(errors.SERVICE_FAILED, "provider response exceeds the size limit")
             passthrough = tuple(

@@ -28,6 +28,7 @@ than an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import hashlib
@@ -59,7 +60,7 @@ from secnode.core.jsonfmt import (
     require_keys,
 )
 from secnode.core.messagelog.batch import RecordProof, StampedBatch
-from secnode.core.messagelog.record import LogRecord, format_time, parse_time
+from secnode.core.messagelog.record import BODY_ENTRY_PREFIX, LogRecord, format_time, parse_time
 
 ARCHIVE_FORMAT = "secnode-log-archive/1"
 BATCHES_FORMAT = "secnode-log-batches/1"
@@ -71,6 +72,7 @@ SIGNATURE_NAME = "manifest.sig"
 RECORDS_NAME = "records.jsonl"
 BATCHES_NAME = "batches.json"
 _HASHED_NAME = re.compile(r"^(certs|ocsp)/([0-9a-f]{64})\.der$")
+_BODY_NAME = re.compile(r"^bodies/([0-9a-f]{64})$")
 _FIXED_NAMES = frozenset({MIMETYPE_NAME, MANIFEST_NAME, SIGNATURE_NAME, RECORDS_NAME, BATCHES_NAME})
 _ARCHIVE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _ZIP_EPOCH = dt.datetime(1980, 1, 1, tzinfo=dt.UTC)
@@ -154,7 +156,7 @@ class Manifest:
             raise ArchiveFormatError(f"{what}: files must be an object")
         for name in files:
             if name not in _FIXED_NAMES - {MANIFEST_NAME, SIGNATURE_NAME} and not (
-                _HASHED_NAME.match(name)
+                _HASHED_NAME.match(name) or _BODY_NAME.match(name)
             ):
                 raise ArchiveFormatError(f"{what}: files names unknown entry {name!r}")
         first_time, last_time = obj["first_time"], obj["last_time"]
@@ -282,6 +284,7 @@ def write_archive(
     }
     for digest, der in sorted(certs.items()):
         files[f"certs/{digest.hex()}.der"] = der
+    files.update(_body_entries(records))
     for digest, der in sorted(ocsp.items()):
         files[f"ocsp/{digest.hex()}.der"] = der
     chains = sorted({r.chain_id for r in records})
@@ -312,6 +315,23 @@ def write_archive(
         + [(n, d) for n, d in files.items() if n != MIMETYPE_NAME],
         max(created, _ZIP_EPOCH),
     )
+
+
+def _body_entries(records: Sequence[LogRecord]) -> dict[str, bytes]:
+    """``bodies/<hex>`` for every record whose body is a body file (read from disk; a
+    missing or changed one is refused here, not archived and then purged)."""
+    out: dict[str, bytes] = {}
+    for record in records:
+        if record.body is not None or record.body_file is None:
+            continue
+        name = BODY_ENTRY_PREFIX + record.body_sha256.hex()
+        if name in out:
+            continue
+        problem = record.body_problem()
+        if problem is not None:
+            raise ArchiveFormatError(f"record {record.ref}: {problem}; not archived")
+        out[name] = Path(record.body_file).read_bytes()
+    return out
 
 
 def _check_writable(
@@ -406,7 +426,11 @@ def _read_entries(zf: zipfile.ZipFile, name: str, limits: ReadLimits) -> dict[st
         entry = info.filename
         if entry in files:
             raise ArchiveFormatError(f"{name}: duplicate entry {entry!r}")
-        if entry not in _FIXED_NAMES and not _HASHED_NAME.match(entry):
+        if (
+            entry not in _FIXED_NAMES
+            and not _HASHED_NAME.match(entry)
+            and not _BODY_NAME.match(entry)
+        ):
             # Also rejects directories, absolute paths, '..' and backslashes (zip slip).
             raise ArchiveFormatError(f"{name}: unexpected entry {entry!r}")
         if info.flag_bits & 0x1:
@@ -440,7 +464,7 @@ def _read_entries(zf: zipfile.ZipFile, name: str, limits: ReadLimits) -> dict[st
 def _parse_loaded(name: str, files: dict[str, bytes]) -> LoadedArchive:
     try:
         manifest = Manifest.from_json(parse_json_object(files[MANIFEST_NAME], "manifest.json"))
-        records = _parse_records(files[RECORDS_NAME])
+        records = _with_bodies(_parse_records(files[RECORDS_NAME]), files)
         batches, proofs = _parse_batches(files[BATCHES_NAME])
         certificates: list[x509.Certificate] = []
         ocsp: list[bytes] = []
@@ -467,6 +491,20 @@ def _parse_loaded(name: str, files: dict[str, bytes]) -> LoadedArchive:
         files=files,
         evidence=LogEvidence(records, batches, proofs, certificates, ocsp),
     )
+
+
+def _with_bodies(records: list[LogRecord], files: dict[str, bytes]) -> list[LogRecord]:
+    """A record whose body is a ``bodies/`` entry gets it (verify checks it against the
+    digest); without the entry it keeps only the name, and verify reports it missing."""
+    out = []
+    for record in records:
+        name = record.body_file
+        if record.body is None and name is not None and name in files:
+            record = dataclasses.replace(record, body=files[name], body_file=None)
+        elif name is not None:
+            record = dataclasses.replace(record, body_file=f"(archive entry {name})")
+        out.append(record)
+    return out
 
 
 def _parse_records(data: bytes) -> list[LogRecord]:

@@ -25,6 +25,7 @@ import datetime as dt
 import enum
 import hashlib
 import json
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ GENESIS_PREFIX = b"secnode-log-genesis\x00"
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9._:/#=+-]{1,200}$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HASH_PIECE = 1024 * 1024  # a body file is hashed a piece at a time
 MAX_TEXT = 4096
 
 
@@ -137,6 +139,9 @@ class LogRecord:
     logs"): compact JSON, hashed; absent from the canonical form when None, so records
     without one hash as they did before the field existed."""
     body: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
+    body_file: str | None = dataclasses.field(default=None, compare=False, repr=False)
+    """Where the body is kept instead of ``body``: a content-addressed body file (not
+    hashed: the record binds the body through ``body_sha256``, docs/audit.md)."""
 
     def __post_init__(self) -> None:
         where = f"record {self.chain_id}#{self.seq}"
@@ -348,9 +353,30 @@ class LogRecord:
             hashlib.sha256(self.body).digest() == self.body_sha256
         )
 
+    def body_problem(self) -> str | None:
+        """Why the kept body (in the record, or its body file) is not the body the record
+        names; None when it is, or when no body is kept."""
+        if self.body is not None:
+            return None if self.body_ok() else "body does not match body_sha256/body_size"
+        if self.body_file is None:
+            return None
+        try:
+            size = os.stat(self.body_file).st_size
+        except OSError as exc:
+            return f"body file {self.body_file} is missing ({exc.strerror or exc})"
+        if size != self.body_size:
+            return f"body file {self.body_file} has {size} bytes, the record says {self.body_size}"
+        digest = hashlib.sha256()
+        with open(self.body_file, "rb") as f:
+            while piece := f.read(_HASH_PIECE):
+                digest.update(piece)
+        if digest.digest() != self.body_sha256:
+            return f"body file {self.body_file} does not match body_sha256"
+        return None
+
     def without_body(self) -> LogRecord:
         """The same record with its body purged; still verifiable through the digest."""
-        return dataclasses.replace(self, body=None)
+        return dataclasses.replace(self, body=None, body_file=None)
 
     # ----- storage form -------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -359,6 +385,8 @@ class LogRecord:
         obj["prev_hash"] = hex32(self.prev_hash)
         obj["record_hash"] = hex32(self.record_hash)
         obj["body"] = None if self.body is None else b64(self.body)
+        if self.body is None and self.body_file is not None:
+            obj["body_file"] = True  # the body is the container's bodies/<body_sha256> entry
         return obj
 
     def to_jsonl(self) -> bytes:
@@ -371,7 +399,7 @@ class LogRecord:
         what = "record"
         if isinstance(obj.get("chain_id"), str) and isinstance(obj.get("seq"), int):
             what = f"record {obj['chain_id']}#{obj['seq']}"
-        require_keys(obj, _STORED_KEYS | ({"witness"} & obj.keys()), what)
+        require_keys(obj, _STORED_KEYS | ({"witness", "body_file"} & obj.keys()), what)
         if obj["version"] != RECORD_VERSION:
             raise RecordError(f"{what}: unsupported record version {obj['version']!r}")
         direction = get_str(obj, "direction", what)
@@ -408,6 +436,7 @@ class LogRecord:
             record_hash=from_hex32(obj["record_hash"], f"{what}: record_hash"),
             witness=_opt_witness(obj, what),
             body=opt_from_b64(obj["body"], f"{what}: body"),
+            body_file=_opt_body_file(obj, what),
         )
 
     @classmethod
@@ -428,6 +457,20 @@ def _opt_witness(obj: dict[str, Any], what: str) -> str | None:
     if not isinstance(value, str):
         raise RecordError(f"{what}: witness must be a string when present")
     return value
+
+
+def _opt_body_file(obj: dict[str, Any], what: str) -> str | None:
+    """The optional ``body_file`` key (``true``: the body is the container's
+    ``bodies/<body_sha256>`` entry); the name it stands for until the entry is read."""
+    if "body_file" not in obj:
+        return None
+    if obj["body_file"] is not True or obj["body"] is not None:
+        raise RecordError(f"{what}: body_file must be true, and only for a record without body")
+    return BODY_ENTRY_PREFIX + str(obj["body_sha256"])
+
+
+#: Where a container keeps a body file: ``bodies/<64 hex of body_sha256>``.
+BODY_ENTRY_PREFIX = "bodies/"
 
 
 def _nonneg(value: int | None, what: str) -> int:

@@ -297,14 +297,15 @@ class _Verifier:
             walk.prev = entry
 
     def _check_body(self, entry: Entry) -> None:
-        """The body, where it was kept, against its digest."""
+        """The body, where it was kept (in the record or as a body file), against its digest."""
         r = entry.record
-        if r.body is not None:
+        if r.body is not None or r.body_file is not None:
             self.checked["bodies"] += 1
-            if not r.body_ok():
+            problem = r.body_problem()
+            if problem is not None:
                 self.fail(
                     FailureKind.ALTERED,
-                    "body does not match body_sha256/body_size (body changed)",
+                    f"{problem} (body changed or removed)",
                     rank=entry.rank,
                     layer=0,
                     record=r,
