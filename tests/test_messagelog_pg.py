@@ -10,13 +10,10 @@ both chains from the one database.
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
-import urllib.parse
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 
 from secnode.messagelog import tables
 from tests.conftest import free_port
@@ -26,30 +23,15 @@ from tests.support.logfed import AIZU, TAKAMATSU, build_log_federation, log_cli,
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-@pytest.fixture
-def pg_schema_url(pg_url: str) -> Iterator[str]:
-    schema_name = f"mlog_{secrets.token_hex(4)}"
-    admin = create_engine(pg_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema_name}"'))
-    sep = "&" if "?" in pg_url else "?"
-    try:
-        yield f"{pg_url}{sep}options=" + urllib.parse.quote(f"-csearch_path={schema_name}")
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
-        admin.dispose()
-
-
 def test_two_processes_share_one_postgresql_log(
-    tmp_path_factory: pytest.TempPathFactory, pg_schema_url: str
+    tmp_path_factory: pytest.TempPathFactory, pg_schema: str
 ) -> None:
     base = tmp_path_factory.mktemp("mlog-pg")
     lf = build_log_federation(
         base / "fed",
         settings={"timestamping_interval": 1},
         node_config={"messagelog": {"archive_interval": 0, "timestamp_batch_size": 5}},
-        db_urls={TAKAMATSU: pg_schema_url},
+        db_urls={TAKAMATSU: pg_schema},
     )
     try:
         lf.start_nodes()
@@ -65,7 +47,7 @@ def test_two_processes_share_one_postgresql_log(
         first_url, second_url = lf.takamatsu.client_url, f"http://127.0.0.1:{client_port}"
         replies = [lf.call(client_url=url) for _ in range(12) for url in (first_url, second_url)]
         assert {r.status for r in replies} == {200}, replies[0].body
-        engine = create_engine(pg_schema_url)
+        engine = create_engine(pg_schema)
         try:
 
             def unstamped() -> int:
@@ -104,7 +86,7 @@ def test_two_processes_share_one_postgresql_log(
 
 
 def test_two_workers_of_one_node_share_one_postgresql_database(
-    tmp_path_factory: pytest.TempPathFactory, pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory, pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``serve --workers 2`` on PostgreSQL: both workers serve, each its own chain, one
     replay window (a message id accepted by one worker is refused by the other)."""
@@ -113,7 +95,7 @@ def test_two_workers_of_one_node_share_one_postgresql_database(
         base / "fed",
         settings={"timestamping_interval": 1},
         node_config={"messagelog": {"archive_interval": 0, "timestamp_batch_size": 5}},
-        db_urls={TAKAMATSU: pg_schema_url},
+        db_urls={TAKAMATSU: pg_schema},
     )
     monkeypatch.setenv("SECNODE_WORKERS", "2")
     try:
@@ -121,7 +103,7 @@ def test_two_workers_of_one_node_share_one_postgresql_database(
             lf.fed.start_node(name, timeout=120)  # two interpreters each start on a busy host
         replies = [lf.call() for _ in range(30)]
         assert {r.status for r in replies} == {200}, replies[0].body
-        engine = create_engine(pg_schema_url)
+        engine = create_engine(pg_schema)
         try:
             with engine.connect() as conn:
                 per_chain = dict(

@@ -25,9 +25,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from secnode.messagelog import tables
-from tests.nodefixtures import wait_until
-from tests.test_memory_budget import PeakMeter, pids, proc_status
-from tests.test_messagelog_fed import (
+from tests.support.common import wait_until
+from tests.support.logfed import (
     AIZU,
     TAKAMATSU,
     LogFederation,
@@ -35,7 +34,7 @@ from tests.test_messagelog_fed import (
     log_cli,
     verify_json,
 )
-from tests.test_messagelog_pg import pg_schema_url  # noqa: F401  (a fixture, used by name)
+from tests.support.memory import PeakMeter, pids, proc_status
 
 pytestmark = pytest.mark.slow
 
@@ -160,14 +159,14 @@ def test_a_small_body_stays_in_its_row(lf: LogFederation) -> None:
 @pytest.mark.postgres
 def test_body_files_with_the_log_on_postgresql(
     tmp_path_factory: pytest.TempPathFactory,
-    pg_schema_url: str,  # noqa: F811  (the fixture imported above)
+    pg_schema: str,
 ) -> None:
     """Takamatsu's log in PostgreSQL (the node's database): a large body is a body file
     there too, the row says so, and verify re-hashes it."""
     lf = build_log_federation(
         tmp_path_factory.mktemp("stream-pg") / "fed",
         node_config={"messagelog": {"archive_interval": 0}},
-        db_urls={TAKAMATSU: pg_schema_url},
+        db_urls={TAKAMATSU: pg_schema},
     )
     try:
         lf.start_nodes()
@@ -175,7 +174,7 @@ def test_body_files_with_the_log_on_postgresql(
         reply = lf.call(body, timeout=120)
         assert reply.status == 200 and reply.body == body
         digest = hashlib.sha256(body).digest()
-        engine = create_engine(pg_schema_url)
+        engine = create_engine(pg_schema)
         try:
             with engine.connect() as conn:
                 r = tables.records
