@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Engine, Table, delete, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from secnode.core import errors
@@ -52,11 +52,29 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+#: The three per-message statements, built once and executed with parameters: building
+#: ``insert(...).values(...)`` per call cost as much again as the insert itself (SQLAlchemy
+#: compiles or looks up the statement by cache key each time; docs/performance.md, issue 14).
+_INSERT = insert(SEEN)
+_TAKE_OVER = (
+    update(SEEN)
+    .where(
+        SEEN.c.client == bindparam("k_client"),
+        SEEN.c.message_id == bindparam("k_message_id"),
+        SEEN.c.seen_at <= bindparam("k_cutoff"),
+    )
+    .values(seen_at=bindparam("k_now"))
+)
+_EXISTS = select(SEEN.c.id).where(
+    SEEN.c.client == bindparam("k_client"), SEEN.c.message_id == bindparam("k_message_id")
+)
+
+
 def _insert(engine: Engine, client: str, message_id: str, now: dt.datetime) -> bool:
     """The common case, one INSERT: False if the pair is already there (any age)."""
     try:
         with engine.begin() as conn:
-            conn.execute(insert(SEEN).values(client=client, message_id=message_id, seen_at=now))
+            conn.execute(_INSERT, {"client": client, "message_id": message_id, "seen_at": now})
         return True
     except IntegrityError:
         return False
@@ -66,16 +84,14 @@ def _take_over_stale(
     engine: Engine, client: str, message_id: str, now: dt.datetime, cutoff: dt.datetime
 ) -> bool:
     """Re-date a row older than the window; atomic, so of racing processes one wins."""
-    where = (SEEN.c.client == client, SEEN.c.message_id == message_id, SEEN.c.seen_at <= cutoff)
+    params = {"k_client": client, "k_message_id": message_id, "k_cutoff": cutoff, "k_now": now}
     with engine.begin() as conn:
-        return conn.execute(update(SEEN).where(*where).values(seen_at=now)).rowcount == 1
+        return conn.execute(_TAKE_OVER, params).rowcount == 1
 
 
 def _exists(engine: Engine, client: str, message_id: str) -> bool:
     with engine.connect() as conn:
-        found = conn.execute(
-            select(SEEN.c.id).where(SEEN.c.client == client, SEEN.c.message_id == message_id)
-        ).first()
+        found = conn.execute(_EXISTS, {"k_client": client, "k_message_id": message_id}).first()
     return found is not None
 
 
