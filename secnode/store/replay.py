@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
+import urllib.parse
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Engine, Table, bindparam, delete, insert, select, update
@@ -131,12 +133,74 @@ def _db_reason(exc: SQLAlchemyError) -> str:
     return " ".join(str(orig or exc).split())[:300]
 
 
+class InlineInsert:
+    """The common case on SQLite, on the event loop: one INSERT that never waits.
+
+    Its own sqlite3 connection runs with ``busy_timeout = 0`` and autocommit, so the
+    single statement is its own transaction (durable as every node write is: WAL,
+    ``synchronous=NORMAL``) and fails at once, before writing, when another connection
+    holds the write lock. Anything but a clean insert — the pair already on record
+    (fresh or stale), a busy lock, any other error — goes to :func:`record_first_use`
+    in a thread, which decides exactly as before. It saves the thread hand-off (about
+    as much CPU as the insert, and two context switches on a busy host) per message.
+    """
+
+    SQL = f"INSERT INTO {SEEN.name} (client, message_id, seen_at) VALUES (?, ?, ?)"
+
+    def __init__(self, engine: Engine) -> None:
+        self.path = engine.url.database or ""
+        self.conn: sqlite3.Connection | None = None  # opened at first use (the file exists)
+        # seen_at exactly as SQLAlchemy stores it, so the window's comparisons still hold
+        self._when = SEEN.c.seen_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> InlineInsert | None:
+        """One for a SQLite file; None for PostgreSQL (its driver would block the loop)."""
+        if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            return None
+        return cls(engine)
+
+    def try_insert(self, client: str, message_id: str, now: dt.datetime) -> bool:
+        """True once recorded; False when the thread path must decide (nothing written)."""
+        when = self._when(now) if self._when is not None else now
+        try:
+            if self.conn is None:
+                self.conn = self._connect()
+            self.conn.execute(self.SQL, (client, message_id, when))
+        except sqlite3.Error:  # a duplicate, a busy lock, anything: the careful path decides
+            return False
+        return True
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            f"file:{urllib.parse.quote(self.path)}?mode=rw",  # never creates the node database
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=0,
+        )
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0"):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 class ReplayWindow:
     """The node's replay protection: one row per authentic (client, message id)."""
 
     def __init__(self, engine: Engine, replay_window: float) -> None:
         self.engine = engine
         self.replay_window = replay_window
+        self._inline = InlineInsert.for_engine(engine)
+
+    def close(self) -> None:
+        """Close the inline connection (the engine is the node's, closed with it)."""
+        if self._inline is not None:
+            self._inline.close()
 
     def window(self, conf: GlobalConf | None) -> float:
         return effective_window(self.replay_window, conf)
@@ -148,6 +212,8 @@ class ReplayWindow:
         (it could be a replay we cannot see), and the client may retry with the same id.
         """
         window = self.window(conf)
+        if self._inline is not None and self._inline.try_insert(str(client), message_id, _utcnow()):
+            return
         try:
             first = await asyncio.to_thread(
                 record_first_use, self.engine, str(client), message_id, window
