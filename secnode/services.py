@@ -32,6 +32,8 @@ from secnode.core.identifiers import (
 from secnode.core.wsdl import WsdlError, check_wsdl
 from secnode.home import NodeHome
 from secnode.store import models
+from secnode.trust import provider_tls
+from secnode.trust.provider_tls import ProviderTls, ProviderTlsError
 
 
 class ServiceError(SecnodeError):
@@ -52,6 +54,12 @@ class NewService:
     log_bodies: bool | None = None
     wsdl: str | None = None
     """A SOAP service's WSDL: a file or an http(s) URL (read now, and again on refresh)."""
+    tls_ca: str | None = None
+    """https: a CA file the provider's certificate must chain to, or ``system``."""
+    tls_pin: str | None = None
+    """https: the SHA-256 of the provider's certificate."""
+    tls_client_cert: bool = False
+    """https: present the node's internal TLS client certificate (mutual TLS)."""
 
 
 # ----- who provides or calls: a subsystem, or the member itself ---------------------------------
@@ -140,6 +148,7 @@ def add_service(node: NodeHome, new: NewService) -> ServiceId:
     if new.wsdl is not None and new.kind != "soap":
         raise ServiceError("--wsdl describes a SOAP service; use --openapi for a REST service")
     wsdl = load_wsdl(new.wsdl, new.service) if new.wsdl is not None else None
+    tls = _tls_setting(node, new.url, new.tls_ca, new.tls_pin, new.tls_client_cert)
     try:
         with node.session() as s:
             s.add(
@@ -154,6 +163,7 @@ def add_service(node: NodeHome, new: NewService) -> ServiceId:
                     log_bodies=new.log_bodies,
                     wsdl=wsdl,
                     wsdl_source=new.wsdl,
+                    **_tls_columns(tls),
                 )
             )
     except IntegrityError as exc:
@@ -177,6 +187,7 @@ def edit_service(
     with node.session() as s:
         row = find_service(node, s, service)
         if url is not None:
+            _check_url_tls(url, row.tls_trust)
             row.url = url
         if timeout is not None:
             row.timeout = timeout
@@ -202,10 +213,117 @@ def list_services(node: NodeHome) -> list[dict[str, Any]]:
                 "openapi": r.openapi is not None,
                 "log_bodies": r.log_bodies,
                 "wsdl": r.wsdl_source,
+                "tls": _describe(tls_of(r)),
                 "granted": sorted(rights.get(r.id, [])),
             }
             for r in s.scalars(select(models.Service).order_by(models.Service.id))
         ]
+
+
+# ----- TLS towards the provider system ----------------------------------------------------------
+def tls_of(row: models.Service) -> ProviderTls | None:
+    """The stored TLS setting of a service (None: plain http)."""
+    if row.tls_trust is None:
+        return None
+    return ProviderTls(row.tls_trust, row.tls_pin, row.tls_ca, bool(row.tls_client_cert))
+
+
+def _describe(tls: ProviderTls | None) -> str:
+    return tls.describe() if tls else "-"
+
+
+def _tls_setting(
+    node: NodeHome, url: str, ca: str | None, pin: str | None, client_cert: bool
+) -> ProviderTls | None:
+    try:
+        tls = provider_tls.choose(url, ca, pin, client_cert)
+    except ProviderTlsError as exc:
+        raise ServiceError(str(exc)) from exc
+    return None if tls is None else _check_client_cert(node, tls)
+
+
+def _check_client_cert(node: NodeHome, tls: ProviderTls) -> ProviderTls:
+    """Mutual TLS needs the internal client certificate (the CLI makes it first)."""
+    if tls.client_cert and provider_tls.internal_cert_sha256(node.path) is None:
+        raise ServiceError(
+            "--tls-client-cert: this node has no internal TLS client certificate yet "
+            "('secnode service tls SERVICE --tls-client-cert' makes it)"
+        )
+    return tls
+
+
+def _tls_columns(tls: ProviderTls | None) -> dict[str, Any]:
+    return {
+        "tls_trust": tls.trust if tls else None,
+        "tls_pin": tls.pin if tls else None,
+        "tls_ca": tls.ca_pem if tls else None,
+        "tls_client_cert": bool(tls and tls.client_cert),
+    }
+
+
+def _check_url_tls(url: str, trust: str | None) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise ServiceError("the URL must be an http:// or https:// URL")
+    if url.startswith("https://") and trust is None:
+        raise ServiceError(
+            "an https:// URL needs a TLS setting first: 'secnode service tls SERVICE "
+            "--tls-pin SHA256 | --tls-ca FILE | --tls-ca system'"
+        )
+    if url.startswith("http://") and trust is not None:
+        raise ServiceError(
+            "the service has a TLS setting; an http:// URL would ignore it "
+            "(clear it with 'secnode service tls SERVICE --plain' first)"
+        )
+
+
+def set_service_tls(
+    node: NodeHome,
+    service: str,
+    ca: str | None = None,
+    pin: str | None = None,
+    client_cert: bool | None = None,
+    plain: bool = False,
+) -> dict[str, Any]:
+    """Change a service's TLS setting (what is not given stays); returns :func:`service_tls`.
+
+    ``plain``: drop the setting (the URL must then be http://)."""
+    with node.session() as s:
+        row = find_service(node, s, service)
+        if plain:
+            if ca is not None or pin is not None or client_cert:
+                raise ServiceError("--plain drops the TLS setting; give no other --tls option")
+            if row.url.startswith("https://"):
+                raise ServiceError(f"{service} is at an https:// URL; it needs a TLS setting")
+            tls = None
+        else:
+            old = tls_of(row)
+            mutual = bool(old and old.client_cert) if client_cert is None else client_cert
+            if ca is None and pin is None and old is not None:  # keep the trust, change mTLS
+                tls = _check_client_cert(node, ProviderTls(old.trust, old.pin, old.ca_pem, mutual))
+            else:
+                tls = _tls_setting(node, row.url, ca, pin, mutual)
+        for key, value in _tls_columns(tls).items():
+            setattr(row, key, value)
+    return service_tls(node, service)
+
+
+def service_tls(node: NodeHome, service: str) -> dict[str, Any]:
+    """A service's TLS setting, and the internal client certificate a provider must trust."""
+    with node.sessions() as s:
+        row = find_service(node, s, service)
+        tls = tls_of(row)
+        out: dict[str, Any] = {
+            "service": str(service_id(node, row)),
+            "url": row.url,
+            "tls": _describe(tls),
+            "trust": tls.trust if tls else None,
+            "pin": tls.pin if tls else None,
+            "client_cert": bool(tls and tls.client_cert),
+        }
+    if out["client_cert"]:
+        out["client_cert_file"] = str(node.path / provider_tls.INTERNAL_CERT)
+        out["client_cert_sha256"] = provider_tls.internal_cert_sha256(node.path)
+    return out
 
 
 #: A WSDL bigger than this is refused (getWsdl answers are signed and logged like messages).

@@ -29,6 +29,15 @@ PG_URL_ENV = "SECNODE_TEST_PG_URL"
 # measures) unless the test asks for `--workers` itself (tests/test_workers.py).
 os.environ.setdefault("SECNODE_WORKERS", "1")
 
+# Parallel test workers (pytest-xdist) choose ports at the same time: each takes its own
+# residue class of the port range (secnode/demo/ports.py), so two never pick one port.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _xdist_worker.startswith("gw") and _xdist_worker[2:].isdigit():
+    os.environ.setdefault(
+        "SECNODE_PORT_SLICE",
+        f"{int(_xdist_worker[2:])}/{os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')}",
+    )
+
 
 @pytest.fixture(autouse=True)
 def _passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,7 +79,7 @@ def test_the_command_tree_is_the_documented_one() -> None:
     }
     service = secnode_main.commands["service"]
     assert isinstance(service, click.Group)
-    assert set(service.commands) == {"add", "list", "remove", "classify", "wsdl"}
+    assert set(service.commands) == {"add", "list", "remove", "classify", "wsdl", "tls"}
 
 
 @pytest.mark.parametrize("tool", sorted(ROOTS))

@@ -411,7 +411,7 @@ def test_request_that_is_a_fault_is_refused() -> None:
 
 
 # --------------------------------------------------------------------------
-# Content types: MTOM / SwA refused clearly
+# Content types: MTOM / SwA are taken apart before the SOAP parser (secnode.core.soap_mime)
 # --------------------------------------------------------------------------
 
 
@@ -424,9 +424,9 @@ def test_request_that_is_a_fault_is_refused() -> None:
         "multipart/mixed; boundary=x",
     ],
 )
-def test_attachments_refused(content_type: str) -> None:
+def test_multipart_is_not_parsed_as_a_soap_part(content_type: str) -> None:
     message = expect(errors.INVALID_CONTENT_TYPE, REQUEST, content_type)
-    assert "attachments are not supported yet" in message
+    assert "must be taken apart before its SOAP part is parsed" in message
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ from secnode.proxy.budget import InFlightBudget
 from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
 from secnode.store import models
 from secnode.store.replay import ReplayWindow
+from secnode.trust.provider_tls import ProviderTls, provider_context
 from secnode.trust.signers import TrustCache
 from secnode.trust.tls import client_context, pinned_client_context
 
@@ -58,6 +59,8 @@ class ServiceEntry:
     grants: frozenset[str]
     wsdl: str | None = None
     """A SOAP service's stored WSDL, served by the getWsdl metaservice."""
+    tls: ProviderTls | None = None
+    """How an https:// provider system is trusted (None: plain http)."""
 
 
 @dataclass
@@ -98,6 +101,9 @@ def load_service_table(node: NodeHome) -> ServiceTable:
                 svc.log_bodies,
                 frozenset(grants.get(svc.id, ())),
                 svc.wsdl,
+                None
+                if svc.tls_trust is None
+                else ProviderTls(svc.tls_trust, svc.tls_pin, svc.tls_ca, bool(svc.tls_client_cert)),
             )
         for w in s.scalars(select(models.ClientWhitelist)):
             table.whitelist.setdefault(w.subsystem, []).append((w.kind, w.value))
@@ -158,6 +164,11 @@ class NodeRuntime:
         self.auth_cert: OwnCertificate | None = None
         self.peer_session: aiohttp.ClientSession | None = None
         self.service_session: aiohttp.ClientSession | None = None
+        #: One pooled session per TLS setting of https:// provider systems (made on first use).
+        self._provider_sessions: dict[
+            ProviderTls, tuple[aiohttp.ClientSession, ssl.SSLContext | bool]
+        ] = {}
+        self._retired_sessions: list[aiohttp.ClientSession] = []
         self._peer_contexts: dict[str, ssl.SSLContext] = {}
         self.started_at = time.time()
         #: This process's metrics registry (:mod:`secnode.app.metrics`).
@@ -213,6 +224,35 @@ class NodeRuntime:
 
     def reload_services(self) -> None:
         self.services = load_service_table(self.node)
+        in_use = {e.tls for e in self.services.by_id.values()}
+        for tls in [t for t in self._provider_sessions if t not in in_use]:
+            # a changed setting: no new calls on the old session (a call in flight ends on
+            # it; idle connections close after keepalive_timeout); closed with the node
+            self._retired_sessions.append(self._provider_sessions.pop(tls)[0])
+
+    def provider_session(
+        self, tls: ProviderTls
+    ) -> tuple[aiohttp.ClientSession, ssl.SSLContext | bool]:
+        """The pooled session for provider systems with TLS setting ``tls``, and the
+        ``ssl`` each request passes.
+
+        Pinned: aiohttp checks the certificate's SHA-256 (the connector's ``Fingerprint``)
+        right after the handshake, before the request is written; the request passes the
+        context that presents the client certificate. Otherwise the connector holds the
+        context and a request passes ``True`` (use it).
+        """
+        made = self._provider_sessions.get(tls)
+        if made is None:
+            ctx = provider_context(tls, self.node.path, self.passphrase)
+            pinned = tls.pin is not None
+            connector = aiohttp.TCPConnector(
+                ssl=aiohttp.Fingerprint(bytes.fromhex(tls.pin)) if tls.pin is not None else ctx,
+                limit=64,
+                keepalive_timeout=60,
+            )
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            made = self._provider_sessions[tls] = (session, ctx if pinned else True)
+        return made
 
     # ----- sessions -----------------------------------------------------------------
     def auth_cert_file(self) -> Path:
@@ -271,7 +311,9 @@ class NodeRuntime:
         return ctx
 
     async def close(self) -> None:
-        for session in (self.peer_session, self.service_session):
+        provider = [session for session, _ in self._provider_sessions.values()]
+        provider += self._retired_sessions
+        for session in (self.peer_session, self.service_session, *provider):
             if session is not None:
                 await session.close()
         self.replay.close()

@@ -125,16 +125,26 @@ async def _wait_for_node_listener(running: RunningNode, interval: float = 2.0) -
 
 
 def client_ssl_context(rt: NodeRuntime) -> ssl.SSLContext | None:
-    """HTTPS for information systems when configured; client certificates when a CA is set."""
+    """HTTPS for information systems when configured; with ``tls_client_ca``, client
+    certificates from that file's CAs (or the registered certificates themselves, listed
+    in it: partial chains are accepted).
+
+    A certificate is optional at the TLS layer so that a caller without one gets the X-Road
+    error (``Server.ClientProxy.SslAuthenticationFailed``) rather than a broken handshake;
+    which certificate may act as which subsystem is decided per message
+    (``secnode client allow --cert``), deny by default.
+    """
     cfg = rt.config.client
     if not cfg.tls_cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(
         str(rt.node.path / cfg.tls_cert), str(rt.node.path / cfg.tls_key), password=rt.passphrase
     )
     if cfg.tls_client_ca:
-        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         ctx.load_verify_locations(str(rt.node.path / cfg.tls_client_ca))
     return ctx
 
@@ -144,9 +154,9 @@ async def start_node(
 ) -> RunningNode:
     """Start listeners and jobs; returns once all ports are bound."""
     from secnode.app import admin, console_mount, jobs
+    from secnode.app.asic import build_client_app  # the proxy's client interface + /asic
     from secnode.app.extensions import attach_extensions
     from secnode.app.memory import tune_allocator
-    from secnode.proxy.client_side import build_client_app
 
     tune_allocator()  # large bodies are mmapped and returned when freed (app/memory.py)
     rt = NodeRuntime(node, passphrase)

@@ -136,6 +136,9 @@ SERVER_PROXY_BUSY: Final = _server(X_BUSY)
 SERVICE_INVALID_SOAP: Final = _server(f"{X_SERVICE_FAILED}.{X_INVALID_SOAP}")
 SERVICE_MISSING_HEADER: Final = _server(f"{X_SERVICE_FAILED}.{X_MISSING_HEADER}")
 SERVICE_INCONSISTENT_HEADERS: Final = _server(f"{X_SERVICE_FAILED}.{X_INCONSISTENT_HEADERS}")
+#: The provider system's TLS certificate is not the pinned one or not from its CA (the request
+#: was not sent), or the TLS handshake with it failed.
+SERVICE_SSL_AUTH_FAILED: Final = _server(f"{X_SERVICE_FAILED}.{X_SSL_AUTH_FAILED}")
 
 # HTTP status X-Road uses for every SOAP fault it generates (see module docstring).
 SOAP_FAULT_HTTP_STATUS: Final = 200

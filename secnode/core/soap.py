@@ -54,9 +54,9 @@ def _split_content_type(value: str) -> tuple[str, dict[str, str]]:
 def check_content_type(content_type: str | None) -> str | None:
     """Check a SOAP request's ``Content-Type``; return its charset (``None`` = from the XML).
 
-    Only ``text/xml`` is accepted (X-Road ``validateMimeType``). SwA and MTOM
-    (``multipart/related``, ``application/xop+xml``) are refused clearly
-    until attachments are implemented; SOAP 1.2's ``application/soap+xml`` is
+    Only ``text/xml`` is accepted (X-Road ``validateMimeType``): a SwA or MTOM message
+    (``multipart/related``) is taken apart first (:func:`secnode.core.soap_mime.split`)
+    and its SOAP part parsed as ``text/xml``; SOAP 1.2's ``application/soap+xml`` is
     refused because X-Road v4.0 is SOAP 1.1 only.
     """
     if content_type is None or not content_type.strip():
@@ -65,8 +65,7 @@ def check_content_type(content_type: str | None) -> str | None:
     if mime in ("multipart/related", "application/xop+xml") or mime.startswith("multipart/"):
         raise XRoadError(
             errors.INVALID_CONTENT_TYPE,
-            f"attachments are not supported yet (Content-Type {mime}); "
-            "send a plain text/xml SOAP message",
+            f"a {mime} message must be taken apart before its SOAP part is parsed",
         )
     if mime == "application/soap+xml":
         raise XRoadError(

@@ -6,11 +6,14 @@ server binding it (for the federation: the whole build, with dozens of HTTP
 calls) an outgoing connection can take it, and the server cannot start
 ("address already in use"). So ports are drawn below the ephemeral range,
 where only listeners live, checked free by binding, and never handed out twice
-by one process.
+by one process. Several processes that choose ports at once (parallel test
+workers) each take their own residue class: ``SECNODE_PORT_SLICE=k/n`` gives
+this process the ports with ``port % n == k``.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -26,7 +29,21 @@ def _below_ephemeral() -> range | None:
         first = int(_RANGE_FILE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return range(_LOWEST, first) if first - _LOWEST >= 1000 else None
+    if first - _LOWEST < 1000:
+        return None
+    k, n = _slice()
+    return range(_LOWEST + (k - _LOWEST) % n, first, n)
+
+
+def _slice() -> tuple[int, int]:
+    """(k, n) from ``SECNODE_PORT_SLICE=k/n``; (0, 1) when unset or malformed."""
+    text = os.environ.get("SECNODE_PORT_SLICE", "")
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        return 0, 1
+    return (k, n) if 0 <= k < n <= 64 else (0, 1)
 
 
 def _bindable(port: int) -> bool:

@@ -4,6 +4,10 @@ REST (``/residents/{id}`` GET, ``/echo`` POST) and SOAP (any X-Road v4.0
 request whose body is ``<getResident>`` or ``<echo>``: the response echoes the
 request header, as X-Road requires of providers). Both are deliberately small
 and fast so the benchmark measures the nodes, not the service.
+
+``/person/{id}`` is the personal-data system of the demo's mission
+(:mod:`secnode.demo.mission`): the same records, and it counts its calls
+(``GET /person-calls``) so the demo can show a refused request never reached it.
 """
 
 from __future__ import annotations
@@ -94,6 +98,21 @@ async def soap_endpoint(request: web.Request) -> web.Response:
     )
 
 
+# ----- the mission's personal-data system (secnode.demo.mission) ---------------------------
+PERSON_CALLS = web.AppKey("person_calls", list[int])
+
+
+async def person(request: web.Request) -> web.Response:
+    """A resident's full record; the node must cut it to the agreed fields."""
+    request.app[PERSON_CALLS][0] += 1
+    return await resident(request)
+
+
+async def person_calls(request: web.Request) -> web.Response:
+    """How often ``/person/{id}`` was called: a refused request must not count."""
+    return web.json_response({"calls": request.app[PERSON_CALLS][0]})
+
+
 async def health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -105,6 +124,9 @@ def build_app() -> web.Application:
     app.router.add_get("/slow", slow)
     app.router.add_post("/soap", soap_endpoint)
     app.router.add_get("/health", health)
+    app[PERSON_CALLS] = [0]
+    app.router.add_get("/person/{rid}", person)
+    app.router.add_get("/person-calls", person_calls)
     return app
 
 

@@ -152,32 +152,62 @@ def export(
     Returns what was written: the record ids, the ones not time-stamped yet, the
     bundle's SHA-256 and the file name the archive naming scheme suggests.
     """
-    criteria = SearchFilter(message_id=message_id, client=client)
-    records = log.store.search(criteria, 10_000)
-    ids = {r.id for r in records}
-    records += [r for r in log.archived_records() if criteria.matches(r) and r.id not in ids]
+    records = exchange_records(log, message_id, client)
     if not records:
         raise EvidenceError(
             f"no record with message id {message_id!r}" + (f" from {client}" if client else "")
         )
-    records.sort(key=lambda r: (r.chain_id, r.seq))
-    blob = _bundle(
-        log, records, passphrase(), f"exchange {message_id}" + (f" of {client}" if client else "")
-    )
-    Path(out_path).write_bytes(blob)
-    loaded = read_archive(blob, out_path)
+    made = exchange_bundle(log, records, passphrase(), message_id, client)
+    Path(out_path).write_bytes(made.blob)
+    return {
+        "out": out_path,
+        "records": [r.id for r in records],
+        "unstamped": made.unstamped,
+        "sha256": made.sha256,
+        "suggested_name": made.suggested_name,
+    }
+
+
+def exchange_records(log: NodeLog, message_id: str, client: str | None) -> list[LogRecord]:
+    """The records of message ``message_id`` (of ``client`` and its subsystems if given), from
+    the database and the archives, in chain order."""
+    criteria = SearchFilter(message_id=message_id, client=client)
+    records = log.store.search(criteria, 10_000)
+    ids = {r.id for r in records}
+    records += [r for r in log.archived_records() if criteria.matches(r) and r.id not in ids]
+    return sorted(records, key=lambda r: (r.chain_id, r.seq))
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A signed evidence bundle (``secnode log verify`` accepts it on its own)."""
+
+    blob: bytes
+    unstamped: list[str]
+    """Ids of the records in it that no time-stamp covers yet."""
+    sha256: str
+    suggested_name: str
+
+
+def exchange_bundle(
+    log: NodeLog,
+    records: list[LogRecord],
+    passphrase: bytes,
+    message_id: str,
+    client: str | None,
+) -> Bundle:
+    """``records`` (of one exchange) with their batches, proofs and OCSP, signed."""
+    description = f"exchange {message_id}" + (f" of {client}" if client else "")
+    blob = _bundle(log, records, passphrase, description)
+    loaded = read_archive(blob, f"{message_id}.bundle")
     unstamped = [
         r.id
         for r in records
         if not any(b.covers(r.chain_id, r.seq) for b in loaded.evidence.batches)
     ]
-    return {
-        "out": out_path,
-        "records": [r.id for r in records],
-        "unstamped": unstamped,
-        "sha256": loaded.sha256.hex(),
-        "suggested_name": archive_filename(loaded.manifest, loaded.sha256),
-    }
+    return Bundle(
+        blob, unstamped, loaded.sha256.hex(), archive_filename(loaded.manifest, loaded.sha256)
+    )
 
 
 def _bundle(log: NodeLog, records: list[LogRecord], passphrase: bytes, description: str) -> bytes:

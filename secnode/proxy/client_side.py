@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from secnode.core import errors, faults, mime_related, rest, rest_headers, soap, soap_response
+from secnode.core import errors, faults, rest, rest_headers, soap, soap_mime, soap_response
 from secnode.core.errors import XRoadError
 from secnode.core.globalconf import ConfNode
 from secnode.core.identifiers import NodeId
@@ -48,6 +48,8 @@ class ClientExchange(Exchange):
     """A request of one of our member's information systems, on its way to a provider."""
 
     soap_request: soap.SoapRequest | None = None
+    soap_message: soap_mime.SoapMessage | None = None
+    """Where the SOAP part is (the whole body, or the root part of a multipart message)."""
     rest_request: rest.RestRequest | None = None
     nodes: list[ConfNode] = field(default_factory=list)
     """The provider's nodes, in the order to try them (set by :func:`_resolve_provider`)."""
@@ -80,9 +82,11 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     # lxml's SOAP parser takes bytes: one transient copy, for SOAP only
     body = bytes(await read_limited(request, rt.config.client.max_body_bytes))
-    parsed = soap.parse_soap_request(body, request.headers.get("Content-Type"))
-    headers = parsed.message_headers(request.headers.get("Content-Type"))
-    return await _run(rt, request, headers, body, soap_request=parsed)
+    content_type = request.headers.get("Content-Type")
+    message = soap_mime.split(body, content_type)  # SwA / MTOM: the root part (pr-mess §2.4)
+    parsed = soap.parse_soap_request(message.soap, message.soap_content_type)
+    headers = parsed.message_headers(content_type)
+    return await _run(rt, request, headers, body, soap_request=parsed, soap_message=message)
 
 
 async def handle_soap_get(request: web.Request) -> web.StreamResponse:
@@ -127,6 +131,7 @@ async def _run(
     body: Body,
     *,
     soap_request: soap.SoapRequest | None = None,
+    soap_message: soap_mime.SoapMessage | None = None,
     rest_request: rest.RestRequest | None = None,
 ) -> web.StreamResponse:
     """Refusals raise: the error boundary (secnode.proxy.boundary) answers and records them."""
@@ -137,6 +142,7 @@ async def _run(
         body,
         log_body=rt.config.messagelog.bodies,
         soap_request=soap_request,
+        soap_message=soap_message,
         rest_request=rest_request,
     )
     note_message(request, headers, body, ex.log_body)
@@ -189,13 +195,20 @@ def _check_caller(ex: ClientExchange) -> None:
     peer = peer_cert_sha256(
         request.transport.get_extra_info("ssl_object") if request.transport else None
     )
-    if not caller_allowed(rules, remote, peer):
+    if caller_allowed(rules, remote, peer):
+        return
+    if any(kind == "cert" for kind, _ in rules):  # X-Road: the IS certificate check failed
+        shown = "no TLS client certificate" if peer is None else f"TLS certificate {peer}"
         raise XRoadError(
-            errors.ACCESS_DENIED,
-            f"this information system ({remote}) may not act as {client}; "
-            "see 'secnode client allow'",
-            http_status=403,
+            errors.CLIENT_PROXY_SSL_AUTH_FAILED,
+            f"this information system ({remote}, {shown}) may not act as {client}: "
+            "its certificate is not registered for it (see 'secnode client allow --cert')",
         )
+    raise XRoadError(
+        errors.ACCESS_DENIED,
+        f"this information system ({remote}) may not act as {client}; see 'secnode client allow'",
+        http_status=403,
+    )
 
 
 def _resolve_provider(ex: ClientExchange) -> None:
@@ -280,10 +293,11 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
     codec = _verify_provider_signature(ex, reply, digest)
     ex.response = Signed(digest, reply.signature, codec.cert_der, codec.cert_sha256, reply.ocsp_der)
     if ex.soap_request is not None:
-        # lxml's SOAP checks take bytes: one transient copy, for SOAP only
-        soap_response.check_soap_response(
-            _soap_part(bytes(out), meta.content_type), ex.soap_request, bytes(ex.body)
-        )
+        assert ex.soap_message is not None
+        # lxml's SOAP checks take bytes: one transient copy, for SOAP only. requestHash is
+        # over the SOAP part the client sent (the root part of a multipart request).
+        response = soap_mime.split(bytes(out), meta.content_type, errors.INCONSISTENT_RESPONSE)
+        soap_response.check_soap_response(response.soap, ex.soap_request, ex.soap_message.soap)
     await ex.log(
         "response_in",
         out,
@@ -295,16 +309,6 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
         witness=None if meta.witness is None else meta.witness.encode(),
     )
     await ex.rt.decision.on_response(ex.headers, ex.decision, meta.status, out, meta.policy)
-
-
-def _soap_part(out: bytes, content_type: str | None) -> bytes:
-    """The SOAP message of a response (the root part of a multipart one, e.g. getWsdl)."""
-    if not mime_related.is_related(content_type):
-        return out
-    try:
-        return mime_related.root_part(out, content_type or "")
-    except mime_related.MimeError as exc:
-        raise XRoadError(errors.INCONSISTENT_RESPONSE, f"multipart response: {exc}") from exc
 
 
 def _verify_provider_signature(

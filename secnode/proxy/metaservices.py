@@ -1,5 +1,6 @@
 """X-Road metaservices: listClients (client node), listMethods / allowedMethods /
-getOpenAPI / getWsdl (provider node), in X-Road's shapes.
+getOpenAPI / getWsdl (provider node), in X-Road's shapes; and the owner member's
+getSecurityServerMetrics, answered by :mod:`secnode.proxy.monitoring`.
 
 listClients is answered by the client's own node from the global configuration
 (``text/xml`` clientList unless the client asks for JSON). The per-provider
@@ -24,6 +25,7 @@ from secnode.core.message import Body, MessageHeaders
 from secnode.core.soap import SoapRequest
 from secnode.core.soap_response import prepare_soap_response
 from secnode.core.xmlsafe import parse_xml
+from secnode.proxy import monitoring
 from secnode.proxy.access import client_granted
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from secnode.core.globalconf import GlobalConf
 
 PROVIDER_METASERVICES = ("listMethods", "allowedMethods", "getOpenAPI", "getWsdl")
+#: X-Road's environmental monitoring service, a member-level service of the node's owner.
+METRICS_SERVICE = "getSecurityServerMetrics"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 XROAD_NS = "http://x-road.eu/xsd/xroad.xsd"
 ID_NS = "http://x-road.eu/xsd/identifiers"
@@ -40,6 +44,10 @@ log = logging.getLogger("secnode.metaservices")
 
 
 def provider_metaservice(service: ServiceId) -> str | None:
+    """The metaservice the provider node answers itself: a subsystem's listMethods, ...,
+    or the owner member's getSecurityServerMetrics (X-Road's environmental monitoring)."""
+    if service.service == METRICS_SERVICE and service.is_member_level:
+        return METRICS_SERVICE
     return service.service if service.service in PROVIDER_METASERVICES else None
 
 
@@ -157,6 +165,10 @@ def answer_provider(
 
     A SOAP answer is complete: it echoes the request header and carries ``requestHash``,
     like any provider's response after this node prepared it."""
+    if meta == METRICS_SERVICE:  # the caller was checked by monitoring.check_request
+        if soap_request is None:
+            raise XRoadError(errors.UNKNOWN_SERVICE, f"{METRICS_SERVICE} is a SOAP service")
+        return monitoring.answer(rt, headers, bytes(request_body), soap_request)
     if meta == "getOpenAPI":
         return _get_openapi(rt, headers)
     if headers.protocol == "soap":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,14 +23,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from secnode.core import errors, rest_headers, rest_path
+from secnode.core import errors, rest_headers, rest_path, soap_mime
 from secnode.core.errors import XRoadError
 from secnode.core.message import request_digest, response_digest
 from secnode.core.msgsig import SignatureError, SignerCodec
 from secnode.core.soap import SoapRequest, parse_soap_request
 from secnode.core.soap_response import prepare_soap_response
 from secnode.core.witness import LogPosition, RequestWitness, request_witness_digest
-from secnode.proxy import metaservices, wire
+from secnode.proxy import metaservices, monitoring, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
 from secnode.proxy.budget import budget_middleware, lease_of
@@ -37,6 +38,7 @@ from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign
 from secnode.proxy.hooks import Signed
 from secnode.proxy.io import body_pieces, read_limited, read_response, send_response
 from secnode.trust.own_status import require_own_sign_status
+from secnode.trust.provider_tls import ProviderTlsError
 from secnode.trust.signers import TrustError
 from secnode.trust.tls import peer_cert_sha256
 
@@ -63,6 +65,8 @@ class ProviderExchange(Exchange):
 
     extra: wire.Extra = field(default_factory=wire.Extra)
     soap_request: SoapRequest | None = None
+    soap_message: soap_mime.SoapMessage | None = None
+    """Where the SOAP part is (the whole body, or the root part of a multipart message)."""
     entry: ServiceEntry | None = None
     metaservice: str | None = None
     """The metaservice this node answers itself (listMethods, ...), if it is one."""
@@ -226,7 +230,8 @@ async def _check_message(ex: ProviderExchange) -> None:
         # The provider system reads the SOAP header, not our metadata: they must agree, or a
         # client node could sign one client identity and show the service another.
         ex.body = bytes(ex.body)  # lxml's SOAP parser takes bytes (SOAP only)
-        ex.soap_request = parse_soap_request(ex.body, None, check_body=False)
+        ex.soap_message = message = soap_mime.split(ex.body, headers.content_type)
+        ex.soap_request = parse_soap_request(message.soap, None, check_body=False)
         if ex.soap_request.message_headers(headers.content_type) != headers:
             raise XRoadError(
                 errors.INCONSISTENT_HEADERS,
@@ -240,6 +245,8 @@ def _resolve_service(ex: ProviderExchange) -> None:
     ex.metaservice = metaservices.provider_metaservice(ex.service)
     if ex.entry is None and ex.metaservice is None:
         raise XRoadError(errors.UNKNOWN_SERVICE, f"unknown service {ex.service}")
+    if ex.metaservice == metaservices.METRICS_SERVICE:  # the owner's or the monitoring client's
+        monitoring.check_request(ex.rt, ex.conf, ex.soap_request)
     if ex.entry is not None and not client_granted(ex.entry, ex.client, ex.conf):
         raise XRoadError(errors.ACCESS_DENIED, f"{ex.client} has no access right to {ex.service}")
     if ex.entry is not None and ex.entry.log_bodies is not None:
@@ -266,8 +273,9 @@ async def _log_request(ex: ProviderExchange) -> None:
 async def _call_service(ex: ProviderExchange) -> None:
     """Call the provider system, or answer the metaservice here."""
     if ex.metaservice is not None:
+        request_body = ex.body if ex.soap_message is None else ex.soap_message.soap
         status, content_type, out = metaservices.answer_provider(
-            ex.rt, ex.headers, ex.metaservice, ex.body, ex.soap_request
+            ex.rt, ex.headers, ex.metaservice, request_body, ex.soap_request
         )
         ex.answer = ServiceAnswer(status, content_type, out)
     else:
@@ -282,8 +290,7 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
     assert answer is not None
     out = answer.body
     if ex.soap_request is not None and ex.metaservice is None:
-        # lxml's SOAP checks take bytes: one transient copy, for SOAP only
-        out = prepare_soap_response(bytes(out), ex.soap_request, bytes(ex.body))
+        out = _with_request_hash(ex, bytes(out), answer.content_type)
     out = await ex.rt.decision.after_response(ex.headers, verdict, out, answer.content_type or "")
     ex.answer = answer = ServiceAnswer(answer.status, answer.content_type, out, answer.passthrough)
     out_sha = hashlib.sha256(out).digest()
@@ -308,6 +315,16 @@ async def _sign_and_log(ex: ProviderExchange) -> None:
     )
 
 
+def _with_request_hash(ex: ProviderExchange, out: bytes, content_type: str | None) -> bytes:
+    """The service's SOAP response with ``requestHash`` (over the request's SOAP part) in
+    its header; a multipart response keeps its other parts byte for byte."""
+    assert ex.soap_request is not None and ex.soap_message is not None
+    response = soap_mime.split(out, content_type, errors.SERVICE_INVALID_SOAP)
+    # lxml's SOAP checks take bytes: one transient copy, for SOAP only
+    soap = prepare_soap_response(response.soap, ex.soap_request, ex.soap_message.soap)
+    return soap_mime.join(response, out, soap)
+
+
 async def _answer(ex: ProviderExchange) -> web.StreamResponse:
     """The signed response: metadata, signature and OCSP staple in headers, body as is;
     written while the exchange holds its in-flight bytes."""
@@ -330,8 +347,7 @@ async def _answer(ex: ProviderExchange) -> web.StreamResponse:
 async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> ServiceAnswer:
     """One HTTP request to the provider system, with the client's passthrough headers."""
     rt, headers = ex.rt, ex.headers
-    session = rt.service_session
-    assert session is not None
+    session, request_ssl = _session_for(rt, entry)
     if entry.type == "rest":
         url: str | URL = URL(
             rest_path.service_target(entry.url, headers.rest_path, headers.rest_query), encoded=True
@@ -357,6 +373,7 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             headers=out_headers,
             allow_redirects=False,
             skip_auto_headers=skip,
+            ssl=request_ssl,
             timeout=aiohttp.ClientTimeout(total=entry.timeout),
         ) as resp:
             limit = rt.config.client.max_body_bytes
@@ -374,7 +391,63 @@ async def _request_service(ex: ProviderExchange, entry: ServiceEntry) -> Service
             errors.SERVICE_FAILED, f"service did not answer within {entry.timeout:g} s"
         ) from exc
     except aiohttp.ClientError as exc:
-        raise XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}") from exc
+        raise _call_failed(exc, entry) from exc
+
+
+def _call_failed(exc: aiohttp.ClientError, entry: ServiceEntry) -> XRoadError:
+    """The X-Road error for a failed call to the provider system; a TLS failure says that
+    the request was not sent, and why."""
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"the provider system at {exc.host}:{exc.port} presented a TLS certificate with "
+            f"SHA-256 {exc.got.hex()}, not the pinned {exc.expected.hex()}; request not sent",
+        )
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"the provider system's TLS certificate is not trusted for {entry.service} "
+            f"({exc.certificate_error}); request not sent",
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return XRoadError(
+            errors.SERVICE_SSL_AUTH_FAILED,
+            f"TLS with the provider system failed ({exc}); request not sent",
+        )
+    hint = ""
+    if (
+        entry.tls is not None
+        and isinstance(exc, aiohttp.ClientConnectionError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)  # connected, then closed
+    ):
+        # TLS 1.3: a provider refusing our client certificate (or its absence) closes the
+        # connection only after the handshake, when the request is read
+        hint = " (an https provider that refuses the node's TLS client certificate, or "
+        hint += "wants one, closes like this: see 'secnode service tls')"
+    return XRoadError(errors.SERVICE_FAILED, f"service call failed: {exc}{hint}")
+
+
+def _session_for(
+    rt: NodeRuntime, entry: ServiceEntry
+) -> tuple[aiohttp.ClientSession, ssl.SSLContext | bool]:
+    """The pooled session for the provider system, and the ``ssl`` its requests pass: the
+    shared one for http://, one per TLS setting for https:// (never an unchosen default)."""
+    if entry.tls is None:
+        assert rt.service_session is not None
+        if entry.url.startswith("https://"):  # a row written around the CLI's checks
+            raise XRoadError(
+                errors.SERVICE_SSL_AUTH_FAILED,
+                f"{entry.service} is at an https:// URL without a TLS setting "
+                "('secnode service tls'); request not sent",
+            )
+        return rt.service_session, True
+    try:
+        return rt.provider_session(entry.tls)
+    except (ProviderTlsError, ssl.SSLError, OSError) as exc:
+        raise XRoadError(
+            errors.SERVER_PROXY_INTERNAL_ERROR,
+            f"cannot set up TLS towards the provider of {entry.service}: {exc}",
+        ) from exc
 
 
 def _service_headers(ex: ProviderExchange) -> list[tuple[str, str]]:

@@ -102,6 +102,11 @@ class Service(Base):
     log_bodies: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     wsdl: Mapped[str | None] = mapped_column(Text, nullable=True)  # SOAP: served by getWsdl
     wsdl_source: Mapped[str | None] = mapped_column(Text, nullable=True)  # file or URL (refresh)
+    # TLS towards an https:// provider system (secnode.trust.provider_tls): pin | ca | system
+    tls_trust: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    tls_pin: Mapped[str | None] = mapped_column(String(64), nullable=True)  # SHA-256 hex of DER
+    tls_ca: Mapped[str | None] = mapped_column(Text, nullable=True)  # PEM bundle
+    tls_client_cert: Mapped[bool] = mapped_column(Boolean, default=False)  # present internal cert
     added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -11,6 +11,7 @@ import click
 
 from secnode.demo.cli import print_console_urls, print_usage, sample_calls
 from secnode.demo.federation import DemoError, build_two_city_federation
+from secnode.demo.mission import run_mission
 
 
 @click.command("demo")
@@ -23,7 +24,9 @@ from secnode.demo.federation import DemoError, build_two_city_federation
     help="Where to build the federation.",
 )
 @click.option(
-    "--once", is_flag=True, help="Run the sample calls, then stop (exit 1 on any failure)."
+    "--once",
+    is_flag=True,
+    help="Run the sample calls and the mission, then stop (exit 1 on any failure).",
 )
 def demo(base: str, once: bool) -> None:
     """Build and run a two-city federation (CA, OCSP, TSA, central, two nodes)."""
@@ -41,10 +44,18 @@ def demo(base: str, once: bool) -> None:
         )
         print_console_urls(fed)
         ok = sample_calls(fed)
+        mission_ok = run_mission(fed.base, say=click.echo)
         if once:
             click.echo("\nall sample calls succeeded" if ok else "\nsome sample calls FAILED")
-            sys.exit(0 if ok else 1)
+            click.echo(
+                "every mission step showed its point" if mission_ok else "the mission FAILED"
+            )
+            sys.exit(0 if ok and mission_ok else 1)
         print_usage(fed)
+        click.echo(
+            f"The mission ran ({'OK' if mission_ok else 'with FAILURES'}); its documents "
+            f"are in {fed.base / 'mission'}, its report beside demo.json."
+        )
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while True:
             time.sleep(3600)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 
-from certs.cliutil import echo_json, echo_table
+from certs.cliutil import echo_json, echo_table, get_passphrase, passphrase_option
 from secnode import services
 from secnode.cli.options import json_option, node_command
 from secnode.home import NodeHome
+from secnode.trust import provider_tls
 
 
 # ----- service ----------------------------------------------------------------------------------
@@ -35,6 +36,18 @@ def service_group() -> None:
     default=None,
     help="Override messagelog.bodies for this service.",
 )
+@click.option(
+    "--tls-ca",
+    default=None,
+    help="https: CA file the provider's certificate must chain to ('system': the system store).",
+)
+@click.option("--tls-pin", default=None, help="https: SHA-256 of the provider's certificate.")
+@click.option(
+    "--tls-client-cert",
+    is_flag=True,
+    help="https: present the node's internal TLS client certificate (made if missing).",
+)
+@passphrase_option
 @node_command
 def service_add(
     node: NodeHome,
@@ -47,12 +60,19 @@ def service_add(
     timeout: float,
     wsdl: str | None,
     log_bodies: bool | None,
+    tls_ca: str | None,
+    tls_pin: str | None,
+    tls_client_cert: bool,
+    passphrase_file: str | None,
 ) -> None:
     """Add SERVICE of SUBSYSTEM, served by the system at --url.
 
     SUBSYSTEM is a subsystem code, or this node's member id (INSTANCE/CLASS/CODE) for a
     service of the member itself (SOAP only: X-Road's REST paths always name a subsystem).
+    An https:// URL needs --tls-pin or --tls-ca (deny by default).
     """
+    if tls_client_cert and url.startswith("https://"):
+        _ensure_internal_cert(node, passphrase_file)
     sid = services.add_service(
         node,
         services.NewService(
@@ -65,9 +85,56 @@ def service_add(
             timeout,
             log_bodies,
             wsdl,
+            tls_ca,
+            tls_pin,
+            tls_client_cert,
         ),
     )
     click.echo(f"added {kind} service {sid} -> {url}")
+
+
+def _ensure_internal_cert(node: NodeHome, passphrase_file: str | None) -> None:
+    passphrase = get_passphrase(passphrase_file)
+    if provider_tls.ensure_internal_cert(node.path, str(node.node_id), passphrase):
+        click.echo(f"made the internal TLS client certificate {provider_tls.INTERNAL_CERT}")
+
+
+@service_group.command("tls")
+@click.argument("service")
+@click.option("--tls-ca", default=None, help="CA file for the provider's certificate, or 'system'.")
+@click.option("--tls-pin", default=None, help="SHA-256 of the provider's certificate.")
+@click.option(
+    "--tls-client-cert/--no-tls-client-cert",
+    default=None,
+    help="Present the node's internal TLS client certificate (made if missing).",
+)
+@click.option("--plain", is_flag=True, help="Drop the TLS setting (for an http:// URL).")
+@passphrase_option
+@json_option
+@node_command
+def service_tls(
+    node: NodeHome,
+    service: str,
+    tls_ca: str | None,
+    tls_pin: str | None,
+    tls_client_cert: bool | None,
+    plain: bool,
+    passphrase_file: str | None,
+    as_json: bool,
+) -> None:
+    """Show or change how SERVICE's https:// provider system is trusted (and mutual TLS)."""
+    if tls_ca is None and tls_pin is None and tls_client_cert is None and not plain:
+        view = services.service_tls(node, service)
+    else:
+        if tls_client_cert:
+            _ensure_internal_cert(node, passphrase_file)
+        view = services.set_service_tls(node, service, tls_ca, tls_pin, tls_client_cert, plain)
+    if as_json:
+        echo_json(view)
+        return
+    for key in ("service", "url", "tls", "client_cert_file", "client_cert_sha256"):
+        if key in view:
+            click.echo(f"{key + ':':<20}{view[key]}")
 
 
 @service_group.command("wsdl")
@@ -97,7 +164,7 @@ def service_list(node: NodeHome, as_json: bool) -> None:
     else:
         echo_table(
             [{**r, "granted": ", ".join(r["granted"])} for r in rows],
-            ["id", "type", "url", "granted"],
+            ["id", "type", "url", "tls", "granted"],
         )
 
 

@@ -21,6 +21,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("services") as batch:
-        batch.drop_column("wsdl_source")
-        batch.drop_column("wsdl")
+    # In place (SQLite >= 3.35), never batch mode: a batch copies the table and drops the
+    # old one, which with foreign keys on cascades to access_rights (every grant lost).
+    op.drop_column("services", "wsdl_source")
+    op.drop_column("services", "wsdl")
