@@ -401,13 +401,23 @@ def test_sqlite_inline_insert_falls_back_to_the_careful_path(tmp_path: Path) -> 
         holder.execute("COMMIT")
         holder.close()
         await asyncio.wait_for(task, 30)
+        for n in range(replay.InlineInsert.CHECKPOINT_EVERY + 1):  # one takes the thread
+            await window.remember(client, f"bulk-{n}", None)
 
     try:
         asyncio.run(scenario())
         seen = rows()
-        assert set(seen) == {"m1", "m-stale", "m2"}
+        assert set(seen) - {
+            f"bulk-{n}" for n in range(replay.InlineInsert.CHECKPOINT_EVERY + 1)
+        } == {
+            "m1",
+            "m-stale",
+            "m2",
+        }
+        assert len(seen) == 3 + replay.InlineInsert.CHECKPOINT_EVERY + 1
         assert seen["m-stale"] > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-        assert replay.purge(engine, 600, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=601)) == 3
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=601)
+        assert replay.purge(engine, 600, later) == len(seen)
     finally:
         window.close()
         engine.dispose()
