@@ -370,3 +370,55 @@ def test_database_unavailable_refuses_with_a_clear_error() -> None:
 def test_window_is_never_shorter_than_the_staple_freshness() -> None:
     assert replay.effective_window(600, None) == 3600  # the default freshness
     assert replay.effective_window(7200, None) == 7200
+
+
+def test_sqlite_inline_insert_falls_back_to_the_careful_path(tmp_path: Path) -> None:
+    """The event loop's own INSERT (issue 14) records a first use; a duplicate, a stale
+    row and a write lock held elsewhere all go to the thread path and decide as before;
+    its rows compare with the window's cut-offs (the purge removes them when due)."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'secnode.db'}")
+    db.migrate(engine)
+    window = replay.ReplayWindow(engine, 600)
+    client = SubsystemId.parse("JP/GOV/372013/portal")
+
+    def rows() -> dict[str, dt.datetime]:
+        with engine.connect() as conn:
+            found = conn.execute(select(replay.SEEN.c.message_id, replay.SEEN.c.seen_at))
+            return {mid: seen.replace(tzinfo=dt.UTC) for mid, seen in found}
+
+    async def scenario() -> None:
+        await window.remember(client, "m1", None)
+        assert window._inline is not None and window._inline.conn is not None
+        with pytest.raises(XRoadError, match="already used by"):
+            await window.remember(client, "m1", None)
+        stale = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        assert replay.record_first_use(engine, str(client), "m-stale", 3600, stale)
+        await window.remember(client, "m-stale", None)  # taken over: older than the window
+        holder = sqlite3.connect(tmp_path / "secnode.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        task = asyncio.ensure_future(window.remember(client, "m2", None))
+        await asyncio.sleep(0.3)
+        assert not task.done()  # the thread path waits for the lock; the loop does not
+        holder.execute("COMMIT")
+        holder.close()
+        await asyncio.wait_for(task, 30)
+        for n in range(replay.InlineInsert.CHECKPOINT_EVERY + 1):  # one takes the thread
+            await window.remember(client, f"bulk-{n}", None)
+
+    try:
+        asyncio.run(scenario())
+        seen = rows()
+        assert set(seen) - {
+            f"bulk-{n}" for n in range(replay.InlineInsert.CHECKPOINT_EVERY + 1)
+        } == {
+            "m1",
+            "m-stale",
+            "m2",
+        }
+        assert len(seen) == 3 + replay.InlineInsert.CHECKPOINT_EVERY + 1
+        assert seen["m-stale"] > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=601)
+        assert replay.purge(engine, 600, later) == len(seen)
+    finally:
+        window.close()
+        engine.dispose()

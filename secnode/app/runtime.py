@@ -316,4 +316,5 @@ class NodeRuntime:
         for session in (self.peer_session, self.service_session, *provider):
             if session is not None:
                 await session.close()
+        self.replay.close()
         await asyncio.sleep(0)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sqlite3
+import urllib.parse
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Engine, Table, delete, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from secnode.core import errors
@@ -52,11 +54,29 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+#: The three per-message statements, built once and executed with parameters: building
+#: ``insert(...).values(...)`` per call cost as much again as the insert itself (SQLAlchemy
+#: compiles or looks up the statement by cache key each time; docs/performance.md, issue 14).
+_INSERT = insert(SEEN)
+_TAKE_OVER = (
+    update(SEEN)
+    .where(
+        SEEN.c.client == bindparam("k_client"),
+        SEEN.c.message_id == bindparam("k_message_id"),
+        SEEN.c.seen_at <= bindparam("k_cutoff"),
+    )
+    .values(seen_at=bindparam("k_now"))
+)
+_EXISTS = select(SEEN.c.id).where(
+    SEEN.c.client == bindparam("k_client"), SEEN.c.message_id == bindparam("k_message_id")
+)
+
+
 def _insert(engine: Engine, client: str, message_id: str, now: dt.datetime) -> bool:
     """The common case, one INSERT: False if the pair is already there (any age)."""
     try:
         with engine.begin() as conn:
-            conn.execute(insert(SEEN).values(client=client, message_id=message_id, seen_at=now))
+            conn.execute(_INSERT, {"client": client, "message_id": message_id, "seen_at": now})
         return True
     except IntegrityError:
         return False
@@ -66,16 +86,14 @@ def _take_over_stale(
     engine: Engine, client: str, message_id: str, now: dt.datetime, cutoff: dt.datetime
 ) -> bool:
     """Re-date a row older than the window; atomic, so of racing processes one wins."""
-    where = (SEEN.c.client == client, SEEN.c.message_id == message_id, SEEN.c.seen_at <= cutoff)
+    params = {"k_client": client, "k_message_id": message_id, "k_cutoff": cutoff, "k_now": now}
     with engine.begin() as conn:
-        return conn.execute(update(SEEN).where(*where).values(seen_at=now)).rowcount == 1
+        return conn.execute(_TAKE_OVER, params).rowcount == 1
 
 
 def _exists(engine: Engine, client: str, message_id: str) -> bool:
     with engine.connect() as conn:
-        found = conn.execute(
-            select(SEEN.c.id).where(SEEN.c.client == client, SEEN.c.message_id == message_id)
-        ).first()
+        found = conn.execute(_EXISTS, {"k_client": client, "k_message_id": message_id}).first()
     return found is not None
 
 
@@ -115,12 +133,89 @@ def _db_reason(exc: SQLAlchemyError) -> str:
     return " ".join(str(orig or exc).split())[:300]
 
 
+class InlineInsert:
+    """The common case on SQLite, on the event loop: one INSERT that never waits.
+
+    Its own sqlite3 connection runs with ``busy_timeout = 0`` and autocommit, so the
+    single statement is its own transaction (durable as every node write is: WAL,
+    ``synchronous=NORMAL``) and fails at once, before writing, when another connection
+    holds the write lock. Anything but a clean insert — the pair already on record
+    (fresh or stale), a busy lock, any other error — goes to :func:`record_first_use`
+    in a thread, which decides exactly as before; so does every
+    :data:`CHECKPOINT_EVERY`-th first use, so that SQLite checkpoints the WAL in that
+    thread, never on the loop. It saves the thread hand-off (about
+    as much CPU as the insert, and two context switches on a busy host) per message.
+    """
+
+    SQL = f"INSERT INTO {SEEN.name} (client, message_id, seen_at) VALUES (?, ?, ?)"
+    #: About 1000 WAL pages (SQLite's automatic checkpoint size) of replay rows.
+    CHECKPOINT_EVERY = 256
+
+    def __init__(self, engine: Engine) -> None:
+        self.path = engine.url.database or ""
+        self.conn: sqlite3.Connection | None = None  # opened at first use (the file exists)
+        self.inserts = 0
+        # seen_at exactly as SQLAlchemy stores it, so the window's comparisons still hold
+        self._when = SEEN.c.seen_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> InlineInsert | None:
+        """One for a SQLite file; None for PostgreSQL (its driver would block the loop)."""
+        if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            return None
+        return cls(engine)
+
+    def try_insert(self, client: str, message_id: str, now: dt.datetime) -> bool:
+        """True once recorded; False when the thread path must decide (nothing written)."""
+        self.inserts += 1
+        if self.inserts % self.CHECKPOINT_EVERY == 0:
+            return False  # this one commits in the thread: SQLite checkpoints the WAL there
+        when = self._when(now) if self._when is not None else now
+        try:
+            if self.conn is None:
+                self.conn = self._connect()
+            self.conn.execute(self.SQL, (client, message_id, when))
+        except sqlite3.Error:  # a duplicate, a busy lock, anything: the careful path decides
+            return False
+        return True
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            f"file:{urllib.parse.quote(self.path)}?mode=rw",  # never creates the node database
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=0,
+        )
+        # No automatic checkpoint (and its fsyncs) on the event loop: every
+        # CHECKPOINT_EVERY-th first use takes the thread path, whose commit checkpoints there.
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=0",
+            "wal_autocheckpoint=0",
+        ):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 class ReplayWindow:
     """The node's replay protection: one row per authentic (client, message id)."""
 
     def __init__(self, engine: Engine, replay_window: float) -> None:
         self.engine = engine
         self.replay_window = replay_window
+        self._inline = InlineInsert.for_engine(engine)
+
+    def close(self) -> None:
+        """Close the inline connection (the engine is the node's, closed with it)."""
+        if self._inline is not None:
+            self._inline.close()
 
     def window(self, conf: GlobalConf | None) -> float:
         return effective_window(self.replay_window, conf)
@@ -132,6 +227,8 @@ class ReplayWindow:
         (it could be a replay we cannot see), and the client may retry with the same id.
         """
         window = self.window(conf)
+        if self._inline is not None and self._inline.try_insert(str(client), message_id, _utcnow()):
+            return
         try:
             first = await asyncio.to_thread(
                 record_first_use, self.engine, str(client), message_id, window
