@@ -83,7 +83,10 @@ def test_sweep_removes_only_stale_spool_files(tmp_path: Path) -> None:
 
 def test_spool_and_body_files_are_private(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    fill(spool, os.urandom(MEMORY_LIMIT + 1))
-    assert spool.path is not None and spool.path.stat().st_mode & 0o777 == 0o600
-    final = BodyStore(tmp_path / "messagelog-bodies").put(spool)
-    assert final.stat().st_mode & 0o777 == 0o600
+    try:
+        fill(spool, os.urandom(MEMORY_LIMIT + 1))
+        assert spool.path is not None and spool.path.stat().st_mode & 0o777 == 0o600
+        final = BodyStore(tmp_path / "messagelog-bodies").put(spool)
+        assert final.stat().st_mode & 0o777 == 0o600
+    finally:
+        spool.close()  # the spool file's descriptor, as the proxy closes it after an exchange
