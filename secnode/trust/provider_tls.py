@@ -11,7 +11,6 @@ systems), written under the node passphrase like the others.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 import ssl
@@ -19,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certs import keys
 from certs.errors import SecnodeError
+from certs.selfsigned import self_signed
 from secnode.files import atomic_write
 from secnode.trust.tls import TLS_CIPHERS
 
@@ -129,20 +129,8 @@ def ensure_internal_cert(node_dir: Path, node_id: str, passphrase: bytes) -> boo
     cert_path, key_path = node_dir / INTERNAL_CERT, node_dir / INTERNAL_KEY
     if cert_path.exists() and key_path.exists():
         return False
-    key = keys.generate_key("ec")
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_id} internal TLS")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=INTERNAL_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
+    key, cert = self_signed(
+        f"{node_id} internal TLS", INTERNAL_DAYS, ExtendedKeyUsageOID.CLIENT_AUTH
     )
     key_path.parent.mkdir(parents=True, exist_ok=True)
     cert_path.parent.mkdir(parents=True, exist_ok=True)
