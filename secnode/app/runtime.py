@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("secnode.app.runtime")
 
+#: How long a replaced peer session stays open for the calls already on it (longer than a
+#: node-to-node call may take; idle connections close sooner, after keepalive_timeout).
+PEER_SESSION_GRACE_SECONDS = 330.0
+
 
 @dataclass(frozen=True)
 class ServiceEntry:
@@ -169,6 +173,7 @@ class NodeRuntime:
             ProviderTls, tuple[aiohttp.ClientSession, ssl.SSLContext | bool]
         ] = {}
         self._retired_sessions: list[aiohttp.ClientSession] = []
+        self._closing_tasks: set[asyncio.Task[None]] = set()
         self._peer_contexts: dict[str, ssl.SSLContext] = {}
         self.started_at = time.time()
         #: This process's metrics registry (:mod:`secnode.app.metrics`).
@@ -294,7 +299,26 @@ class NodeRuntime:
             auto_decompress=False,
         )
         if old is not None:
-            await old.close()
+            self._retire_peer_session(old)
+
+    def _retire_peer_session(self, old: aiohttp.ClientSession) -> None:
+        """Close a replaced peer session only once the calls already on it have ended.
+
+        Closing it at once cut the exchanges in flight at an auth-certificate switch
+        (``ServerDisconnectedError``: one failed call); new calls take the new session, and
+        the old one is closed after :data:`PEER_SESSION_GRACE_SECONDS` or with the node.
+        """
+        self._retired_sessions.append(old)
+
+        async def close_later() -> None:
+            await asyncio.sleep(PEER_SESSION_GRACE_SECONDS)
+            if old in self._retired_sessions:
+                self._retired_sessions.remove(old)
+                await old.close()
+
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
 
     def peer_ssl(self, node: ConfNode) -> ssl.SSLContext:
         """A TLS context pinned to ``node``'s registered auth certificates (cached): any of
@@ -311,6 +335,8 @@ class NodeRuntime:
         return ctx
 
     async def close(self) -> None:
+        for task in list(self._closing_tasks):
+            task.cancel()
         provider = [session for session, _ in self._provider_sessions.values()]
         provider += self._retired_sessions
         for session in (self.peer_session, self.service_session, *provider):
