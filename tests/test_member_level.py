@@ -32,18 +32,10 @@ from secnode.demo.calls import CallResult, call_rest, call_soap, soap_request
 from secnode.demo.calls import http as http_call
 from secnode.demo.federation import DemoError, Federation
 from secnode.demo.two_cities import build_two_city_federation
+from tests.support.xroad import artefacts
+from tests.support.xroad import soap_schema as soap_schema_of
 
-
-def _artefacts() -> Path:
-    """``shared/xroad`` next to the repository (or next to a parent, for a worktree)."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "xroad"
-        if (candidate / "MANIFEST.json").is_file():
-            return candidate
-    raise AssertionError("X-Road's artefacts (shared/xroad/) are not beside the repository")
-
-
-XROAD = _artefacts()
+XROAD = artefacts()
 XSD = XROAD / "xsd"
 C2 = XROAD / "pr-meta" / "c2-listmethods-request.xml"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -65,24 +57,7 @@ def soap_schema(tmp_path_factory: pytest.TempPathFactory) -> etree.XMLSchema:
     """The SOAP 1.1 envelope with X-Road's header elements (xroad.xsd, identifiers.xsd) and
     metaservice answers (service-metainfo.xsd); the Header and Body are lax, so every
     element with a declaration is validated and a service's own body passes."""
-    tmp = tmp_path_factory.mktemp("xsd")
-    xroad_all = tmp / "xroad-all.xsd"  # the header elements and the metaservice answers
-    xroad_all.write_text(
-        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
-        f'targetNamespace="{XRD}" elementFormDefault="qualified">'
-        f'<xs:include schemaLocation="{(XSD / "xroad.xsd").as_uri()}"/>'
-        f'<xs:include schemaLocation="{(XSD / "service-metainfo.xsd").as_uri()}"/>'
-        "</xs:schema>"
-    )
-    top = tmp / "all.xsd"
-    top.write_text(
-        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
-        f'<xs:import namespace="{SOAP_NS}" '
-        f'schemaLocation="{(XSD / "soap-envelope.xsd").as_uri()}"/>'
-        f'<xs:import namespace="{XRD}" schemaLocation="{xroad_all.as_uri()}"/>'
-        "</xs:schema>"
-    )
-    return etree.XMLSchema(etree.parse(str(top)))
+    return soap_schema_of(tmp_path_factory.mktemp("xsd"), XSD)
 
 
 def valid(schema: etree.XMLSchema, body: bytes) -> etree._Element:

@@ -37,18 +37,10 @@ from secnode.demo.calls import http as http_call
 from secnode.demo.federation import Federation
 from secnode.demo.ports import free_port
 from secnode.demo.two_cities import build_two_city_federation
+from tests.support.xroad import artefacts
+from tests.support.xroad import soap_schema as soap_schema_of
 
-
-def _artefacts() -> Path:
-    """``shared/xroad`` next to the repository (or next to a parent, for a worktree)."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "xroad"
-        if (candidate / "MANIFEST.json").is_file():
-            return candidate
-    raise AssertionError("X-Road's artefacts (shared/xroad/) are not beside the repository")
-
-
-XROAD = _artefacts()
+XROAD = artefacts()
 XSD = XROAD / "xsd"
 QUERIES = Path(__file__).parent / "data" / "xroad_queries"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -59,35 +51,9 @@ CT = "text/xml; charset=utf-8"
 
 
 # ----- X-Road's schemas ---------------------------------------------------------------------
-def _schema(tmp: Path) -> etree.XMLSchema:
-    """SOAP 1.1 envelope + X-Road's header and metaservice elements, one lxml schema.
-
-    The envelope's Header and Body hold ``xs:any processContents="lax"``: every element
-    with a declaration (all of X-Road's header fields, listMethodsResponse, ...) is
-    validated, others (a service's own body) pass.
-    """
-    xroad_all = tmp / "xroad-all.xsd"
-    xroad_all.write_text(
-        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
-        f'targetNamespace="{XRD}" elementFormDefault="qualified">'
-        f'<xs:include schemaLocation="{(XSD / "xroad.xsd").as_uri()}"/>'
-        f'<xs:include schemaLocation="{(XSD / "service-metainfo.xsd").as_uri()}"/>'
-        "</xs:schema>"
-    )
-    top = tmp / "all.xsd"
-    top.write_text(
-        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
-        f'<xs:import namespace="{SOAP_NS}" '
-        f'schemaLocation="{(XSD / "soap-envelope.xsd").as_uri()}"/>'
-        f'<xs:import namespace="{XRD}" schemaLocation="{xroad_all.as_uri()}"/>'
-        "</xs:schema>"
-    )
-    return etree.XMLSchema(etree.parse(str(top)))
-
-
 @pytest.fixture(scope="module")
 def soap_schema(tmp_path_factory: pytest.TempPathFactory) -> etree.XMLSchema:
-    return _schema(tmp_path_factory.mktemp("xsd"))
+    return soap_schema_of(tmp_path_factory.mktemp("xsd"), XSD)
 
 
 def valid_soap(schema: etree.XMLSchema, body: bytes) -> etree._Element:
