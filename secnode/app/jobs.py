@@ -427,7 +427,7 @@ async def ocsp_loop(rt: NodeRuntime, running: RunningNode | None = None) -> None
             in_use = [r for r in rows if r.active]
             current = {r.usage: r.cert_sha256 for r in in_use}
             if current != loaded or held_rows_state(in_use) != loaded_state(rt):
-                await asyncio.to_thread(rt.load_certificates)
+                rt.apply_certificates(await asyncio.to_thread(rt.read_certificates))
                 if loaded is not None and current.get("auth") != loaded.get("auth"):
                     await apply_cert_change(rt, running)
                 loaded = current
@@ -470,7 +470,7 @@ async def _ocsp_round(
                 due = now + dt.timedelta(seconds=max(OCSP_MIN_GAP, min(interval, freshness / 2)))
         wake = min(wake, due)
     if changed:
-        await asyncio.to_thread(rt.load_certificates)
+        rt.apply_certificates(await asyncio.to_thread(rt.read_certificates))
     return (wake - dt.datetime.now(dt.UTC)).total_seconds()
 
 

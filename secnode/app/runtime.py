@@ -52,6 +52,15 @@ PEER_SESSION_GRACE_SECONDS = 330.0
 
 
 @dataclass(frozen=True)
+class LoadedCertificates:
+    """The node's active certificates and the signer of the sign certificate, read together."""
+
+    auth: OwnCertificate | None
+    sign: OwnCertificate | None
+    signer: MessageSigner | None
+
+
+@dataclass(frozen=True)
 class ServiceEntry:
     id: int
     service: ServiceId
@@ -198,15 +207,22 @@ class NodeRuntime:
 
     def load_certificates(self) -> None:
         """Load the active auth/sign certificates, their staples and the signing key."""
+        self.apply_certificates(self.read_certificates())
+
+    def read_certificates(self) -> LoadedCertificates:
+        """The active certificates as the database holds them, and the signer for a new
+        sign certificate (its key decrypted): slow, so the jobs run it in a thread and then
+        :meth:`apply_certificates` on the event loop."""
+        from cryptography.hazmat.primitives import serialization
+
+        loaded: dict[str, OwnCertificate | None] = {}
         for usage in ("auth", "sign"):
             row = self.node.active_certificate(usage)
             if row is None:
-                setattr(self, f"{usage}_cert", None)
+                loaded[usage] = None
                 continue
             cert = x509.load_pem_x509_certificate(row.cert_pem.encode())
-            from cryptography.hazmat.primitives import serialization
-
-            own = OwnCertificate(
+            loaded[usage] = OwnCertificate(
                 cert,
                 cert.public_bytes(serialization.Encoding.DER),
                 row.ocsp_der,
@@ -217,15 +233,19 @@ class NodeRuntime:
                 own_cert_file(self.node, row),
                 self.node.key_file_of(row, usage),
             )
-            setattr(self, f"{usage}_cert", own)
-        renewed = (
-            self.signer is not None
-            and self.sign_cert is not None
-            and (self.signer.codec.cert != self.sign_cert.cert)
-        )  # a new sign cert was imported
-        if self.sign_cert is not None and (self.signer is None or renewed):
-            key = keys.SoftwareSigner.from_file(self.sign_key_file(), self.passphrase)
-            self.signer = MessageSigner(self.sign_cert.cert, key)
+        sign_cert, signer = loaded["sign"], self.signer
+        if sign_cert is not None and (signer is None or signer.codec.cert != sign_cert.cert):
+            key_file = sign_cert.key_file or self.node.dir.key_path("sign")
+            key = keys.SoftwareSigner.from_file(key_file, self.passphrase)
+            signer = MessageSigner(sign_cert.cert, key)  # a new sign certificate was imported
+        return LoadedCertificates(loaded["auth"], sign_cert, signer)
+
+    def apply_certificates(self, loaded: LoadedCertificates) -> None:
+        """Put what :meth:`read_certificates` found in use at once: no exchange sees a sign
+        certificate (and its staple) with another certificate's signer (called on the loop)."""
+        self.auth_cert, self.sign_cert = loaded.auth, loaded.sign
+        if loaded.signer is not None:
+            self.signer = loaded.signer
 
     def reload_services(self) -> None:
         self.services = load_service_table(self.node)

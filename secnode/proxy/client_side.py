@@ -263,9 +263,9 @@ async def _sign_and_log(ex: ClientExchange) -> None:
         "request_out", ex.body, ex.request, body_sha256=ex.body_sha256, reason=ex.decision.reason
     )
     if position is not None:  # its hash exists only now: signed on its own (protocol.md §4.1)
-        assert ex.rt.signer is not None
+        assert ex.signer is not None  # the request's signer: the key may be renewed meanwhile
         witness_digest = request_witness_digest(ex.request.digest, position)
-        ex.witness = RequestWitness(position, ex.rt.signer.sign_raw(witness_digest))
+        ex.witness = RequestWitness(position, ex.signer.sign_raw(witness_digest))
 
 
 async def _pass_refusal(ex: ClientExchange, reply: ProviderRefusal) -> web.Response:

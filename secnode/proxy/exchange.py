@@ -23,6 +23,7 @@ from secnode.core import errors
 from secnode.core.errors import XRoadError
 from secnode.core.identifiers import MemberId, ServiceId, SubsystemId
 from secnode.core.message import MessageHeaders
+from secnode.core.msgsig import MessageSigner
 from secnode.core.witness import LogPosition
 from secnode.proxy.hooks import ExchangeEvent, Signed, Verdict
 from secnode.proxy.spool import Payload
@@ -57,6 +58,9 @@ class Exchange:
     """The request's signature: made here (client node) or verified here (provider node)."""
     response: Signed | None = None
     """The response's signature: verified here (client node) or made here (provider node)."""
+    signer: MessageSigner | None = None
+    """The signer :func:`sign` used: whatever else this exchange signs is signed by it too,
+    even if a renewed sign certificate goes live meanwhile."""
 
     @property
     def client(self) -> MemberId | SubsystemId:
@@ -140,7 +144,8 @@ def sign(ex: Exchange, digest: bytes, code: str) -> Signed:
     rt = ex.rt
     require_own_sign_status(rt, code)
     assert rt.signer is not None and rt.sign_cert is not None and rt.sign_cert.ocsp_der
-    codec = rt.signer.codec
+    signer = ex.signer = rt.signer
+    codec = signer.codec
     return Signed(
-        digest, rt.signer.sign(digest), codec.cert_der, codec.cert_sha256, rt.sign_cert.ocsp_der
+        digest, signer.sign(digest), codec.cert_der, codec.cert_sha256, rt.sign_cert.ocsp_der
     )
