@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -439,6 +440,15 @@ def scenario(
 
 
 # ----- profiles (py-spy) ----------------------------------------------------------
+def py_spy() -> str:
+    """py-spy on PATH, or beside this Python (the venv's ``[bench]`` extra, not activated)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+    if found is None:
+        raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
+    return found
+
+
 class Profiler:
     """``py-spy record`` on both nodes' process trees while the scenarios run.
 
@@ -456,7 +466,7 @@ class Profiler:
         for name, pid in self.pids.items():
             self.procs[name] = subprocess.Popen(
                 [
-                    "py-spy", "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
+                    py_spy(), "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
                     "--format", "raw", "--output", str(self.directory / f"{name}.txt"),
                     "--nonblocking",
                 ],
