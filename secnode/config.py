@@ -104,7 +104,8 @@ class MessageLogSection:
 class LimitsSection:
     """Memory the node's message bodies may take (docs/operations.md, "Memory budget")."""
 
-    in_flight_bytes: int = 64 * 1024 * 1024  # request bodies admitted at once, per process
+    in_flight_bytes: int = 64 * 1024 * 1024  # body bytes held in memory at once, per process
+    spool_bytes: int = 1024 * 1024 * 1024  # body bytes spooled to disk at once, per process
     busy_wait_seconds: int = 5  # how long a request waits for room before Busy (0: at once)
 
 
@@ -175,6 +176,8 @@ def parse_config(text: str) -> NodeConfig:
         raise ConfigError(f"[node] in {CONFIG_FILE}: {exc}") from exc
     if config.limits.in_flight_bytes <= 0:
         raise ConfigError("[limits] in_flight_bytes must be positive")
+    if config.limits.spool_bytes <= 0:
+        raise ConfigError("[limits] spool_bytes must be positive")
     if config.limits.busy_wait_seconds < 0:
         raise ConfigError("[limits] busy_wait_seconds must not be negative")
     return config
@@ -276,8 +279,9 @@ _COMMENTS: dict[str, dict[str, str]] = {
         "report_contact": "office to ask, e.g. 総務課 個人情報保護担当 0000-00-0000",
     },
     "limits": {
-        "": "memory for message bodies (client and node interfaces share it)",
-        "in_flight_bytes": "request bytes admitted at once; more waits, then Busy",
+        "": "room for message bodies in flight (client and node interfaces share it)",
+        "in_flight_bytes": "body bytes in memory at once; more waits, then Busy",
+        "spool_bytes": "body bytes spooled to disk at once (bodies over 256 KiB)",
         "busy_wait_seconds": "how long a request waits for room; 0: refuse at once",
     },
 }

@@ -114,13 +114,14 @@ def test_concurrent_large_bodies_stay_within_the_memory_target(lf: LogFederation
 
 
 def test_a_full_budget_refuses_with_busy_and_records_it(tmp_path: Path) -> None:
-    """With room for one body and no wait, concurrent calls beyond it are refused as
-    Busy (500, X-Road JSON error), logged with the reason, and recorded as refusals."""
+    """With spool room for one large body and no wait, concurrent calls beyond it are
+    refused as Busy (500, X-Road JSON error), logged with the reason, and recorded as
+    refusals."""
     lf = build_log_federation(
         tmp_path / "fed",
         node_config={
             "messagelog": {"archive_interval": 0},
-            "limits": {"in_flight_bytes": 12 * MIB, "busy_wait_seconds": 0},
+            "limits": {"spool_bytes": 12 * MIB, "busy_wait_seconds": 0},
         },
     )
     try:
@@ -134,7 +135,7 @@ def test_a_full_budget_refuses_with_busy_and_records_it(tmp_path: Path) -> None:
             assert b'"type": "Server.ClientProxy.Busy"' in reply.body or (
                 b'"type":"Server.ClientProxy.Busy"' in reply.body
             ), reply.body
-            assert b"in_flight_bytes" in reply.body
+            assert b"spool_bytes" in reply.body
         log_text = lf.fed.log(f"node-{TAKAMATSU}")
         assert log_text.count("Server.ClientProxy.Busy") >= len(busy), log_text[-3000:]
         assert "found no room" in log_text
@@ -150,5 +151,37 @@ def test_a_full_budget_refuses_with_busy_and_records_it(tmp_path: Path) -> None:
         # The budget is free again: a call after the burst goes through.
         again = lf.call(BODY, timeout=120)
         assert again.status == 200 and again.body == BODY
+    finally:
+        lf.close()
+
+
+def test_a_large_body_in_flight_does_not_hold_back_small_messages(tmp_path: Path) -> None:
+    """A large document is spooled: it takes room on disk (``spool_bytes``), not the memory
+    budget that small messages need. Before, it was admitted by its whole length against
+    ``in_flight_bytes`` and, larger than that, only while nothing else was in flight: every
+    small call during the transfer was refused Busy."""
+    lf = build_log_federation(
+        tmp_path / "fed",
+        node_config={
+            "messagelog": {"archive_interval": 0},
+            "limits": {"in_flight_bytes": 4 * MIB, "busy_wait_seconds": 0},
+        },
+    )
+    large = b'"' + b"y" * (60 * MIB - 2) + b'"'
+    try:
+        lf.start_nodes()
+        assert lf.call().status == 200
+        with ThreadPoolExecutor(1) as pool:
+            transfer = pool.submit(lf.call, large, None, 300)
+            small: list[Reply] = []
+            while not transfer.done():
+                small.append(lf.call(timeout=60))
+            big = transfer.result()
+        assert big.status == 200 and big.body == large, big.body[:300]
+        assert len(small) >= 3, "the large transfer ended before small calls overlapped it"
+        refused = [(r.status, r.body[:300]) for r in small if r.status != 200]
+        assert refused == [], refused
+        for name in (AIZU, TAKAMATSU):
+            assert "Busy" not in lf.fed.log(f"node-{name}")
     finally:
         lf.close()

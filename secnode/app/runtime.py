@@ -162,11 +162,18 @@ class NodeRuntime:
         self.verifier = SignatureVerifier()
         self.trust = TrustCache()
         self.replay = ReplayWindow(node.engine, self.config.server.replay_window)
-        #: Message bodies in flight, shared by the client and node-to-node interfaces.
+        #: Message bodies in flight, shared by the client and node-to-node interfaces:
+        #: the bytes held in memory, and the bytes of large bodies spooled to disk.
         self.budget = InFlightBudget(
             self.config.limits.in_flight_bytes,
             self.config.limits.busy_wait_seconds,
             on_idle=trim_after_burst,
+        )
+        self.spool_budget = InFlightBudget(
+            self.config.limits.spool_bytes,
+            self.config.limits.busy_wait_seconds,
+            setting="spool_bytes",
+            held_as="spooled to disk",
         )
         self.sink: EventSink = NullSink()
         self.decision: DecisionPoint = AllowAll()

@@ -1,18 +1,22 @@
-"""The in-flight budget: how many bytes of message bodies one node process holds at once.
+"""The in-flight budgets: how many bytes of message bodies one node process holds at once.
 
-Without it memory grows with the number of concurrent large messages (16 bodies of
-9.5 MiB raised a node's RSS by over 600 MiB). One :class:`InFlightBudget` per process
-is shared by the client interface and the node-to-node interface
-(``[limits] in_flight_bytes``). Each exchange holds a :class:`Lease`:
+Without them memory grows with the number of concurrent large messages (16 bodies of
+9.5 MiB raised a node's RSS by over 600 MiB). Each process has two
+:class:`InFlightBudget`, shared by the client interface and the node-to-node interface:
+**memory** (``[limits] in_flight_bytes``: the bytes of bodies held in memory, i.e. up to
+256 KiB of each body, and the whole of a SOAP message parsed in memory) and **disk**
+(``[limits] spool_bytes``: the rest of each large body, spooled to a file). A large
+document thus takes disk room, not the memory that small messages need: one 100 MiB
+transfer no longer holds back every other message. Each exchange holds a :class:`Lease`:
 
 * a **request body** is admitted before it is read, by its ``Content-Length`` (a
-  chunked body chunk by chunk, as it streams): if the budget has no room the request
+  chunked body chunk by chunk, as it streams): if a budget has no room the request
   waits, first come first served, for up to ``[limits] busy_wait_seconds``, then is
   refused with ``Server.*.Busy`` (HTTP 500, as every X-Road server error) before
-  anything was logged, signed or called. A body larger than the whole budget is
-  admitted only when nothing else is in flight.
+  anything was logged, signed or called. A body larger than a whole budget is
+  admitted only when nothing else is in flight in it.
 * a **response body** (from the provider node or the provider's service) is charged
-  to the same budget as it is read, without waiting: the exchange has already acted
+  to the same budgets as it is read, without waiting: the exchange has already acted
   and refusing then would lose its answer; the charge holds back new requests instead.
 
 The lease is released when the exchange's answer has been written
@@ -51,6 +55,9 @@ class InFlightBudget:
     wait_seconds: float
     on_idle: Callable[[int], None] | None = None
     """Called with the burst's peak whenever the budget drains to zero (memory trimming)."""
+    setting: str = "in_flight_bytes"
+    """The ``[limits]`` key that sets ``limit`` (named in a Busy refusal)."""
+    held_as: str = "in flight"
     in_use: int = 0
     peak: int = 0
     """The most bytes in flight at once since the budget last drained."""
@@ -118,8 +125,8 @@ class InFlightBudget:
     def _busy(self, size: int) -> XRoadError:
         return XRoadError(
             errors.SERVER_PROXY_BUSY,
-            f"the node is busy: {self.in_use} bytes of message bodies are in flight "
-            f"(limit {self.limit}, [limits] in_flight_bytes) and this request's {size} bytes "
+            f"the node is busy: {self.in_use} bytes of message bodies are {self.held_as} "
+            f"(limit {self.limit}, [limits] {self.setting}) and this request's {size} bytes "
             f"found no room within {self.wait_seconds:g} s; try again later",
             http_status=500,
         )
@@ -127,27 +134,56 @@ class InFlightBudget:
 
 @dataclass
 class Lease:
-    """What one exchange holds of the budget; released once, when its answer is written."""
+    """What one exchange holds of the budgets; released once, when its answer is written.
+
+    ``in_memory`` (in :meth:`take` and :meth:`charge`): how many of the bytes stay in
+    memory (:func:`memory_share`); the rest are spooled and count against ``disk``.
+    """
 
     budget: InFlightBudget | None
-    held: int = 0
+    disk: InFlightBudget | None = None
+    held_memory: int = 0
+    held_disk: int = 0
 
-    async def take(self, size: int) -> None:
+    @property
+    def held(self) -> int:
+        return self.held_memory + self.held_disk
+
+    async def take(self, size: int, in_memory: int | None = None) -> None:
         """Admit ``size`` more request bytes (may wait, may raise Busy)."""
+        memory = size if in_memory is None else in_memory
         if self.budget is not None:
-            await self.budget.acquire(size)
-        self.held += size
+            await self.budget.acquire(memory)
+        self.held_memory += memory
+        if size > memory:  # released with the rest, even if the disk part is refused
+            if self.disk is not None:
+                await self.disk.acquire(size - memory)
+            self.held_disk += size - memory
 
-    def charge(self, size: int) -> None:
+    def charge(self, size: int, in_memory: int | None = None) -> None:
         """Count ``size`` response bytes (never waits)."""
+        memory = size if in_memory is None else in_memory
         if self.budget is not None:
-            self.budget.charge(size)
-        self.held += size
+            self.budget.charge(memory)
+        self.held_memory += memory
+        if size > memory:
+            if self.disk is not None:
+                self.disk.charge(size - memory)
+            self.held_disk += size - memory
 
     def release(self) -> None:
-        held, self.held = self.held, 0
+        memory, self.held_memory = self.held_memory, 0
+        disk, self.held_disk = self.held_disk, 0
         if self.budget is not None:
-            self.budget.release(held)
+            self.budget.release(memory)
+        if self.disk is not None:
+            self.disk.release(disk)
+
+
+def memory_share(before: int, size: int, memory_limit: int) -> int:
+    """Of ``size`` bytes added to a body that holds ``before``, how many count as memory:
+    a body keeps up to ``memory_limit`` bytes in memory, the rest goes to its spool file."""
+    return max(0, min(before + size, memory_limit) - min(before, memory_limit))
 
 
 LEASE = web.RequestKey("secnode_lease", Lease)
@@ -161,14 +197,14 @@ def lease_of(request: web.Request) -> Lease:
     return lease
 
 
-def budget_middleware(budget: InFlightBudget) -> Middleware:
-    """Gives each request a :class:`Lease` of ``budget`` and releases it once the
+def budget_middleware(budget: InFlightBudget, disk: InFlightBudget | None = None) -> Middleware:
+    """Gives each request a :class:`Lease` of the budgets and releases it once the
     answer is written (the handler's response is sent here, while the bytes are held).
     Runs inside the error boundary: a Busy refusal is answered and recorded there."""
 
     @web.middleware
     async def hold(request: web.Request, handler: Handler) -> web.StreamResponse:
-        lease = request[LEASE] = Lease(budget)
+        lease = request[LEASE] = Lease(budget, disk)
         try:
             response = await handler(request)
             if not response.prepared and lease.held:

@@ -30,10 +30,11 @@ from secnode.core.witness import RequestWitness, request_witness_digest
 from secnode.proxy import metaservices, wire
 from secnode.proxy.access import caller_allowed
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.budget import budget_middleware
+from secnode.proxy.budget import budget_middleware, lease_of
 from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign, spool_dir
 from secnode.proxy.hooks import Signed
 from secnode.proxy.io import (
+    admit_parse,
     body_pieces,
     parse_bytes,
     read_limited,
@@ -91,7 +92,7 @@ async def handle_soap(request: web.Request) -> web.StreamResponse:
     body = await read_limited(request, rt.config.client.max_body_bytes, spool_dir(rt))
     # lxml's SOAP parser takes bytes: one transient copy, for SOAP only, bounded (with its
     # attachments: the multipart message is split in memory)
-    whole = parse_bytes(body, rt.config.client.max_parse_bytes, "SOAP message")
+    whole = await admit_parse(request, body, rt.config.client.max_parse_bytes, "SOAP message")
     content_type = request.headers.get("Content-Type")
     message = soap_mime.split(whole, content_type)  # SwA / MTOM: the root part (pr-mess §2.4)
     del whole
@@ -309,7 +310,7 @@ async def _verify_response(ex: ClientExchange, reply: ProviderReply) -> None:
         # is over the SOAP part the client sent (the root part of a multipart request).
         limit = ex.rt.config.client.max_parse_bytes
         response = soap_mime.split(
-            parse_bytes(out, limit, "SOAP response"),
+            parse_bytes(out, limit, "SOAP response", lease_of(ex.http)),
             meta.content_type,
             errors.INCONSISTENT_RESPONSE,
         )
@@ -502,7 +503,8 @@ async def _read_reply(
         )
     if errors.ERROR_HEADER in resp.headers and wire.H_SIGNATURE not in resp.headers:
         # an X-Road error is small; a huge one is refused rather than read in
-        error = parse_bytes(out, ex.rt.config.client.max_parse_bytes, "provider node's error")
+        limit = ex.rt.config.client.max_parse_bytes
+        error = parse_bytes(out, limit, "provider node's error", lease_of(ex.http))
         return ProviderRefusal(resp.status, error)
     return ProviderReply(
         out,
@@ -522,7 +524,7 @@ def build_client_app(rt: NodeRuntime) -> web.Application:
     surface = Surface(errors.SERVER_CLIENT_PROXY, log, _protocol_by_path, rt)
     app = web.Application(
         client_max_size=rt.config.client.max_body_bytes + 1024,
-        middlewares=[error_boundary(surface), budget_middleware(rt.budget)],
+        middlewares=[error_boundary(surface), budget_middleware(rt.budget, rt.spool_budget)],
     )
     app[RUNTIME] = rt
     app.router.add_get("/listClients", handle_list_clients)

@@ -17,8 +17,8 @@ from multidict import CIMultiDict
 from secnode.core import errors, faults
 from secnode.core.errors import XRoadError
 from secnode.core.message import Body
-from secnode.proxy.budget import lease_of
-from secnode.proxy.spool import Payload, Spool, new_spool
+from secnode.proxy.budget import Lease, lease_of, memory_share
+from secnode.proxy.spool import MEMORY_LIMIT, Payload, Spool, new_spool
 
 log = logging.getLogger("secnode.io")
 
@@ -45,22 +45,22 @@ async def read_limited(
 
     With ``Content-Length`` the bytes are admitted (:mod:`secnode.proxy.budget`: may
     wait, may be refused as Busy) before anything is read; a chunked body is admitted
-    chunk by chunk as it streams. The budget counts spooled bytes too, so what is in
-    memory is bounded a fortiori. Refused without reading further once it exceeds
-    ``limit`` bytes. ``sha512``: also compute X-Road's REST request hash.
+    chunk by chunk as it streams. Up to the spool's memory limit of it counts as memory,
+    the rest as spooled (:mod:`secnode.proxy.budget`). Refused without reading further
+    once it exceeds ``limit`` bytes. ``sha512``: also compute X-Road's REST request hash.
     """
     lease = lease_of(request)
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large("request body", limit, length)
     if length is not None:
-        await lease.take(length)
+        await lease.take(length, memory_share(0, length, MEMORY_LIMIT))
     spool = new_spool(request, spool_dir, sha512=sha512)
     async for chunk in request.content.iter_chunked(64 * 1024):
         if spool.size + len(chunk) > limit:
             raise _too_large("request body", limit)
         if length is None:
-            await lease.take(len(chunk))
+            await lease.take(len(chunk), memory_share(spool.size, len(chunk), MEMORY_LIMIT))
         elif spool.size + len(chunk) > length:  # aiohttp holds the body to its length
             raise XRoadError(errors.BAD_REQUEST, "request body longer than its Content-Length")
         spool.write(chunk)
@@ -91,12 +91,13 @@ async def read_response(
     """
     lease = lease_of(request)
     charged = length if length is not None and 0 < length <= limit else 0
-    lease.charge(charged)
+    lease.charge(charged, memory_share(0, charged, MEMORY_LIMIT))
     spool = new_spool(request, spool_dir)
     async for chunk in stream.iter_chunked(64 * 1024):
         spool.write(chunk)
         if spool.size > charged:
-            lease.charge(spool.size - charged)
+            more = spool.size - charged
+            lease.charge(more, memory_share(charged, more, MEMORY_LIMIT))
             charged = spool.size
         if spool.size > limit:
             break
@@ -157,13 +158,26 @@ def error_response(exc: XRoadError, protocol: str, accept: str | None = None) ->
     return web.Response(status=status, body=body, headers=headers)
 
 
-def parse_bytes(body: Payload, limit: int, what: str) -> bytes:
+def parse_bytes(body: Payload, limit: int, what: str, lease: Lease | None = None) -> bytes:
     """``body`` whole, as ``bytes``, for an XML or JSON parser (SOAP, policy filtering):
     a spooled body over ``limit`` bytes (``[client] max_parse_bytes``) is refused
-    rather than read into memory."""
+    rather than read into memory. ``lease``: charge the copy of a spooled body to the
+    memory budget (a response: without waiting; see :func:`admit_parse` for a request)."""
     if isinstance(body, Spool):
-        return bytes(body.data(limit, what))
+        data = bytes(body.data(limit, what))
+        if lease is not None and not body.in_memory:
+            lease.charge(len(data))
+        return data
     return bytes(body)
+
+
+async def admit_parse(request: web.Request, body: Payload, limit: int, what: str) -> bytes:
+    """A request ``body`` whole for a parser, its memory admitted first: a spooled body
+    read back into memory waits for room in the memory budget (or is refused Busy) like a
+    body that never left memory, before anything is logged, signed or called."""
+    if isinstance(body, Spool) and not body.in_memory and len(body) <= limit:
+        await lease_of(request).take(len(body))
+    return parse_bytes(body, limit, what)
 
 
 def sha256_of(body: Payload) -> bytes:

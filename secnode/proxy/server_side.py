@@ -32,10 +32,11 @@ from secnode.core.witness import LogPosition, RequestWitness, request_witness_di
 from secnode.proxy import metaservices, monitoring, wire
 from secnode.proxy.access import client_granted
 from secnode.proxy.boundary import Surface, error_boundary, note_message
-from secnode.proxy.budget import budget_middleware
+from secnode.proxy.budget import budget_middleware, lease_of
 from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign, spool_dir
 from secnode.proxy.hooks import Signed
 from secnode.proxy.io import (
+    admit_parse,
     body_pieces,
     parse_bytes,
     read_limited,
@@ -240,7 +241,8 @@ async def _check_message(ex: ProviderExchange) -> None:
         # client node could sign one client identity and show the service another.
         # lxml's SOAP parser takes bytes (SOAP only, bounded; a multipart message is split
         # in memory with its attachments)
-        whole = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "SOAP message")
+        limit = ex.rt.config.client.max_parse_bytes
+        whole = await admit_parse(ex.http, ex.body, limit, "SOAP message")
         ex.soap_message = message = soap_mime.split(whole, headers.content_type)
         del whole
         ex.soap_request = parse_soap_request(message.soap, None, check_body=False)
@@ -288,7 +290,8 @@ async def _call_service(ex: ProviderExchange) -> None:
         if ex.soap_message is not None:
             request_body: bytes = ex.soap_message.soap
         else:
-            request_body = parse_bytes(ex.body, ex.rt.config.client.max_parse_bytes, "request")
+            limit = ex.rt.config.client.max_parse_bytes
+            request_body = await admit_parse(ex.http, ex.body, limit, "request")
         status, content_type, out = metaservices.answer_provider(
             ex.rt, ex.headers, ex.metaservice, request_body, ex.soap_request
         )
@@ -335,14 +338,17 @@ async def _prepared(ex: ProviderExchange, answer: ServiceAnswer) -> Payload:
     out, verdict = answer.body, ex.decision
     limit = ex.rt.config.client.max_parse_bytes
     if ex.soap_request is not None and ex.metaservice is None:
-        whole = parse_bytes(out, limit, "SOAP response")
+        whole = parse_bytes(out, limit, "SOAP response", lease_of(ex.http))
         out = _with_request_hash(ex, whole, answer.content_type)
     filters = verdict.permitted_fields is not None and bool(verdict.details.get("filter"))
     if isinstance(out, Spool) and not out.in_memory and not filters:
         # nothing to filter: the policy point sees no body (it records the provision only)
         await ex.rt.decision.after_response(ex.headers, verdict, b"", answer.content_type or "")
         return out
-    given = parse_bytes(out, limit, "response to be filtered") if isinstance(out, Spool) else out
+    lease = lease_of(ex.http)
+    given = (
+        parse_bytes(out, limit, "response to be filtered", lease) if isinstance(out, Spool) else out
+    )
     kept = await ex.rt.decision.after_response(
         ex.headers, verdict, given, answer.content_type or ""
     )
@@ -508,7 +514,7 @@ def build_server_app(rt: NodeRuntime) -> web.Application:
     surface = Surface(errors.SERVER_SERVER_PROXY, log, lambda _request: "rest", rt)
     app = web.Application(
         client_max_size=rt.config.client.max_body_bytes + 1024,
-        middlewares=[error_boundary(surface), budget_middleware(rt.budget)],
+        middlewares=[error_boundary(surface), budget_middleware(rt.budget, rt.spool_budget)],
     )
     app[RUNTIME] = rt
     app.router.add_post(wire.EXCHANGE_PATH, handle_exchange)
