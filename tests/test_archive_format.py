@@ -7,8 +7,10 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
+import tracemalloc
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +31,20 @@ from secnode.core.messagelog.archive import (
     select_evidence,
     write_archive,
 )
-from secnode.core.messagelog.record import LogRecord
+from secnode.core.messagelog.batch import prepare_batch
+from secnode.core.messagelog.record import LogRecord, genesis_hash
 from secnode.core.messagelog.report import FailureKind, VerificationReport, VerifyOptions
 from secnode.core.messagelog.verify import verify_files, verify_log
-from tests.test_messagelog_core import CHAIN, NODE_ID, T0, Log, World, build_log, make_world
+from tests.test_messagelog_core import (
+    CHAIN,
+    NODE_ID,
+    T0,
+    Log,
+    World,
+    build_log,
+    make_record,
+    make_world,
+)
 
 AS_OF = T0 + dt.timedelta(minutes=30)
 RANGES = [(1, 16), (17, 24), (25, 32), (33, 40)]
@@ -54,8 +66,10 @@ def archive_range(
         chosen, log.batches, log.proofs, world.certificates(), world.ocsp.values()
     )
     who = signer_issued or world.node
-    return write_archive(
+    out = io.BytesIO()
+    write_archive(
         evidence,
+        out,
         node_id=NODE_ID,
         signer_cert=who.cert,  # type: ignore[attr-defined]
         signer=keys.SoftwareSigner(who.key),  # type: ignore[attr-defined]
@@ -65,6 +79,7 @@ def archive_range(
         created_at=T0 + dt.timedelta(hours=1, minutes=sequence),
         archive_id=f"mlog-{sequence}",
     )
+    return out.getvalue()
 
 
 def make_archives(world: World, log: Log) -> list[bytes]:
@@ -535,8 +550,10 @@ def make_bundle(
         world.certificates(),
         world.ocsp.values(),
     )
-    return write_archive(
+    out = io.BytesIO()
+    write_archive(
         evidence,
+        out,
         node_id=NODE_ID,
         signer_cert=world.node.cert,
         signer=keys.SoftwareSigner(world.node.key),
@@ -545,6 +562,7 @@ def make_bundle(
         created_at=T0 + dt.timedelta(hours=2),
         description="message msg-5: request and response",
     )
+    return out.getvalue()
 
 
 def test_evidence_bundle_verifies_alone(world: World, clean: Log) -> None:
@@ -587,3 +605,149 @@ def test_verify_log_accepts_loaded_archives(world: World, archives: list[bytes])
     loaded = [read_archive(b) for b in archives]
     report = verify_log(world.anchors, archives=loaded, options=VerifyOptions(as_of=AS_OF))
     assert report.ok
+
+
+# ----- large bodies: body files streamed in, body entries hashed on the way out ------------------
+MIB = 1024 * 1024
+BIG_CHAIN = f"{NODE_ID}#big"
+
+
+def write_body(path: Path, size: int) -> bytes:
+    """A body file of ``size`` random bytes, written a MiB at a time; its SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as fh:
+        for start in range(0, size, MIB):
+            piece = os.urandom(min(MIB, size - start))
+            digest.update(piece)
+            fh.write(piece)
+    return digest.digest()
+
+
+def body_file_log(world: World, directory: Path, count: int, size: int) -> Log:
+    """``count`` records whose bodies are body files of ``size`` bytes (as the node's log
+    keeps a spooled body: digest and size in the record, the bytes in a file), then one
+    with a small body in the record; all stamped."""
+    records: list[LogRecord] = []
+    for seq in range(1, count + 2):
+        prev = records[-1].record_hash if records else genesis_hash(BIG_CHAIN)
+        record = make_record(world, seq, prev, seq * 2, chain=BIG_CHAIN)  # a signed message
+        if seq <= count:
+            path = directory / f"body-{seq}"
+            digest = write_body(path, size)
+            record = dataclasses.replace(
+                record, body_sha256=digest, body_size=size, body=None, body_file=str(path)
+            )
+            record = dataclasses.replace(record, record_hash=record.computed_hash())
+        records.append(record)
+    log = Log(records)
+    prepared = prepare_batch(records)
+    log.batches.append(prepared.stamped(world.stamp(prepared.root), "Test TSA", "http://t/"))
+    log.proofs.extend(prepared.proofs())
+    return log
+
+
+def write_to(path: Path, world: World, log: Log, records: list[LogRecord] | None = None) -> None:
+    """``log`` (or ``records`` of it) as archive 1 at ``path``, or as a bundle of ``records``."""
+    evidence = select_evidence(
+        records or log.records, log.batches, log.proofs, world.certificates(), world.ocsp.values()
+    )
+    with open(path, "wb") as fh:
+        write_archive(
+            evidence,
+            fh,
+            node_id=NODE_ID,
+            signer_cert=world.node.cert,
+            signer=keys.SoftwareSigner(world.node.key),
+            extra_certs=[world.ca.ca.cert],
+            kind=ArchiveKind.ARCHIVE if records is None else ArchiveKind.BUNDLE,
+            sequence=1 if records is None else None,
+            created_at=T0 + dt.timedelta(hours=1),
+        )
+
+
+def test_large_body_files_archive_and_verify_in_bounded_memory(
+    world: World, tmp_path: Path
+) -> None:
+    """Three 20 MiB body files: writing the archive, reading it, verifying it and bundling
+    its records again (their bodies streamed from the archive's entries) stay within a few
+    MiB of Python allocations (the whole-in-memory build peaked above 100 MiB)."""
+    log = body_file_log(world, tmp_path, 3, 20 * MIB)
+    archive, bundle = tmp_path / "mlog.zip", tmp_path / "evidence.zip"
+    tracemalloc.start()
+    try:
+        write_to(archive, world, log)
+        loaded = read_archive(archive)
+        report = verify_log(world.anchors, archives=[loaded], options=VerifyOptions(as_of=AS_OF))
+        write_to(bundle, world, log, records=loaded.evidence.records[1:3])
+        bundle_report = verify(world, [bundle])  # type: ignore[list-item]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert report.ok, report.summary()
+    assert report.checked["bodies"] == 4 and report.checked["records"] == 4
+    assert bundle_report.ok and bundle_report.checked["bodies"] == 2, bundle_report.summary()
+    assert peak < 16 * MIB, f"peak Python allocations {peak / MIB:.1f} MiB"
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        assert (infos[0].filename, infos[0].compress_type) == ("mimetype", zipfile.ZIP_STORED)
+        bodies = [i for i in infos if i.filename.startswith("bodies/")]
+        assert [i.filename for i in bodies] == [
+            f"bodies/{r.body_sha256.hex()}" for r in log.records[:3]
+        ]
+        assert all(i.file_size == 20 * MIB for i in bodies)
+        manifest = json.loads(zf.read("manifest.json"))
+        for record in log.records[:3]:
+            name = f"bodies/{record.body_sha256.hex()}"
+            assert manifest["files"][name] == record.body_sha256.hex()
+            with zf.open(name) as fh, open(str(record.body_file), "rb") as original:
+                assert hashlib.sha256(fh.read()).digest() == record.body_sha256
+                assert hashlib.sha256(original.read()).digest() == record.body_sha256
+    records = [r for r in loaded.evidence.records if r.body_entry is not None]
+    assert [r.seq for r in records] == [1, 2, 3] and all(r.body is None for r in records)
+    with records[0].open_body() as fh:
+        assert hashlib.sha256(fh.read()).digest() == records[0].body_sha256
+
+
+def test_a_changed_body_entry_is_reported_by_verify(world: World, tmp_path: Path) -> None:
+    """A body entry altered (same size, zip rewritten with a valid CRC) or removed inside a
+    written archive: verify names the entry against the manifest and the record whose body
+    it is."""
+    log = body_file_log(world, tmp_path, 2, 600 * 1024)
+    path = tmp_path / "mlog.zip"
+    write_to(path, world, log)
+    victim = log.records[1]
+    name = f"bodies/{victim.body_sha256.hex()}"
+
+    def flip(data: bytes) -> bytes:
+        return data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
+
+    report = verify(world, [replace_entry(path.read_bytes(), name, flip)])
+    assert set(report.kinds()) == {FailureKind.MANIFEST, FailureKind.ALTERED}, report.summary()
+    (manifest,) = [f for f in report.failures if f.kind is FailureKind.MANIFEST]
+    assert f"SHA-256 of {name} differs from the manifest" in manifest.message
+    (altered,) = [f for f in report.failures if f.kind is FailureKind.ALTERED]
+    assert altered.record_id == victim.id and altered.seq == 2
+    assert f"archive entry {name} does not match body_sha256" in altered.message
+    removed = rezip(path.read_bytes(), lambda es: [(n, d) for n, d in es if n != name])
+    report = verify(world, [removed])
+    messages = {f.kind: f.message for f in report.failures}
+    assert f"{name} is listed in the manifest but absent" in messages[FailureKind.MANIFEST]
+    assert "is missing" in messages[FailureKind.ALTERED], report.summary()
+    assert [f.record_id for f in report.failures if f.kind is FailureKind.ALTERED] == [victim.id]
+
+
+def test_writer_refuses_a_changed_or_missing_body_file(world: World, tmp_path: Path) -> None:
+    """The body file is hashed while it streams into the archive: one changed after its
+    record was sealed (same size) or gone is refused, never archived and then purged."""
+    log = body_file_log(world, tmp_path, 2, 600 * 1024)
+    target = Path(str(log.records[1].body_file))
+    with open(target, "r+b") as fh:
+        fh.seek(300_000)
+        byte = fh.read(1)
+        fh.seek(300_000)
+        fh.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(ArchiveFormatError, match=r"#2 .*does not match body_sha256"):
+        write_to(tmp_path / "a.zip", world, log)
+    target.unlink()
+    with pytest.raises(ArchiveFormatError, match=r"#2 .*body-2 is missing \(.*\); not archived"):
+        write_to(tmp_path / "b.zip", world, log)

@@ -12,13 +12,21 @@ Only the client that made the exchange may fetch it: the caller must be allowed 
 that client exactly as for an exchange (``secnode client allow``: address, or registered
 IS certificate over HTTPS), and the records must be that client's. Anything else is
 refused with an X-Road error, logged by the client interface's error boundary.
+
+The bundle is written to a file in the node's spool directory (its bodies streamed from
+their body files or archives), read back the same way, and sent from that file a piece at
+a time; the file is removed as soon as it is open, so a 100 MiB-body exchange costs a few
+MiB of memory to download, and no file is left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from aiohttp import web
 
@@ -30,7 +38,8 @@ from secnode.messagelog import evidence
 from secnode.messagelog.sink import MessageLog
 from secnode.proxy import client_side
 from secnode.proxy.access import caller_allowed
-from secnode.proxy.exchange import RUNTIME
+from secnode.proxy.exchange import RUNTIME, spool_dir
+from secnode.proxy.spool import READ_PIECE
 from secnode.trust.tls import peer_cert_sha256
 
 if TYPE_CHECKING:
@@ -136,7 +145,7 @@ def _select(
     return own
 
 
-async def handle_asic(request: web.Request) -> web.Response:
+async def handle_asic(request: web.Request) -> web.StreamResponse:
     """Refusals answer with their own status (404 unknown queryId, 403 not the caller's, 409
     not stamped yet: this is not the REST message protocol, whose errors are 400/500 only) and
     the X-Road error body; each is logged with its reason."""
@@ -152,7 +161,7 @@ async def handle_asic(request: web.Request) -> web.Response:
                             headers=faults.rest_headers(err))  # fmt: skip
 
 
-async def _asic(request: web.Request) -> web.Response:
+async def _asic(request: web.Request) -> web.StreamResponse:
     rt: NodeRuntime = request.app[RUNTIME]
     query_id = request.query.get("queryId", "").strip()
     if not query_id:
@@ -169,36 +178,68 @@ async def _asic(request: web.Request) -> web.Response:
         return evidence.exchange_records(node_log, query_id, str(client.member))
 
     records = _select(await asyncio.to_thread(find), query_id, client, kind, unique)
-    made = await asyncio.to_thread(
-        evidence.exchange_bundle, node_log, records, rt.passphrase, query_id, str(client)
+    directory = spool_dir(rt)  # "body-" files: a crash's leftover is swept at the next start
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"body-evidence-{secrets.token_hex(8)}.zip"
+    try:
+        made = await _made(node_log, records, rt, query_id, client, path)
+        if made.unstamped and force:  # X-Road's force: time-stamp what is missing now
+            await sink.stamper.run_round()
+            made = await _made(node_log, records, rt, query_id, client, path)
+        if made.unstamped:
+            why = (
+                "time-stamping failed (see /health)"
+                if force
+                else "retry after the next time-stamping round, or add &force to stamp them now"
+            )
+            raise XRoadError(
+                errors.BAD_REQUEST,
+                f"{len(made.unstamped)} record(s) of {query_id!r} are not time-stamped yet; {why}",
+                http_status=409,
+            )
+        fh = await asyncio.to_thread(open, path, "rb")
+    finally:
+        path.unlink(missing_ok=True)  # an open file stays readable until it is closed
+    with fh:
+        log.info(
+            "evidence of %s (%d records, sha256 %s) sent to %s for %s",
+            query_id, len(records), made.sha256, request.remote, client,
+        )  # fmt: skip
+        return await _send(request, fh, made.suggested_name)
+
+
+async def _made(
+    node_log: evidence.NodeLog,
+    records: list[LogRecord],
+    rt: NodeRuntime,
+    query_id: str,
+    client: ClientId,
+    path: Path,
+) -> evidence.Bundle:
+    """The bundle written to ``path`` in a worker thread (its bodies streamed, not held)."""
+    return await asyncio.to_thread(
+        evidence.exchange_bundle, node_log, records, rt.passphrase, query_id, str(client), path
     )
-    if made.unstamped and force:  # X-Road's force: time-stamp what is missing now
-        await sink.stamper.run_round()
-        made = await asyncio.to_thread(
-            evidence.exchange_bundle, node_log, records, rt.passphrase, query_id, str(client)
-        )
-    if made.unstamped:
-        why = (
-            "time-stamping failed (see /health)"
-            if force
-            else "retry after the next time-stamping round, or add &force to stamp them now"
-        )
-        raise XRoadError(
-            errors.BAD_REQUEST,
-            f"{len(made.unstamped)} record(s) of {query_id!r} are not time-stamped yet; {why}",
-            http_status=409,
-        )
-    log.info(
-        "evidence of %s (%d records, sha256 %s) sent to %s for %s",
-        query_id, len(records), made.sha256, request.remote, client,
-    )  # fmt: skip
-    return web.Response(
-        body=made.blob,
+
+
+async def _send(request: web.Request, fh: BinaryIO, filename: str) -> web.StreamResponse:
+    """Stream the bundle file a piece at a time (it can hold bodies of 100 MiB and more)."""
+    size = os.fstat(fh.fileno()).st_size
+    resp = web.StreamResponse(
         headers={
             "Content-Type": BUNDLE_TYPE,
-            "Content-Disposition": f'attachment; filename="{made.suggested_name}"',
-        },
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        }
     )
+    resp.content_length = size
+    await resp.prepare(request)
+    try:
+        while piece := await asyncio.to_thread(fh.read, READ_PIECE):
+            await resp.write(piece)
+        await resp.write_eof()
+    except ConnectionError as exc:  # the caller went away
+        log.info("evidence download to %s not completed: %s", request.remote, exc)
+    return resp
 
 
 def build_client_app(rt: NodeRuntime) -> web.Application:

@@ -9,8 +9,10 @@ and the hash of the previous archive. All archives of a node form one
 numbered sequence; the ``mlog_archives`` primary key (node, sequence) makes a
 second archiver racing for the same number fail instead of forking the chain.
 
-A file is written to a temporary name, fsynced and renamed before its row is
-committed, so a row never names a file that is not complete on disk. Purging
+A file is streamed to a temporary name (body files are copied into it a piece at a
+time, never held whole), fsynced, read back and checked against its manifest (again
+streaming), and renamed before its row is committed, so a row never names a file that
+is not complete on disk. Purging
 (after ``retention_days``) re-reads the file and checks its hash first, then
 deletes the archived rows and the batches wholly inside purged ranges.
 """
@@ -31,6 +33,7 @@ from sqlalchemy import Engine, and_, delete, insert, select, update
 from certs.keys import Signer
 from secnode.core.messagelog import (
     ArchiveFormatError,
+    LoadedArchive,
     archive_filename,
     read_archive,
     write_archive,
@@ -43,9 +46,11 @@ from secnode.messagelog.store import LogStore
 log = logging.getLogger("secnode.messagelog.archiver")
 
 MAX_RECORDS = 20_000
-#: Body-file bytes per archive (it is built and checked in memory): a piece ends before
-#: the record that would pass it; a larger body is an archive of its own.
-MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Body-file bytes per archive: a piece ends before the record that would pass it; a
+#: larger body is an archive of its own. Archives are streamed (memory does not grow with
+#: them); this keeps one file well inside the readers' limits (:class:`ReadLimits`: 1 GiB
+#: an entry, 4 GiB a container) and of a size that copies off the node in one go.
+MAX_BODY_BYTES = 1024 * 1024 * 1024
 
 Progress = Callable[[int], None]
 
@@ -125,7 +130,7 @@ class Archiver:
 
     def _cut(self, chain_id: str, start: int, end: int) -> int:
         """The last seq of the piece from ``start``: at most :data:`MAX_BODY_BYTES` of
-        body files (an archive is built in memory), and at least one record."""
+        body files, and at least one record."""
         r = tables.records
         query = (
             select(r.c.seq, r.c.body_size)
@@ -156,23 +161,33 @@ class Archiver:
         previous = self.store.archive_rows()
         sequence = (previous[-1].sequence + 1) if previous else 1
         previous_hash = bytes(previous[-1].sha256) if previous else None
-        blob = write_archive(
-            evidence,
-            node_id=self.node_id,
-            signer_cert=self.signer_cert,
-            signer=self.signer,
-            extra_certs=self.extra_certs,
-            sequence=sequence,
-            previous_archive_sha256=previous_hash,
-            archive_id=f"mlog-{sequence:06d}-{os.urandom(4).hex()}",
-            description=f"chain {chain_id} seqs {first}..{last}",
-        )
-        loaded = read_archive(blob, "new archive")
-        manifest = loaded.manifest
-        name = archive_filename(manifest, loaded.sha256)
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / name
-        _write_durably(path, blob)
+        tmp = self.directory / f".mlog-{sequence:06d}-{os.urandom(4).hex()}.tmp"
+        try:
+            with open(tmp, "wb") as fh:  # streamed: body files are copied a piece at a time
+                write_archive(
+                    evidence,
+                    fh,
+                    node_id=self.node_id,
+                    signer_cert=self.signer_cert,
+                    signer=self.signer,
+                    extra_certs=self.extra_certs,
+                    sequence=sequence,
+                    previous_archive_sha256=previous_hash,
+                    archive_id=f"mlog-{sequence:06d}-{os.urandom(4).hex()}",
+                    description=f"chain {chain_id} seqs {first}..{last}",
+                )
+                fh.flush()
+                os.fsync(fh.fileno())
+            loaded = read_back(tmp)
+            manifest = loaded.manifest
+            name = archive_filename(manifest, loaded.sha256)
+            path = self.directory / name
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.directory)
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -277,15 +292,22 @@ class Archiver:
             bodies.path(digest).unlink(missing_ok=True)
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def read_back(path: Path) -> LoadedArchive:
+    """Re-read a container just written (streaming its bodies) and check every entry
+    against the manifest: a file that does not read back as written must not replace
+    database rows that are then purged."""
+    loaded = read_archive(path, "new archive")
+    wrong = sorted(
+        name for name, digest in loaded.manifest.files.items() if loaded.digests.get(name) != digest
+    )
+    if wrong:
+        raise ArchiveFormatError(f"new archive {path}: {', '.join(wrong)} did not read back")
+    return loaded
+
+
+def _fsync_dir(directory: Path) -> None:
     try:
-        fd = os.open(path.parent, os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:

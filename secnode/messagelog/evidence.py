@@ -13,11 +13,12 @@ import base64
 import datetime as dt
 import hashlib
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography import x509
 from sqlalchemy import Engine
@@ -103,8 +104,9 @@ def record_json(record: LogRecord, with_body: bool = False) -> dict[str, Any]:
     if in_file:
         out["body_file"] = record.body_file  # where it is; --body reads it from there
     if with_body:
-        if in_file and record.body_file is not None and record.body_problem() is None:
-            body = base64.b64encode(Path(record.body_file).read_bytes()).decode("ascii")
+        if in_file and record.body_problem() is None:  # a body file, or an archive's entry
+            with record.open_body() as fh:
+                body = base64.b64encode(fh.read()).decode("ascii")
         out["body"] = body
     return out
 
@@ -164,8 +166,14 @@ def export(
         raise EvidenceError(
             f"no record with message id {message_id!r}" + (f" from {client}" if client else "")
         )
-    made = exchange_bundle(log, records, passphrase(), message_id, client)
-    Path(out_path).write_bytes(made.blob)
+    out = Path(out_path)
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        made = exchange_bundle(log, records, passphrase(), message_id, client, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return {
         "out": out_path,
         "records": [r.id for r in records],
@@ -187,9 +195,10 @@ def exchange_records(log: NodeLog, message_id: str, client: str | None) -> list[
 
 @dataclass(frozen=True)
 class Bundle:
-    """A signed evidence bundle (``secnode log verify`` accepts it on its own)."""
+    """A signed evidence bundle written to ``path`` (``secnode log verify`` accepts it on
+    its own)."""
 
-    blob: bytes
+    path: Path
     unstamped: list[str]
     """Ids of the records in it that no time-stamp covers yet."""
     sha256: str
@@ -202,22 +211,30 @@ def exchange_bundle(
     passphrase: bytes,
     message_id: str,
     client: str | None,
+    path: Path,
 ) -> Bundle:
-    """``records`` (of one exchange) with their batches, proofs and OCSP, signed."""
+    """``records`` (of one exchange) with their batches, proofs and OCSP, signed, written to
+    ``path`` (replaced if it exists; the caller removes it when done). Bodies kept as body
+    files, or as entries of the archives the records were read from, are streamed into it a
+    piece at a time, and the file is read back the same way: a bundle of large bodies is
+    never built in memory."""
     description = f"exchange {message_id}" + (f" of {client}" if client else "")
-    blob = _bundle(log, records, passphrase, description)
-    loaded = read_archive(blob, f"{message_id}.bundle")
+    with open(path, "wb") as fh:
+        _bundle(log, records, passphrase, description, fh)
+    loaded = read_archive(path, f"{message_id}.bundle")
     unstamped = [
         r.id
         for r in records
         if not any(b.covers(r.chain_id, r.seq) for b in loaded.evidence.batches)
     ]
     return Bundle(
-        blob, unstamped, loaded.sha256.hex(), archive_filename(loaded.manifest, loaded.sha256)
+        path, unstamped, loaded.sha256.hex(), archive_filename(loaded.manifest, loaded.sha256)
     )
 
 
-def _bundle(log: NodeLog, records: list[LogRecord], passphrase: bytes, description: str) -> bytes:
+def _bundle(
+    log: NodeLog, records: list[LogRecord], passphrase: bytes, description: str, out: BinaryIO
+) -> None:
     node = log.node
     conf = ConfStore(node.dir.globalconf_dir).load_last_good()
     extra = list(conf.ca_certs) if conf else []
@@ -227,8 +244,9 @@ def _bundle(log: NodeLog, records: list[LogRecord], passphrase: bytes, descripti
     if row is None:
         raise EvidenceError("no active sign certificate to sign the bundle with")
     cert = x509.load_pem_x509_certificate(row.cert_pem.encode())
-    return write_archive(
+    write_archive(
         evidence,
+        out,
         node_id=str(node.node_id),
         signer_cert=cert,
         signer=node.signer("sign", passphrase),

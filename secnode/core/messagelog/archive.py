@@ -9,6 +9,7 @@ Layout of one container (every name is fixed; anything else is refused)::
     batches.json       {"format", "batches": [...], "proofs": [...]}: tokens and audit paths
     certs/<sha256>.der every certificate needed: message signers, TSAs, manifest signer, CAs
     ocsp/<sha256>.der  every OCSP response a record references (by ``ocsp_sha256``)
+    bodies/<sha256>    the body of every record that keeps it outside (``body_file: true``)
 
 The archive's hash is SHA-256 of the ``manifest.json`` bytes; since the
 manifest holds the hash of every other file, that one value fixes the whole
@@ -24,6 +25,12 @@ Reading is strict (names, sizes, duplicates, canonical lines) and raises
 :class:`ArchiveFormatError`; judging hashes and signatures is the verifier's
 job, so that a tampered archive yields a report naming what is wrong rather
 than an exception.
+
+Bodies are large (up to the node's body limit, 100 MiB and more) and many: writing
+streams each ``bodies/`` entry from its body file a piece at a time, and reading
+hashes each one in a streaming pass and leaves its bytes in the file, so building,
+re-reading and verifying a container costs a few MiB of memory whatever its bodies
+add up to.
 """
 
 from __future__ import annotations
@@ -33,13 +40,14 @@ import datetime as dt
 import enum
 import hashlib
 import io
+import os
 import re
 import secrets
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 from cryptography import x509
 
@@ -60,7 +68,14 @@ from secnode.core.jsonfmt import (
     require_keys,
 )
 from secnode.core.messagelog.batch import RecordProof, StampedBatch
-from secnode.core.messagelog.record import BODY_ENTRY_PREFIX, LogRecord, format_time, parse_time
+from secnode.core.messagelog.record import (
+    BODY_ENTRY_PREFIX,
+    BODY_PIECE,
+    BodyEntry,
+    LogRecord,
+    format_time,
+    parse_time,
+)
 
 ARCHIVE_FORMAT = "secnode-log-archive/1"
 BATCHES_FORMAT = "secnode-log-batches/1"
@@ -199,7 +214,12 @@ class LogEvidence:
 
 @dataclass(frozen=True)
 class LoadedArchive:
-    """A container read from bytes: its manifest, raw files and parsed evidence."""
+    """A container as read: its manifest, small files, every entry's hash, parsed evidence.
+
+    ``files`` holds the bytes of every entry but the ``bodies/`` ones, which stay in the
+    container: ``bodies`` has them measured (the records' ``body_entry``), and
+    ``digests`` the SHA-256 of every entry, bodies included, computed while reading.
+    """
 
     label: str
     manifest: Manifest
@@ -207,6 +227,8 @@ class LoadedArchive:
     signature: bytes
     files: dict[str, bytes]
     evidence: LogEvidence
+    digests: dict[str, bytes]
+    bodies: dict[str, BodyEntry]
 
     @property
     def sha256(self) -> bytes:
@@ -249,6 +271,7 @@ def batches_json(batches: Sequence[StampedBatch], proofs: Sequence[RecordProof])
 
 def write_archive(
     evidence: LogEvidence,
+    out: BinaryIO,
     *,
     node_id: str,
     signer_cert: x509.Certificate,
@@ -260,14 +283,21 @@ def write_archive(
     created_at: dt.datetime | None = None,
     archive_id: str | None = None,
     description: str | None = None,
-) -> bytes:
-    """Build a signed container and return the zip bytes.
+) -> None:
+    """Build a signed container into ``out`` (a seekable binary file, or ``io.BytesIO``).
 
     An archive (``kind=ARCHIVE``) must hold one chain's contiguous seq range,
     every record stamped (a proof for each), and a ``sequence`` number; the
     caller passes the previous archive's hash (None only for sequence 1).
     Refusing here, rather than writing an archive the verifier will reject,
     keeps a broken archive from replacing database rows that are then purged.
+
+    Bodies kept outside their records (body files, or entries of the container a
+    record was read from) are streamed into their ``bodies/<sha256>`` entries a
+    piece at a time, never held whole; the manifest lists each under the digest its
+    name states, and the streamed bytes are hashed on the way: a body that does not
+    match raises :class:`ArchiveFormatError`, and what was written to ``out`` by then
+    is not an archive (the caller discards it).
     """
     records = evidence.records
     created = (created_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
@@ -277,7 +307,7 @@ def write_archive(
         der = cert_der(cert)
         certs[hashlib.sha256(der).digest()] = der
     ocsp = {hashlib.sha256(o).digest(): o for o in evidence.ocsp_responses}
-    files: dict[str, bytes] = {
+    files: dict[str, bytes | LogRecord] = {
         MIMETYPE_NAME: MIMETYPE,
         RECORDS_NAME: b"".join(r.to_jsonl() + b"\n" for r in records),
         BATCHES_NAME: batches_json(evidence.batches, evidence.proofs),
@@ -303,35 +333,77 @@ def write_archive(
         created_at=created,
         previous_archive_sha256=previous_archive_sha256,
         signer_cert_sha256=cert_sha256(signer_cert),
-        files={name: hashlib.sha256(data).digest() for name, data in files.items()},
+        files={
+            name: data.body_sha256 if isinstance(data, LogRecord) else hashlib.sha256(data).digest()
+            for name, data in files.items()
+        },
         description=description,
     )
     if not _ARCHIVE_ID.match(manifest.archive_id):
         raise ArchiveFormatError(f"archive id must match {_ARCHIVE_ID.pattern}")
     manifest_bytes = canonical_json(manifest.to_json())
     signature = sign_detached(manifest_bytes, signer_cert, signer, extra_certs)
-    return _zip(
+    _zip(
+        out,
         [(MIMETYPE_NAME, MIMETYPE), (MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, signature)]
         + [(n, d) for n, d in files.items() if n != MIMETYPE_NAME],
         max(created, _ZIP_EPOCH),
     )
 
 
-def _body_entries(records: Sequence[LogRecord]) -> dict[str, bytes]:
-    """``bodies/<hex>`` for every record whose body is a body file (read from disk; a
-    missing or changed one is refused here, not archived and then purged)."""
-    out: dict[str, bytes] = {}
+def _body_entries(records: Sequence[LogRecord]) -> dict[str, LogRecord]:
+    """``bodies/<hex>`` for every record whose body is kept outside it (a body file, or an
+    entry of the container it was read from), with the record whose body it is. A missing
+    or resized one is refused here, before anything is written; a changed one while it
+    streams (:func:`_stream_body`): it is not archived and then purged."""
+    out: dict[str, LogRecord] = {}
     for record in records:
         if record.body is not None or record.body_file is None:
             continue
         name = BODY_ENTRY_PREFIX + record.body_sha256.hex()
         if name in out:
             continue
-        problem = record.body_problem()
+        problem = _body_size_problem(record)
         if problem is not None:
             raise ArchiveFormatError(f"record {record.ref}: {problem}; not archived")
-        out[name] = Path(record.body_file).read_bytes()
+        out[name] = record
     return out
+
+
+def _body_size_problem(record: LogRecord) -> str | None:
+    """:meth:`LogRecord.body_problem` without reading a body file (its bytes are hashed as
+    they are archived)."""
+    if record.body_entry is not None or record.body_file is None:
+        return record.body_problem()  # a measured entry: no I/O
+    try:
+        size = os.stat(record.body_file).st_size
+    except OSError as exc:
+        return f"body file {record.body_file} is missing ({exc.strerror or exc})"
+    if size != record.body_size:
+        return f"body file {record.body_file} has {size} bytes, the record says {record.body_size}"
+    return None
+
+
+def _stream_body(zf: zipfile.ZipFile, info: zipfile.ZipInfo, record: LogRecord) -> None:
+    """Copy ``record``'s kept body into entry ``info`` a piece at a time, hashing it."""
+    info.file_size = record.body_size  # lets zipfile choose ZIP64 for a large entry up front
+    digest = hashlib.sha256()
+    size = 0
+    where = record.body_file if record.body_entry is None else record.body_entry.name
+    try:
+        with record.open_body() as source, zf.open(info, "w") as dest:
+            while piece := source.read(BODY_PIECE):
+                digest.update(piece)
+                size += len(piece)
+                dest.write(piece)
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ArchiveFormatError(
+            f"record {record.ref}: body {where} cannot be read: {exc}; not archived"
+        ) from exc
+    if size != record.body_size or digest.digest() != record.body_sha256:
+        raise ArchiveFormatError(
+            f"record {record.ref}: body {where} does not match body_sha256/body_size; not archived"
+        )
 
 
 def _check_writable(
@@ -367,18 +439,21 @@ def _check_writable(
             raise ArchiveFormatError(f"proof for seq {proof.seq} names unknown batch")
 
 
-def _zip(entries: Sequence[tuple[str, bytes]], when: dt.datetime) -> bytes:
-    buf = io.BytesIO()
+def _zip(
+    out: BinaryIO, entries: Sequence[tuple[str, bytes | LogRecord]], when: dt.datetime
+) -> None:
     stamp = (when.year, when.month, when.day, when.hour, when.minute, when.second)
-    with zipfile.ZipFile(buf, "w") as zf:
+    with zipfile.ZipFile(out, "w") as zf:
         for name, data in entries:
             info = zipfile.ZipInfo(name, date_time=stamp)
             info.compress_type = (
                 zipfile.ZIP_STORED if name == MIMETYPE_NAME else zipfile.ZIP_DEFLATED
             )
             info.external_attr = 0o644 << 16
-            zf.writestr(info, data)
-    return buf.getvalue()
+            if isinstance(data, LogRecord):
+                _stream_body(zf, info, data)
+            else:
+                zf.writestr(info, data)
 
 
 def archive_filename(manifest: Manifest, archive_sha256: bytes) -> str:
@@ -394,43 +469,58 @@ def archive_filename(manifest: Manifest, archive_sha256: bytes) -> str:
 def read_archive(
     source: bytes | str | Path, label: str | None = None, limits: ReadLimits = ReadLimits()
 ) -> LoadedArchive:
-    """Open a container strictly; raises :class:`ArchiveFormatError` on any structural fault."""
+    """Open a container strictly; raises :class:`ArchiveFormatError` on any structural fault.
+
+    A file is read through the zip's directory, never whole: the small entries into
+    memory (within ``limits``), each ``bodies/`` entry only hashed, a piece at a time, and
+    kept as a :class:`BodyEntry` (a large body is never held whole here)."""
+    container: Path | bytes
     if isinstance(source, bytes):
-        data, name = source, label or "<archive>"
+        container, name = source, label or "<archive>"
     else:
-        path = Path(source)
+        container = path = Path(source)
+        name = label or str(path)
         try:
             size = path.stat().st_size
-            if size > limits.max_total_bytes:
-                raise ArchiveFormatError(f"{path}: {size} bytes exceeds the archive size limit")
-            data = path.read_bytes()
         except OSError as exc:
             raise ArchiveFormatError(f"cannot read {path}: {exc}") from exc
-        name = label or str(path)
+        if size > limits.max_total_bytes:
+            raise ArchiveFormatError(f"{path}: {size} bytes exceeds the archive size limit")
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zf = zipfile.ZipFile(io.BytesIO(container) if isinstance(container, bytes) else container)
     except (zipfile.BadZipFile, ValueError) as exc:
         raise ArchiveFormatError(f"{name}: not a zip file: {exc}") from exc
+    except OSError as exc:
+        raise ArchiveFormatError(f"cannot read {name}: {exc}") from exc
     with zf:
-        files = _read_entries(zf, name, limits)
-    return _parse_loaded(name, files)
+        entries = _read_entries(zf, name, limits, container)
+    return _parse_loaded(name, entries)
 
 
-def _read_entries(zf: zipfile.ZipFile, name: str, limits: ReadLimits) -> dict[str, bytes]:
+@dataclass
+class _Entries:
+    """What :func:`_read_entries` found: small entries' bytes, every entry's SHA-256, and
+    the measured body entries."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    digests: dict[str, bytes] = field(default_factory=dict)
+    bodies: dict[str, BodyEntry] = field(default_factory=dict)
+
+
+def _read_entries(
+    zf: zipfile.ZipFile, name: str, limits: ReadLimits, container: Path | bytes
+) -> _Entries:
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
         raise ArchiveFormatError(f"{name}: {len(infos)} entries exceeds the limit")
-    files: dict[str, bytes] = {}
+    found = _Entries()
     total = 0
     for info in infos:
         entry = info.filename
-        if entry in files:
+        if entry in found.digests:
             raise ArchiveFormatError(f"{name}: duplicate entry {entry!r}")
-        if (
-            entry not in _FIXED_NAMES
-            and not _HASHED_NAME.match(entry)
-            and not _BODY_NAME.match(entry)
-        ):
+        body = _BODY_NAME.match(entry) is not None
+        if entry not in _FIXED_NAMES and not _HASHED_NAME.match(entry) and not body:
             # Also rejects directories, absolute paths, '..' and backslashes (zip slip).
             raise ArchiveFormatError(f"{name}: unexpected entry {entry!r}")
         if info.flag_bits & 0x1:
@@ -442,29 +532,51 @@ def _read_entries(zf: zipfile.ZipFile, name: str, limits: ReadLimits) -> dict[st
             raise ArchiveFormatError(f"{name}: entry {entry!r} is larger than {cap} bytes")
         try:
             with zf.open(info) as fh:
-                content = fh.read(cap + 1)  # do not trust the header's size
+                if body:  # hashed as it inflates, never held: do not trust the header's size
+                    digest, size = _measure(fh, cap, limits.max_total_bytes - total)
+                else:
+                    content = fh.read(cap + 1)
+                    digest, size = hashlib.sha256(content).digest(), len(content)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
             raise ArchiveFormatError(f"{name}: entry {entry!r} is corrupt: {exc}") from exc
-        if len(content) > cap:
+        if size > cap:
             raise ArchiveFormatError(f"{name}: entry {entry!r} is larger than {cap} bytes")
-        total += len(content)
+        total += size
         if total > limits.max_total_bytes:
             raise ArchiveFormatError(f"{name}: uncompressed content exceeds the total limit")
-        files[entry] = content
+        found.digests[entry] = digest
+        if body:
+            found.bodies[entry] = BodyEntry(container, entry, digest, size)
+        else:
+            found.files[entry] = content
     for required in _FIXED_NAMES:
-        if required not in files:
+        if required not in found.files:
             raise ArchiveFormatError(f"{name}: missing {required}")
     if infos[0].filename != MIMETYPE_NAME:
         raise ArchiveFormatError(f"{name}: the first entry must be {MIMETYPE_NAME}")
-    if files[MIMETYPE_NAME] != MIMETYPE:
+    if found.files[MIMETYPE_NAME] != MIMETYPE:
         raise ArchiveFormatError(f"{name}: mimetype is not {MIMETYPE.decode()}")
-    return files
+    return found
 
 
-def _parse_loaded(name: str, files: dict[str, bytes]) -> LoadedArchive:
+def _measure(fh: IO[bytes], cap: int, room: int) -> tuple[bytes, int]:
+    """SHA-256 and size of a stream read a piece at a time; stops once past ``cap`` or the
+    ``room`` left in the total (the caller refuses it then)."""
+    digest = hashlib.sha256()
+    size = 0
+    while piece := fh.read(BODY_PIECE):
+        digest.update(piece)
+        size += len(piece)
+        if size > cap or size > room:
+            break
+    return digest.digest(), size
+
+
+def _parse_loaded(name: str, entries: _Entries) -> LoadedArchive:
+    files = entries.files
     try:
         manifest = Manifest.from_json(parse_json_object(files[MANIFEST_NAME], "manifest.json"))
-        records = _with_bodies(_parse_records(files[RECORDS_NAME]), files)
+        records = _with_bodies(_parse_records(files[RECORDS_NAME]), entries.bodies)
         batches, proofs = _parse_batches(files[BATCHES_NAME])
         certificates: list[x509.Certificate] = []
         ocsp: list[bytes] = []
@@ -490,19 +602,22 @@ def _parse_loaded(name: str, files: dict[str, bytes]) -> LoadedArchive:
         signature=files[SIGNATURE_NAME],
         files=files,
         evidence=LogEvidence(records, batches, proofs, certificates, ocsp),
+        digests=entries.digests,
+        bodies=entries.bodies,
     )
 
 
-def _with_bodies(records: list[LogRecord], files: dict[str, bytes]) -> list[LogRecord]:
-    """A record whose body is a ``bodies/`` entry gets it (verify checks it against the
-    digest); without the entry it keeps only the name, and verify reports it missing."""
+def _with_bodies(records: list[LogRecord], bodies: dict[str, BodyEntry]) -> list[LogRecord]:
+    """A record whose body is a ``bodies/`` entry gets it as its measured ``body_entry``
+    (verify checks it against the digest); without the entry it keeps only the name, and
+    verify reports it missing."""
     out = []
     for record in records:
         name = record.body_file
-        if record.body is None and name is not None and name in files:
-            record = dataclasses.replace(record, body=files[name], body_file=None)
-        elif name is not None:
-            record = dataclasses.replace(record, body_file=f"(archive entry {name})")
+        if record.body is None and name is not None:
+            record = dataclasses.replace(
+                record, body_file=f"(archive entry {name})", body_entry=bodies.get(name)
+            )
         out.append(record)
     return out
 

@@ -10,7 +10,6 @@ the records that follows it.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Protocol
 
 from cryptography import x509
@@ -173,15 +172,16 @@ class ArchiveCheck:
 
     @staticmethod
     def _check_files(archive: LoadedArchive, problem: _Problem) -> None:
-        """The container holds exactly the files the manifest lists, with their hashes."""
+        """The container holds exactly the files the manifest lists, with their hashes
+        (computed while it was read: a ``bodies/`` entry is not held in memory)."""
         m = archive.manifest
-        for name, content in archive.files.items():
+        for name, digest in archive.digests.items():
             if name in (MANIFEST_NAME, SIGNATURE_NAME):
                 continue
             expected = m.files.get(name)
             if expected is None:
                 problem(f"{name} is not listed in the manifest")
-            elif hashlib.sha256(content).digest() != expected:
+            elif digest != expected:
                 # Placed after the archive's records: a record found altered inside is
                 # the more precise report and comes first.
                 problem(
@@ -189,7 +189,7 @@ class ArchiveCheck:
                     order_seq=INF if name == RECORDS_NAME else -1,
                 )
         for name in m.files:
-            if name not in archive.files:
+            if name not in archive.digests:
                 problem(f"{name} is listed in the manifest but absent")
 
     def _check_declared(self, archive: LoadedArchive, rank: int, problem: _Problem) -> None:

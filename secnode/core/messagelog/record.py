@@ -20,16 +20,22 @@ chain rule are one format specification; an auditor reads it in one place.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import hashlib
+import io
 import json
 import os
 import re
 import secrets
+import zipfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from secnode.core.jsonfmt import (
     FormatError,
@@ -54,7 +60,8 @@ GENESIS_PREFIX = b"secnode-log-genesis\x00"
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9._:/#=+-]{1,200}$")
 _RECORD_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_HASH_PIECE = 1024 * 1024  # a body file is hashed a piece at a time
+#: A kept body is hashed, archived and read a piece of this size at a time.
+BODY_PIECE = 1024 * 1024
 MAX_TEXT = 4096
 
 
@@ -101,6 +108,26 @@ def parse_time(text: object, what: str) -> dt.datetime:
 
 
 @dataclass(frozen=True)
+class BodyEntry:
+    """A body kept as a container's ``bodies/<sha256>`` entry, measured when the container
+    was read: the SHA-256 and size of its inflated bytes, from a streaming pass. The bytes
+    stay in the container (a large body is never held whole); :meth:`open` reads them."""
+
+    container: Path | bytes
+    """The zip file, or the zip bytes the container was read from."""
+    name: str
+    sha256: bytes
+    size: int
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[IO[bytes]]:
+        """The entry's inflated bytes as a stream (zip's CRC is checked at its end)."""
+        source = io.BytesIO(self.container) if isinstance(self.container, bytes) else self.container
+        with zipfile.ZipFile(source) as zf, zf.open(self.name) as fh:
+            yield fh
+
+
+@dataclass(frozen=True)
 class LogRecord:
     """A sealed log record; build one with :meth:`create`, never by hand.
 
@@ -142,6 +169,9 @@ class LogRecord:
     body_file: str | None = dataclasses.field(default=None, compare=False, repr=False)
     """Where the body is kept instead of ``body``: a content-addressed body file (not
     hashed: the record binds the body through ``body_sha256``, docs/audit.md)."""
+    body_entry: BodyEntry | None = dataclasses.field(default=None, compare=False, repr=False)
+    """For a record read from a container: its body's ``bodies/`` entry, measured (then
+    ``body_file`` only says where it is)."""
 
     def __post_init__(self) -> None:
         where = f"record {self.chain_id}#{self.seq}"
@@ -358,6 +388,16 @@ class LogRecord:
         names; None when it is, or when no body is kept."""
         if self.body is not None:
             return None if self.body_ok() else "body does not match body_sha256/body_size"
+        if self.body_entry is not None:
+            entry = self.body_entry
+            if entry.size != self.body_size:
+                return (
+                    f"archive entry {entry.name} has {entry.size} bytes, "
+                    f"the record says {self.body_size}"
+                )
+            if entry.sha256 != self.body_sha256:
+                return f"archive entry {entry.name} does not match body_sha256"
+            return None
         if self.body_file is None:
             return None
         try:
@@ -368,15 +408,26 @@ class LogRecord:
             return f"body file {self.body_file} has {size} bytes, the record says {self.body_size}"
         digest = hashlib.sha256()
         with open(self.body_file, "rb") as f:
-            while piece := f.read(_HASH_PIECE):
+            while piece := f.read(BODY_PIECE):
                 digest.update(piece)
         if digest.digest() != self.body_sha256:
             return f"body file {self.body_file} does not match body_sha256"
         return None
 
+    def open_body(self) -> AbstractContextManager[IO[bytes]]:
+        """The kept body as a binary stream: ``body``, its container entry or its body file
+        (not checked here: :meth:`body_problem` does that)."""
+        if self.body is not None:
+            return io.BytesIO(self.body)
+        if self.body_entry is not None:
+            return self.body_entry.open()
+        if self.body_file is not None:
+            return open(self.body_file, "rb")
+        raise ValueError(f"record {self.ref} keeps no body")
+
     def without_body(self) -> LogRecord:
         """The same record with its body purged; still verifiable through the digest."""
-        return dataclasses.replace(self, body=None, body_file=None)
+        return dataclasses.replace(self, body=None, body_file=None, body_entry=None)
 
     # ----- storage form -------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
