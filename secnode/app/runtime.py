@@ -35,20 +35,17 @@ from secnode.globalconf import ConfStore
 from secnode.home import NodeHome
 from secnode.proxy.budget import InFlightBudget
 from secnode.proxy.hooks import AllowAll, DecisionPoint, EventSink, NullSink
+from secnode.proxy.peer_client import PeerClient
 from secnode.store import models
 from secnode.store.replay import ReplayWindow
 from secnode.trust.provider_tls import ProviderTls, provider_context
 from secnode.trust.signers import TrustCache
-from secnode.trust.tls import client_context, pinned_client_context
+from secnode.trust.tls import pinned_client_context
 
 if TYPE_CHECKING:
     from secnode.app.extensions import Extension
 
 log = logging.getLogger("secnode.app.runtime")
-
-#: How long a replaced peer session stays open for the calls already on it (longer than a
-#: node-to-node call may take; idle connections close sooner, after keepalive_timeout).
-PEER_SESSION_GRACE_SECONDS = 330.0
 
 
 @dataclass(frozen=True)
@@ -182,14 +179,16 @@ class NodeRuntime:
         self.signer: MessageSigner | None = None
         self.sign_cert: OwnCertificate | None = None
         self.auth_cert: OwnCertificate | None = None
-        self.peer_session: aiohttp.ClientSession | None = None
+        #: The node-to-node client (:mod:`secnode.proxy.peer_client`); None until our auth
+        #: certificate and a global configuration are there.
+        self.peer_client: PeerClient | None = None
         self.service_session: aiohttp.ClientSession | None = None
         #: One pooled session per TLS setting of https:// provider systems (made on first use).
         self._provider_sessions: dict[
             ProviderTls, tuple[aiohttp.ClientSession, ssl.SSLContext | bool]
         ] = {}
         self._retired_sessions: list[aiohttp.ClientSession] = []
-        self._closing_tasks: set[asyncio.Task[None]] = set()
+        self._retired_clients: list[PeerClient] = []
         self._peer_contexts: dict[str, ssl.SSLContext] = {}
         self.started_at = time.time()
         #: This process's metrics registry (:mod:`secnode.app.metrics`).
@@ -307,45 +306,28 @@ class NodeRuntime:
         await self.reopen_peer_session()
 
     async def reopen_peer_session(self) -> None:
-        """(Re)build the pooled mutual-TLS session to other nodes (after conf/cert changes)."""
+        """(Re)build the pooled mutual-TLS client to other nodes (after conf/cert changes):
+        new exchanges take the new client and the TLS contexts :meth:`peer_ssl` makes
+        afresh (with our auth certificate as it is now); the old client is retired."""
         self._peer_contexts.clear()  # they hold our auth certificate as it was when built
         if self.auth_cert is None or self.conf is None:
             return
-        ctx = client_context(
-            self.auth_cert_file(), self.auth_key_file(), self.passphrase, self.conf.ca_certs
-        )
-        old = self.peer_session
-        self.peer_session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                ssl=ctx,
-                limit=256,
-                limit_per_host=128,
-                keepalive_timeout=60,
-                enable_cleanup_closed=True,
-            ),
-            auto_decompress=False,
-        )
+        old = self.peer_client
+        self.peer_client = PeerClient()
         if old is not None:
-            self._retire_peer_session(old)
+            await self._retire_peer_client(old)
 
-    def _retire_peer_session(self, old: aiohttp.ClientSession) -> None:
-        """Close a replaced peer session only once the calls already on it have ended.
+    async def _retire_peer_client(self, old: PeerClient) -> None:
+        """Close a replaced client's idle connections now; the calls already on it finish
+        on their connections, which are then closed instead of pooled.
 
-        Closing it at once cut the exchanges in flight at an auth-certificate switch
-        (``ServerDisconnectedError``: one failed call); new calls take the new session, and
-        the old one is closed after :data:`PEER_SESSION_GRACE_SECONDS` or with the node.
+        Closing them at once cut the exchanges in flight at an auth-certificate switch
+        (one failed call); closed with the node if still running then.
         """
-        self._retired_sessions.append(old)
-
-        async def close_later() -> None:
-            await asyncio.sleep(PEER_SESSION_GRACE_SECONDS)
-            if old in self._retired_sessions:
-                self._retired_sessions.remove(old)
-                await old.close()
-
-        task = asyncio.get_running_loop().create_task(close_later())
-        self._closing_tasks.add(task)
-        task.add_done_callback(self._closing_tasks.discard)
+        await old.close()
+        self._retired_clients = [c for c in self._retired_clients if c.active_count]
+        if old.active_count:
+            self._retired_clients.append(old)
 
     def peer_ssl(self, node: ConfNode) -> ssl.SSLContext:
         """A TLS context pinned to ``node``'s registered auth certificates (cached): any of
@@ -362,11 +344,12 @@ class NodeRuntime:
         return ctx
 
     async def close(self) -> None:
-        for task in list(self._closing_tasks):
-            task.cancel()
+        for client in (self.peer_client, *self._retired_clients):
+            if client is not None:
+                await client.close(abort=True)
         provider = [session for session, _ in self._provider_sessions.values()]
         provider += self._retired_sessions
-        for session in (self.peer_session, self.service_session, *provider):
+        for session in (self.service_session, *provider):
             if session is not None:
                 await session.close()
         self.replay.close()

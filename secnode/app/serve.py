@@ -117,7 +117,7 @@ async def _wait_for_node_listener(running: RunningNode, interval: float = 2.0) -
         await asyncio.sleep(interval)
         try:
             if await _start_node_listener(running):
-                if running.runtime.peer_session is None:
+                if running.runtime.peer_client is None:
                     await running.runtime.reopen_peer_session()
                 return
         except Exception:

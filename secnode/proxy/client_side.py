@@ -16,9 +16,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from secnode.core import errors, faults, rest, rest_headers, soap, soap_mime, soap_response
 from secnode.core.errors import XRoadError
@@ -35,12 +35,18 @@ from secnode.proxy.exchange import RUNTIME, Exchange, decide, sign, spool_dir
 from secnode.proxy.hooks import Signed
 from secnode.proxy.io import (
     admit_parse,
-    body_pieces,
     parse_bytes,
     read_limited,
-    read_response,
+    read_response_chunks,
     send_response,
     sha256_of,
+)
+from secnode.proxy.peer_client import (
+    MalformedResponse,
+    PeerConnectionError,
+    PeerError,
+    PeerResponse,
+    PeerTLSError,
 )
 from secnode.proxy.spool import Payload, Spool
 from secnode.trust.signers import TrustError
@@ -419,41 +425,44 @@ def _passthrough_error(
 async def _send(ex: ClientExchange) -> ProviderReply | ProviderRefusal:
     """POST to the first reachable provider node; check its pinned auth certificate."""
     rt = ex.rt
-    session = rt.peer_session
-    if session is None:
+    client = rt.peer_client
+    if client is None:
         raise XRoadError(
             errors.CLIENT_PROXY_INTERNAL_ERROR,
             "node-to-node TLS is not configured (no auth certificate)",
         )
     out_headers = _wire_headers(ex)
+    limit = rt.config.client.max_body_bytes
     last_error = "no provider node"
     for node in ex.nodes:
-        url = f"https://{node.address}{wire.EXCHANGE_PATH}"
         try:
-            async with session.post(
-                url,
-                data=body_pieces(ex.body),  # with Content-Length: not chunked
-                headers=out_headers,
-                ssl=rt.peer_ssl(node),
-                timeout=aiohttp.ClientTimeout(total=120, connect=10),
+            host, port = _host_port(node.address)
+            async with client.post(
+                host,
+                port,
+                rt.peer_ssl(node),
+                wire.EXCHANGE_PATH,
+                out_headers.items(),
+                ex.body,
+                body_limit=limit,
             ) as resp:
                 return await _read_reply(ex, resp)
         except XRoadError:
             raise
-        except wire.WireError as exc:
+        except (wire.WireError, MalformedResponse) as exc:
             raise XRoadError(
                 errors.INVALID_SIGNATURE,
                 f"malformed response from {node.address}: {exc}",
                 http_status=502,
             ) from exc
-        except aiohttp.ClientSSLError as exc:
+        except PeerTLSError as exc:
             last_error = (
                 f"{node.address}: TLS handshake failed; the node did not present "
                 f"the auth certificate registered for {node.id} ({exc})"
             )
             log.warning("provider node %s: %s", node.id, last_error)
             continue
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, PeerError, OSError) as exc:
             last_error = f"{node.address}: {exc.__class__.__name__}: {exc}"
             log.warning("provider node %s unreachable: %s", node.id, last_error)
             continue
@@ -462,6 +471,14 @@ async def _send(ex: ClientExchange) -> ProviderReply | ProviderRefusal:
         f"could not reach a node of {ex.service.member} ({last_error})",
         http_status=502,
     )
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """A node's ``address`` from the global configuration (``host[:port]``, 443 by default)."""
+    url = URL(f"https://{address}")
+    if url.host is None or url.port is None or url.path not in ("", "/"):
+        raise PeerConnectionError(f"not a host[:port] address: {address!r}")
+    return url.host, url.port
 
 
 def _wire_headers(ex: ClientExchange) -> dict[str, str]:
@@ -491,12 +508,12 @@ def _extra(ex: ClientExchange) -> wire.Extra:
     return wire.Extra(None, (("SOAPAction", action),))
 
 
-async def _read_reply(
-    ex: ClientExchange, resp: aiohttp.ClientResponse
-) -> ProviderReply | ProviderRefusal:
+async def _read_reply(ex: ClientExchange, resp: PeerResponse) -> ProviderReply | ProviderRefusal:
     """The provider node's answer; malformed metadata is a :class:`wire.WireError`."""
     limit = ex.rt.config.client.max_body_bytes
-    out = await read_response(ex.http, resp.content, limit, spool_dir(ex.rt), resp.content_length)
+    out = await read_response_chunks(
+        ex.http, resp.chunks(), limit, spool_dir(ex.rt), resp.content_length
+    )
     if len(out) > limit:
         raise XRoadError(
             errors.MESSAGE_TOO_LARGE, "provider response exceeds the size limit", http_status=502

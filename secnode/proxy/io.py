@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from pathlib import Path
 
 from aiohttp import StreamReader, web
@@ -89,11 +89,25 @@ async def read_response(
     result is longer than ``limit`` only if the body is, so callers can refuse it.
     ``length``: the response's ``Content-Length``, charged at once.
     """
+    return await read_response_chunks(
+        request, stream.iter_chunked(64 * 1024), limit, spool_dir, length
+    )
+
+
+async def read_response_chunks(
+    request: web.Request,
+    chunks: AsyncIterable[bytes],
+    limit: int,
+    spool_dir: Path | None,
+    length: int | None = None,
+) -> Spool:
+    """:func:`read_response` for a body given as its chunks as they arrive (the
+    node-to-node client's, :meth:`secnode.proxy.peer_client.PeerResponse.chunks`)."""
     lease = lease_of(request)
     charged = length if length is not None and 0 < length <= limit else 0
     lease.charge(charged, memory_share(0, charged, MEMORY_LIMIT))
     spool = new_spool(request, spool_dir)
-    async for chunk in stream.iter_chunked(64 * 1024):
+    async for chunk in chunks:
         spool.write(chunk)
         if spool.size > charged:
             more = spool.size - charged
