@@ -362,17 +362,11 @@ def _body_entries(records: Sequence[LogRecord]) -> dict[str, LogRecord]:
         name = BODY_ENTRY_PREFIX + record.body_sha256.hex()
         if name in out:
             continue
-        problem = _body_size_problem(record)
+        problem = record.body_problem(hash_file=False)  # its bytes are hashed as they stream
         if problem is not None:
             raise ArchiveFormatError(f"record {record.ref}: {problem}; not archived")
         out[name] = record
     return out
-
-
-def _body_size_problem(record: LogRecord) -> str | None:
-    """:meth:`LogRecord.body_problem` without reading a body file (its bytes are hashed as
-    they are archived)."""
-    return record.body_problem(hash_file=False)
 
 
 def _stream_body(zf: zipfile.ZipFile, info: zipfile.ZipInfo, record: LogRecord) -> None:
